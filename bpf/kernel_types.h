@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The few kernel types the program reads, declared with preserve_access_index so that
+ * libbpf relocates every field access against the running kernel's BTF at load time
+ * (CO-RE). Only names matter: offsets here are placeholders, which is why the build never
+ * needs the build host's kernel or a generated vmlinux.h.
+ */
+#ifndef TCPSTATESD_BPF_KERNEL_TYPES_H
+#define TCPSTATESD_BPF_KERNEL_TYPES_H
+
+#include <linux/types.h>
+
+struct in6_addr {
+	__u8 u6_addr8[16];
+};
+
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;
+} __attribute__((preserve_access_index));
+
+/* inet_sport, not skc_num, is the local port: skc_num is already 0 when a socket that
+ * released its port reaches CLOSE, inet_sport still holds it (as the classic tracepoint
+ * reports). */
+struct inet_sock {
+	struct sock sk;
+	__be16 inet_sport;
+} __attribute__((preserve_access_index));
+
+#endif

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Kernel half of tcpstatesd: one BTF-enabled raw tracepoint on sock/inet_sock_set_state.
+ *
+ * For every TCP state change it looks the socket up in an LRU socket table to learn when
+ * the socket entered its previous state, updates the table, applies the filters user space
+ * configured, and emits one struct tcpstates_event. Two entry points share that logic and
+ * differ only in transport (ring buffer or perf buffer); user space loads exactly one.
+ *
+ * tp_btf rather than the classic tracepoint: it attaches through bpf_link without tracefs
+ * (not mounted on many hosts) and is measurably cheaper (docs/performance.md).
+ */
+#include "kernel_types.h"
+#include <linux/bpf.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "tcpstates.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define TCP_CLOSE 7
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Filters, written by user space through the skeleton's mmap of .data. They are read on
+ * every event, so a reload changes them without detaching the program. */
+volatile __u16 filter_family = 0;     /* 0: every family; else AF_INET or AF_INET6 */
+volatile __u8 filter_local_ports = 0; /* 1: only ports present in local_ports */
+volatile __u8 filter_remote_ports = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* resized from the config before load */
+	__type(key, __u64);
+	__type(value, struct tcpstates_socket);
+} sockets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TCPSTATES_MAX_FILTER_PORTS);
+	__type(key, __u16);
+	__type(value, __u8);
+} local_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TCPSTATES_MAX_FILTER_PORTS);
+	__type(key, __u16);
+	__type(value, __u8);
+} remote_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TCPSTATES_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); /* resized from the config before load */
+} ring_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} perf_events SEC(".maps");
+
+static __always_inline void count(__u32 counter)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
+
+	if (value)
+		*value += 1; /* per-CPU slot: no atomics needed */
+}
+
+/* What track() learned about one transition, before anything is reserved for it. */
+struct transition {
+	__u64 now;
+	__u64 duration_ns;
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u8 flags;
+};
+
+/*
+ * Updates the socket table for this transition and fills *t. Returns 0 when the event is
+ * to be emitted, -1 when a filter drops it. The table is updated before the port filters
+ * run: an active open's first event has local port 0, and a filter on the local port must
+ * not stop its SYN_SENT start time from being recorded.
+ */
+static __always_inline int track(const struct sock *sk, int old_state, int new_state,
+				 struct transition *t)
+{
+	__u64 key = (__u64)sk;
+	struct tcpstates_socket *known;
+
+	t->family = sk->__sk_common.skc_family;
+	if (filter_family && t->family != filter_family)
+		return -1;
+	t->now = bpf_ktime_get_ns();
+	/* Read with a probe: inet_sport lies past struct sock, outside what tp_btf lets the
+	 * program dereference directly. */
+	t->lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	t->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	t->flags = 0;
+	t->duration_ns = 0;
+
+	known = bpf_map_lookup_elem(&sockets, &key);
+	if (known && known->state != old_state) {
+		/* Same address, different life: a CLOSE we never saw. Its time is meaningless. */
+		count(TCPSTATES_COUNTER_TABLE_STALE);
+		t->flags = TCPSTATES_EVENT_START_UNKNOWN;
+	} else if (known) {
+		t->duration_ns = t->now - known->since_ns;
+	} else {
+		t->flags = TCPSTATES_EVENT_START_UNKNOWN;
+	}
+
+	if (new_state == TCP_CLOSE) {
+		if (known && bpf_map_delete_elem(&sockets, &key) == 0)
+			count(TCPSTATES_COUNTER_TABLE_DELETE);
+	} else if (known) {
+		known->since_ns = t->now;
+		known->state = new_state;
+		known->lport = t->lport;
+		known->rport = t->rport;
+	} else {
+		struct tcpstates_socket fresh = {
+			.since_ns = t->now,
+			.family = t->family,
+			.lport = t->lport,
+			.rport = t->rport,
+			.state = new_state,
+		};
+
+		if (bpf_map_update_elem(&sockets, &key, &fresh, BPF_ANY) == 0)
+			count(TCPSTATES_COUNTER_TABLE_INSERT);
+		else
+			count(TCPSTATES_COUNTER_TABLE_INSERT_FAILED);
+	}
+
+	if (filter_local_ports && !bpf_map_lookup_elem(&local_ports, &t->lport))
+		return -1;
+	if (filter_remote_ports && !bpf_map_lookup_elem(&remote_ports, &t->rport))
+		return -1;
+	return 0;
+}
+
+static __always_inline void fill_event(const struct sock *sk, int old_state, int new_state,
+				       const struct transition *t, struct tcpstates_event *e)
+{
+	e->skaddr = (__u64)sk;
+	e->ts_ns = t->now;
+	e->duration_ns = t->duration_ns;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->family = t->family;
+	e->lport = t->lport;
+	e->rport = t->rport;
+	e->old_state = old_state;
+	e->new_state = new_state;
+	e->flags = t->flags;
+	if (t->family == AF_INET) {
+		__builtin_memset(e->laddr, 0, sizeof(e->laddr));
+		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+		bpf_core_read(e->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(e->raddr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
+static __always_inline int is_tcp(const struct sock *sk)
+{
+	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcpstates_ringbuf, const struct sock *sk, int old_state, int new_state)
+{
+	struct transition t;
+	struct tcpstates_event *e;
+
+	(void)ctx; /* BPF_PROG's raw context: only the perf buffer helper needs it */
+	if (!is_tcp(sk) || track(sk, old_state, new_state, &t) != 0)
+		return 0;
+	e = bpf_ringbuf_reserve(&ring_events, sizeof(*e), 0);
+	if (!e) {
+		count(TCPSTATES_COUNTER_RINGBUF_FULL);
+		return 0;
+	}
+	fill_event(sk, old_state, new_state, &t, e);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcpstates_perfbuf, const struct sock *sk, int old_state, int new_state)
+{
+	struct transition t;
+	struct tcpstates_event e;
+	long err;
+
+	if (!is_tcp(sk) || track(sk, old_state, new_state, &t) != 0)
+		return 0;
+	fill_event(sk, old_state, new_state, &t, &e);
+	err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &e, sizeof(e));
+	/* -ENOSPC (buffer full) reaches user space as a lost-sample record; count the rest. */
+	if (err && err != -28)
+		count(TCPSTATES_COUNTER_PERFBUF_ERROR);
+	return 0;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one header shared by the kernel program (bpf/tcpstates.bpf.c) and user space
+ * (daemon/). Everything here is ABI between the two halves of one binary: change both
+ * sides together.
+ */
+#ifndef TCPSTATESD_BPF_TCPSTATES_H
+#define TCPSTATESD_BPF_TCPSTATES_H
+
+#include <linux/types.h>
+
+#define TCPSTATES_COMM_LEN 16
+
+/* Set on an event when the socket table had no (trustworthy) record of when the socket
+ * entered old_state: the daemon's first sight of the socket, an LRU eviction, or a stale
+ * entry left by a missed CLOSE. duration_ns is 0 and must not be used. */
+#define TCPSTATES_EVENT_START_UNKNOWN 0x1
+
+/* One TCP state transition, as written to the ring buffer or the perf buffer. */
+struct tcpstates_event {
+	__u64 skaddr;      /* kernel address of the struct sock: an identity, not a pointer */
+	__u64 ts_ns;       /* bpf_ktime_get_ns() at the transition (CLOCK_MONOTONIC) */
+	__u64 duration_ns; /* time spent in old_state; valid unless START_UNKNOWN */
+	__u32 pid;         /* tgid of the task on the CPU: often not the socket's owner */
+	__u16 family;      /* AF_INET or AF_INET6 */
+	__u16 lport;       /* local port, host byte order (0 before an active open binds) */
+	__u16 rport;       /* remote port, host byte order */
+	__u8 old_state;    /* kernel TCP_* state numbers */
+	__u8 new_state;
+	__u8 flags;        /* TCPSTATES_EVENT_* */
+	__u8 pad[3];
+	__u8 laddr[16];    /* IPv4: first 4 bytes, network byte order */
+	__u8 raddr[16];
+	char comm[TCPSTATES_COMM_LEN];
+};
+
+/* What the socket table (an LRU hash keyed by skaddr) remembers per socket. */
+struct tcpstates_socket {
+	__u64 since_ns; /* when the socket entered `state` */
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u8 state;
+	__u8 pad;
+};
+
+/* Indexes into the per-CPU `counters` array map. */
+enum tcpstates_counter {
+	TCPSTATES_COUNTER_RINGBUF_FULL = 0,     /* bpf_ringbuf_reserve failed: event lost */
+	TCPSTATES_COUNTER_PERFBUF_ERROR,        /* perf output failed for a reason other than a full buffer */
+	TCPSTATES_COUNTER_TABLE_INSERT,         /* sockets added to the socket table */
+	TCPSTATES_COUNTER_TABLE_DELETE,         /* sockets removed on CLOSE */
+	TCPSTATES_COUNTER_TABLE_INSERT_FAILED,  /* the table refused an insert: socket untracked */
+	TCPSTATES_COUNTER_TABLE_STALE,          /* entry whose state did not match old_state (missed CLOSE) */
+	TCPSTATES_COUNTER_MAX,
+};
+
+/* Upper bound for each port allow-list (source, destination). */
+#define TCPSTATES_MAX_FILTER_PORTS 1024
+
+#endif

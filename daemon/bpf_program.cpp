@@ -1,0 +1,227 @@
+#include "bpf_program.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "tcpstates.skel.h"
+
+namespace tcpstatesd {
+
+namespace {
+
+constexpr const char* kBtfPath = "/sys/kernel/btf/vmlinux";
+
+int route_libbpf_log(enum libbpf_print_level level, const char* format, va_list args) {
+    char line[1024];
+    int n = vsnprintf(line, sizeof line, format, args);
+    std::string_view text(line, n > 0 ? std::min<size_t>(n, sizeof line - 1) : 0);
+    while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+    // libbpf's warnings are detail behind our own one-line errors: shown at debug level.
+    spdlog::debug("libbpf{}: {}", level == LIBBPF_WARN ? " warning" : "", text);
+    return n;
+}
+
+std::string privilege_hint() {
+    std::string hint =
+        "tcpstatesd needs root, or CAP_BPF + CAP_PERFMON (Linux >= 5.8; CAP_SYS_ADMIN before)";
+    if (geteuid() != 0) hint += "; it runs as uid " + std::to_string(geteuid()) + " now";
+    return hint;
+}
+
+// Turns a failed libbpf call into one line: what failed, why, and what to do.
+[[noreturn]] void fail(const std::string& what, int err) {
+    err = err < 0 ? -err : err;
+    std::string message = what + ": " + std::strerror(err);
+    switch (err) {
+    case EPERM:
+    case EACCES:
+        message += " (" + privilege_hint() +
+                   "; also check kernel.unprivileged_bpf_disabled and kernel lockdown)";
+        break;
+    case ENOMEM:
+        message +=
+            " (locked memory limit too low on kernels < 5.11: set LimitMEMLOCK=infinity or "
+            "`ulimit -l unlimited`; or lower socket_table_size / the buffer sizes)";
+        break;
+    case ENOENT:
+    case ESRCH:
+        message += " (the kernel lacks the tracepoint sock:inet_sock_set_state or its BTF: "
+                   "Linux >= 5.5 built with CONFIG_DEBUG_INFO_BTF=y is required)";
+        break;
+    default:
+        break;
+    }
+    throw BpfError(message);
+}
+
+bool is_power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
+
+}  // namespace
+
+const char* transport_name(Transport t) {
+    switch (t) {
+    case Transport::Auto: return "auto";
+    case Transport::RingBuffer: return "ringbuf";
+    case Transport::PerfBuffer: return "perfbuf";
+    }
+    return "?";
+}
+
+bool kernel_has_ring_buffer() {
+    return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 1;
+}
+
+BpfProgram::BpfProgram(const BpfOptions& options) {
+    libbpf_set_print(route_libbpf_log);
+
+    if (access(kBtfPath, R_OK) != 0)
+        throw BpfError(std::string("kernel BTF not readable at ") + kBtfPath + ": " +
+                       std::strerror(errno) +
+                       " (tcpstatesd needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, "
+                       "as Debian and Ubuntu kernels are)");
+    if (options.socket_table_size == 0)
+        throw BpfError("socket_table_size must be at least 1");
+
+    transport_ = options.transport;
+    if (transport_ == Transport::Auto)
+        transport_ = kernel_has_ring_buffer() ? Transport::RingBuffer : Transport::PerfBuffer;
+    else if (transport_ == Transport::RingBuffer && !kernel_has_ring_buffer())
+        throw BpfError(
+            "transport ringbuf is not supported by this kernel (needs Linux >= 5.8): "
+            "use transport auto or perfbuf");
+
+    skel_ = tcpstates_bpf__open();
+    if (!skel_) fail("opening the embedded BPF object", errno);
+
+    const bool ring = transport_ == Transport::RingBuffer;
+    bpf_program__set_autoload(skel_->progs.tcpstates_ringbuf, ring);
+    bpf_program__set_autoload(skel_->progs.tcpstates_perfbuf, !ring);
+    if (ring) {
+        const long page = sysconf(_SC_PAGESIZE);
+        if (!is_power_of_two(options.ring_buffer_bytes) || options.ring_buffer_bytes < page)
+            throw BpfError("ring buffer size " + std::to_string(options.ring_buffer_bytes) +
+                           " must be a power of two and at least the page size (" +
+                           std::to_string(page) + ")");
+        if (int err = bpf_map__set_max_entries(skel_->maps.ring_events, options.ring_buffer_bytes))
+            fail("sizing the ring buffer", err);
+    } else {
+        if (!is_power_of_two(options.perf_buffer_pages))
+            throw BpfError("perf buffer pages " + std::to_string(options.perf_buffer_pages) +
+                           " must be a power of two");
+        perf_buffer_pages_ = options.perf_buffer_pages;
+        // Kernels without ring buffers cannot create the map: leave it out entirely.
+        bpf_map__set_autocreate(skel_->maps.ring_events, false);
+    }
+    if (int err = bpf_map__set_max_entries(skel_->maps.sockets, options.socket_table_size))
+        fail("sizing the socket table", err);
+    socket_table_capacity_ = options.socket_table_size;
+
+    if (int err = tcpstates_bpf__load(skel_)) {
+        tcpstates_bpf__destroy(skel_);
+        skel_ = nullptr;
+        fail("loading the BPF program (tp_btf/inet_sock_set_state)", err);
+    }
+    try {
+        apply_filters(options.filters);
+    } catch (...) {
+        tcpstates_bpf__destroy(skel_);
+        skel_ = nullptr;
+        throw;
+    }
+    if (int err = tcpstates_bpf__attach(skel_)) {
+        tcpstates_bpf__destroy(skel_);
+        skel_ = nullptr;
+        fail("attaching to the tracepoint sock:inet_sock_set_state", err);
+    }
+}
+
+BpfProgram::~BpfProgram() { tcpstates_bpf__destroy(skel_); }
+
+int BpfProgram::events_map_fd() const {
+    return bpf_map__fd(transport_ == Transport::RingBuffer ? skel_->maps.ring_events
+                                                           : skel_->maps.perf_events);
+}
+
+void BpfProgram::replace_ports(int map_fd, const std::vector<uint16_t>& old_ports,
+                               const std::vector<uint16_t>& new_ports, const char* which) {
+    if (new_ports.size() > TCPSTATES_MAX_FILTER_PORTS)
+        throw BpfError(std::string(which) + " port filter has " +
+                       std::to_string(new_ports.size()) + " ports; at most " +
+                       std::to_string(TCPSTATES_MAX_FILTER_PORTS) + " are supported");
+    const uint8_t allowed = 1;
+    for (uint16_t port : new_ports)
+        if (bpf_map_update_elem(map_fd, &port, &allowed, BPF_ANY) != 0)
+            fail(std::string("adding port ") + std::to_string(port) + " to the " + which +
+                     " port filter",
+                 errno);
+    for (uint16_t port : old_ports)
+        if (std::find(new_ports.begin(), new_ports.end(), port) == new_ports.end() &&
+            bpf_map_delete_elem(map_fd, &port) != 0 && errno != ENOENT)
+            fail(std::string("removing port ") + std::to_string(port) + " from the " + which +
+                     " port filter",
+                 errno);
+}
+
+void BpfProgram::apply_filters(const EventFilters& next) {
+    if (next.family != 0 && next.family != AF_INET && next.family != AF_INET6)
+        throw BpfError("unknown address family " + std::to_string(next.family));
+    auto* bss = skel_->bss;
+    // Fill before enabling, disable before emptying: a reader never sees an enabled,
+    // half-filled allow-list.
+    replace_ports(bpf_map__fd(skel_->maps.local_ports), filters_.local_ports, next.local_ports,
+                  "local");
+    replace_ports(bpf_map__fd(skel_->maps.remote_ports), filters_.remote_ports,
+                  next.remote_ports, "remote");
+    bss->filter_local_ports = next.local_ports.empty() ? 0 : 1;
+    bss->filter_remote_ports = next.remote_ports.empty() ? 0 : 1;
+    bss->filter_family = static_cast<uint16_t>(next.family);
+    filters_ = next;
+}
+
+KernelCounters BpfProgram::read_counters() const {
+    KernelCounters totals;
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) return totals;
+    std::vector<uint64_t> per_cpu(cpus);
+    const int fd = bpf_map__fd(skel_->maps.counters);
+    for (uint32_t i = 0; i < TCPSTATES_COUNTER_MAX; ++i) {
+        if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) != 0) continue;
+        for (uint64_t v : per_cpu) totals.values[i] += v;
+    }
+    return totals;
+}
+
+size_t BpfProgram::for_each_socket(
+    const std::function<void(const tcpstates_socket&)>& visit) const {
+    const int fd = bpf_map__fd(skel_->maps.sockets);
+    constexpr uint32_t kChunk = 4096;
+    std::vector<uint64_t> keys(kChunk);
+    std::vector<tcpstates_socket> values(kChunk);
+    uint64_t cursor = 0;
+    bool first = true;
+    size_t visited = 0;
+    for (;;) {
+        uint32_t count = kChunk;
+        int err = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &cursor, keys.data(),
+                                       values.data(), &count, nullptr);
+        first = false;
+        for (uint32_t i = 0; i < count; ++i) visit(values[i]);
+        visited += count;
+        if (err != 0) {
+            if (errno != ENOENT)
+                spdlog::warn("reading the socket table stopped early: {}", std::strerror(errno));
+            break;
+        }
+    }
+    return visited;
+}
+
+}  // namespace tcpstatesd

@@ -1,0 +1,89 @@
+// The kernel half, loaded and attached: one RAII object owning the BPF object, its maps
+// and its link. Construction either yields an attached program or throws BpfError with one
+// line that names the cause and the fix.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "tcpstates.h"
+
+struct tcpstates_bpf;
+
+namespace tcpstatesd {
+
+enum class Transport { Auto, RingBuffer, PerfBuffer };
+
+const char* transport_name(Transport t);
+
+// What user space asks the kernel side to report. Empty port lists mean "every port".
+struct EventFilters {
+    int family = 0;  // 0 (both), AF_INET or AF_INET6
+    std::vector<uint16_t> local_ports;
+    std::vector<uint16_t> remote_ports;
+
+    bool operator==(const EventFilters&) const = default;
+};
+
+struct BpfOptions {
+    Transport transport = Transport::Auto;
+    uint32_t socket_table_size = 65536;
+    uint32_t ring_buffer_bytes = 4u << 20;  // power of two, multiple of the page size
+    uint32_t perf_buffer_pages = 64;        // per CPU, power of two
+    EventFilters filters;
+};
+
+// Totals of the kernel's per-CPU counters (enum tcpstates_counter), summed over CPUs.
+struct KernelCounters {
+    uint64_t values[TCPSTATES_COUNTER_MAX] = {};
+    uint64_t operator[](tcpstates_counter c) const { return values[c]; }
+};
+
+class BpfError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+class BpfProgram {
+public:
+    explicit BpfProgram(const BpfOptions& options);
+    ~BpfProgram();
+    BpfProgram(const BpfProgram&) = delete;
+    BpfProgram& operator=(const BpfProgram&) = delete;
+
+    // The transport actually in use (Auto resolved against the running kernel).
+    Transport transport() const { return transport_; }
+    // The map the event source reads: the ring buffer or the perf event array.
+    int events_map_fd() const;
+    uint32_t perf_buffer_pages() const { return perf_buffer_pages_; }
+    uint32_t socket_table_capacity() const { return socket_table_capacity_; }
+
+    // Replaces the filters in place while the program stays attached. Ports are added
+    // before the switch is turned on and removed after it is turned off, so no event is
+    // dropped that both the old and the new filters would have reported.
+    void apply_filters(const EventFilters& filters);
+    const EventFilters& filters() const { return filters_; }
+
+    KernelCounters read_counters() const;
+    // Visits every entry of the socket table (a moving target: an entry may be seen twice
+    // or missed while sockets change concurrently). Returns the number visited.
+    size_t for_each_socket(const std::function<void(const tcpstates_socket&)>& visit) const;
+
+private:
+    void replace_ports(int map_fd, const std::vector<uint16_t>& old_ports,
+                       const std::vector<uint16_t>& new_ports, const char* which);
+
+    tcpstates_bpf* skel_ = nullptr;
+    Transport transport_ = Transport::RingBuffer;
+    uint32_t perf_buffer_pages_ = 0;
+    uint32_t socket_table_capacity_ = 0;
+    EventFilters filters_;
+};
+
+// True when the running kernel supports BPF ring buffers (Linux >= 5.8).
+bool kernel_has_ring_buffer();
+
+}  // namespace tcpstatesd

@@ -1,0 +1,75 @@
+#include "event_source.hpp"
+
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "bpf_program.hpp"
+
+namespace tcpstatesd {
+
+EventSource::EventSource(const BpfProgram& program, EventSink& sink) : sink_(sink) {
+    if (program.transport() == Transport::RingBuffer) {
+        ring_ = ring_buffer__new(program.events_map_fd(), on_ring_record, this, nullptr);
+        if (!ring_)
+            throw BpfError(std::string("setting up the ring buffer reader: ") +
+                           std::strerror(errno));
+    } else {
+        perf_ = perf_buffer__new(program.events_map_fd(), program.perf_buffer_pages(),
+                                 on_perf_record, on_perf_lost, this, nullptr);
+        if (!perf_)
+            throw BpfError(std::string("setting up the perf buffer reader: ") +
+                           std::strerror(errno) +
+                           " (if ENOMEM: lower perf_buffer_pages or raise RLIMIT_MEMLOCK)");
+    }
+}
+
+EventSource::~EventSource() {
+    ring_buffer__free(ring_);
+    perf_buffer__free(perf_);
+}
+
+int EventSource::fd() const {
+    return ring_ ? ring_buffer__epoll_fd(ring_) : perf_buffer__epoll_fd(perf_);
+}
+
+size_t EventSource::consume() {
+    delivered_ = 0;
+    int err = ring_ ? ring_buffer__consume(ring_) : perf_buffer__consume(perf_);
+    if (err < 0 && err != -EINTR)
+        throw BpfError(std::string("reading events: ") + std::strerror(-err));
+    return delivered_;
+}
+
+int EventSource::on_ring_record(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<EventSource*>(ctx);
+    if (size < sizeof(tcpstates_event)) {
+        self->sink_.on_malformed(size);
+        return 0;
+    }
+    self->sink_.on_event(*static_cast<const tcpstates_event*>(data));
+    ++self->delivered_;
+    return 0;
+}
+
+void EventSource::on_perf_record(void* ctx, int, void* data, uint32_t size) {
+    auto* self = static_cast<EventSource*>(ctx);
+    // Perf records are padded to 8 bytes, and their payload is not guaranteed to be
+    // aligned for the struct: copy it out.
+    if (size < sizeof(tcpstates_event)) {
+        self->sink_.on_malformed(size);
+        return;
+    }
+    tcpstates_event event;
+    std::memcpy(&event, data, sizeof event);
+    self->sink_.on_event(event);
+    ++self->delivered_;
+}
+
+void EventSource::on_perf_lost(void* ctx, int, unsigned long long count) {
+    static_cast<EventSource*>(ctx)->sink_.on_lost(count);
+}
+
+}  // namespace tcpstatesd

@@ -1,0 +1,50 @@
+// Consumes the kernel's events from the ring buffer or the perf buffer. It exposes one fd
+// (an epoll fd owned by libbpf) that becomes readable when events are waiting, so any event
+// loop can poll it; consume() then drains without blocking.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tcpstates.h"
+
+struct ring_buffer;
+struct perf_buffer;
+
+namespace tcpstatesd {
+
+class BpfProgram;
+
+class EventSink {
+public:
+    virtual ~EventSink() = default;
+    virtual void on_event(const tcpstates_event& event) = 0;
+    // Events the transport could not deliver: the perf buffer was full (count from the
+    // kernel's lost-sample record), or a record too short to be an event (a bug).
+    virtual void on_lost(uint64_t count) = 0;
+    virtual void on_malformed(size_t size) = 0;
+};
+
+class EventSource {
+public:
+    EventSource(const BpfProgram& program, EventSink& sink);
+    ~EventSource();
+    EventSource(const EventSource&) = delete;
+    EventSource& operator=(const EventSource&) = delete;
+
+    int fd() const;
+    // Delivers every event waiting now, without blocking. Returns how many.
+    size_t consume();
+
+private:
+    EventSink& sink_;
+    ring_buffer* ring_ = nullptr;
+    perf_buffer* perf_ = nullptr;
+    size_t delivered_ = 0;
+
+    static int on_ring_record(void* ctx, void* data, size_t size);
+    static void on_perf_record(void* ctx, int cpu, void* data, uint32_t size);
+    static void on_perf_lost(void* ctx, int cpu, unsigned long long count);
+};
+
+}  // namespace tcpstatesd

@@ -1,0 +1,35 @@
+// Entry point: dispatches to the daemon, `trace`, or the informational flags.
+#include <cstdio>
+#include <cstring>
+
+#include "trace_command.hpp"
+#include "version.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: tcpstatesd [--config PATH]            run the daemon\n"
+    "       tcpstatesd --check-config [--config PATH]\n"
+    "       tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json]\n"
+    "       tcpstatesd --version | --help\n"
+    "\n"
+    "TCP state transitions from the kernel (eBPF, tracepoint sock:inet_sock_set_state)\n"
+    "as Prometheus metrics, or as one line per transition with `trace`.\n"
+    "`tcpstatesd trace --help` lists the trace options.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc >= 2 && std::strcmp(argv[1], "trace") == 0)
+        return tcpstatesd::run_trace_command(argc - 1, argv + 1);
+    if (argc == 2 && (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "-V") == 0)) {
+        std::printf("tcpstatesd %s (%s)\n", tcpstatesd::kVersion, tcpstatesd::kGitRevision);
+        return 0;
+    }
+    if (argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    std::fputs(kUsage, stderr);
+    return 2;
+}

@@ -1,0 +1,165 @@
+#include "trace_command.hpp"
+
+#include <getopt.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <stdexcept>
+#include <string>
+
+#include "bpf_program.hpp"
+#include "event_source.hpp"
+#include "port_list.hpp"
+#include "reactor.hpp"
+#include "trace_format.hpp"
+
+namespace tcpstatesd {
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json]\n"
+    "                        [--transport auto|ringbuf|perfbuf]\n"
+    "Print one line per TCP state transition until interrupted (columns as libbpf-tools\n"
+    "tcpstates; MS is the time spent in OLDSTATE, '-' when the socket was not seen entering it).\n"
+    "\n"
+    "  -4, --ipv4             IPv4 sockets only\n"
+    "  -6, --ipv6             IPv6 sockets only\n"
+    "  -L, --localport PORTS  only these local ports (e.g. 80,443,8000-8010)\n"
+    "  -D, --remoteport PORTS only these remote ports\n"
+    "  -T, --timestamp        leading wall-clock time column\n"
+    "  -w, --wide             wide columns (IPv6 addresses fit)\n"
+    "      --json             one JSON object per line\n"
+    "      --transport T      kernel-to-user transport (default auto: ring buffer if the\n"
+    "                         kernel has it, else perf buffer)\n"
+    "  -h, --help             this help\n";
+
+int64_t realtime_minus_monotonic_ns() {
+    timespec real{}, mono{};
+    clock_gettime(CLOCK_REALTIME, &real);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    return (int64_t(real.tv_sec) - mono.tv_sec) * 1000000000 + (real.tv_nsec - mono.tv_nsec);
+}
+
+class TracePrinter : public EventSink {
+public:
+    explicit TracePrinter(const TraceFormat& format) : format_(format) {}
+
+    void begin_batch() { clock_offset_ns_ = realtime_minus_monotonic_ns(); }
+    void on_event(const tcpstates_event& event) override {
+        const std::string line =
+            trace_line(event, format_, static_cast<int64_t>(event.ts_ns) + clock_offset_ns_);
+        std::fwrite(line.data(), 1, line.size(), stdout);
+    }
+    void on_lost(uint64_t count) override {
+        std::fprintf(stderr, "tcpstatesd: %llu events lost (perf buffer full)\n",
+                     static_cast<unsigned long long>(count));
+    }
+    void on_malformed(size_t size) override {
+        std::fprintf(stderr, "tcpstatesd: dropped a malformed %zu-byte record\n", size);
+    }
+
+private:
+    TraceFormat format_;
+    int64_t clock_offset_ns_ = 0;
+};
+
+Transport parse_transport(const std::string& name) {
+    if (name == "auto") return Transport::Auto;
+    if (name == "ringbuf") return Transport::RingBuffer;
+    if (name == "perfbuf") return Transport::PerfBuffer;
+    throw std::invalid_argument("unknown transport '" + name + "' (auto, ringbuf or perfbuf)");
+}
+
+}  // namespace
+
+int run_trace_command(int argc, char** argv) {
+    enum { kJson = 1000, kTransport };
+    static const option kOptions[] = {
+        {"ipv4", no_argument, nullptr, '4'},
+        {"ipv6", no_argument, nullptr, '6'},
+        {"localport", required_argument, nullptr, 'L'},
+        {"remoteport", required_argument, nullptr, 'D'},
+        {"timestamp", no_argument, nullptr, 'T'},
+        {"wide", no_argument, nullptr, 'w'},
+        {"json", no_argument, nullptr, kJson},
+        {"transport", required_argument, nullptr, kTransport},
+        {"help", no_argument, nullptr, 'h'},
+        {nullptr, 0, nullptr, 0},
+    };
+    TraceFormat format;
+    BpfOptions bpf;
+    optind = 1;
+    try {
+        for (int c; (c = getopt_long(argc, argv, "46L:D:Twh", kOptions, nullptr)) != -1;) {
+            switch (c) {
+            case '4': bpf.filters.family = AF_INET; break;
+            case '6': bpf.filters.family = AF_INET6; break;
+            case 'L': bpf.filters.local_ports = parse_port_list(optarg); break;
+            case 'D': bpf.filters.remote_ports = parse_port_list(optarg); break;
+            case 'T': format.timestamp = true; break;
+            case 'w': format.wide = true; break;
+            case kJson: format.json = true; break;
+            case kTransport: bpf.transport = parse_transport(optarg); break;
+            case 'h': std::fputs(kUsage, stdout); return 0;
+            default: std::fputs(kUsage, stderr); return 2;
+            }
+        }
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "tcpstatesd trace: %s\n", e.what());
+        return 2;
+    }
+    if (optind < argc) {
+        std::fprintf(stderr, "tcpstatesd trace: unexpected argument '%s'\n%s", argv[optind],
+                     kUsage);
+        return 2;
+    }
+
+    try {
+        // A closed pipe (`| head`) ends the trace through a failed write, not a signal.
+        signal(SIGPIPE, SIG_IGN);
+        Reactor reactor;
+        reactor.on_signal(SIGINT, [&] { reactor.stop(0); });
+        reactor.on_signal(SIGTERM, [&] { reactor.stop(0); });
+
+        BpfProgram program(bpf);
+        TracePrinter printer(format);
+        EventSource source(program, printer);
+
+        if (!isatty(STDOUT_FILENO)) {
+            static char buffer[1 << 16];
+            setvbuf(stdout, buffer, _IOFBF, sizeof buffer);
+        }
+        const std::string header = trace_header(format);
+        std::fwrite(header.data(), 1, header.size(), stdout);
+        std::fflush(stdout);
+
+        reactor.on_readable(source.fd(), [&] {
+            printer.begin_batch();
+            source.consume();
+            if (std::fflush(stdout) != 0) reactor.stop(0);
+        });
+        uint64_t reported_full = 0;
+        reactor.every(std::chrono::seconds(1), [&] {
+            const uint64_t full = program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL];
+            if (full > reported_full)
+                std::fprintf(stderr, "tcpstatesd: %llu events lost (ring buffer full)\n",
+                             static_cast<unsigned long long>(full - reported_full));
+            reported_full = full;
+        });
+        int code = reactor.run();
+        // Drain what arrived before the stop so that nothing already captured is dropped.
+        printer.begin_batch();
+        source.consume();
+        std::fflush(stdout);
+        return code;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "tcpstatesd: error: %s\n", e.what());
+        return 1;
+    }
+}
+
+}  // namespace tcpstatesd

@@ -1,0 +1,129 @@
+#include "trace_format.hpp"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <cstdio>
+#include <string_view>
+
+#include "tcp_state.hpp"
+
+namespace tcpstatesd {
+
+namespace {
+
+std::string printf_string(const char* format, auto... args) {
+    char buffer[512];
+    int n = std::snprintf(buffer, sizeof buffer, format, args...);
+    return std::string(buffer, n < 0 ? 0 : std::min<size_t>(n, sizeof buffer - 1));
+}
+
+std::string_view comm_of(const tcpstates_event& event) {
+    const char* comm = event.comm;
+    size_t n = 0;
+    while (n < sizeof event.comm && comm[n] != '\0') ++n;
+    return {comm, n};
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+    out += '"';
+    for (unsigned char c : text) {
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\t': out += "\\t"; break;
+        default:
+            if (c < 0x20 || c >= 0x7f)
+                out += printf_string("\\u%04x", c);  // comm is bytes, not UTF-8
+            else
+                out += static_cast<char>(c);
+        }
+    }
+    out += '"';
+}
+
+bool start_known(const tcpstates_event& event) {
+    return !(event.flags & TCPSTATES_EVENT_START_UNKNOWN);
+}
+
+}  // namespace
+
+std::string format_address(unsigned family, const uint8_t (&address)[16]) {
+    char text[INET6_ADDRSTRLEN] = "?";
+    if (family == AF_INET || family == AF_INET6)
+        inet_ntop(static_cast<int>(family), address, text, sizeof text);
+    return text;
+}
+
+std::string trace_header(const TraceFormat& format) {
+    if (format.json) return {};
+    std::string line = format.timestamp ? printf_string("%-8s ", "TIME(s)") : std::string();
+    if (format.wide)
+        line += printf_string("%-16s %-7s %-16s %-2s %-26s %-5s %-26s %-5s %-11s -> %-11s %s\n",
+                              "SKADDR", "PID", "COMM", "IP", "LADDR", "LPORT", "RADDR", "RPORT",
+                              "OLDSTATE", "NEWSTATE", "MS");
+    else
+        line += printf_string("%-16s %-7s %-10s %-15s %-5s %-15s %-5s %-11s -> %-11s %s\n",
+                              "SKADDR", "PID", "COMM", "LADDR", "LPORT", "RADDR", "RPORT",
+                              "OLDSTATE", "NEWSTATE", "MS");
+    return line;
+}
+
+std::string trace_line(const tcpstates_event& event, const TraceFormat& format, int64_t wall_ns) {
+    const std::string laddr = format_address(event.family, event.laddr);
+    const std::string raddr = format_address(event.family, event.raddr);
+    const std::string comm(comm_of(event));
+    const std::string old_state(tcp_state_name(event.old_state));
+    const std::string new_state(tcp_state_name(event.new_state));
+    const double ms = static_cast<double>(event.duration_ns) / 1e6;
+
+    if (format.json) {
+        const time_t seconds = static_cast<time_t>(wall_ns / 1000000000);
+        struct tm utc {};
+        gmtime_r(&seconds, &utc);
+        char stamp[40];
+        std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+        std::string out = "{\"time\":\"";
+        out += stamp;
+        out += printf_string(".%06ldZ\"", static_cast<long>(wall_ns % 1000000000 / 1000));
+        out += printf_string(",\"skaddr\":\"%llx\",\"pid\":%u,\"comm\":",
+                             static_cast<unsigned long long>(event.skaddr), event.pid);
+        append_json_string(out, comm);
+        out += ",\"family\":\"";
+        out += family_name(event.family);
+        out += "\",\"laddr\":\"" + laddr + "\"";
+        out += printf_string(",\"lport\":%u", event.lport);
+        out += ",\"raddr\":\"" + raddr + "\"";
+        out += printf_string(",\"rport\":%u", event.rport);
+        out += ",\"old_state\":\"" + old_state + "\",\"new_state\":\"" + new_state + "\"";
+        out += start_known(event) ? printf_string(",\"duration_ms\":%.6f}\n", ms)
+                                  : std::string(",\"duration_ms\":null}\n");
+        return out;
+    }
+
+    std::string line;
+    if (format.timestamp) {
+        const time_t seconds = static_cast<time_t>(wall_ns / 1000000000);
+        struct tm local {};
+        localtime_r(&seconds, &local);
+        char stamp[16];
+        std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
+        line += printf_string("%8s ", stamp);
+    }
+    const std::string duration = start_known(event) ? printf_string("%.3f", ms) : "-";
+    const auto skaddr = static_cast<unsigned long long>(event.skaddr);
+    if (format.wide)
+        line += printf_string("%-16llx %-7u %-16s %-2d %-26s %-5u %-26s %-5u %-11s -> %-11s %s\n",
+                              skaddr, event.pid, comm.c_str(), event.family == AF_INET ? 4 : 6,
+                              laddr.c_str(), event.lport, raddr.c_str(), event.rport,
+                              old_state.c_str(), new_state.c_str(), duration.c_str());
+    else
+        line += printf_string("%-16llx %-7u %-10.10s %-15s %-5u %-15s %-5u %-11s -> %-11s %s\n",
+                              skaddr, event.pid, comm.c_str(), laddr.c_str(), event.lport,
+                              raddr.c_str(), event.rport, old_state.c_str(), new_state.c_str(),
+                              duration.c_str());
+    return line;
+}
+
+}  // namespace tcpstatesd

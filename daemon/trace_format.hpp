@@ -1,0 +1,28 @@
+// Rendering of one transition as a line of `tcpstatesd trace` output: columns compatible
+// with libbpf-tools `tcpstates`, or one JSON object per line.
+#pragma once
+
+#include <ctime>
+#include <string>
+
+#include "tcpstates.h"
+
+namespace tcpstatesd {
+
+struct TraceFormat {
+    bool timestamp = false;  // -T: leading wall-clock column
+    bool wide = false;       // -w: room for IPv6 addresses, plus the IP version column
+    bool json = false;       // --json: one JSON object per line (other flags ignored)
+};
+
+// The column header line (empty for JSON), newline included.
+std::string trace_header(const TraceFormat& format);
+// One transition, newline included. `wall_ns` is the event's time on CLOCK_REALTIME.
+// A transition whose start is unknown shows "-" (text) or null (JSON) as its duration,
+// never a made-up 0.
+std::string trace_line(const tcpstates_event& event, const TraceFormat& format, int64_t wall_ns);
+
+// "127.0.0.1" or "::1" from an event's address bytes.
+std::string format_address(unsigned family, const uint8_t (&address)[16]);
+
+}  // namespace tcpstatesd
