@@ -42,6 +42,16 @@ bool allowed(const std::vector<uint16_t>& ports, uint16_t port) {
 
 }  // namespace
 
+std::array<LossCount, 4> losses_by_reason(const KernelCounters& kernel,
+                                          const UserSpaceLosses& user) {
+    return {{
+        {"ringbuf_full", kernel[TCPSTATES_COUNTER_RINGBUF_FULL]},
+        {"perfbuf_full", user.perf_buffer_lost.load(std::memory_order_relaxed)},
+        {"perfbuf_error", kernel[TCPSTATES_COUNTER_PERFBUF_ERROR]},
+        {"malformed", user.malformed.load(std::memory_order_relaxed)},
+    }};
+}
+
 KernelCollector::KernelCollector(const BpfProgram& program, const UserSpaceLosses& losses)
     : program_(program), losses_(losses), filters_(program.filters()) {
     std::sort(filters_.local_ports.begin(), filters_.local_ports.end());
@@ -127,13 +137,7 @@ std::vector<prometheus::MetricFamily> KernelCollector::Collect() const {
         family("tcpstatesd_events_lost_total",
                "Transition events that never reached the aggregator, by reason.",
                MetricType::Counter);
-    const std::pair<const char*, uint64_t> reasons[] = {
-        {"ringbuf_full", kernel[TCPSTATES_COUNTER_RINGBUF_FULL]},
-        {"perfbuf_full", losses_.perf_buffer_lost.load(std::memory_order_relaxed)},
-        {"perfbuf_error", kernel[TCPSTATES_COUNTER_PERFBUF_ERROR]},
-        {"malformed", losses_.malformed.load(std::memory_order_relaxed)},
-    };
-    for (const auto& [reason, count] : reasons) {
+    for (const auto& [reason, count] : losses_by_reason(kernel, losses_)) {
         prometheus::ClientMetric m;
         m.label = {{"reason", reason}};
         m.counter.value = static_cast<double>(count);

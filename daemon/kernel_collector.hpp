@@ -5,6 +5,7 @@
 
 #include <prometheus/collectable.h>
 
+#include <array>
 #include <cstdint>
 #include <mutex>
 
@@ -12,6 +13,14 @@
 #include "transition_metrics.hpp"
 
 namespace tcpstatesd {
+
+struct LossCount {
+    const char* reason;  // label value of tcpstatesd_events_lost_total
+    uint64_t count;
+};
+// Every way an event can be lost, kernel and user space together.
+std::array<LossCount, 4> losses_by_reason(const KernelCounters& kernel,
+                                          const UserSpaceLosses& user);
 
 class KernelCollector : public prometheus::Collectable {
 public:

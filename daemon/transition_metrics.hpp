@@ -37,6 +37,7 @@ public:
     // metric keeps counting. Call on the thread that delivers events.
     void set_duration_buckets(std::vector<double> buckets);
     const std::vector<double>& duration_buckets() const { return buckets_; }
+    uint64_t events_received() const { return static_cast<uint64_t>(events_received_.Value()); }
 
 private:
     static constexpr unsigned kFamilies = 2;  // ipv4, ipv6
