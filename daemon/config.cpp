@@ -137,8 +137,8 @@ public:
             const std::string& name = key.Scalar();
             auto [first, inserted] = seen.emplace(name, key.Mark());
             if (!inserted)
-                fail(key_field,
-                     "duplicate key " + quoted(name) + " (first at " + position(first->second) + ")");
+                fail(key_field, "duplicate key " + quoted(name) + " (first at " +
+                                    position(first->second) + ")");
             auto known = std::find_if(keys.begin(), keys.end(),
                                       [&](const Key& k) { return k.name == name; });
             if (known == keys.end())
@@ -294,84 +294,87 @@ std::vector<double> buckets(const Reader& r, const Field& field) {
     return bounds;
 }
 
+using Keys = std::vector<Reader::Key>;
+
+Keys web_keys(const Reader& r, WebConfig& web) {
+    return {
+        {"listen_addresses",
+         [&](const Field& f) { web.listen_addresses = listen_addresses(r, f); }},
+        {"telemetry_path",
+         [&](const Field& f) {
+             r.checked(f, "a path starting with \"/\"", validate_telemetry_path);
+             web.telemetry_path = f.node.Scalar();
+         }},
+        {"max_threads",
+         [&](const Field& f) { web.max_threads = static_cast<unsigned>(r.whole(f, 1, 64)); }},
+    };
+}
+
+Keys events_keys(const Reader& r, EventsConfig& events) {
+    return {
+        {"transport",
+         [&](const Field& f) {
+             static const Transport kTransports[] = {Transport::Auto, Transport::RingBuffer,
+                                                     Transport::PerfBuffer};
+             events.transport = kTransports[r.choice(f, {"auto", "ringbuf", "perfbuf"})];
+         }},
+        {"ring_buffer_bytes",
+         [&](const Field& f) {
+             events.ring_buffer_bytes = static_cast<uint32_t>(r.power_of_two(f, 4096, 1u << 30));
+         }},
+        {"perf_buffer_pages",
+         [&](const Field& f) {
+             events.perf_buffer_pages = static_cast<uint32_t>(r.power_of_two(f, 1, 4096));
+         }},
+        {"socket_table_size",
+         [&](const Field& f) {
+             events.socket_table_size = static_cast<uint32_t>(r.whole(f, 1, 1u << 24));
+         }},
+    };
+}
+
+Keys filters_keys(const Reader& r, EventFilters& filters) {
+    return {
+        {"families", [&](const Field& f) { filters.family = families(r, f); }},
+        {"local_ports", [&](const Field& f) { filters.local_ports = ports(r, f); }},
+        {"remote_ports", [&](const Field& f) { filters.remote_ports = ports(r, f); }},
+    };
+}
+
+Keys metrics_keys(const Reader& r, MetricsConfig& metrics) {
+    return {
+        {"duration_buckets_seconds",
+         [&](const Field& f) { metrics.duration_buckets = buckets(r, f); }},
+    };
+}
+
+Keys logging_keys(const Reader& r, LoggingConfig& logging) {
+    return {
+        {"level",
+         [&](const Field& f) { logging.level = r.checked(f, kLogLevels, parse_log_level); }},
+        {"format",
+         [&](const Field& f) {
+             const bool text = r.choice(f, {"text", "json"}) == 0;
+             logging.format = text ? LogFormat::Text : LogFormat::Json;
+         }},
+    };
+}
+
 Config parse_document(const Reader& r, const YAML::Node& root, const std::string& source) {
     Config config;
     config.source = source;
-    using Key = Reader::Key;
-    auto section = [&](std::string_view name, std::vector<Key> keys) {
-        return Key{name, [&r, keys = std::move(keys)](const Field& f) { r.mapping(f, keys); }};
+    auto section = [&r](std::string_view name, Keys keys) {
+        return Reader::Key{name,
+                           [&r, keys = std::move(keys)](const Field& f) { r.mapping(f, keys); }};
     };
-    WebConfig& web = config.web;
-    EventsConfig& events = config.events;
-    EventFilters& filters = config.filters;
-    r.mapping(
-        Field{"", root, root.Mark()},
-        {
-            section("web",
-                    {
-                        {"listen_addresses",
-                         [&](const Field& f) { web.listen_addresses = listen_addresses(r, f); }},
-                        {"telemetry_path",
-                         [&](const Field& f) {
-                             r.checked(f, "a path starting with \"/\"", validate_telemetry_path);
-                             web.telemetry_path = f.node.Scalar();
-                         }},
-                        {"max_threads",
-                         [&](const Field& f) {
-                             web.max_threads = static_cast<unsigned>(r.whole(f, 1, 64));
-                         }},
-                    }),
-            section("events",
-                    {
-                        {"transport",
-                         [&](const Field& f) {
-                             static const Transport kTransports[] = {
-                                 Transport::Auto, Transport::RingBuffer, Transport::PerfBuffer};
-                             events.transport = kTransports[r.choice(f, {"auto", "ringbuf", "perfbuf"})];
-                         }},
-                        {"ring_buffer_bytes",
-                         [&](const Field& f) {
-                             events.ring_buffer_bytes =
-                                 static_cast<uint32_t>(r.power_of_two(f, 4096, 1u << 30));
-                         }},
-                        {"perf_buffer_pages",
-                         [&](const Field& f) {
-                             events.perf_buffer_pages =
-                                 static_cast<uint32_t>(r.power_of_two(f, 1, 4096));
-                         }},
-                        {"socket_table_size",
-                         [&](const Field& f) {
-                             events.socket_table_size =
-                                 static_cast<uint32_t>(r.whole(f, 1, 1u << 24));
-                         }},
-                    }),
-            section("filters",
-                    {
-                        {"families", [&](const Field& f) { filters.family = families(r, f); }},
-                        {"local_ports", [&](const Field& f) { filters.local_ports = ports(r, f); }},
-                        {"remote_ports",
-                         [&](const Field& f) { filters.remote_ports = ports(r, f); }},
-                    }),
-            section("metrics",
-                    {
-                        {"duration_buckets_seconds",
-                         [&](const Field& f) { config.metrics.duration_buckets = buckets(r, f); }},
-                    }),
-            section("logging",
-                    {
-                        {"level",
-                         [&](const Field& f) {
-                             config.logging.level =
-                                 r.checked(f, kLogLevels, parse_log_level);
-                         }},
-                        {"format",
-                         [&](const Field& f) {
-                             config.logging.format =
-                                 r.choice(f, {"text", "json"}) == 0 ? LogFormat::Text
-                                                                    : LogFormat::Json;
-                         }},
-                    }),
-        });
+    r.mapping(Field{"", root, root.Mark()},
+              {
+                  section("web", web_keys(r, config.web)),
+                  section("events", events_keys(r, config.events)),
+                  section("filters", filters_keys(r, config.filters)),
+                  section("metrics", metrics_keys(r, config.metrics)),
+                  section("logging", logging_keys(r, config.logging)),
+              });
     return config;
 }
 
@@ -391,11 +394,11 @@ ListenAddress parse_listen_address(std::string_view text) {
     const size_t colon = text.rfind(':');
     if (colon == std::string_view::npos) throw std::invalid_argument("expected " + what);
     std::string_view host = text.substr(0, colon);
-    auto port = parse_whole(text.substr(colon + 1));
-    if (!port || *port < 1 || *port > 65535) throw std::invalid_argument("expected " + what);
+    const uint64_t port = parse_whole(text.substr(colon + 1)).value_or(0);
+    if (port < 1 || port > 65535) throw std::invalid_argument("expected " + what);
 
     ListenAddress address;
-    address.port = static_cast<uint16_t>(*port);
+    address.port = static_cast<uint16_t>(port);
     unsigned char buffer[sizeof(in6_addr)];
     if (!host.empty() && host.front() == '[') {
         if (host.size() < 2 || host.back() != ']') throw std::invalid_argument("expected " + what);
