@@ -33,6 +33,7 @@ DaemonOptions parse_daemon_options(int argc, char** argv) {
     opterr = 0;  // errors are thrown, not printed by getopt
     optind = 0;  // 0, not 1: makes glibc's getopt start afresh on every call
     for (;;) {
+        // The element getopt is about to read, to name it in an error.
         const int previous = optind == 0 ? 1 : optind;
         const int c = getopt_long(argc, argv, "+:", kLongOptions, nullptr);
         if (c == -1) break;
