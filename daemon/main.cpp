@@ -1,7 +1,9 @@
 // Entry point: dispatches to the daemon, `trace`, or the informational flags.
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 
+#include "daemon_options.hpp"
 #include "trace_command.hpp"
 #include "version.hpp"
 
@@ -29,6 +31,13 @@ int main(int argc, char** argv) {
     if (argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
         std::fputs(kUsage, stdout);
         return 0;
+    }
+    try {
+        const auto options = tcpstatesd::parse_daemon_options(argc, argv);
+        if (options.check_config) return tcpstatesd::run_check_config(options);
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "tcpstatesd: %s\n", e.what());
+        return 2;
     }
     std::fputs(kUsage, stderr);
     return 2;
