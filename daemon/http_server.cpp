@@ -28,7 +28,7 @@ namespace tcpstatesd {
 
 namespace {
 
-// civetweb reads at most this much request line + headers; larger requests get 413.
+// civetweb reads at most this much request line + headers; larger requests get 400.
 constexpr const char* kMaxRequestSize = "16384";
 // A client that has not sent a complete request within this time is dropped, so slow clients
 // cannot hold the bounded worker threads for long.
@@ -267,7 +267,9 @@ HttpServer::HttpServer(const HttpServerOptions& options,
         mg_exit_library();
         std::string detail;
         for (const auto& message : startup_messages_) {
-            detail += (detail.empty() ? "" : "; ") + message;
+            if (message != error_text) {
+                detail += (detail.empty() ? "" : "; ") + message;
+            }
         }
         throw HttpError("HTTP server cannot listen on " + addresses + ": " +
                         (detail.empty() ? error_text : detail));

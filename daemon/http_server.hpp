@@ -43,7 +43,8 @@ public:
     // listen. Registers tcpstatesd_scrapes_total and tcpstatesd_scrape_duration_seconds in
     // `registry` (merged with existing families of the same name, so a server can be
     // re-created on the same registry). A scrape returns registry->Collect() followed by each
-    // of `collectables`' Collect().
+    // of `collectables`' Collect(). `healthy`, `ready` and the collectables are called from
+    // the worker threads, concurrently: they must be thread-safe.
     HttpServer(const HttpServerOptions& options, std::shared_ptr<prometheus::Registry> registry,
                std::function<bool()> healthy, std::function<bool()> ready,
                std::vector<std::shared_ptr<const prometheus::Collectable>> collectables = {});
