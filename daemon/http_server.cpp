@@ -307,7 +307,8 @@ HttpServer::~HttpServer() {
 }
 
 std::vector<uint16_t> HttpServer::bound_ports() const {
-    std::vector<mg_server_port> ports(16);
+    // civetweb opens one socket per listen address (a dual-stack "+port" is one socket).
+    std::vector<mg_server_port> ports(wake_hosts_.size());
     const int count = mg_get_server_ports(context_, static_cast<int>(ports.size()), ports.data());
     std::vector<uint16_t> result;
     for (int i = 0; i < count; ++i) {
