@@ -27,7 +27,8 @@ class Registry;
 namespace tcpstatesd {
 
 struct HttpServerOptions {
-    // "host:port" (IPv4 literal), "[v6]:port", or ":port" for every local address.
+    // "ipv4:port", "[ipv6]:port" or ":port" for every local address. Debian 12's civetweb has
+    // no IPv6: there ":port" covers IPv4 only and "[ipv6]:port" is an HttpError.
     std::vector<std::string> listen_addresses{":9977"};
     std::string telemetry_path = "/metrics";
     unsigned max_threads = 4;
