@@ -13,10 +13,9 @@
 #include <vector>
 
 #include "bpf_program.hpp"
+#include "logging.hpp"
 
 namespace tcpstatesd {
-
-enum class LogFormat { Text, Json };
 
 // The 1-2.5-5 series per decade from 10 µs to 2.5 ks, then 1 h: 27 buckets that resolve
 // both a loopback handshake and a long-lived connection.
