@@ -38,6 +38,7 @@ BpfOptions bpf_options(const Config& config) {
     options.ring_buffer_bytes = config.events.ring_buffer_bytes;
     options.perf_buffer_pages = config.events.perf_buffer_pages;
     options.socket_table_size = config.events.socket_table_size;
+    options.event_details = false;  // the metrics need only the compact transitions
     options.filters = config.filters;
     return options;
 }
