@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <functional>
 #include <memory>
 
 #include "bpf_program.hpp"
@@ -109,6 +110,10 @@ int run_daemon(const DaemonOptions& options) {
         Reactor reactor;
         reactor.on_signal(SIGTERM, [&] { reactor.stop(0); });
         reactor.on_signal(SIGINT, [&] { reactor.stop(0); });
+        std::function<void()> reload;  // set once everything it reconfigures exists
+        reactor.on_signal(SIGHUP, [&] {
+            if (reload) reload();
+        });
 
         auto registry = std::make_shared<prometheus::Registry>();
         register_build_info(*registry);
@@ -136,7 +141,7 @@ int run_daemon(const DaemonOptions& options) {
         HttpServer server(http_options(config), registry, healthy, [&] { return ready.load(); },
                           {kernel, process});
 
-        reactor.on_signal(SIGHUP, [&] {
+        reload = [&] {
             systemd.reloading();
             spdlog::info("reloading the configuration");
             try {
@@ -161,7 +166,7 @@ int run_daemon(const DaemonOptions& options) {
                 spdlog::error("reload failed, keeping the running configuration: {}", e.what());
             }
             systemd.ready();
-        });
+        };
 
         // The heartbeat every second feeds /-/healthy; a status line for `systemctl status`
         // every ten.

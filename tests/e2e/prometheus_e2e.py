@@ -23,38 +23,15 @@ import time
 import urllib.parse
 import urllib.request
 
+from e2e_support import fail, free_port, program_ids_of, require_root, stop_daemon, wait_for
+
 CONNECTIONS = 60
 HELD_OPEN = 20
-
-
-def fail(message):
-    print(f"FAIL: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.status, response.read().decode()
-
-
-def wait_for(what, predicate, timeout=30.0, interval=0.25):
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as error:  # the server may not be up yet
-            last_error = error
-        time.sleep(interval)
-    fail(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
 
 
 def sample(prometheus, expression):
@@ -94,20 +71,11 @@ def connect_and_close(family, host, count, hold_open=0):
     return held
 
 
-def our_bpf_programs():
-    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "tcpstates_" in line]
-
-
 def main():
     if len(sys.argv) != 3:
         fail(__doc__)
     daemon_binary, docs_path = sys.argv[1], sys.argv[2]
-    if os.geteuid() != 0:
-        message = "needs root to load the BPF program"
-        if os.environ.get("CI") == "true":
-            fail(message)
-        print(f"WARNING: skipped: {message}")
+    if not require_root():
         return
     for tool in ("prometheus", "promtool", "bpftool"):
         if not shutil.which(tool):
@@ -119,12 +87,15 @@ def main():
     config_path = os.path.join(workdir, "tcpstatesd.yaml")
     with open(config_path, "w") as f:
         f.write(f'web:\n  listen_addresses: ["{target}"]\n')
+    daemon_log = tempfile.TemporaryFile(mode="w+")
     daemon = subprocess.Popen([daemon_binary, "--config", config_path],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=daemon_log, stderr=subprocess.STDOUT)
     prometheus = None
+    ids = set()
     try:
         wait_for("the daemon to be ready",
                  lambda: http_get(f"http://{target}/-/ready")[0] == 200)
+        ids = program_ids_of(daemon.pid)
 
         _, exposition = http_get(f"http://{target}/metrics")
         check = subprocess.run(["promtool", "check", "metrics"], input=exposition,
@@ -187,30 +158,18 @@ def main():
               f"{query(prometheus_url, connected) - base_connected:.0f}, histogram count by "
               f"{query(prometheus_url, observed) - base_observed:.0f}; ipv6 ESTABLISHED gauge "
               f"back at {base_established:.0f}")
+    except BaseException:
+        if daemon.poll() is None:
+            daemon.kill()
+        daemon_log.seek(0)
+        print(daemon_log.read(), file=sys.stderr)
+        raise
     finally:
         if prometheus:
             prometheus.terminate()
             prometheus.wait(timeout=30)
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            started = time.monotonic()
-            try:
-                code = daemon.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                fail("the daemon did not stop within 5 s of SIGTERM")
-            stop_seconds = time.monotonic() - started
-        else:
-            code, stop_seconds = daemon.returncode, 0.0
-        output = daemon.stdout.read()
         shutil.rmtree(workdir, ignore_errors=True)
-    if code != 0:
-        fail(f"daemon exited with {code}:\n{output}")
-    if stop_seconds > 1.0:
-        fail(f"SIGTERM took {stop_seconds:.2f}s to stop the daemon (limit 1 s)")
-    leftovers = our_bpf_programs()
-    if leftovers:
-        fail(f"BPF programs left after stop: {leftovers}")
+    stop_daemon(daemon, ids)
     print("PASS")
 
 
