@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -48,6 +49,50 @@ def sample(prometheus, expression):
 def query(prometheus, expression):
     value = sample(prometheus, expression)
     return 0.0 if value is None else value
+
+
+def histogram_inconsistencies(exposition):
+    """Series whose _count differs from their +Inf bucket in one scrape."""
+    counts, infinite = {}, {}
+    for line in exposition.splitlines():
+        if line.startswith("tcpstates_state_duration_seconds_count{"):
+            labels, value = line[len("tcpstates_state_duration_seconds_count"):].rsplit(" ", 1)
+            counts[labels] = value
+        elif line.startswith("tcpstates_state_duration_seconds_bucket{") and 'le="+Inf"' in line:
+            labels, value = line[len("tcpstates_state_duration_seconds_bucket"):].rsplit(" ", 1)
+            infinite[labels.replace(',le="+Inf"', "")] = value
+    return [labels for labels, value in counts.items() if infinite.get(labels) != value]
+
+
+class ConcurrentScrapes:
+    """Scrapes the daemon from two threads while traffic runs; every scrape must be whole
+    and internally consistent."""
+
+    def __init__(self, target):
+        self.target, self.stop, self.scrapes, self.errors = target, False, 0, []
+        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
+
+    def run(self):
+        while not self.stop and not self.errors:
+            try:
+                _, text = http_get(f"http://{self.target}/metrics")
+            except OSError as error:
+                self.errors.append(f"scrape failed: {error}")
+                return
+            bad = histogram_inconsistencies(text)
+            if bad:
+                self.errors.append(f"_count != +Inf bucket in {bad[:3]}")
+            self.scrapes += 1
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        for t in self.threads:
+            t.join()
 
 
 def connect_and_close(family, host, count, hold_open=0):
@@ -135,8 +180,13 @@ def main():
         base_observed = query(prometheus_url, observed)
         base_established = query(prometheus_url, established_v6)
 
-        held = connect_and_close(socket.AF_INET6, "::1", HELD_OPEN, hold_open=HELD_OPEN)
-        connect_and_close(socket.AF_INET, "127.0.0.1", CONNECTIONS)
+        with ConcurrentScrapes(target) as scrapes:
+            held = connect_and_close(socket.AF_INET6, "::1", HELD_OPEN, hold_open=HELD_OPEN)
+            connect_and_close(socket.AF_INET, "127.0.0.1", CONNECTIONS)
+        if scrapes.errors:
+            fail("; ".join(scrapes.errors))
+        if scrapes.scrapes == 0:
+            fail("no scrape completed while the connections ran")
         # Both ends of each held connection are ESTABLISHED sockets.
         wait_for(f"ipv6 ESTABLISHED sockets to rise by {2 * HELD_OPEN}",
                  lambda: query(prometheus_url, established_v6) >= base_established + 2 * HELD_OPEN)
@@ -154,7 +204,8 @@ def main():
         lost = query(prometheus_url, "sum(tcpstatesd_events_lost_total)")
         if lost != 0:
             fail(f"{lost} events lost at this tiny rate")
-        print(f"connections: {total}; SYN_SENT->ESTABLISHED grew by "
+        print(f"connections: {total}; concurrent consistent scrapes: {scrapes.scrapes}; "
+              f"SYN_SENT->ESTABLISHED grew by "
               f"{query(prometheus_url, connected) - base_connected:.0f}, histogram count by "
               f"{query(prometheus_url, observed) - base_observed:.0f}; ipv6 ESTABLISHED gauge "
               f"back at {base_established:.0f}")
