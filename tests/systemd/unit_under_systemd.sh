@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Runs systemd/tcpstatesd.service under a real systemd: PID 1 on the build machines is not
+# systemd, so this boots one in a container (debootstrap root + systemd-nspawn, see DESIGN.md),
+# then starts, scrapes, reloads and stops the unit with systemctl and checks the journal and
+# that no BPF program of ours stays attached.
+#
+# Usage: unit_under_systemd.sh [--stand-in] BINARY UNIT CONFIG        (as root)
+#   --stand-in  run `tcpstatesd trace` in place of the daemon (Type=exec, no watchdog) and
+#               check only what it can do: for working on this harness without the daemon.
+#
+# The container root is built once per set of runtime packages and cached under
+# /var/cache/tcpstatesd-test/ (about 35 s and 250 MB from the configured Debian mirror);
+# the booted container writes only into a tmpfs overlay, so the cache stays pristine.
+set -euo pipefail
+
+standin=0
+if [[ ${1:-} == --stand-in ]]; then standin=1; shift; fi
+if [[ $# -ne 3 ]]; then
+    echo "usage: $0 [--stand-in] BINARY UNIT CONFIG" >&2
+    exit 2
+fi
+binary=$(realpath "$1") unit=$(realpath "$2") config=$(realpath "$3")
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+cannot_run() {
+    if [[ ${CI:-} == true ]]; then fail "cannot run under CI: $*"; fi
+    echo "WARNING: test not run: $*" >&2
+    exit 0
+}
+
+[[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, systemd-nspawn, bpftool)"
+for tool in debootstrap systemd-nspawn nsenter bpftool curl flock; do
+    command -v "$tool" >/dev/null || cannot_run "$tool is missing (.ci/install-deps installs it)"
+done
+[[ -r /sys/kernel/btf/vmlinux ]] || cannot_run "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+for file in "$binary" "$unit" "$config"; do [[ -f $file ]] || fail "$file does not exist"; done
+
+# --- The container root, cached -------------------------------------------------------------
+
+# The Debian packages that hold the binary's shared libraries, so that it runs in the root.
+runtime_packages() {
+    local lib
+    ldd "$binary" | awk '/=> \//{print $3}' | while read -r lib; do
+        dpkg -S "$lib" 2>/dev/null || dpkg -S "$(realpath "$lib")" 2>/dev/null ||
+            fail "no Debian package holds $lib (needed by $binary)"
+    done | cut -d: -f1 | sort -u
+}
+
+# The mirror apt is configured with for this release's main component (CI machines reach
+# only that mirror).
+debian_mirror() {
+    local codename
+    codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' |
+        awk -v suite="$codename" '$2 == suite && $3 == "main" {print $1; exit}'
+}
+
+codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+packages=$( (printf '%s\n' systemd systemd-sysv dbus; runtime_packages) | sort -u | paste -sd,)
+cache=/var/cache/tcpstatesd-test
+root="$cache/$codename-$(printf '%s' "$packages" | sha256sum | cut -c1-12)"
+mkdir -p "$cache"
+(
+    flock 9
+    if [[ ! -f $root/.complete ]]; then
+        mirror=$(debian_mirror)
+        [[ -n $mirror ]] || fail "no $codename main source in apt's configuration"
+        log "building the container root $root from $mirror ($packages)"
+        rm -rf "$root.partial"
+        debootstrap --variant=minbase --include="$packages" "$codename" "$root.partial" \
+            "$mirror" >"$cache/debootstrap.log" 2>&1 ||
+            fail "debootstrap failed, see $cache/debootstrap.log"
+        touch "$root.partial/.complete"
+        mv "$root.partial" "$root"
+        # Roots for other package sets are stale: one root is kept.
+        find "$cache" -mindepth 1 -maxdepth 1 -type d -name "$codename-*" ! -path "$root" \
+            -exec rm -rf {} +
+    fi
+) 9>"$cache/lock"
+
+# --- Boot -----------------------------------------------------------------------------------
+
+work=$(mktemp -d)
+machine="tcpstatesd-test-$$"
+nspawn_pid=""
+leader=""
+
+teardown() {
+    local status=$? i
+    if [[ -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
+        timeout 10 nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1 || true
+    fi
+    if [[ -n $nspawn_pid ]]; then
+        for ((i = 0; i < 150; i++)); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
+        if kill -0 "$nspawn_pid" 2>/dev/null; then
+            echo "container did not power off; killing it" >&2
+            kill -KILL -- "-$nspawn_pid" 2>/dev/null || true
+        fi
+    fi
+    if [[ $status -ne 0 && -f $work/nspawn.log ]]; then
+        echo "--- container console (last 40 lines) ---" >&2
+        tail -n 40 "$work/nspawn.log" >&2
+    fi
+    rm -rf "$work"
+    exit "$status"
+}
+trap teardown EXIT
+
+mkdir -p "$work/dropin"
+if [[ $standin -eq 1 ]]; then
+    cat >"$work/dropin/stand-in.conf" <<'EOF'
+[Service]
+Type=exec
+WatchdogSec=0
+ExecStart=
+ExecStart=/usr/sbin/tcpstatesd trace
+EOF
+else
+    # A short watchdog period, so that a ping is seen within seconds.
+    printf '[Service]\nWatchdogSec=4s\n' >"$work/dropin/watchdog.conf"
+fi
+
+log "booting $machine"
+# SYSTEMD_SECCOMP=0 and the system call filter let bpf() and perf_event_open() through
+# nspawn's own seccomp filter; --capability=all keeps CAP_BPF/CAP_PERFMON in the container's
+# bounding set. BTF is read by libbpf; tracefs is bound as it is (not mounted here).
+SYSTEMD_SECCOMP=0 setsid systemd-nspawn --quiet -D "$root" -M "$machine" -b \
+    --volatile=overlay --private-network --register=no --keep-unit \
+    --capability=all --system-call-filter="bpf perf_event_open" \
+    --bind=/sys/kernel/tracing --bind-ro=/sys/kernel/btf \
+    --bind-ro="$binary:/usr/sbin/tcpstatesd" \
+    --bind-ro="$unit:/etc/systemd/system/tcpstatesd.service" \
+    --bind-ro="$work/dropin:/etc/systemd/system/tcpstatesd.service.d" \
+    --bind-ro="$config:/etc/tcpstatesd/tcpstatesd.yaml" \
+    </dev/null >"$work/nspawn.log" 2>&1 &
+nspawn_pid=$!
+
+for ((i = 0; i < 300; i++)); do
+    leader=$(cat "/proc/$nspawn_pid/task/$nspawn_pid/children" 2>/dev/null | awk '{print $1}')
+    [[ -n $leader ]] && break
+    kill -0 "$nspawn_pid" 2>/dev/null || fail "systemd-nspawn exited"
+    sleep 0.1
+done
+[[ -n $leader ]] || fail "the container's init did not start"
+
+in_container() { nsenter -t "$leader" -a "$@"; }
+state=$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>/dev/null || true)
+[[ $state == running || $state == degraded ]] || fail "the container did not boot (state '$state')"
+log "container up ($state), init pid $leader"
+
+prop() { in_container systemctl show -P "$1" tcpstatesd.service; }
+# BPF program ids with our program names; tracing programs are global, so the container's
+# show up on the host.
+our_prog_ids() {
+    bpftool prog show --json | python3 -c '
+import json, sys
+print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if p.get("name", "").startswith("tcpstates_")))'
+}
+ids_before=$(our_prog_ids)
+
+# --- Start ----------------------------------------------------------------------------------
+
+log "systemctl start tcpstatesd"
+# For Type=notify this returns once the daemon has sent READY=1.
+timeout 90 nsenter -t "$leader" -a systemctl start tcpstatesd.service ||
+    fail "systemctl start failed: $(in_container systemctl status --no-pager tcpstatesd 2>&1 | tail -n 15)"
+[[ $(prop ActiveState) == active ]] || fail "not active after start: $(prop ActiveState)"
+main_pid=$(prop MainPID)
+log "active, main pid $main_pid (in the container)"
+
+# The hardening as the kernel sees it: a dynamic non-root user holding CAP_BPF + CAP_PERFMON.
+status_file=$(in_container cat "/proc/$main_pid/status")
+uid=$(awk '/^Uid:/{print $3}' <<<"$status_file")
+cap_eff=$(awk '/^CapEff:/{print $2}' <<<"$status_file")
+[[ $uid -ne 0 ]] || fail "the daemon runs as root"
+[[ $cap_eff == 000000c000000000 ]] || fail "effective capabilities $cap_eff, want CAP_BPF+CAP_PERFMON"
+log "runs as uid $uid with CapEff=$cap_eff (CAP_PERFMON, CAP_BPF)"
+
+ours=""
+for ((i = 0; i < 100; i++)); do
+    ours=$(comm -13 <(tr ' ' '\n' <<<"$ids_before" | sort) <(our_prog_ids | tr ' ' '\n' | sort) | paste -sd' ')
+    [[ -n $ours ]] && break
+    sleep 0.1
+done
+[[ -n $ours ]] || fail "no tcpstates_ BPF program loaded while the unit is active"
+log "BPF program ids of the unit: $ours"
+
+if [[ $standin -eq 1 ]]; then
+    # A loopback connection in the container's network namespace, seen by the trace.
+    nsenter -t "$leader" -n curl -s --max-time 2 http://127.0.0.1:1/ >/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        in_container journalctl -u tcpstatesd -o cat | grep -q 'SYN_SENT' && break
+        sleep 0.1
+    done
+    in_container journalctl -u tcpstatesd -o cat | grep -q 'SYN_SENT' ||
+        fail "the stand-in traced nothing"
+    log "stand-in traced a loopback connection"
+else
+    # --- Scrape -----------------------------------------------------------------------------
+    # The host's curl in the container's network namespace. The first scrape's own connection
+    # makes transitions; a later scrape must count them.
+    metric=""
+    for ((i = 0; i < 100; i++)); do
+        metrics=$(nsenter -t "$leader" -n curl -sf --max-time 5 http://127.0.0.1:9977/metrics || true)
+        metric=$(grep -E '^tcpstates_transitions_total\{.*to_state="ESTABLISHED".*\} [1-9]' <<<"$metrics" | head -n1 || true)
+        [[ -n $metric ]] && break
+        sleep 0.1
+    done
+    [[ -n $metric ]] || fail "no ESTABLISHED transition counted on /metrics; last scrape:
+$(head -n 40 <<<"$metrics")"
+    log "scraped: $metric"
+
+    # --- Watchdog ---------------------------------------------------------------------------
+    first_ping=$(prop WatchdogTimestampMonotonic)
+    for ((i = 0; i < 100; i++)); do
+        [[ $(prop WatchdogTimestampMonotonic) != "$first_ping" ]] && break
+        sleep 0.1
+    done
+    [[ $(prop WatchdogTimestampMonotonic) != "$first_ping" ]] ||
+        fail "no watchdog ping within 10 s (WatchdogSec=4s)"
+    log "watchdog pinged"
+
+    # --- Reload -----------------------------------------------------------------------------
+    reloads_before=$(in_container journalctl -u tcpstatesd -o cat _PID="$main_pid" | grep -ci reload || true)
+    log "systemctl reload tcpstatesd"
+    timeout 60 nsenter -t "$leader" -a systemctl reload tcpstatesd.service || fail "systemctl reload failed"
+    for ((i = 0; i < 100; i++)); do
+        reloads=$(in_container journalctl -u tcpstatesd -o cat _PID="$main_pid" | grep -ci reload || true)
+        [[ $reloads -gt $reloads_before && $(prop ActiveState) == active ]] && break
+        sleep 0.1
+    done
+    [[ $(prop ActiveState) == active ]] || fail "not active after reload: $(prop ActiveState)"
+    [[ $(prop MainPID) == "$main_pid" ]] || fail "reload restarted the daemon (pid $(prop MainPID))"
+    [[ $reloads -gt $reloads_before ]] || fail "the daemon logged no reload"
+    log "reloaded, still active with pid $main_pid"
+fi
+
+# --- Stop -----------------------------------------------------------------------------------
+
+log "systemctl stop tcpstatesd"
+timeout 60 nsenter -t "$leader" -a systemctl stop tcpstatesd.service || fail "systemctl stop failed"
+[[ $(prop ActiveState) == inactive ]] || fail "after stop: $(prop ActiveState) ($(prop Result))"
+[[ $(prop Result) == success ]] || fail "stopped with result $(prop Result)"
+
+journal=$(in_container journalctl -u tcpstatesd.service -o short-monotonic --no-pager)
+printf '%s\n' '--- journalctl -u tcpstatesd ---' "$journal" '---'
+grep -q 'Started tcpstatesd.service' <<<"$journal" || fail "journal: no start line"
+grep -q 'Stopped tcpstatesd.service' <<<"$journal" || fail "journal: no stop line"
+if [[ $standin -eq 0 ]]; then
+    grep -q 'Reloading tcpstatesd.service' <<<"$journal" || fail "journal: no reload line"
+    # The daemon's own lines come through the native journal protocol, with its identifier.
+    native=$(in_container journalctl -o cat _TRANSPORT=journal SYSLOG_IDENTIFIER=tcpstatesd | wc -l)
+    [[ $native -gt 0 ]] || fail "journal: nothing logged natively with SYSLOG_IDENTIFIER=tcpstatesd"
+    log "$native lines logged natively by the daemon"
+fi
+
+left=""
+for ((i = 0; i < 100; i++)); do
+    left=$(comm -12 <(tr ' ' '\n' <<<"$ours" | sort) <(our_prog_ids | tr ' ' '\n' | sort) | paste -sd' ')
+    [[ -z $left ]] && break
+    sleep 0.1
+done
+[[ -z $left ]] || fail "BPF programs still loaded after stop: $left"
+log "no BPF program of the unit left after stop"
+log "PASS"
