@@ -136,20 +136,34 @@ SYSTEMD_SECCOMP=0 setsid systemd-nspawn --quiet -D "$root" -M "$machine" -b \
     </dev/null >"$work/nspawn.log" 2>&1 &
 nspawn_pid=$!
 
+# The container's init is the descendant of systemd-nspawn named systemd (nspawn forks
+# helpers in between).
+container_init() {
+    local pid=$1 child
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == systemd ]] && { echo "$pid"; return; }
+    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do container_init "$child"; done
+}
 for ((i = 0; i < 300; i++)); do
-    leader=$(cat "/proc/$nspawn_pid/task/$nspawn_pid/children" 2>/dev/null | awk '{print $1}')
+    leader=$(container_init "$nspawn_pid" | head -n1)
     [[ -n $leader ]] && break
     kill -0 "$nspawn_pid" 2>/dev/null || fail "systemd-nspawn exited"
     sleep 0.1
 done
-[[ -n $leader ]] || fail "the container's init did not start"
+[[ -n $leader ]] || fail "the container's systemd did not start"
 
 in_container() { nsenter -t "$leader" -a "$@"; }
-state=$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>/dev/null || true)
+# `--wait` waits through "starting"; before systemd listens it answers "offline" at once.
+state=""
+for ((i = 0; i < 120; i++)); do
+    state=$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>/dev/null || true)
+    [[ $state == running || $state == degraded ]] && break
+    sleep 0.5
+done
 [[ $state == running || $state == degraded ]] || fail "the container did not boot (state '$state')"
 log "container up ($state), init pid $leader"
 
 prop() { in_container systemctl show -P "$1" tcpstatesd.service; }
+recent_log() { in_container journalctl -u tcpstatesd.service -o cat --no-pager | tail -n 8; }
 # BPF program ids with our program names; tracing programs are global, so the container's
 # show up on the host.
 our_prog_ids() {
@@ -164,9 +178,13 @@ ids_before=$(our_prog_ids)
 log "systemctl start tcpstatesd"
 # For Type=notify this returns once the daemon has sent READY=1.
 timeout 90 nsenter -t "$leader" -a systemctl start tcpstatesd.service ||
-    fail "systemctl start failed: $(in_container systemctl status --no-pager tcpstatesd 2>&1 | tail -n 15)"
-[[ $(prop ActiveState) == active ]] || fail "not active after start: $(prop ActiveState)"
+    fail "systemctl start failed:
+$(recent_log)"
+[[ $(prop ActiveState) == active ]] || fail "not active after start: $(prop ActiveState)
+$(recent_log)"
 main_pid=$(prop MainPID)
+[[ $main_pid -ne 0 ]] || fail "no main process after start:
+$(recent_log)"
 log "active, main pid $main_pid (in the container)"
 
 # The hardening as the kernel sees it: a dynamic non-root user holding CAP_BPF + CAP_PERFMON.
@@ -187,14 +205,15 @@ done
 log "BPF program ids of the unit: $ours"
 
 if [[ $standin -eq 1 ]]; then
-    # A loopback connection in the container's network namespace, seen by the trace.
-    nsenter -t "$leader" -n curl -s --max-time 2 http://127.0.0.1:1/ >/dev/null || true
+    # Loopback connections in the container's network namespace, until the trace (attached
+    # some time after Type=exec's start returned) shows one.
     for ((i = 0; i < 100; i++)); do
-        in_container journalctl -u tcpstatesd -o cat | grep -q 'SYN_SENT' && break
+        nsenter -t "$leader" -n curl -s --max-time 2 http://127.0.0.1:1/ >/dev/null || true
+        traced=$(in_container journalctl -u tcpstatesd -o cat)
+        grep -q 'SYN_SENT' <<<"$traced" && break
         sleep 0.1
     done
-    in_container journalctl -u tcpstatesd -o cat | grep -q 'SYN_SENT' ||
-        fail "the stand-in traced nothing"
+    grep -q 'SYN_SENT' <<<"$traced" || fail "the stand-in traced nothing"
     log "stand-in traced a loopback connection"
 else
     # --- Scrape -----------------------------------------------------------------------------
