@@ -1,0 +1,161 @@
+#include "logging.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <string_view>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/systemd_sink.h>
+#include <spdlog/spdlog.h>
+
+namespace tcpstatesd {
+
+namespace {
+
+constexpr const char* kIdentifier = "tcpstatesd";
+
+void append(spdlog::memory_buf_t& dest, std::string_view text) {
+    dest.append(text.data(), text.data() + text.size());
+}
+
+// RFC 3339 in UTC with milliseconds: sorts as text, and means the same on every host.
+void append_time(spdlog::memory_buf_t& dest, spdlog::log_clock::time_point time) {
+    const auto since_epoch = time.time_since_epoch();
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+    const auto millis =
+        std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds).count();
+    const std::time_t t = static_cast<std::time_t>(seconds.count());
+    std::tm utc{};
+    gmtime_r(&t, &utc);
+    char text[32];
+    const int n = std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                                utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour,
+                                utc.tm_min, utc.tm_sec, static_cast<int>(millis));
+    append(dest, std::string_view(text, static_cast<size_t>(n)));
+}
+
+std::string_view level_name(spdlog::level::level_enum level) {
+    const auto& name = spdlog::level::to_string_view(level);
+    return {name.data(), name.size()};
+}
+
+// Length of the valid UTF-8 sequence starting at text[0], or 0 if it is not one
+// (overlong forms, surrogates and code points above U+10FFFF are invalid).
+size_t utf8_sequence_length(std::string_view text) {
+    const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+    const auto continuation = [&](size_t i) { return i < text.size() && (byte(i) & 0xC0) == 0x80; };
+    const unsigned char lead = byte(0);
+    if (lead < 0x80) return 1;
+    if (lead >= 0xC2 && lead <= 0xDF) return continuation(1) ? 2 : 0;
+    if (lead >= 0xE0 && lead <= 0xEF) {
+        if (!continuation(1) || !continuation(2)) return 0;
+        if (lead == 0xE0 && byte(1) < 0xA0) return 0;  // overlong
+        if (lead == 0xED && byte(1) > 0x9F) return 0;  // surrogate
+        return 3;
+    }
+    if (lead >= 0xF0 && lead <= 0xF4) {
+        if (!continuation(1) || !continuation(2) || !continuation(3)) return 0;
+        if (lead == 0xF0 && byte(1) < 0x90) return 0;  // overlong
+        if (lead == 0xF4 && byte(1) > 0x8F) return 0;  // above U+10FFFF
+        return 4;
+    }
+    return 0;
+}
+
+void append_json_string(spdlog::memory_buf_t& dest, std::string_view text) {
+    dest.push_back('"');
+    for (size_t i = 0; i < text.size();) {
+        const unsigned char c = static_cast<unsigned char>(text[i]);
+        switch (c) {
+        case '"': append(dest, "\\\""); break;
+        case '\\': append(dest, "\\\\"); break;
+        case '\n': append(dest, "\\n"); break;
+        case '\r': append(dest, "\\r"); break;
+        case '\t': append(dest, "\\t"); break;
+        default:
+            if (c < 0x20) {
+                char escaped[8];
+                std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+                append(dest, escaped);
+            } else if (const size_t length = utf8_sequence_length(text.substr(i)); length > 0) {
+                append(dest, text.substr(i, length));
+                i += length;
+                continue;
+            } else {
+                append(dest, "\\ufffd");
+            }
+        }
+        ++i;
+    }
+    dest.push_back('"');
+}
+
+class TextFormatter final : public spdlog::formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+        append_time(dest, msg.time);
+        dest.push_back(' ');
+        append(dest, level_name(msg.level));
+        dest.push_back(' ');
+        append(dest, std::string_view(msg.payload.data(), msg.payload.size()));
+        dest.push_back('\n');
+    }
+    std::unique_ptr<spdlog::formatter> clone() const override {
+        return std::make_unique<TextFormatter>();
+    }
+};
+
+class JsonFormatter final : public spdlog::formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+        append(dest, "{\"time\":\"");
+        append_time(dest, msg.time);
+        append(dest, "\",\"level\":\"");
+        append(dest, level_name(msg.level));
+        append(dest, "\",\"message\":");
+        append_json_string(dest, std::string_view(msg.payload.data(), msg.payload.size()));
+        append(dest, "}\n");
+    }
+    std::unique_ptr<spdlog::formatter> clone() const override {
+        return std::make_unique<JsonFormatter>();
+    }
+};
+
+}  // namespace
+
+bool is_journal_stream(int fd, const char* journal_stream) {
+    if (!journal_stream) return false;
+    uintmax_t device = 0, inode = 0;
+    char trailing = 0;
+    if (std::sscanf(journal_stream, "%" SCNuMAX ":%" SCNuMAX "%c", &device, &inode, &trailing) != 2)
+        return false;
+    struct stat st {};
+    if (fstat(fd, &st) != 0) return false;
+    return static_cast<uintmax_t>(st.st_dev) == device && static_cast<uintmax_t>(st.st_ino) == inode;
+}
+
+std::unique_ptr<spdlog::formatter> make_log_formatter(LogFormat format) {
+    if (format == LogFormat::Json) return std::make_unique<JsonFormatter>();
+    return std::make_unique<TextFormatter>();
+}
+
+void setup_logging(spdlog::level::level_enum level, LogFormat format) {
+    std::shared_ptr<spdlog::logger> logger;
+    if (is_journal_stream(STDERR_FILENO, std::getenv("JOURNAL_STREAM"))) {
+        logger = std::make_shared<spdlog::logger>(
+            kIdentifier, std::make_shared<spdlog::sinks::systemd_sink_mt>(kIdentifier));
+    } else {
+        auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+        sink->set_formatter(make_log_formatter(format));
+        logger = std::make_shared<spdlog::logger>(kIdentifier, std::move(sink));
+    }
+    logger->set_level(level);
+    spdlog::set_default_logger(std::move(logger));
+}
+
+}  // namespace tcpstatesd
