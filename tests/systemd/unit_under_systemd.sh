@@ -57,7 +57,8 @@ debian_mirror() {
 }
 
 codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
-packages=$( (printf '%s\n' systemd systemd-sysv dbus; runtime_packages) | sort -u | paste -sd,)
+# procps: ExecReload's /bin/kill (minbase leaves it out; the Debian package depends on it).
+packages=$( (printf '%s\n' systemd systemd-sysv dbus procps; runtime_packages) | sort -u | paste -sd,)
 cache=/var/cache/tcpstatesd-test
 root="$cache/$codename-$(printf '%s' "$packages" | sha256sum | cut -c1-12)"
 mkdir -p "$cache"
@@ -88,6 +89,10 @@ leader=""
 
 teardown() {
     local status=$? i
+    if [[ $status -ne 0 && -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
+        echo "--- journalctl -u tcpstatesd (in the container) ---" >&2
+        timeout 10 nsenter -t "$leader" -a journalctl -u tcpstatesd.service --no-pager -o short-monotonic >&2 || true
+    fi
     if [[ -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
         timeout 10 nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1 || true
     fi
@@ -98,10 +103,12 @@ teardown() {
             kill -KILL -- "-$nspawn_pid" 2>/dev/null || true
         fi
     fi
-    if [[ $status -ne 0 && -f $work/nspawn.log ]]; then
+    if [[ $status -ne 0 && -z $leader && -f $work/nspawn.log ]]; then
         echo "--- container console (last 40 lines) ---" >&2
         tail -n 40 "$work/nspawn.log" >&2
     fi
+    # nspawn leaves this empty directory behind when the container was killed.
+    rmdir "/run/systemd/nspawn/propagate/$machine" 2>/dev/null || true
     rm -rf "$work"
     exit "$status"
 }
@@ -268,10 +275,11 @@ grep -q 'Started tcpstatesd.service' <<<"$journal" || fail "journal: no start li
 grep -q 'Stopped tcpstatesd.service' <<<"$journal" || fail "journal: no stop line"
 if [[ $standin -eq 0 ]]; then
     grep -q 'Reloading tcpstatesd.service' <<<"$journal" || fail "journal: no reload line"
-    # The daemon's own lines come through the native journal protocol, with its identifier.
-    native=$(in_container journalctl -o cat _TRANSPORT=journal SYSLOG_IDENTIFIER=tcpstatesd | wc -l)
-    [[ $native -gt 0 ]] || fail "journal: nothing logged natively with SYSLOG_IDENTIFIER=tcpstatesd"
-    log "$native lines logged natively by the daemon"
+    # The daemon's own lines come through the native journal protocol, with its identifier
+    # and their priority (info is 6).
+    native=$(in_container journalctl -o cat _TRANSPORT=journal SYSLOG_IDENTIFIER=tcpstatesd PRIORITY=6 | wc -l)
+    [[ $native -gt 0 ]] || fail "journal: no info entry logged natively with SYSLOG_IDENTIFIER=tcpstatesd"
+    log "$native info lines logged natively by the daemon"
 fi
 
 left=""
