@@ -38,6 +38,8 @@ for file in "$binary" "$unit" "$config"; do [[ -f $file ]] || fail "$file does n
 
 # --- The container root, cached -------------------------------------------------------------
 
+codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+
 # The Debian packages that hold the binary's shared libraries, so that it runs in the root.
 runtime_packages() {
     local lib
@@ -50,13 +52,11 @@ runtime_packages() {
 # The mirror apt is configured with for this release's main component (CI machines reach
 # only that mirror).
 debian_mirror() {
-    local codename
-    codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    # shellcheck disable=SC2016 # apt's own $(FIELD) syntax
     apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' |
         awk -v suite="$codename" '$2 == suite && $3 == "main" {print $1; exit}'
 }
 
-codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
 # procps: ExecReload's /bin/kill (minbase leaves it out; the Debian package depends on it).
 packages=$( (printf '%s\n' systemd systemd-sysv dbus procps; runtime_packages) | sort -u | paste -sd,)
 cache=/var/cache/tcpstatesd-test
