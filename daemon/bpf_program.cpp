@@ -174,14 +174,16 @@ void BpfProgram::apply_filters(const EventFilters& next) {
     if (next.family != 0 && next.family != AF_INET && next.family != AF_INET6)
         throw BpfError("unknown address family " + std::to_string(next.family));
     auto* bss = skel_->bss;
-    // Fill before enabling, disable before emptying: a reader never sees an enabled,
-    // half-filled allow-list.
+    // A switch goes off before its list is emptied and on after its list is filled, so the
+    // program never applies an enabled, empty or half-filled allow-list.
+    if (next.local_ports.empty()) bss->filter_local_ports = 0;
+    if (next.remote_ports.empty()) bss->filter_remote_ports = 0;
     replace_ports(bpf_map__fd(skel_->maps.local_ports), filters_.local_ports, next.local_ports,
                   "local");
     replace_ports(bpf_map__fd(skel_->maps.remote_ports), filters_.remote_ports,
                   next.remote_ports, "remote");
-    bss->filter_local_ports = next.local_ports.empty() ? 0 : 1;
-    bss->filter_remote_ports = next.remote_ports.empty() ? 0 : 1;
+    if (!next.local_ports.empty()) bss->filter_local_ports = 1;
+    if (!next.remote_ports.empty()) bss->filter_remote_ports = 1;
     bss->filter_family = static_cast<uint16_t>(next.family);
     filters_ = next;
 }

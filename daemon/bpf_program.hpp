@@ -61,9 +61,9 @@ public:
     uint32_t perf_buffer_pages() const { return perf_buffer_pages_; }
     uint32_t socket_table_capacity() const { return socket_table_capacity_; }
 
-    // Replaces the filters in place while the program stays attached. Ports are added
-    // before the switch is turned on and removed after it is turned off, so no event is
-    // dropped that both the old and the new filters would have reported.
+    // Replaces the filters in place while the program stays attached. No event is dropped
+    // that both the old and the new filters would report (new ports are added before old
+    // ones are removed; a switch is off while its list is empty).
     void apply_filters(const EventFilters& filters);
     const EventFilters& filters() const { return filters_; }
 

@@ -1,20 +1,31 @@
 // Entry point: dispatches to the daemon, `trace`, or the informational flags.
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 
+#include "daemon.hpp"
+#include "daemon_options.hpp"
 #include "trace_command.hpp"
 #include "version.hpp"
 
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: tcpstatesd [--config PATH]            run the daemon\n"
-    "       tcpstatesd --check-config [--config PATH]\n"
+    "Usage: tcpstatesd [--config PATH] [FLAGS]    run the daemon\n"
+    "       tcpstatesd --check-config [--config PATH] [FLAGS]\n"
     "       tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json]\n"
     "       tcpstatesd --version | --help\n"
     "\n"
     "TCP state transitions from the kernel (eBPF, tracepoint sock:inet_sock_set_state)\n"
-    "as Prometheus metrics, or as one line per transition with `trace`.\n"
+    "as Prometheus metrics on HTTP /metrics, or as one line per transition with `trace`.\n"
+    "\n"
+    "  --config PATH               configuration file (default /etc/tcpstatesd/tcpstatesd.yaml;\n"
+    "                              built-in defaults when that file does not exist)\n"
+    "  --check-config              validate the configuration and exit 0 (valid) or 1\n"
+    "  --web.listen-address ADDR   listen here instead (repeatable; \":9977\", \"[::1]:9977\")\n"
+    "  --web.telemetry-path PATH   serve the metrics here instead of /metrics\n"
+    "  --log.level LEVEL           trace, debug, info, warn, error, critical or off\n"
+    "\n"
     "`tcpstatesd trace --help` lists the trace options.\n";
 
 }  // namespace
@@ -30,6 +41,12 @@ int main(int argc, char** argv) {
         std::fputs(kUsage, stdout);
         return 0;
     }
-    std::fputs(kUsage, stderr);
-    return 2;
+    try {
+        const auto options = tcpstatesd::parse_daemon_options(argc, argv);
+        if (options.check_config) return tcpstatesd::run_check_config(options);
+        return tcpstatesd::run_daemon(options);
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "tcpstatesd: %s\n%s", e.what(), kUsage);
+        return 2;
+    }
 }

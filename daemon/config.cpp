@@ -1,0 +1,519 @@
+#include "config.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+
+#include "port_list.hpp"
+#include "tcpstates.h"
+
+namespace tcpstatesd {
+
+namespace {
+
+constexpr uint32_t kMaxBuckets = 64;
+constexpr const char* kLogLevels = "one of trace, debug, info, warn, error, critical, off";
+
+// A string as it appears in a message: quoted, control characters escaped, so a message
+// stays one line whatever the file holds.
+std::string quoted(std::string_view text) {
+    std::string out = "\"";
+    for (char c : text) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+            out += hex;
+        } else {
+            out += c;
+        }
+    }
+    return out + "\"";
+}
+
+std::string join(const std::vector<std::string_view>& names) {
+    std::string out;
+    for (auto name : names) {
+        if (!out.empty()) out += ", ";
+        out += name;
+    }
+    return out;
+}
+
+std::string position(const YAML::Mark& mark) {
+    return "line " + std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1);
+}
+
+// Whole decimal numbers only: YAML's other integer spellings (0x.., 0o.., 1_000) are not
+// worth the ambiguity in a configuration file.
+std::optional<uint64_t> parse_whole(std::string_view text) {
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+std::optional<double> parse_real(std::string_view text) {
+    if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+    double value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+bool is_power_of_two(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// One value in the document: its dotted key path and where to point when it is wrong.
+struct Field {
+    std::string path;
+    YAML::Node node;
+    // An empty value ("key:" with nothing after it) carries the mark of whatever follows
+    // it, so errors about it point at its key instead.
+    YAML::Mark fallback;
+
+    YAML::Mark mark() const { return node.IsNull() ? fallback : node.Mark(); }
+};
+
+class Reader {
+public:
+    explicit Reader(const std::string& source) : source_(source) {}
+
+    [[noreturn]] void fail(const YAML::Mark& mark, const std::string& what) const {
+        if (mark.is_null()) throw ConfigError(source_ + ": " + what);
+        throw ConfigError(source_ + ":" + std::to_string(mark.line + 1) + ":" +
+                          std::to_string(mark.column + 1) + ": " + what);
+    }
+
+    [[noreturn]] void fail(const Field& field, const std::string& what) const {
+        fail(field.mark(), field.path.empty() ? what : field.path + ": " + what);
+    }
+
+    static std::string describe(const YAML::Node& node) {
+        switch (node.Type()) {
+            case YAML::NodeType::Null: return "nothing";
+            case YAML::NodeType::Sequence: return "a list";
+            case YAML::NodeType::Map: return "a mapping";
+            default: return quoted(node.Scalar());
+        }
+    }
+
+    [[noreturn]] void expected(const Field& field, const std::string& what) const {
+        fail(field, "expected " + what + ", got " + describe(field.node));
+    }
+
+    struct Key {
+        std::string_view name;
+        std::function<void(const Field&)> parse;
+    };
+
+    // Visits every entry of a mapping with the parser of its key. Unknown keys, duplicate
+    // keys (which yaml-cpp keeps silently) and keys that are not names are errors. An empty
+    // section ("web:" with every key commented out) is an empty mapping.
+    void mapping(const Field& field, const std::vector<Key>& keys) const {
+        std::vector<std::string_view> names;
+        for (const auto& key : keys) names.push_back(key.name);
+        if (field.node.IsNull()) return;
+        if (!field.node.IsMap()) expected(field, "a mapping with the keys " + join(names));
+
+        const std::string prefix = field.path.empty() ? "" : field.path + ".";
+        std::map<std::string, YAML::Mark> seen;
+        for (const auto& entry : field.node) {
+            const YAML::Node key = entry.first;
+            Field key_field{field.path, key, key.Mark()};
+            if (!key.IsScalar()) fail(key_field, "expected a key name, got " + describe(key));
+            const std::string& name = key.Scalar();
+            auto [first, inserted] = seen.emplace(name, key.Mark());
+            if (!inserted)
+                fail(key_field, "duplicate key " + quoted(name) + " (first at " +
+                                    position(first->second) + ")");
+            auto known = std::find_if(keys.begin(), keys.end(),
+                                      [&](const Key& k) { return k.name == name; });
+            if (known == keys.end())
+                fail(key_field, "unknown key " + quoted(name) + ", expected one of " + join(names));
+            known->parse(Field{prefix + name, entry.second, key.Mark()});
+        }
+    }
+
+    std::vector<Field> sequence(const Field& field, const std::string& what) const {
+        if (!field.node.IsSequence()) expected(field, what);
+        std::vector<Field> items;
+        for (const auto& item : field.node) items.push_back(Field{field.path, item, field.mark()});
+        return items;
+    }
+
+    std::vector<Field> nonempty_sequence(const Field& field, const std::string& what) const {
+        auto items = sequence(field, what);
+        if (items.empty()) fail(field, "expected " + what + ", got an empty list");
+        return items;
+    }
+
+    const std::string& scalar(const Field& field, const std::string& what) const {
+        if (!field.node.IsScalar()) expected(field, what);
+        return field.node.Scalar();
+    }
+
+    // A plain (unquoted) scalar: "4" in quotes is a string, not a number.
+    const std::string& number_text(const Field& field, const std::string& what) const {
+        const std::string& text = scalar(field, what);
+        if (field.node.Tag() != "?")
+            fail(field, "expected " + what + ", got the quoted string " + quoted(text) +
+                            " (write numbers without quotes)");
+        return text;
+    }
+
+    uint64_t whole(const Field& field, uint64_t min, uint64_t max) const {
+        const std::string what =
+            "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+        auto value = parse_whole(number_text(field, what));
+        if (!value || *value < min || *value > max) expected(field, what);
+        return *value;
+    }
+
+    uint64_t power_of_two(const Field& field, uint64_t min, uint64_t max) const {
+        const std::string what =
+            "a power of two from " + std::to_string(min) + " to " + std::to_string(max);
+        auto value = parse_whole(number_text(field, what));
+        if (!value || *value < min || *value > max || !is_power_of_two(*value))
+            expected(field, what);
+        return *value;
+    }
+
+    // The index of the value in choices.
+    size_t choice(const Field& field, const std::vector<std::string_view>& choices) const {
+        const std::string what = "one of " + join(choices);
+        const std::string& text = scalar(field, what);
+        auto found = std::find(choices.begin(), choices.end(), text);
+        if (found == choices.end()) expected(field, what);
+        return static_cast<size_t>(found - choices.begin());
+    }
+
+    // Runs a shared validation rule (which throws std::invalid_argument) on a string value.
+    template <typename Rule>
+    auto checked(const Field& field, const std::string& what, Rule rule) const {
+        const std::string& text = scalar(field, what);
+        try {
+            return rule(text);
+        } catch (const std::invalid_argument& e) {
+            fail(field, e.what());
+        }
+    }
+
+private:
+    const std::string& source_;
+};
+
+std::vector<std::string> listen_addresses(const Reader& r, const Field& field) {
+    const std::string what = "a non-empty list of listen addresses";
+    std::vector<std::string> addresses;
+    std::map<std::string, YAML::Mark> seen;
+    for (const auto& item : r.nonempty_sequence(field, what)) {
+        r.checked(item, "a listen address such as \":9977\"", parse_listen_address);
+        const std::string& text = item.node.Scalar();
+        auto [first, inserted] = seen.emplace(text, item.mark());
+        if (!inserted)
+            r.fail(item, quoted(text) + " is listed twice (first at " +
+                             position(first->second) + ")");
+        addresses.push_back(text);
+    }
+    return addresses;
+}
+
+int families(const Reader& r, const Field& field) {
+    bool ipv4 = false, ipv6 = false;
+    for (const auto& item : r.nonempty_sequence(field, "a non-empty list of ipv4, ipv6")) {
+        bool& flag = r.choice(item, {"ipv4", "ipv6"}) == 0 ? ipv4 : ipv6;
+        if (flag) r.fail(item, quoted(item.node.Scalar()) + " is listed twice");
+        flag = true;
+    }
+    return ipv4 && ipv6 ? 0 : ipv4 ? AF_INET : AF_INET6;
+}
+
+std::vector<uint16_t> ports(const Reader& r, const Field& field) {
+    const std::string what = "a port from 1 to 65535 or a range \"first-last\"";
+    std::map<uint16_t, YAML::Mark> seen;
+    for (const auto& item : r.sequence(field, "a list of ports and port ranges")) {
+        const std::string& text = r.scalar(item, what);
+        if (text.find(',') != std::string::npos)
+            r.fail(item, "expected " + what + ", got " + quoted(text) +
+                             " (write one port or range per list item)");
+        std::vector<uint16_t> expanded;
+        try {
+            expanded = parse_port_list(text);
+        } catch (const std::invalid_argument& e) {
+            r.fail(item, e.what());
+        }
+        for (uint16_t port : expanded) {
+            auto [first, inserted] = seen.emplace(port, item.mark());
+            if (!inserted)
+                r.fail(item, "port " + std::to_string(port) + " is listed twice (first at " +
+                                 position(first->second) + ")");
+        }
+        if (seen.size() > TCPSTATES_MAX_FILTER_PORTS)
+            r.fail(item, "more than " + std::to_string(TCPSTATES_MAX_FILTER_PORTS) +
+                             " ports, the kernel filter's capacity");
+    }
+    std::vector<uint16_t> sorted;
+    for (const auto& entry : seen) sorted.push_back(entry.first);
+    return sorted;
+}
+
+std::vector<double> buckets(const Reader& r, const Field& field) {
+    const std::string what = "a finite number of seconds greater than 0";
+    const auto items =
+        r.nonempty_sequence(field, "a non-empty list of bucket upper bounds in seconds");
+    std::vector<double> bounds;  // bounds[i] comes from items[i]
+    for (const auto& item : items) {
+        auto value = parse_real(r.number_text(item, what));
+        if (!value || !std::isfinite(*value) || *value <= 0) r.expected(item, what);
+        if (bounds.size() == kMaxBuckets)
+            r.fail(item, "more than " + std::to_string(kMaxBuckets) + " buckets");
+        auto same = std::find(bounds.begin(), bounds.end(), *value);
+        if (same != bounds.end())
+            r.fail(item, "bucket " + item.node.Scalar() + " is listed twice (first at " +
+                             position(items[same - bounds.begin()].mark()) + ")");
+        if (!bounds.empty() && *value < bounds.back()) {
+            const Field& previous = items[bounds.size() - 1];
+            r.fail(item, "buckets must be increasing: " + item.node.Scalar() + " follows " +
+                             previous.node.Scalar() + " (at " + position(previous.mark()) + ")");
+        }
+        bounds.push_back(*value);
+    }
+    return bounds;
+}
+
+using Keys = std::vector<Reader::Key>;
+
+Keys web_keys(const Reader& r, WebConfig& web) {
+    return {
+        {"listen_addresses",
+         [&](const Field& f) { web.listen_addresses = listen_addresses(r, f); }},
+        {"telemetry_path",
+         [&](const Field& f) {
+             r.checked(f, "a path starting with \"/\"", validate_telemetry_path);
+             web.telemetry_path = f.node.Scalar();
+         }},
+        {"max_threads",
+         [&](const Field& f) { web.max_threads = static_cast<unsigned>(r.whole(f, 1, 64)); }},
+    };
+}
+
+Keys events_keys(const Reader& r, EventsConfig& events) {
+    return {
+        {"transport",
+         [&](const Field& f) {
+             static const Transport kTransports[] = {Transport::Auto, Transport::RingBuffer,
+                                                     Transport::PerfBuffer};
+             events.transport = kTransports[r.choice(f, {"auto", "ringbuf", "perfbuf"})];
+         }},
+        {"ring_buffer_bytes",
+         [&](const Field& f) {
+             events.ring_buffer_bytes = static_cast<uint32_t>(r.power_of_two(f, 4096, 1u << 30));
+         }},
+        {"perf_buffer_pages",
+         [&](const Field& f) {
+             events.perf_buffer_pages = static_cast<uint32_t>(r.power_of_two(f, 1, 4096));
+         }},
+        {"socket_table_size",
+         [&](const Field& f) {
+             events.socket_table_size = static_cast<uint32_t>(r.whole(f, 1, 1u << 24));
+         }},
+    };
+}
+
+Keys filters_keys(const Reader& r, EventFilters& filters) {
+    return {
+        {"families", [&](const Field& f) { filters.family = families(r, f); }},
+        {"local_ports", [&](const Field& f) { filters.local_ports = ports(r, f); }},
+        {"remote_ports", [&](const Field& f) { filters.remote_ports = ports(r, f); }},
+    };
+}
+
+Keys metrics_keys(const Reader& r, MetricsConfig& metrics) {
+    return {
+        {"duration_buckets_seconds",
+         [&](const Field& f) { metrics.duration_buckets = buckets(r, f); }},
+    };
+}
+
+Keys logging_keys(const Reader& r, LoggingConfig& logging) {
+    return {
+        {"level",
+         [&](const Field& f) { logging.level = r.checked(f, kLogLevels, parse_log_level); }},
+        {"format",
+         [&](const Field& f) {
+             const bool text = r.choice(f, {"text", "json"}) == 0;
+             logging.format = text ? LogFormat::Text : LogFormat::Json;
+         }},
+    };
+}
+
+Config parse_document(const Reader& r, const YAML::Node& root, const std::string& source) {
+    Config config;
+    config.source = source;
+    auto section = [&r](std::string_view name, Keys keys) {
+        return Reader::Key{name,
+                           [&r, keys = std::move(keys)](const Field& f) { r.mapping(f, keys); }};
+    };
+    r.mapping(Field{"", root, root.Mark()},
+              {
+                  section("web", web_keys(r, config.web)),
+                  section("events", events_keys(r, config.events)),
+                  section("filters", filters_keys(r, config.filters)),
+                  section("metrics", metrics_keys(r, config.metrics)),
+                  section("logging", logging_keys(r, config.logging)),
+              });
+    return config;
+}
+
+}  // namespace
+
+std::vector<double> default_duration_buckets() {
+    return {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
+            1e-2, 2.5e-2, 5e-2, 1e-1, 2.5e-1, 5e-1, 1,    2.5,    5,
+            10,   25,     50,   100,  250,    500,  1000, 2500,   3600};
+}
+
+ListenAddress parse_listen_address(std::string_view text) {
+    const std::string what =
+        "\":port\" (every address), \"IPv4:port\" or \"[IPv6]:port\" with a port from 1 to "
+        "65535, got " +
+        quoted(text);
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) throw std::invalid_argument("expected " + what);
+    std::string_view host = text.substr(0, colon);
+    const uint64_t port = parse_whole(text.substr(colon + 1)).value_or(0);
+    if (port < 1 || port > 65535) throw std::invalid_argument("expected " + what);
+
+    ListenAddress address;
+    address.port = static_cast<uint16_t>(port);
+    unsigned char buffer[sizeof(in6_addr)];
+    if (!host.empty() && host.front() == '[') {
+        if (host.size() < 2 || host.back() != ']') throw std::invalid_argument("expected " + what);
+        address.host = std::string(host.substr(1, host.size() - 2));
+        if (inet_pton(AF_INET6, address.host.c_str(), buffer) != 1)
+            throw std::invalid_argument("expected " + what + " (not an IPv6 address)");
+    } else if (!host.empty()) {
+        address.host = std::string(host);
+        // civetweb binds to literal addresses; a host name would need resolving at start.
+        if (inet_pton(AF_INET, address.host.c_str(), buffer) != 1)
+            throw std::invalid_argument("expected " + what +
+                                        " (host names are not resolved; IPv6 goes in brackets)");
+    }
+    return address;
+}
+
+void validate_telemetry_path(std::string_view path) {
+    if (path.empty() || path.front() != '/')
+        throw std::invalid_argument("expected a path starting with \"/\", got " + quoted(path));
+    if (path == "/")
+        throw std::invalid_argument("expected a path other than \"/\" (the landing page), got " +
+                                    quoted(path));
+    if (path.starts_with("/-/"))
+        throw std::invalid_argument(
+            "expected a path outside \"/-/\" (reserved for /-/healthy and /-/ready), got " +
+            quoted(path));
+    // The HTTP server matches the decoded path, so '%' could never match; '?' and '#' end
+    // the path in a URL.
+    for (char c : path)
+        if (c <= ' ' || c >= 0x7f || c == '?' || c == '#' || c == '%')
+            throw std::invalid_argument(
+                "expected a path of printable ASCII without spaces, \"?\", \"#\" or \"%\", got " +
+                quoted(path));
+}
+
+spdlog::level::level_enum parse_log_level(std::string_view text) {
+    // spdlog's own names ("warning", "err") are not accepted: one spelling per level.
+    static const std::pair<std::string_view, spdlog::level::level_enum> kLevels[] = {
+        {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
+        {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
+        {"error", spdlog::level::err},   {"critical", spdlog::level::critical},
+        {"off", spdlog::level::off},
+    };
+    for (const auto& [name, level] : kLevels)
+        if (name == text) return level;
+    throw std::invalid_argument(std::string("expected ") + kLogLevels + ", got " + quoted(text));
+}
+
+Config parse_config(std::string_view yaml_text, const std::string& source_name) {
+    Reader reader(source_name);
+    std::vector<YAML::Node> documents;
+    try {
+        documents = YAML::LoadAll(std::string(yaml_text));
+    } catch (const YAML::Exception& e) {
+        reader.fail(e.mark, "invalid YAML: " + e.msg);
+    }
+    if (documents.size() > 1)
+        reader.fail(documents[1].Mark(),
+                    "a second YAML document; the configuration is one document");
+    try {
+        return parse_document(reader, documents.empty() ? YAML::Node() : documents[0],
+                              source_name);
+    } catch (const YAML::Exception& e) {
+        // Node access does not throw for the shapes checked above; this is a safety net
+        // so that no yaml-cpp error escapes without the file name.
+        reader.fail(e.mark, e.msg);
+    }
+}
+
+Config load_config_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        throw ConfigError("cannot open configuration file " + path + ": " + std::strerror(errno));
+    std::string text;
+    char buffer[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const int err = errno;
+            ::close(fd);
+            throw ConfigError("cannot read configuration file " + path + ": " +
+                              std::strerror(err));
+        }
+        if (n == 0) break;
+        text.append(buffer, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return parse_config(text, path);
+}
+
+Config load_config(const std::optional<std::string>& path, const std::string& default_path) {
+    if (path) return load_config_file(*path);
+    struct stat st;
+    if (::stat(default_path.c_str(), &st) != 0 && errno == ENOENT) return Config{};
+    return load_config_file(default_path);
+}
+
+std::vector<std::string> keys_needing_restart(const Config& running, const Config& next) {
+    std::vector<std::string> keys;
+    auto check = [&](bool changed, const char* key) {
+        if (changed) keys.emplace_back(key);
+    };
+    check(running.web.listen_addresses != next.web.listen_addresses, "web.listen_addresses");
+    check(running.web.telemetry_path != next.web.telemetry_path, "web.telemetry_path");
+    check(running.web.max_threads != next.web.max_threads, "web.max_threads");
+    check(running.events.transport != next.events.transport, "events.transport");
+    check(running.events.ring_buffer_bytes != next.events.ring_buffer_bytes,
+          "events.ring_buffer_bytes");
+    check(running.events.perf_buffer_pages != next.events.perf_buffer_pages,
+          "events.perf_buffer_pages");
+    check(running.events.socket_table_size != next.events.socket_table_size,
+          "events.socket_table_size");
+    return keys;
+}
+
+}  // namespace tcpstatesd

@@ -1,0 +1,103 @@
+// The daemon's configuration: one YAML file, strictly validated. Every error names the file,
+// the 1-based line and column of the offending key or value, the key's dotted path, what was
+// expected and what was found. docs/configuration.md is the reference for the keys.
+#pragma once
+
+#include <spdlog/common.h>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bpf_program.hpp"
+#include "logging.hpp"
+
+namespace tcpstatesd {
+
+// The 1-2.5-5 series per decade from 10 µs to 2.5 ks, then 1 h: 27 buckets that resolve
+// both a loopback handshake and a long-lived connection.
+std::vector<double> default_duration_buckets();
+
+struct WebConfig {
+    // "host:port" (IPv4 literal), "[IPv6 literal]:port", or ":port" (every address).
+    std::vector<std::string> listen_addresses{":9977"};
+    std::string telemetry_path = "/metrics";
+    unsigned max_threads = 4;
+
+    bool operator==(const WebConfig&) const = default;
+};
+
+struct EventsConfig {
+    Transport transport = Transport::Auto;
+    uint32_t ring_buffer_bytes = 4u << 20;
+    uint32_t perf_buffer_pages = 64;
+    uint32_t socket_table_size = 65536;
+
+    bool operator==(const EventsConfig&) const = default;
+};
+
+struct MetricsConfig {
+    std::vector<double> duration_buckets = default_duration_buckets();
+
+    bool operator==(const MetricsConfig&) const = default;
+};
+
+struct LoggingConfig {
+    spdlog::level::level_enum level = spdlog::level::info;
+    LogFormat format = LogFormat::Text;
+
+    bool operator==(const LoggingConfig&) const = default;
+};
+
+struct Config {
+    WebConfig web;
+    EventsConfig events;
+    EventFilters filters;  // ports sorted, without duplicates
+    MetricsConfig metrics;
+    LoggingConfig logging;
+    std::string source = "built-in defaults";  // the file it came from
+
+    bool operator==(const Config&) const = default;
+};
+
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Parses and validates one YAML document. An empty document means all defaults. Throws
+// ConfigError "source_name:line:column: what is wrong".
+Config parse_config(std::string_view yaml_text, const std::string& source_name);
+
+// Reads and parses a file. A missing or unreadable file is a ConfigError naming the path
+// and the reason.
+Config load_config_file(const std::string& path);
+
+constexpr const char* kDefaultConfigPath = "/etc/tcpstatesd/tcpstatesd.yaml";
+
+// With a path: that file, which must exist. Without: default_path if it exists, else the
+// built-in defaults (source "built-in defaults").
+Config load_config(const std::optional<std::string>& path,
+                   const std::string& default_path = kDefaultConfigPath);
+
+// The dotted keys that differ between the two configs and that a reload cannot apply:
+// everything under events (new kernel objects) and everything under web (the HTTP server's
+// sockets, threads and handlers are set up once). Filters, buckets and logging are live.
+std::vector<std::string> keys_needing_restart(const Config& running, const Config& next);
+
+// A validated listen address: host empty for "every address".
+struct ListenAddress {
+    std::string host;  // IPv4 or IPv6 literal (no brackets), or empty
+    uint16_t port = 0;
+};
+
+// The rules behind web.listen_addresses, web.telemetry_path and logging.level, shared with
+// the command-line overrides. Each throws std::invalid_argument saying what is expected.
+ListenAddress parse_listen_address(std::string_view text);
+void validate_telemetry_path(std::string_view path);
+spdlog::level::level_enum parse_log_level(std::string_view text);
+
+}  // namespace tcpstatesd

@@ -1,0 +1,13 @@
+// The daemon: the BPF program, the event source and the aggregator on one reactor thread,
+// civetweb's threads serving scrapes, SIGHUP reloading the configuration, systemd told
+// about each step.
+#pragma once
+
+#include "daemon_options.hpp"
+
+namespace tcpstatesd {
+
+// Runs until SIGTERM/SIGINT. Returns the process exit code.
+int run_daemon(const DaemonOptions& options);
+
+}  // namespace tcpstatesd

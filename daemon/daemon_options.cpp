@@ -1,0 +1,93 @@
+#include "daemon_options.hpp"
+
+#include <getopt.h>
+
+#include <cstdio>
+#include <stdexcept>
+
+namespace tcpstatesd {
+
+namespace {
+
+enum Option : int {
+    kConfig = 256,
+    kCheckConfig,
+    kListenAddress,
+    kTelemetryPath,
+    kLogLevel,
+};
+
+const option kLongOptions[] = {
+    {"config", required_argument, nullptr, kConfig},
+    {"check-config", no_argument, nullptr, kCheckConfig},
+    {"web.listen-address", required_argument, nullptr, kListenAddress},
+    {"web.telemetry-path", required_argument, nullptr, kTelemetryPath},
+    {"log.level", required_argument, nullptr, kLogLevel},
+    {nullptr, 0, nullptr, 0},
+};
+
+}  // namespace
+
+DaemonOptions parse_daemon_options(int argc, char** argv) {
+    DaemonOptions options;
+    opterr = 0;  // errors are thrown, not printed by getopt
+    optind = 0;  // 0, not 1: makes glibc's getopt start afresh on every call
+    for (;;) {
+        // The element getopt is about to read, to name it in an error.
+        const int previous = optind == 0 ? 1 : optind;
+        const int c = getopt_long(argc, argv, "+:", kLongOptions, nullptr);
+        if (c == -1) break;
+        switch (c) {
+            case kConfig: options.config_path = optarg; break;
+            case kCheckConfig: options.check_config = true; break;
+            case kListenAddress: options.listen_addresses.emplace_back(optarg); break;
+            case kTelemetryPath: options.telemetry_path = optarg; break;
+            case kLogLevel: options.log_level = optarg; break;
+            case ':':
+                throw std::invalid_argument(std::string("option ") + argv[previous] +
+                                            " needs a value");
+            default:
+                throw std::invalid_argument(std::string("unknown option ") + argv[previous] +
+                                            " (see tcpstatesd --help)");
+        }
+    }
+    if (optind < argc)
+        throw std::invalid_argument(std::string("unexpected argument ") + argv[optind] +
+                                    " (see tcpstatesd --help)");
+    return options;
+}
+
+void apply_overrides(Config& config, const DaemonOptions& options) {
+    auto checked = [](const char* flag, auto rule, const std::string& value) {
+        try {
+            return rule(value);
+        } catch (const std::invalid_argument& e) {
+            throw ConfigError(std::string(flag) + ": " + e.what());
+        }
+    };
+    if (!options.listen_addresses.empty()) {
+        for (const auto& address : options.listen_addresses)
+            checked("--web.listen-address", parse_listen_address, address);
+        config.web.listen_addresses = options.listen_addresses;
+    }
+    if (options.telemetry_path) {
+        checked("--web.telemetry-path", validate_telemetry_path, *options.telemetry_path);
+        config.web.telemetry_path = *options.telemetry_path;
+    }
+    if (options.log_level)
+        config.logging.level = checked("--log.level", parse_log_level, *options.log_level);
+}
+
+int run_check_config(const DaemonOptions& options) {
+    try {
+        Config config = load_config(options.config_path);
+        apply_overrides(config, options);
+        std::printf("tcpstatesd: configuration OK (%s)\n", config.source.c_str());
+        return 0;
+    } catch (const ConfigError& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 1;
+    }
+}
+
+}  // namespace tcpstatesd

@@ -1,0 +1,35 @@
+// The daemon's command line (everything but `trace`): where the configuration is, whether to
+// only check it, and the few settings that flags override.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+
+namespace tcpstatesd {
+
+struct DaemonOptions {
+    std::optional<std::string> config_path;       // --config
+    bool check_config = false;                    // --check-config
+    std::vector<std::string> listen_addresses;    // --web.listen-address, repeatable
+    std::optional<std::string> telemetry_path;    // --web.telemetry-path
+    std::optional<std::string> log_level;         // --log.level
+};
+
+// Parses `tcpstatesd [--config PATH] [--check-config] [--web.listen-address ADDR]...
+// [--web.telemetry-path PATH] [--log.level LEVEL]`. Throws std::invalid_argument on an
+// unknown option, a missing value or a stray argument. Values are checked by apply_overrides.
+DaemonOptions parse_daemon_options(int argc, char** argv);
+
+// Flags win over the file: repeated --web.listen-address replace the whole list. Validates
+// each value with the file's rules; a ConfigError names the flag.
+void apply_overrides(Config& config, const DaemonOptions& options);
+
+// --check-config: loads the configuration with the overrides applied. Prints
+// "tcpstatesd: configuration OK (<source>)" to stdout and returns 0, or prints the error
+// line to stderr and returns 1.
+int run_check_config(const DaemonOptions& options);
+
+}  // namespace tcpstatesd

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""End to end: a real tcpstatesd scraped by a real Prometheus while real connections run.
+
+Usage: prometheus_e2e.py TCPSTATESD_BINARY DOCS_METRICS_MD
+
+Starts the daemon on a loopback port, a Prometheus server scraping it every second, makes
+real loopback TCP connections and asserts, through Prometheus' HTTP query API, that the
+SYN_SENT -> ESTABLISHED counter and its histogram grew by at least the number of
+connections made, and that the IPv6 ESTABLISHED sockets gauge rises while connections are
+held open and returns to its previous value after they close. Also checks the daemon's own
+output with `promtool check metrics`, that every exported metric is documented, and that
+SIGTERM stops the daemon with exit 0 and leaves no BPF program of ours behind.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+CONNECTIONS = 60
+HELD_OPEN = 20
+
+
+def fail(message):
+    print(f"FAIL: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read().decode()
+
+
+def wait_for(what, predicate, timeout=30.0, interval=0.25):
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as error:  # the server may not be up yet
+            last_error = error
+        time.sleep(interval)
+    fail(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+
+
+def sample(prometheus, expression):
+    """The value of a scalar-like PromQL query, or None when it returns no series."""
+    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+    _, body = http_get(url)
+    result = json.loads(body)
+    if result["status"] != "success":
+        fail(f"query {expression!r} failed: {body}")
+    samples = result["data"]["result"]
+    return float(samples[0]["value"][1]) if samples else None
+
+
+def query(prometheus, expression):
+    value = sample(prometheus, expression)
+    return 0.0 if value is None else value
+
+
+def connect_and_close(family, host, count, hold_open=0):
+    """Makes `count` connections to a local listener; returns the sockets kept open."""
+    listener = socket.socket(family)
+    listener.bind((host, 0))
+    listener.listen(count)
+    port = listener.getsockname()[1]
+    held = []
+    for i in range(count):
+        client = socket.create_connection((host, port))
+        server, _ = listener.accept()
+        client.sendall(b"ping")
+        server.recv(4)
+        if i < hold_open:
+            held.append((client, server))
+        else:
+            client.close()
+            server.close()
+    listener.close()
+    return held
+
+
+def our_bpf_programs():
+    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "tcpstates_" in line]
+
+
+def main():
+    if len(sys.argv) != 3:
+        fail(__doc__)
+    daemon_binary, docs_path = sys.argv[1], sys.argv[2]
+    if os.geteuid() != 0:
+        message = "needs root to load the BPF program"
+        if os.environ.get("CI") == "true":
+            fail(message)
+        print(f"WARNING: skipped: {message}")
+        return
+    for tool in ("prometheus", "promtool", "bpftool"):
+        if not shutil.which(tool):
+            fail(f"{tool} is not installed (.ci/install-deps installs it)")
+
+    workdir = tempfile.mkdtemp(prefix="tcpstatesd-e2e-")
+    daemon_port, prometheus_port = free_port(), free_port()
+    target = f"127.0.0.1:{daemon_port}"
+    config_path = os.path.join(workdir, "tcpstatesd.yaml")
+    with open(config_path, "w") as f:
+        f.write(f'web:\n  listen_addresses: ["{target}"]\n')
+    daemon = subprocess.Popen([daemon_binary, "--config", config_path],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    prometheus = None
+    try:
+        wait_for("the daemon to be ready",
+                 lambda: http_get(f"http://{target}/-/ready")[0] == 200)
+
+        _, exposition = http_get(f"http://{target}/metrics")
+        check = subprocess.run(["promtool", "check", "metrics"], input=exposition,
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            fail(f"promtool check metrics: {check.stdout}{check.stderr}")
+
+        documented = open(docs_path).read()
+        exported = {line.split()[2] for line in exposition.splitlines()
+                    if line.startswith("# TYPE ")}
+        missing = sorted(name for name in exported if f"`{name}`" not in documented)
+        if missing:
+            fail(f"exported but not documented in {docs_path}: {missing}")
+
+        with open(os.path.join(workdir, "prometheus.yml"), "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                    "scrape_configs:\n  - job_name: tcpstatesd\n"
+                    f"    static_configs:\n      - targets: ['{target}']\n")
+        prometheus_url = f"http://127.0.0.1:{prometheus_port}"
+        prometheus = subprocess.Popen(
+            ["prometheus", f"--config.file={workdir}/prometheus.yml",
+             f"--storage.tsdb.path={workdir}/data",
+             f"--web.listen-address=127.0.0.1:{prometheus_port}"],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "prometheus.log"), "w"))
+        wait_for("Prometheus to scrape the daemon",
+                 lambda: query(prometheus_url, 'up{job="tcpstatesd"}') == 1, timeout=60)
+
+        connected = ('sum(tcpstates_transitions_total'
+                     '{from_state="SYN_SENT",to_state="ESTABLISHED"})')
+        observed = ('sum(tcpstates_state_duration_seconds_count'
+                    '{state="SYN_SENT",next_state="ESTABLISHED"})')
+        established_v6 = 'sum(tcpstates_sockets{family="ipv6",state="ESTABLISHED"})'
+        # Baselines once a scrape has seen the series (they are exported from the start).
+        wait_for("the first scrape of the transition series",
+                 lambda: sample(prometheus_url, connected) is not None)
+        base_connected = query(prometheus_url, connected)
+        base_observed = query(prometheus_url, observed)
+        base_established = query(prometheus_url, established_v6)
+
+        held = connect_and_close(socket.AF_INET6, "::1", HELD_OPEN, hold_open=HELD_OPEN)
+        connect_and_close(socket.AF_INET, "127.0.0.1", CONNECTIONS)
+        # Both ends of each held connection are ESTABLISHED sockets.
+        wait_for(f"ipv6 ESTABLISHED sockets to rise by {2 * HELD_OPEN}",
+                 lambda: query(prometheus_url, established_v6) >= base_established + 2 * HELD_OPEN)
+        for client, server in held:
+            client.close()
+            server.close()
+
+        total = CONNECTIONS + HELD_OPEN
+        wait_for(f"SYN_SENT -> ESTABLISHED to grow by {total}",
+                 lambda: query(prometheus_url, connected) - base_connected >= total)
+        wait_for(f"its histogram _count to grow by {total}",
+                 lambda: query(prometheus_url, observed) - base_observed >= total)
+        wait_for("ipv6 ESTABLISHED sockets to return to their baseline",
+                 lambda: query(prometheus_url, established_v6) == base_established)
+        lost = query(prometheus_url, "sum(tcpstatesd_events_lost_total)")
+        if lost != 0:
+            fail(f"{lost} events lost at this tiny rate")
+        print(f"connections: {total}; SYN_SENT->ESTABLISHED grew by "
+              f"{query(prometheus_url, connected) - base_connected:.0f}, histogram count by "
+              f"{query(prometheus_url, observed) - base_observed:.0f}; ipv6 ESTABLISHED gauge "
+              f"back at {base_established:.0f}")
+    finally:
+        if prometheus:
+            prometheus.terminate()
+            prometheus.wait(timeout=30)
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            try:
+                code = daemon.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                fail("the daemon did not stop within 5 s of SIGTERM")
+            stop_seconds = time.monotonic() - started
+        else:
+            code, stop_seconds = daemon.returncode, 0.0
+        output = daemon.stdout.read()
+        shutil.rmtree(workdir, ignore_errors=True)
+    if code != 0:
+        fail(f"daemon exited with {code}:\n{output}")
+    if stop_seconds > 1.0:
+        fail(f"SIGTERM took {stop_seconds:.2f}s to stop the daemon (limit 1 s)")
+    leftovers = our_bpf_programs()
+    if leftovers:
+        fail(f"BPF programs left after stop: {leftovers}")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,474 @@
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "config.hpp"
+#include "temp_dir.hpp"
+
+using namespace tcpstatesd;
+
+namespace {
+
+// The message of the ConfigError that parsing `yaml` as "x.yaml" throws.
+std::string error_of(const std::string& yaml) {
+    try {
+        parse_config(yaml, "x.yaml");
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("config: built-in defaults") {
+    const Config c;
+    CHECK(c.web.listen_addresses == std::vector<std::string>{":9977"});
+    CHECK(c.web.telemetry_path == "/metrics");
+    CHECK(c.web.max_threads == 4);
+    CHECK(c.events.transport == Transport::Auto);
+    CHECK(c.events.ring_buffer_bytes == 4194304);
+    CHECK(c.events.perf_buffer_pages == 64);
+    CHECK(c.events.socket_table_size == 65536);
+    CHECK(c.filters == EventFilters{});
+    CHECK(c.logging.level == spdlog::level::info);
+    CHECK(c.logging.format == LogFormat::Text);
+    CHECK(c.source == "built-in defaults");
+}
+
+TEST_CASE("config: default buckets run 1-2.5-5 per decade from 10 us to 2.5 ks, then 1 h") {
+    const auto b = default_duration_buckets();
+    REQUIRE(b.size() == 27);
+    CHECK(b.front() == 1e-5);
+    CHECK(b[1] == 2.5e-5);
+    CHECK(b[2] == 5e-5);
+    CHECK(b[15] == 1.0);
+    CHECK(b[25] == 2500);
+    CHECK(b.back() == 3600);
+    for (size_t i = 0; i + 1 < b.size(); ++i) CHECK(b[i] < b[i + 1]);
+    // Each decade is 1, 2.5, 5 times its power of ten.
+    for (size_t i = 0; i < 24; ++i) {
+        const double decade = std::pow(10.0, -5.0 + static_cast<double>(i / 3));
+        const double step[] = {1, 2.5, 5};
+        CHECK(b[i] == Approx(decade * step[i % 3]).epsilon(1e-12));
+    }
+    CHECK(Config{}.metrics.duration_buckets == b);
+}
+
+TEST_CASE("config: empty documents, comments and empty sections mean defaults") {
+    Config expected;
+    expected.source = "x.yaml";
+    CHECK(parse_config("", "x.yaml") == expected);
+    CHECK(parse_config("# nothing here\n\n", "x.yaml") == expected);
+    CHECK(parse_config("---\n", "x.yaml") == expected);
+    CHECK(parse_config("web:\n  # max_threads: 8\nevents:\nfilters: {}\nmetrics:\nlogging:\n",
+                       "x.yaml") == expected);
+}
+
+TEST_CASE("config: every key read from a full document") {
+    const Config c = parse_config(R"(
+web:
+  listen_addresses: ["127.0.0.1:9100", "[::1]:9100", ":80"]
+  telemetry_path: /stats/tcp
+  max_threads: 64
+events:
+  transport: perfbuf
+  ring_buffer_bytes: 1073741824
+  perf_buffer_pages: 4096
+  socket_table_size: 16777216
+filters:
+  families: [ipv6]
+  local_ports: [443, "8000-8002", 80, 22-23]
+  remote_ports:
+    - "5432"
+metrics:
+  duration_buckets_seconds: [0.001, 1e-2, .5, +2, 60]
+logging:
+  level: "off"
+  format: json
+)",
+                                  "/etc/x.yaml");
+    CHECK(c.source == "/etc/x.yaml");
+    CHECK(c.web.listen_addresses ==
+          std::vector<std::string>{"127.0.0.1:9100", "[::1]:9100", ":80"});
+    CHECK(c.web.telemetry_path == "/stats/tcp");
+    CHECK(c.web.max_threads == 64);
+    CHECK(c.events.transport == Transport::PerfBuffer);
+    CHECK(c.events.ring_buffer_bytes == 1u << 30);
+    CHECK(c.events.perf_buffer_pages == 4096);
+    CHECK(c.events.socket_table_size == 1u << 24);
+    CHECK(c.filters.family == AF_INET6);
+    CHECK(c.filters.local_ports == std::vector<uint16_t>{22, 23, 80, 443, 8000, 8001, 8002});
+    CHECK(c.filters.remote_ports == std::vector<uint16_t>{5432});
+    CHECK(c.metrics.duration_buckets == std::vector<double>{0.001, 0.01, 0.5, 2, 60});
+    CHECK(c.logging.level == spdlog::level::off);
+    CHECK(c.logging.format == LogFormat::Json);
+}
+
+TEST_CASE("config: enumerations map to their values") {
+    auto transport = [](const char* v) {
+        return parse_config(std::string("events: {transport: ") + v + "}", "x").events.transport;
+    };
+    CHECK(transport("auto") == Transport::Auto);
+    CHECK(transport("ringbuf") == Transport::RingBuffer);
+    CHECK(transport("perfbuf") == Transport::PerfBuffer);
+
+    auto family = [](const char* v) {
+        return parse_config(std::string("filters: {families: ") + v + "}", "x").filters.family;
+    };
+    CHECK(family("[ipv4]") == AF_INET);
+    CHECK(family("[ipv6]") == AF_INET6);
+    CHECK(family("[ipv6, ipv4]") == 0);
+
+    auto level = [](const char* v) {
+        return parse_config(std::string("logging: {level: ") + v + "}", "x").logging.level;
+    };
+    CHECK(level("trace") == spdlog::level::trace);
+    CHECK(level("debug") == spdlog::level::debug);
+    CHECK(level("info") == spdlog::level::info);
+    CHECK(level("warn") == spdlog::level::warn);
+    CHECK(level("error") == spdlog::level::err);
+    CHECK(level("critical") == spdlog::level::critical);
+    CHECK(level("off") == spdlog::level::off);
+}
+
+TEST_CASE("config: the repository's config/tcpstatesd.yaml is exactly the built-in defaults") {
+    const std::string path = std::string(TCPSTATESD_SOURCE_DIR) + "/config/tcpstatesd.yaml";
+    Config from_file = load_config_file(path);
+    CHECK(from_file.source == path);
+    from_file.source = Config{}.source;
+    CHECK(from_file == Config{});
+    // Equality would also hold with keys left out (they default): the file must spell out
+    // every key, since it is the documented default.
+    std::ifstream in(path);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const char* key :
+         {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
+          "ring_buffer_bytes:", "perf_buffer_pages:", "socket_table_size:", "families:",
+          "local_ports:", "remote_ports:", "duration_buckets_seconds:", "level:", "format:"})
+        CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
+}
+
+TEST_CASE("config errors: YAML syntax, document shape") {
+    CHECK(error_of("events: [1\n") == "x.yaml:2:1: invalid YAML: end of sequence flow not found");
+    CHECK(error_of("web:\n  a: b: c\n") == "x.yaml:2:7: invalid YAML: illegal map value");
+    CHECK(error_of("- web\n") ==
+          "x.yaml:1:1: expected a mapping with the keys web, events, filters, metrics, "
+          "logging, got a list");
+    CHECK(error_of("hello\n") ==
+          "x.yaml:1:1: expected a mapping with the keys web, events, filters, metrics, "
+          "logging, got \"hello\"");
+    CHECK(error_of("web: {}\n---\nweb: {}\n") ==
+          "x.yaml:3:1: a second YAML document; the configuration is one document");
+}
+
+TEST_CASE("config errors: unknown keys, duplicate keys, keys that are not names") {
+    CHECK(error_of("wbe: {}\n") ==
+          "x.yaml:1:1: unknown key \"wbe\", expected one of web, events, filters, metrics, "
+          "logging");
+    CHECK(error_of("web:\n  port: 80\n") ==
+          "x.yaml:2:3: web: unknown key \"port\", expected one of listen_addresses, "
+          "telemetry_path, max_threads");
+    CHECK(error_of("logging: {level: info, colour: true}\n") ==
+          "x.yaml:1:24: logging: unknown key \"colour\", expected one of level, format");
+    CHECK(error_of("web: {}\nevents: {}\nweb: {}\n") ==
+          "x.yaml:3:1: duplicate key \"web\" (first at line 1, column 1)");
+    CHECK(error_of("events:\n  transport: auto\n  socket_table_size: 8\n  transport: ringbuf\n") ==
+          "x.yaml:4:3: events: duplicate key \"transport\" (first at line 2, column 3)");
+    CHECK(error_of("? [web]\n: 1\n") == "x.yaml:1:3: expected a key name, got a list");
+}
+
+TEST_CASE("config errors: sections of the wrong type") {
+    CHECK(error_of("web: 5\n") ==
+          "x.yaml:1:6: web: expected a mapping with the keys listen_addresses, telemetry_path, "
+          "max_threads, got \"5\"");
+    CHECK(error_of("logging: [info]\n") ==
+          "x.yaml:1:10: logging: expected a mapping with the keys level, format, got a list");
+}
+
+TEST_CASE("config errors: whole numbers") {
+    const std::string expected = "web.max_threads: expected a whole number from 1 to 64, got ";
+    CHECK(error_of("web:\n  max_threads: abc\n") == "x.yaml:2:16: " + expected + "\"abc\"");
+    CHECK(error_of("web:\n  max_threads: -1\n") == "x.yaml:2:16: " + expected + "\"-1\"");
+    CHECK(error_of("web:\n  max_threads: 1.5\n") == "x.yaml:2:16: " + expected + "\"1.5\"");
+    CHECK(error_of("web:\n  max_threads: 0\n") == "x.yaml:2:16: " + expected + "\"0\"");
+    CHECK(error_of("web:\n  max_threads: 65\n") == "x.yaml:2:16: " + expected + "\"65\"");
+    CHECK(error_of("web:\n  max_threads: 0x10\n") == "x.yaml:2:16: " + expected + "\"0x10\"");
+    CHECK(error_of("web:\n  max_threads: [4]\n") == "x.yaml:2:16: " + expected + "a list");
+    CHECK(error_of("web: {max_threads: {a: 1}}\n") == "x.yaml:1:20: " + expected + "a mapping");
+    CHECK(error_of("web:\n  max_threads: \"4\"\n") ==
+          "x.yaml:2:16: " + expected + "the quoted string \"4\" (write numbers without quotes)");
+    // An empty value points at its key: yaml-cpp marks it with the position of what follows.
+    CHECK(error_of("web:\n  max_threads:\nevents: {}\n") == "x.yaml:2:3: " + expected + "nothing");
+    CHECK(error_of("events:\n  socket_table_size: 99999999999999999999999\n") ==
+          "x.yaml:2:22: events.socket_table_size: expected a whole number from 1 to 16777216, "
+          "got \"99999999999999999999999\"");
+    CHECK(error_of("events:\n  socket_table_size: 16777217\n") ==
+          "x.yaml:2:22: events.socket_table_size: expected a whole number from 1 to 16777216, "
+          "got \"16777217\"");
+    CHECK(parse_config("events: {socket_table_size: 1}", "x").events.socket_table_size == 1);
+}
+
+TEST_CASE("config errors: powers of two") {
+    const std::string ring =
+        "x.yaml:2:22: events.ring_buffer_bytes: expected a power of two from 4096 to "
+        "1073741824, got ";
+    CHECK(error_of("events:\n  ring_buffer_bytes: 5000\n") == ring + "\"5000\"");
+    CHECK(error_of("events:\n  ring_buffer_bytes: 2048\n") == ring + "\"2048\"");
+    CHECK(error_of("events:\n  ring_buffer_bytes: 2147483648\n") == ring + "\"2147483648\"");
+    CHECK(parse_config("events: {ring_buffer_bytes: 4096}", "x").events.ring_buffer_bytes == 4096);
+    const std::string pages =
+        "x.yaml:2:22: events.perf_buffer_pages: expected a power of two from 1 to 4096, got ";
+    CHECK(error_of("events:\n  perf_buffer_pages: 0\n") == pages + "\"0\"");
+    CHECK(error_of("events:\n  perf_buffer_pages: 3\n") == pages + "\"3\"");
+    CHECK(error_of("events:\n  perf_buffer_pages: 8192\n") == pages + "\"8192\"");
+    CHECK(parse_config("events: {perf_buffer_pages: 1}", "x").events.perf_buffer_pages == 1);
+}
+
+TEST_CASE("config errors: choices") {
+    CHECK(error_of("events:\n  transport: ringbuffer\n") ==
+          "x.yaml:2:14: events.transport: expected one of auto, ringbuf, perfbuf, got "
+          "\"ringbuffer\"");
+    CHECK(error_of("logging:\n  level: warning\n") ==
+          "x.yaml:2:10: logging.level: expected one of trace, debug, info, warn, error, "
+          "critical, off, got \"warning\"");
+    CHECK(error_of("logging:\n  level: [info]\n") ==
+          "x.yaml:2:10: logging.level: expected one of trace, debug, info, warn, error, "
+          "critical, off, got a list");
+    CHECK(error_of("logging:\n  format: xml\n") ==
+          "x.yaml:2:11: logging.format: expected one of text, json, got \"xml\"");
+}
+
+TEST_CASE("config errors: listen addresses") {
+    const std::string expected =
+        "web.listen_addresses: expected \":port\" (every address), \"IPv4:port\" or "
+        "\"[IPv6]:port\" with a port from 1 to 65535, got ";
+    CHECK(error_of("web:\n  listen_addresses: {a: 1}\n") ==
+          "x.yaml:2:21: web.listen_addresses: expected a non-empty list of listen addresses, got "
+          "a mapping");
+    CHECK(error_of("web:\n  listen_addresses: \":9977\"\n") ==
+          "x.yaml:2:21: web.listen_addresses: expected a non-empty list of listen addresses, got "
+          "\":9977\"");
+    CHECK(error_of("web:\n  listen_addresses: []\n") ==
+          "x.yaml:2:21: web.listen_addresses: expected a non-empty list of listen addresses, got "
+          "an empty list");
+    CHECK(error_of("web:\n  listen_addresses:\n    - \":9977\"\n    - \"9977\"\n") ==
+          "x.yaml:4:7: " + expected + "\"9977\"");
+    CHECK(error_of("web:\n  listen_addresses: [\":0\"]\n") ==
+          "x.yaml:2:22: " + expected + "\":0\"");
+    CHECK(error_of("web:\n  listen_addresses: [\":65536\"]\n") ==
+          "x.yaml:2:22: " + expected + "\":65536\"");
+    CHECK(error_of("web:\n  listen_addresses: [\"1.2.3.4:\"]\n") ==
+          "x.yaml:2:22: " + expected + "\"1.2.3.4:\"");
+    CHECK(error_of("web:\n  listen_addresses: [\"localhost:80\"]\n") ==
+          "x.yaml:2:22: " + expected +
+              "\"localhost:80\" (host names are not resolved; IPv6 goes in brackets)");
+    CHECK(error_of("web:\n  listen_addresses: [\"::1:80\"]\n") ==
+          "x.yaml:2:22: " + expected +
+              "\"::1:80\" (host names are not resolved; IPv6 goes in brackets)");
+    CHECK(error_of("web:\n  listen_addresses: [\"[1.2.3.4]:80\"]\n") ==
+          "x.yaml:2:22: " + expected + "\"[1.2.3.4]:80\" (not an IPv6 address)");
+    CHECK(error_of("web:\n  listen_addresses: [\"[::1:80\"]\n") ==
+          "x.yaml:2:22: " + expected + "\"[::1:80\"");
+    CHECK(error_of("web:\n  listen_addresses: [\":9977\", \"[::1]:80\", \":9977\"]\n") ==
+          "x.yaml:2:43: web.listen_addresses: \":9977\" is listed twice (first at line 2, "
+          "column 22)");
+}
+
+TEST_CASE("listen addresses: host and port") {
+    auto a = parse_listen_address(":9977");
+    CHECK(a.host.empty());
+    CHECK(a.port == 9977);
+    a = parse_listen_address("127.0.0.1:1");
+    CHECK(a.host == "127.0.0.1");
+    CHECK(a.port == 1);
+    a = parse_listen_address("[::1]:65535");
+    CHECK(a.host == "::1");
+    CHECK(a.port == 65535);
+    CHECK_THROWS_AS(parse_listen_address(""), std::invalid_argument);
+    CHECK_THROWS_AS(parse_listen_address("[]:80"), std::invalid_argument);
+    CHECK_THROWS_AS(parse_listen_address("127.0.0.1:80x"), std::invalid_argument);
+}
+
+TEST_CASE("config errors: telemetry path") {
+    CHECK(error_of("web:\n  telemetry_path: metrics\n") ==
+          "x.yaml:2:19: web.telemetry_path: expected a path starting with \"/\", got \"metrics\"");
+    CHECK(error_of("web:\n  telemetry_path: /\n") ==
+          "x.yaml:2:19: web.telemetry_path: expected a path other than \"/\" (the landing page), "
+          "got \"/\"");
+    CHECK(error_of("web:\n  telemetry_path: /-/metrics\n") ==
+          "x.yaml:2:19: web.telemetry_path: expected a path outside \"/-/\" (reserved for "
+          "/-/healthy and /-/ready), got \"/-/metrics\"");
+    const std::string chars =
+        "x.yaml:2:19: web.telemetry_path: expected a path of printable ASCII without spaces, "
+        "\"?\", \"#\" or \"%\", got ";
+    CHECK(error_of("web:\n  telemetry_path: \"/a b\"\n") == chars + "\"/a b\"");
+    CHECK(error_of("web:\n  telemetry_path: \"/a?b\"\n") == chars + "\"/a?b\"");
+    CHECK(error_of("web:\n  telemetry_path: \"/a\\nb\"\n") == chars + "\"/a\\x0ab\"");
+    CHECK(error_of("web:\n  telemetry_path: [/a]\n") ==
+          "x.yaml:2:19: web.telemetry_path: expected a path starting with \"/\", got a list");
+}
+
+TEST_CASE("config errors: families") {
+    CHECK(error_of("filters:\n  families: []\n") ==
+          "x.yaml:2:13: filters.families: expected a non-empty list of ipv4, ipv6, got an empty "
+          "list");
+    CHECK(error_of("filters:\n  families: ipv4\n") ==
+          "x.yaml:2:13: filters.families: expected a non-empty list of ipv4, ipv6, got \"ipv4\"");
+    CHECK(error_of("filters:\n  families: [ipv4, ipv5]\n") ==
+          "x.yaml:2:20: filters.families: expected one of ipv4, ipv6, got \"ipv5\"");
+    CHECK(error_of("filters:\n  families: [ipv4, ipv4]\n") ==
+          "x.yaml:2:20: filters.families: \"ipv4\" is listed twice");
+}
+
+TEST_CASE("config errors: ports") {
+    CHECK(error_of("filters:\n  local_ports: 80\n") ==
+          "x.yaml:2:16: filters.local_ports: expected a list of ports and port ranges, got "
+          "\"80\"");
+    CHECK(error_of("filters:\n  local_ports: [0]\n") ==
+          "x.yaml:2:17: filters.local_ports: invalid port '0': ports are whole numbers from 1 to "
+          "65535");
+    CHECK(error_of("filters:\n  remote_ports: [80, 65536]\n") ==
+          "x.yaml:2:22: filters.remote_ports: invalid port '65536': ports are whole numbers from "
+          "1 to 65535");
+    CHECK(error_of("filters:\n  local_ports: [-1]\n") ==
+          "x.yaml:2:17: filters.local_ports: invalid port '-1': ports are whole numbers from 1 to "
+          "65535");
+    CHECK(error_of("filters:\n  local_ports: [http]\n") ==
+          "x.yaml:2:17: filters.local_ports: invalid port 'http': ports are whole numbers from 1 "
+          "to 65535");
+    CHECK(error_of("filters:\n  local_ports: [\"9-3\"]\n") ==
+          "x.yaml:2:17: filters.local_ports: invalid port range '9-3': the first port is above "
+          "the last");
+    CHECK(error_of("filters:\n  local_ports: [\"80,81\"]\n") ==
+          "x.yaml:2:17: filters.local_ports: expected a port from 1 to 65535 or a range "
+          "\"first-last\", got \"80,81\" (write one port or range per list item)");
+    CHECK(error_of("filters:\n  local_ports: [{a: 1}]\n") ==
+          "x.yaml:2:17: filters.local_ports: expected a port from 1 to 65535 or a range "
+          "\"first-last\", got a mapping");
+    CHECK(error_of("filters:\n  local_ports:\n    - 80\n    - 79-81\n") ==
+          "x.yaml:4:7: filters.local_ports: port 80 is listed twice (first at line 3, column 7)");
+    // 1-1024 is exactly the kernel's capacity; one more port is too many.
+    CHECK(parse_config("filters: {local_ports: [1-1024]}", "x").filters.local_ports.size() == 1024);
+    CHECK(error_of("filters:\n  local_ports: [1-1024, 2000]\n") ==
+          "x.yaml:2:25: filters.local_ports: more than 1024 ports, the kernel filter's capacity");
+    CHECK(parse_config("filters: {local_ports: []}", "x").filters.local_ports.empty());
+}
+
+TEST_CASE("config errors: duration buckets") {
+    const std::string key = "metrics.duration_buckets_seconds: ";
+    const std::string number = key + "expected a finite number of seconds greater than 0, got ";
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: []\n") ==
+          "x.yaml:2:29: " + key +
+              "expected a non-empty list of bucket upper bounds in seconds, got an empty list");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: {a: 1}\n") ==
+          "x.yaml:2:29: " + key +
+              "expected a non-empty list of bucket upper bounds in seconds, got a mapping");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: [0.1, abc]\n") ==
+          "x.yaml:2:35: " + number + "\"abc\"");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: [0]\n") ==
+          "x.yaml:2:30: " + number + "\"0\"");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: [-1]\n") ==
+          "x.yaml:2:30: " + number + "\"-1\"");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: [.inf]\n") ==
+          "x.yaml:2:30: " + number + "\".inf\"");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: [nan]\n") ==
+          "x.yaml:2:30: " + number + "\"nan\"");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: [1e400]\n") ==
+          "x.yaml:2:30: " + number + "\"1e400\"");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: [\"0.5\"]\n") ==
+          "x.yaml:2:30: " + number + "the quoted string \"0.5\" (write numbers without quotes)");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds:\n    - 0.1\n    - 0.5\n    - 5e-1\n") ==
+          "x.yaml:5:7: " + key + "bucket 5e-1 is listed twice (first at line 4, column 7)");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds:\n    - 0.1\n    - 0.5\n    - 0.2\n") ==
+          "x.yaml:5:7: " + key +
+              "buckets must be increasing: 0.2 follows 0.5 (at line 4, column 7)");
+
+    std::string sixty_four = "metrics:\n  duration_buckets_seconds: [1";
+    for (int i = 2; i <= 64; ++i) sixty_four += ", " + std::to_string(i);
+    CHECK(parse_config(sixty_four + "]\n", "x").metrics.duration_buckets.size() == 64);
+    const std::string too_many = sixty_four + ", 65]\n";
+    CHECK(error_of(too_many) == "x.yaml:2:" + std::to_string(too_many.find("65]") - 9 + 1) +
+                                    ": " + key + "more than 64 buckets");
+}
+
+TEST_CASE("config files: missing, unreadable, found") {
+    TempDir dir;
+    CHECK_THROWS_WITH(load_config_file(dir.path() + "/absent.yaml"),
+                      "cannot open configuration file " + dir.path() +
+                          "/absent.yaml: No such file or directory");
+    CHECK_THROWS_WITH(load_config_file(dir.path()),
+                      "cannot read configuration file " + dir.path() + ": Is a directory");
+
+    const std::string file = dir.write("bad.yaml", "logging:\n  level: loud\n");
+    CHECK_THROWS_WITH(load_config_file(file),
+                      file + ":2:10: logging.level: expected one of trace, debug, info, warn, "
+                             "error, critical, off, got \"loud\"");
+
+    const std::string good = dir.write("good.yaml", "web:\n  max_threads: 2\n");
+    const Config c = load_config_file(good);
+    CHECK(c.web.max_threads == 2);
+    CHECK(c.source == good);
+}
+
+TEST_CASE("config files: the default path is optional, a given path is not") {
+    TempDir dir;
+    const std::string default_path = dir.path() + "/tcpstatesd.yaml";
+
+    // No file at the default path: built-in defaults.
+    CHECK(load_config(std::nullopt, default_path) == Config{});
+
+    // A file at the default path is read.
+    dir.write("tcpstatesd.yaml", "web: {max_threads: 7}\n");
+    Config c = load_config(std::nullopt, default_path);
+    CHECK(c.web.max_threads == 7);
+    CHECK(c.source == default_path);
+
+    // A given path wins over the default path, and must exist.
+    const std::string other = dir.write("other.yaml", "web: {max_threads: 9}\n");
+    CHECK(load_config(other, default_path).web.max_threads == 9);
+    CHECK_THROWS_WITH(load_config(dir.path() + "/nope.yaml", default_path),
+                      Catch::Contains("nope.yaml: No such file or directory"));
+
+    // A default path that exists but cannot be read is an error, not silently the defaults.
+    std::filesystem::create_directory(dir.path() + "/dir.yaml");
+    CHECK_THROWS_WITH(load_config(std::nullopt, dir.path() + "/dir.yaml"),
+                      Catch::Contains("Is a directory"));
+}
+
+TEST_CASE("config: keys needing a restart") {
+    const Config running;
+    CHECK(keys_needing_restart(running, running).empty());
+
+    Config live = running;
+    live.filters.family = AF_INET;
+    live.filters.local_ports = {80};
+    live.filters.remote_ports = {443};
+    live.metrics.duration_buckets = {1, 2};
+    live.logging.level = spdlog::level::debug;
+    live.logging.format = LogFormat::Json;
+    live.source = "/elsewhere.yaml";
+    CHECK(keys_needing_restart(running, live).empty());
+
+    Config next = running;
+    next.web.listen_addresses = {":1"};
+    next.web.telemetry_path = "/m";
+    next.web.max_threads = 1;
+    next.events.transport = Transport::PerfBuffer;
+    next.events.ring_buffer_bytes = 4096;
+    next.events.perf_buffer_pages = 1;
+    next.events.socket_table_size = 1;
+    CHECK(keys_needing_restart(running, next) ==
+          std::vector<std::string>{"web.listen_addresses", "web.telemetry_path", "web.max_threads",
+                                   "events.transport", "events.ring_buffer_bytes",
+                                   "events.perf_buffer_pages", "events.socket_table_size"});
+
+    Config one = running;
+    one.events.socket_table_size = 1024;
+    CHECK(keys_needing_restart(running, one) ==
+          std::vector<std::string>{"events.socket_table_size"});
+}

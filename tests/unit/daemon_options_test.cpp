@@ -1,0 +1,159 @@
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "daemon_options.hpp"
+#include "temp_dir.hpp"
+
+using namespace tcpstatesd;
+
+namespace {
+
+DaemonOptions parse(std::initializer_list<const char*> args) {
+    std::vector<std::string> storage{"tcpstatesd"};
+    storage.insert(storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& s : storage) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    return parse_daemon_options(static_cast<int>(storage.size()), argv.data());
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+struct Run {
+    int exit_code;
+    std::string out;
+    std::string err;
+};
+
+// Runs the built tcpstatesd binary with `args` (already shell-quoted).
+Run run_binary(const TempDir& dir, const std::string& args) {
+    const std::string out = dir.path() + "/stdout", err = dir.path() + "/stderr";
+    const std::string command =
+        std::string("'") + TCPSTATESD_BINARY + "' " + args + " >'" + out + "' 2>'" + err + "'";
+    const int status = std::system(command.c_str());
+    REQUIRE(WIFEXITED(status));
+    return {WEXITSTATUS(status), read_file(out), read_file(err)};
+}
+
+}  // namespace
+
+TEST_CASE("daemon options: none given") {
+    const auto o = parse({});
+    CHECK_FALSE(o.config_path);
+    CHECK_FALSE(o.check_config);
+    CHECK(o.listen_addresses.empty());
+    CHECK_FALSE(o.telemetry_path);
+    CHECK_FALSE(o.log_level);
+}
+
+TEST_CASE("daemon options: every flag, both spellings of values") {
+    const auto o = parse({"--config", "/a.yaml", "--check-config", "--web.listen-address=:1",
+                          "--web.listen-address", "[::1]:2", "--web.telemetry-path", "/m",
+                          "--log.level=debug"});
+    CHECK(o.config_path == "/a.yaml");
+    CHECK(o.check_config);
+    CHECK(o.listen_addresses == std::vector<std::string>{":1", "[::1]:2"});
+    CHECK(o.telemetry_path == "/m");
+    CHECK(o.log_level == "debug");
+    // The last --config wins; parsing twice in one process starts afresh.
+    CHECK(parse({"--config=/a", "--config=/b"}).config_path == "/b");
+}
+
+TEST_CASE("daemon options: errors") {
+    CHECK_THROWS_WITH(parse({"--bogus"}), "unknown option --bogus (see tcpstatesd --help)");
+    CHECK_THROWS_WITH(parse({"--config=/a", "-x"}), "unknown option -x (see tcpstatesd --help)");
+    CHECK_THROWS_WITH(parse({"--check-config", "--config"}), "option --config needs a value");
+    CHECK_THROWS_WITH(parse({"--check-config=yes"}),
+                      "unknown option --check-config=yes (see tcpstatesd --help)");
+    CHECK_THROWS_WITH(parse({"--check-config", "extra"}),
+                      "unexpected argument extra (see tcpstatesd --help)");
+    CHECK_THROWS_AS(parse({"--log.level"}), std::invalid_argument);
+}
+
+TEST_CASE("daemon options: flags override the file") {
+    Config config = parse_config(
+        "web:\n  listen_addresses: [':1', ':2']\n  telemetry_path: /a\nlogging:\n  level: warn\n",
+        "x.yaml");
+    const Config from_file = config;
+
+    apply_overrides(config, parse({}));
+    CHECK(config == from_file);
+
+    apply_overrides(config, parse({"--web.listen-address", "127.0.0.1:3", "--web.telemetry-path",
+                                   "/b", "--log.level", "trace"}));
+    // Repeated or not, --web.listen-address replaces the whole list.
+    CHECK(config.web.listen_addresses == std::vector<std::string>{"127.0.0.1:3"});
+    CHECK(config.web.telemetry_path == "/b");
+    CHECK(config.logging.level == spdlog::level::trace);
+    CHECK(config.web.max_threads == from_file.web.max_threads);
+}
+
+TEST_CASE("daemon options: override values are validated, errors name the flag") {
+    Config config;
+    CHECK_THROWS_WITH(apply_overrides(config, parse({"--web.listen-address", ":1",
+                                                     "--web.listen-address", "nowhere"})),
+                      "--web.listen-address: expected \":port\" (every address), \"IPv4:port\" or "
+                      "\"[IPv6]:port\" with a port from 1 to 65535, got \"nowhere\"");
+    CHECK_THROWS_WITH(apply_overrides(config, parse({"--web.telemetry-path", "/-/x"})),
+                      "--web.telemetry-path: expected a path outside \"/-/\" (reserved for "
+                      "/-/healthy and /-/ready), got \"/-/x\"");
+    CHECK_THROWS_WITH(apply_overrides(config, parse({"--log.level", "loud"})),
+                      "--log.level: expected one of trace, debug, info, warn, error, critical, "
+                      "off, got \"loud\"");
+    CHECK_THROWS_AS(apply_overrides(config, parse({"--log.level", "loud"})), ConfigError);
+    // Nothing is half-applied by a rejected override.
+    CHECK(config == Config{});
+}
+
+TEST_CASE("tcpstatesd --check-config: good file, bad file, missing file, bad flag") {
+    TempDir dir;
+    const std::string good = dir.write("good.yaml", "filters:\n  local_ports: [80]\n");
+    Run r = run_binary(dir, "--check-config --config '" + good + "'");
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == "tcpstatesd: configuration OK (" + good + ")\n");
+    CHECK(r.err.empty());
+
+    const std::string bad = dir.write("bad.yaml", "events:\n  transport: ringbuffer\n");
+    r = run_binary(dir, "--check-config --config '" + bad + "'");
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.empty());
+    CHECK(r.err == bad +
+                       ":2:14: events.transport: expected one of auto, ringbuf, perfbuf, got "
+                       "\"ringbuffer\"\n");
+
+    r = run_binary(dir, "--config '" + dir.path() + "/absent.yaml' --check-config");
+    CHECK(r.exit_code == 1);
+    CHECK(r.err == "cannot open configuration file " + dir.path() +
+                       "/absent.yaml: No such file or directory\n");
+
+    // A flag that overrides the file is checked too.
+    r = run_binary(dir, "--check-config --config '" + good + "' --log.level loud");
+    CHECK(r.exit_code == 1);
+    CHECK(r.err ==
+          "--log.level: expected one of trace, debug, info, warn, error, critical, off, got "
+          "\"loud\"\n");
+
+    r = run_binary(dir, "--check-config --bogus");
+    CHECK(r.exit_code == 2);
+    CHECK(r.err == "tcpstatesd: unknown option --bogus (see tcpstatesd --help)\n");
+}
+
+TEST_CASE("tcpstatesd --check-config: the repository's default file") {
+    TempDir dir;
+    const std::string file = std::string(TCPSTATESD_SOURCE_DIR) + "/config/tcpstatesd.yaml";
+    const Run r = run_binary(dir, "--check-config --config '" + file + "'");
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == "tcpstatesd: configuration OK (" + file + ")\n");
+}

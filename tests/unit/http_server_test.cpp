@@ -1,0 +1,390 @@
+#include <arpa/inet.h>
+#include <civetweb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <sstream>
+#include <thread>
+
+#include "http_client.hpp"
+#include "http_server.hpp"
+#include "version.hpp"
+
+using tcpstatesd::HttpError;
+using tcpstatesd::HttpServer;
+using tcpstatesd::HttpServerOptions;
+using tcpstatesd::test::exchange;
+using tcpstatesd::test::parse_reply;
+using tcpstatesd::test::request;
+
+namespace {
+
+constexpr const char* kExposition = "text/plain; version=0.0.4; charset=utf-8";
+
+std::shared_ptr<prometheus::Registry> sample_registry() {
+    auto registry = std::make_shared<prometheus::Registry>();
+    prometheus::BuildCounter()
+        .Name("test_events_total")
+        .Help("Events seen by the test.")
+        .Register(*registry)
+        .Add({{"kind", "a"}})
+        .Increment(3);
+    prometheus::BuildGauge()
+        .Name("test_sockets")
+        .Help("Sockets open in the test.")
+        .Register(*registry)
+        .Add({})
+        .Set(7);
+    auto& histogram = prometheus::BuildHistogram()
+                          .Name("test_duration_seconds")
+                          .Help("Durations seen by the test.")
+                          .Register(*registry)
+                          .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 1});
+    histogram.Observe(0.05);
+    histogram.Observe(0.5);
+    histogram.Observe(5);
+    return registry;
+}
+
+HttpServerOptions loopback(const std::string& path = "/metrics") {
+    HttpServerOptions options;
+    options.listen_addresses = {"127.0.0.1:0"};
+    options.telemetry_path = path;
+    options.max_threads = 2;
+    return options;
+}
+
+struct Served {
+    std::atomic<bool> healthy{true};
+    std::atomic<bool> ready{true};
+    std::shared_ptr<prometheus::Registry> registry = sample_registry();
+    HttpServer server;
+    uint16_t port;
+
+    explicit Served(const HttpServerOptions& options = loopback())
+        : server(options, registry, [this] { return healthy.load(); },
+                 [this] { return ready.load(); }),
+          port(server.bound_ports().at(0)) {}
+
+    tcpstatesd::test::HttpReply get(const std::string& path, const std::string& headers = "") {
+        return request("127.0.0.1", port, "GET", path, headers);
+    }
+};
+
+// The scrape text without the server's own scrape metrics, which change with every scrape.
+std::string without_scrape_metrics(const std::string& text) {
+    std::istringstream lines(text);
+    std::string out;
+    for (std::string line; std::getline(lines, line);) {
+        if (line.find("tcpstatesd_scrape") == std::string::npos) {
+            out += line + "\n";
+        }
+    }
+    return out;
+}
+
+bool ipv6_in_civetweb() { return mg_check_feature(8) != 0; }
+
+}  // namespace
+
+TEST_CASE("http: GET on the telemetry path returns the registry in the text format") {
+    Served served;
+    const auto reply = served.get("/metrics");
+    REQUIRE(reply.status == 200);
+    CHECK(reply.header("content-type") == kExposition);
+    CHECK(reply.header("content-length") == std::to_string(reply.body.size()));
+    CHECK(reply.header("content-encoding").empty());
+    const std::string& body = reply.body;
+    CHECK_THAT(body, Catch::Contains("# HELP test_events_total Events seen by the test.\n"
+                                     "# TYPE test_events_total counter\n"
+                                     "test_events_total{kind=\"a\"} 3\n"));
+    CHECK_THAT(body, Catch::Contains("# TYPE test_sockets gauge\ntest_sockets 7\n"));
+    CHECK_THAT(body, Catch::Contains("test_duration_seconds_bucket{le=\"0.1\"} 1\n"
+                                     "test_duration_seconds_bucket{le=\"1\"} 2\n"
+                                     "test_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+    CHECK_THAT(body, Catch::Contains("test_duration_seconds_count 3\n"));
+    CHECK_THAT(body, Catch::Contains("# HELP tcpstatesd_scrapes_total "));
+    CHECK_THAT(body, Catch::Contains("# TYPE tcpstatesd_scrape_duration_seconds histogram\n"));
+    // A query string does not change the resource.
+    CHECK(served.get("/metrics?x=1").status == 200);
+}
+
+TEST_CASE("http: scrapes are counted and timed in the registry") {
+    Served served;
+    for (int i = 0; i < 3; ++i) {
+        REQUIRE(served.get("/metrics").status == 200);
+    }
+    // The scrape counts itself after it has serialized, so the 4th shows the 3 before it.
+    const auto body = served.get("/metrics").body;
+    CHECK_THAT(body, Catch::Contains("tcpstatesd_scrapes_total 3\n"));
+    CHECK_THAT(body, Catch::Contains("tcpstatesd_scrape_duration_seconds_count 3\n"));
+}
+
+TEST_CASE("http: HEAD sends the headers of GET and no body") {
+    Served served;
+    const auto raw = exchange("127.0.0.1", served.port,
+                              "HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    const auto reply = parse_reply(raw);
+    REQUIRE(reply.status == 200);
+    CHECK(reply.header("content-type") == kExposition);
+    CHECK(std::stoul(reply.header("content-length")) > 100);
+    CHECK(reply.body.empty());
+
+    for (const char* path : {"/", "/-/healthy", "/-/ready"}) {
+        const auto head = request("127.0.0.1", served.port, "HEAD", path);
+        CHECK(head.status == 200);
+        CHECK(head.body.empty());
+        CHECK(std::stoul(head.header("content-length")) > 0);
+    }
+}
+
+TEST_CASE("http: gzip when the client accepts it, identity otherwise") {
+    Served served;
+    const auto identity = served.get("/metrics");
+    const auto compressed = served.get("/metrics", "Accept-Encoding: deflate, gzip\r\n");
+    REQUIRE(compressed.status == 200);
+    CHECK(compressed.header("content-encoding") == "gzip");
+    CHECK(compressed.header("vary") == "Accept-Encoding");
+    CHECK(compressed.header("content-type") == kExposition);
+    CHECK(compressed.header("content-length") == std::to_string(compressed.body.size()));
+    const std::string inflated = tcpstatesd::test::gunzip(compressed.body);
+    CHECK(without_scrape_metrics(inflated) == without_scrape_metrics(identity.body));
+    CHECK_THAT(inflated, Catch::Contains("test_sockets 7\n"));
+
+    const auto refused = served.get("/metrics", "Accept-Encoding: gzip;q=0, identity\r\n");
+    CHECK(refused.header("content-encoding").empty());
+    CHECK_THAT(refused.body, Catch::Contains("test_sockets 7\n"));
+}
+
+TEST_CASE("http: Accept-Encoding parsing") {
+    using tcpstatesd::accepts_gzip;
+    CHECK(accepts_gzip("gzip"));
+    CHECK(accepts_gzip("GZIP"));
+    CHECK(accepts_gzip("br, gzip;q=0.5"));
+    CHECK(accepts_gzip("deflate , gzip ; q=1.0"));
+    CHECK_FALSE(accepts_gzip(nullptr));
+    CHECK_FALSE(accepts_gzip(""));
+    CHECK_FALSE(accepts_gzip("deflate, br"));
+    CHECK_FALSE(accepts_gzip("gzip;q=0"));
+    CHECK_FALSE(accepts_gzip("gzip; q=0.000"));
+    CHECK_FALSE(accepts_gzip("x-gzipped"));
+}
+
+TEST_CASE("http: unknown paths are 404, other methods 405 with Allow") {
+    Served served;
+    for (const char* path : {"/nope", "/metricsx", "/metrics/", "/-/", "/-/health"}) {
+        INFO(path);
+        const auto reply = served.get(path);
+        CHECK(reply.status == 404);
+        CHECK(reply.header("allow").empty());
+    }
+    for (const char* method : {"POST", "PUT", "DELETE", "OPTIONS", "PATCH"}) {
+        for (const char* path : {"/metrics", "/", "/-/healthy", "/-/ready"}) {
+            INFO(method << " " << path);
+            const auto reply = request("127.0.0.1", served.port, method, path,
+                                       "Content-Length: 0\r\n");
+            CHECK(reply.status == 405);
+            CHECK(reply.header("allow") == "GET, HEAD");
+        }
+    }
+}
+
+TEST_CASE("http: /-/healthy and /-/ready follow their callbacks") {
+    Served served;
+    CHECK(served.get("/-/healthy").status == 200);
+    CHECK(served.get("/-/healthy").body == "OK\n");
+    CHECK(served.get("/-/ready").status == 200);
+
+    served.ready = false;
+    CHECK(served.get("/-/ready").status == 503);
+    CHECK(served.get("/-/healthy").status == 200);
+
+    served.healthy = false;
+    CHECK(served.get("/-/healthy").status == 503);
+
+    served.healthy = true;
+    served.ready = true;
+    CHECK(served.get("/-/healthy").status == 200);
+    CHECK(served.get("/-/ready").status == 200);
+}
+
+TEST_CASE("http: the landing page links the configured telemetry path") {
+    Served served(loopback("/custom/metrics"));
+    const auto page = served.get("/");
+    REQUIRE(page.status == 200);
+    CHECK(page.header("content-type") == "text/html; charset=utf-8");
+    CHECK_THAT(page.body, Catch::Contains("<a href=\"/custom/metrics\">"));
+    CHECK_THAT(page.body, Catch::Contains(tcpstatesd::kVersion));
+
+    CHECK(served.get("/custom/metrics").status == 200);
+    CHECK(served.get("/metrics").status == 404);
+}
+
+TEST_CASE("http: telemetry paths that collide or are not absolute are refused") {
+    auto registry = std::make_shared<prometheus::Registry>();
+    for (const char* path : {"", "metrics", "/", "/-/healthy", "/-/ready"}) {
+        INFO(path);
+        CHECK_THROWS_AS(HttpServer(loopback(path), registry, [] { return true; },
+                                   [] { return true; }),
+                        HttpError);
+    }
+}
+
+TEST_CASE("http: label values with backslash, quote and newline are escaped") {
+    auto registry = std::make_shared<prometheus::Registry>();
+    prometheus::BuildGauge()
+        .Name("test_labelled")
+        .Help("Gauge with a hostile label value.")
+        .Register(*registry)
+        .Add({{"value", "a\\b\"c\nd"}})
+        .Set(1);
+    HttpServer server(loopback(), registry, [] { return true; }, [] { return true; });
+    const auto reply = request("127.0.0.1", server.bound_ports().at(0), "GET", "/metrics");
+    CHECK_THAT(reply.body, Catch::Contains("test_labelled{value=\"a\\\\b\\\"c\\nd\"} 1\n"));
+}
+
+TEST_CASE("http: malformed and oversized requests get 4xx or a close, and the server lives on") {
+    Served served;
+    const std::string huge_header =
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(64 * 1024, 'a') + "\r\n\r\n";
+    const std::string many_headers = [] {
+        std::string request = "GET /metrics HTTP/1.1\r\nHost: t\r\n";
+        for (int i = 0; i < 2000; ++i) {
+            request += "X-" + std::to_string(i) + ": v\r\n";
+        }
+        return request + "\r\n";
+    }();
+    const std::string requests[] = {
+        "GARBAGE\r\n\r\n",
+        "GET\r\n\r\n",
+        "GET /metrics\r\n\r\n",
+        "GET /metrics HTTP/9.9\r\nHost: t\r\n\r\n",
+        "GET metrics HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nBad Header Without Colon\r\n\r\n",
+        "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: -5\r\n\r\n",
+        "GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n",
+        std::string("GET /\0metrics HTTP/1.1\r\n\r\n", 27),
+        std::string(1000, '\xff') + "\r\n\r\n",
+        huge_header,
+        many_headers,
+    };
+    for (const auto& bad : requests) {
+        INFO("request starts with: " << bad.substr(0, 40));
+        const auto reply = parse_reply(exchange("127.0.0.1", served.port, bad));
+        CHECK((reply.status == 0 || (reply.status >= 400 && reply.status < 500)));
+        CHECK(served.get("/metrics").status == 200);
+    }
+    // civetweb stops reading at max_request_size and answers 400.
+    CHECK(parse_reply(exchange("127.0.0.1", served.port, huge_header)).status == 400);
+}
+
+TEST_CASE("http: concurrent scrapes are all served by the bounded workers") {
+    Served served;  // 2 worker threads
+    constexpr int kThreads = 6;
+    constexpr int kScrapesEach = 15;
+    std::atomic<int> ok{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < kThreads; ++t) {
+        clients.emplace_back([&] {
+            for (int i = 0; i < kScrapesEach; ++i) {
+                const auto reply = request("127.0.0.1", served.port, "GET", "/metrics");
+                if (reply.status == 200 &&
+                    reply.body.find("test_duration_seconds_count 3\n") != std::string::npos) {
+                    ++ok;
+                }
+            }
+        });
+    }
+    for (auto& client : clients) {
+        client.join();
+    }
+    CHECK(ok == kThreads * kScrapesEach);
+    CHECK_THAT(served.get("/metrics").body,
+               Catch::Contains("tcpstatesd_scrapes_total " +
+                               std::to_string(kThreads * kScrapesEach) + "\n"));
+}
+
+TEST_CASE("http: \":port\" listens on every local address") {
+    auto registry = std::make_shared<prometheus::Registry>();
+    HttpServerOptions options;
+    options.listen_addresses = {":0"};
+    HttpServer server(options, registry, [] { return true; }, [] { return true; });
+    const uint16_t port = server.bound_ports().at(0);
+    CHECK(request("127.0.0.1", port, "GET", "/-/healthy").status == 200);
+    if (ipv6_in_civetweb()) {
+        CHECK(request("::1", port, "GET", "/-/healthy").status == 200);
+    } else {
+        // Debian 12's libcivetweb1 1.15 is built without IPv6: ":port" can only be IPv4.
+        CHECK_THROWS(request("::1", port, "GET", "/-/healthy"));
+    }
+}
+
+TEST_CASE("http: IPv6 listen addresses") {
+    auto registry = std::make_shared<prometheus::Registry>();
+    HttpServerOptions options;
+    options.listen_addresses = {"[::1]:0"};
+    if (ipv6_in_civetweb()) {
+        HttpServer server(options, registry, [] { return true; }, [] { return true; });
+        CHECK(request("::1", server.bound_ports().at(0), "GET", "/-/ready").status == 200);
+    } else {
+        CHECK_THROWS_WITH(HttpServer(options, registry, [] { return true; }, [] { return true; }),
+                          Catch::Contains("[::1]:0") && Catch::Contains("without IPv6"));
+    }
+}
+
+TEST_CASE("http: several listen addresses, each with its own port") {
+    auto registry = std::make_shared<prometheus::Registry>();
+    HttpServerOptions options;
+    options.listen_addresses = {"127.0.0.1:0", "127.0.0.2:0"};
+    HttpServer server(options, registry, [] { return true; }, [] { return true; });
+    const auto ports = server.bound_ports();
+    REQUIRE(ports.size() == 2);
+    CHECK(request("127.0.0.1", ports[0], "GET", "/-/ready").status == 200);
+    CHECK(request("127.0.0.2", ports[1], "GET", "/-/ready").status == 200);
+}
+
+TEST_CASE("http: a busy port is an HttpError naming the address and the cause") {
+    const int busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(busy >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    REQUIRE(bind(busy, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(listen(busy, 1) == 0);
+    REQUIRE(getsockname(busy, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    const std::string listen = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+
+    auto registry = std::make_shared<prometheus::Registry>();
+    HttpServerOptions options;
+    options.listen_addresses = {listen};
+    CHECK_THROWS_WITH(HttpServer(options, registry, [] { return true; }, [] { return true; }),
+                      Catch::Contains("\"" + listen + "\"") &&
+                          Catch::Contains("Address already in use"));
+    close(busy);
+}
+
+TEST_CASE("http: listen addresses are translated to civetweb's syntax or refused") {
+    using tcpstatesd::civetweb_listen_spec;
+    CHECK(civetweb_listen_spec(":9977", true) == "+9977");
+    CHECK(civetweb_listen_spec(":9977", false) == "9977");
+    CHECK(civetweb_listen_spec("127.0.0.1:80", false) == "127.0.0.1:80");
+    CHECK(civetweb_listen_spec("0.0.0.0:80", false) == "0.0.0.0:80");
+    CHECK(civetweb_listen_spec("[::1]:9977", true) == "[::1]:9977");
+    CHECK_THROWS_WITH(civetweb_listen_spec("[::1]:9977", false),
+                      Catch::Contains("without IPv6 support"));
+    for (const char* bad : {"", "9977", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
+                            "127.0.0.1:80x", "127.0.0.1:-1", "::1:9977", "[::1:9977", ":+80",
+                            "localhost:80", "[127.0.0.1]:80", "1.2.3:80"}) {
+        INFO(bad);
+        CHECK_THROWS_AS(civetweb_listen_spec(bad, true), HttpError);
+    }
+}
