@@ -114,7 +114,9 @@ teardown() {
 }
 trap teardown EXIT
 
-mkdir -p "$work/dropin"
+mkdir -p "$work/dropin" "$work/extra"
+# An unknown key on line 2: the start must fail, saying so in the unit's journal.
+printf 'web:\n  listen_adress: ":9977"\n' >"$work/extra/broken.yaml"
 if [[ $standin -eq 1 ]]; then
     cat >"$work/dropin/stand-in.conf" <<'EOF'
 [Service]
@@ -138,6 +140,7 @@ setsid systemd-nspawn --quiet -D "$root" -M "$machine" -b \
     --bind-ro="$binary:/usr/sbin/tcpstatesd" \
     --bind-ro="$unit:/etc/systemd/system/tcpstatesd.service" \
     --bind-ro="$work/dropin:/etc/systemd/system/tcpstatesd.service.d" \
+    --bind-ro="$work/extra:/etc/tcpstatesd/extra" \
     --bind-ro="$config:/etc/tcpstatesd/tcpstatesd.yaml" \
     </dev/null >"$work/nspawn.log" 2>&1 &
 nspawn_pid=$!
@@ -170,14 +173,16 @@ log "container up ($state), init pid $leader"
 
 prop() { in_container systemctl show -P "$1" tcpstatesd.service; }
 recent_log() { in_container journalctl -u tcpstatesd.service -o cat --no-pager | tail -n 8; }
-# BPF program ids with our program names; tracing programs are global, so the container's
-# show up on the host.
-our_prog_ids() {
+# Ids of the BPF programs named tcpstates_* that user $1 loaded. Programs are global, so the
+# container's show up on the host; the unit's dynamic uid tells them from those of other
+# tcpstatesd processes on the machine (which run as root).
+prog_ids_of_uid() {
     bpftool prog show --json | python3 -c '
 import json, sys
-print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if p.get("name", "").startswith("tcpstates_")))'
+uid = int(sys.argv[1])
+print(" ".join(str(p["id"]) for p in json.load(sys.stdin)
+               if p.get("name", "").startswith("tcpstates_") and p.get("uid") == uid))' "$1"
 }
-ids_before=$(our_prog_ids)
 
 # --- Start ----------------------------------------------------------------------------------
 
@@ -202,8 +207,8 @@ cap_eff=$(awk '/^CapEff:/{print $2}' <<<"$status_file")
 log "runs as uid $uid with CapEff=$cap_eff (CAP_PERFMON, CAP_BPF)"
 
 ours=""
-for ((i = 0; i < 100; i++)); do
-    ours=$(comm -13 <(tr ' ' '\n' <<<"$ids_before" | sort) <(our_prog_ids | tr ' ' '\n' | sort) | paste -sd' ')
+for ((i = 0; i < 100; i++)); do  # the stand-in (Type=exec) loads it after start returns
+    ours=$(prog_ids_of_uid "$uid")
     [[ -n $ours ]] && break
     sleep 0.1
 done
@@ -235,6 +240,11 @@ else
     [[ -n $metric ]] || fail "no ESTABLISHED transition counted on /metrics; last scrape:
 $(head -n 40 <<<"$metrics")"
     log "scraped: $metric"
+    # The sandbox (ProtectProc=, ProcSubset=pid, ...) must leave the process metrics whole.
+    for name in process_cpu_seconds_total process_resident_memory_bytes process_start_time_seconds \
+        process_open_fds process_max_fds tcpstatesd_build_info; do
+        grep -q "^${name}[ {]" <<<"$metrics" || fail "$name missing from /metrics under the unit"
+    done
 
     # --- Watchdog ---------------------------------------------------------------------------
     first_ping=$(prop WatchdogTimestampMonotonic)
@@ -274,19 +284,39 @@ grep -q 'Started tcpstatesd.service' <<<"$journal" || fail "journal: no start li
 grep -q 'Stopped tcpstatesd.service' <<<"$journal" || fail "journal: no stop line"
 if [[ $standin -eq 0 ]]; then
     grep -q 'Reloading tcpstatesd.service' <<<"$journal" || fail "journal: no reload line"
-    # The daemon's own lines come through the native journal protocol, with its identifier
-    # and their priority (info is 6).
-    native=$(in_container journalctl -o cat _TRANSPORT=journal SYSLOG_IDENTIFIER=tcpstatesd PRIORITY=6 | wc -l)
-    [[ $native -gt 0 ]] || fail "journal: no info entry logged natively with SYSLOG_IDENTIFIER=tcpstatesd"
-    log "$native info lines logged natively by the daemon"
+    # The daemon's own lines, in the unit's journal with its identifier and their priority
+    # (info is 6).
+    info=$(in_container journalctl -u tcpstatesd.service -o cat SYSLOG_IDENTIFIER=tcpstatesd PRIORITY=6 | wc -l)
+    [[ $info -gt 0 ]] || fail "journal: no info entry from the daemon with SYSLOG_IDENTIFIER=tcpstatesd"
+    log "$info info lines from the daemon in the unit's journal"
 fi
 
+# The kernel frees a program once its last reference (link, fd) is gone: wait for that.
 left=""
 for ((i = 0; i < 100; i++)); do
-    left=$(comm -12 <(tr ' ' '\n' <<<"$ours" | sort) <(our_prog_ids | tr ' ' '\n' | sort) | paste -sd' ')
+    left=$(prog_ids_of_uid "$uid")
     [[ -z $left ]] && break
     sleep 0.1
 done
 [[ -z $left ]] || fail "BPF programs still loaded after stop: $left"
 log "no BPF program of the unit left after stop"
+
+if [[ $standin -eq 0 ]]; then
+    # --- A start that fails -----------------------------------------------------------------
+    # The error must reach `systemctl status`/`journalctl -u` with error priority, although the
+    # process is gone by the time journald files it.
+    log "systemctl start with a broken configuration"
+    printf '[Service]\nRestart=no\nExecStart=\nExecStart=/usr/sbin/tcpstatesd --config /etc/tcpstatesd/extra/broken.yaml\n' \
+        >"$work/dropin/broken.conf"
+    in_container systemctl daemon-reload
+    if timeout 60 nsenter -t "$leader" -a systemctl start tcpstatesd.service 2>/dev/null; then
+        fail "the unit started with a broken configuration"
+    fi
+    [[ $(prop Result) == exit-code ]] || fail "broken configuration: result $(prop Result), want exit-code"
+    errors=$(in_container journalctl -u tcpstatesd.service -o cat -p err SYSLOG_IDENTIFIER=tcpstatesd)
+    grep -q 'broken\.yaml:2:3: .*listen_adress' <<<"$errors" ||
+        fail "no error line naming broken.yaml:2:3 in the unit's journal; its last lines:
+$(recent_log)"
+    log "start failed as it should: $errors"
+fi
 log "PASS"
