@@ -129,8 +129,15 @@ int run_daemon(const DaemonOptions& options) {
         EventSource source(program, metrics);
         reactor.on_readable(source.fd(), [&] { source.consume(); });
 
-        // Before the HTTP server starts its threads: they inherit the blocked mask, else a
-        // SIGHUP sent to the process can land on one of them and kill the daemon.
+        std::atomic<Clock::rep> heartbeat{Clock::now().time_since_epoch().count()};
+        std::atomic<bool> ready{false};
+        const auto healthy = [&] {
+            const auto last = Clock::time_point(Clock::duration(heartbeat.load()));
+            return Clock::now() - last < std::chrono::seconds(10);
+        };
+        HttpServer server(http_options(config), registry, healthy, [&] { return ready.load(); },
+                          {kernel, process});
+
         reactor.on_signal(SIGHUP, [&] {
             systemd.reloading();
             spdlog::info("reloading the configuration");
@@ -157,15 +164,6 @@ int run_daemon(const DaemonOptions& options) {
             }
             systemd.ready();
         });
-
-        std::atomic<Clock::rep> heartbeat{Clock::now().time_since_epoch().count()};
-        std::atomic<bool> ready{false};
-        const auto healthy = [&] {
-            const auto last = Clock::time_point(Clock::duration(heartbeat.load()));
-            return Clock::now() - last < std::chrono::seconds(10);
-        };
-        HttpServer server(http_options(config), registry, healthy, [&] { return ready.load(); },
-                          {kernel, process});
 
         // The heartbeat every second feeds /-/healthy; a status line for `systemctl status`
         // every ten.
