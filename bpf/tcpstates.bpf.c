@@ -26,6 +26,10 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* Set by user space before load: full events (for `trace`) or compact transitions (for
+ * the metrics). A load-time constant, so the verifier drops the unused branch. */
+const volatile __u8 event_details = 1;
+
 /* Filters, written by user space through the skeleton's mmap of .data. They are read on
  * every event, so a reload changes them without detaching the program. */
 volatile __u16 filter_family = 0;     /* 0: every family; else AF_INET or AF_INET6 */
@@ -178,6 +182,19 @@ static __always_inline void fill_event(const struct sock *sk, int old_state, int
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
+static __always_inline void fill_transition(int old_state, int new_state,
+					    const struct transition *t,
+					    struct tcpstates_transition *e)
+{
+	e->duration_ns = t->duration_ns;
+	e->family = t->family;
+	e->lport = t->lport;
+	e->rport = t->rport;
+	e->old_state = old_state;
+	e->new_state = new_state;
+	e->flags = t->flags;
+}
+
 static __always_inline int is_tcp(const struct sock *sk)
 {
 	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP;
@@ -187,18 +204,29 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcpstates_ringbuf, const struct sock *sk, int old_state, int new_state)
 {
 	struct transition t;
-	struct tcpstates_event *e;
 
 	(void)ctx; /* BPF_PROG's raw context: only the perf buffer helper needs it */
 	if (!is_tcp(sk) || track(sk, old_state, new_state, &t) != 0)
 		return 0;
-	e = bpf_ringbuf_reserve(&ring_events, sizeof(*e), 0);
-	if (!e) {
-		count(TCPSTATES_COUNTER_RINGBUF_FULL);
-		return 0;
+	if (event_details) {
+		struct tcpstates_event *e = bpf_ringbuf_reserve(&ring_events, sizeof(*e), 0);
+
+		if (!e) {
+			count(TCPSTATES_COUNTER_RINGBUF_FULL);
+			return 0;
+		}
+		fill_event(sk, old_state, new_state, &t, e);
+		bpf_ringbuf_submit(e, 0);
+	} else {
+		struct tcpstates_transition *e = bpf_ringbuf_reserve(&ring_events, sizeof(*e), 0);
+
+		if (!e) {
+			count(TCPSTATES_COUNTER_RINGBUF_FULL);
+			return 0;
+		}
+		fill_transition(old_state, new_state, &t, e);
+		bpf_ringbuf_submit(e, 0);
 	}
-	fill_event(sk, old_state, new_state, &t, e);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -206,13 +234,21 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcpstates_perfbuf, const struct sock *sk, int old_state, int new_state)
 {
 	struct transition t;
-	struct tcpstates_event e;
 	long err;
 
 	if (!is_tcp(sk) || track(sk, old_state, new_state, &t) != 0)
 		return 0;
-	fill_event(sk, old_state, new_state, &t, &e);
-	err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &e, sizeof(e));
+	if (event_details) {
+		struct tcpstates_event e;
+
+		fill_event(sk, old_state, new_state, &t, &e);
+		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &e, sizeof(e));
+	} else {
+		struct tcpstates_transition e;
+
+		fill_transition(old_state, new_state, &t, &e);
+		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &e, sizeof(e));
+	}
 	/* -ENOSPC (buffer full) reaches user space as a lost-sample record; count the rest. */
 	if (err && err != -28)
 		count(TCPSTATES_COUNTER_PERFBUF_ERROR);

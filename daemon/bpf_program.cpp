@@ -101,6 +101,8 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     skel_ = tcpstates_bpf__open();
     if (!skel_) fail("opening the embedded BPF object", errno);
 
+    event_details_ = options.event_details;
+    skel_->rodata->event_details = options.event_details ? 1 : 0;
     const bool ring = transport_ == Transport::RingBuffer;
     bpf_program__set_autoload(skel_->progs.tcpstates_ringbuf, ring);
     bpf_program__set_autoload(skel_->progs.tcpstates_perfbuf, !ring);

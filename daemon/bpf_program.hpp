@@ -33,6 +33,9 @@ struct BpfOptions {
     uint32_t socket_table_size = 65536;
     uint32_t ring_buffer_bytes = 4u << 20;  // power of two, multiple of the page size
     uint32_t perf_buffer_pages = 64;        // per CPU, power of two
+    // Full events (addresses, pid, comm, socket address, timestamp: what `trace` prints) or
+    // compact transitions (what the metrics need; a third of the ring buffer space each).
+    bool event_details = true;
     EventFilters filters;
 };
 
@@ -59,6 +62,7 @@ public:
     // The map the event source reads: the ring buffer or the perf event array.
     int events_map_fd() const;
     uint32_t perf_buffer_pages() const { return perf_buffer_pages_; }
+    bool event_details() const { return event_details_; }
     uint32_t socket_table_capacity() const { return socket_table_capacity_; }
 
     // Replaces the filters in place while the program stays attached. No event is dropped
@@ -79,6 +83,7 @@ private:
     tcpstates_bpf* skel_ = nullptr;
     Transport transport_ = Transport::RingBuffer;
     uint32_t perf_buffer_pages_ = 0;
+    bool event_details_ = true;
     uint32_t socket_table_capacity_ = 0;
     EventFilters filters_;
 };

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <functional>
 #include <memory>
 
 #include "bpf_program.hpp"
@@ -38,6 +39,7 @@ BpfOptions bpf_options(const Config& config) {
     options.ring_buffer_bytes = config.events.ring_buffer_bytes;
     options.perf_buffer_pages = config.events.perf_buffer_pages;
     options.socket_table_size = config.events.socket_table_size;
+    options.event_details = false;  // the metrics need only the compact transitions
     options.filters = config.filters;
     return options;
 }
@@ -111,6 +113,10 @@ int run_daemon(const DaemonOptions& options) {
         Reactor reactor;
         reactor.on_signal(SIGTERM, [&] { reactor.stop(0); });
         reactor.on_signal(SIGINT, [&] { reactor.stop(0); });
+        std::function<void()> reload;  // set once everything it reconfigures exists
+        reactor.on_signal(SIGHUP, [&] {
+            if (reload) reload();
+        });
 
         auto registry = std::make_shared<prometheus::Registry>();
         register_build_info(*registry);
@@ -138,7 +144,7 @@ int run_daemon(const DaemonOptions& options) {
         HttpServer server(http_options(config), registry, healthy, [&] { return ready.load(); },
                           {kernel, process});
 
-        reactor.on_signal(SIGHUP, [&] {
+        reload = [&] {
             systemd.reloading();
             spdlog::info("reloading the configuration");
             try {
@@ -163,7 +169,7 @@ int run_daemon(const DaemonOptions& options) {
                 spdlog::error("reload failed, keeping the running configuration: {}", e.what());
             }
             systemd.ready();
-        });
+        };
 
         // The heartbeat every second feeds /-/healthy; a status line for `systemctl status`
         // every ten.

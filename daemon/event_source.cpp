@@ -10,7 +10,8 @@
 
 namespace tcpstatesd {
 
-EventSource::EventSource(const BpfProgram& program, EventSink& sink) : sink_(sink) {
+EventSource::EventSource(const BpfProgram& program, EventSink& sink)
+    : sink_(sink), details_(program.event_details()) {
     if (program.transport() == Transport::RingBuffer) {
         ring_ = ring_buffer__new(program.events_map_fd(), on_ring_record, this, nullptr);
         if (!ring_)
@@ -43,29 +44,42 @@ size_t EventSource::consume() {
     return delivered_;
 }
 
-int EventSource::on_ring_record(void* ctx, void* data, size_t size) {
-    auto* self = static_cast<EventSource*>(ctx);
-    if (size < sizeof(tcpstates_event)) {
-        self->sink_.on_malformed(size);
-        return 0;
+void EventSource::deliver(const void* data, size_t size) {
+    // Records are copied out: perf records are not aligned for the struct, and a compact
+    // transition is widened into the one event type the sinks know.
+    tcpstates_event event{};
+    if (details_) {
+        if (size < sizeof event) {
+            sink_.on_malformed(size);
+            return;
+        }
+        std::memcpy(&event, data, sizeof event);
+    } else {
+        tcpstates_transition t;
+        if (size < sizeof t) {
+            sink_.on_malformed(size);
+            return;
+        }
+        std::memcpy(&t, data, sizeof t);
+        event.duration_ns = t.duration_ns;
+        event.family = t.family;
+        event.lport = t.lport;
+        event.rport = t.rport;
+        event.old_state = t.old_state;
+        event.new_state = t.new_state;
+        event.flags = t.flags;
     }
-    self->sink_.on_event(*static_cast<const tcpstates_event*>(data));
-    ++self->delivered_;
+    sink_.on_event(event);
+    ++delivered_;
+}
+
+int EventSource::on_ring_record(void* ctx, void* data, size_t size) {
+    static_cast<EventSource*>(ctx)->deliver(data, size);
     return 0;
 }
 
 void EventSource::on_perf_record(void* ctx, int, void* data, uint32_t size) {
-    auto* self = static_cast<EventSource*>(ctx);
-    // Perf records are padded to 8 bytes, and their payload is not guaranteed to be
-    // aligned for the struct: copy it out.
-    if (size < sizeof(tcpstates_event)) {
-        self->sink_.on_malformed(size);
-        return;
-    }
-    tcpstates_event event;
-    std::memcpy(&event, data, sizeof event);
-    self->sink_.on_event(event);
-    ++self->delivered_;
+    static_cast<EventSource*>(ctx)->deliver(data, size);
 }
 
 void EventSource::on_perf_lost(void* ctx, int, unsigned long long count) {

@@ -18,6 +18,8 @@ class BpfProgram;
 class EventSink {
 public:
     virtual ~EventSink() = default;
+    // When the program sends compact transitions (BpfOptions::event_details false), only
+    // the fields of struct tcpstates_transition are set; the others are zero.
     virtual void on_event(const tcpstates_event& event) = 0;
     // Events the transport could not deliver: the perf buffer was full (count from the
     // kernel's lost-sample record), or a record too short to be an event (a bug).
@@ -37,7 +39,11 @@ public:
     size_t consume();
 
 private:
+    // Checks one record's size and hands it to the sink as a tcpstates_event.
+    void deliver(const void* data, size_t size);
+
     EventSink& sink_;
+    const bool details_;
     ring_buffer* ring_ = nullptr;
     perf_buffer* perf_ = nullptr;
     size_t delivered_ = 0;

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
         if (options.check_config) return tcpstatesd::run_check_config(options);
         return tcpstatesd::run_daemon(options);
     } catch (const std::invalid_argument& e) {
-        std::fprintf(stderr, "tcpstatesd: %s\n%s", e.what(), kUsage);
+        std::fprintf(stderr, "tcpstatesd: %s\n", e.what());
         return 2;
     }
 }

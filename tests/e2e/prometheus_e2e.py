@@ -19,42 +19,20 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
+
+from e2e_support import fail, free_port, program_ids_of, require_root, stop_daemon, wait_for
 
 CONNECTIONS = 60
 HELD_OPEN = 20
 
 
-def fail(message):
-    print(f"FAIL: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_get(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.status, response.read().decode()
-
-
-def wait_for(what, predicate, timeout=30.0, interval=0.25):
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as error:  # the server may not be up yet
-            last_error = error
-        time.sleep(interval)
-    fail(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
 
 
 def sample(prometheus, expression):
@@ -71,6 +49,50 @@ def sample(prometheus, expression):
 def query(prometheus, expression):
     value = sample(prometheus, expression)
     return 0.0 if value is None else value
+
+
+def histogram_inconsistencies(exposition):
+    """Series whose _count differs from their +Inf bucket in one scrape."""
+    counts, infinite = {}, {}
+    for line in exposition.splitlines():
+        if line.startswith("tcpstates_state_duration_seconds_count{"):
+            labels, value = line[len("tcpstates_state_duration_seconds_count"):].rsplit(" ", 1)
+            counts[labels] = value
+        elif line.startswith("tcpstates_state_duration_seconds_bucket{") and 'le="+Inf"' in line:
+            labels, value = line[len("tcpstates_state_duration_seconds_bucket"):].rsplit(" ", 1)
+            infinite[labels.replace(',le="+Inf"', "")] = value
+    return [labels for labels, value in counts.items() if infinite.get(labels) != value]
+
+
+class ConcurrentScrapes:
+    """Scrapes the daemon from two threads while traffic runs; every scrape must be whole
+    and internally consistent."""
+
+    def __init__(self, target):
+        self.target, self.stop, self.scrapes, self.errors = target, False, 0, []
+        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
+
+    def run(self):
+        while not self.stop and not self.errors:
+            try:
+                _, text = http_get(f"http://{self.target}/metrics")
+            except OSError as error:
+                self.errors.append(f"scrape failed: {error}")
+                return
+            bad = histogram_inconsistencies(text)
+            if bad:
+                self.errors.append(f"_count != +Inf bucket in {bad[:3]}")
+            self.scrapes += 1
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        for t in self.threads:
+            t.join()
 
 
 def connect_and_close(family, host, count, hold_open=0):
@@ -94,20 +116,11 @@ def connect_and_close(family, host, count, hold_open=0):
     return held
 
 
-def our_bpf_programs():
-    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "tcpstates_" in line]
-
-
 def main():
     if len(sys.argv) != 3:
         fail(__doc__)
     daemon_binary, docs_path = sys.argv[1], sys.argv[2]
-    if os.geteuid() != 0:
-        message = "needs root to load the BPF program"
-        if os.environ.get("CI") == "true":
-            fail(message)
-        print(f"WARNING: skipped: {message}")
+    if not require_root():
         return
     for tool in ("prometheus", "promtool", "bpftool"):
         if not shutil.which(tool):
@@ -119,12 +132,15 @@ def main():
     config_path = os.path.join(workdir, "tcpstatesd.yaml")
     with open(config_path, "w") as f:
         f.write(f'web:\n  listen_addresses: ["{target}"]\n')
+    daemon_log = tempfile.TemporaryFile(mode="w+")
     daemon = subprocess.Popen([daemon_binary, "--config", config_path],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=daemon_log, stderr=subprocess.STDOUT)
     prometheus = None
+    ids = set()
     try:
         wait_for("the daemon to be ready",
                  lambda: http_get(f"http://{target}/-/ready")[0] == 200)
+        ids = program_ids_of(daemon.pid)
 
         _, exposition = http_get(f"http://{target}/metrics")
         check = subprocess.run(["promtool", "check", "metrics"], input=exposition,
@@ -164,8 +180,13 @@ def main():
         base_observed = query(prometheus_url, observed)
         base_established = query(prometheus_url, established_v6)
 
-        held = connect_and_close(socket.AF_INET6, "::1", HELD_OPEN, hold_open=HELD_OPEN)
-        connect_and_close(socket.AF_INET, "127.0.0.1", CONNECTIONS)
+        with ConcurrentScrapes(target) as scrapes:
+            held = connect_and_close(socket.AF_INET6, "::1", HELD_OPEN, hold_open=HELD_OPEN)
+            connect_and_close(socket.AF_INET, "127.0.0.1", CONNECTIONS)
+        if scrapes.errors:
+            fail("; ".join(scrapes.errors))
+        if scrapes.scrapes == 0:
+            fail("no scrape completed while the connections ran")
         # Both ends of each held connection are ESTABLISHED sockets.
         wait_for(f"ipv6 ESTABLISHED sockets to rise by {2 * HELD_OPEN}",
                  lambda: query(prometheus_url, established_v6) >= base_established + 2 * HELD_OPEN)
@@ -183,34 +204,23 @@ def main():
         lost = query(prometheus_url, "sum(tcpstatesd_events_lost_total)")
         if lost != 0:
             fail(f"{lost} events lost at this tiny rate")
-        print(f"connections: {total}; SYN_SENT->ESTABLISHED grew by "
+        print(f"connections: {total}; concurrent consistent scrapes: {scrapes.scrapes}; "
+              f"SYN_SENT->ESTABLISHED grew by "
               f"{query(prometheus_url, connected) - base_connected:.0f}, histogram count by "
               f"{query(prometheus_url, observed) - base_observed:.0f}; ipv6 ESTABLISHED gauge "
               f"back at {base_established:.0f}")
+    except BaseException:
+        if daemon.poll() is None:
+            daemon.kill()
+        daemon_log.seek(0)
+        print(daemon_log.read(), file=sys.stderr)
+        raise
     finally:
         if prometheus:
             prometheus.terminate()
             prometheus.wait(timeout=30)
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            started = time.monotonic()
-            try:
-                code = daemon.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                fail("the daemon did not stop within 5 s of SIGTERM")
-            stop_seconds = time.monotonic() - started
-        else:
-            code, stop_seconds = daemon.returncode, 0.0
-        output = daemon.stdout.read()
         shutil.rmtree(workdir, ignore_errors=True)
-    if code != 0:
-        fail(f"daemon exited with {code}:\n{output}")
-    if stop_seconds > 1.0:
-        fail(f"SIGTERM took {stop_seconds:.2f}s to stop the daemon (limit 1 s)")
-    leftovers = our_bpf_programs()
-    if leftovers:
-        fail(f"BPF programs left after stop: {leftovers}")
+    stop_daemon(daemon, ids)
     print("PASS")
 
 

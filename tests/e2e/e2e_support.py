@@ -1,0 +1,89 @@
+"""Helpers shared by the end-to-end tests that run the real daemon."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def fail(message):
+    print(f"FAIL: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def require_root():
+    """Returns False (skip) outside CI when not root; in CI (CI=true) a skip is a failure."""
+    if os.geteuid() == 0:
+        return True
+    if os.environ.get("CI") == "true":
+        fail("needs root to load the BPF program")
+    print("WARNING: skipped: needs root to load the BPF program")
+    return False
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, predicate, timeout=30.0, interval=0.2):
+    """Polls `predicate` until it returns a true value, which is returned."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except OSError as error:  # the server may not be up yet
+            last_error = error
+        time.sleep(interval)
+    fail(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
+
+
+def program_ids_of(pid):
+    """Ids of the BPF programs whose fds process `pid` holds (from /proc/PID/fdinfo)."""
+    ids = set()
+    fdinfo = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(fdinfo):
+        try:
+            match = re.search(r"^prog_id:\s+(\d+)", open(f"{fdinfo}/{fd}").read(), re.M)
+        except OSError:
+            continue
+        if match:
+            ids.add(int(match.group(1)))
+    return ids
+
+
+def loaded_program_ids():
+    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    return {int(i) for i in re.findall(r"^(\d+): ", out, re.M)}
+
+
+def stop_daemon(daemon, program_ids):
+    """SIGTERM: the daemon must exit 0 within a second and leave none of its programs."""
+    if daemon.poll() is not None:
+        fail(f"the daemon died early with exit code {daemon.returncode}")
+    daemon.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    try:
+        code = daemon.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        fail("the daemon did not exit within 5 s of SIGTERM")
+    elapsed = time.monotonic() - started
+    if code != 0:
+        fail(f"the daemon exited with {code} on SIGTERM")
+    if elapsed > 1.0:
+        fail(f"SIGTERM took {elapsed:.2f} s to stop the daemon (limit 1 s)")
+    # The kernel frees a program after an RCU grace period, not at the last close().
+    deadline = time.monotonic() + 3
+    while program_ids & loaded_program_ids():
+        if time.monotonic() > deadline:
+            fail(f"BPF programs still loaded 3 s after the daemon exited: "
+                 f"{program_ids & loaded_program_ids()}")
+        time.sleep(0.05)
