@@ -4,19 +4,15 @@
 # then starts, scrapes, reloads and stops the unit with systemctl and checks the journal and
 # that no BPF program of ours stays attached.
 #
-# Usage: unit_under_systemd.sh [--stand-in] BINARY UNIT CONFIG        (as root)
-#   --stand-in  run `tcpstatesd trace` in place of the daemon (Type=exec, no watchdog) and
-#               check only what it can do: for working on this harness without the daemon.
+# Usage: unit_under_systemd.sh BINARY UNIT CONFIG        (as root)
 #
 # The container root is built once per set of runtime packages and cached under
 # /var/cache/tcpstatesd-test/ (about 35 s and 250 MB from the configured Debian mirror);
 # the booted container writes only into a tmpfs overlay, so the cache stays pristine.
 set -euo pipefail
 
-standin=0
-if [[ ${1:-} == --stand-in ]]; then standin=1; shift; fi
 if [[ $# -ne 3 ]]; then
-    echo "usage: $0 [--stand-in] BINARY UNIT CONFIG" >&2
+    echo "usage: $0 BINARY UNIT CONFIG" >&2
     exit 2
 fi
 binary=$(realpath "$1") unit=$(realpath "$2") config=$(realpath "$3")
@@ -36,7 +32,7 @@ done
 [[ -r /sys/kernel/btf/vmlinux ]] || cannot_run "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
 for file in "$binary" "$unit" "$config"; do [[ -f $file ]] || fail "$file does not exist"; done
 
-# --- The container root, cached -------------------------------------------------------------
+# --- The container root, cached ---------------------------------------------------------------
 
 codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
 
@@ -80,7 +76,7 @@ mkdir -p "$cache"
     fi
 ) 9>"$cache/lock"
 
-# --- Boot -----------------------------------------------------------------------------------
+# --- Boot -------------------------------------------------------------------------------------
 
 work=$(mktemp -d)
 machine="tcpstatesd-test-$$"
@@ -117,18 +113,8 @@ trap teardown EXIT
 mkdir -p "$work/dropin" "$work/extra"
 # An unknown key on line 2: the start must fail, saying so in the unit's journal.
 printf 'web:\n  listen_adress: ":9977"\n' >"$work/extra/broken.yaml"
-if [[ $standin -eq 1 ]]; then
-    cat >"$work/dropin/stand-in.conf" <<'EOF'
-[Service]
-Type=exec
-WatchdogSec=0
-ExecStart=
-ExecStart=/usr/sbin/tcpstatesd trace
-EOF
-else
-    # A short watchdog period, so that a ping is seen within seconds.
-    printf '[Service]\nWatchdogSec=4s\n' >"$work/dropin/watchdog.conf"
-fi
+# A short watchdog period, so that a ping is seen within seconds.
+printf '[Service]\nWatchdogSec=4s\n' >"$work/dropin/watchdog.conf"
 
 log "booting $machine"
 # nspawn's default seccomp filter and capability set refuse BPF; these two options add just
@@ -184,7 +170,7 @@ print(" ".join(str(p["id"]) for p in json.load(sys.stdin)
                if p.get("name", "").startswith("tcpstates_") and p.get("uid") == uid))' "$1"
 }
 
-# --- Start ----------------------------------------------------------------------------------
+# --- Start ------------------------------------------------------------------------------------
 
 log "systemctl start tcpstatesd"
 # For Type=notify this returns once the daemon has sent READY=1.
@@ -206,72 +192,54 @@ cap_eff=$(awk '/^CapEff:/{print $2}' <<<"$status_file")
 [[ $cap_eff == 000000c000000000 ]] || fail "effective capabilities $cap_eff, want CAP_BPF+CAP_PERFMON"
 log "runs as uid $uid with CapEff=$cap_eff (CAP_PERFMON, CAP_BPF)"
 
-ours=""
-for ((i = 0; i < 100; i++)); do  # the stand-in (Type=exec) loads it after start returns
-    ours=$(prog_ids_of_uid "$uid")
-    [[ -n $ours ]] && break
-    sleep 0.1
-done
+ours=$(prog_ids_of_uid "$uid")  # attached before READY=1
 [[ -n $ours ]] || fail "no tcpstates_ BPF program loaded while the unit is active"
 log "BPF program ids of the unit: $ours"
 
-if [[ $standin -eq 1 ]]; then
-    # Loopback connections in the container's network namespace, until the trace (attached
-    # some time after Type=exec's start returned) shows one.
-    for ((i = 0; i < 100; i++)); do
-        nsenter -t "$leader" -n curl -s --max-time 2 http://127.0.0.1:1/ >/dev/null || true
-        traced=$(in_container journalctl -u tcpstatesd -o cat)
-        grep -q 'SYN_SENT' <<<"$traced" && break
-        sleep 0.1
-    done
-    grep -q 'SYN_SENT' <<<"$traced" || fail "the stand-in traced nothing"
-    log "stand-in traced a loopback connection"
-else
-    # --- Scrape -----------------------------------------------------------------------------
-    # The host's curl in the container's network namespace. The first scrape's own connection
-    # makes transitions; a later scrape must count them.
-    metric=""
-    for ((i = 0; i < 100; i++)); do
-        metrics=$(nsenter -t "$leader" -n curl -sf --max-time 5 http://127.0.0.1:9977/metrics || true)
-        metric=$(grep -E '^tcpstates_transitions_total\{.*to_state="ESTABLISHED".*\} [1-9]' <<<"$metrics" | head -n1 || true)
-        [[ -n $metric ]] && break
-        sleep 0.1
-    done
-    [[ -n $metric ]] || fail "no ESTABLISHED transition counted on /metrics; last scrape:
+# --- Scrape -----------------------------------------------------------------------------------
+# The host's curl in the container's network namespace. The first scrape's own connection
+# makes transitions; a later scrape must count them.
+metric=""
+for ((i = 0; i < 100; i++)); do
+    metrics=$(nsenter -t "$leader" -n curl -sf --max-time 5 http://127.0.0.1:9977/metrics || true)
+    metric=$(grep -E '^tcpstates_transitions_total\{.*to_state="ESTABLISHED".*\} [1-9]' <<<"$metrics" | head -n1 || true)
+    [[ -n $metric ]] && break
+    sleep 0.1
+done
+[[ -n $metric ]] || fail "no ESTABLISHED transition counted on /metrics; last scrape:
 $(head -n 40 <<<"$metrics")"
-    log "scraped: $metric"
-    # The sandbox (ProtectProc=, ProcSubset=pid, ...) must leave the process metrics whole.
-    for name in process_cpu_seconds_total process_resident_memory_bytes process_start_time_seconds \
-        process_open_fds process_max_fds tcpstatesd_build_info; do
-        grep -q "^${name}[ {]" <<<"$metrics" || fail "$name missing from /metrics under the unit"
-    done
+log "scraped: $metric"
+# The sandbox must leave the process metrics whole (ProcSubset=pid would hide /proc/stat).
+for name in process_cpu_seconds_total process_resident_memory_bytes process_start_time_seconds \
+    process_open_fds process_max_fds tcpstatesd_build_info; do
+    grep -q "^${name}[ {]" <<<"$metrics" || fail "$name missing from /metrics under the unit"
+done
 
-    # --- Watchdog ---------------------------------------------------------------------------
-    first_ping=$(prop WatchdogTimestampMonotonic)
-    for ((i = 0; i < 100; i++)); do
-        [[ $(prop WatchdogTimestampMonotonic) != "$first_ping" ]] && break
-        sleep 0.1
-    done
-    [[ $(prop WatchdogTimestampMonotonic) != "$first_ping" ]] ||
-        fail "no watchdog ping within 10 s (WatchdogSec=4s)"
-    log "watchdog pinged"
+# --- Watchdog ---------------------------------------------------------------------------------
+first_ping=$(prop WatchdogTimestampMonotonic)
+for ((i = 0; i < 100; i++)); do
+    [[ $(prop WatchdogTimestampMonotonic) != "$first_ping" ]] && break
+    sleep 0.1
+done
+[[ $(prop WatchdogTimestampMonotonic) != "$first_ping" ]] ||
+    fail "no watchdog ping within 10 s (WatchdogSec=4s)"
+log "watchdog pinged"
 
-    # --- Reload -----------------------------------------------------------------------------
-    reloads_before=$(in_container journalctl -u tcpstatesd -o cat _PID="$main_pid" | grep -ci reload || true)
-    log "systemctl reload tcpstatesd"
-    timeout 60 nsenter -t "$leader" -a systemctl reload tcpstatesd.service || fail "systemctl reload failed"
-    for ((i = 0; i < 100; i++)); do
-        reloads=$(in_container journalctl -u tcpstatesd -o cat _PID="$main_pid" | grep -ci reload || true)
-        [[ $reloads -gt $reloads_before && $(prop ActiveState) == active ]] && break
-        sleep 0.1
-    done
-    [[ $(prop ActiveState) == active ]] || fail "not active after reload: $(prop ActiveState)"
-    [[ $(prop MainPID) == "$main_pid" ]] || fail "reload restarted the daemon (pid $(prop MainPID))"
-    [[ $reloads -gt $reloads_before ]] || fail "the daemon logged no reload"
-    log "reloaded, still active with pid $main_pid"
-fi
+# --- Reload -----------------------------------------------------------------------------------
+reloads_before=$(in_container journalctl -u tcpstatesd -o cat _PID="$main_pid" | grep -ci reload || true)
+log "systemctl reload tcpstatesd"
+timeout 60 nsenter -t "$leader" -a systemctl reload tcpstatesd.service || fail "systemctl reload failed"
+for ((i = 0; i < 100; i++)); do
+    reloads=$(in_container journalctl -u tcpstatesd -o cat _PID="$main_pid" | grep -ci reload || true)
+    [[ $reloads -gt $reloads_before && $(prop ActiveState) == active ]] && break
+    sleep 0.1
+done
+[[ $(prop ActiveState) == active ]] || fail "not active after reload: $(prop ActiveState)"
+[[ $(prop MainPID) == "$main_pid" ]] || fail "reload restarted the daemon (pid $(prop MainPID))"
+[[ $reloads -gt $reloads_before ]] || fail "the daemon logged no reload"
+log "reloaded, still active with pid $main_pid"
 
-# --- Stop -----------------------------------------------------------------------------------
+# --- Stop -------------------------------------------------------------------------------------
 
 log "systemctl stop tcpstatesd"
 timeout 60 nsenter -t "$leader" -a systemctl stop tcpstatesd.service || fail "systemctl stop failed"
@@ -282,14 +250,12 @@ journal=$(in_container journalctl -u tcpstatesd.service -o short-monotonic --no-
 printf '%s\n' '--- journalctl -u tcpstatesd ---' "$journal" '---'
 grep -q 'Started tcpstatesd.service' <<<"$journal" || fail "journal: no start line"
 grep -q 'Stopped tcpstatesd.service' <<<"$journal" || fail "journal: no stop line"
-if [[ $standin -eq 0 ]]; then
-    grep -q 'Reloading tcpstatesd.service' <<<"$journal" || fail "journal: no reload line"
-    # The daemon's own lines, in the unit's journal with its identifier and their priority
-    # (info is 6).
-    info=$(in_container journalctl -u tcpstatesd.service -o cat SYSLOG_IDENTIFIER=tcpstatesd PRIORITY=6 | wc -l)
-    [[ $info -gt 0 ]] || fail "journal: no info entry from the daemon with SYSLOG_IDENTIFIER=tcpstatesd"
-    log "$info info lines from the daemon in the unit's journal"
-fi
+grep -q 'Reloading tcpstatesd.service' <<<"$journal" || fail "journal: no reload line"
+# The daemon's own lines, in the unit's journal with its identifier and their priority
+# (info is 6).
+info=$(in_container journalctl -u tcpstatesd.service -o cat SYSLOG_IDENTIFIER=tcpstatesd PRIORITY=6 | wc -l)
+[[ $info -gt 0 ]] || fail "journal: no info entry from the daemon with SYSLOG_IDENTIFIER=tcpstatesd"
+log "$info info lines from the daemon in the unit's journal"
 
 # The kernel frees a program once its last reference (link, fd) is gone: wait for that.
 left=""
@@ -301,22 +267,20 @@ done
 [[ -z $left ]] || fail "BPF programs still loaded after stop: $left"
 log "no BPF program of the unit left after stop"
 
-if [[ $standin -eq 0 ]]; then
-    # --- A start that fails -----------------------------------------------------------------
-    # The error must reach `systemctl status`/`journalctl -u` with error priority, although the
-    # process is gone by the time journald files it.
-    log "systemctl start with a broken configuration"
-    printf '[Service]\nRestart=no\nExecStart=\nExecStart=/usr/sbin/tcpstatesd --config /etc/tcpstatesd/extra/broken.yaml\n' \
-        >"$work/dropin/broken.conf"
-    in_container systemctl daemon-reload
-    if timeout 60 nsenter -t "$leader" -a systemctl start tcpstatesd.service 2>/dev/null; then
-        fail "the unit started with a broken configuration"
-    fi
-    [[ $(prop Result) == exit-code ]] || fail "broken configuration: result $(prop Result), want exit-code"
-    errors=$(in_container journalctl -u tcpstatesd.service -o cat -p err SYSLOG_IDENTIFIER=tcpstatesd)
-    grep -q 'broken\.yaml:2:3: .*listen_adress' <<<"$errors" ||
-        fail "no error line naming broken.yaml:2:3 in the unit's journal; its last lines:
-$(recent_log)"
-    log "start failed as it should: $errors"
+# --- A start that fails -----------------------------------------------------------------------
+# The error must reach `systemctl status`/`journalctl -u` with error priority, although the
+# process is gone by the time journald files it.
+log "systemctl start with a broken configuration"
+printf '[Service]\nRestart=no\nExecStart=\nExecStart=/usr/sbin/tcpstatesd --config /etc/tcpstatesd/extra/broken.yaml\n' \
+    >"$work/dropin/broken.conf"
+in_container systemctl daemon-reload
+if timeout 60 nsenter -t "$leader" -a systemctl start tcpstatesd.service 2>/dev/null; then
+    fail "the unit started with a broken configuration"
 fi
+[[ $(prop Result) == exit-code ]] || fail "broken configuration: result $(prop Result), want exit-code"
+errors=$(in_container journalctl -u tcpstatesd.service -o cat -p err SYSLOG_IDENTIFIER=tcpstatesd)
+grep -q 'broken\.yaml:2:3: .*listen_adress' <<<"$errors" ||
+    fail "no error line naming broken.yaml:2:3 in the unit's journal; its last lines:
+$(recent_log)"
+log "start failed as it should: $errors"
 log "PASS"
