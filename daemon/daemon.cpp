@@ -95,6 +95,9 @@ void register_build_info(prometheus::Registry& registry) {
 }  // namespace
 
 int run_daemon(const DaemonOptions& options) {
+    // Until the configuration says otherwise, so that an error in it is logged like any other
+    // (under systemd: with error priority in the unit's journal).
+    setup_logging(spdlog::level::info, LogFormat::Text);
     Config config;
     try {
         config = load(options);

@@ -10,14 +10,11 @@
 #include <string_view>
 
 #include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
 
 namespace tcpstatesd {
 
 namespace {
-
-constexpr const char* kIdentifier = "tcpstatesd";
 
 void append(spdlog::memory_buf_t& dest, std::string_view text) {
     dest.append(text.data(), text.data() + text.size());
@@ -126,6 +123,38 @@ public:
     }
 };
 
+class JournalFormatter final : public spdlog::formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+        char prefix[8];
+        std::snprintf(prefix, sizeof prefix, "<%d>", syslog_priority(msg.level));
+        // journald reads one entry per line: each line gets the priority, not only the first.
+        std::string_view rest(msg.payload.data(), msg.payload.size());
+        do {
+            const size_t end = rest.find('\n');
+            append(dest, prefix);
+            append(dest, rest.substr(0, end));
+            dest.push_back('\n');
+            rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+        } while (!rest.empty());
+    }
+    std::unique_ptr<spdlog::formatter> clone() const override {
+        return std::make_unique<JournalFormatter>();
+    }
+
+private:
+    static int syslog_priority(spdlog::level::level_enum level) {
+        switch (level) {
+        case spdlog::level::trace:
+        case spdlog::level::debug: return 7;     // LOG_DEBUG
+        case spdlog::level::warn: return 4;      // LOG_WARNING
+        case spdlog::level::err: return 3;       // LOG_ERR
+        case spdlog::level::critical: return 2;  // LOG_CRIT
+        default: return 6;                       // LOG_INFO
+        }
+    }
+};
+
 }  // namespace
 
 bool is_journal_stream(int fd, const char* journal_stream) {
@@ -144,16 +173,16 @@ std::unique_ptr<spdlog::formatter> make_log_formatter(LogFormat format) {
     return std::make_unique<TextFormatter>();
 }
 
+std::unique_ptr<spdlog::formatter> make_journal_formatter() {
+    return std::make_unique<JournalFormatter>();
+}
+
 void setup_logging(spdlog::level::level_enum level, LogFormat format) {
-    std::shared_ptr<spdlog::logger> logger;
-    if (is_journal_stream(STDERR_FILENO, std::getenv("JOURNAL_STREAM"))) {
-        logger = std::make_shared<spdlog::logger>(
-            kIdentifier, std::make_shared<spdlog::sinks::systemd_sink_mt>(kIdentifier));
-    } else {
-        auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-        sink->set_formatter(make_log_formatter(format));
-        logger = std::make_shared<spdlog::logger>(kIdentifier, std::move(sink));
-    }
+    auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    sink->set_formatter(is_journal_stream(STDERR_FILENO, std::getenv("JOURNAL_STREAM"))
+                            ? make_journal_formatter()
+                            : make_log_formatter(format));
+    auto logger = std::make_shared<spdlog::logger>("tcpstatesd", std::move(sink));
     logger->set_level(level);
     spdlog::set_default_logger(std::move(logger));
 }

@@ -1,7 +1,12 @@
-// Where and how the daemon logs. Started by systemd with stderr connected to the journal, it
-// logs to the journal natively (one entry per message, with its syslog priority and
-// SYSLOG_IDENTIFIER=tcpstatesd); otherwise it writes timestamped lines to stderr, as plain
-// text or as JSON objects (one per line) for log shippers.
+// Where and how the daemon logs: always to stderr. Started by systemd with stderr connected to
+// the journal, each line carries its syslog priority as a "<N>" prefix, which journald turns
+// into PRIORITY= (the journal adds time, unit and SYSLOG_IDENTIFIER=tcpstatesd itself);
+// otherwise lines are timestamped, as plain text or as JSON objects for log shippers.
+//
+// Not sd_journal_send(): journald attributes a native message to its unit by looking up the
+// sender's cgroup, which fails once the process has exited, so the last error of a daemon that
+// fails at start-up was missing from `systemctl status` and `journalctl -u`. The stream
+// carries its unit from the moment systemd connected it.
 #pragma once
 
 #include <spdlog/common.h>
@@ -11,10 +16,10 @@
 
 namespace tcpstatesd {
 
-// The stderr format; the journal has its own structure and ignores it.
+// The stderr format outside systemd; the journal has its own structure and ignores it.
 enum class LogFormat { Text, Json };
 
-// Makes the default spdlog logger log at `level` to the journal or to stderr (see above).
+// Makes the default spdlog logger log at `level` to stderr, for the journal or not (see above).
 // May be called again, e.g. on reload, to change the level or format.
 void setup_logging(spdlog::level::level_enum level, LogFormat format);
 
@@ -29,5 +34,9 @@ bool is_journal_stream(int fd, const char* journal_stream);
 // Times are UTC. JSON messages are escaped, invalid UTF-8 replaced by U+FFFD, so every line
 // is valid JSON.
 std::unique_ptr<spdlog::formatter> make_log_formatter(LogFormat format);
+
+// The journal stream format: every line of a message prefixed with its syslog priority,
+//   <3>config.yaml:4:3: unknown key 'listen'
+std::unique_ptr<spdlog::formatter> make_journal_formatter();
 
 }  // namespace tcpstatesd

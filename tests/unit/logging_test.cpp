@@ -107,6 +107,29 @@ TEST_CASE("logging: JSON messages are escaped into valid JSON strings") {
           json_line("info", R"(\ufffd\ufffd \ufffd\ufffd\ufffd)"));
 }
 
+static std::string format_journal(spdlog::level::level_enum level, std::string_view message) {
+    const spdlog::details::log_msg msg(kTime, spdlog::source_loc{}, "tcpstatesd", level,
+                                       spdlog::string_view_t(message.data(), message.size()));
+    spdlog::memory_buf_t out;
+    tcpstatesd::make_journal_formatter()->format(msg, out);
+    return std::string(out.data(), out.size());
+}
+
+TEST_CASE("logging: journal lines carry the syslog priority and no timestamp") {
+    CHECK(format_journal(spdlog::level::trace, "t") == "<7>t\n");
+    CHECK(format_journal(spdlog::level::debug, "d") == "<7>d\n");
+    CHECK(format_journal(spdlog::level::info, "ready") == "<6>ready\n");
+    CHECK(format_journal(spdlog::level::warn, "w") == "<4>w\n");
+    CHECK(format_journal(spdlog::level::err, "e") == "<3>e\n");
+    CHECK(format_journal(spdlog::level::critical, "c") == "<2>c\n");
+    CHECK(format_journal(spdlog::level::info, "") == "<6>\n");
+}
+
+TEST_CASE("logging: every line of a multi-line message keeps the priority in the journal") {
+    CHECK(format_journal(spdlog::level::err, "a.yaml:3:1: bad\n  listen: x\n") ==
+          "<3>a.yaml:3:1: bad\n<3>  listen: x\n");
+}
+
 TEST_CASE("logging: JOURNAL_STREAM names the journal only if it matches the fd's device:inode") {
     char path[] = "/tmp/tcpstatesd-journal-XXXXXX";
     const int fd = mkstemp(path);
@@ -151,4 +174,32 @@ TEST_CASE("logging: outside systemd the default logger writes the chosen format 
     CHECK(text.rfind("{\"time\":\"20", 0) == 0);
     CHECK(text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0);
     CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+}
+
+TEST_CASE("logging: under systemd (stderr is JOURNAL_STREAM) lines carry priorities instead") {
+    const auto previous = spdlog::default_logger();
+    const char* journal = std::getenv("JOURNAL_STREAM");
+    const std::string saved_journal = journal ? journal : "";
+
+    std::string text;
+    {
+        CapturedStderr captured;
+        struct stat st {};
+        REQUIRE(fstat(STDERR_FILENO, &st) == 0);
+        const std::string stream = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+        setenv("JOURNAL_STREAM", stream.c_str(), 1);
+        tcpstatesd::setup_logging(spdlog::level::info, LogFormat::Json);
+        spdlog::debug("below the level");
+        spdlog::info("ready");
+        spdlog::error("cannot listen on {}", ":9977");
+        spdlog::default_logger()->flush();
+        text = captured.text();
+    }
+    spdlog::set_default_logger(previous);
+    if (journal)
+        setenv("JOURNAL_STREAM", saved_journal.c_str(), 1);
+    else
+        unsetenv("JOURNAL_STREAM");
+
+    CHECK(text == "<6>ready\n<3>cannot listen on :9977\n");
 }

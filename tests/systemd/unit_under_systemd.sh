@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# Runs systemd/tcpstatesd.service under a real systemd: PID 1 on the build machines is not
+# systemd, so this boots one in a container (debootstrap root + systemd-nspawn, see DESIGN.md),
+# then starts, scrapes, reloads and stops the unit with systemctl and checks the journal and
+# that no BPF program of ours stays attached.
+#
+# Usage: unit_under_systemd.sh BINARY UNIT CONFIG        (as root)
+#
+# The container root is built once per set of runtime packages and cached under
+# /var/cache/tcpstatesd-test/ (about 35 s and 250 MB from the configured Debian mirror);
+# the booted container writes only into a tmpfs overlay, so the cache stays pristine.
+set -euo pipefail
+
+if [[ $# -ne 3 ]]; then
+    echo "usage: $0 BINARY UNIT CONFIG" >&2
+    exit 2
+fi
+binary=$(realpath "$1") unit=$(realpath "$2") config=$(realpath "$3")
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+cannot_run() {
+    if [[ ${CI:-} == true ]]; then fail "cannot run under CI: $*"; fi
+    echo "WARNING: test not run: $*" >&2
+    exit 0
+}
+
+[[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, systemd-nspawn, bpftool)"
+for tool in debootstrap systemd-nspawn nsenter bpftool curl flock; do
+    command -v "$tool" >/dev/null || cannot_run "$tool is missing (.ci/install-deps installs it)"
+done
+[[ -r /sys/kernel/btf/vmlinux ]] || cannot_run "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+for file in "$binary" "$unit" "$config"; do [[ -f $file ]] || fail "$file does not exist"; done
+
+# --- The container root, cached ---------------------------------------------------------------
+
+codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+
+# The Debian packages that hold the binary's shared libraries, so that it runs in the root.
+runtime_packages() {
+    local lib
+    ldd "$binary" | awk '/=> \//{print $3}' | while read -r lib; do
+        dpkg -S "$lib" 2>/dev/null || dpkg -S "$(realpath "$lib")" 2>/dev/null ||
+            fail "no Debian package holds $lib (needed by $binary)"
+    done | cut -d: -f1 | sort -u
+}
+
+# The mirror apt is configured with for this release's main component (CI machines reach
+# only that mirror).
+debian_mirror() {
+    # shellcheck disable=SC2016 # apt's own $(FIELD) syntax
+    apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' |
+        awk -v suite="$codename" '$2 == suite && $3 == "main" {print $1; exit}'
+}
+
+# procps: ExecReload's /bin/kill (minbase leaves it out; the Debian package depends on it).
+packages=$( (printf '%s\n' systemd systemd-sysv dbus procps; runtime_packages) | sort -u | paste -sd,)
+cache=/var/cache/tcpstatesd-test
+root="$cache/$codename-$(printf '%s' "$packages" | sha256sum | cut -c1-12)"
+mkdir -p "$cache"
+(
+    flock 9
+    if [[ ! -f $root/.complete ]]; then
+        mirror=$(debian_mirror)
+        [[ -n $mirror ]] || fail "no $codename main source in apt's configuration"
+        log "building the container root $root from $mirror ($packages)"
+        rm -rf "$root.partial"
+        debootstrap --variant=minbase --include="$packages" "$codename" "$root.partial" \
+            "$mirror" >"$cache/debootstrap.log" 2>&1 ||
+            fail "debootstrap failed, see $cache/debootstrap.log"
+        touch "$root.partial/.complete"
+        mv "$root.partial" "$root"
+        # Roots for other package sets are stale: one root is kept.
+        find "$cache" -mindepth 1 -maxdepth 1 -type d -name "$codename-*" ! -path "$root" \
+            -exec rm -rf {} +
+    fi
+) 9>"$cache/lock"
+
+# --- Boot -------------------------------------------------------------------------------------
+
+work=$(mktemp -d)
+machine="tcpstatesd-test-$$"
+nspawn_pid=""
+leader=""
+
+teardown() {
+    local status=$? i
+    if [[ $status -ne 0 && -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
+        echo "--- journalctl -u tcpstatesd (in the container) ---" >&2
+        timeout 10 nsenter -t "$leader" -a journalctl -u tcpstatesd.service --no-pager -o short-monotonic >&2 || true
+    fi
+    if [[ -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
+        timeout 10 nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1 || true
+    fi
+    if [[ -n $nspawn_pid ]]; then
+        for ((i = 0; i < 150; i++)); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
+        if kill -0 "$nspawn_pid" 2>/dev/null; then
+            echo "container did not power off; killing it" >&2
+            kill -KILL -- "-$nspawn_pid" 2>/dev/null || true
+        fi
+    fi
+    if [[ $status -ne 0 && -z $leader && -f $work/nspawn.log ]]; then
+        echo "--- container console (last 40 lines) ---" >&2
+        tail -n 40 "$work/nspawn.log" >&2
+    fi
+    # nspawn leaves this empty directory behind when the container was killed.
+    rmdir "/run/systemd/nspawn/propagate/$machine" 2>/dev/null || true
+    rm -rf "$work"
+    exit "$status"
+}
+trap teardown EXIT
+
+mkdir -p "$work/dropin" "$work/extra"
+# An unknown key on line 2: the start must fail, saying so in the unit's journal.
+printf 'web:\n  listen_adress: ":9977"\n' >"$work/extra/broken.yaml"
+# A short watchdog period, so that a ping is seen within seconds.
+printf '[Service]\nWatchdogSec=4s\n' >"$work/dropin/watchdog.conf"
+
+log "booting $machine"
+# nspawn's default seccomp filter and capability set refuse BPF; these two options add just
+# what the unit needs (without either, the start fails). /sys/kernel/btf is visible in the
+# container's read-only /sys as it is.
+setsid systemd-nspawn --quiet -D "$root" -M "$machine" -b \
+    --volatile=overlay --private-network --register=no --keep-unit \
+    --capability=CAP_BPF,CAP_PERFMON --system-call-filter="bpf perf_event_open" \
+    --bind-ro="$binary:/usr/sbin/tcpstatesd" \
+    --bind-ro="$unit:/etc/systemd/system/tcpstatesd.service" \
+    --bind-ro="$work/dropin:/etc/systemd/system/tcpstatesd.service.d" \
+    --bind-ro="$work/extra:/etc/tcpstatesd/extra" \
+    --bind-ro="$config:/etc/tcpstatesd/tcpstatesd.yaml" \
+    </dev/null >"$work/nspawn.log" 2>&1 &
+nspawn_pid=$!
+
+# The container's init is the descendant of systemd-nspawn named systemd (nspawn forks
+# helpers in between).
+container_init() {
+    local pid=$1 child
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == systemd ]] && { echo "$pid"; return; }
+    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do container_init "$child"; done
+}
+for ((i = 0; i < 300; i++)); do
+    leader=$(container_init "$nspawn_pid" | head -n1)
+    [[ -n $leader ]] && break
+    kill -0 "$nspawn_pid" 2>/dev/null || fail "systemd-nspawn exited"
+    sleep 0.1
+done
+[[ -n $leader ]] || fail "the container's systemd did not start"
+
+in_container() { nsenter -t "$leader" -a "$@"; }
+# `--wait` waits through "starting"; before systemd listens it answers "offline" at once.
+state=""
+for ((i = 0; i < 120; i++)); do
+    state=$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>/dev/null || true)
+    [[ $state == running || $state == degraded ]] && break
+    sleep 0.5
+done
+[[ $state == running || $state == degraded ]] || fail "the container did not boot (state '$state')"
+log "container up ($state), init pid $leader"
+
+prop() { in_container systemctl show -P "$1" tcpstatesd.service; }
+recent_log() { in_container journalctl -u tcpstatesd.service -o cat --no-pager | tail -n 8; }
+# Ids of the BPF programs named tcpstates_* that user $1 loaded. Programs are global, so the
+# container's show up on the host; the unit's dynamic uid tells them from those of other
+# tcpstatesd processes on the machine (which run as root).
+prog_ids_of_uid() {
+    bpftool prog show --json | python3 -c '
+import json, sys
+uid = int(sys.argv[1])
+print(" ".join(str(p["id"]) for p in json.load(sys.stdin)
+               if p.get("name", "").startswith("tcpstates_") and p.get("uid") == uid))' "$1"
+}
+
+# --- Start ------------------------------------------------------------------------------------
+
+log "systemctl start tcpstatesd"
+# For Type=notify this returns once the daemon has sent READY=1.
+timeout 90 nsenter -t "$leader" -a systemctl start tcpstatesd.service ||
+    fail "systemctl start failed:
+$(recent_log)"
+[[ $(prop ActiveState) == active ]] || fail "not active after start: $(prop ActiveState)
+$(recent_log)"
+main_pid=$(prop MainPID)
+[[ $main_pid -ne 0 ]] || fail "no main process after start:
+$(recent_log)"
+log "active, main pid $main_pid (in the container)"
+
+# The hardening as the kernel sees it: a dynamic non-root user holding CAP_BPF + CAP_PERFMON.
+status_file=$(in_container cat "/proc/$main_pid/status")
+uid=$(awk '/^Uid:/{print $3}' <<<"$status_file")
+cap_eff=$(awk '/^CapEff:/{print $2}' <<<"$status_file")
+[[ $uid -ne 0 ]] || fail "the daemon runs as root"
+[[ $cap_eff == 000000c000000000 ]] || fail "effective capabilities $cap_eff, want CAP_BPF+CAP_PERFMON"
+log "runs as uid $uid with CapEff=$cap_eff (CAP_PERFMON, CAP_BPF)"
+
+ours=$(prog_ids_of_uid "$uid")  # attached before READY=1
+[[ -n $ours ]] || fail "no tcpstates_ BPF program loaded while the unit is active"
+log "BPF program ids of the unit: $ours"
+
+# --- Scrape -----------------------------------------------------------------------------------
+# The host's curl in the container's network namespace. The first scrape's own connection
+# makes transitions; a later scrape must count them.
+metric=""
+for ((i = 0; i < 100; i++)); do
+    metrics=$(nsenter -t "$leader" -n curl -sf --max-time 5 http://127.0.0.1:9977/metrics || true)
+    metric=$(grep -E '^tcpstates_transitions_total\{.*to_state="ESTABLISHED".*\} [1-9]' <<<"$metrics" | head -n1 || true)
+    [[ -n $metric ]] && break
+    sleep 0.1
+done
+[[ -n $metric ]] || fail "no ESTABLISHED transition counted on /metrics; last scrape:
+$(head -n 40 <<<"$metrics")"
+log "scraped: $metric"
+# The sandbox must leave the process metrics whole (ProcSubset=pid would hide /proc/stat).
+for name in process_cpu_seconds_total process_resident_memory_bytes process_start_time_seconds \
+    process_open_fds process_max_fds tcpstatesd_build_info; do
+    grep -q "^${name}[ {]" <<<"$metrics" || fail "$name missing from /metrics under the unit"
+done
+
+# --- Watchdog ---------------------------------------------------------------------------------
+first_ping=$(prop WatchdogTimestampMonotonic)
+for ((i = 0; i < 100; i++)); do
+    [[ $(prop WatchdogTimestampMonotonic) != "$first_ping" ]] && break
+    sleep 0.1
+done
+[[ $(prop WatchdogTimestampMonotonic) != "$first_ping" ]] ||
+    fail "no watchdog ping within 10 s (WatchdogSec=4s)"
+log "watchdog pinged"
+
+# --- Reload -----------------------------------------------------------------------------------
+reloads_before=$(in_container journalctl -u tcpstatesd -o cat _PID="$main_pid" | grep -ci reload || true)
+log "systemctl reload tcpstatesd"
+timeout 60 nsenter -t "$leader" -a systemctl reload tcpstatesd.service || fail "systemctl reload failed"
+for ((i = 0; i < 100; i++)); do
+    reloads=$(in_container journalctl -u tcpstatesd -o cat _PID="$main_pid" | grep -ci reload || true)
+    [[ $reloads -gt $reloads_before && $(prop ActiveState) == active ]] && break
+    sleep 0.1
+done
+[[ $(prop ActiveState) == active ]] || fail "not active after reload: $(prop ActiveState)"
+[[ $(prop MainPID) == "$main_pid" ]] || fail "reload restarted the daemon (pid $(prop MainPID))"
+[[ $reloads -gt $reloads_before ]] || fail "the daemon logged no reload"
+log "reloaded, still active with pid $main_pid"
+
+# --- Stop -------------------------------------------------------------------------------------
+
+log "systemctl stop tcpstatesd"
+timeout 60 nsenter -t "$leader" -a systemctl stop tcpstatesd.service || fail "systemctl stop failed"
+[[ $(prop ActiveState) == inactive ]] || fail "after stop: $(prop ActiveState) ($(prop Result))"
+[[ $(prop Result) == success ]] || fail "stopped with result $(prop Result)"
+
+journal=$(in_container journalctl -u tcpstatesd.service -o short-monotonic --no-pager)
+printf '%s\n' '--- journalctl -u tcpstatesd ---' "$journal" '---'
+grep -q 'Started tcpstatesd.service' <<<"$journal" || fail "journal: no start line"
+grep -q 'Stopped tcpstatesd.service' <<<"$journal" || fail "journal: no stop line"
+grep -q 'Reloading tcpstatesd.service' <<<"$journal" || fail "journal: no reload line"
+# The daemon's own lines, in the unit's journal with its identifier and their priority
+# (info is 6).
+info=$(in_container journalctl -u tcpstatesd.service -o cat SYSLOG_IDENTIFIER=tcpstatesd PRIORITY=6 | wc -l)
+[[ $info -gt 0 ]] || fail "journal: no info entry from the daemon with SYSLOG_IDENTIFIER=tcpstatesd"
+log "$info info lines from the daemon in the unit's journal"
+
+# The kernel frees a program once its last reference (link, fd) is gone: wait for that.
+left=""
+for ((i = 0; i < 100; i++)); do
+    left=$(prog_ids_of_uid "$uid")
+    [[ -z $left ]] && break
+    sleep 0.1
+done
+[[ -z $left ]] || fail "BPF programs still loaded after stop: $left"
+log "no BPF program of the unit left after stop"
+
+# --- A start that fails -----------------------------------------------------------------------
+# The error must reach `systemctl status`/`journalctl -u` with error priority, although the
+# process is gone by the time journald files it.
+log "systemctl start with a broken configuration"
+printf '[Service]\nRestart=no\nExecStart=\nExecStart=/usr/sbin/tcpstatesd --config /etc/tcpstatesd/extra/broken.yaml\n' \
+    >"$work/dropin/broken.conf"
+in_container systemctl daemon-reload
+if timeout 60 nsenter -t "$leader" -a systemctl start tcpstatesd.service 2>/dev/null; then
+    fail "the unit started with a broken configuration"
+fi
+[[ $(prop Result) == exit-code ]] || fail "broken configuration: result $(prop Result), want exit-code"
+errors=$(in_container journalctl -u tcpstatesd.service -o cat -p err SYSLOG_IDENTIFIER=tcpstatesd)
+grep -q 'broken\.yaml:2:3: .*listen_adress' <<<"$errors" ||
+    fail "no error line naming broken.yaml:2:3 in the unit's journal; its last lines:
+$(recent_log)"
+log "start failed as it should: $errors"
+log "PASS"
