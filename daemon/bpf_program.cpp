@@ -114,6 +114,9 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
                            std::to_string(page) + ")");
         if (int err = bpf_map__set_max_entries(skel_->maps.ring_events, options.ring_buffer_bytes))
             fail("sizing the ring buffer", err);
+        if (options.ring_buffer_wakeup_bytes >= options.ring_buffer_bytes)
+            throw BpfError("the ring buffer wake-up threshold must be below its size");
+        skel_->rodata->ringbuf_wakeup_bytes = options.ring_buffer_wakeup_bytes;
     } else {
         if (!is_power_of_two(options.perf_buffer_pages))
             throw BpfError("perf buffer pages " + std::to_string(options.perf_buffer_pages) +

@@ -36,6 +36,9 @@ struct BpfOptions {
     // Full events (addresses, pid, comm, socket address, timestamp: what `trace` prints) or
     // compact transitions (what the metrics need; a third of the ring buffer space each).
     bool event_details = true;
+    // Ring buffer only: wake the reader when this many bytes wait, not after every event
+    // (0). The reader must then also drain on a timer (EventSource::kDrainInterval).
+    uint32_t ring_buffer_wakeup_bytes = 0;
     EventFilters filters;
 };
 

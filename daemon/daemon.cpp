@@ -40,6 +40,7 @@ BpfOptions bpf_options(const Config& config) {
     options.perf_buffer_pages = config.events.perf_buffer_pages;
     options.socket_table_size = config.events.socket_table_size;
     options.event_details = false;  // the metrics need only the compact transitions
+    options.ring_buffer_wakeup_bytes = config.events.ring_buffer_bytes / 8;
     options.filters = config.filters;
     return options;
 }
@@ -134,6 +135,7 @@ int run_daemon(const DaemonOptions& options) {
         auto process = std::make_shared<ProcessCollector>();
         EventSource source(program, metrics);
         reactor.on_readable(source.fd(), [&] { source.consume(); });
+        reactor.every(EventSource::kDrainInterval, [&] { source.consume(); });
 
         std::atomic<Clock::rep> heartbeat{Clock::now().time_since_epoch().count()};
         std::atomic<bool> ready{false};

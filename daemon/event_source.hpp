@@ -3,6 +3,7 @@
 // loop can poll it; consume() then drains without blocking.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -29,6 +30,10 @@ public:
 
 class EventSource {
 public:
+    // How often a reader of a batching ring buffer (BpfOptions::ring_buffer_wakeup_bytes)
+    // must drain it even without a wake-up: the latency of a quiet host's events.
+    static constexpr std::chrono::milliseconds kDrainInterval{100};
+
     EventSource(const BpfProgram& program, EventSink& sink);
     ~EventSource();
     EventSource(const EventSource&) = delete;

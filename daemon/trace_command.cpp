@@ -118,6 +118,7 @@ int run_trace_command(int argc, char** argv) {
         return 2;
     }
 
+    bpf.ring_buffer_wakeup_bytes = bpf.ring_buffer_bytes / 8;
     try {
         // A closed pipe (`| head`) ends the trace through a failed write, not a signal.
         signal(SIGPIPE, SIG_IGN);
@@ -137,11 +138,13 @@ int run_trace_command(int argc, char** argv) {
         std::fwrite(header.data(), 1, header.size(), stdout);
         std::fflush(stdout);
 
-        reactor.on_readable(source.fd(), [&] {
+        const auto drain = [&] {
             printer.begin_batch();
             source.consume();
             if (std::fflush(stdout) != 0) reactor.stop(0);
-        });
+        };
+        reactor.on_readable(source.fd(), drain);
+        reactor.every(EventSource::kDrainInterval, drain);
         uint64_t reported_full = 0;
         reactor.every(std::chrono::seconds(1), [&] {
             const uint64_t full = program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL];
