@@ -139,6 +139,7 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 	} else if (known) {
 		known->since_ns = t->now;
 		known->state = new_state;
+		known->family = t->family; /* a stale entry's new life may be of another family */
 		known->lport = t->lport;
 		known->rport = t->rport;
 	} else {
