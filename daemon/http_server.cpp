@@ -292,7 +292,6 @@ struct HttpServer::Response {
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
-
 HttpServer::HttpServer(const HttpServerOptions& options,
                        std::shared_ptr<prometheus::Registry> registry,
                        std::function<bool()> healthy, std::function<bool()> ready,
@@ -336,7 +335,7 @@ HttpServer::HttpServer(const HttpServerOptions& options,
         static_cast<HttpServer*>(self)->log(message);
     };
     MHD_AccessHandlerCallback handle_request =
-        [](void* cls, MHD_Connection* connection, const char* url, const char* method,
+        [](void* self, MHD_Connection* connection, const char* url, const char* method,
            const char* /*version*/, const char* /*upload_data*/, size_t* upload_data_size,
            void** request_state) -> MHD_Result {
         // The response is queued on the first call, once the headers are in; MHD calls
@@ -347,41 +346,8 @@ HttpServer::HttpServer(const HttpServerOptions& options,
             return MHD_YES;
         }
         *request_state = &answered;
-        auto* self = static_cast<HttpServer*>(cls);
-        Response response;
-        try {
-            response = self->respond(method, url,
-                                     MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-                                                                 MHD_HTTP_HEADER_ACCEPT_ENCODING));
-        } catch (const std::exception& e) {
-            spdlog::error("HTTP {} {}: {}", method, url, e.what());
-            response = Response{500, "text/plain; charset=utf-8", "Internal Server Error\n", {}};
-        } catch (...) {
-            spdlog::error("HTTP {} {}: unknown exception", method, url);
-            response = Response{500, "text/plain; charset=utf-8", "Internal Server Error\n", {}};
-        }
-        // MHD sends the body from our buffer without copying, frees it through the callback
-        // and adds Content-Length itself; for HEAD it sends the headers alone.
-        auto body = std::make_unique<std::string>(std::move(response.body));
-        MHD_Response* reply = MHD_create_response_from_buffer_with_free_callback_cls(
-            body->size(), body->data(), [](void* text) { delete static_cast<std::string*>(text); },
-            body.get());
-        if (reply == nullptr) {
-            return MHD_NO;  // out of memory: MHD closes the connection
-        }
-        body.release();
-        bool headers_added = MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                                     response.content_type.c_str()) == MHD_YES;
-        for (const auto& [name, value] : response.headers) {
-            headers_added = headers_added &&
-                            MHD_add_response_header(reply, name.c_str(), value.c_str()) == MHD_YES;
-        }
-        const MHD_Result queued =
-            headers_added ? MHD_queue_response(connection, static_cast<unsigned>(response.status),
-                                               reply)
-                          : MHD_NO;
-        MHD_destroy_response(reply);
-        return queued;
+        return static_cast<HttpServer*>(self)->answer(connection, method, url) ? MHD_YES
+                                                                              : MHD_NO;
     };
 
     std::string addresses;
@@ -441,6 +407,42 @@ void HttpServer::log(const char* message) {
     if (starting_) {
         startup_log_ += (startup_log_.empty() ? "" : "; ") + std::string(text);
     }
+}
+
+bool HttpServer::answer(MHD_Connection* connection, const char* method, const char* url) {
+    Response response;
+    try {
+        response = respond(method, url,
+                           MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                       MHD_HTTP_HEADER_ACCEPT_ENCODING));
+    } catch (const std::exception& e) {
+        spdlog::error("HTTP {} {}: {}", method, url, e.what());
+        response = Response{500, "text/plain; charset=utf-8", "Internal Server Error\n", {}};
+    } catch (...) {
+        spdlog::error("HTTP {} {}: unknown exception", method, url);
+        response = Response{500, "text/plain; charset=utf-8", "Internal Server Error\n", {}};
+    }
+    // MHD sends the body from our buffer without copying, frees it through the callback and
+    // adds Content-Length itself; for HEAD it sends the headers alone.
+    auto body = std::make_unique<std::string>(std::move(response.body));
+    MHD_Response* reply = MHD_create_response_from_buffer_with_free_callback_cls(
+        body->size(), body->data(), [](void* text) { delete static_cast<std::string*>(text); },
+        body.get());
+    if (reply == nullptr) {
+        return false;  // out of memory: MHD closes the connection
+    }
+    body.release();
+    bool headers_added = MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                                 response.content_type.c_str()) == MHD_YES;
+    for (const auto& [name, value] : response.headers) {
+        headers_added = headers_added &&
+                        MHD_add_response_header(reply, name.c_str(), value.c_str()) == MHD_YES;
+    }
+    const bool queued =
+        headers_added &&
+        MHD_queue_response(connection, static_cast<unsigned>(response.status), reply) == MHD_YES;
+    MHD_destroy_response(reply);
+    return queued;
 }
 
 HttpServer::Response HttpServer::respond(const std::string& method, const std::string& path,

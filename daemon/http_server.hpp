@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+struct MHD_Connection;
 struct MHD_Daemon;
 
 namespace prometheus {
@@ -66,6 +67,8 @@ private:
     struct StopDaemon {
         void operator()(MHD_Daemon* daemon) const;
     };
+    // Answers one request on `connection`; false when MHD should drop the connection.
+    bool answer(MHD_Connection* connection, const char* method, const char* url);
     Response respond(const std::string& method, const std::string& path,
                      const char* accept_encoding);
     Response scrape(bool gzip);
