@@ -338,14 +338,18 @@ HttpServer::HttpServer(const HttpServerOptions& options,
         [](void* self, MHD_Connection* connection, const char* url, const char* method,
            const char* /*version*/, const char* /*upload_data*/, size_t* upload_data_size,
            void** request_state) -> MHD_Result {
-        // The response is queued on the first call, once the headers are in; MHD calls
-        // again only to hand over a request body, which nothing here reads.
-        static int answered;
-        if (*request_state == &answered) {
-            *upload_data_size = 0;
+        // MHD calls once the headers are in, then with each piece of a request body, then
+        // once more when the request is complete. Answering only then keeps the connection
+        // open for the next request (an answer queued early makes MHD close it).
+        static int headers_seen;
+        if (*request_state == nullptr) {
+            *request_state = &headers_seen;
             return MHD_YES;
         }
-        *request_state = &answered;
+        if (*upload_data_size != 0) {
+            *upload_data_size = 0;  // a request body: nothing here reads one
+            return MHD_YES;
+        }
         return static_cast<HttpServer*>(self)->answer(connection, method, url) ? MHD_YES
                                                                               : MHD_NO;
     };

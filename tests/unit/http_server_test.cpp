@@ -360,6 +360,21 @@ TEST_CASE("http: malformed and oversized requests get 4xx or a close, and the se
     CHECK(parse_reply(exchange("127.0.0.1", served.port, huge_header)).status == 431);
 }
 
+TEST_CASE("http: keep-alive serves several requests on one connection") {
+    Served served;
+    // Pipelined: the second request is answered on the same connection, then it is closed.
+    const std::string raw = exchange("127.0.0.1", served.port,
+                                     "GET /-/healthy HTTP/1.1\r\nHost: t\r\n\r\n"
+                                     "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    const auto first = parse_reply(raw);
+    REQUIRE(first.status == 200);
+    REQUIRE(first.body.rfind("OK\n", 0) == 0);
+    const auto second = parse_reply(first.body.substr(3));
+    CHECK(second.status == 200);
+    CHECK(second.header("content-type") == kExposition);
+    CHECK_THAT(second.body, Catch::Contains("test_sockets 7\n"));
+}
+
 TEST_CASE("http: concurrent scrapes are all served by the bounded workers") {
     Served served;  // 2 worker threads
     constexpr int kThreads = 6;
