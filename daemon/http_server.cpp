@@ -127,8 +127,14 @@ private:
                     std::strerror(error) + hint);
 }
 
-// The socket address a listen address names; `address` is validated here.
-sockaddr_in6 parse_listen_address(const std::string& address, bool& every_address) {
+// A listen address as a socket address.
+struct Endpoint {
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    bool every_address = false;  // ":port"
+};
+
+Endpoint parse_listen_address(const std::string& address) {
     const auto colon = address.rfind(':');
     if (colon == std::string::npos ||
         !is_decimal_port(std::string_view(address).substr(colon + 1))) {
@@ -136,60 +142,54 @@ sockaddr_in6 parse_listen_address(const std::string& address, bool& every_addres
                         "\": expected host:port, [ipv6]:port or :port with a port 0-65535");
     }
     const std::string host = address.substr(0, colon);
-    const auto port = static_cast<uint16_t>(std::stoul(address.substr(colon + 1)));
+    const uint16_t network_port =
+        htons(static_cast<uint16_t>(std::stoul(address.substr(colon + 1))));
     const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
     if ((host.find_first_of("[]") != std::string::npos && !bracketed) ||
         (!bracketed && host.find(':') != std::string::npos)) {
         throw HttpError("invalid listen address \"" + address +
                         "\": an IPv6 address must be written in brackets, e.g. [::1]:9977");
     }
-    // IPv4 addresses are kept as IPv4-mapped IPv6 addresses until the socket is made.
-    sockaddr_in6 result{};
-    result.sin6_family = AF_INET6;
-    result.sin6_port = htons(port);
-    every_address = host.empty();
-    if (every_address) {
-        result.sin6_addr = in6addr_any;
-        return result;
+    Endpoint endpoint;
+    endpoint.every_address = host.empty();
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&endpoint.address);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&endpoint.address);
+    if (endpoint.every_address || bracketed) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = network_port;
+        endpoint.length = sizeof *v6;
+        const std::string literal = bracketed ? host.substr(1, host.size() - 2) : "::";
+        if (inet_pton(AF_INET6, literal.c_str(), &v6->sin6_addr) == 1) {
+            return endpoint;
+        }
+    } else {
+        v4->sin_family = AF_INET;
+        v4->sin_port = network_port;
+        endpoint.length = sizeof *v4;
+        if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+            return endpoint;
+        }
     }
-    const std::string literal = bracketed ? host.substr(1, host.size() - 2) : host;
-    in_addr v4{};
-    const bool parsed = bracketed ? inet_pton(AF_INET6, literal.c_str(), &result.sin6_addr) == 1
-                                  : inet_pton(AF_INET, literal.c_str(), &v4) == 1;
-    if (!parsed) {
-        throw HttpError("invalid listen address \"" + address +
-                        "\": the host must be an IP address (e.g. 127.0.0.1 or [::1]), not a name");
-    }
-    if (!bracketed) {
-        result.sin6_addr.s6_addr[10] = 0xff;
-        result.sin6_addr.s6_addr[11] = 0xff;
-        std::memcpy(&result.sin6_addr.s6_addr[12], &v4, sizeof v4);
-    }
-    return result;
+    throw HttpError("invalid listen address \"" + address +
+                    "\": the host must be an IP address (e.g. 127.0.0.1 or [::1]), not a name");
 }
 
 // A bound, listening, non-blocking socket for one listen address. ":port" is one IPv6 socket
-// that also accepts IPv4 (IPV6_V6ONLY off), or an IPv4 socket when the kernel has no IPv6;
-// an IPv4 address gets an IPv4 socket, so it never accepts IPv6.
+// that also accepts IPv4 (IPV6_V6ONLY off), or 0.0.0.0 when the kernel has no IPv6;
+// "[v6]:port" accepts IPv6 only, an IPv4 address IPv4 only.
 Socket listen_on(const std::string& address) {
-    bool every_address = false;
-    const sockaddr_in6 v6 = parse_listen_address(address, every_address);
-    const bool ipv4 = IN6_IS_ADDR_V4MAPPED(&v6.sin6_addr);
+    Endpoint endpoint = parse_listen_address(address);
     constexpr int kType = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
-
-    int created = socket(ipv4 ? AF_INET : AF_INET6, kType, 0);
-    sockaddr_in v4{};
-    v4.sin_family = AF_INET;
-    v4.sin_port = v6.sin6_port;
-    if (ipv4) {
-        std::memcpy(&v4.sin_addr, &v6.sin6_addr.s6_addr[12], sizeof v4.sin_addr);
-    }
-    bool fell_back = false;
-    if (created < 0 && every_address && errno == EAFNOSUPPORT) {
+    int created = socket(endpoint.address.ss_family, kType, 0);
+    if (created < 0 && errno == EAFNOSUPPORT && endpoint.every_address) {
         spdlog::warn("no IPv6 on this host: \"{}\" listens on IPv4 only", address);
+        const auto port = reinterpret_cast<const sockaddr_in6*>(&endpoint.address)->sin6_port;
+        endpoint.address = {};
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&endpoint.address);
+        v4->sin_family = AF_INET;
+        v4->sin_port = port;  // address 0.0.0.0
+        endpoint.length = sizeof *v4;
         created = socket(AF_INET, kType, 0);
-        v4.sin_addr.s_addr = htonl(INADDR_ANY);
-        fell_back = true;
     }
     Socket fd(created);
     if (fd.get() < 0) {
@@ -201,18 +201,15 @@ Socket listen_on(const std::string& address) {
     if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) {
         throw_socket_error(address, "setsockopt(SO_REUSEADDR)", errno);
     }
-    const bool use_v4 = ipv4 || fell_back;
-    if (!use_v4) {
-        // Explicit, not the sysctl net.ipv6.bindv6only default: ":port" must take IPv4 too,
-        // "[v6]:port" is only that address anyway.
-        const int v6only = every_address ? 0 : 1;
+    if (endpoint.address.ss_family == AF_INET6) {
+        // Set explicitly, whatever the sysctl net.ipv6.bindv6only says.
+        const int v6only = endpoint.every_address ? 0 : 1;
         if (setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) != 0) {
             throw_socket_error(address, "setsockopt(IPV6_V6ONLY)", errno);
         }
     }
-    const int bound = use_v4 ? bind(fd.get(), reinterpret_cast<const sockaddr*>(&v4), sizeof v4)
-                             : bind(fd.get(), reinterpret_cast<const sockaddr*>(&v6), sizeof v6);
-    if (bound != 0) {
+    if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&endpoint.address), endpoint.length) !=
+        0) {
         throw_socket_error(address, "bind", errno);
     }
     if (listen(fd.get(), kListenBacklog) != 0) {
