@@ -408,7 +408,7 @@ ListenAddress parse_listen_address(std::string_view text) {
             throw std::invalid_argument("expected " + what + " (not an IPv6 address)");
     } else if (!host.empty()) {
         address.host = std::string(host);
-        // civetweb binds to literal addresses; a host name would need resolving at start.
+        // The HTTP server binds literal addresses; a host name would need resolving at start.
         if (inet_pton(AF_INET, address.host.c_str(), buffer) != 1)
             throw std::invalid_argument("expected " + what +
                                         " (host names are not resolved; IPv6 goes in brackets)");

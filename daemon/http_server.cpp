@@ -1,8 +1,10 @@
 #include "http_server.hpp"
 
 #include <arpa/inet.h>
-#include <civetweb.h>
+#include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <prometheus/collectable.h>
@@ -14,13 +16,16 @@
 #include <spdlog/spdlog.h>
 #include <zlib.h>
 
-#include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <system_error>
-#include <thread>
+#include <utility>
 
 #include "version.hpp"
 
@@ -28,11 +33,17 @@ namespace tcpstatesd {
 
 namespace {
 
-// civetweb reads at most this much request line + headers; larger requests get 400.
-constexpr const char* kMaxRequestSize = "16384";
-// A client that has not sent a complete request within this time is dropped, so slow clients
-// cannot hold the bounded worker threads for long.
-constexpr const char* kRequestTimeoutMs = "10000";
+// Bounds per listen address. Connections are spread over the max_threads threads, each
+// taking at most its share of kConnectionLimit; one client address may hold at most
+// kPerAddressLimit of them, so a single host cannot lock Prometheus out.
+constexpr unsigned kConnectionLimit = 64;
+constexpr unsigned kPerAddressLimit = 16;
+// A connection with no traffic for this long is closed (idle keep-alive or stalled client).
+constexpr unsigned kConnectionTimeoutSeconds = 10;
+// Each connection's request line, headers and response headers live in a pool of this size;
+// a request that does not fit is answered 414 or 431 and closed.
+constexpr size_t kConnectionMemory = 32 * 1024;
+constexpr int kListenBacklog = 128;
 constexpr const char* kExpositionContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 bool is_decimal_port(std::string_view text) {
@@ -87,79 +98,157 @@ std::string trim(std::string_view text) {
     return std::string(text.substr(first, last - first + 1));
 }
 
-// Opens and at once closes a connection to host:port, to wake a poll() on that listener.
-void wake(const std::string& host, uint16_t port) {
+class Socket {
+public:
+    explicit Socket(int fd) : fd_(fd) {}
+    ~Socket() {
+        if (fd_ >= 0) {
+            close(fd_);
+        }
+    }
+    Socket(Socket&& other) noexcept : fd_(other.release()) {}
+    Socket& operator=(Socket&&) = delete;
+    int get() const { return fd_; }
+    int release() { return std::exchange(fd_, -1); }
+
+private:
+    int fd_;
+};
+
+[[noreturn]] void throw_socket_error(const std::string& address, const char* call, int error) {
+    std::string hint;
+    switch (error) {
+    case EADDRINUSE: hint = " (another socket listens on that address and port)"; break;
+    case EACCES: hint = " (ports below 1024 need CAP_NET_BIND_SERVICE)"; break;
+    case EADDRNOTAVAIL: hint = " (no local interface has that address)"; break;
+    default: break;
+    }
+    throw HttpError("cannot listen on \"" + address + "\": " + call + ": " +
+                    std::strerror(error) + hint);
+}
+
+// A listen address as a socket address.
+struct Endpoint {
     sockaddr_storage address{};
     socklen_t length = 0;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
-    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(port);
-        length = sizeof *v4;
-    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(port);
-        length = sizeof *v6;
-    } else {
-        return;
-    }
-    const int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        (void)connect(fd, reinterpret_cast<sockaddr*>(&address), length);
-        close(fd);
-    }
-}
+    bool every_address = false;  // ":port"
+};
 
-// The address to connect to in order to reach a listener bound as `address`.
-std::string wake_host(const std::string& address) {
-    const std::string host = address.substr(0, address.rfind(':'));
-    if (host.empty() || host == "0.0.0.0") {
-        return "127.0.0.1";
-    }
-    if (host == "[::]") {
-        return "::1";
-    }
-    return host.front() == '[' ? host.substr(1, host.size() - 2) : host;
-}
-
-}  // namespace
-
-std::string civetweb_listen_spec(const std::string& address, bool ipv6_available) {
+Endpoint parse_listen_address(const std::string& address) {
     const auto colon = address.rfind(':');
-    if (colon == std::string::npos || !is_decimal_port(std::string_view(address).substr(colon + 1))) {
+    if (colon == std::string::npos ||
+        !is_decimal_port(std::string_view(address).substr(colon + 1))) {
         throw HttpError("invalid listen address \"" + address +
                         "\": expected host:port, [ipv6]:port or :port with a port 0-65535");
     }
     const std::string host = address.substr(0, colon);
-    const std::string port = address.substr(colon + 1);
+    const uint16_t network_port =
+        htons(static_cast<uint16_t>(std::stoul(address.substr(colon + 1))));
     const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
-    if (host.empty()) {
-        // civetweb: "+port" is one dual-stack IPv6 socket (IPV6_V6ONLY off), "port" binds
-        // 0.0.0.0 only.
-        return (ipv6_available ? "+" : "") + port;
-    }
-    if (host.find_first_of("[]") != std::string::npos && !bracketed) {
+    if ((host.find_first_of("[]") != std::string::npos && !bracketed) ||
+        (!bracketed && host.find(':') != std::string::npos)) {
         throw HttpError("invalid listen address \"" + address +
                         "\": an IPv6 address must be written in brackets, e.g. [::1]:9977");
     }
-    if (bracketed && !ipv6_available) {
-        throw HttpError("cannot listen on \"" + address +
-                        "\": the civetweb library in use was built without IPv6 support "
-                        "(mg_check_feature(8) is 0); use an IPv4 address or \":port\"");
+    Endpoint endpoint;
+    endpoint.every_address = host.empty();
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&endpoint.address);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&endpoint.address);
+    if (endpoint.every_address || bracketed) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = network_port;
+        endpoint.length = sizeof *v6;
+        const std::string literal = bracketed ? host.substr(1, host.size() - 2) : "::";
+        if (inet_pton(AF_INET6, literal.c_str(), &v6->sin6_addr) == 1) {
+            return endpoint;
+        }
+    } else {
+        v4->sin_family = AF_INET;
+        v4->sin_port = network_port;
+        endpoint.length = sizeof *v4;
+        if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+            return endpoint;
+        }
     }
-    if (!bracketed && host.find(':') != std::string::npos) {
-        throw HttpError("invalid listen address \"" + address +
-                        "\": an IPv6 address must be written in brackets, e.g. [::1]:9977");
-    }
-    in6_addr parsed{};
-    const std::string literal = bracketed ? host.substr(1, host.size() - 2) : host;
-    if (inet_pton(bracketed ? AF_INET6 : AF_INET, literal.c_str(), &parsed) != 1) {
-        throw HttpError("invalid listen address \"" + address +
-                        "\": the host must be an IP address (e.g. 127.0.0.1 or [::1]), not a name");
-    }
-    return address;
+    throw HttpError("invalid listen address \"" + address +
+                    "\": the host must be an IP address (e.g. 127.0.0.1 or [::1]), not a name");
 }
+
+// A bound, listening, non-blocking socket for one listen address. ":port" is one IPv6 socket
+// that also accepts IPv4 (IPV6_V6ONLY off), or 0.0.0.0 when the kernel has no IPv6;
+// "[v6]:port" accepts IPv6 only, an IPv4 address IPv4 only.
+Socket listen_on(const std::string& address) {
+    Endpoint endpoint = parse_listen_address(address);
+    constexpr int kType = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
+    int created = socket(endpoint.address.ss_family, kType, 0);
+    if (created < 0 && errno == EAFNOSUPPORT && endpoint.every_address) {
+        spdlog::warn("no IPv6 on this host: \"{}\" listens on IPv4 only", address);
+        const auto port = reinterpret_cast<const sockaddr_in6*>(&endpoint.address)->sin6_port;
+        endpoint.address = {};
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&endpoint.address);
+        v4->sin_family = AF_INET;
+        v4->sin_port = port;  // address 0.0.0.0
+        endpoint.length = sizeof *v4;
+        created = socket(AF_INET, kType, 0);
+    }
+    Socket fd(created);
+    if (fd.get() < 0) {
+        throw_socket_error(address, "socket", errno);
+    }
+    const int on = 1;
+    // A restarted daemon can bind again while connections of its predecessor linger in
+    // TIME_WAIT; a port with a live listener still fails with EADDRINUSE.
+    if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) {
+        throw_socket_error(address, "setsockopt(SO_REUSEADDR)", errno);
+    }
+    if (endpoint.address.ss_family == AF_INET6) {
+        // Set explicitly, whatever the sysctl net.ipv6.bindv6only says.
+        const int v6only = endpoint.every_address ? 0 : 1;
+        if (setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) != 0) {
+            throw_socket_error(address, "setsockopt(IPV6_V6ONLY)", errno);
+        }
+    }
+    if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&endpoint.address), endpoint.length) !=
+        0) {
+        throw_socket_error(address, "bind", errno);
+    }
+    if (listen(fd.get(), kListenBacklog) != 0) {
+        throw_socket_error(address, "listen", errno);
+    }
+    return fd;
+}
+
+uint16_t local_port(int fd) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+        throw std::system_error(errno, std::generic_category(), "getsockname");
+    }
+    return ntohs(address.ss_family == AF_INET6
+                     ? reinterpret_cast<const sockaddr_in6*>(&address)->sin6_port
+                     : reinterpret_cast<const sockaddr_in*>(&address)->sin_port);
+}
+
+// MHD's threads inherit the signal mask of the thread that creates them. With every signal
+// blocked there, SIGTERM/SIGINT/SIGHUP meant for the reactor's signalfd can never be taken
+// (and acted on with the default action) by a server thread. SIGPIPE needs no handling:
+// MHD sends with MSG_NOSIGNAL on Linux (MHD_FEATURE_AUTOSUPPRESS_SIGPIPE).
+class AllSignalsBlocked {
+public:
+    AllSignalsBlocked() {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &previous_);
+    }
+    ~AllSignalsBlocked() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
+    AllSignalsBlocked(const AllSignalsBlocked&) = delete;
+    AllSignalsBlocked& operator=(const AllSignalsBlocked&) = delete;
+
+private:
+    sigset_t previous_;
+};
+
+}  // namespace
 
 bool accepts_gzip(const char* accept_encoding) {
     if (accept_encoding == nullptr) {
@@ -217,8 +306,8 @@ HttpServer::HttpServer(const HttpServerOptions& options,
     if (options.listen_addresses.empty()) {
         throw HttpError("no listen address given");
     }
-    if (options.max_threads == 0) {
-        throw HttpError("max_threads must be at least 1");
+    if (options.max_threads == 0 || options.max_threads > kConnectionLimit) {
+        throw HttpError("max_threads must be 1.." + std::to_string(kConnectionLimit));
     }
 
     scrapes_ = &prometheus::BuildCounter()
@@ -235,129 +324,126 @@ HttpServer::HttpServer(const HttpServerOptions& options,
                                                                0.01, 0.025, 0.05, 0.1, 0.25,
                                                                0.5, 1});
 
-    const bool ipv6 = mg_check_feature(8) != 0;
-    std::string ports;
-    std::string addresses;
-    for (const auto& address : options.listen_addresses) {
-        ports += (ports.empty() ? "" : ",") + civetweb_listen_spec(address, ipv6);
-        addresses += (addresses.empty() ? "\"" : ", \"") + address + "\"";
-        wake_hosts_.push_back(wake_host(address));
-    }
-    const std::string threads = std::to_string(options.max_threads);
-    const char* civetweb_options[] = {
-        "listening_ports", ports.c_str(),
-        "num_threads", threads.c_str(),
-        "request_timeout_ms", kRequestTimeoutMs,
-        "max_request_size", kMaxRequestSize,
-        "enable_keep_alive", "no",
-        // No document_root: civetweb serves no files; every request goes to handle_request.
-        nullptr,
+    // Captureless lambdas: they convert to the C callbacks and, being defined in a member
+    // function, may call the private members.
+    MHD_LogCallback log_callback = [](void* self, const char* format, va_list arguments) {
+        char message[512];
+        std::vsnprintf(message, sizeof message, format, arguments);
+        static_cast<HttpServer*>(self)->log(message);
+    };
+    MHD_AccessHandlerCallback handle_request =
+        [](void* self, MHD_Connection* connection, const char* url, const char* method,
+           const char* /*version*/, const char* /*upload_data*/, size_t* upload_data_size,
+           void** request_state) -> MHD_Result {
+        // MHD calls once the headers are in, then with each piece of a request body, then
+        // once more when the request is complete. Answering only then keeps the connection
+        // open for the next request (an answer queued early makes MHD close it).
+        static int headers_seen;
+        if (*request_state == nullptr) {
+            *request_state = &headers_seen;
+            return MHD_YES;
+        }
+        if (*upload_data_size != 0) {
+            *upload_data_size = 0;  // a request body: nothing here reads one
+            return MHD_YES;
+        }
+        return static_cast<HttpServer*>(self)->answer(connection, method, url) ? MHD_YES
+                                                                              : MHD_NO;
     };
 
-    mg_callbacks callbacks{};
-    callbacks.begin_request = &HttpServer::handle_request;
-    callbacks.log_message = &HttpServer::log_message;
-
-    mg_init_data init{&callbacks, this, civetweb_options};
-    char error_text[256] = "";
-    mg_error_data error{nullptr, error_text, sizeof error_text};
-    mg_init_library(0);
-    context_ = mg_start2(&init, &error);
-    if (context_ == nullptr) {
-        mg_exit_library();
-        std::string detail;
-        for (const auto& message : startup_messages_) {
-            if (message != error_text) {
-                detail += (detail.empty() ? "" : "; ") + message;
+    std::string addresses;
+    {
+        const AllSignalsBlocked blocked;
+        for (const auto& address : options.listen_addresses) {
+            Socket listener = listen_on(address);
+            const uint16_t port = local_port(listener.get());
+            // MHD owns the socket from here on: it closes it when stopped and also when it
+            // fails to start (checked with 0.9.75).
+            MHD_Daemon* daemon = MHD_start_daemon(
+                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr,
+                nullptr, handle_request, this,
+                MHD_OPTION_EXTERNAL_LOGGER, log_callback, this,
+                MHD_OPTION_LISTEN_SOCKET, listener.release(),
+                MHD_OPTION_THREAD_POOL_SIZE, options.max_threads,
+                MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit,
+                MHD_OPTION_PER_IP_CONNECTION_LIMIT, kPerAddressLimit,
+                MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds,
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,
+                MHD_OPTION_END);
+            if (daemon == nullptr) {
+                std::lock_guard lock(log_mutex_);
+                throw HttpError("cannot serve HTTP on \"" + address +
+                                "\": libmicrohttpd failed to start" +
+                                (startup_log_.empty() ? "" : ": " + startup_log_));
             }
+            daemons_.emplace_back(daemon);
+            ports_.push_back(port);
+            addresses += (addresses.empty() ? "\"" : ", \"") + address + "\"";
         }
-        throw HttpError("HTTP server cannot listen on " + addresses + ": " +
-                        (detail.empty() ? error_text : detail));
     }
     {
         std::lock_guard lock(log_mutex_);
         starting_ = false;
-        startup_messages_.clear();
+        startup_log_.clear();
     }
     spdlog::info("HTTP server listening on {} (telemetry path {})", addresses, telemetry_path_);
 }
 
 HttpServer::~HttpServer() {
-    // civetweb's accept loop looks at its stop flag only between polls of up to 2 s
-    // (SOCKET_TIMEOUT_QUANTUM, fixed at build time). Connecting to each listener while
-    // mg_stop() waits wakes that poll, so stopping takes milliseconds rather than seconds.
-    const auto ports = bound_ports();
-    std::atomic<bool> stopped{false};
-    try {
-        std::thread stopper([this, &stopped] {
-            mg_stop(context_);
-            stopped = true;
-        });
-        while (!stopped) {
-            for (size_t i = 0; i < ports.size() && i < wake_hosts_.size(); ++i) {
-                wake(wake_hosts_[i], ports[i]);
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        }
-        stopper.join();
-    } catch (const std::system_error&) {
-        mg_stop(context_);  // no thread to spare: stop the slow way
-    }
-    mg_exit_library();
+    // MHD wakes its threads through an eventfd: stopping takes milliseconds.
+    daemons_.clear();
 }
 
-std::vector<uint16_t> HttpServer::bound_ports() const {
-    // civetweb opens one socket per listen address (a dual-stack "+port" is one socket).
-    std::vector<mg_server_port> ports(wake_hosts_.size());
-    const int count = mg_get_server_ports(context_, static_cast<int>(ports.size()), ports.data());
-    std::vector<uint16_t> result;
-    for (int i = 0; i < count; ++i) {
-        result.push_back(static_cast<uint16_t>(ports[static_cast<size_t>(i)].port));
+void HttpServer::StopDaemon::operator()(MHD_Daemon* daemon) const { MHD_stop_daemon(daemon); }
+
+std::vector<uint16_t> HttpServer::bound_ports() const { return ports_; }
+
+void HttpServer::log(const char* message) {
+    std::string_view text(message);
+    while (!text.empty() && text.back() == '\n') {
+        text.remove_suffix(1);
     }
-    return result;
+    spdlog::debug("libmicrohttpd: {}", text);
+    std::lock_guard lock(log_mutex_);
+    if (starting_) {
+        startup_log_ += (startup_log_.empty() ? "" : "; ") + std::string(text);
+    }
 }
 
-int HttpServer::log_message(const mg_connection* conn, const char* message) {
-    spdlog::debug("civetweb: {}", message);
-    const mg_context* context = conn ? mg_get_context(conn) : nullptr;
-    if (auto* self = context ? static_cast<HttpServer*>(mg_get_user_data(context)) : nullptr) {
-        std::lock_guard lock(self->log_mutex_);
-        if (self->starting_) {
-            self->startup_messages_.emplace_back(message);
-        }
-    }
-    return 1;  // handled: civetweb writes no log of its own
-}
-
-int HttpServer::handle_request(mg_connection* conn) {
-    const mg_request_info* request = mg_get_request_info(conn);
-    auto* self = static_cast<HttpServer*>(request->user_data);
-    const std::string method = request->request_method ? request->request_method : "";
+bool HttpServer::answer(MHD_Connection* connection, const char* method, const char* url) {
     Response response;
     try {
-        response = self->respond(method, request->local_uri ? request->local_uri : "",
-                                 mg_get_header(conn, "Accept-Encoding"));
+        response = respond(method, url,
+                           MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                       MHD_HTTP_HEADER_ACCEPT_ENCODING));
     } catch (const std::exception& e) {
-        spdlog::error("HTTP {} {}: {}", method, request->local_uri ? request->local_uri : "",
-                      e.what());
+        spdlog::error("HTTP {} {}: {}", method, url, e.what());
         response = Response{500, "text/plain; charset=utf-8", "Internal Server Error\n", {}};
     } catch (...) {
-        spdlog::error("HTTP {}: unknown exception", method);
+        spdlog::error("HTTP {} {}: unknown exception", method, url);
         response = Response{500, "text/plain; charset=utf-8", "Internal Server Error\n", {}};
     }
-
-    mg_response_header_start(conn, response.status);
-    mg_response_header_add(conn, "Content-Type", response.content_type.c_str(), -1);
-    mg_response_header_add(conn, "Content-Length", std::to_string(response.body.size()).c_str(),
-                           -1);
+    // MHD sends the body from our buffer without copying, frees it through the callback and
+    // adds Content-Length itself; for HEAD it sends the headers alone.
+    auto body = std::make_unique<std::string>(std::move(response.body));
+    MHD_Response* reply = MHD_create_response_from_buffer_with_free_callback_cls(
+        body->size(), body->data(), [](void* text) { delete static_cast<std::string*>(text); },
+        body.get());
+    if (reply == nullptr) {
+        return false;  // out of memory: MHD closes the connection
+    }
+    body.release();
+    bool headers_added = MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                                 response.content_type.c_str()) == MHD_YES;
     for (const auto& [name, value] : response.headers) {
-        mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
+        headers_added = headers_added &&
+                        MHD_add_response_header(reply, name.c_str(), value.c_str()) == MHD_YES;
     }
-    mg_response_header_send(conn);
-    if (method != "HEAD") {
-        mg_write(conn, response.body.data(), response.body.size());
-    }
-    return response.status;
+    const bool queued =
+        headers_added &&
+        MHD_queue_response(connection, static_cast<unsigned>(response.status), reply) == MHD_YES;
+    MHD_destroy_response(reply);
+    return queued;
 }
 
 HttpServer::Response HttpServer::respond(const std::string& method, const std::string& path,

@@ -1,7 +1,8 @@
 // The HTTP endpoint: /metrics (or the configured telemetry path), /-/healthy, /-/ready and a
-// landing page, served by civetweb worker threads. A scrape collects the registry (and any
-// extra collectables), serializes with prometheus-cpp's TextSerializer and gzips when the
-// client accepts it; no lock of ours is held while doing so.
+// landing page, served by GNU libmicrohttpd (one MHD daemon per listen address, each an
+// epoll thread pool). A scrape collects the registry (and any extra collectables), serializes
+// with prometheus-cpp's TextSerializer and gzips when the client accepts it; no lock of ours
+// is held while doing so.
 #pragma once
 
 #include <cstdint>
@@ -12,8 +13,8 @@
 #include <string>
 #include <vector>
 
-struct mg_connection;
-struct mg_context;
+struct MHD_Connection;
+struct MHD_Daemon;
 
 namespace prometheus {
 class Collectable;
@@ -27,10 +28,12 @@ class Registry;
 namespace tcpstatesd {
 
 struct HttpServerOptions {
-    // "ipv4:port", "[ipv6]:port" or ":port" for every local address. Debian 12's civetweb has
-    // no IPv6: there ":port" covers IPv4 only and "[ipv6]:port" is an HttpError.
+    // "ipv4:port", "[ipv6]:port" (exactly that address) or ":port": one dual-stack socket for
+    // every IPv4 and IPv6 address (IPv4 only on a host without IPv6). Hosts are IP literals.
     std::vector<std::string> listen_addresses{":9977"};
     std::string telemetry_path = "/metrics";
+    // Threads per listen address. Each thread serves many connections with non-blocking I/O,
+    // so slow or idle clients do not occupy a thread.
     unsigned max_threads = 4;
 };
 
@@ -45,25 +48,31 @@ public:
     // `registry` (merged with existing families of the same name, so a server can be
     // re-created on the same registry). A scrape returns registry->Collect() followed by each
     // of `collectables`' Collect(). `healthy`, `ready` and the collectables are called from
-    // the worker threads, concurrently: they must be thread-safe.
+    // the server's threads, concurrently: they must be thread-safe. The server's threads run
+    // with every signal blocked, whatever the caller's signal mask.
     HttpServer(const HttpServerOptions& options, std::shared_ptr<prometheus::Registry> registry,
                std::function<bool()> healthy, std::function<bool()> ready,
                std::vector<std::shared_ptr<const prometheus::Collectable>> collectables = {});
-    // Stops accepting, finishes the requests in flight and joins the workers.
+    // Stops accepting, closes every connection (a response being computed is finished
+    // first, not sent) and joins the threads.
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
 
-    // The ports actually bound, one per listening socket (resolves ":0" in tests).
+    // The ports actually bound, one per listen address, in order (resolves ":0" in tests).
     std::vector<uint16_t> bound_ports() const;
 
 private:
     struct Response;
-    static int handle_request(mg_connection* conn);
-    static int log_message(const mg_connection* conn, const char* message);
+    struct StopDaemon {
+        void operator()(MHD_Daemon* daemon) const;
+    };
+    // Answers one request on `connection`; false when MHD should drop the connection.
+    bool answer(MHD_Connection* connection, const char* method, const char* url);
     Response respond(const std::string& method, const std::string& path,
                      const char* accept_encoding);
     Response scrape(bool gzip);
+    void log(const char* message);
 
     std::string telemetry_path_;
     std::shared_ptr<prometheus::Registry> registry_;
@@ -72,21 +81,17 @@ private:
     std::function<bool()> ready_;
     prometheus::Counter* scrapes_ = nullptr;
     prometheus::Histogram* scrape_duration_ = nullptr;
-    mg_context* context_ = nullptr;
-    std::vector<std::string> wake_hosts_;  // per listen address, where to connect to reach it
 
-    // civetweb says which address failed and why only in messages it logs while setting up
-    // its sockets (mg_start2's error text is just "Failed to setup server ports"); they are
-    // kept until the constructor has used them.
+    // MHD explains a failed start only in messages it logs meanwhile; they are kept until the
+    // constructor has used them. Threads of daemons already started may log concurrently.
     std::mutex log_mutex_;
     bool starting_ = true;
-    std::vector<std::string> startup_messages_;
-};
+    std::string startup_log_;
 
-// Translates one listen address of HttpServerOptions into civetweb's `listening_ports`
-// syntax, for a civetweb built with or without IPv6. Throws HttpError on bad syntax and on
-// IPv6 addresses when `ipv6_available` is false. Exposed for the tests.
-std::string civetweb_listen_spec(const std::string& address, bool ipv6_available);
+    std::vector<uint16_t> ports_;
+    // Declared last so that it is destroyed first: the daemons' threads use the members above.
+    std::vector<std::unique_ptr<MHD_Daemon, StopDaemon>> daemons_;
+};
 
 // True when the client's Accept-Encoding header (nullptr when absent) accepts gzip.
 bool accepts_gzip(const char* accept_encoding);

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 namespace tcpstatesd::test {
 
@@ -18,7 +19,11 @@ namespace {
 
 struct Fd {
     int fd;
-    ~Fd() { close(fd); }
+    ~Fd() {
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
 };
 
 std::string lower(std::string text) {
@@ -28,6 +33,23 @@ std::string lower(std::string text) {
     return text;
 }
 
+socklen_t to_address(const std::string& host, uint16_t port, sockaddr_storage& address) {
+    address = {};
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        return sizeof *v4;
+    }
+    if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        return sizeof *v6;
+    }
+    throw std::runtime_error("not an IP address: " + host);
+}
+
 }  // namespace
 
 std::string HttpReply::header(const std::string& lower_case_name) const {
@@ -35,23 +57,9 @@ std::string HttpReply::header(const std::string& lower_case_name) const {
     return it == headers.end() ? std::string{} : it->second;
 }
 
-std::string exchange(const std::string& host, uint16_t port, std::string_view request) {
+int connect_to(const std::string& host, uint16_t port, const std::string& source) {
     sockaddr_storage address{};
-    socklen_t length = 0;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
-    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(port);
-        length = sizeof *v4;
-    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(port);
-        length = sizeof *v6;
-    } else {
-        throw std::runtime_error("not an IP address: " + host);
-    }
-
+    const socklen_t length = to_address(host, port, address);
     Fd socket_fd{socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)};
     if (socket_fd.fd < 0) {
         throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
@@ -59,17 +67,26 @@ std::string exchange(const std::string& host, uint16_t port, std::string_view re
     const timeval timeout{15, 0};
     setsockopt(socket_fd.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     setsockopt(socket_fd.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    if (!source.empty()) {
+        sockaddr_storage local{};
+        const socklen_t local_length = to_address(source, 0, local);
+        if (bind(socket_fd.fd, reinterpret_cast<sockaddr*>(&local), local_length) != 0) {
+            throw std::runtime_error("bind to " + source + ": " + std::strerror(errno));
+        }
+    }
     if (connect(socket_fd.fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
         throw std::runtime_error("connect to " + host + ":" + std::to_string(port) + ": " +
                                  std::strerror(errno));
     }
+    return std::exchange(socket_fd.fd, -1);
+}
 
+std::string send_and_read(int fd, std::string_view request) {
     // The server may answer (e.g. 413) and close before it has read all of an oversized
     // request; a failed send is then expected and the reply is still read.
     size_t sent = 0;
     while (sent < request.size()) {
-        const ssize_t n = send(socket_fd.fd, request.data() + sent, request.size() - sent,
-                               MSG_NOSIGNAL);
+        const ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
         if (n <= 0) {
             break;
         }
@@ -79,13 +96,18 @@ std::string exchange(const std::string& host, uint16_t port, std::string_view re
     std::string reply;
     char buffer[16384];
     while (true) {
-        const ssize_t n = recv(socket_fd.fd, buffer, sizeof buffer, 0);
+        const ssize_t n = recv(fd, buffer, sizeof buffer, 0);
         if (n <= 0) {
             break;  // closed, reset or timed out: the caller judges what arrived
         }
         reply.append(buffer, static_cast<size_t>(n));
     }
     return reply;
+}
+
+std::string exchange(const std::string& host, uint16_t port, std::string_view request) {
+    Fd socket_fd{connect_to(host, port)};
+    return send_and_read(socket_fd.fd, request);
 }
 
 HttpReply parse_reply(const std::string& raw) {

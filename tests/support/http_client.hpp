@@ -17,6 +17,15 @@ struct HttpReply {
     std::string header(const std::string& lower_case_name) const;
 };
 
+// A TCP connection to `host` (IPv4 or IPv6 literal), from `source` when not empty (e.g. a
+// second loopback address); 15 s receive/send timeouts. Throws std::runtime_error when it
+// cannot connect. The caller closes the returned descriptor.
+int connect_to(const std::string& host, uint16_t port, const std::string& source = "");
+
+// Sends `request` verbatim on a connected socket and returns everything the server sent
+// until it closed the connection, reset it, or 15 s passed.
+std::string send_and_read(int fd, std::string_view request);
+
 // Connects to `host` (IPv4 or IPv6 literal), sends `request` verbatim, returns everything the
 // server sent until it closed the connection, reset it, or 15 s passed. Throws
 // std::runtime_error when it cannot connect.

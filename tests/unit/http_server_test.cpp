@@ -1,6 +1,8 @@
 #include <arpa/inet.h>
-#include <civetweb.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +13,10 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -21,9 +27,13 @@
 using tcpstatesd::HttpError;
 using tcpstatesd::HttpServer;
 using tcpstatesd::HttpServerOptions;
+using tcpstatesd::test::connect_to;
 using tcpstatesd::test::exchange;
 using tcpstatesd::test::parse_reply;
 using tcpstatesd::test::request;
+using tcpstatesd::test::send_and_read;
+using namespace std::chrono_literals;
+using namespace std::string_literals;
 
 namespace {
 
@@ -91,7 +101,54 @@ std::string without_scrape_metrics(const std::string& text) {
     return out;
 }
 
-bool ipv6_in_civetweb() { return mg_check_feature(8) != 0; }
+
+// A client connection held open by a test.
+struct Client {
+    int fd;
+    explicit Client(uint16_t port, const std::string& source = "")
+        : fd(connect_to("127.0.0.1", port, source)) {}
+    Client(Client&& other) noexcept : fd(std::exchange(other.fd, -1)) {}
+    Client& operator=(Client&&) = delete;
+    ~Client() {
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    void send_text(const std::string& text) const {
+        REQUIRE(send(fd, text.data(), text.size(), MSG_NOSIGNAL) == ssize_t(text.size()));
+    }
+    // True once the server has closed (or reset) the connection; waits at most `timeout`.
+    bool closed_by_server(std::chrono::milliseconds timeout) const {
+        pollfd watch{fd, POLLIN, 0};
+        if (poll(&watch, 1, static_cast<int>(timeout.count())) != 1) {
+            return false;
+        }
+        char byte;
+        return recv(fd, &byte, 1, MSG_DONTWAIT | MSG_PEEK) <= 0;
+    }
+};
+
+// The thread ids of this process.
+std::set<std::string> tasks() {
+    std::set<std::string> ids;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+        ids.insert(entry.path().filename());
+    }
+    return ids;
+}
+
+// The SigBlk mask of one thread of this process.
+uint64_t blocked_signals(const std::string& task) {
+    std::ifstream status("/proc/self/task/" + task + "/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("SigBlk:", 0) == 0) {
+            return std::stoull(line.substr(7), nullptr, 16);
+        }
+    }
+    return 0;
+}
+
+uint64_t signal_bit(int signal) { return uint64_t{1} << (signal - 1); }
 
 }  // namespace
 
@@ -195,6 +252,12 @@ TEST_CASE("http: unknown paths are 404, other methods 405 with Allow") {
             CHECK(reply.header("allow") == "GET, HEAD");
         }
     }
+    // A request body is not read, and does not change the answer.
+    const auto with_body = parse_reply(exchange(
+        "127.0.0.1", served.port,
+        "POST /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello"));
+    CHECK(with_body.status == 405);
+    CHECK(with_body.header("allow") == "GET, HEAD");
 }
 
 TEST_CASE("http: /-/healthy and /-/ready follow their callbacks") {
@@ -266,12 +329,10 @@ TEST_CASE("http: malformed and oversized requests get 4xx or a close, and the se
         "GARBAGE\r\n\r\n",
         "GET\r\n\r\n",
         "GET /metrics\r\n\r\n",
-        "GET /metrics HTTP/9.9\r\nHost: t\r\n\r\n",
-        "GET metrics HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
         "GET /metrics HTTP/1.1\r\nBad Header Without Colon\r\n\r\n",
         "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: -5\r\n\r\n",
-        "GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n",
-        std::string("GET /\0metrics HTTP/1.1\r\n\r\n", 27),
+        "GET /%zz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
         std::string(1000, '\xff') + "\r\n\r\n",
         huge_header,
         many_headers,
@@ -282,8 +343,37 @@ TEST_CASE("http: malformed and oversized requests get 4xx or a close, and the se
         CHECK((reply.status == 0 || (reply.status >= 400 && reply.status < 500)));
         CHECK(served.get("/metrics").status == 200);
     }
-    // civetweb stops reading at max_request_size and answers 400.
-    CHECK(parse_reply(exchange("127.0.0.1", served.port, huge_header)).status == 400);
+    // RFC 9110 15.6.6: an unsupported major version is answered 505.
+    CHECK(parse_reply(exchange("127.0.0.1", served.port,
+                               "GET /metrics HTTP/9.9\r\nHost: t\r\n\r\n"))
+              .status == 505);
+    // libmicrohttpd 0.9.75 takes a NUL in the request target as its end: this is "GET /",
+    // the landing page, not an error. Harmless, but noted here so that a change shows.
+    const auto nul = parse_reply(exchange("127.0.0.1", served.port,
+                                          "GET /\0metrics HTTP/1.1\r\nConnection: close\r\n\r\n"s));
+    CHECK((nul.status == 400 ||
+           (nul.status == 200 && nul.body.find("<h1>tcpstatesd</h1>") != std::string::npos)));
+    // A request line longer than the connection's memory is refused too.
+    CHECK(parse_reply(exchange("127.0.0.1", served.port,
+                               "GET /" + std::string(64 * 1024, 'a') + " HTTP/1.1\r\n\r\n"))
+              .status == 414);
+    // Headers beyond the connection's memory pool are refused with 431, not buffered.
+    CHECK(parse_reply(exchange("127.0.0.1", served.port, huge_header)).status == 431);
+}
+
+TEST_CASE("http: keep-alive serves several requests on one connection") {
+    Served served;
+    // Pipelined: the second request is answered on the same connection, then it is closed.
+    const std::string raw = exchange("127.0.0.1", served.port,
+                                     "GET /-/healthy HTTP/1.1\r\nHost: t\r\n\r\n"
+                                     "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    const auto first = parse_reply(raw);
+    REQUIRE(first.status == 200);
+    REQUIRE(first.body.rfind("OK\n", 0) == 0);
+    const auto second = parse_reply(first.body.substr(3));
+    CHECK(second.status == 200);
+    CHECK(second.header("content-type") == kExposition);
+    CHECK_THAT(second.body, Catch::Contains("test_sockets 7\n"));
 }
 
 TEST_CASE("http: concurrent scrapes are all served by the bounded workers") {
@@ -312,32 +402,33 @@ TEST_CASE("http: concurrent scrapes are all served by the bounded workers") {
                                std::to_string(kThreads * kScrapesEach) + "\n"));
 }
 
-TEST_CASE("http: \":port\" listens on every local address") {
+TEST_CASE("http: \":port\" is one socket for IPv4 and IPv6") {
     auto registry = std::make_shared<prometheus::Registry>();
     HttpServerOptions options;
     options.listen_addresses = {":0"};
     HttpServer server(options, registry, [] { return true; }, [] { return true; });
+    REQUIRE(server.bound_ports().size() == 1);
     const uint16_t port = server.bound_ports().at(0);
     CHECK(request("127.0.0.1", port, "GET", "/-/healthy").status == 200);
-    if (ipv6_in_civetweb()) {
-        CHECK(request("::1", port, "GET", "/-/healthy").status == 200);
-    } else {
-        // Debian 12's libcivetweb1 1.15 is built without IPv6: ":port" can only be IPv4.
-        CHECK_THROWS(request("::1", port, "GET", "/-/healthy"));
-    }
+    CHECK(request("::1", port, "GET", "/-/healthy").status == 200);
 }
 
-TEST_CASE("http: IPv6 listen addresses") {
+TEST_CASE("http: an IPv6 listen address is served on exactly that address") {
     auto registry = std::make_shared<prometheus::Registry>();
     HttpServerOptions options;
     options.listen_addresses = {"[::1]:0"};
-    if (ipv6_in_civetweb()) {
-        HttpServer server(options, registry, [] { return true; }, [] { return true; });
-        CHECK(request("::1", server.bound_ports().at(0), "GET", "/-/ready").status == 200);
-    } else {
-        CHECK_THROWS_WITH(HttpServer(options, registry, [] { return true; }, [] { return true; }),
-                          Catch::Contains("[::1]:0") && Catch::Contains("without IPv6"));
-    }
+    HttpServer server(options, registry, [] { return true; }, [] { return true; });
+    const uint16_t port = server.bound_ports().at(0);
+    CHECK(request("::1", port, "GET", "/-/ready").status == 200);
+    CHECK_THROWS_WITH(request("127.0.0.1", port, "GET", "/-/ready"),
+                      Catch::Contains("Connection refused"));
+}
+
+TEST_CASE("http: an IPv4 listen address is served on IPv4 only") {
+    Served served;  // 127.0.0.1:0
+    CHECK(served.get("/-/ready").status == 200);
+    CHECK_THROWS_WITH(request("::1", served.port, "GET", "/-/ready"),
+                      Catch::Contains("Connection refused"));
 }
 
 TEST_CASE("http: several listen addresses, each with its own port") {
@@ -372,19 +463,157 @@ TEST_CASE("http: a busy port is an HttpError naming the address and the cause") 
     close(busy);
 }
 
-TEST_CASE("http: listen addresses are translated to civetweb's syntax or refused") {
-    using tcpstatesd::civetweb_listen_spec;
-    CHECK(civetweb_listen_spec(":9977", true) == "+9977");
-    CHECK(civetweb_listen_spec(":9977", false) == "9977");
-    CHECK(civetweb_listen_spec("127.0.0.1:80", false) == "127.0.0.1:80");
-    CHECK(civetweb_listen_spec("0.0.0.0:80", false) == "0.0.0.0:80");
-    CHECK(civetweb_listen_spec("[::1]:9977", true) == "[::1]:9977");
-    CHECK_THROWS_WITH(civetweb_listen_spec("[::1]:9977", false),
-                      Catch::Contains("without IPv6 support"));
+TEST_CASE("http: malformed listen addresses are an HttpError naming them") {
+    auto registry = std::make_shared<prometheus::Registry>();
+    HttpServerOptions options;
     for (const char* bad : {"", "9977", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
                             "127.0.0.1:80x", "127.0.0.1:-1", "::1:9977", "[::1:9977", ":+80",
-                            "localhost:80", "[127.0.0.1]:80", "1.2.3:80"}) {
+                            "localhost:80", "[127.0.0.1]:80", "1.2.3:80", "[::1]]:80"}) {
         INFO(bad);
-        CHECK_THROWS_AS(civetweb_listen_spec(bad, true), HttpError);
+        options.listen_addresses = {bad};
+        CHECK_THROWS_WITH(HttpServer(options, registry, [] { return true; }, [] { return true; }),
+                          Catch::Contains("\"" + std::string(bad) + "\""));
+    }
+    options.listen_addresses = {"localhost:0"};
+    CHECK_THROWS_WITH(HttpServer(options, registry, [] { return true; }, [] { return true; }),
+                      Catch::Contains("not a name"));
+}
+
+TEST_CASE("http: unspecified addresses bind their own family") {
+    auto registry = std::make_shared<prometheus::Registry>();
+    HttpServerOptions options;
+    options.listen_addresses = {"0.0.0.0:0", "[::]:0"};
+    HttpServer server(options, registry, [] { return true; }, [] { return true; });
+    const auto ports = server.bound_ports();
+    REQUIRE(ports.size() == 2);
+    CHECK(request("127.0.0.1", ports[0], "GET", "/-/ready").status == 200);
+    CHECK(request("::1", ports[1], "GET", "/-/ready").status == 200);
+    // "[::]:port" is IPv6 only (IPV6_V6ONLY), whatever net.ipv6.bindv6only says.
+    CHECK_THROWS(request("127.0.0.1", ports[1], "GET", "/-/ready"));
+}
+
+TEST_CASE("http: idle and slow clients do not hold up a scrape") {
+    Served served;  // 2 threads: a thread-per-connection server would be stuck for 10 s
+    std::vector<Client> slow;
+    for (unsigned i = 0; i < loopback().max_threads * 4; ++i) {
+        slow.emplace_back(served.port);
+        if (i % 2 == 1) {
+            slow.back().send_text("GET /metrics HTTP/1.1\r\nHost: t\r\nX-Slow: ");
+        }
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const auto reply = served.get("/metrics");
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(reply.status == 200);
+    // Generous for a loaded 2-core box; the scrape takes milliseconds, a stuck one 10 s.
+    CHECK(elapsed < 2s);
+    for (const auto& client : slow) {
+        CHECK_FALSE(client.closed_by_server(0ms));  // served alongside, not dropped
+    }
+}
+
+TEST_CASE("http: one client address cannot take every connection") {
+    Served served;
+    // The per-address limit is 16: of 17 idle connections from 127.0.0.1, one is closed.
+    std::vector<Client> idle;
+    for (int i = 0; i < 17; ++i) {
+        idle.emplace_back(served.port);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    int closed = 0;
+    while (closed == 0 && std::chrono::steady_clock::now() < deadline) {
+        for (const auto& client : idle) {
+            closed += client.closed_by_server(0ms) ? 1 : 0;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    CHECK(closed == 1);
+    CHECK(served.get("/-/ready").status == 0);
+    // Another address (Prometheus) is still served.
+    const Client other(served.port, "127.0.0.2");
+    const auto reply = parse_reply(
+        send_and_read(other.fd, "GET /-/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+    CHECK(reply.status == 200);
+}
+
+TEST_CASE("http: a client gone mid-response does not raise SIGPIPE") {
+    // SIGPIPE keeps its default action (terminate), as in the daemon: if the server wrote to
+    // a reset connection without MSG_NOSIGNAL, this test process would die.
+    struct sigaction current {};
+    REQUIRE(sigaction(SIGPIPE, nullptr, &current) == 0);
+    REQUIRE(current.sa_handler == SIG_DFL);
+
+    // A scrape of several MB, far more than the socket buffers take at once.
+    auto registry = std::make_shared<prometheus::Registry>();
+    auto& family = prometheus::BuildGauge().Name("test_big").Help("Big.").Register(*registry);
+    for (int i = 0; i < 2000; ++i) {
+        family.Add({{"value", std::to_string(i) + std::string(2000, 'x')}}).Set(i);
+    }
+    HttpServer server(loopback(), registry, [] { return true; }, [] { return true; });
+    const uint16_t port = server.bound_ports().at(0);
+
+    for (int round = 0; round < 10; ++round) {
+        Client client(port);
+        client.send_text("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+        char buffer[4096];
+        // Read the start of the response, then reset the connection (linger 0) while the
+        // server is still writing.
+        REQUIRE(recv(client.fd, buffer, sizeof buffer, 0) > 0);
+        const linger reset{1, 0};
+        setsockopt(client.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
+    const auto reply = request("127.0.0.1", port, "GET", "/metrics");
+    CHECK(reply.status == 200);
+    CHECK(reply.body.size() > 2000 * 2000);
+}
+
+TEST_CASE("http: the server's threads take no signals") {
+    // Even when the constructing thread has SIGTERM, SIGINT and SIGHUP unblocked.
+    sigset_t daemon_signals;
+    sigemptyset(&daemon_signals);
+    sigaddset(&daemon_signals, SIGTERM);
+    sigaddset(&daemon_signals, SIGINT);
+    sigaddset(&daemon_signals, SIGHUP);
+    sigset_t previous;
+    REQUIRE(pthread_sigmask(SIG_UNBLOCK, &daemon_signals, &previous) == 0);
+
+    const auto before = tasks();
+    {
+        Served served;
+        REQUIRE(served.get("/-/healthy").status == 200);
+        int server_threads = 0;
+        for (const auto& task : tasks()) {
+            if (before.count(task) == 0) {
+                ++server_threads;
+                INFO("thread " << task);
+                const uint64_t mask = blocked_signals(task);
+                CHECK((mask & signal_bit(SIGTERM)) != 0);
+                CHECK((mask & signal_bit(SIGINT)) != 0);
+                CHECK((mask & signal_bit(SIGHUP)) != 0);
+                CHECK((mask & signal_bit(SIGPIPE)) != 0);
+            }
+        }
+        CHECK(server_threads >= 2);  // max_threads 2
+    }
+    // The constructing thread's own mask is left as it was.
+    sigset_t now;
+    REQUIRE(pthread_sigmask(SIG_SETMASK, &previous, &now) == 0);
+    CHECK(sigismember(&now, SIGTERM) == 0);
+}
+
+TEST_CASE("http: the server stops at once, closing open connections") {
+    auto served = std::make_unique<Served>();
+    std::vector<Client> clients;
+    for (int i = 0; i < 4; ++i) {
+        clients.emplace_back(served->port);
+    }
+    clients.back().send_text("GET /metrics HTTP/1.1\r\n");
+    REQUIRE(served->get("/-/ready").status == 200);  // the server has taken the connections
+
+    const auto start = std::chrono::steady_clock::now();
+    served.reset();
+    CHECK(std::chrono::steady_clock::now() - start < 1s);
+    for (const auto& client : clients) {
+        CHECK(client.closed_by_server(1s));
     }
 }
