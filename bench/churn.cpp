@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -362,6 +363,16 @@ void client_loop(const Options& o, const std::vector<Address>& targets, Totals& 
     }
 }
 
+// CPU time of the whole process (all threads). With loopback traffic the kernel's receive
+// path, tracepoints and BPF programs included, mostly runs in the sending thread's context, so
+// this is what the traffic itself pays, far less disturbed by other load than throughput is.
+double process_cpu_seconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    auto seconds = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -382,6 +393,7 @@ int main(int argc, char** argv) {
         servers.push_back(std::make_unique<Server>(std::move(set), o.payload, totals));
     for (auto& s : servers) server_threads.emplace_back([&s] { s->run(); });
 
+    const double cpu_start = process_cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
     const auto deadline =
         start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -391,6 +403,7 @@ int main(int argc, char** argv) {
         clients.emplace_back([&] { client_loop(o, targets, totals, deadline); });
     for (auto& t : clients) t.join();
     const auto end = std::chrono::steady_clock::now();
+    const double cpu_seconds = process_cpu_seconds() - cpu_start;
 
     // Every connection the clients opened must also be closed by the server before the
     // figures mean anything: wait for it, boundedly (a lost FIN would be a kernel matter).
@@ -413,6 +426,7 @@ int main(int argc, char** argv) {
         "{\"family\":\"%s\",\"client_threads\":%u,\"server_threads\":%u,\"payload\":%zu,"
         "\"ports\":[%s],\"connections\":%llu,\"failed\":%llu,\"server_closed\":%llu,"
         "\"server_errors\":%llu,\"seconds\":%.6f,\"connections_per_second\":%.1f,"
+        "\"cpu_seconds\":%.6f,\"cpu_us_per_connection\":%.3f,"
         "\"transitions_per_connection\":%d,\"listener_transitions\":%u,"
         "\"transitions_expected\":%llu,\"clean\":%s,\"first_error\":\"%s\"}\n",
         o.family == AF_INET ? "ipv4" : "ipv6", o.client_threads, o.server_threads, o.payload,
@@ -420,7 +434,8 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(totals.failed.load()),
         static_cast<unsigned long long>(totals.server_closed.load()),
         static_cast<unsigned long long>(totals.server_errors.load()), seconds,
-        seconds > 0 ? completed / seconds : 0.0, kTransitionsPerConnection,
+        seconds > 0 ? completed / seconds : 0.0, cpu_seconds,
+        completed > 0 ? 1e6 * cpu_seconds / completed : 0.0, kTransitionsPerConnection,
         o.ports * kTransitionsPerListener,
         static_cast<unsigned long long>(completed * kTransitionsPerConnection +
                                         o.ports * kTransitionsPerListener),

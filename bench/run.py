@@ -356,11 +356,21 @@ def summarize(records, names):
         ratios = [rnd[name]["churn"]["connections_per_second"]
                   / rnd["none"]["churn"]["connections_per_second"]
                   for rnd in by_round.values() if name in rnd and "none" in rnd]
+        # What the traffic itself paid per transition beyond the no-tracer run of its round:
+        # tracepoint dispatch, BPF program, buffer wakeups (see churn.cpp: cpu_seconds).
+        extra = [(rnd[name]["churn"]["cpu_us_per_connection"]
+                  - rnd["none"]["churn"]["cpu_us_per_connection"])
+                 * 1e3 / rnd[name]["churn"]["transitions_per_connection"]
+                 for rnd in by_round.values() if name in rnd and "none" in rnd]
         s = {"runs": len(runs),
              "connections_per_second_median": median(
                  [r["churn"]["connections_per_second"] for r in runs]),
              "ratio_to_none_median": median(ratios),
-             "ratios": ratios}
+             "ratios": ratios,
+             "churn_cpu_us_per_connection_median": median(
+                 [r["churn"]["cpu_us_per_connection"] for r in runs]),
+             "traffic_extra_ns_per_transition_median": median(extra) if name != "none" else None,
+             "traffic_extra_ns_per_transition": extra}
         if name != "none":
             expected = sum(r["expected"] for r in runs)
             s.update({
@@ -396,19 +406,21 @@ def fmt(value, spec):
 
 
 def print_table(summary, scrape_result):
-    head = (f"{'config':<16} {'conn/s':>8} {'ratio':>6} {'expected':>10} {'seen':>10} "
-            f"{'lost':>6} {'cpu s/M':>8} {'rss MiB':>8} {'bpf ns':>7} {'cost/ts':>7}")
+    head = (f"{'config':<16} {'conn/s':>8} {'ratio':>6} {'cost/ts':>7} {'expected':>10} "
+            f"{'seen':>10} {'lost':>7} {'cpu s/M':>8} {'rss MiB':>8} {'bpf ns':>7} "
+            f"{'+ns/tr':>7}")
     print(head)
     print("-" * len(head))
     for name, s in summary.items():
         seen = s.get("transitions_seen")
         print(f"{name:<16} {fmt(s['connections_per_second_median'], '8.0f')} "
               f"{fmt(s['ratio_to_none_median'], '6.3f')} "
+              f"{fmt(s.get('cost_vs_tcpstates'), '7.2f')} "
               f"{fmt(s.get('transitions_expected'), '10d')} {fmt(seen, '10d')} "
-              f"{fmt(s.get('lost'), '6d')} {fmt(s.get('cpu_s_per_million_median'), '8.2f')} "
+              f"{fmt(s.get('lost'), '7d')} {fmt(s.get('cpu_s_per_million_median'), '8.2f')} "
               f"{fmt(s.get('peak_rss_kib_max') and s['peak_rss_kib_max'] / 1024, '8.1f')} "
               f"{fmt(s.get('bpf_ns_per_run_median'), '7.0f')} "
-              f"{fmt(s.get('cost_vs_tcpstates'), '7.2f')}")
+              f"{fmt(s['traffic_extra_ns_per_transition_median'], '7.0f')}")
     for name, r in (scrape_result or {}).items():
         print(f"scrape {name}: {r['scrapes']} scrapes, median {r['latency_median_ms']:.2f} ms, "
               f"p99 {r['latency_p99_ms']:.2f} ms, max {r['latency_max_ms']:.2f} ms, "
@@ -470,6 +482,13 @@ def main():
     p.add_argument("--tcpstatesd-args", default="",
                    help="extra daemon arguments, e.g. '--config FILE'")
     p.add_argument("--tcpstates", default="tcpstates", help="libbpf-tools tcpstates binary")
+    p.add_argument("--tracer", action="append", default=[], metavar="NAME=COMMAND",
+                   help="an extra configuration: a command printing one tcpstates-style line "
+                        "per transition (with LPORT and RPORT columns) until SIGINT; "
+                        "repeatable, e.g. for experiments with program variants")
+    p.add_argument("--mount-tracefs", action="store_true",
+                   help="mount tracefs for the run even without tcpstates (for --tracer "
+                        "commands that attach classic tracepoints)")
     p.add_argument("--scrapes", type=int, help="scrapes in the scrape benchmark (default 200)")
     p.add_argument("--scrape-interval", type=float, default=0.02)
     p.add_argument("--output", default="bench-results.json", help="raw figures (JSON)")
@@ -498,12 +517,19 @@ def main():
                 + shlex.split(args.tcpstatesd_args), "metrics", port=port)
         elif name != "none":
             sys.exit(f"unknown configuration {name!r}")
+    for spec in args.tracer:
+        name, sep, command = spec.partition("=")
+        if not sep or not name or name in tracers:
+            sys.exit(f"--tracer wants a new NAME=COMMAND, not {spec!r}")
+        tracers[name] = Tracer(name, shlex.split(command), "lines")
+        names.append(name)
     if "none" not in names:
         names.insert(0, "none")  # ratios need the baseline in every round
 
     records, scrape_result = [], {}
     started = time.time()
-    with Environment(any(t and t.needs_tracefs for t in tracers.values())), \
+    need_tracefs = args.mount_tracefs or any(t and t.needs_tracefs for t in tracers.values())
+    with Environment(need_tracefs), \
             tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None,
                                         prefix="tcpstatesd-bench-") as workdir:
         for rnd in range(args.rounds):
