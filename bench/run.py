@@ -240,14 +240,26 @@ def free_port():
 
 # --------------------------------------------------------------------------- one run
 
+def host_cpu_seconds():
+    """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(x) for x in read_text("/proc/stat").split("\n", 1)[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+
+
 def run_churn(args, duration):
     cmd = [args.churn, "--" + args.family, "--duration", str(duration),
            "--connections", str(args.max_connections), "--threads", str(args.threads)]
+    busy0, steal0 = host_cpu_seconds()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    busy1, steal1 = host_cpu_seconds()
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         raise RuntimeError(f"churn printed no result (exit {proc.returncode}): {proc.stderr}")
+    # How busy the machine was meanwhile: other load is the main source of noise here.
+    result["host_busy_seconds"] = busy1 - busy0
+    result["host_steal_seconds"] = steal1 - steal0
     if not result["clean"]:
         log(f"warning: churn was not clean: {result['failed']} failed, first error "
             f"{result['first_error']!r}; transitions of failed connections are not counted")
@@ -296,6 +308,7 @@ def run_one(args, tracer, workdir):
 
     record["churn"] = churn
     record["expected"] = expected
+    record["missing"] = expected - record["seen"]
     record["cpu_seconds"] = cpu_after - cpu_before
     record["bpf_progs"] = {}
     for prog_id, (name, ns, cnt) in stats_after.items():
@@ -346,9 +359,17 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def others_fraction(r):
+    """Share of the machine's CPU used by neither the churn nor the tracer during a run."""
+    c = r["churn"]
+    other = c["host_busy_seconds"] - c["cpu_seconds"] - r.get("cpu_seconds", 0)
+    return max(0.0, other) / (c["seconds"] * (os.cpu_count() or 1))
+
+
 def summarize(records, names):
     by_round = collections.defaultdict(dict)
     for r in records:
+        r["others_cpu_fraction"] = others_fraction(r)
         by_round[r["round"]][r["config"]] = r
     summary = {}
     for name in names:
@@ -367,6 +388,7 @@ def summarize(records, names):
                  [r["churn"]["connections_per_second"] for r in runs]),
              "ratio_to_none_median": median(ratios),
              "ratios": ratios,
+             "others_cpu_fraction_median": median([r["others_cpu_fraction"] for r in runs]),
              "churn_cpu_us_per_connection_median": median(
                  [r["churn"]["cpu_us_per_connection"] for r in runs]),
              "traffic_extra_ns_per_transition_median": median(extra) if name != "none" else None,
@@ -378,6 +400,8 @@ def summarize(records, names):
                 "transitions_seen": sum(r["seen"] for r in runs) if all(
                     "seen" in r for r in runs) else None,
                 "lost": sum(r["lost"] for r in runs),
+                "missing": sum(r["missing"] for r in runs) if all(
+                    "missing" in r for r in runs) else None,
                 "cpu_s_per_million_median": median(
                     [r["cpu_seconds"] / (r["expected"] / 1e6) for r in runs]),
                 "peak_rss_kib_max": max((r["peak_rss_kib"] or 0) for r in runs),
@@ -406,21 +430,27 @@ def fmt(value, spec):
 
 
 def print_table(summary, scrape_result):
-    head = (f"{'config':<16} {'conn/s':>8} {'ratio':>6} {'cost/ts':>7} {'expected':>10} "
-            f"{'seen':>10} {'lost':>7} {'cpu s/M':>8} {'rss MiB':>8} {'bpf ns':>7} "
-            f"{'+ns/tr':>7}")
+    columns = [  # header, width, format, summary key
+        ("conn/s", 8, ".0f", "connections_per_second_median"),
+        ("ratio", 6, ".3f", "ratio_to_none_median"),
+        ("cost/ts", 7, ".2f", "cost_vs_tcpstates"),
+        ("expected", 10, "d", "transitions_expected"),
+        ("seen", 10, "d", "transitions_seen"),
+        ("missing", 8, "d", "missing"),
+        ("lost", 8, "d", "lost"),
+        ("cpu s/M", 8, ".2f", "cpu_s_per_million_median"),
+        ("rss MiB", 8, ".1f", "peak_rss_mib_max"),
+        ("bpf ns", 7, ".0f", "bpf_ns_per_run_median"),
+        ("+ns/tr", 7, ".0f", "traffic_extra_ns_per_transition_median"),
+        ("others", 6, ".0%", "others_cpu_fraction_median"),
+    ]
+    head = f"{'config':<16}" + "".join(f" {h:>{w}}" for h, w, _, _ in columns)
     print(head)
     print("-" * len(head))
     for name, s in summary.items():
-        seen = s.get("transitions_seen")
-        print(f"{name:<16} {fmt(s['connections_per_second_median'], '8.0f')} "
-              f"{fmt(s['ratio_to_none_median'], '6.3f')} "
-              f"{fmt(s.get('cost_vs_tcpstates'), '7.2f')} "
-              f"{fmt(s.get('transitions_expected'), '10d')} {fmt(seen, '10d')} "
-              f"{fmt(s.get('lost'), '7d')} {fmt(s.get('cpu_s_per_million_median'), '8.2f')} "
-              f"{fmt(s.get('peak_rss_kib_max') and s['peak_rss_kib_max'] / 1024, '8.1f')} "
-              f"{fmt(s.get('bpf_ns_per_run_median'), '7.0f')} "
-              f"{fmt(s['traffic_extra_ns_per_transition_median'], '7.0f')}")
+        if s.get("peak_rss_kib_max"):
+            s["peak_rss_mib_max"] = s["peak_rss_kib_max"] / 1024
+        print(f"{name:<16}" + "".join(f" {fmt(s.get(k), f'{w}{f}')}" for _, w, f, k in columns))
     for name, r in (scrape_result or {}).items():
         print(f"scrape {name}: {r['scrapes']} scrapes, median {r['latency_median_ms']:.2f} ms, "
               f"p99 {r['latency_p99_ms']:.2f} ms, max {r['latency_max_ms']:.2f} ms, "
