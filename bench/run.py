@@ -246,9 +246,21 @@ def host_cpu_seconds():
     return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
 
 
+def churn_command(args, duration):
+    """The churn, in a network namespace of its own.
+
+    Tens of thousands of connections a second leave as many TIME_WAIT entries, and while they
+    last, bind() to port 0 fails with EADDRINUSE for every program in the namespace (each
+    ephemeral port is taken by some connect()). Its own namespace keeps that away from the
+    rest of the host; the tracepoint is global, so the tracers see the traffic all the same.
+    """
+    return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
+            args.churn, "--" + args.family, "--duration", str(duration),
+            "--connections", str(args.max_connections), "--threads", str(args.threads)]
+
+
 def run_churn(args, duration):
-    cmd = [args.churn, "--" + args.family, "--duration", str(duration),
-           "--connections", str(args.max_connections), "--threads", str(args.threads)]
+    cmd = churn_command(args, duration)
     busy0, steal0 = host_cpu_seconds()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     busy1, steal1 = host_cpu_seconds()
@@ -327,10 +339,8 @@ def scrape_benchmark(args, tracer, workdir):
     """/metrics latency and size while churn runs in the background."""
     tracer.start(workdir)
     try:
-        churn = subprocess.Popen(
-            [args.churn, "--" + args.family, "--duration", str(args.scrape_seconds),
-             "--connections", str(args.max_connections), "--threads", str(args.threads)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        churn = subprocess.Popen(churn_command(args, args.scrape_seconds),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # every series the churn produces exists by now
         conn = http.client.HTTPConnection("127.0.0.1", tracer.port, timeout=10)
         latencies, plain, wire = [], 0, 0
@@ -528,9 +538,10 @@ def main():
                    help="an extra configuration: a command printing one tcpstates-style line "
                         "per transition (with LPORT and RPORT columns) until SIGINT; "
                         "repeatable, e.g. for experiments with program variants")
-    p.add_argument("--daemon", action="append", default=[], metavar="NAME=ARGS",
-                   help="an extra tcpstatesd daemon configuration with these extra arguments "
-                        "(e.g. ring=--config ring.yaml); repeatable")
+    p.add_argument("--daemon", action="append", default=[], metavar="NAME=COMMAND",
+                   help="an extra daemon configuration: a tcpstatesd command line (binary and "
+                        "arguments; --web.listen-address is added), e.g. "
+                        "'ring16m=build/default/tcpstatesd --config ring.yaml'; repeatable")
     p.add_argument("--mount-tracefs", action="store_true",
                    help="mount tracefs for the run even without tcpstates (for --tracer "
                         "commands that attach classic tracepoints)")
@@ -567,10 +578,11 @@ def main():
         tracers[name] = Tracer(name, shlex.split(command), "lines")
         names.append(name)
     for spec in args.daemon:
-        name, sep, extra = spec.partition("=")
-        if not sep or not name or name in tracers:
-            sys.exit(f"--daemon wants a new NAME=ARGS, not {spec!r}")
-        tracers[name] = daemon_tracer(name, args.tcpstatesd, shlex.split(extra))
+        name, sep, command = spec.partition("=")
+        if not sep or not name or name in tracers or not command.strip():
+            sys.exit(f"--daemon wants a new NAME=COMMAND, not {spec!r}")
+        binary, *extra = shlex.split(command)
+        tracers[name] = daemon_tracer(name, binary, extra)
         names.append(name)
     if "none" not in names:
         names.insert(0, "none")  # ratios need the baseline in every round
