@@ -116,12 +116,14 @@ Options parse_options(int argc, char** argv) {
             char* end = nullptr;
             o.duration_s = std::strtod(text, &end);
             if (end == text || *end || !(o.duration_s > 0))
-                die("--duration wants a positive number of seconds, not '" + std::string(text) + "'");
+                die("--duration wants a positive number of seconds, not '" + std::string(text) +
+                    "'");
         } else if (arg == "-h" || arg == "--help") {
             std::fputs(kUsage, stdout);
             std::exit(0);
         } else {
-            std::fprintf(stderr, "tcpstatesd_churn: unknown argument '%s'\n%s", arg.c_str(), kUsage);
+            std::fprintf(stderr, "tcpstatesd_churn: unknown argument '%s'\n%s", arg.c_str(),
+                         kUsage);
             std::exit(2);
         }
     }

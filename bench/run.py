@@ -121,6 +121,11 @@ class Tracer:
             self.proc.wait()
             raise RuntimeError(f"{self.name} ignored SIGINT for 15 s")
 
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def lost_from_stderr(self):
         with open(self.err_path, "rb") as f:
             return sum(int(a or b) for a, b in LOST_RE.findall(f.read()))
@@ -285,35 +290,38 @@ def run_one(args, tracer, workdir):
         return record
 
     tracer.start(workdir)
-    pid = tracer.proc.pid
-    prog_ids = tracer.prog_ids()
-    stats_before = bpf_prog_stats(prog_ids)
-    metrics_before = tracer.metrics() if tracer.kind == "metrics" else None
-    cpu_before = proc_cpu_seconds(pid)
+    try:
+        pid = tracer.proc.pid
+        prog_ids = tracer.prog_ids()
+        stats_before = bpf_prog_stats(prog_ids)
+        metrics_before = tracer.metrics() if tracer.kind == "metrics" else None
+        cpu_before = proc_cpu_seconds(pid)
 
-    churn = run_churn(args, args.duration)
-    expected = churn["transitions_expected"]
-    tracer.settle(
-        metrics_before.get("tcpstatesd_events_received_total", 0) + expected
-        if metrics_before else 0)
-    if tracer.kind == "lines":
-        time.sleep(0.3)  # the reader drains what the kernel already wrote
+        churn = run_churn(args, args.duration)
+        expected = churn["transitions_expected"]
+        tracer.settle(
+            metrics_before.get("tcpstatesd_events_received_total", 0) + expected
+            if metrics_before else 0)
+        if tracer.kind == "lines":
+            time.sleep(0.3)  # the reader drains what the kernel already wrote
 
-    cpu_after = proc_cpu_seconds(pid)
-    stats_after = bpf_prog_stats(prog_ids)
-    record["peak_rss_kib"] = proc_peak_rss_kib(pid)
-    if tracer.kind == "metrics":
-        after = tracer.metrics()
-        record["seen"] = int(after.get("tcpstates_transitions_total", 0)
-                             - metrics_before.get("tcpstates_transitions_total", 0))
-        record["events_received"] = int(after.get("tcpstatesd_events_received_total", 0)
-                                        - metrics_before.get("tcpstatesd_events_received_total", 0))
-        record["handled"] = record["events_received"]
-        record["lost"] = int(after.get("tcpstatesd_events_lost_total", 0)
-                             - metrics_before.get("tcpstatesd_events_lost_total", 0))
-        record["lost_by_reason"] = {k[5:]: int(v - metrics_before.get(k, 0))
-                                    for k, v in after.items() if k.startswith("lost:")}
-    tracer.stop()
+        cpu_after = proc_cpu_seconds(pid)
+        stats_after = bpf_prog_stats(prog_ids)
+        record["peak_rss_kib"] = proc_peak_rss_kib(pid)
+        if tracer.kind == "metrics":
+            after = tracer.metrics()
+
+            def delta(key):
+                return int(after.get(key, 0) - metrics_before.get(key, 0))
+            record["seen"] = delta("tcpstates_transitions_total")
+            record["events_received"] = record["handled"] = delta(
+                "tcpstatesd_events_received_total")
+            record["lost"] = delta("tcpstatesd_events_lost_total")
+            record["lost_by_reason"] = {k[5:]: delta(k) for k in after if k.startswith("lost:")}
+        tracer.stop()
+    except BaseException:
+        tracer.kill()  # never leave a tracer attached behind a failed run
+        raise
     if tracer.kind == "lines":
         record["lost"] = tracer.lost_from_stderr()
         record["seen"], record["other_lines"] = tracer.count_lines(churn["ports"])
