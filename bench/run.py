@@ -136,6 +136,9 @@ class Tracer:
         ours = other = 0
         with open(self.out_path, "rb") as f:
             header = f.readline().split()
+            if b"LPORT" not in header or b"RPORT" not in header:
+                log(f"warning: {self.name} printed no LPORT/RPORT header: nothing counted")
+                return 0, 0
             lport, rport = header.index(b"LPORT"), header.index(b"RPORT")
             for line in f:
                 fields = line.split()
