@@ -430,7 +430,8 @@ def summarize(records, names):
                 "seen_beyond_expected": sum(r["seen_beyond_expected"] for r in runs),
                 # per million events the tracer handled: its own traffic and everyone else's
                 "cpu_s_per_million_median": median(
-                    [r["cpu_seconds"] / (max(1, r["handled"]) / 1e6) for r in runs]),
+                    [r["cpu_seconds"] / (r["handled"] / 1e6) if r["handled"] else None
+                     for r in runs]),
                 "peak_rss_kib_max": max((r["peak_rss_kib"] or 0) for r in runs),
                 "peak_rss_kib_min": min((r["peak_rss_kib"] or 0) for r in runs),
                 "bpf_ns_per_run_median": median([
