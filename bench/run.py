@@ -12,11 +12,14 @@ Per run of a tracer it records: transitions expected (from the churn's exact cou
 programs (run_time_ns / run_cnt with kernel.bpf_stats_enabled). Then, if the daemon is among
 the configurations, a scrape benchmark: /metrics latency and size while churn runs.
 
-Needs root (BPF, sysctl, tracefs for tcpstates). Python 3 standard library only. It mounts
-tracefs only if it was not mounted, and restores it and kernel.bpf_stats_enabled on exit.
+Needs root (BPF statistics, tracefs for tcpstates, network namespaces). Python 3 standard
+library only. It changes nothing on the host that outlives it: BPF statistics are held on by
+an fd, tracefs is mounted only inside tcpstates' own mount namespace, and the churn runs in a
+network namespace of its own.
 """
 import argparse
 import collections
+import ctypes
 import gzip
 import http.client
 import json
@@ -33,7 +36,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRACEFS = "/sys/kernel/tracing"
-BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Both tools report losses on stderr: tcpstates "lost N events on CPU #C",
 # tcpstatesd trace "tcpstatesd: N events lost (...)".
@@ -55,8 +57,8 @@ class Tracer:
     """
 
     def __init__(self, name, argv, kind, needs_tracefs=False, port=None):
-        self.name, self.argv, self.kind = name, argv, kind
-        self.needs_tracefs, self.port = needs_tracefs, port
+        self.name, self.kind, self.port = name, kind, port
+        self.argv = with_private_tracefs(argv) if needs_tracefs else argv
         self.proc = None
 
     def start(self, workdir):
@@ -379,6 +381,11 @@ def scrape_benchmark(args, tracer, workdir):
 
 # --------------------------------------------------------------------------- summary
 
+def bpf_ns_per_run(record):
+    runs = sum(p["run_cnt"] for p in record["bpf_progs"].values())
+    return sum(p["run_time_ns"] for p in record["bpf_progs"].values()) / runs if runs else None
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -434,10 +441,7 @@ def summarize(records, names):
                      for r in runs]),
                 "peak_rss_kib_max": max((r["peak_rss_kib"] or 0) for r in runs),
                 "peak_rss_kib_min": min((r["peak_rss_kib"] or 0) for r in runs),
-                "bpf_ns_per_run_median": median([
-                    sum(p["run_time_ns"] for p in r["bpf_progs"].values())
-                    / max(1, sum(p["run_cnt"] for p in r["bpf_progs"].values()))
-                    for r in runs]) if any(r["bpf_progs"] for r in runs) else None,
+                "bpf_ns_per_run_median": median([bpf_ns_per_run(r) for r in runs]),
             })
         summary[name] = s
     base = "tcpstates"
@@ -487,30 +491,35 @@ def print_table(summary, scrape_result):
 
 # --------------------------------------------------------------------------- environment
 
-class Environment:
-    """tracefs mounted and BPF run-time statistics on for the run; both restored after."""
+def enable_bpf_stats():
+    """Turns BPF run-time statistics on while the returned fd is open (bpf BPF_ENABLE_STATS).
 
-    def __init__(self, need_tracefs):
-        self.need_tracefs = need_tracefs
-        self.mounted_tracefs = False
-        self.old_stats = None
+    Not through kernel.bpf_stats_enabled: another job on the host toggling that sysctl would
+    switch the statistics off in the middle of a run (it happened), and a crash would leave
+    it on. The kernel counts this fd as one more user and drops it when the process ends.
+    """
+    numbers = {"x86_64": 321, "aarch64": 280}  # __NR_bpf
+    machine = os.uname().machine
+    if machine not in numbers:
+        sys.exit(f"bench/run.py knows no bpf syscall number for {machine}: add it to numbers")
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = ctypes.create_string_buffer(16)  # enable_stats.type = BPF_STATS_RUN_TIME (0)
+    fd = libc.syscall(numbers[machine], 32, attr, ctypes.sizeof(attr))  # BPF_ENABLE_STATS
+    if fd < 0:
+        err = ctypes.get_errno()
+        sys.exit(f"bpf(BPF_ENABLE_STATS) failed: {os.strerror(err)} (needs Linux >= 5.8, root)")
+    return fd
 
-    def __enter__(self):
-        with open(BPF_STATS) as f:
-            self.old_stats = f.read().strip()
-        with open(BPF_STATS, "w") as f:
-            f.write("1")
-        if self.need_tracefs and not os.path.exists(os.path.join(TRACEFS, "events")):
-            subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
-            self.mounted_tracefs = True
-        return self
 
-    def __exit__(self, *exc):
-        if self.mounted_tracefs:
-            subprocess.run(["umount", TRACEFS], check=False)
-        if self.old_stats is not None:
-            with open(BPF_STATS, "w") as f:
-                f.write(self.old_stats)
+def with_private_tracefs(argv):
+    """argv in a mount namespace of its own, with tracefs mounted there only.
+
+    libbpf-tools tcpstates attaches a classic tracepoint and looks its id up in tracefs. The
+    mount is visible to that process alone and goes away with it: the host's tracefs stays as
+    it is (unmounted here), and no other job's unmount can pull it from under a run.
+    """
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            f'mount -t tracefs nodev {TRACEFS} && exec "$0" "$@"'] + argv
 
 
 def daemon_tracer(name, binary, extra_args):
@@ -555,8 +564,8 @@ def main():
                         "arguments; --web.listen-address is added), e.g. "
                         "'ring16m=build/default/tcpstatesd --config ring.yaml'; repeatable")
     p.add_argument("--mount-tracefs", action="store_true",
-                   help="mount tracefs for the run even without tcpstates (for --tracer "
-                        "commands that attach classic tracepoints)")
+                   help="run the --tracer commands with tracefs mounted in a mount namespace "
+                        "of their own (for variants that attach classic tracepoints)")
     p.add_argument("--scrapes", type=int, help="scrapes in the scrape benchmark (default 200)")
     p.add_argument("--scrape-interval", type=float, default=0.02)
     p.add_argument("--output", default="bench-results.json", help="raw figures (JSON)")
@@ -587,7 +596,8 @@ def main():
         name, sep, command = spec.partition("=")
         if not sep or not name or name in tracers:
             sys.exit(f"--tracer wants a new NAME=COMMAND, not {spec!r}")
-        tracers[name] = Tracer(name, shlex.split(command), "lines")
+        tracers[name] = Tracer(name, shlex.split(command), "lines",
+                               needs_tracefs=args.mount_tracefs)
         names.append(name)
     for spec in args.daemon:
         name, sep, command = spec.partition("=")
@@ -601,9 +611,8 @@ def main():
 
     records, scrape_result = [], {}
     started = time.time()
-    need_tracefs = args.mount_tracefs or any(t and t.needs_tracefs for t in tracers.values())
-    with Environment(need_tracefs), \
-            tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None,
+    stats_fd = enable_bpf_stats()
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None,
                                         prefix="tcpstatesd-bench-") as workdir:
         for rnd in range(args.rounds):
             order = names[rnd % len(names):] + names[:rnd % len(names)]
@@ -618,6 +627,7 @@ def main():
                        if "seen" in record else ""))
         if "tcpstatesd" in names:
             scrape_result["default"] = scrape_benchmark(args, tracers["tcpstatesd"], workdir)
+    os.close(stats_fd)
 
     summary = summarize(records, names)
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
