@@ -1,0 +1,649 @@
+#!/usr/bin/env python3
+"""Connection-churn benchmark: no tracer vs libbpf-tools tcpstates vs tcpstatesd.
+
+One command (docs/performance.md) runs interleaved rounds: in each round every configuration
+runs the same churn once, in a rotating order, so that the machine's drift (a shared, noisy
+2-core box swings 2x within a minute) hits every configuration alike. Results are medians of
+per-round figures and of per-round ratios to the no-tracer run of the same round.
+
+Per run of a tracer it records: transitions expected (from the churn's exact count) and seen
+(from the tracer's output or /metrics counters), events lost, the tracer's CPU time
+(utime+stime from /proc/PID/stat), its peak RSS (VmHWM) and the in-kernel cost of its BPF
+programs (run_time_ns / run_cnt with kernel.bpf_stats_enabled). Then, if the daemon is among
+the configurations, a scrape benchmark: /metrics latency and size while churn runs.
+
+Needs root (BPF statistics, tracefs for tcpstates, network namespaces). Python 3 standard
+library only. It changes nothing on the host that outlives it: BPF statistics are held on by
+an fd, tracefs is mounted only inside tcpstates' own mount namespace, and the churn runs in a
+network namespace of its own.
+"""
+import argparse
+import collections
+import ctypes
+import gzip
+import http.client
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRACEFS = "/sys/kernel/tracing"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Both tools report losses on stderr: tcpstates "lost N events on CPU #C",
+# tcpstatesd trace "tcpstatesd: N events lost (...)".
+LOST_RE = re.compile(rb"lost (\d+) events|(\d+) events lost")
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- tracers
+
+class Tracer:
+    """A tracer under test: a command line, started before and stopped after each churn.
+
+    kind "lines": one output line per transition (tcpstates, tcpstatesd trace); stdout goes
+    to a file on tmpfs and the lines that belong to the churn's ports are counted afterwards.
+    kind "metrics": the daemon; transitions seen come from /metrics counters before/after.
+    """
+
+    def __init__(self, name, argv, kind, needs_tracefs=False, port=None):
+        self.name, self.kind, self.port = name, kind, port
+        self.argv = with_private_tracefs(argv) if needs_tracefs else argv
+        self.proc = None
+
+    def start(self, workdir):
+        self.out_path = os.path.join(workdir, self.name + ".out")
+        self.err_path = os.path.join(workdir, self.name + ".err")
+        stdout = open(self.out_path, "wb") if self.kind == "lines" else subprocess.DEVNULL
+        with open(self.err_path, "wb") as stderr:
+            self.proc = subprocess.Popen(self.argv, stdout=stdout, stderr=stderr,
+                                         stdin=subprocess.DEVNULL)
+        if stdout is not subprocess.DEVNULL:
+            stdout.close()
+        self._wait_ready()
+
+    def _wait_ready(self):
+        """Ready = a BPF link is held by the process (and /metrics answers, for the daemon)."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} at start: "
+                                   + read_text(self.err_path)[-2000:])
+            if bpf_fds(self.proc.pid)["links"] and (self.kind != "metrics" or self.scrape_ok()):
+                time.sleep(0.2)  # let the consumer reach its poll loop
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not attach within 20 s: "
+                           + read_text(self.err_path)[-2000:])
+
+    def scrape_ok(self):
+        try:
+            scrape(self.port, "/metrics")
+            return True
+        except OSError:
+            return False
+
+    def prog_ids(self):
+        return bpf_fds(self.proc.pid)["progs"]
+
+    def metrics(self):
+        return parse_metrics(scrape(self.port, "/metrics")[0])
+
+    def settle(self, expected_min):
+        """Waits (bounded) until the daemon has received at least expected_min events.
+
+        Other traffic (and these very scrapes) keeps the counter moving, so "stopped moving"
+        is no signal here; a short grace period after the target covers the reader's lag.
+        """
+        if self.kind != "metrics":
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.metrics().get("tcpstatesd_events_received_total", 0) >= expected_min:
+                break
+            time.sleep(0.1)
+        time.sleep(0.2)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"{self.name} ignored SIGINT for 15 s")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def lost_from_stderr(self):
+        with open(self.err_path, "rb") as f:
+            return sum(int(a or b) for a, b in LOST_RE.findall(f.read()))
+
+    def count_lines(self, ports):
+        """(lines for the churn's ports, other lines) in the output, without the header."""
+        ports = {str(p).encode() for p in ports}
+        ours = other = 0
+        with open(self.out_path, "rb") as f:
+            header = f.readline().split()
+            if b"LPORT" not in header or b"RPORT" not in header:
+                log(f"warning: {self.name} printed no LPORT/RPORT header: nothing counted")
+                return 0, 0
+            lport, rport = header.index(b"LPORT"), header.index(b"RPORT")
+            for line in f:
+                fields = line.split()
+                if len(fields) > rport and (fields[lport] in ports or fields[rport] in ports):
+                    ours += 1
+                else:
+                    other += 1
+        os.unlink(self.out_path)
+        return ours, other
+
+
+def bpf_fds(pid):
+    """BPF program ids and link count held by a process, from /proc/PID/fdinfo."""
+    progs, links = set(), 0
+    fdinfo = f"/proc/{pid}/fdinfo"
+    try:
+        names = os.listdir(fdinfo)
+    except FileNotFoundError:
+        return {"progs": progs, "links": 0}
+    for name in names:
+        try:
+            text = read_text(os.path.join(fdinfo, name))
+        except OSError:
+            continue
+        if "link_type:" in text:
+            links += 1
+        m = re.search(r"^prog_id:\s*(\d+)", text, re.M)
+        if m and "link_type:" not in text:
+            progs.add(int(m.group(1)))
+    return {"progs": progs, "links": links}
+
+
+def read_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of the whole process (all threads), in seconds."""
+    stat = read_text(f"/proc/{pid}/stat")
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
+
+
+def proc_peak_rss_kib(pid):
+    m = re.search(r"^VmHWM:\s*(\d+) kB", read_text(f"/proc/{pid}/status"), re.M)
+    return int(m.group(1)) if m else None
+
+
+def bpf_prog_stats(ids):
+    """{id: (name, run_time_ns, run_cnt)} from bpftool."""
+    out = {}
+    for prog_id in sorted(ids):
+        info = json.loads(subprocess.run(["bpftool", "prog", "show", "id", str(prog_id), "--json"],
+                                         check=True, capture_output=True, text=True).stdout)
+        out[prog_id] = (info.get("name", "?"), info.get("run_time_ns", 0), info.get("run_cnt", 0))
+    return out
+
+
+# --------------------------------------------------------------------------- HTTP
+
+def scrape(port, path, gzip_ok=False, conn=None):
+    """GET http://127.0.0.1:port/path -> (decoded body, wire bytes)."""
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Accept-Encoding": "gzip"} if gzip_ok else {})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise OSError(f"GET {path}: HTTP {resp.status}")
+        wire = len(body)
+        if resp.getheader("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return body.decode(), wire
+    finally:
+        if own:
+            conn.close()
+
+
+def parse_metrics(text):
+    """Sums of samples per metric name (labels summed over), plus per-reason losses."""
+    sums = collections.defaultdict(float)
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0]
+        try:
+            v = float(value)
+        except ValueError:
+            continue
+        sums[name] += v
+        if name == "tcpstatesd_events_lost_total":
+            m = re.search(r'reason="([^"]*)"', name_labels)
+            sums["lost:" + (m.group(1) if m else "")] += v
+    return sums
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- one run
+
+def host_cpu_seconds():
+    """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(x) for x in read_text("/proc/stat").split("\n", 1)[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+
+
+def churn_command(args, duration):
+    """The churn, in a network namespace of its own.
+
+    Tens of thousands of connections a second leave as many TIME_WAIT entries, and while they
+    last, bind() to port 0 fails with EADDRINUSE for every program in the namespace (each
+    ephemeral port is taken by some connect()). Its own namespace keeps that away from the
+    rest of the host; the tracepoint is global, so the tracers see the traffic all the same.
+    """
+    return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
+            args.churn, "--" + args.family, "--duration", str(duration),
+            "--connections", str(args.max_connections), "--threads", str(args.threads)]
+
+
+def run_churn(args, duration):
+    cmd = churn_command(args, duration)
+    busy0, steal0 = host_cpu_seconds()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    busy1, steal1 = host_cpu_seconds()
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(f"churn printed no result (exit {proc.returncode}): {proc.stderr}")
+    # How busy the machine was meanwhile: other load is the main source of noise here.
+    result["host_busy_seconds"] = busy1 - busy0
+    result["host_steal_seconds"] = steal1 - steal0
+    if not result["clean"]:
+        log(f"warning: churn was not clean: {result['failed']} failed, first error "
+            f"{result['first_error']!r}; transitions of failed connections are not counted")
+    return result
+
+
+def run_one(args, tracer, workdir):
+    """One churn run under one configuration: returns its raw figures."""
+    record = {"config": tracer.name if tracer else "none"}
+    if tracer is None:
+        record["churn"] = run_churn(args, args.duration)
+        return record
+
+    tracer.start(workdir)
+    try:
+        pid = tracer.proc.pid
+        prog_ids = tracer.prog_ids()
+        stats_before = bpf_prog_stats(prog_ids)
+        metrics_before = tracer.metrics() if tracer.kind == "metrics" else None
+        cpu_before = proc_cpu_seconds(pid)
+
+        churn = run_churn(args, args.duration)
+        expected = churn["transitions_expected"]
+        tracer.settle(
+            metrics_before.get("tcpstatesd_events_received_total", 0) + expected
+            if metrics_before else 0)
+        if tracer.kind == "lines":
+            time.sleep(0.3)  # the reader drains what the kernel already wrote
+
+        cpu_after = proc_cpu_seconds(pid)
+        stats_after = bpf_prog_stats(prog_ids)
+        record["peak_rss_kib"] = proc_peak_rss_kib(pid)
+        if tracer.kind == "metrics":
+            after = tracer.metrics()
+
+            def delta(key):
+                return int(after.get(key, 0) - metrics_before.get(key, 0))
+            record["seen"] = delta("tcpstates_transitions_total")
+            record["events_received"] = record["handled"] = delta(
+                "tcpstatesd_events_received_total")
+            record["lost"] = delta("tcpstatesd_events_lost_total")
+            record["lost_by_reason"] = {k[5:]: delta(k) for k in after if k.startswith("lost:")}
+        tracer.stop()
+    except BaseException:
+        tracer.kill()  # never leave a tracer attached behind a failed run
+        raise
+    if tracer.kind == "lines":
+        record["lost"] = tracer.lost_from_stderr()
+        record["seen"], record["other_lines"] = tracer.count_lines(churn["ports"])
+        record["handled"] = record["seen"] + record["other_lines"]
+
+    record["churn"] = churn
+    record["expected"] = expected
+    # The daemon counts every TCP socket on the host: other traffic inflates what it saw and
+    # could mask a deficit, so for it `missing` is a lower bound and `lost` is the figure.
+    record["missing"] = max(0, expected - record["seen"])
+    record["seen_beyond_expected"] = max(0, record["seen"] - expected)
+    record["cpu_seconds"] = cpu_after - cpu_before
+    record["bpf_progs"] = {}
+    for prog_id, (name, ns, cnt) in stats_after.items():
+        _, ns0, cnt0 = stats_before.get(prog_id, (name, 0, 0))
+        record["bpf_progs"][name] = {"run_time_ns": ns - ns0, "run_cnt": cnt - cnt0}
+    return record
+
+
+# --------------------------------------------------------------------------- scrape benchmark
+
+def scrape_benchmark(args, tracer, workdir):
+    """/metrics latency and size while churn runs in the background."""
+    tracer.start(workdir)
+    try:
+        churn = subprocess.Popen(churn_command(args, args.scrape_seconds),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # every series the churn produces exists by now
+        conn = http.client.HTTPConnection("127.0.0.1", tracer.port, timeout=10)
+        latencies, plain, wire = [], 0, 0
+        deadline = time.monotonic() + args.scrape_seconds - 1
+        while time.monotonic() < deadline and len(latencies) < args.scrapes:
+            t0 = time.perf_counter()
+            body, wire = scrape(tracer.port, "/metrics", gzip_ok=True, conn=conn)
+            latencies.append(time.perf_counter() - t0)
+            plain = len(body.encode())
+            time.sleep(args.scrape_interval)
+        conn.close()
+        series = sum(1 for line in body.splitlines() if line and line[0] != "#")
+        churn.wait(timeout=args.scrape_seconds + 60)
+    finally:
+        tracer.stop()
+    latencies.sort()
+    return {"scrapes": len(latencies),
+            "latency_median_ms": 1e3 * statistics.median(latencies),
+            "latency_p99_ms": 1e3 * latencies[min(len(latencies) - 1,
+                                                  int(0.99 * len(latencies)))],
+            "latency_max_ms": 1e3 * latencies[-1],
+            "body_bytes": plain, "gzip_bytes": wire, "series": series,
+            "latencies_ms": [round(1e3 * x, 3) for x in latencies]}
+
+
+# --------------------------------------------------------------------------- summary
+
+def bpf_ns_per_run(record):
+    runs = sum(p["run_cnt"] for p in record["bpf_progs"].values())
+    return sum(p["run_time_ns"] for p in record["bpf_progs"].values()) / runs if runs else None
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def others_fraction(r):
+    """Share of the machine's CPU used by neither the churn nor the tracer during a run."""
+    c = r["churn"]
+    other = c["host_busy_seconds"] - c["cpu_seconds"] - r.get("cpu_seconds", 0)
+    return max(0.0, other) / (c["seconds"] * (os.cpu_count() or 1))
+
+
+def summarize(records, names):
+    by_round = collections.defaultdict(dict)
+    for r in records:
+        r["others_cpu_fraction"] = others_fraction(r)
+        by_round[r["round"]][r["config"]] = r
+    summary = {}
+    for name in names:
+        runs = [r for r in records if r["config"] == name]
+        ratios = [rnd[name]["churn"]["connections_per_second"]
+                  / rnd["none"]["churn"]["connections_per_second"]
+                  for rnd in by_round.values() if name in rnd and "none" in rnd]
+        # What the traffic itself paid per transition beyond the no-tracer run of its round:
+        # tracepoint dispatch, BPF program, buffer wakeups (see churn.cpp: cpu_seconds).
+        extra = [(rnd[name]["churn"]["cpu_us_per_connection"]
+                  - rnd["none"]["churn"]["cpu_us_per_connection"])
+                 * 1e3 / rnd[name]["churn"]["transitions_per_connection"]
+                 for rnd in by_round.values() if name in rnd and "none" in rnd]
+        s = {"runs": len(runs),
+             "connections_per_second_median": median(
+                 [r["churn"]["connections_per_second"] for r in runs]),
+             "ratio_to_none_median": median(ratios),
+             "ratios": ratios,
+             "others_cpu_fraction_median": median([r["others_cpu_fraction"] for r in runs]),
+             "churn_cpu_us_per_connection_median": median(
+                 [r["churn"]["cpu_us_per_connection"] for r in runs]),
+             "traffic_extra_ns_per_transition_median": median(extra) if name != "none" else None,
+             "traffic_extra_ns_per_transition": extra}
+        if name != "none":
+            expected = sum(r["expected"] for r in runs)
+            s.update({
+                "transitions_expected": expected,
+                "transitions_seen": sum(r["seen"] for r in runs) if all(
+                    "seen" in r for r in runs) else None,
+                "lost": sum(r["lost"] for r in runs),
+                "missing": sum(r["missing"] for r in runs) if all(
+                    "missing" in r for r in runs) else None,
+                "seen_beyond_expected": sum(r["seen_beyond_expected"] for r in runs),
+                # per million events the tracer handled: its own traffic and everyone else's
+                "cpu_s_per_million_median": median(
+                    [r["cpu_seconds"] / (r["handled"] / 1e6) if r["handled"] else None
+                     for r in runs]),
+                "peak_rss_kib_max": max((r["peak_rss_kib"] or 0) for r in runs),
+                "peak_rss_kib_min": min((r["peak_rss_kib"] or 0) for r in runs),
+                "bpf_ns_per_run_median": median([bpf_ns_per_run(r) for r in runs]),
+            })
+        summary[name] = s
+    base = "tcpstates"
+    for name, s in summary.items():
+        if name not in ("none", base) and base in summary:
+            ours, theirs = s["ratio_to_none_median"], summary[base]["ratio_to_none_median"]
+            if ours is not None and theirs is not None and theirs < 1:
+                s["cost_vs_tcpstates"] = (1 - ours) / (1 - theirs)
+            cpu_theirs = summary[base].get("cpu_s_per_million_median")
+            if cpu_theirs:
+                s["cpu_vs_tcpstates"] = s["cpu_s_per_million_median"] / cpu_theirs
+    return summary
+
+
+def fmt(value, spec):
+    width = int(re.match(r"\d*", spec).group() or 0)
+    return "-".rjust(width) if value is None else format(value, spec)
+
+
+def print_table(summary, scrape_result):
+    columns = [  # header, width, format, summary key
+        ("conn/s", 8, ".0f", "connections_per_second_median"),
+        ("ratio", 6, ".3f", "ratio_to_none_median"),
+        ("cost/ts", 7, ".2f", "cost_vs_tcpstates"),
+        ("expected", 10, "d", "transitions_expected"),
+        ("seen", 10, "d", "transitions_seen"),
+        ("missing", 8, "d", "missing"),
+        ("lost", 8, "d", "lost"),
+        ("cpu s/M", 8, ".2f", "cpu_s_per_million_median"),
+        ("rss MiB", 8, ".1f", "peak_rss_mib_max"),
+        ("bpf ns", 7, ".0f", "bpf_ns_per_run_median"),
+        ("+ns/tr", 7, ".0f", "traffic_extra_ns_per_transition_median"),
+        ("others", 6, ".0%", "others_cpu_fraction_median"),
+    ]
+    head = f"{'config':<16}" + "".join(f" {h:>{w}}" for h, w, _, _ in columns)
+    print(head)
+    print("-" * len(head))
+    for name, s in summary.items():
+        if s.get("peak_rss_kib_max"):
+            s["peak_rss_mib_max"] = s["peak_rss_kib_max"] / 1024
+        print(f"{name:<16}" + "".join(f" {fmt(s.get(k), f'{w}{f}')}" for _, w, f, k in columns))
+    for name, r in (scrape_result or {}).items():
+        print(f"scrape {name}: {r['scrapes']} scrapes, median {r['latency_median_ms']:.2f} ms, "
+              f"p99 {r['latency_p99_ms']:.2f} ms, max {r['latency_max_ms']:.2f} ms, "
+              f"body {r['body_bytes']} B ({r['gzip_bytes']} B gzip), {r['series']} samples")
+
+
+# --------------------------------------------------------------------------- environment
+
+def enable_bpf_stats():
+    """Turns BPF run-time statistics on while the returned fd is open (bpf BPF_ENABLE_STATS).
+
+    Not through kernel.bpf_stats_enabled: another job on the host toggling that sysctl would
+    switch the statistics off in the middle of a run (it happened), and a crash would leave
+    it on. The kernel counts this fd as one more user and drops it when the process ends.
+    """
+    numbers = {"x86_64": 321, "aarch64": 280}  # __NR_bpf
+    machine = os.uname().machine
+    if machine not in numbers:
+        sys.exit(f"bench/run.py knows no bpf syscall number for {machine}: add it to numbers")
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = ctypes.create_string_buffer(16)  # enable_stats.type = BPF_STATS_RUN_TIME (0)
+    fd = libc.syscall(numbers[machine], 32, attr, ctypes.sizeof(attr))  # BPF_ENABLE_STATS
+    if fd < 0:
+        err = ctypes.get_errno()
+        sys.exit(f"bpf(BPF_ENABLE_STATS) failed: {os.strerror(err)} (needs Linux >= 5.8, root)")
+    return fd
+
+
+def with_private_tracefs(argv):
+    """argv in a mount namespace of its own, with tracefs mounted there only.
+
+    libbpf-tools tcpstates attaches a classic tracepoint and looks its id up in tracefs. The
+    mount is visible to that process alone and goes away with it: the host's tracefs stays as
+    it is (unmounted here), and no other job's unmount can pull it from under a run.
+    """
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            f'mount -t tracefs nodev {TRACEFS} && exec "$0" "$@"'] + argv
+
+
+def daemon_tracer(name, binary, extra_args):
+    port = free_port()
+    return Tracer(name, [binary, "--web.listen-address", f"127.0.0.1:{port}"] + extra_args,
+                  "metrics", port=port)
+
+
+def git_revision():
+    try:
+        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    build = os.path.join(REPO, "build", "default")
+    p.add_argument("--quick", action="store_true",
+                   help="2 rounds of 3 s, fewer scrapes: under a minute")
+    p.add_argument("--rounds", type=int, help="rounds (default 5; quick 2)")
+    p.add_argument("--duration", type=float, help="seconds of churn per run (default 8; quick 3)")
+    p.add_argument("--family", choices=["ipv4", "ipv6"], default="ipv4")
+    p.add_argument("--threads", type=int, default=2, help="churn client threads")
+    p.add_argument("--max-connections", type=int, default=10_000_000,
+                   help="connection cap per run (the time limit normally ends a run first)")
+    p.add_argument("--configs", default="none,tcpstates,tcpstatesd",
+                   help="comma-separated: none, tcpstates, tcpstatesd (the daemon), "
+                        "tcpstatesd-trace (tcpstatesd trace -w to a file)")
+    p.add_argument("--churn", default=os.path.join(build, "bench", "tcpstatesd_churn"))
+    p.add_argument("--tcpstatesd", default=os.path.join(build, "tcpstatesd"))
+    p.add_argument("--tcpstatesd-args", default="",
+                   help="extra daemon arguments, e.g. '--config FILE'")
+    p.add_argument("--tcpstates", default="tcpstates", help="libbpf-tools tcpstates binary")
+    p.add_argument("--tracer", action="append", default=[], metavar="NAME=COMMAND",
+                   help="an extra configuration: a command printing one tcpstates-style line "
+                        "per transition (with LPORT and RPORT columns) until SIGINT; "
+                        "repeatable, e.g. for experiments with program variants")
+    p.add_argument("--daemon", action="append", default=[], metavar="NAME=COMMAND",
+                   help="an extra daemon configuration: a tcpstatesd command line (binary and "
+                        "arguments; --web.listen-address is added), e.g. "
+                        "'ring16m=build/default/tcpstatesd --config ring.yaml'; repeatable")
+    p.add_argument("--mount-tracefs", action="store_true",
+                   help="run the --tracer commands with tracefs mounted in a mount namespace "
+                        "of their own (for variants that attach classic tracepoints)")
+    p.add_argument("--scrapes", type=int, help="scrapes in the scrape benchmark (default 200)")
+    p.add_argument("--scrape-interval", type=float, default=0.02)
+    p.add_argument("--output", default="bench-results.json", help="raw figures (JSON)")
+    args = p.parse_args()
+    args.rounds = args.rounds or (2 if args.quick else 5)
+    args.duration = args.duration or (3 if args.quick else 8)
+    args.scrapes = args.scrapes or (50 if args.quick else 200)
+    args.scrape_seconds = 4 if args.quick else 8
+    if os.geteuid() != 0:
+        sys.exit("bench/run.py needs root (BPF programs, sysctl, tracefs)")
+    for tool in (args.churn,):
+        if not os.access(tool, os.X_OK):
+            sys.exit(f"{tool} not found: build first (cmake --build --preset default)")
+
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    tracers = {"none": None}
+    for name in names:
+        if name == "tcpstates":
+            tracers[name] = Tracer(name, [args.tcpstates, "-w"], "lines", needs_tracefs=True)
+        elif name == "tcpstatesd-trace":
+            tracers[name] = Tracer(name, [args.tcpstatesd, "trace", "-w"], "lines")
+        elif name == "tcpstatesd":
+            tracers[name] = daemon_tracer(name, args.tcpstatesd,
+                                          shlex.split(args.tcpstatesd_args))
+        elif name != "none":
+            sys.exit(f"unknown configuration {name!r}")
+    for spec in args.tracer:
+        name, sep, command = spec.partition("=")
+        if not sep or not name or name in tracers:
+            sys.exit(f"--tracer wants a new NAME=COMMAND, not {spec!r}")
+        tracers[name] = Tracer(name, shlex.split(command), "lines",
+                               needs_tracefs=args.mount_tracefs)
+        names.append(name)
+    for spec in args.daemon:
+        name, sep, command = spec.partition("=")
+        if not sep or not name or name in tracers or not command.strip():
+            sys.exit(f"--daemon wants a new NAME=COMMAND, not {spec!r}")
+        binary, *extra = shlex.split(command)
+        tracers[name] = daemon_tracer(name, binary, extra)
+        names.append(name)
+    if "none" not in names:
+        names.insert(0, "none")  # ratios need the baseline in every round
+
+    records, scrape_result = [], {}
+    started = time.time()
+    stats_fd = enable_bpf_stats()
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None,
+                                        prefix="tcpstatesd-bench-") as workdir:
+        for rnd in range(args.rounds):
+            order = names[rnd % len(names):] + names[:rnd % len(names)]
+            for name in order:
+                record = run_one(args, tracers[name], workdir)
+                record["round"] = rnd
+                records.append(record)
+                c = record["churn"]
+                log(f"round {rnd + 1}/{args.rounds} {name:<16} "
+                    f"{c['connections_per_second']:8.0f} conn/s"
+                    + (f"  seen {record['seen']}/{record['expected']} lost {record['lost']}"
+                       if "seen" in record else ""))
+        if "tcpstatesd" in names:
+            scrape_result["default"] = scrape_benchmark(args, tracers["tcpstatesd"], workdir)
+    os.close(stats_fd)
+
+    summary = summarize(records, names)
+    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+              "commit": git_revision(), "kernel": os.uname().release,
+              "cpus": os.cpu_count(), "wall_seconds": round(time.time() - started, 1),
+              "args": {k: v for k, v in vars(args).items()},
+              "commands": {n: (t.argv if t else None) for n, t in tracers.items()},
+              "summary": summary, "scrape": scrape_result, "runs": records}
+    with open(args.output, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"{result['date']} commit {result['commit']} kernel {result['kernel']}, "
+          f"{args.rounds} rounds x {len(names)} configs x {args.duration:g} s churn "
+          f"({args.family}, {args.threads} client threads), {result['wall_seconds']} s")
+    print_table(summary, scrape_result)
+    print(f"raw figures: {args.output}")
+
+
+if __name__ == "__main__":
+    main()
