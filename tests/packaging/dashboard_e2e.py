@@ -237,8 +237,9 @@ def main():
         with Traffic() as traffic:
             wait_for("Prometheus to scrape the daemon", lambda: scraped_seconds() >= 1,
                      timeout=60)
-            # A full rate window of scrapes while traffic runs, plus a margin for the rules.
-            wait_for(f"{RATE_WINDOW} of scrapes", lambda: scraped_seconds() >= 9, timeout=60)
+            # The rate window mostly filled with scrapes taken while traffic runs (a loaded
+            # box may skip a scrape or two; rate() needs only two samples).
+            wait_for(f"{RATE_WINDOW} of scrapes", lambda: scraped_seconds() >= 7, timeout=60)
             results = []
             deadline = time.monotonic() + 30
             for where, raw, label in queries:
