@@ -233,10 +233,11 @@ def main():
             samples = result.get("data", {}).get("result", [])
             return float(samples[0]["value"][1]) if samples else 0
 
+        # Traffic only once Prometheus listens: its connections take ephemeral ports, one of
+        # which could be the port picked for Prometheus before it binds it.
+        wait_for("Prometheus to scrape the daemon", lambda: scraped_seconds() >= 1, timeout=60)
         started = time.monotonic()
         with Traffic() as traffic:
-            wait_for("Prometheus to scrape the daemon", lambda: scraped_seconds() >= 1,
-                     timeout=60)
             # The rate window mostly filled with scrapes taken while traffic runs (a loaded
             # box may skip a scrape or two; rate() needs only two samples).
             wait_for(f"{RATE_WINDOW} of scrapes", lambda: scraped_seconds() >= 7, timeout=60)
