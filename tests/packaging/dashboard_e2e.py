@@ -107,8 +107,10 @@ def api(prometheus, path, params=None):
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return json.loads(response.read())
-    except urllib.error.HTTPError as error:  # 400 carries the parse error
-        return json.loads(error.read())
+    except urllib.error.HTTPError as error:
+        if error.code in (400, 422):  # a JSON answer with the parse or evaluation error
+            return json.loads(error.read())
+        raise  # 503 while Prometheus starts: an OSError, which wait_for retries
 
 
 class Traffic:
@@ -224,23 +226,35 @@ def main():
              f"--web.listen-address=127.0.0.1:{prometheus_port}"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "prometheus.log"), "w"))
 
-        def scraped_seconds():
+        def values(expression):
+            """{family: value} of a query whose series have a family label."""
             if prometheus.poll() is not None:
                 fail("Prometheus exited: "
                      + open(os.path.join(workdir, "prometheus.log")).read()[-2000:])
-            result = api(url, "/api/v1/query",
-                         {"query": f'count_over_time(up{{job="tcpstatesd"}}[{RATE_WINDOW}])'})
-            samples = result.get("data", {}).get("result", [])
-            return float(samples[0]["value"][1]) if samples else 0
+            result = api(url, "/api/v1/query", {"query": expression})
+            return {s["metric"].get("family"): float(s["value"][1])
+                    for s in result.get("data", {}).get("result", [])}
 
+        refused = 'tcpstates_transitions_total{from_state="SYN_SENT",to_state="CLOSE"}'
         # Traffic only once Prometheus listens: its connections take ephemeral ports, one of
         # which could be the port picked for Prometheus before it binds it.
-        wait_for("Prometheus to scrape the daemon", lambda: scraped_seconds() >= 1, timeout=60)
+        wait_for("Prometheus to scrape the daemon",
+                 lambda: values('up{job="tcpstatesd"}') == {None: 1.0}, timeout=60)
+        before = values(refused)
+
+        def window_filled_with_traffic():
+            """Every sample of the refused-connect counters in the rate window was taken
+            after the traffic began, and there are at least 7 of them per family (a loaded
+            box may skip a scrape or two; rate() needs two)."""
+            oldest = values(f"min_over_time({refused}[{RATE_WINDOW}])")
+            count = values(f"count_over_time({refused}[{RATE_WINDOW}])")
+            return all(oldest.get(f, -1) > before.get(f, -1) and count.get(f, 0) >= 7
+                       for f in ("ipv4", "ipv6"))
+
         started = time.monotonic()
         with Traffic() as traffic:
-            # The rate window mostly filled with scrapes taken while traffic runs (a loaded
-            # box may skip a scrape or two; rate() needs only two samples).
-            wait_for(f"{RATE_WINDOW} of scrapes", lambda: scraped_seconds() >= 7, timeout=60)
+            wait_for(f"a {RATE_WINDOW} rate window filled with traffic",
+                     window_filled_with_traffic, timeout=60)
             results = []
             deadline = time.monotonic() + 30
             for where, raw, label in queries:
