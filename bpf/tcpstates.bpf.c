@@ -8,7 +8,7 @@
  * differ only in transport (ring buffer or perf buffer); user space loads exactly one.
  *
  * tp_btf rather than the classic tracepoint: it attaches through bpf_link without tracefs
- * (not mounted on many hosts) and is measurably cheaper (docs/performance.md).
+ * (not mounted on many hosts). Their cost per event measured the same (docs/performance.md).
  */
 #include "kernel_types.h"
 #include <linux/bpf.h>

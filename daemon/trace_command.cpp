@@ -146,18 +146,20 @@ int run_trace_command(int argc, char** argv) {
         reactor.on_readable(source.fd(), drain);
         reactor.every(EventSource::kDrainInterval, drain);
         uint64_t reported_full = 0;
-        reactor.every(std::chrono::seconds(1), [&] {
+        const auto report_ring_losses = [&] {
             const uint64_t full = program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL];
             if (full > reported_full)
                 std::fprintf(stderr, "tcpstatesd: %llu events lost (ring buffer full)\n",
                              static_cast<unsigned long long>(full - reported_full));
             reported_full = full;
-        });
+        };
+        reactor.every(std::chrono::seconds(1), report_ring_losses);
         int code = reactor.run();
         // Drain what arrived before the stop so that nothing already captured is dropped.
         printer.begin_batch();
         source.consume();
         std::fflush(stdout);
+        report_ring_losses();
         return code;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "tcpstatesd: error: %s\n", e.what());
