@@ -1,0 +1,211 @@
+// The kernel-side filters, observed on real connections: what an allow-list or a family
+// filter lets through, and a change of filters on a program that stays attached.
+//
+// Every scenario runs the connections that must be filtered out first and the ones that
+// must be seen last: the ring buffer keeps the order in which events were written, so once
+// the last expected event has arrived, any event of the filtered-out connections would have
+// arrived too.
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+
+#include "event_collector.hpp"
+#include "loopback.hpp"
+#include "require_bpf.hpp"
+
+using namespace itest;
+using Strings = std::vector<std::string>;
+
+namespace {
+
+const Strings kClientLife{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED", "ESTABLISHED->FIN_WAIT1",
+                          "FIN_WAIT1->FIN_WAIT2", "FIN_WAIT2->CLOSE"};
+const Strings kServerLife{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED", "ESTABLISHED->CLOSE_WAIT",
+                          "CLOSE_WAIT->LAST_ACK", "LAST_ACK->CLOSE"};
+const Strings kListenerLife{"CLOSE->LISTEN", "LISTEN->CLOSE"};
+
+EventMatch endpoints(int family, uint16_t lport, uint16_t rport) {
+    return [=](const tcpstates_event& e) {
+        return e.family == family && e.lport == lport && e.rport == rport;
+    };
+}
+
+// The events received from `first` on.
+std::vector<tcpstates_event> since(const Tracer& tracer, size_t first) {
+    return {tracer.events().begin() + static_cast<std::ptrdiff_t>(first), tracer.events().end()};
+}
+
+tcpstatesd::EventFilters local_ports_only(uint16_t port) {
+    tcpstatesd::EventFilters filters;
+    filters.local_ports = {port};
+    return filters;
+}
+
+tcpstatesd::EventFilters remote_ports_only(uint16_t port) {
+    tcpstatesd::EventFilters filters;
+    filters.remote_ports = {port};
+    return filters;
+}
+
+tcpstatesd::EventFilters family_only(int family) {
+    tcpstatesd::EventFilters filters;
+    filters.family = family;
+    return filters;
+}
+
+tcpstatesd::BpfOptions with_filters(const tcpstatesd::EventFilters& filters) {
+    tcpstatesd::BpfOptions options;
+    options.transport = tcpstatesd::Transport::RingBuffer;  // ordered: see the top of the file
+    options.filters = filters;
+    // Room for other processes' traffic while a test looks away, where the filters let it in.
+    options.ring_buffer_bytes = 32u << 20;
+    return options;
+}
+
+}  // namespace
+
+TEST_CASE("a local-port allow-list reports only sockets on that local port", "[filters]") {
+    REQUIRE_BPF();
+    Fd wanted = bind_loopback(AF_INET);
+    Fd other = bind_loopback(AF_INET);
+    const uint16_t wanted_port = local_port(wanted);
+    const uint16_t other_port = local_port(other);
+    Tracer tracer(with_filters(local_ports_only(wanted_port)));
+
+    start_listening(other);
+    start_listening(wanted);
+    run_connection(AF_INET, other);
+    const uint16_t client_port = run_connection(AF_INET, wanted);
+    other.reset();
+    wanted.reset();
+
+    const auto listener = endpoints(AF_INET, wanted_port, 0);
+    const auto child = endpoints(AF_INET, wanted_port, client_port);
+    REQUIRE(tracer.wait_until([&] {
+        return ended(life_of(tracer.events(), listener)) && ended(life_of(tracer.events(), child));
+    }));
+    CHECK(transitions(life_of(tracer.events(), listener)) == kListenerLife);
+    CHECK(transitions(life_of(tracer.events(), child)) == kServerLife);
+    // The client side of the wanted connection has an ephemeral local port: filtered out too.
+    CHECK(life_of(tracer.events(), endpoints(AF_INET, client_port, wanted_port)).empty());
+    for (const auto& e : tracer.events()) {
+        INFO(describe(e) << " (other port " << other_port << ")");
+        CHECK(e.lport == wanted_port);
+    }
+}
+
+TEST_CASE("a remote-port allow-list reports only sockets with that remote port", "[filters]") {
+    REQUIRE_BPF();
+    Fd wanted = listen_on_loopback(AF_INET);
+    Fd other = listen_on_loopback(AF_INET);
+    const uint16_t wanted_port = local_port(wanted);
+    const uint16_t other_port = local_port(other);
+    Tracer tracer(with_filters(remote_ports_only(wanted_port)));
+
+    run_connection(AF_INET, other);
+    const uint16_t client_port = run_connection(AF_INET, wanted);
+
+    // Its first event has local port 0: selected by the remote port alone.
+    const auto client = [&](const tcpstates_event& e) {
+        return e.family == AF_INET && e.rport == wanted_port;
+    };
+    REQUIRE(tracer.wait_until([&] { return ended(life_of(tracer.events(), client)); }));
+    const auto life = life_of(tracer.events(), client);
+    CHECK(transitions(life) == kClientLife);
+    CHECK(life.back().lport == client_port);
+    for (const auto& e : tracer.events()) {
+        INFO(describe(e) << " (other port " << other_port << ")");
+        CHECK(e.rport == wanted_port);
+    }
+}
+
+TEST_CASE("a family filter reports only that address family", "[filters]") {
+    REQUIRE_BPF();
+    const int family = GENERATE(AF_INET, AF_INET6);
+    const int other_family = family == AF_INET ? AF_INET6 : AF_INET;
+    INFO("filter " << family_label(family));
+    Fd wanted = bind_loopback(family);
+    Fd other = bind_loopback(other_family);
+    const uint16_t wanted_port = local_port(wanted);
+    const uint16_t other_port = local_port(other);
+    // Both ports allowed, so that only the family filter can keep the other family out; the
+    // port filter keeps the rest of the system's traffic out.
+    auto filters = family_only(family);
+    filters.local_ports = {wanted_port, other_port};
+    Tracer tracer(with_filters(filters));
+
+    start_listening(other);
+    run_connection(other_family, other);
+    other.reset();
+    start_listening(wanted);
+    const uint16_t client_port = run_connection(family, wanted);
+    wanted.reset();
+
+    const auto listener = endpoints(family, wanted_port, 0);
+    const auto child = endpoints(family, wanted_port, client_port);
+    REQUIRE(tracer.wait_until([&] {
+        return ended(life_of(tracer.events(), listener)) && ended(life_of(tracer.events(), child));
+    }));
+    CHECK(transitions(life_of(tracer.events(), listener)) == kListenerLife);
+    CHECK(transitions(life_of(tracer.events(), child)) == kServerLife);
+    for (const auto& e : tracer.events()) {
+        INFO(describe(e));
+        CHECK(e.family == family);
+        CHECK(e.lport == wanted_port);
+    }
+}
+
+TEST_CASE("apply_filters changes what a live program reports without re-attaching",
+          "[filters]") {
+    REQUIRE_BPF();
+    Fd a = listen_on_loopback(AF_INET);
+    Fd b = listen_on_loopback(AF_INET);
+    const uint16_t port_a = local_port(a);
+    const uint16_t port_b = local_port(b);
+    INFO("port a " << port_a << ", port b " << port_b);
+    Tracer tracer(with_filters(local_ports_only(port_a)));
+
+    // Each phase waits for the accepted socket of its last connection to close: the last
+    // event any phase produces.
+    const auto run_phase = [&](const Fd& first, const Fd& last) {
+        const size_t start = tracer.events().size();
+        run_connection(AF_INET, first);
+        const uint16_t client_port = run_connection(AF_INET, last);
+        const auto last_child = endpoints(AF_INET, local_port(last), client_port);
+        REQUIRE(tracer.wait_until([&] { return ended(life_of(since(tracer, start), last_child)); }));
+        std::vector<uint16_t> ports;
+        for (const auto& e : since(tracer, start)) ports.push_back(e.lport);
+        return ports;
+    };
+    const auto count = [](const std::vector<uint16_t>& ports, uint16_t port) {
+        return std::count(ports.begin(), ports.end(), port);
+    };
+
+    const auto only_a = run_phase(b, a);
+    CHECK(count(only_a, port_a) == 5);
+    CHECK(count(only_a, port_a) == static_cast<long>(only_a.size()));
+
+    tracer.program.apply_filters(local_ports_only(port_b));
+    CHECK(tracer.program.filters().local_ports == std::vector<uint16_t>{port_b});
+    const auto only_b = run_phase(a, b);
+    CHECK(count(only_b, port_b) == 5);
+    CHECK(count(only_b, port_b) == static_cast<long>(only_b.size()));
+
+    // No filter: both accepted sockets and both clients (whose local ports are ephemeral),
+    // among whatever else the system does meanwhile.
+    tracer.program.apply_filters({});
+    CHECK(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
+    const size_t start = tracer.events().size();
+    const uint16_t client_a = run_connection(AF_INET, a);
+    const uint16_t client_b = run_connection(AF_INET, b);
+    REQUIRE(tracer.wait_until([&] {
+        const auto seen = since(tracer, start);
+        return ended(life_of(seen, endpoints(AF_INET, port_b, client_b)));
+    }));
+    const auto seen = since(tracer, start);
+    CHECK(transitions(life_of(seen, endpoints(AF_INET, port_a, client_a))) == kServerLife);
+    CHECK(transitions(life_of(seen, endpoints(AF_INET, client_a, port_a))) == kClientLife);
+    CHECK(transitions(life_of(seen, endpoints(AF_INET, port_b, client_b))) == kServerLife);
+    CHECK(transitions(life_of(seen, endpoints(AF_INET, client_b, port_b))) == kClientLife);
+    CHECK(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
+}
