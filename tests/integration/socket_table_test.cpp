@@ -1,5 +1,6 @@
-// The LRU socket table under more open sockets than it can hold: the program keeps
-// reporting every transition, evicts, and never computes a duration from a wrong start.
+// The socket table: a closed socket is forgotten (its address is soon reused), and an LRU
+// table holding fewer sockets than are open keeps reporting every transition, evicts, and
+// never computes a duration from a wrong start.
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
@@ -13,82 +14,73 @@
 using namespace itest;
 using Strings = std::vector<std::string>;
 
-TEST_CASE("a socket table smaller than the open sockets evicts but never reports a wrong start",
-          "[socket-table]") {
-    REQUIRE_BPF();
-    constexpr uint32_t kTableSize = 16;
-    constexpr size_t kConnections = 64;  // 129 sockets open at once: client, accepted, listener
+namespace {
 
-    // All bound before the program loads, so that one local-port allow-list names every socket
-    // of the test and keeps other processes' traffic out of the buffer. The table still sees
-    // every socket on the system: it is updated before the port filters run.
-    Fd listener = bind_loopback(AF_INET);
-    const uint16_t server_port = local_port(listener);
-    tcpstatesd::BpfOptions options;
-    options.transport = tcpstatesd::Transport::RingBuffer;
-    options.socket_table_size = kTableSize;
-    options.filters.local_ports = {server_port};
+const Strings kClientLife{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED", "ESTABLISHED->FIN_WAIT1",
+                          "FIN_WAIT1->FIN_WAIT2", "FIN_WAIT2->CLOSE"};
+const Strings kServerLife{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED", "ESTABLISHED->CLOSE_WAIT",
+                          "CLOSE_WAIT->LAST_ACK", "LAST_ACK->CLOSE"};
+
+// A listener and client sockets, all bound before the program loads, so that one local-port
+// allow-list names every socket of the test and keeps other processes' traffic out of the
+// buffer. The socket table still sees every socket on the system: it is updated before the
+// port filters run.
+struct BoundSockets {
+    explicit BoundSockets(size_t client_count) : listener(bind_loopback(AF_INET)) {
+        server_port = local_port(listener);
+        for (size_t i = 0; i < client_count; ++i) {
+            clients.push_back(bind_loopback(AF_INET));
+            client_ports.push_back(local_port(clients.back()));
+        }
+    }
+
+    tcpstatesd::BpfOptions options(uint32_t socket_table_size) const {
+        tcpstatesd::BpfOptions o;
+        o.transport = tcpstatesd::Transport::RingBuffer;
+        o.socket_table_size = socket_table_size;
+        o.filters.local_ports = client_ports;
+        o.filters.local_ports.push_back(server_port);
+        return o;
+    }
+
+    static EventMatch endpoints(uint16_t lport, uint16_t rport) {
+        return [=](const tcpstates_event& e) { return e.lport == lport && e.rport == rport; };
+    }
+    EventMatch client(size_t i) const { return endpoints(client_ports[i], server_port); }
+    EventMatch accepted(size_t i) const { return endpoints(server_port, client_ports[i]); }
+
+    bool all_ended(const std::vector<tcpstates_event>& events) const {
+        if (!ended(life_of(events, endpoints(server_port, 0)))) return false;
+        for (size_t i = 0; i < client_ports.size(); ++i)
+            if (!ended(life_of(events, client(i))) || !ended(life_of(events, accepted(i))))
+                return false;
+        return true;
+    }
+
+    // Every client's and accepted socket's whole life was reported.
+    void check_lives(const std::vector<tcpstates_event>& events) const {
+        for (size_t i = 0; i < client_ports.size(); ++i) {
+            INFO("connection " << i << ", client port " << client_ports[i]);
+            CHECK(transitions(life_of(events, client(i))) == kClientLife);
+            CHECK(transitions(life_of(events, accepted(i))) == kServerLife);
+        }
+    }
+
+    size_t socket_count() const { return 1 + 2 * client_ports.size(); }
+
+    Fd listener;
+    uint16_t server_port = 0;
     std::vector<Fd> clients;
     std::vector<uint16_t> client_ports;
-    for (size_t i = 0; i < kConnections; ++i) {
-        clients.push_back(bind_loopback(AF_INET));
-        client_ports.push_back(local_port(clients.back()));
-        options.filters.local_ports.push_back(client_ports.back());
-    }
-    Tracer tracer(options);
-    REQUIRE(tracer.program.socket_table_capacity() == kTableSize);
+};
 
-    start_listening(listener);
-    std::vector<Fd> servers;
-    for (size_t i = 0; i < kConnections; ++i) {
-        REQUIRE(try_connect(clients[i], AF_INET, server_port) == 0);
-        servers.push_back(accept_one(listener));
-        tracer.source.consume();
-    }
-    // All open: the table is as full as it gets, and never fuller than its size.
-    const size_t open_entries = tracer.program.for_each_socket([](const tcpstates_socket&) {});
-    CHECK(open_entries > 0);
-    CHECK(open_entries <= kTableSize);
-    for (size_t i = 0; i < kConnections; ++i) {
-        clients[i].reset();
-        expect_eof(servers[i]);
-        servers[i].reset();
-        tracer.source.consume();
-    }
-    listener.reset();
-
-    const auto endpoints = [](uint16_t lport, uint16_t rport) -> EventMatch {
-        return [=](const tcpstates_event& e) { return e.lport == lport && e.rport == rport; };
-    };
-    std::vector<EventMatch> sockets{endpoints(server_port, 0)};
-    for (uint16_t client_port : client_ports) {
-        sockets.push_back(endpoints(client_port, server_port));
-        sockets.push_back(endpoints(server_port, client_port));
-    }
-    REQUIRE(tracer.wait_until([&] {
-        for (const auto& socket : sockets)
-            if (!ended(life_of(tracer.events(), socket))) return false;
-        return true;
-    }));
-    // Every transition of every socket arrived: what follows may rely on having them all.
-    REQUIRE(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
-
-    // The program kept reporting every socket's whole life, evictions notwithstanding.
-    for (size_t i = 0; i < kConnections; ++i) {
-        INFO("connection " << i << ", client port " << client_ports[i]);
-        CHECK(transitions(life_of(tracer.events(), sockets[1 + 2 * i])) ==
-              Strings{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED", "ESTABLISHED->FIN_WAIT1",
-                      "FIN_WAIT1->FIN_WAIT2", "FIN_WAIT2->CLOSE"});
-        CHECK(transitions(life_of(tracer.events(), sockets[2 + 2 * i])) ==
-              Strings{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED", "ESTABLISHED->CLOSE_WAIT",
-                      "CLOSE_WAIT->LAST_ACK", "LAST_ACK->CLOSE"});
-    }
-
-    // No duration from a wrong start: every known duration is exactly the time since the
-    // same socket's previous transition, which the test received.
+// No duration from a wrong start: every known duration is exactly the time since the same
+// socket's previous transition, which the test must have received, in the life that began
+// after that address's last CLOSE. Returns how many transitions had an unknown start.
+size_t check_known_durations(const std::vector<tcpstates_event>& received) {
     std::map<uint64_t, tcpstates_event> previous;
     size_t unknown_starts = 0;
-    for (const auto& e : chronological(tracer.events())) {
+    for (const auto& e : chronological(received)) {
         INFO(describe(e));
         const auto before = previous.find(e.skaddr);
         if (e.flags & TCPSTATES_EVENT_START_UNKNOWN) {
@@ -104,10 +96,96 @@ TEST_CASE("a socket table smaller than the open sockets evicts but never reports
         else
             previous[e.skaddr] = e;
     }
+    return unknown_starts;
+}
+
+size_t table_entries(const tcpstatesd::BpfProgram& program) {
+    return program.for_each_socket([](const tcpstates_socket&) {});
+}
+
+}  // namespace
+
+TEST_CASE("a socket reusing a closed socket's address starts a life of its own",
+          "[socket-table]") {
+    REQUIRE_BPF();
+    // Clients made one after the other, each created after the previous one was freed, so
+    // that the kernel hands them the same few addresses. A remote-port filter selects them
+    // (their first event has no local port yet) and keeps other traffic out.
+    constexpr size_t kConnections = 50;
+    Fd listener = listen_on_loopback(AF_INET);
+    const uint16_t server_port = local_port(listener);
+    tcpstatesd::BpfOptions options;
+    options.transport = tcpstatesd::Transport::RingBuffer;
+    options.filters.remote_ports = {server_port};
+    Tracer tracer(options);
+
+    std::vector<EventMatch> clients;
+    for (size_t i = 0; i < kConnections; ++i)
+        clients.push_back(BoundSockets::endpoints(run_connection(AF_INET, listener), server_port));
+    listener.reset();
+    const auto all_ended = [&] {
+        for (const auto& client : clients)
+            if (!ended(life_of(tracer.events(), client))) return false;
+        return true;
+    };
+    REQUIRE(tracer.wait_until(all_ended));
+    REQUIRE(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
+
+    std::map<uint64_t, int> lives_per_address;
+    for (const auto& client : clients) {
+        const auto life = life_of(tracer.events(), client);
+        CHECK(transitions(life) == kClientLife);
+        ++lives_per_address[life.front().skaddr];
+    }
+    // One unknown start per socket, its first transition, whatever had the address before.
+    const size_t unknown_starts = check_known_durations(tracer.events());
+    CHECK(unknown_starts == kConnections);
+    INFO("the kernel reused no socket address: nothing was tested");
+    CHECK(lives_per_address.size() < kConnections);
+}
+
+TEST_CASE("a socket table smaller than the open sockets evicts but never reports a wrong start",
+          "[socket-table]") {
+    REQUIRE_BPF();
+    constexpr uint32_t kTableSize = 16;
+    constexpr size_t kConnections = 64;  // 129 sockets open at once: client, accepted, listener
+    // The second round's sockets mostly reuse the addresses of the first round's.
+    constexpr size_t kRounds = 2;
+    BoundSockets sockets(kRounds * kConnections);
+    Tracer tracer(sockets.options(kTableSize));
+    REQUIRE(tracer.program.socket_table_capacity() == kTableSize);
+
+    start_listening(sockets.listener);
+    for (size_t round = 0; round < kRounds; ++round) {
+        std::vector<Fd> servers;
+        for (size_t i = round * kConnections; i < (round + 1) * kConnections; ++i) {
+            REQUIRE(try_connect(sockets.clients[i], AF_INET, sockets.server_port) == 0);
+            servers.push_back(accept_one(sockets.listener));
+            tracer.source.consume();
+        }
+        // All open: the table is as full as it gets, and never fuller than its size.
+        const size_t open_entries = table_entries(tracer.program);
+        CHECK(open_entries > 0);
+        CHECK(open_entries <= kTableSize);
+        for (size_t i = 0; i < kConnections; ++i) {
+            sockets.clients[round * kConnections + i].reset();
+            expect_eof(servers[i]);
+            servers[i].reset();
+            tracer.source.consume();
+        }
+    }
+    sockets.listener.reset();
+
+    REQUIRE(tracer.wait_until([&] { return sockets.all_ended(tracer.events()); }));
+    // Every transition of every socket arrived: what follows relies on having them all.
+    REQUIRE(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
+
+    sockets.check_lives(tracer.events());  // evictions notwithstanding
+    const size_t unknown_starts = check_known_durations(tracer.events());
 
     // Evicted: inserted, neither deleted on CLOSE nor still in the table.
     const auto counters = tracer.program.read_counters();
-    const size_t present = tracer.program.for_each_socket([](const tcpstates_socket&) {});
+    const size_t present = table_entries(tracer.program);
     INFO("inserted " << counters[TCPSTATES_COUNTER_TABLE_INSERT] << ", deleted "
                      << counters[TCPSTATES_COUNTER_TABLE_DELETE] << ", present " << present
                      << ", insert failed " << counters[TCPSTATES_COUNTER_TABLE_INSERT_FAILED]);
@@ -115,5 +193,5 @@ TEST_CASE("a socket table smaller than the open sockets evicts but never reports
     CHECK(counters[TCPSTATES_COUNTER_TABLE_INSERT] >
           counters[TCPSTATES_COUNTER_TABLE_DELETE] + present);
     // Without evictions, each socket's first event would be its only unknown start.
-    CHECK(unknown_starts > sockets.size());
+    CHECK(unknown_starts > sockets.socket_count());
 }
