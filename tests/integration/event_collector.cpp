@@ -41,7 +41,11 @@ std::vector<tcpstates_event> chronological(std::vector<tcpstates_event> events) 
 
 std::vector<tcpstates_event> life_of(const std::vector<tcpstates_event>& received,
                                      const EventMatch& identifies) {
-    const std::vector<tcpstates_event> events = chronological(received);
+    const auto by_time = [](const auto& a, const auto& b) { return a.ts_ns < b.ts_ns; };
+    std::vector<tcpstates_event> sorted;
+    if (!std::is_sorted(received.begin(), received.end(), by_time))
+        sorted = chronological(received);
+    const std::vector<tcpstates_event>& events = sorted.empty() ? received : sorted;
     const auto named = std::find_if(events.begin(), events.end(), identifies);
     if (named == events.end()) return {};
     const uint64_t skaddr = named->skaddr;

@@ -49,12 +49,23 @@ struct BoundSockets {
     EventMatch client(size_t i) const { return endpoints(client_ports[i], server_port); }
     EventMatch accepted(size_t i) const { return endpoints(server_port, client_ports[i]); }
 
-    bool all_ended(const std::vector<tcpstates_event>& events) const {
-        if (!ended(life_of(events, endpoints(server_port, 0)))) return false;
-        for (size_t i = 0; i < client_ports.size(); ++i)
-            if (!ended(life_of(events, client(i))) || !ended(life_of(events, accepted(i))))
-                return false;
-        return true;
+    // The lives that have not ended yet, one line each with what was received of them.
+    std::string unfinished(const std::vector<tcpstates_event>& received) const {
+        const auto events = chronological(received);
+        std::string report;
+        const auto check = [&](const std::string& name, const EventMatch& socket) {
+            const auto life = life_of(events, socket);
+            if (ended(life)) return;
+            report += name + ":";
+            for (const auto& t : transitions(life)) report += " " + t;
+            report += "\n";
+        };
+        check("listener", endpoints(server_port, 0));
+        for (size_t i = 0; i < client_ports.size(); ++i) {
+            check("client " + std::to_string(client_ports[i]), client(i));
+            check("accepted " + std::to_string(client_ports[i]), accepted(i));
+        }
+        return report;
     }
 
     // Every client's and accepted socket's whole life was reported.
@@ -176,7 +187,10 @@ TEST_CASE("a socket table smaller than the open sockets evicts but never reports
     }
     sockets.listener.reset();
 
-    REQUIRE(tracer.wait_until([&] { return sockets.all_ended(tracer.events()); }));
+    const bool all_ended =
+        tracer.wait_until([&] { return sockets.unfinished(tracer.events()).empty(); });
+    INFO("not ended:\n" << sockets.unfinished(tracer.events()));
+    REQUIRE(all_ended);
     // Every transition of every socket arrived: what follows relies on having them all.
     REQUIRE(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
 
