@@ -23,7 +23,8 @@ bool wait_until(tcpstatesd::EventSource& source, const std::function<bool()>& do
             deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) return false;
         pollfd pfd{source.fd(), POLLIN, 0};
-        // Short slices: a perf buffer's wake-up can lag its data, so look again regardless.
+        // Short slices: some conditions (a loss counter read from a map) change without an
+        // event to wake the poll.
         if (poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), 50))) < 0 &&
             errno != EINTR)
             throw std::system_error(errno, std::generic_category(), "polling the event source");

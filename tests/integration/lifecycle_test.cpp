@@ -59,10 +59,6 @@ void check_endpoints(const tcpstates_event& event, int family, uint16_t lport, u
         CHECK(is_loopback(family, event.raddr));
 }
 
-}  // namespace
-
-namespace {
-
 // Other processes' connections (a benchmark, say) must not crowd this test's events out of
 // the buffers, so each program watches only the server's port: one as the local port (the
 // listener and the accepted socket), one as the remote port (the client, including its first
@@ -119,6 +115,7 @@ TEST_CASE("a connection's full life, client closing first, is reported exactly",
     client.reset();
     const auto client_closed = Clock::now();
     expect_eof(server);
+    const auto eof_seen = Clock::now();
     // The server stays in CLOSE_WAIT at least this long.
     const auto half_closed_start = Clock::now();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -126,7 +123,7 @@ TEST_CASE("a connection's full life, client closing first, is reported exactly",
     server.reset();
     const auto server_closed = Clock::now();
     listener.reset();
-    const auto end = Clock::now();
+    const auto listener_closed = Clock::now();
 
     const auto is_client = [&](const tcpstates_event& e) {
         return e.family == family && e.lport == client_port && e.rport == server_port;
@@ -144,6 +141,9 @@ TEST_CASE("a connection's full life, client closing first, is reported exactly",
         return ended(life_of(server_side.events(), is_child)) &&
                ended(life_of(server_side.events(), is_listener));
     }));
+    // Transitions driven by arriving packets may be processed late (by ksoftirqd on a busy
+    // machine), after the system call that sent them: the window ends when all were received.
+    const auto end = Clock::now();
     for (const Tracer* tracer : {&server_side, &client_side}) {
         CHECK(tracer->collector.lost == 0);
         CHECK(tracer->collector.malformed == 0);
@@ -178,9 +178,10 @@ TEST_CASE("a connection's full life, client closing first, is reported exactly",
         for (const auto& e : life) check_endpoints(e, family, server_port, client_port);
         check_made_by_us(life[3]);  // close()
         check_timing(life, begin, end);
-        // ESTABLISHED from the client's handshake until its FIN arrived in close().
+        // ESTABLISHED from the client's handshake (before accept() returned) until its FIN
+        // arrived (before recv() saw the end of the stream).
         CHECK(life[2].duration_ns >= nanoseconds(hold_end - hold_start));
-        CHECK(life[2].duration_ns <= nanoseconds(client_closed - connect_start));
+        CHECK(life[2].duration_ns <= nanoseconds(eof_seen - connect_start));
         // CLOSE_WAIT from that FIN until the server's own close().
         CHECK(life[3].duration_ns >= nanoseconds(half_closed_end - half_closed_start));
         CHECK(life[3].duration_ns <= nanoseconds(server_closed - client_close_start));
@@ -196,7 +197,7 @@ TEST_CASE("a connection's full life, client closing first, is reported exactly",
         check_timing(life, begin, end);
         CHECK(life[1].duration_ns >= nanoseconds(hold_end - hold_start) +
                                          nanoseconds(half_closed_end - half_closed_start));
-        CHECK(life[1].duration_ns <= nanoseconds(end - begin));
+        CHECK(life[1].duration_ns <= nanoseconds(listener_closed - begin));
     }
 }
 
