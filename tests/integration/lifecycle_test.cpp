@@ -220,8 +220,10 @@ TEST_CASE("a refused connect goes from SYN_SENT back to CLOSE", "[lifecycle]") {
     REQUIRE(try_connect(client, family, port) == ECONNREFUSED);
     const auto end = Clock::now();
 
+    // Its connect() event: no local port yet (which no accepted socket, foreign or not,
+    // has), and the remote port is ours.
     const auto is_client = [&](const tcpstates_event& e) {
-        return e.family == family && e.rport == port;
+        return e.family == family && e.lport == 0 && e.rport == port;
     };
     REQUIRE(tracer.wait_until([&] { return ended(life_of(tracer.events(), is_client)); }));
     CHECK(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);

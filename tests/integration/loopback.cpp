@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <random>
 #include <stdexcept>
 #include <system_error>
 
@@ -92,12 +94,37 @@ bool is_unspecified(const uint8_t (&address)[16]) {
     return true;
 }
 
+// The lowest port the kernel hands out to connect() (net.ipv4.ip_local_port_range).
+uint16_t first_ephemeral_port() {
+    std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+    unsigned low = 32768;
+    range >> low;
+    return static_cast<uint16_t>(low);
+}
+
 Fd bind_loopback(int family) {
-    Fd s = tcp_socket(family);
-    Address a = loopback_sockaddr(family, 0);
-    if (bind(s.get(), a.get(), a.length) != 0)
-        fail(std::string("binding to the ") + family_label(family) + " loopback address");
-    return s;
+    // Below the ephemeral range: no client in any network namespace is given this port by
+    // connect(), so events on it come from the test (the program sees every namespace).
+    static const uint16_t ephemeral = first_ephemeral_port();
+    constexpr uint16_t kLowest = 10000;
+    if (ephemeral <= kLowest + 1000)
+        throw std::runtime_error("ip_local_port_range starts at " + std::to_string(ephemeral) +
+                                 ": no room below it for the tests' ports");
+    static std::minstd_rand random{std::random_device{}()};
+    const unsigned span = ephemeral - kLowest;
+    const unsigned start = random() % span;
+    for (unsigned attempt = 0; attempt < 1000; ++attempt) {
+        const auto port = static_cast<uint16_t>(kLowest + (start + attempt) % span);
+        Fd s = tcp_socket(family);
+        Address a = loopback_sockaddr(family, port);
+        if (bind(s.get(), a.get(), a.length) == 0) return s;
+        if (errno != EADDRINUSE)
+            fail(std::string("binding to ") + family_label(family) + " loopback port " +
+                 std::to_string(port));
+    }
+    errno = EADDRINUSE;
+    fail(std::string("binding to a free ") + family_label(family) + " loopback port below " +
+         std::to_string(ephemeral));
 }
 
 void start_listening(const Fd& socket) {

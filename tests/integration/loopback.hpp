@@ -38,8 +38,9 @@ bool is_unspecified(const uint8_t (&address)[16]);
 // A TCP socket with send/receive timeouts, not bound.
 Fd tcp_socket(int family);
 
-// A TCP socket bound to the loopback address on a port the kernel picks, not listening:
-// its port is known before any state change (and connecting to it is refused).
+// A TCP socket bound to the loopback address on a free port below the kernel's ephemeral
+// range (so that no other process's client socket, in any network namespace, has it), not
+// listening: its port is known before any state change (and connecting to it is refused).
 Fd bind_loopback(int family);
 void start_listening(const Fd& socket);
 // bind_loopback + start_listening.

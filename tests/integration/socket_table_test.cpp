@@ -1,6 +1,11 @@
 // The socket table: a closed socket is forgotten (its address is soon reused), and an LRU
 // table holding fewer sockets than are open keeps reporting every transition, evicts, and
 // never computes a duration from a wrong start.
+//
+// Each test's programs watch only its server's port, so that other processes' traffic
+// stays out of the buffers: as the remote port for the clients (whose first event has no
+// local port yet), as the local port for the listener and the accepted sockets. The socket
+// table still sees every socket on the system: it is updated before the port filters run.
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
@@ -9,7 +14,6 @@
 #include "event_collector.hpp"
 #include "loopback.hpp"
 #include "require_bpf.hpp"
-#include "tcp_state.hpp"
 
 using namespace itest;
 using Strings = std::vector<std::string>;
@@ -20,92 +24,70 @@ const Strings kClientLife{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED", "ESTABLISH
                           "FIN_WAIT1->FIN_WAIT2", "FIN_WAIT2->CLOSE"};
 const Strings kServerLife{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED", "ESTABLISHED->CLOSE_WAIT",
                           "CLOSE_WAIT->LAST_ACK", "LAST_ACK->CLOSE"};
+const Strings kListenerLife{"CLOSE->LISTEN", "LISTEN->CLOSE"};
 
-// A listener and client sockets, all bound before the program loads, so that one local-port
-// allow-list names every socket of the test and keeps other processes' traffic out of the
-// buffer. The socket table still sees every socket on the system: it is updated before the
-// port filters run.
-struct BoundSockets {
-    explicit BoundSockets(size_t client_count) : listener(bind_loopback(AF_INET)) {
-        server_port = local_port(listener);
-        for (size_t i = 0; i < client_count; ++i) {
-            clients.push_back(bind_loopback(AF_INET));
-            client_ports.push_back(local_port(clients.back()));
-        }
-    }
+tcpstatesd::BpfOptions watching(std::vector<uint16_t> tcpstatesd::EventFilters::*ports,
+                                uint16_t port, uint32_t socket_table_size) {
+    tcpstatesd::BpfOptions options;
+    options.transport = tcpstatesd::Transport::RingBuffer;
+    options.socket_table_size = socket_table_size;
+    options.filters.*ports = {port};
+    return options;
+}
 
-    tcpstatesd::BpfOptions options(uint32_t socket_table_size) const {
-        tcpstatesd::BpfOptions o;
-        o.transport = tcpstatesd::Transport::RingBuffer;
-        o.socket_table_size = socket_table_size;
-        o.filters.local_ports = client_ports;
-        o.filters.local_ports.push_back(server_port);
-        return o;
-    }
+EventMatch endpoints(uint16_t lport, uint16_t rport) {
+    return [=](const tcpstates_event& e) {
+        return e.family == AF_INET && e.lport == lport && e.rport == rport;
+    };
+}
 
-    static EventMatch endpoints(uint16_t lport, uint16_t rport) {
-        return [=](const tcpstates_event& e) { return e.lport == lport && e.rport == rport; };
-    }
-    EventMatch client(size_t i) const { return endpoints(client_ports[i], server_port); }
-    EventMatch accepted(size_t i) const { return endpoints(server_port, client_ports[i]); }
+// One socket of the test: how to find it, which program reports it, what its life must be.
+struct Watched {
+    std::string name;
+    EventMatch match;
+    const Tracer* tracer;
+    const Strings* life;
 
-    // The lives that have not ended yet, one line each with what was received of them.
-    std::string unfinished(const std::vector<tcpstates_event>& received) const {
-        const auto events = chronological(received);
-        std::string report;
-        const auto check = [&](const std::string& name, const EventMatch& socket) {
-            const auto life = life_of(events, socket);
-            if (ended(life)) return;
-            report += name + ":";
-            for (const auto& t : transitions(life)) report += " " + t;
-            report += "\n";
-        };
-        check("listener", endpoints(server_port, 0));
-        for (size_t i = 0; i < client_ports.size(); ++i) {
-            check("client " + std::to_string(client_ports[i]), client(i));
-            check("accepted " + std::to_string(client_ports[i]), accepted(i));
-        }
-        return report;
-    }
-
-    // Every client's and accepted socket's whole life was reported.
-    void check_lives(const std::vector<tcpstates_event>& events) const {
-        for (size_t i = 0; i < client_ports.size(); ++i) {
-            INFO("connection " << i << ", client port " << client_ports[i]);
-            CHECK(transitions(life_of(events, client(i))) == kClientLife);
-            CHECK(transitions(life_of(events, accepted(i))) == kServerLife);
-        }
-    }
-
-    size_t socket_count() const { return 1 + 2 * client_ports.size(); }
-
-    Fd listener;
-    uint16_t server_port = 0;
-    std::vector<Fd> clients;
-    std::vector<uint16_t> client_ports;
+    std::vector<tcpstates_event> received() const { return life_of(tracer->events(), match); }
 };
 
-// No duration from a wrong start: every known duration is exactly the time since the same
-// socket's previous transition, which the test must have received, in the life that began
-// after that address's last CLOSE. Returns how many transitions had an unknown start.
-size_t check_known_durations(const std::vector<tcpstates_event>& received) {
-    std::map<uint64_t, tcpstates_event> previous;
+// The sockets whose lives have not ended yet, one line each with what was received of them.
+std::string unfinished(const std::vector<Watched>& sockets) {
+    std::string report;
+    for (const auto& socket : sockets) {
+        const auto life = socket.received();
+        if (ended(life)) continue;
+        report += socket.name + ":";
+        for (const auto& t : transitions(life)) report += " " + t;
+        report += "\n";
+    }
+    return report;
+}
+
+// Consumes from every tracer until every watched life has ended or the time is up. (It
+// polls the first tracer's fd only, in the short slices wait_until() uses.)
+bool wait_for_ends(const std::vector<Tracer*>& tracers, const std::vector<Watched>& sockets) {
+    return tracers.front()->wait_until([&] {
+        for (Tracer* tracer : tracers) tracer->source.consume();
+        return unfinished(sockets).empty();
+    });
+}
+
+// No duration from a wrong start, in one socket's life as received: its first transition has
+// an unknown start (whatever had the address before was another socket), and every known
+// duration is exactly the time since the life's previous transition. Returns how many
+// transitions had an unknown start.
+size_t check_durations(const std::vector<tcpstates_event>& life) {
     size_t unknown_starts = 0;
-    for (const auto& e : chronological(received)) {
-        INFO(describe(e));
-        const auto before = previous.find(e.skaddr);
-        if (e.flags & TCPSTATES_EVENT_START_UNKNOWN) {
+    for (size_t i = 0; i < life.size(); ++i) {
+        INFO("event " << i << ": " << describe(life[i]));
+        if (life[i].flags & TCPSTATES_EVENT_START_UNKNOWN) {
             ++unknown_starts;
-            CHECK(e.duration_ns == 0);
+            CHECK(life[i].duration_ns == 0);
         } else {
-            REQUIRE(before != previous.end());
-            CHECK(before->second.new_state == e.old_state);
-            CHECK(e.duration_ns == e.ts_ns - before->second.ts_ns);
+            CHECK(i > 0);
+            if (i > 0) CHECK(life[i].duration_ns == life[i].ts_ns - life[i - 1].ts_ns);
         }
-        if (e.new_state == tcpstatesd::kTcpClose)
-            previous.erase(e.skaddr);
-        else
-            previous[e.skaddr] = e;
     }
     return unknown_starts;
 }
@@ -119,37 +101,36 @@ size_t table_entries(const tcpstatesd::BpfProgram& program) {
 TEST_CASE("a socket reusing a closed socket's address starts a life of its own",
           "[socket-table]") {
     REQUIRE_BPF();
-    // Clients made one after the other, each created after the previous one was freed, so
-    // that the kernel hands them the same few addresses. A remote-port filter selects them
-    // (their first event has no local port yet) and keeps other traffic out.
+    // One after the other: each client is created after the previous one was freed, so the
+    // kernel hands them the same few addresses.
     constexpr size_t kConnections = 50;
-    Fd listener = listen_on_loopback(AF_INET);
+    Fd listener = bind_loopback(AF_INET);
     const uint16_t server_port = local_port(listener);
-    tcpstatesd::BpfOptions options;
-    options.transport = tcpstatesd::Transport::RingBuffer;
-    options.filters.remote_ports = {server_port};
-    Tracer tracer(options);
+    Tracer clients(watching(&tcpstatesd::EventFilters::remote_ports, server_port, 65536));
+    start_listening(listener);
 
-    std::vector<EventMatch> clients;
-    for (size_t i = 0; i < kConnections; ++i)
-        clients.push_back(BoundSockets::endpoints(run_connection(AF_INET, listener), server_port));
+    std::vector<Watched> sockets;
+    for (size_t i = 0; i < kConnections; ++i) {
+        const uint16_t client_port = run_connection(AF_INET, listener);
+        sockets.push_back({"client " + std::to_string(client_port),
+                           endpoints(client_port, server_port), &clients, &kClientLife});
+    }
     listener.reset();
-    const auto all_ended = [&] {
-        for (const auto& client : clients)
-            if (!ended(life_of(tracer.events(), client))) return false;
-        return true;
-    };
-    REQUIRE(tracer.wait_until(all_ended));
-    REQUIRE(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
+    const bool all_ended = wait_for_ends({&clients}, sockets);
+    INFO("not ended:\n" << unfinished(sockets));
+    REQUIRE(all_ended);
+    REQUIRE(clients.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
 
     std::map<uint64_t, int> lives_per_address;
-    for (const auto& client : clients) {
-        const auto life = life_of(tracer.events(), client);
+    size_t unknown_starts = 0;
+    for (const auto& socket : sockets) {
+        INFO(socket.name);
+        const auto life = socket.received();
         CHECK(transitions(life) == kClientLife);
+        unknown_starts += check_durations(life);
         ++lives_per_address[life.front().skaddr];
     }
-    // One unknown start per socket, its first transition, whatever had the address before.
-    const size_t unknown_starts = check_known_durations(tracer.events());
+    // With room for every socket: no unknown start but each socket's first transition.
     CHECK(unknown_starts == kConnections);
     INFO("the kernel reused no socket address: nothing was tested");
     CHECK(lives_per_address.size() < kConnections);
@@ -162,50 +143,76 @@ TEST_CASE("a socket table smaller than the open sockets evicts but never reports
     constexpr size_t kConnections = 64;  // 129 sockets open at once: client, accepted, listener
     // The second round's sockets mostly reuse the addresses of the first round's.
     constexpr size_t kRounds = 2;
-    BoundSockets sockets(kRounds * kConnections);
-    Tracer tracer(sockets.options(kTableSize));
-    REQUIRE(tracer.program.socket_table_capacity() == kTableSize);
 
-    start_listening(sockets.listener);
+    Fd listener = bind_loopback(AF_INET);
+    const uint16_t server_port = local_port(listener);
+    // Two programs, two tables of kTableSize, both seeing every socket.
+    Tracer servers(watching(&tcpstatesd::EventFilters::local_ports, server_port, kTableSize));
+    Tracer clients(watching(&tcpstatesd::EventFilters::remote_ports, server_port, kTableSize));
+    const std::vector<Tracer*> tracers{&servers, &clients};
+    for (const Tracer* tracer : tracers)
+        REQUIRE(tracer->program.socket_table_capacity() == kTableSize);
+    const auto consume = [&] {
+        for (Tracer* tracer : tracers) tracer->source.consume();
+    };
+
+    start_listening(listener);
+    std::vector<Watched> sockets{
+        {"listener", endpoints(server_port, 0), &servers, &kListenerLife}};
     for (size_t round = 0; round < kRounds; ++round) {
-        std::vector<Fd> servers;
-        for (size_t i = round * kConnections; i < (round + 1) * kConnections; ++i) {
-            REQUIRE(try_connect(sockets.clients[i], AF_INET, sockets.server_port) == 0);
-            servers.push_back(accept_one(sockets.listener));
-            tracer.source.consume();
-        }
-        // All open: the table is as full as it gets, and never fuller than its size.
-        const size_t open_entries = table_entries(tracer.program);
-        CHECK(open_entries > 0);
-        CHECK(open_entries <= kTableSize);
+        std::vector<std::pair<Fd, Fd>> open;
         for (size_t i = 0; i < kConnections; ++i) {
-            sockets.clients[round * kConnections + i].reset();
-            expect_eof(servers[i]);
-            servers[i].reset();
-            tracer.source.consume();
+            Fd client = connect_loopback(AF_INET, server_port);
+            const uint16_t client_port = local_port(client);
+            open.emplace_back(std::move(client), accept_one(listener));
+            sockets.push_back({"client " + std::to_string(client_port),
+                               endpoints(client_port, server_port), &clients, &kClientLife});
+            sockets.push_back({"accepted " + std::to_string(client_port),
+                               endpoints(server_port, client_port), &servers, &kServerLife});
+            consume();
+        }
+        // All open: the tables are as full as they get, and never fuller than their size.
+        for (const Tracer* tracer : tracers) {
+            const size_t entries = table_entries(tracer->program);
+            CHECK(entries > 0);
+            CHECK(entries <= kTableSize);
+        }
+        for (auto& [client, server] : open) {
+            client.reset();
+            expect_eof(server);
+            server.reset();
+            consume();
         }
     }
-    sockets.listener.reset();
+    listener.reset();
 
-    const bool all_ended =
-        tracer.wait_until([&] { return sockets.unfinished(tracer.events()).empty(); });
-    INFO("not ended:\n" << sockets.unfinished(tracer.events()));
+    const bool all_ended = wait_for_ends(tracers, sockets);
+    INFO("not ended:\n" << unfinished(sockets));
     REQUIRE(all_ended);
     // Every transition of every socket arrived: what follows relies on having them all.
-    REQUIRE(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
+    for (const Tracer* tracer : tracers)
+        REQUIRE(tracer->program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
 
-    sockets.check_lives(tracer.events());  // evictions notwithstanding
-    const size_t unknown_starts = check_known_durations(tracer.events());
+    size_t unknown_starts = 0;
+    for (const auto& socket : sockets) {
+        INFO(socket.name);
+        const auto life = socket.received();
+        CHECK(transitions(life) == *socket.life);  // evictions notwithstanding
+        unknown_starts += check_durations(life);
+    }
+    // Without evictions, each socket's first transition would be its only unknown start.
+    CHECK(unknown_starts > sockets.size());
 
     // Evicted: inserted, neither deleted on CLOSE nor still in the table.
-    const auto counters = tracer.program.read_counters();
-    const size_t present = table_entries(tracer.program);
-    INFO("inserted " << counters[TCPSTATES_COUNTER_TABLE_INSERT] << ", deleted "
-                     << counters[TCPSTATES_COUNTER_TABLE_DELETE] << ", present " << present
-                     << ", insert failed " << counters[TCPSTATES_COUNTER_TABLE_INSERT_FAILED]);
-    CHECK(present <= kTableSize);
-    CHECK(counters[TCPSTATES_COUNTER_TABLE_INSERT] >
-          counters[TCPSTATES_COUNTER_TABLE_DELETE] + present);
-    // Without evictions, each socket's first event would be its only unknown start.
-    CHECK(unknown_starts > sockets.socket_count());
+    for (const Tracer* tracer : tracers) {
+        const auto counters = tracer->program.read_counters();
+        const size_t present = table_entries(tracer->program);
+        INFO("inserted " << counters[TCPSTATES_COUNTER_TABLE_INSERT] << ", deleted "
+                         << counters[TCPSTATES_COUNTER_TABLE_DELETE] << ", present " << present
+                         << ", insert failed "
+                         << counters[TCPSTATES_COUNTER_TABLE_INSERT_FAILED]);
+        CHECK(present <= kTableSize);
+        CHECK(counters[TCPSTATES_COUNTER_TABLE_INSERT] >
+              counters[TCPSTATES_COUNTER_TABLE_DELETE] + present);
+    }
 }
