@@ -3,6 +3,8 @@
 #include <poll.h>
 #include <sys/prctl.h>
 
+#include <catch2/catch.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -33,6 +35,20 @@ bool wait_until(tcpstatesd::EventSource& source, const std::function<bool()>& do
 
 Tracer::Tracer(const tcpstatesd::BpfOptions& options)
     : program(options), source(program, collector) {}
+
+bool Tracer::wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    if (itest::wait_until(source, done, timeout)) return true;
+    UNSCOPED_INFO("waited " << timeout.count() << " ms in vain; " << tcpstatesd::transport_name(
+                      program.transport()) << " program losses: " << losses());
+    return false;
+}
+
+std::string Tracer::losses() const {
+    return "ring buffer full: " +
+           std::to_string(program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL]) +
+           ", perf buffer lost: " + std::to_string(collector.lost) +
+           ", recursion misses: " + std::to_string(program.recursion_misses());
+}
 
 std::vector<tcpstates_event> chronological(std::vector<tcpstates_event> events) {
     std::stable_sort(events.begin(), events.end(),

@@ -36,10 +36,12 @@ bool wait_until(tcpstatesd::EventSource& source, const std::function<bool()>& do
 struct Tracer {
     explicit Tracer(const tcpstatesd::BpfOptions& options);
 
+    // itest::wait_until() on this tracer's source; when the time runs out, the losses the
+    // program counted are added to the test's failure message.
     bool wait_until(const std::function<bool()>& done,
-                    std::chrono::milliseconds timeout = kEventTimeout) {
-        return itest::wait_until(source, done, timeout);
-    }
+                    std::chrono::milliseconds timeout = kEventTimeout);
+    // "ring buffer full: 0, perf buffer lost: 0, recursion misses: 0"
+    std::string losses() const;
     const std::vector<tcpstates_event>& events() const { return collector.events; }
 
     tcpstatesd::BpfProgram program;

@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <map>
+#include <memory>
 
 #include "event_collector.hpp"
 #include "loopback.hpp"
@@ -136,83 +137,112 @@ TEST_CASE("a socket reusing a closed socket's address starts a life of its own",
     CHECK(lives_per_address.size() < kConnections);
 }
 
+// One run of the LRU scenario: connections in rounds, all of a round open at once, then all
+// closed, watched by two programs (two tables of `table_size`, both seeing every socket).
+struct LruRun {
+    static constexpr size_t kConnections = 64;  // 129 sockets open at once, with the listener
+    // The second round's sockets mostly reuse the addresses of the first round's.
+    static constexpr size_t kRounds = 2;
+
+    LruRun(uint32_t table_size, Fd bound)
+        : listener(std::move(bound)),
+          server_port(local_port(listener)),
+          servers(watching(&tcpstatesd::EventFilters::local_ports, server_port, table_size)),
+          clients(watching(&tcpstatesd::EventFilters::remote_ports, server_port, table_size)) {}
+
+    // Returns whether every watched life ended (was reported through its CLOSE) in time.
+    bool run() {
+        const auto consume = [&] {
+            for (Tracer* tracer : tracers()) tracer->source.consume();
+        };
+        start_listening(listener);
+        sockets.push_back({"listener", endpoints(server_port, 0), &servers, &kListenerLife});
+        for (size_t round = 0; round < kRounds; ++round) {
+            std::vector<std::pair<Fd, Fd>> open;
+            for (size_t i = 0; i < kConnections; ++i) {
+                Fd client = connect_loopback(AF_INET, server_port);
+                const uint16_t client_port = local_port(client);
+                open.emplace_back(std::move(client), accept_one(listener));
+                sockets.push_back({"client " + std::to_string(client_port),
+                                   endpoints(client_port, server_port), &clients, &kClientLife});
+                sockets.push_back({"accepted " + std::to_string(client_port),
+                                   endpoints(server_port, client_port), &servers, &kServerLife});
+                consume();
+            }
+            // All open: the tables are as full as they get, and never fuller than their size.
+            for (const Tracer* tracer : tracers()) {
+                const size_t entries = table_entries(tracer->program);
+                CHECK(entries > 0);
+                CHECK(entries <= servers.program.socket_table_capacity());
+            }
+            for (auto& [client, server] : open) {
+                client.reset();
+                expect_eof(server);
+                server.reset();
+                consume();
+            }
+        }
+        listener.reset();
+        return wait_for_ends(tracers(), sockets);
+    }
+
+    std::vector<Tracer*> tracers() { return {&servers, &clients}; }
+    uint64_t recursion_misses() const {
+        return servers.program.recursion_misses() + clients.program.recursion_misses();
+    }
+
+    Fd listener;
+    uint16_t server_port;
+    Tracer servers;
+    Tracer clients;
+    std::vector<Watched> sockets;
+};
+
 TEST_CASE("a socket table smaller than the open sockets evicts but never reports a wrong start",
           "[socket-table]") {
     REQUIRE_BPF();
     constexpr uint32_t kTableSize = 16;
-    constexpr size_t kConnections = 64;  // 129 sockets open at once: client, accepted, listener
-    // The second round's sockets mostly reuse the addresses of the first round's.
-    constexpr size_t kRounds = 2;
-
-    Fd listener = bind_loopback(AF_INET);
-    const uint16_t server_port = local_port(listener);
-    // Two programs, two tables of kTableSize, both seeing every socket.
-    Tracer servers(watching(&tcpstatesd::EventFilters::local_ports, server_port, kTableSize));
-    Tracer clients(watching(&tcpstatesd::EventFilters::remote_ports, server_port, kTableSize));
-    const std::vector<Tracer*> tracers{&servers, &clients};
-    for (const Tracer* tracer : tracers)
-        REQUIRE(tracer->program.socket_table_capacity() == kTableSize);
-    const auto consume = [&] {
-        for (Tracer* tracer : tracers) tracer->source.consume();
-    };
-
-    start_listening(listener);
-    std::vector<Watched> sockets{
-        {"listener", endpoints(server_port, 0), &servers, &kListenerLife}};
-    for (size_t round = 0; round < kRounds; ++round) {
-        std::vector<std::pair<Fd, Fd>> open;
-        for (size_t i = 0; i < kConnections; ++i) {
-            Fd client = connect_loopback(AF_INET, server_port);
-            const uint16_t client_port = local_port(client);
-            open.emplace_back(std::move(client), accept_one(listener));
-            sockets.push_back({"client " + std::to_string(client_port),
-                               endpoints(client_port, server_port), &clients, &kClientLife});
-            sockets.push_back({"accepted " + std::to_string(client_port),
-                               endpoints(server_port, client_port), &servers, &kServerLife});
-            consume();
-        }
-        // All open: the tables are as full as they get, and never fuller than their size.
-        for (const Tracer* tracer : tracers) {
-            const size_t entries = table_entries(tracer->program);
-            CHECK(entries > 0);
-            CHECK(entries <= kTableSize);
-        }
-        for (auto& [client, server] : open) {
-            client.reset();
-            expect_eof(server);
-            server.reset();
-            consume();
-        }
+    // On a busy machine the kernel may skip the program for a transition (a softirq
+    // interrupting it): a counted loss, but one that leaves a life unfinished. Only then is the
+    // scenario run again, at most twice more.
+    std::unique_ptr<LruRun> lru;
+    bool complete = false;
+    for (int attempt = 1; attempt <= 3 && !complete; ++attempt) {
+        lru = std::make_unique<LruRun>(kTableSize, bind_loopback(AF_INET));
+        complete = lru->run();
+        if (!complete && lru->recursion_misses() == 0) break;
+        if (!complete)
+            WARN("attempt " << attempt << " incomplete; the kernel skipped the program "
+                            << lru->recursion_misses() << " times (recursion misses)\n"
+                            << unfinished(lru->sockets));
     }
-    listener.reset();
-
-    const bool all_ended = wait_for_ends(tracers, sockets);
-    INFO("not ended:\n" << unfinished(sockets));
-    REQUIRE(all_ended);
+    INFO("not ended:\n" << unfinished(lru->sockets));
+    INFO("recursion misses: " << lru->recursion_misses());
+    REQUIRE(complete);
     // Every transition of every socket arrived: what follows relies on having them all.
-    for (const Tracer* tracer : tracers)
+    for (const Tracer* tracer : lru->tracers())
         REQUIRE(tracer->program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
 
     size_t unknown_starts = 0;
-    for (const auto& socket : sockets) {
+    for (const auto& socket : lru->sockets) {
         INFO(socket.name);
         const auto life = socket.received();
         CHECK(transitions(life) == *socket.life);  // evictions notwithstanding
         unknown_starts += check_durations(life);
     }
     // Without evictions, each socket's first transition would be its only unknown start.
-    CHECK(unknown_starts > sockets.size());
+    CHECK(unknown_starts > lru->sockets.size());
 
-    // Evicted: inserted, neither deleted on CLOSE nor still in the table.
-    for (const Tracer* tracer : tracers) {
-        const auto counters = tracer->program.read_counters();
+    // Evicted: inserted, neither deleted on CLOSE nor still in the table. Other sockets keep
+    // changing the table meanwhile, and the counters are read one at a time: inserts last,
+    // so that a busy machine can only overstate evictions, never show fewer inserts than
+    // deletes (it did, read the other way round).
+    for (const Tracer* tracer : lru->tracers()) {
         const size_t present = table_entries(tracer->program);
-        INFO("inserted " << counters[TCPSTATES_COUNTER_TABLE_INSERT] << ", deleted "
-                         << counters[TCPSTATES_COUNTER_TABLE_DELETE] << ", present " << present
-                         << ", insert failed "
-                         << counters[TCPSTATES_COUNTER_TABLE_INSERT_FAILED]);
+        const uint64_t deleted = tracer->program.read_counters()[TCPSTATES_COUNTER_TABLE_DELETE];
+        const uint64_t inserted = tracer->program.read_counters()[TCPSTATES_COUNTER_TABLE_INSERT];
+        INFO("inserted " << inserted << ", deleted " << deleted << ", present " << present);
         CHECK(present <= kTableSize);
-        CHECK(counters[TCPSTATES_COUNTER_TABLE_INSERT] >
-              counters[TCPSTATES_COUNTER_TABLE_DELETE] + present);
+        CHECK(inserted > deleted + present);
     }
 }
