@@ -15,6 +15,14 @@
 
 namespace itest {
 
+const std::vector<std::string> kClientLife{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED",
+                                           "ESTABLISHED->FIN_WAIT1", "FIN_WAIT1->FIN_WAIT2",
+                                           "FIN_WAIT2->CLOSE"};
+const std::vector<std::string> kServerLife{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED",
+                                           "ESTABLISHED->CLOSE_WAIT", "CLOSE_WAIT->LAST_ACK",
+                                           "LAST_ACK->CLOSE"};
+const std::vector<std::string> kListenerLife{"CLOSE->LISTEN", "LISTEN->CLOSE"};
+
 bool wait_until(tcpstatesd::EventSource& source, const std::function<bool()>& done,
                 std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -49,6 +49,12 @@ struct Tracer {
     tcpstatesd::EventSource source;
 };
 
+// The transitions of the sockets of one connection made by run_connection() (the client
+// closes first), as transitions() names them.
+extern const std::vector<std::string> kClientLife;
+extern const std::vector<std::string> kServerLife;  // the accepted socket
+extern const std::vector<std::string> kListenerLife;
+
 using EventMatch = std::function<bool(const tcpstates_event&)>;
 
 // The events in the order they happened (by ts_ns; stable for equal stamps). A perf buffer

@@ -3,8 +3,9 @@
 //
 // Every scenario runs the connections that must be filtered out first and the ones that
 // must be seen last: the ring buffer keeps the order in which events were written, so once
-// the last expected event has arrived, any event of the filtered-out connections would have
-// arrived too.
+// the last expected event has arrived, the events of the filtered-out connections would
+// have arrived too (but for a packet processed late, which can only hide a leak from a
+// check, never fail one).
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
@@ -14,15 +15,8 @@
 #include "require_bpf.hpp"
 
 using namespace itest;
-using Strings = std::vector<std::string>;
 
 namespace {
-
-const Strings kClientLife{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED", "ESTABLISHED->FIN_WAIT1",
-                          "FIN_WAIT1->FIN_WAIT2", "FIN_WAIT2->CLOSE"};
-const Strings kServerLife{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED", "ESTABLISHED->CLOSE_WAIT",
-                          "CLOSE_WAIT->LAST_ACK", "LAST_ACK->CLOSE"};
-const Strings kListenerLife{"CLOSE->LISTEN", "LISTEN->CLOSE"};
 
 EventMatch endpoints(int family, uint16_t lport, uint16_t rport) {
     return [=](const tcpstates_event& e) {
@@ -196,7 +190,7 @@ TEST_CASE("apply_filters changes what a live program reports without re-attachin
     const size_t start = tracer.events().size();
     const uint16_t client_a = run_connection(AF_INET, a);
     const uint16_t client_b = run_connection(AF_INET, b);
-    const std::vector<std::pair<EventMatch, Strings>> expected{
+    const std::vector<std::pair<EventMatch, std::vector<std::string>>> expected{
         {endpoints(AF_INET, port_a, client_a), kServerLife},
         {endpoints(AF_INET, client_a, port_a), kClientLife},
         {endpoints(AF_INET, port_b, client_b), kServerLife},

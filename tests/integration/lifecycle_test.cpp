@@ -1,7 +1,6 @@
 // The real program against real loopback connections made by the test: the exact
 // transitions of every socket of a connection, their addresses, ports and attribution, and
 // their durations against the test's own clock.
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 

@@ -17,15 +17,8 @@
 #include "require_bpf.hpp"
 
 using namespace itest;
-using Strings = std::vector<std::string>;
 
 namespace {
-
-const Strings kClientLife{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED", "ESTABLISHED->FIN_WAIT1",
-                          "FIN_WAIT1->FIN_WAIT2", "FIN_WAIT2->CLOSE"};
-const Strings kServerLife{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED", "ESTABLISHED->CLOSE_WAIT",
-                          "CLOSE_WAIT->LAST_ACK", "LAST_ACK->CLOSE"};
-const Strings kListenerLife{"CLOSE->LISTEN", "LISTEN->CLOSE"};
 
 tcpstatesd::BpfOptions watching(std::vector<uint16_t> tcpstatesd::EventFilters::*ports,
                                 uint16_t port, uint32_t socket_table_size) {
@@ -47,7 +40,7 @@ struct Watched {
     std::string name;
     EventMatch match;
     const Tracer* tracer;
-    const Strings* life;
+    const std::vector<std::string>* life;
 
     std::vector<tcpstates_event> received() const { return life_of(tracer->events(), match); }
 };

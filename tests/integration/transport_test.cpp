@@ -14,7 +14,6 @@
 
 using namespace itest;
 using tcpstatesd::Transport;
-using Strings = std::vector<std::string>;
 
 namespace {
 
@@ -87,7 +86,7 @@ TEST_CASE("the ring buffer and the perf buffer deliver the same events", "[trans
     }
 
     // Each socket of the scenario, with the transitions it must have.
-    std::vector<std::pair<EventMatch, Strings>> sockets;
+    std::vector<std::pair<EventMatch, std::vector<std::string>>> sockets;
     for (const auto& c : connections) {
         const int family = c.family;
         const auto match = [family](uint16_t lport, uint16_t rport) -> EventMatch {
@@ -95,15 +94,9 @@ TEST_CASE("the ring buffer and the perf buffer deliver the same events", "[trans
                 return e.family == family && e.lport == lport && e.rport == rport;
             };
         };
-        sockets.emplace_back(match(c.server_port, 0), Strings{"CLOSE->LISTEN", "LISTEN->CLOSE"});
-        sockets.emplace_back(match(c.server_port, c.client_port),
-                             Strings{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED",
-                                     "ESTABLISHED->CLOSE_WAIT", "CLOSE_WAIT->LAST_ACK",
-                                     "LAST_ACK->CLOSE"});
-        sockets.emplace_back(match(c.client_port, c.server_port),
-                             Strings{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED",
-                                     "ESTABLISHED->FIN_WAIT1", "FIN_WAIT1->FIN_WAIT2",
-                                     "FIN_WAIT2->CLOSE"});
+        sockets.emplace_back(match(c.server_port, 0), kListenerLife);
+        sockets.emplace_back(match(c.server_port, c.client_port), kServerLife);
+        sockets.emplace_back(match(c.client_port, c.server_port), kClientLife);
     }
     const auto all_ended = [&](const Tracer& tracer) {
         for (const auto& [socket, expected] : sockets)
