@@ -206,6 +206,15 @@ KernelCounters BpfProgram::read_counters() const {
     return totals;
 }
 
+uint64_t BpfProgram::recursion_misses() const {
+    const bpf_program* prog = transport_ == Transport::RingBuffer ? skel_->progs.tcpstates_ringbuf
+                                                                  : skel_->progs.tcpstates_perfbuf;
+    bpf_prog_info info{};
+    uint32_t size = sizeof info;
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &size) != 0) return 0;
+    return info.recursion_misses;
+}
+
 size_t BpfProgram::for_each_socket(
     const std::function<void(const tcpstates_socket&)>& visit) const {
     const int fd = bpf_map__fd(skel_->maps.sockets);

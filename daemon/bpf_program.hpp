@@ -75,6 +75,11 @@ public:
     const EventFilters& filters() const { return filters_; }
 
     KernelCounters read_counters() const;
+    // Transitions the kernel did not run the program for, because the program was already
+    // running on that CPU (a softirq interrupted it, or a task preempted it): lost events
+    // that the program cannot count itself. From bpf_prog_info.recursion_misses (Linux >=
+    // 5.12; 0 on older kernels).
+    uint64_t recursion_misses() const;
     // Visits every entry of the socket table (a moving target: an entry may be seen twice
     // or missed while sockets change concurrently). Returns the number visited.
     size_t for_each_socket(const std::function<void(const tcpstates_socket&)>& visit) const;

@@ -1,0 +1,142 @@
+#include "event_collector.hpp"
+
+#include <poll.h>
+#include <sys/prctl.h>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "tcp_state.hpp"
+#include "trace_format.hpp"
+
+namespace itest {
+
+const std::vector<std::string> kClientLife{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED",
+                                           "ESTABLISHED->FIN_WAIT1", "FIN_WAIT1->FIN_WAIT2",
+                                           "FIN_WAIT2->CLOSE"};
+const std::vector<std::string> kServerLife{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED",
+                                           "ESTABLISHED->CLOSE_WAIT", "CLOSE_WAIT->LAST_ACK",
+                                           "LAST_ACK->CLOSE"};
+const std::vector<std::string> kListenerLife{"CLOSE->LISTEN", "LISTEN->CLOSE"};
+
+bool wait_until(tcpstatesd::EventSource& source, const std::function<bool()>& done,
+                std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        source.consume();
+        if (done()) return true;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        pollfd pfd{source.fd(), POLLIN, 0};
+        // Short slices: some conditions (a loss counter read from a map) change without an
+        // event to wake the poll.
+        if (poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), 50))) < 0 &&
+            errno != EINTR)
+            throw std::system_error(errno, std::generic_category(), "polling the event source");
+    }
+}
+
+Tracer::Tracer(const tcpstatesd::BpfOptions& options)
+    : program(options), source(program, collector) {}
+
+bool Tracer::wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    if (itest::wait_until(source, done, timeout)) return true;
+    UNSCOPED_INFO("waited " << timeout.count() << " ms in vain; " << tcpstatesd::transport_name(
+                      program.transport()) << " program losses: " << losses());
+    return false;
+}
+
+std::string Tracer::losses() const {
+    return "ring buffer full: " +
+           std::to_string(program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL]) +
+           ", perf buffer lost: " + std::to_string(collector.lost) +
+           ", recursion misses: " + std::to_string(program.recursion_misses());
+}
+
+std::vector<tcpstates_event> chronological(std::vector<tcpstates_event> events) {
+    std::stable_sort(events.begin(), events.end(),
+                     [](const auto& a, const auto& b) { return a.ts_ns < b.ts_ns; });
+    return events;
+}
+
+std::vector<tcpstates_event> life_of(const std::vector<tcpstates_event>& received,
+                                     const EventMatch& identifies) {
+    const auto by_time = [](const auto& a, const auto& b) { return a.ts_ns < b.ts_ns; };
+    std::vector<tcpstates_event> sorted;
+    if (!std::is_sorted(received.begin(), received.end(), by_time))
+        sorted = chronological(received);
+    const std::vector<tcpstates_event>& events = sorted.empty() ? received : sorted;
+    const auto named = std::find_if(events.begin(), events.end(), identifies);
+    if (named == events.end()) return {};
+    const uint64_t skaddr = named->skaddr;
+    const auto same = [skaddr](const tcpstates_event& e) { return e.skaddr == skaddr; };
+    const auto is_close = [](const tcpstates_event& e) {
+        return e.new_state == tcpstatesd::kTcpClose;
+    };
+
+    // Back from the named event to just after the previous CLOSE of the same address.
+    auto begin = named;
+    for (auto it = named; it != events.begin();) {
+        --it;
+        if (!same(*it)) continue;
+        if (is_close(*it)) break;
+        begin = it;
+    }
+    std::vector<tcpstates_event> life;
+    for (auto it = begin; it != events.end(); ++it) {
+        if (!same(*it)) continue;
+        life.push_back(*it);
+        if (is_close(*it)) break;
+    }
+    return life;
+}
+
+bool ended(const std::vector<tcpstates_event>& life) {
+    return !life.empty() && life.back().new_state == tcpstatesd::kTcpClose;
+}
+
+std::vector<std::string> transitions(const std::vector<tcpstates_event>& events) {
+    std::vector<std::string> names;
+    for (const auto& e : events)
+        names.push_back(std::string(tcpstatesd::tcp_state_name(e.old_state)) + "->" +
+                        std::string(tcpstatesd::tcp_state_name(e.new_state)));
+    return names;
+}
+
+std::string comm_of(const tcpstates_event& event) {
+    return std::string(event.comm, strnlen(event.comm, sizeof event.comm));
+}
+
+std::string describe(const tcpstates_event& e) {
+    char skaddr[24];
+    snprintf(skaddr, sizeof skaddr, "%llx", static_cast<unsigned long long>(e.skaddr));
+    return std::string(skaddr) + " " + std::string(tcpstatesd::family_name(e.family)) + " " +
+           tcpstatesd::format_address(e.family, e.laddr) + ":" + std::to_string(e.lport) +
+           " " + tcpstatesd::format_address(e.family, e.raddr) + ":" +
+           std::to_string(e.rport) + " " + std::string(tcpstatesd::tcp_state_name(e.old_state)) +
+           "->" + std::string(tcpstatesd::tcp_state_name(e.new_state)) +
+           " flags=" + std::to_string(e.flags) + " pid=" + std::to_string(e.pid) +
+           " comm=" + comm_of(e);
+}
+
+std::string current_comm() {
+    char name[17] = {};
+    if (prctl(PR_GET_NAME, name) != 0)
+        throw std::system_error(errno, std::generic_category(), "prctl(PR_GET_NAME)");
+    return name;
+}
+
+uint64_t steady_ns(std::chrono::steady_clock::time_point t) {
+    return nanoseconds(t.time_since_epoch());
+}
+
+uint64_t nanoseconds(std::chrono::steady_clock::duration d) {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
+}  // namespace itest

@@ -1,0 +1,236 @@
+// The real program against real loopback connections made by the test: the exact
+// transitions of every socket of a connection, their addresses, ports and attribution, and
+// their durations against the test's own clock.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
+
+#include "event_collector.hpp"
+#include "loopback.hpp"
+#include "require_bpf.hpp"
+
+using namespace itest;
+using Clock = std::chrono::steady_clock;
+using Strings = std::vector<std::string>;
+
+namespace {
+
+// Checks that hold for every socket life a fresh program sees from its start:
+// START_UNKNOWN exactly on the first event, every later duration positive and equal to the
+// time between the socket's consecutive events, every event inside the test's time window.
+void check_timing(const std::vector<tcpstates_event>& life, Clock::time_point window_begin,
+                  Clock::time_point window_end) {
+    for (size_t i = 0; i < life.size(); ++i) {
+        INFO("event " << i << ": " << describe(life[i]));
+        CHECK(life[i].ts_ns >= steady_ns(window_begin));
+        CHECK(life[i].ts_ns <= steady_ns(window_end));
+        if (i == 0) {
+            CHECK(life[i].flags == TCPSTATES_EVENT_START_UNKNOWN);
+            CHECK(life[i].duration_ns == 0);
+        } else {
+            CHECK(life[i].flags == 0);
+            CHECK(life[i].duration_ns > 0);
+            CHECK(life[i].duration_ns == life[i].ts_ns - life[i - 1].ts_ns);
+        }
+    }
+}
+
+// For transitions made by a system call of this test (connect, listen, close), the kernel's
+// current task is this process.
+void check_made_by_us(const tcpstates_event& event) {
+    INFO(describe(event));
+    CHECK(event.pid == static_cast<uint32_t>(getpid()));
+    CHECK(comm_of(event) == current_comm());
+}
+
+void check_endpoints(const tcpstates_event& event, int family, uint16_t lport, uint16_t rport) {
+    INFO(describe(event));
+    CHECK(event.family == family);
+    CHECK(event.lport == lport);
+    CHECK(event.rport == rport);
+    CHECK(is_loopback(family, event.laddr));
+    if (rport == 0)
+        CHECK(is_unspecified(event.raddr));
+    else
+        CHECK(is_loopback(family, event.raddr));
+}
+
+// Other processes' connections (a benchmark, say) must not crowd this test's events out of
+// the buffers, so each program watches only the server's port: one as the local port (the
+// listener and the accepted socket), one as the remote port (the client, including its first
+// event, which has no local port yet).
+struct PortTracers {
+    PortTracers(tcpstatesd::Transport transport, uint16_t port)
+        : server_side(watching(transport, &tcpstatesd::EventFilters::local_ports, port)),
+          client_side(watching(transport, &tcpstatesd::EventFilters::remote_ports, port)) {}
+
+    static tcpstatesd::BpfOptions watching(tcpstatesd::Transport transport,
+                                           std::vector<uint16_t> tcpstatesd::EventFilters::*ports,
+                                           uint16_t port) {
+        tcpstatesd::BpfOptions options;
+        options.transport = transport;
+        options.filters.*ports = {port};
+        return options;
+    }
+
+    Tracer server_side;
+    Tracer client_side;
+};
+
+}  // namespace
+
+TEST_CASE("a connection's full life, client closing first, is reported exactly", "[lifecycle]") {
+    REQUIRE_BPF();
+    const int family = GENERATE(AF_INET, AF_INET6);
+    const auto transport = GENERATE(tcpstatesd::Transport::RingBuffer,
+                                    tcpstatesd::Transport::PerfBuffer);
+    INFO(family_label(family) << " over " << tcpstatesd::transport_name(transport));
+
+    Fd listener = bind_loopback(family);
+    const uint16_t server_port = local_port(listener);
+    PortTracers tracers(transport, server_port);
+    REQUIRE(tracers.server_side.program.transport() == transport);
+
+    const auto begin = Clock::now();
+    start_listening(listener);
+    const auto connect_start = Clock::now();
+    Fd client = connect_loopback(family, server_port);
+    const uint16_t client_port = local_port(client);
+    Fd server = accept_one(listener);
+    send_all(client, "request");
+    REQUIRE(recv_exact(server, 7) == "request");
+    send_all(server, "reply");
+    REQUIRE(recv_exact(client, 5) == "reply");
+
+    // Both sides stay ESTABLISHED at least this long, as the test's clock measures it.
+    const auto hold_start = Clock::now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const auto hold_end = Clock::now();
+
+    const auto client_close_start = Clock::now();
+    client.reset();
+    const auto client_closed = Clock::now();
+    expect_eof(server);
+    const auto eof_seen = Clock::now();
+    // The server stays in CLOSE_WAIT at least this long.
+    const auto half_closed_start = Clock::now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto half_closed_end = Clock::now();
+    server.reset();
+    const auto server_closed = Clock::now();
+    listener.reset();
+    const auto listener_closed = Clock::now();
+
+    const auto is_client = [&](const tcpstates_event& e) {
+        return e.family == family && e.lport == client_port && e.rport == server_port;
+    };
+    const auto is_child = [&](const tcpstates_event& e) {
+        return e.family == family && e.lport == server_port && e.rport == client_port;
+    };
+    const auto is_listener = [&](const tcpstates_event& e) {
+        return e.family == family && e.lport == server_port && e.rport == 0;
+    };
+    Tracer& server_side = tracers.server_side;
+    Tracer& client_side = tracers.client_side;
+    REQUIRE(client_side.wait_until([&] { return ended(life_of(client_side.events(), is_client)); }));
+    REQUIRE(server_side.wait_until([&] {
+        return ended(life_of(server_side.events(), is_child)) &&
+               ended(life_of(server_side.events(), is_listener));
+    }));
+    // Transitions driven by arriving packets may be processed late (by ksoftirqd on a busy
+    // machine), after the system call that sent them: the window ends when all were received.
+    const auto end = Clock::now();
+    for (const Tracer* tracer : {&server_side, &client_side}) {
+        CHECK(tracer->collector.lost == 0);
+        CHECK(tracer->collector.malformed == 0);
+        CHECK(tracer->program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
+    }
+
+    {
+        INFO("the client: SYN_SENT with no local port yet, then the active close");
+        const auto life = life_of(client_side.events(), is_client);
+        REQUIRE(transitions(life) == Strings{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED",
+                                             "ESTABLISHED->FIN_WAIT1", "FIN_WAIT1->FIN_WAIT2",
+                                             "FIN_WAIT2->CLOSE"});
+        check_endpoints(life[0], family, 0, server_port);
+        for (size_t i = 1; i < life.size(); ++i)
+            check_endpoints(life[i], family, client_port, server_port);
+        check_made_by_us(life[0]);  // connect()
+        check_made_by_us(life[2]);  // close()
+        check_timing(life, begin, end);
+        CHECK(life[1].ts_ns >= steady_ns(connect_start));
+        CHECK(life[2].ts_ns >= steady_ns(client_close_start));
+        CHECK(life[2].ts_ns <= steady_ns(client_closed));
+        // ESTABLISHED from inside connect() until inside close().
+        CHECK(life[2].duration_ns >= nanoseconds(hold_end - hold_start));
+        CHECK(life[2].duration_ns <= nanoseconds(client_closed - connect_start));
+    }
+    {
+        INFO("the accepted socket: cloned from the listener, then the passive close");
+        const auto life = life_of(server_side.events(), is_child);
+        REQUIRE(transitions(life) == Strings{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED",
+                                             "ESTABLISHED->CLOSE_WAIT", "CLOSE_WAIT->LAST_ACK",
+                                             "LAST_ACK->CLOSE"});
+        for (const auto& e : life) check_endpoints(e, family, server_port, client_port);
+        check_made_by_us(life[3]);  // close()
+        check_timing(life, begin, end);
+        // ESTABLISHED from the client's handshake (before accept() returned) until its FIN
+        // arrived (before recv() saw the end of the stream).
+        CHECK(life[2].duration_ns >= nanoseconds(hold_end - hold_start));
+        CHECK(life[2].duration_ns <= nanoseconds(eof_seen - connect_start));
+        // CLOSE_WAIT from that FIN until the server's own close().
+        CHECK(life[3].duration_ns >= nanoseconds(half_closed_end - half_closed_start));
+        CHECK(life[3].duration_ns <= nanoseconds(server_closed - client_close_start));
+    }
+    {
+        INFO("the listener");
+        const auto life = life_of(server_side.events(), is_listener);
+        REQUIRE(transitions(life) == Strings{"CLOSE->LISTEN", "LISTEN->CLOSE"});
+        for (const auto& e : life) {
+            check_endpoints(e, family, server_port, 0);
+            check_made_by_us(e);  // listen(), close()
+        }
+        check_timing(life, begin, end);
+        CHECK(life[1].duration_ns >= nanoseconds(hold_end - hold_start) +
+                                         nanoseconds(half_closed_end - half_closed_start));
+        CHECK(life[1].duration_ns <= nanoseconds(listener_closed - begin));
+    }
+}
+
+TEST_CASE("a refused connect goes from SYN_SENT back to CLOSE", "[lifecycle]") {
+    REQUIRE_BPF();
+    const int family = GENERATE(AF_INET, AF_INET6);
+    INFO(family_label(family));
+    // Unfiltered, as `tcpstatesd trace` runs by default: a ring buffer big enough that other
+    // processes' traffic does not push this test's two events out while it looks away.
+    tcpstatesd::BpfOptions options;
+    options.transport = tcpstatesd::Transport::RingBuffer;
+    options.ring_buffer_bytes = 32u << 20;
+    Tracer tracer(options);
+
+    // Bound but not listening: the port stays ours, and a SYN to it is answered with RST.
+    Fd closed_port = bind_loopback(family);
+    const uint16_t port = local_port(closed_port);
+    Fd client = tcp_socket(family);
+    const auto begin = Clock::now();
+    REQUIRE(try_connect(client, family, port) == ECONNREFUSED);
+    const auto end = Clock::now();
+
+    // Its connect() event: no local port yet (which no accepted socket, foreign or not,
+    // has), and the remote port is ours.
+    const auto is_client = [&](const tcpstates_event& e) {
+        return e.family == family && e.lport == 0 && e.rport == port;
+    };
+    REQUIRE(tracer.wait_until([&] { return ended(life_of(tracer.events(), is_client)); }));
+    CHECK(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
+    const auto life = life_of(tracer.events(), is_client);
+    REQUIRE(transitions(life) == Strings{"CLOSE->SYN_SENT", "SYN_SENT->CLOSE"});
+    check_endpoints(life[0], family, 0, port);
+    CHECK(is_loopback(family, life[1].laddr));
+    CHECK(is_loopback(family, life[1].raddr));
+    check_made_by_us(life[0]);  // connect()
+    check_timing(life, begin, end);
+}

@@ -1,0 +1,27 @@
+// The guard every test that loads the real BPF program starts with. Where loading is
+// impossible (not root, a kernel without BTF) a test must not pass silently in CI:
+// REQUIRE_BPF() fails the test when CI=true, and otherwise warns and leaves the test
+// (Catch2 v2 has no SKIP).
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <string>
+
+namespace itest {
+
+// Empty when BPF tests can run here, else why they cannot and what to do.
+std::string bpf_unavailable_reason();
+bool running_in_ci();
+
+}  // namespace itest
+
+#define REQUIRE_BPF()                                                                     \
+    do {                                                                                  \
+        const std::string itest_reason_ = ::itest::bpf_unavailable_reason();             \
+        if (!itest_reason_.empty()) {                                                     \
+            if (::itest::running_in_ci())                                                 \
+                FAIL("cannot load BPF: " << itest_reason_ << " (CI=true: failing, not skipping)"); \
+            WARN("skipped: cannot load BPF: " << itest_reason_);                          \
+            return;                                                                       \
+        }                                                                                 \
+    } while (false)

@@ -1,0 +1,266 @@
+// `tcpstatesd trace` end to end: the real binary (TCPSTATESD_BINARY, from CMake), started
+// as a child process, watching a connection the test makes, stopped with SIGINT.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
+#include <regex>
+#include <sstream>
+#include <system_error>
+#include <thread>
+
+#include "loopback.hpp"
+#include "require_bpf.hpp"
+
+using namespace itest;
+using Strings = std::vector<std::string>;
+
+extern char** environ;
+
+namespace {
+
+constexpr std::chrono::milliseconds kTimeout{10000};
+
+// One run of the binary with stdout and stderr captured. Killed if still running at the end.
+class TraceProcess {
+public:
+    explicit TraceProcess(const Strings& args) {
+        int out[2], err[2];
+        if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        out_ = Fd(out[0]);
+        err_ = Fd(err[0]);
+        Fd out_write(out[1]), err_write(err[1]);
+
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_adddup2(&actions, out_write.get(), STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&actions, err_write.get(), STDERR_FILENO);
+        std::vector<std::string> argv_strings{TCPSTATESD_BINARY};
+        argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (auto& a : argv_strings) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        const int rc = posix_spawn(&pid_, TCPSTATESD_BINARY, &actions, nullptr, argv.data(),
+                                   environ);
+        posix_spawn_file_actions_destroy(&actions);
+        if (rc != 0)
+            throw std::system_error(rc, std::generic_category(),
+                                    std::string("spawning ") + TCPSTATESD_BINARY);
+    }
+
+    ~TraceProcess() {
+        if (pid_ > 0) {
+            kill(pid_, SIGKILL);
+            waitpid(pid_, nullptr, 0);
+        }
+    }
+    TraceProcess(const TraceProcess&) = delete;
+    TraceProcess& operator=(const TraceProcess&) = delete;
+
+    // Reads stdout until done(all of it so far) holds, the output ends, or the timeout passes.
+    bool read_until(const std::function<bool(const std::string&)>& done,
+                    std::chrono::milliseconds timeout = kTimeout) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (!done(out_text_)) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0 || !read_some(out_, out_text_, static_cast<int>(left.count())))
+                return done(out_text_);
+        }
+        return true;
+    }
+
+    void interrupt() const { kill(pid_, SIGINT); }
+
+    // The exit code (128 + signal when killed by one); kills the process on timeout.
+    int wait(std::chrono::milliseconds timeout = kTimeout) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        int status = 0;
+        while (waitpid(pid_, &status, WNOHANG) == 0) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                kill(pid_, SIGKILL);
+                waitpid(pid_, &status, 0);
+                pid_ = -1;
+                FAIL("tcpstatesd did not exit within " << timeout.count() << " ms; killed");
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        pid_ = -1;
+        // The write ends are closed now: read what is left.
+        while (read_some(out_, out_text_, 1000)) {
+        }
+        while (read_some(err_, err_text_, 1000)) {
+        }
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+
+    const std::string& out() const { return out_text_; }
+    const std::string& err() const { return err_text_; }
+
+private:
+    // One read when data comes within `timeout_ms`; false at end of output or on timeout.
+    static bool read_some(const Fd& fd, std::string& into, int timeout_ms) {
+        pollfd pfd{fd.get(), POLLIN, 0};
+        if (poll(&pfd, 1, timeout_ms) <= 0) return false;
+        char buffer[4096];
+        const ssize_t n = read(fd.get(), buffer, sizeof buffer);
+        if (n <= 0) return false;
+        into.append(buffer, static_cast<size_t>(n));
+        return true;
+    }
+
+    pid_t pid_ = -1;
+    Fd out_, err_;
+    std::string out_text_, err_text_;
+};
+
+Strings lines_of(const std::string& text) {
+    Strings lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+}
+
+Strings words_of(const std::string& line) {
+    Strings words;
+    std::istringstream in(line);
+    for (std::string word; in >> word;) words.push_back(word);
+    return words;
+}
+
+bool is_duration(const std::string& ms) {
+    char* end = nullptr;
+    const double value = std::strtod(ms.c_str(), &end);
+    return !ms.empty() && *end == '\0' && value >= 0;
+}
+
+}  // namespace
+
+TEST_CASE("tcpstatesd trace prints a connection's transitions on its port", "[trace]") {
+    REQUIRE_BPF();
+    Fd listener = bind_loopback(AF_INET);
+    const std::string port = std::to_string(local_port(listener));
+    TraceProcess trace({"trace", "-L", port});
+    // The header is printed once the program is attached.
+    REQUIRE(trace.read_until([](const std::string& out) { return out.find('\n') != out.npos; }));
+    const std::string header = lines_of(trace.out()).front();
+    CHECK(words_of(header) == Strings{"SKADDR", "PID", "COMM", "LADDR", "LPORT", "RADDR", "RPORT",
+                                      "OLDSTATE", "->", "NEWSTATE", "MS"});
+
+    start_listening(listener);
+    const std::string client_port = std::to_string(run_connection(AF_INET, listener));
+    listener.reset();
+    // Header, 2 listener lines, 5 accepted-socket lines.
+    REQUIRE(trace.read_until([](const std::string& out) { return lines_of(out).size() >= 8; }));
+    trace.interrupt();
+    CHECK(trace.wait() == 0);
+    INFO("stdout:\n" << trace.out() << "stderr:\n" << trace.err());
+
+    const Strings lines = lines_of(trace.out());
+    REQUIRE(lines.size() == 8);
+    CHECK(lines[0] == header);
+    // Per line: LADDR LPORT RADDR RPORT OLDSTATE -> NEWSTATE, and whether MS is known.
+    const Strings expected{
+        "127.0.0.1 " + port + " 0.0.0.0 0 CLOSE -> LISTEN -",
+        "127.0.0.1 " + port + " 127.0.0.1 " + client_port + " LISTEN -> SYN_RECV -",
+        "127.0.0.1 " + port + " 127.0.0.1 " + client_port + " SYN_RECV -> ESTABLISHED ms",
+        "127.0.0.1 " + port + " 127.0.0.1 " + client_port + " ESTABLISHED -> CLOSE_WAIT ms",
+        "127.0.0.1 " + port + " 127.0.0.1 " + client_port + " CLOSE_WAIT -> LAST_ACK ms",
+        "127.0.0.1 " + port + " 127.0.0.1 " + client_port + " LAST_ACK -> CLOSE ms",
+        "127.0.0.1 " + port + " 0.0.0.0 0 LISTEN -> CLOSE ms",
+    };
+    Strings seen;
+    for (size_t i = 1; i < lines.size(); ++i) {
+        const Strings w = words_of(lines[i]);
+        REQUIRE(w.size() == 11);
+        const std::string ms = w[10] == "-" ? "-" : is_duration(w[10]) ? "ms" : w[10];
+        seen.push_back(w[3] + " " + w[4] + " " + w[5] + " " + w[6] + " " + w[7] + " " + w[8] +
+                       " " + w[9] + " " + ms);
+    }
+    CHECK(seen == expected);
+    // listen() and close() of the listener ran in this process.
+    CHECK(words_of(lines[1])[1] == std::to_string(getpid()));
+    CHECK(words_of(lines[7])[1] == std::to_string(getpid()));
+}
+
+TEST_CASE("tcpstatesd trace --json prints one object per transition", "[trace]") {
+    REQUIRE_BPF();
+    Fd probe = listen_on_loopback(AF_INET);
+    Fd listener = bind_loopback(AF_INET);
+    const std::string probe_port = std::to_string(local_port(probe));
+    const std::string port = std::to_string(local_port(listener));
+    TraceProcess trace({"trace", "--json", "-L", probe_port + "," + port});
+
+    // JSON output has no header to say the program is attached: connect to the probe port
+    // until a line for it shows up.
+    bool attached = false;
+    for (int attempt = 0; attempt < 50 && !attached; ++attempt) {
+        run_connection(AF_INET, probe);
+        attached = trace.read_until(
+            [&](const std::string& out) {
+                return out.find("\"lport\":" + probe_port + ",") != out.npos;
+            },
+            std::chrono::milliseconds(200));
+    }
+    REQUIRE(attached);
+
+    start_listening(listener);
+    const std::string client_port = std::to_string(run_connection(AF_INET, listener));
+    listener.reset();
+    const std::string listener_closed =
+        "\"lport\":" + port + ",\"raddr\":\"0.0.0.0\",\"rport\":0,\"old_state\":\"LISTEN\","
+        "\"new_state\":\"CLOSE\"";
+    REQUIRE(trace.read_until(
+        [&](const std::string& out) { return out.find(listener_closed) != out.npos; }));
+    trace.interrupt();
+    CHECK(trace.wait() == 0);
+    INFO("stdout:\n" << trace.out() << "stderr:\n" << trace.err());
+
+    const std::regex object(
+        R"re(^\{"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z","skaddr":"[0-9a-f]+","pid":(\d+),)re"
+        R"re("comm":"[^"]*","family":"ipv4","laddr":"127\.0\.0\.1","lport":(\d+),)re"
+        R"re("raddr":"([0-9.]+)","rport":(\d+),"old_state":"([A-Z_0-9]+)",)re"
+        R"re("new_state":"([A-Z_0-9]+)","duration_ms":(null|\d+\.\d{6})\}$)re");
+    Strings seen;
+    for (const auto& line : lines_of(trace.out())) {
+        std::smatch m;
+        REQUIRE(std::regex_match(line, m, object));
+        if (m[2] != port) continue;  // the probe's connections
+        seen.push_back(m[3].str() + " " + m[4].str() + " " + m[5].str() + "->" + m[6].str() +
+                       " " + (m[7] == "null" ? "null" : "ms"));
+    }
+    CHECK(seen == Strings{
+                      "0.0.0.0 0 CLOSE->LISTEN null",
+                      "127.0.0.1 " + client_port + " LISTEN->SYN_RECV null",
+                      "127.0.0.1 " + client_port + " SYN_RECV->ESTABLISHED ms",
+                      "127.0.0.1 " + client_port + " ESTABLISHED->CLOSE_WAIT ms",
+                      "127.0.0.1 " + client_port + " CLOSE_WAIT->LAST_ACK ms",
+                      "127.0.0.1 " + client_port + " LAST_ACK->CLOSE ms",
+                      "0.0.0.0 0 LISTEN->CLOSE ms",
+                  });
+}
+
+TEST_CASE("tcpstatesd trace rejects bad arguments with exit code 2 and a message", "[trace]") {
+    // No BPF needed: arguments are checked before anything is loaded.
+    const auto [args, message] = GENERATE(table<Strings, std::string>({
+        {{"trace", "--no-such-option"}, "Usage: tcpstatesd trace"},
+        {{"trace", "-L", "70000"}, "tcpstatesd trace: invalid port '70000'"},
+        {{"trace", "-D", "http"}, "tcpstatesd trace:"},
+        {{"trace", "--transport", "pigeon"}, "unknown transport 'pigeon'"},
+        {{"trace", "unexpected"}, "unexpected argument 'unexpected'"},
+    }));
+    TraceProcess trace(args);
+    const int code = trace.wait();
+    INFO("stderr:\n" << trace.err());
+    CHECK(code == 2);
+    CHECK(trace.err().find(message) != std::string::npos);
+    CHECK(trace.out().empty());
+}
