@@ -185,7 +185,7 @@ int run_daemon(const DaemonOptions& options) {
             const double seconds = std::chrono::duration<double>(now - last_status).count();
             const size_t tracked = program.for_each_socket([](const tcpstates_socket&) {});
             uint64_t lost = 0;
-            for (const LossCount& loss : losses_by_reason(program.read_counters(), losses))
+            for (const LossCount& loss : losses_by_reason(program.read_counters(), program.recursion_misses(), losses))
                 lost += loss.count;
             systemd.status(fmt::format("{:.0f} events/s, {} sockets tracked, {} events lost",
                                        static_cast<double>(received - last_received) / seconds,

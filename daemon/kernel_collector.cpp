@@ -42,9 +42,10 @@ bool allowed(const std::vector<uint16_t>& ports, uint16_t port) {
 
 }  // namespace
 
-std::array<LossCount, 4> losses_by_reason(const KernelCounters& kernel,
+std::array<LossCount, 5> losses_by_reason(const KernelCounters& kernel, uint64_t recursion_misses,
                                           const UserSpaceLosses& user) {
     return {{
+        {"recursion", recursion_misses},
         {"ringbuf_full", kernel[TCPSTATES_COUNTER_RINGBUF_FULL]},
         {"perfbuf_full", user.perf_buffer_lost.load(std::memory_order_relaxed)},
         {"perfbuf_error", kernel[TCPSTATES_COUNTER_PERFBUF_ERROR]},
@@ -137,7 +138,7 @@ std::vector<prometheus::MetricFamily> KernelCollector::Collect() const {
         family("tcpstatesd_events_lost_total",
                "Transition events that never reached the aggregator, by reason.",
                MetricType::Counter);
-    for (const auto& [reason, count] : losses_by_reason(kernel, losses_)) {
+    for (const auto& [reason, count] : losses_by_reason(kernel, program_.recursion_misses(), losses_)) {
         prometheus::ClientMetric m;
         m.label = {{"reason", reason}};
         m.counter.value = static_cast<double>(count);

@@ -18,8 +18,9 @@ struct LossCount {
     const char* reason;  // label value of tcpstatesd_events_lost_total
     uint64_t count;
 };
-// Every way an event can be lost, kernel and user space together.
-std::array<LossCount, 4> losses_by_reason(const KernelCounters& kernel,
+// Every way an event can be lost, kernel and user space together. `recursion_misses`:
+// BpfProgram::recursion_misses().
+std::array<LossCount, 5> losses_by_reason(const KernelCounters& kernel, uint64_t recursion_misses,
                                           const UserSpaceLosses& user);
 
 class KernelCollector : public prometheus::Collectable {
