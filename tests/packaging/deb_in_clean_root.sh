@@ -11,8 +11,8 @@
 # The root (debootstrap --variant=minbase plus man-db) is built once and cached under
 # /var/cache/tcpstatesd-test/packaging/, like the systemd test's (a directory of its own:
 # that test keeps one root per package set and removes the others). Each run works on an
-# overlay of it in a private mount namespace, so the cached root is never changed and no
-# mount outlives the test.
+# overlay of it (writes go to a tmpfs) in a private mount namespace, so the cached root is
+# never changed and no mount outlives the test.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -90,11 +90,15 @@ mkdir -p "$cache"
     fi
 ) 9>"$cache/lock"
 
-root="$work/root"
-mkdir -p "$work/upper" "$work/overlay-work" "$root"
-mount -t overlay overlay -o "lowerdir=$clean_root,upperdir=$work/upper,workdir=$work/overlay-work" "$root"
+# The overlay's writable layer is a tmpfs (an upper layer cannot live on every file system,
+# e.g. not on overlayfs as in many CI containers); it goes with the namespace.
+root="$work/root" writable="$work/writable"
+mkdir -p "$root" "$writable"
+mount -t tmpfs -o mode=0755 tmpfs "$writable"
+mkdir "$writable/upper" "$writable/work"
+mount -t overlay overlay \
+    -o "lowerdir=$clean_root,upperdir=$writable/upper,workdir=$writable/work" "$root"
 mount -t proc proc "$root/proc"
-trap 'umount -R "$root" 2>/dev/null || true' EXIT
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # No service is started in a chroot (there is no systemd here anyway).
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
