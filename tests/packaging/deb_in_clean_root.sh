@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2016,SC1091 # dpkg-query's own ${Field} syntax; /etc/os-release
+# shellcheck disable=SC2016,SC1091,SC2013 # dpkg-query's ${Field} syntax; /etc/os-release; /proc lists
 # Builds the Debian package with packaging/build-deb.sh, checks it with lintian, then installs
 # it with apt (dependencies from the Debian mirror) into a clean minimal Debian root and checks
 # what it installed: the binary runs (--version, --check-config on the packaged configuration),
 # files are in place, the conffile is registered and kept across a reinstall, the unit is
-# enabled, the man page is found; then removes and purges it and checks nothing is left.
+# enabled, the man page is found. Then it boots that root with systemd-nspawn and checks,
+# under a real systemd, that the enabled unit started at boot, that installing the package
+# again (what an upgrade does) restarts it, that it reloads, that removing the package stops
+# it, and that a purge leaves nothing.
 #
 # Usage: deb_in_clean_root.sh SOURCE_DIR WORK_DIR        (as root)
 #
-# The root (debootstrap --variant=minbase plus man-db) is built once and cached under
-# /var/cache/tcpstatesd-test/packaging/, like the systemd test's (a directory of its own:
-# that test keeps one root per package set and removes the others). Each run works on an
-# overlay of it (writes go to a tmpfs) in a private mount namespace, so the cached root is
-# never changed and no mount outlives the test.
+# The root (debootstrap --variant=minbase plus man-db and systemd; none of the daemon's
+# libraries) is built once and cached under /var/cache/tcpstatesd-test/packaging/, like the
+# systemd test's (a directory of its own: that test keeps one root per package set and
+# removes the others). Each run works on an overlay of it (writes go to a tmpfs) in a private
+# mount namespace, so the cached root is never changed and no mount outlives the test.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -29,9 +32,10 @@ cannot_run() {
 }
 
 [[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, mount, chroot)"
-for tool in dpkg-buildpackage dh lintian debootstrap unshare flock; do
+for tool in dpkg-buildpackage dh lintian debootstrap unshare flock systemd-nspawn nsenter; do
     command -v "$tool" >/dev/null || cannot_run "$tool is missing (.ci/install-deps installs it)"
 done
+[[ -r /sys/kernel/btf/vmlinux ]] || cannot_run "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
 
 # Mounts made from here on vanish with the namespace, whatever way the test ends.
 if [[ -z ${TCPSTATESD_PRIVATE_MOUNTS:-} ]]; then
@@ -69,7 +73,8 @@ debian_mirror() {
     apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' |
         awk -v suite="$codename" '$2 == suite && $3 == "main" {print $1; exit}'
 }
-packages=man-db
+# systemd: the root is booted to see the maintainer scripts start, restart and stop the unit.
+packages=man-db,systemd,systemd-sysv,dbus
 cache=/var/cache/tcpstatesd-test/packaging
 clean_root="$cache/$codename-$(printf '%s' "$packages" | sha256sum | cut -c1-12)"
 mkdir -p "$cache"
@@ -109,10 +114,11 @@ in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UT
 # --- Install --------------------------------------------------------------------------------
 
 log "apt-get update && apt-get install ./$(basename "$deb") (in the clean root)"
-cp "$deb" "$root/tmp/"
+# /var/tmp: the booted container mounts a tmpfs on /tmp.
+cp "$deb" "$root/var/tmp/"
 in_root apt-get update -qq >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get update failed"; }
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    "/tmp/$(basename "$deb")" >>"$work/apt.log" 2>&1 ||
+    "/var/tmp/$(basename "$deb")" >>"$work/apt.log" 2>&1 ||
     { tail -n 30 "$work/apt.log"; fail "apt-get install of the package failed"; }
 grep -E '^(Setting up|Unpacking) ' "$work/apt.log" | sed 's/^/    /'
 [[ $(in_root dpkg-query -W -f='${Status}' tcpstatesd) == "install ok installed" ]] ||
@@ -172,22 +178,92 @@ log "man -w tcpstatesd: $page"
 
 # An administrator's change to the conffile survives a reinstall of the package.
 echo "# changed by the administrator" >>"$root/etc/tcpstatesd/tcpstatesd.yaml"
-in_root dpkg -i "/tmp/$(basename "$deb")" >>"$work/apt.log" 2>&1 || fail "reinstalling failed"
+in_root dpkg -i "/var/tmp/$(basename "$deb")" >>"$work/apt.log" 2>&1 || fail "reinstalling failed"
 grep -q '^# changed by the administrator$' "$root/etc/tcpstatesd/tcpstatesd.yaml" ||
     fail "reinstalling the package replaced the changed conffile"
 log "a changed conffile is kept on reinstall"
 
+# --- Under systemd: start at boot, restart on upgrade, reload, stop on removal --------------
+
+machine="tcpstatesd-pkg-$$"
+nspawn_pid="" leader=""
+poweroff() {
+    local i
+    if [[ -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
+        timeout 10 nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1 || true
+    fi
+    if [[ -n $nspawn_pid ]]; then
+        for ((i = 0; i < 150; i++)); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
+        if kill -0 "$nspawn_pid" 2>/dev/null; then kill -KILL -- "-$nspawn_pid" 2>/dev/null || true; fi
+    fi
+    rmdir "/run/systemd/nspawn/propagate/$machine" 2>/dev/null || true
+    leader="" nspawn_pid=""
+}
+trap poweroff EXIT
+
+rm "$root/usr/sbin/policy-rc.d"
+log "booting the root with systemd-nspawn"
+# As in tests/systemd/unit_under_systemd.sh: nspawn refuses BPF without these two options.
+setsid systemd-nspawn --quiet -D "$root" -M "$machine" -b --private-network --register=no \
+    --keep-unit --capability=CAP_BPF,CAP_PERFMON --system-call-filter="bpf perf_event_open" \
+    </dev/null >"$work/nspawn.log" 2>&1 &
+nspawn_pid=$!
+container_init() {
+    local pid=$1 child
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == systemd ]] && { echo "$pid"; return; }
+    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do container_init "$child"; done
+}
+for ((i = 0; i < 300; i++)); do
+    leader=$(container_init "$nspawn_pid" | head -n1)
+    [[ -n $leader ]] && break
+    kill -0 "$nspawn_pid" 2>/dev/null || { tail -n 20 "$work/nspawn.log"; fail "systemd-nspawn exited"; }
+    sleep 0.1
+done
+[[ -n $leader ]] || fail "the container's systemd did not start"
+in_container() { nsenter -t "$leader" -a "$@"; }
+state=""
+for ((i = 0; i < 120; i++)); do
+    state=$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>/dev/null || true)
+    [[ $state == running || $state == degraded ]] && break
+    sleep 0.5
+done
+[[ $state == running || $state == degraded ]] || fail "the container did not boot (state '$state')"
+
+prop() { in_container systemctl show -P "$1" tcpstatesd.service; }
+wait_active() {  # wait until the unit is active with a main pid other than $1
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [[ $(prop ActiveState) == active && $(prop MainPID) != 0 && $(prop MainPID) != "$1" ]] && return
+        sleep 0.1
+    done
+    fail "tcpstatesd.service is $(prop ActiveState) (main pid $(prop MainPID)), want active with a new pid:
+$(in_container journalctl -u tcpstatesd.service -o cat --no-pager | tail -n 8)"
+}
+wait_active 0
+first_pid=$(prop MainPID)
+log "booted ($state): the enabled unit started, main pid $first_pid, configuration from the package"
+
+in_container dpkg -i "/var/tmp/$(basename "$deb")" >>"$work/apt.log" 2>&1 || fail "dpkg -i in the container failed"
+wait_active "$first_pid"
+log "installing the package again restarted the daemon: main pid $first_pid -> $(prop MainPID)"
+pid=$(prop MainPID)
+timeout 60 nsenter -t "$leader" -a systemctl reload tcpstatesd.service || fail "systemctl reload failed"
+[[ $(prop ActiveState) == active && $(prop MainPID) == "$pid" ]] || fail "not active with pid $pid after reload"
+log "systemctl reload: still active, same pid (ExecReload's /bin/kill from procps)"
+
 # --- Remove and purge -----------------------------------------------------------------------
 
 files=$(dpkg-deb --fsys-tarfile "$deb" | tar -t | sed 's|^\.||' | grep -v '/$')
-in_root dpkg --remove tcpstatesd >>"$work/apt.log" 2>&1 || fail "dpkg --remove failed"
+in_container dpkg --remove tcpstatesd >>"$work/apt.log" 2>&1 || fail "dpkg --remove failed"
+[[ $(prop ActiveState) == inactive ]] || fail "after dpkg --remove the unit is $(prop ActiveState)"
 [[ $(in_root dpkg-query -W -f='${db:Status-Abbrev}' tcpstatesd) == "rc " ]] ||
     fail "after remove: status '$(in_root dpkg-query -W -f='${db:Status-Abbrev}' tcpstatesd)', want rc"
 [[ ! -e $root/usr/sbin/tcpstatesd ]] || fail "/usr/sbin/tcpstatesd left after remove"
 [[ -f $root/etc/tcpstatesd/tcpstatesd.yaml ]] || fail "remove deleted the conffile (only purge may)"
-log "removed: the binary is gone, the conffile stays"
+log "removed: the daemon stopped, the binary is gone, the conffile stays"
 
-in_root dpkg --purge tcpstatesd >>"$work/apt.log" 2>&1 || fail "dpkg --purge failed"
+in_container dpkg --purge tcpstatesd >>"$work/apt.log" 2>&1 || fail "dpkg --purge failed"
+poweroff
 in_root dpkg-query -W tcpstatesd >/dev/null 2>&1 && fail "tcpstatesd still known to dpkg after purge"
 left=""
 for file in $files /etc/tcpstatesd /usr/share/tcpstatesd /etc/systemd/system/multi-user.target.wants/tcpstatesd.service; do
