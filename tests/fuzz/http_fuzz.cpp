@@ -62,8 +62,8 @@ void exchange(uint16_t port, const uint8_t* data, size_t size) {
     if (fd < 0) return;
     // MHD does not notice the client's end of input in every state (a body still expected,
     // a kept-alive connection) and waits for its 10 s timeout; an answer on loopback takes
-    // milliseconds, so half a second without one ends the exchange.
-    timeval timeout{0, 500000};
+    // milliseconds, so 100 ms without one ends the exchange.
+    timeval timeout{0, 100000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
     sockaddr_in address{};
