@@ -1,5 +1,7 @@
 #include "web_config.hpp"
 
+#include <gnutls/gnutls.h>
+
 #include <regex>
 
 #include "yaml_reader.hpp"
@@ -24,11 +26,43 @@ const std::map<std::string_view, std::string_view> kUnsupported = {
     {"http_server_config", "HTTP/2 and extra response headers are not available"},
 };
 
-Reader::Key unsupported(std::string_view name, const Reader& r) {
-    return {name, [&r, name](const Field& f) {
-                r.fail(Field{f.path, YAML::Node(), f.fallback},
-                       "not supported by tcpstatesd: " + std::string(kUnsupported.at(name)));
-            }};
+void refuse_unsupported(const Reader& r, const Field& section) {
+    if (!section.node.IsMap()) return;
+    for (const auto& entry : section.node) {
+        const YAML::Node key = entry.first;
+        if (!key.IsScalar()) continue;
+        const auto found = kUnsupported.find(key.Scalar());
+        if (found != kUnsupported.end())
+            r.fail(Field{section.path + "." + key.Scalar(), YAML::Node(), key.Mark()},
+                   "not supported by tcpstatesd: " + std::string(found->second));
+    }
+}
+
+// GnuTLS's own reading of the PEM texts, so that --check-config and a reload catch a key that
+// does not match its certificate or a file that is not PEM, naming the file.
+void check_with_gnutls(const TlsServerConfig& tls, const std::string& source) {
+    gnutls_certificate_credentials_t credentials = nullptr;
+    if (gnutls_certificate_allocate_credentials(&credentials) != GNUTLS_E_SUCCESS)
+        throw ConfigError(source + ": GnuTLS cannot allocate credentials");
+    auto datum = [](const std::string& text) {
+        return gnutls_datum_t{reinterpret_cast<unsigned char*>(const_cast<char*>(text.data())),
+                              static_cast<unsigned>(text.size())};
+    };
+    const gnutls_datum_t cert = datum(tls.cert_pem), key = datum(tls.key_pem),
+                         ca = datum(tls.client_ca_pem);
+    std::string error;
+    int code = gnutls_certificate_set_x509_key_mem(credentials, &cert, &key, GNUTLS_X509_FMT_PEM);
+    if (code < 0)
+        error = "tls_server_config: cert_file " + tls.cert_file + " with key_file " +
+                tls.key_file + ": " + gnutls_strerror(code);
+    if (error.empty() && !tls.client_ca_pem.empty()) {
+        code = gnutls_certificate_set_x509_trust_mem(credentials, &ca, GNUTLS_X509_FMT_PEM);
+        if (code <= 0)
+            error = "tls_server_config: client_ca_file " + tls.client_ca_file + ": " +
+                    (code < 0 ? gnutls_strerror(code) : "no certificate in it");
+    }
+    gnutls_certificate_free_credentials(credentials);
+    if (!error.empty()) throw ConfigError(source + ": " + error);
 }
 
 bool is_bcrypt_hash(const std::string& text) {
@@ -106,7 +140,7 @@ WebSecurity parse_web_config(std::string_view yaml_text, const std::string& sour
                                                                        : TlsVersion::Tls13;
                           }},
                      };
-                     for (const auto& entry : kUnsupported) keys.push_back(unsupported(entry.first, r));
+                     refuse_unsupported(r, section);
                      r.mapping(section, keys);
                  }},
                 {"basic_auth_users",
@@ -172,6 +206,7 @@ WebSecurity parse_web_config(std::string_view yaml_text, const std::string& sour
         tls.client_ca_pem =
             read_file(tls.client_ca_file, source_name + ": tls_server_config.client_ca_file");
     }
+    check_with_gnutls(tls, source_name);
     web.tls = std::move(tls);
     return web;
 }

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <string>
 
 #include "config.hpp"
@@ -42,9 +43,10 @@ TEST_CASE("web config: basic auth users with bcrypt hashes") {
 
 TEST_CASE("web config: TLS files are read relative to the file's directory") {
     TempDir dir;
-    dir.write("c.pem", "CERT");
-    dir.write("k.pem", "KEY");
-    dir.write("ca.pem", "CA");
+    REQUIRE(std::system(("cd " + dir.path() +
+                         " && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=t "
+                         "-keyout k.pem -out c.pem 2>/dev/null && cp c.pem ca.pem")
+                            .c_str()) == 0);
     const std::string path = dir.write(
         "web.yml",
         "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  client_ca_file: ca.pem\n"
@@ -52,12 +54,23 @@ TEST_CASE("web config: TLS files are read relative to the file's directory") {
     const WebSecurity web = load_web_config_file(path);
     REQUIRE(web.tls);
     CHECK(web.tls->cert_file == dir.path() + "/c.pem");
-    CHECK(web.tls->cert_pem == "CERT");
-    CHECK(web.tls->key_pem == "KEY");
-    CHECK(web.tls->client_ca_pem == "CA");
+    CHECK(web.tls->cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    CHECK(web.tls->key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    CHECK(web.tls->client_ca_pem == web.tls->cert_pem);
     CHECK(web.tls->client_auth == ClientAuth::RequireAndVerifyClientCert);
     CHECK(web.tls->min_version == TlsVersion::Tls13);
     CHECK(std::string(tls_priorities(TlsVersion::Tls13)) == "NORMAL:-VERS-ALL:+VERS-TLS1.3");
+
+    // GnuTLS reads them at load time: a key where the certificate belongs is refused.
+    const std::string swapped =
+        dir.write("swapped.yml", "tls_server_config:\n  cert_file: k.pem\n  key_file: k.pem\n");
+    try {
+        load_web_config_file(swapped);
+        FAIL("no error");
+    } catch (const ConfigError& e) {
+        CHECK(std::string(e.what()).starts_with(swapped + ": tls_server_config: cert_file " +
+                                                dir.path() + "/k.pem with key_file"));
+    }
 }
 
 TEST_CASE("web config: what cannot be honoured is an error, not ignored") {
