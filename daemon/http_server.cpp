@@ -517,6 +517,8 @@ void HttpServer::set_security(const WebSecurity& security) {
         if (fd >= 0) close(fd);  // the new daemon holds its own duplicate
     }
     daemons_ = std::move(started);  // stops the old daemons
+    spdlog::info("HTTP server restarted in place with the new TLS settings ({})",
+                 next->tls ? "HTTPS" : "plain HTTP");
     std::lock_guard lock(security_mutex_);
     // Kept after the swap: the stopped daemons no longer use the old one's certificate
     // texts, the new ones use next's.
