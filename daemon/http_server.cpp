@@ -354,6 +354,7 @@ HttpServer::HttpServer(const HttpServerOptions& options,
       healthy_(std::move(healthy)),
       ready_(std::move(ready)),
       security_(std::make_shared<const WebSecurity>(options.security)),
+      daemons_security_(security_),
       addresses_(options.listen_addresses),
       max_threads_(options.max_threads) {
     if (telemetry_path_.empty() || telemetry_path_.front() != '/' || telemetry_path_ == "/" ||
@@ -449,9 +450,8 @@ MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security,
     if (security.tls) {
         const TlsServerConfig& tls = *security.tls;
         flags |= MHD_USE_TLS;
-        // MHD keeps these pointers until the daemon stops: they point into *security_ or
-        // into the WebSecurity being applied, both kept alive as long as the daemon (see
-        // set_security).
+        // The texts belong to daemons_security_ (or to the settings set_security is
+        // applying, which become it): alive as long as the daemon.
         items.push_back({MHD_OPTION_HTTPS_MEM_CERT, 0, const_cast<char*>(tls.cert_pem.c_str())});
         items.push_back({MHD_OPTION_HTTPS_MEM_KEY, 0, const_cast<char*>(tls.key_pem.c_str())});
         items.push_back({MHD_OPTION_HTTPS_PRIORITIES, 0,
@@ -517,11 +517,10 @@ void HttpServer::set_security(const WebSecurity& security) {
         if (fd >= 0) close(fd);  // the new daemon holds its own duplicate
     }
     daemons_ = std::move(started);  // stops the old daemons
+    daemons_security_ = next;
     spdlog::info("HTTP server restarted in place with the new TLS settings ({})",
                  next->tls ? "HTTPS" : "plain HTTP");
     std::lock_guard lock(security_mutex_);
-    // Kept after the swap: the stopped daemons no longer use the old one's certificate
-    // texts, the new ones use next's.
     security_ = std::move(next);
 }
 

@@ -109,6 +109,9 @@ private:
 
     std::mutex security_mutex_;
     std::shared_ptr<const WebSecurity> security_;
+    // The settings the running daemons were started with: MHD is handed pointers to their
+    // PEM texts, which must outlive the daemons whatever users a reload swaps in.
+    std::shared_ptr<const WebSecurity> daemons_security_;
 
     std::vector<std::string> addresses_;
     unsigned max_threads_;

@@ -620,7 +620,7 @@ TEST_CASE("http: the server stops at once, closing open connections") {
     }
 }
 
-TEST_CASE("http: basic auth on every path; set_security swaps users live") {
+TEST_CASE("http: basic auth on every path, users swapped live by set_security") {
     HttpServerOptions options = loopback();
     // "u" / "p" and "u" / "q", bcrypt cost 4.
     options.security.basic_auth_users = {
