@@ -257,6 +257,18 @@ constexpr ClientAuth kClientAuths[] = {
     ClientAuth::NoClientCert, ClientAuth::RequestClientCert, ClientAuth::RequireAnyClientCert,
     ClientAuth::VerifyClientCertIfGiven, ClientAuth::RequireAndVerifyClientCert};
 
+// VerifyClientCertIfGiven: GnuTLS's own verification (gnutls_session_set_verify_cert) also
+// fails a client that sends no certificate, so a certificate that was sent is checked here,
+// during the handshake; non-zero fails it.
+int verify_if_given(gnutls_session_t session) {
+    unsigned count = 0;
+    if (gnutls_certificate_get_peers(session, &count) == nullptr || count == 0) return 0;
+    unsigned status = 0;
+    return gnutls_certificate_verify_peers2(session, &status) == GNUTLS_E_SUCCESS && status == 0
+               ? 0
+               : -1;
+}
+
 // MHD asks for a client certificate (GNUTLS_CERT_REQUEST) when given a trust list and never
 // verifies it. Each TLS session is set up here, before its handshake, so that GnuTLS itself
 // requires and verifies the certificate: a client refused fails the handshake.
@@ -279,7 +291,7 @@ void configure_client_auth(void* mode, MHD_Connection* connection, void** /*cont
         break;
     case ClientAuth::VerifyClientCertIfGiven:
         gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
-        gnutls_session_set_verify_cert(session, nullptr, 0);
+        gnutls_session_set_verify_function(session, verify_if_given);
         break;
     case ClientAuth::RequireAndVerifyClientCert:
         gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);

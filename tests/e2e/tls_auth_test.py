@@ -12,6 +12,8 @@ Usage: tls_auth_test.py TCPSTATESD_BINARY
    a TLS 1.2-only client is refused, TLS 1.3 works.
 5. SIGHUP with RequireAndVerifyClientCert: no client certificate or one from another CA is
    refused in the handshake; the CA's client certificate gets 200.
+   Then RequestClientCert, RequireAnyClientCert and VerifyClientCertIfGiven, each checked
+   with no certificate, another CA's and the CA's.
 6. SIGHUP with a broken web config: reload gauge 0, the previous settings still serve.
 7. SIGHUP with a certificate GnuTLS refuses: the same, the log names the files.
 """
@@ -254,6 +256,28 @@ def main():
                client.status(user=USER, password="second secret", cert="client"), 200)
         expect("reload gauge after the client-certificate reload", client.curl(
             user=USER, password="second secret", cert="client")[1].count(f"\n{gauge} 1"), 1)
+
+        # 5b. The other client_auth_types: who gets through (None: refused in the handshake).
+        modes = {
+            "RequestClientCert": (200, 200, 200),
+            "RequireAnyClientCert": (None, 200, 200),
+            "VerifyClientCertIfGiven": (200, None, 200),
+        }
+        for mode, (no_cert, stranger, signed) in modes.items():
+            ca = "  client_ca_file: ca.crt\n" if mode == "VerifyClientCertIfGiven" else ""
+            write_web("second secret", f"  client_auth_type: {mode}\n{ca}")
+            daemon.send_signal(signal.SIGHUP)
+            wait_for(f"{mode} to apply", lambda: client.status(
+                user=USER, password="second secret", cert="stranger") == stranger and
+                client.status(user=USER, password="second secret") == no_cert)
+            expect(f"{mode}: no certificate, another CA's, the CA's", tuple(
+                client.status(user=USER, password="second secret", cert=c)
+                for c in (None, "stranger", "client")), (no_cert, stranger, signed))
+        write_web("second secret", "  client_auth_type: RequireAndVerifyClientCert\n"
+                                   "  client_ca_file: ca.crt\n")
+        daemon.send_signal(signal.SIGHUP)
+        wait_for("RequireAndVerifyClientCert again",
+                 lambda: client.status(user=USER, password="second secret") is None)
 
         # 6. Broken web config: kept.
         with open(web, "w") as f:
