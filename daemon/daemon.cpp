@@ -45,8 +45,9 @@ BpfOptions bpf_options(const Config& config) {
     return options;
 }
 
-HttpServerOptions http_options(const Config& config) {
+HttpServerOptions http_options(const Config& config, const WebSecurity& security) {
     HttpServerOptions options;
+    options.security = security;
     options.listen_addresses = config.web.listen_addresses;
     options.telemetry_path = config.web.telemetry_path;
     options.max_threads = config.web.max_threads;
@@ -100,8 +101,10 @@ int run_daemon(const DaemonOptions& options) {
     // (under systemd: with error priority in the unit's journal).
     setup_logging(spdlog::level::info, LogFormat::Text);
     Config config;
+    WebSecurity web;
     try {
         config = load(options);
+        web = load_web_security(options);
     } catch (const std::exception& e) {
         spdlog::error("{}", e.what());
         return 1;
@@ -143,7 +146,7 @@ int run_daemon(const DaemonOptions& options) {
             const auto last = Clock::time_point(Clock::duration(heartbeat.load()));
             return Clock::now() - last < std::chrono::seconds(10);
         };
-        HttpServer server(http_options(config), registry, healthy, [&] { return ready.load(); },
+        HttpServer server(http_options(config, web), registry, healthy, [&] { return ready.load(); },
                           {kernel, process});
 
         reload = [&] {
@@ -151,6 +154,7 @@ int run_daemon(const DaemonOptions& options) {
             spdlog::info("reloading the configuration");
             try {
                 Config next = load(options);
+                WebSecurity next_web = load_web_security(options);
                 const auto restart_keys = keys_needing_restart(config, next);
                 if (!restart_keys.empty()) {
                     std::string keys;
@@ -159,6 +163,10 @@ int run_daemon(const DaemonOptions& options) {
                                       " needs a restart (systemctl restart tcpstatesd); "
                                       "nothing was applied");
                 }
+                // First, as the one step that can still fail (GnuTLS refusing a key): then
+                // nothing else has changed.
+                if (next_web != web) server.set_security(next_web);
+                web = std::move(next_web);
                 program.apply_filters(next.filters);
                 kernel->set_filters(next.filters);
                 metrics.set_duration_buckets(next.metrics.duration_buckets);

@@ -15,6 +15,7 @@ enum Option : int {
     kListenAddress,
     kTelemetryPath,
     kLogLevel,
+    kWebConfigFile,
 };
 
 const option kLongOptions[] = {
@@ -23,6 +24,7 @@ const option kLongOptions[] = {
     {"web.listen-address", required_argument, nullptr, kListenAddress},
     {"web.telemetry-path", required_argument, nullptr, kTelemetryPath},
     {"log.level", required_argument, nullptr, kLogLevel},
+    {"web.config.file", required_argument, nullptr, kWebConfigFile},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -43,6 +45,7 @@ DaemonOptions parse_daemon_options(int argc, char** argv) {
             case kListenAddress: options.listen_addresses.emplace_back(optarg); break;
             case kTelemetryPath: options.telemetry_path = optarg; break;
             case kLogLevel: options.log_level = optarg; break;
+            case kWebConfigFile: options.web_config_path = optarg; break;
             case ':':
                 throw std::invalid_argument(std::string("option ") + argv[previous] +
                                             " needs a value");
@@ -78,11 +81,23 @@ void apply_overrides(Config& config, const DaemonOptions& options) {
         config.logging.level = checked("--log.level", parse_log_level, *options.log_level);
 }
 
+WebSecurity load_web_security(const DaemonOptions& options) {
+    if (!options.web_config_path) return {};
+    if (options.web_config_path->empty())
+        throw ConfigError("--web.config.file: expected a file path, got nothing");
+    return load_web_config_file(*options.web_config_path);
+}
+
 int run_check_config(const DaemonOptions& options) {
     try {
         Config config = load_config(options.config_path);
         apply_overrides(config, options);
+        const WebSecurity web = load_web_security(options);
         std::printf("tcpstatesd: configuration OK (%s)\n", config.source.c_str());
+        if (options.web_config_path)
+            std::printf("tcpstatesd: web config OK (%s: %s, %zu basic auth users)\n",
+                        web.source.c_str(), web.tls ? "TLS" : "no TLS",
+                        web.basic_auth_users.size());
         return 0;
     } catch (const ConfigError& e) {
         std::fprintf(stderr, "%s\n", e.what());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "web_config.hpp"
 
 namespace tcpstatesd {
 
@@ -16,10 +17,11 @@ struct DaemonOptions {
     std::vector<std::string> listen_addresses;    // --web.listen-address, repeatable
     std::optional<std::string> telemetry_path;    // --web.telemetry-path
     std::optional<std::string> log_level;         // --log.level
+    std::optional<std::string> web_config_path;   // --web.config.file (TLS, basic auth)
 };
 
 // Parses `tcpstatesd [--config PATH] [--check-config] [--web.listen-address ADDR]...
-// [--web.telemetry-path PATH] [--log.level LEVEL]`. Throws std::invalid_argument on an
+// [--web.telemetry-path PATH] [--log.level LEVEL] [--web.config.file PATH]`. Throws std::invalid_argument on an
 // unknown option, a missing value or a stray argument. Values are checked by apply_overrides.
 DaemonOptions parse_daemon_options(int argc, char** argv);
 
@@ -27,7 +29,12 @@ DaemonOptions parse_daemon_options(int argc, char** argv);
 // each value with the file's rules; a ConfigError names the flag.
 void apply_overrides(Config& config, const DaemonOptions& options);
 
-// --check-config: loads the configuration with the overrides applied. Prints
+// The --web.config.file's TLS and basic auth; plain HTTP without authentication when the
+// flag is absent. Throws ConfigError.
+WebSecurity load_web_security(const DaemonOptions& options);
+
+// --check-config: loads the configuration with the overrides applied, and the web config
+// when given. Prints
 // "tcpstatesd: configuration OK (<source>)" to stdout and returns 0, or prints the error
 // line to stderr and returns 1.
 int run_check_config(const DaemonOptions& options);

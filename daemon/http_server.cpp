@@ -1,8 +1,11 @@
 #include "http_server.hpp"
 
 #include <arpa/inet.h>
+#include <crypt.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -248,6 +251,70 @@ private:
     sigset_t previous_;
 };
 
+
+// The client_auth_type values, addressable as the notify callback's closure.
+constexpr ClientAuth kClientAuths[] = {
+    ClientAuth::NoClientCert, ClientAuth::RequestClientCert, ClientAuth::RequireAnyClientCert,
+    ClientAuth::VerifyClientCertIfGiven, ClientAuth::RequireAndVerifyClientCert};
+
+// VerifyClientCertIfGiven: GnuTLS's own verification (gnutls_session_set_verify_cert) also
+// fails a client that sends no certificate, so a certificate that was sent is checked here,
+// during the handshake; non-zero fails it.
+int verify_if_given(gnutls_session_t session) {
+    unsigned count = 0;
+    if (gnutls_certificate_get_peers(session, &count) == nullptr || count == 0) return 0;
+    unsigned status = 0;
+    return gnutls_certificate_verify_peers2(session, &status) == GNUTLS_E_SUCCESS && status == 0
+               ? 0
+               : -1;
+}
+
+// MHD asks for a client certificate (GNUTLS_CERT_REQUEST) when given a trust list and never
+// verifies it. Each TLS session is set up here, before its handshake, so that GnuTLS itself
+// requires and verifies the certificate: a client refused fails the handshake.
+void configure_client_auth(void* mode, MHD_Connection* connection, void** /*context*/,
+                           MHD_ConnectionNotificationCode code) {
+    if (code != MHD_CONNECTION_NOTIFY_STARTED) return;
+    const MHD_ConnectionInfo* info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (info == nullptr || info->tls_session == nullptr) return;
+    auto session = static_cast<gnutls_session_t>(info->tls_session);
+    switch (*static_cast<const ClientAuth*>(mode)) {
+    case ClientAuth::NoClientCert:
+        gnutls_certificate_server_set_request(session, GNUTLS_CERT_IGNORE);
+        break;
+    case ClientAuth::RequestClientCert:
+        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
+        break;
+    case ClientAuth::RequireAnyClientCert:
+        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
+        break;
+    case ClientAuth::VerifyClientCertIfGiven:
+        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
+        gnutls_session_set_verify_function(session, verify_if_given);
+        break;
+    case ClientAuth::RequireAndVerifyClientCert:
+        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
+        gnutls_session_set_verify_cert(session, nullptr, 0);
+        break;
+    }
+}
+
+// Checked for unknown users so that the time to answer does not tell which user names exist
+// (cost 10, the usual one; any password fails on it since the user is unknown anyway).
+constexpr const char* kDummyHash =
+    "$2y$10$QmVjYXVzZSBpdCBpcyB0a.aBfqphNeHOrVUKWeliUKagM/lBAO19m";
+
+bool bcrypt_matches(const std::string& password, const std::string& hash) {
+    auto data = std::make_unique<crypt_data>();  // about 32 KiB: not for a thread's stack
+    const char* computed = crypt_r(password.c_str(), hash.c_str(), data.get());
+    if (computed == nullptr || std::strlen(computed) != hash.size()) return false;
+    unsigned char difference = 0;  // compared in full: no early exit to time
+    for (size_t i = 0; i < hash.size(); ++i)
+        difference |= static_cast<unsigned char>(computed[i] ^ hash[i]);
+    return difference == 0;
+}
+
 }  // namespace
 
 bool accepts_gzip(const char* accept_encoding) {
@@ -297,7 +364,11 @@ HttpServer::HttpServer(const HttpServerOptions& options,
       registry_(std::move(registry)),
       collectables_(std::move(collectables)),
       healthy_(std::move(healthy)),
-      ready_(std::move(ready)) {
+      ready_(std::move(ready)),
+      security_(std::make_shared<const WebSecurity>(options.security)),
+      daemons_security_(security_),
+      addresses_(options.listen_addresses),
+      max_threads_(options.max_threads) {
     if (telemetry_path_.empty() || telemetry_path_.front() != '/' || telemetry_path_ == "/" ||
         telemetry_path_ == "/-/healthy" || telemetry_path_ == "/-/ready") {
         throw HttpError("invalid telemetry path \"" + telemetry_path_ +
@@ -308,6 +379,11 @@ HttpServer::HttpServer(const HttpServerOptions& options,
     }
     if (options.max_threads == 0 || options.max_threads > kConnectionLimit) {
         throw HttpError("max_threads must be 1.." + std::to_string(kConnectionLimit));
+    }
+
+    if (options.security.tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        throw HttpError("TLS is configured in " + options.security.source +
+                        " but this libmicrohttpd was built without TLS support");
     }
 
     scrapes_ = &prometheus::BuildCounter()
@@ -324,6 +400,25 @@ HttpServer::HttpServer(const HttpServerOptions& options,
                                                                0.01, 0.025, 0.05, 0.1, 0.25,
                                                                0.5, 1});
 
+    std::string addresses;
+    {
+        const AllSignalsBlocked blocked;
+        for (const auto& address : options.listen_addresses) {
+            Socket listener = listen_on(address);
+            const uint16_t port = local_port(listener.get());
+            daemons_.emplace_back(start_daemon(listener.release(), *security_, address));
+            ports_.push_back(port);
+            addresses += (addresses.empty() ? "\"" : ", \"") + address + "\"";
+        }
+    }
+    spdlog::info("HTTP server listening on {} ({}, {}, telemetry path {})", addresses,
+                 options.security.tls ? "HTTPS" : "plain HTTP",
+                 options.security.basic_auth_users.empty() ? "no authentication" : "basic auth",
+                 telemetry_path_);
+}
+
+MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security,
+                                     const std::string& address) {
     // Captureless lambdas: they convert to the C callbacks and, being defined in a member
     // function, may call the private members.
     MHD_LogCallback log_callback = [](void* self, const char* format, va_list arguments) {
@@ -351,42 +446,94 @@ HttpServer::HttpServer(const HttpServerOptions& options,
                                                                               : MHD_NO;
     };
 
-    std::string addresses;
-    {
-        const AllSignalsBlocked blocked;
-        for (const auto& address : options.listen_addresses) {
-            Socket listener = listen_on(address);
-            const uint16_t port = local_port(listener.get());
-            // MHD owns the socket from here on: it closes it when stopped and also when it
-            // fails to start (checked with 0.9.75).
-            MHD_Daemon* daemon = MHD_start_daemon(
-                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr,
-                nullptr, handle_request, this,
-                MHD_OPTION_EXTERNAL_LOGGER, log_callback, this,
-                MHD_OPTION_LISTEN_SOCKET, listener.release(),
-                MHD_OPTION_THREAD_POOL_SIZE, options.max_threads,
-                MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit,
-                MHD_OPTION_PER_IP_CONNECTION_LIMIT, kPerAddressLimit,
-                MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds,
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,
-                MHD_OPTION_END);
-            if (daemon == nullptr) {
-                std::lock_guard lock(log_mutex_);
-                throw HttpError("cannot serve HTTP on \"" + address +
-                                "\": libmicrohttpd failed to start" +
-                                (startup_log_.empty() ? "" : ": " + startup_log_));
-            }
-            daemons_.emplace_back(daemon);
-            ports_.push_back(port);
-            addresses += (addresses.empty() ? "\"" : ", \"") + address + "\"";
-        }
+    // MHD owns the socket from here on: it closes it when stopped and also when it fails to
+    // start (checked with 0.9.75). MHD_USE_ITC makes MHD_quiesce_daemon possible.
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_USE_ITC;
+    std::vector<MHD_OptionItem> items = {
+        {MHD_OPTION_EXTERNAL_LOGGER, reinterpret_cast<intptr_t>(log_callback), this},
+        {MHD_OPTION_LISTEN_SOCKET, listen_fd, nullptr},
+        {MHD_OPTION_THREAD_POOL_SIZE, max_threads_, nullptr},
+        {MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit, nullptr},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, kPerAddressLimit, nullptr},
+        {MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds, nullptr},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, nullptr},
+    };
+    if (security.tls) {
+        const TlsServerConfig& tls = *security.tls;
+        flags |= MHD_USE_TLS;
+        // The texts belong to daemons_security_ (or to the settings set_security is
+        // applying, which become it): alive as long as the daemon.
+        items.push_back({MHD_OPTION_HTTPS_MEM_CERT, 0, const_cast<char*>(tls.cert_pem.c_str())});
+        items.push_back({MHD_OPTION_HTTPS_MEM_KEY, 0, const_cast<char*>(tls.key_pem.c_str())});
+        items.push_back({MHD_OPTION_HTTPS_PRIORITIES, 0,
+                         const_cast<char*>(tls_priorities(tls.min_version))});
+        if (!tls.client_ca_pem.empty())
+            items.push_back(
+                {MHD_OPTION_HTTPS_MEM_TRUST, 0, const_cast<char*>(tls.client_ca_pem.c_str())});
+        MHD_NotifyConnectionCallback notify = configure_client_auth;
+        items.push_back({MHD_OPTION_NOTIFY_CONNECTION, reinterpret_cast<intptr_t>(notify),
+                         const_cast<ClientAuth*>(
+                             &kClientAuths[static_cast<size_t>(tls.client_auth)])});
     }
+    items.push_back({MHD_OPTION_END, 0, nullptr});
     {
         std::lock_guard lock(log_mutex_);
-        starting_ = false;
+        starting_ = true;
         startup_log_.clear();
     }
-    spdlog::info("HTTP server listening on {} (telemetry path {})", addresses, telemetry_path_);
+    MHD_Daemon* daemon = MHD_start_daemon(flags, 0, nullptr, nullptr, handle_request, this,
+                                          MHD_OPTION_ARRAY, items.data(), MHD_OPTION_END);
+    std::lock_guard lock(log_mutex_);
+    starting_ = false;
+    if (daemon == nullptr) {
+        throw HttpError("cannot serve HTTP" + std::string(security.tls ? "S" : "") + " on \"" +
+                        address + "\": libmicrohttpd failed to start" +
+                        (startup_log_.empty() ? "" : ": " + startup_log_));
+    }
+    return daemon;
+}
+
+void HttpServer::set_security(const WebSecurity& security) {
+    auto next = std::make_shared<const WebSecurity>(security);
+    std::shared_ptr<const WebSecurity> running;
+    {
+        std::lock_guard lock(security_mutex_);
+        running = security_;
+    }
+    if (next->tls == running->tls) {
+        std::lock_guard lock(security_mutex_);
+        security_ = std::move(next);
+        return;
+    }
+    if (next->tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        throw HttpError("TLS is configured in " + next->source +
+                        " but this libmicrohttpd was built without TLS support");
+    // The new daemons accept on a duplicate of each listening socket alongside the old ones
+    // until those are quiesced: no moment without a listener, no second bind.
+    std::vector<std::unique_ptr<MHD_Daemon, StopDaemon>> started;
+    {
+        const AllSignalsBlocked blocked;
+        for (size_t i = 0; i < daemons_.size(); ++i) {
+            const MHD_DaemonInfo* info =
+                MHD_get_daemon_info(daemons_[i].get(), MHD_DAEMON_INFO_LISTEN_FD);
+            const int fd = info == nullptr ? -1 : fcntl(info->listen_fd, F_DUPFD_CLOEXEC, 0);
+            if (fd < 0)
+                throw HttpError("cannot restart the HTTP server on \"" + addresses_[i] +
+                                "\": cannot duplicate its listening socket");
+            started.emplace_back(start_daemon(fd, *next, addresses_[i]));
+        }
+    }
+    for (auto& old : daemons_) {
+        const int fd = MHD_quiesce_daemon(old.get());
+        if (fd >= 0) close(fd);  // the new daemon holds its own duplicate
+    }
+    daemons_ = std::move(started);  // stops the old daemons
+    daemons_security_ = next;
+    spdlog::info("HTTP server restarted in place with the new TLS settings ({})",
+                 next->tls ? "HTTPS" : "plain HTTP");
+    std::lock_guard lock(security_mutex_);
+    security_ = std::move(next);
 }
 
 HttpServer::~HttpServer() {
@@ -410,7 +557,42 @@ void HttpServer::log(const char* message) {
     }
 }
 
+bool HttpServer::authorized(MHD_Connection* connection) {
+    std::shared_ptr<const WebSecurity> security;
+    {
+        std::lock_guard lock(security_mutex_);
+        security = security_;
+    }
+    const auto& users = security->basic_auth_users;
+    if (users.empty()) return true;
+    char* password = nullptr;
+    char* user = MHD_basic_auth_get_username_password(connection, &password);
+    const bool given = user != nullptr;
+    const std::string name = given ? user : "";
+    const std::string secret = password == nullptr ? "" : password;
+    MHD_free(user);
+    MHD_free(password);
+    if (!given) return false;
+    const auto found = users.find(name);
+    const bool matches = bcrypt_matches(secret, found == users.end() ? kDummyHash : found->second);
+    return matches && found != users.end();
+}
+
 bool HttpServer::answer(MHD_Connection* connection, const char* method, const char* url) {
+    // Every path needs the credentials when users are configured, as in exporter-toolkit:
+    // even /-/healthy tells an attacker the daemon exists and runs.
+    if (!authorized(connection)) {
+        static const char kBody[] = "Unauthorized\n";
+        MHD_Response* reply = MHD_create_response_from_buffer(
+            sizeof kBody - 1, const_cast<char*>(kBody), MHD_RESPMEM_PERSISTENT);
+        if (reply == nullptr) return false;
+        const bool queued =
+            MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                    "text/plain; charset=utf-8") == MHD_YES &&
+            MHD_queue_basic_auth_fail_response(connection, "tcpstatesd", reply) == MHD_YES;
+        MHD_destroy_response(reply);
+        return queued;
+    }
     Response response;
     try {
         response = respond(method, url,

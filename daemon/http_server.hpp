@@ -2,7 +2,8 @@
 // landing page, served by GNU libmicrohttpd (one MHD daemon per listen address, each an
 // epoll thread pool). A scrape collects the registry (and any extra collectables), serializes
 // with prometheus-cpp's TextSerializer and gzips when the client accepts it; no lock of ours
-// is held while doing so.
+// is held while doing so. TLS (GnuTLS, through MHD) and basic authentication come from a
+// WebSecurity (the --web.config.file); set_security() changes them while serving.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "web_config.hpp"
 
 struct MHD_Connection;
 struct MHD_Daemon;
@@ -35,6 +38,8 @@ struct HttpServerOptions {
     // Threads per listen address. Each thread serves many connections with non-blocking I/O,
     // so slow or idle clients do not occupy a thread.
     unsigned max_threads = 4;
+    // TLS and basic authentication; the default is plain HTTP open to everyone.
+    WebSecurity security;
 };
 
 class HttpError : public std::runtime_error {
@@ -62,6 +67,14 @@ public:
     // The ports actually bound, one per listen address, in order (resolves ":0" in tests).
     std::vector<uint16_t> bound_ports() const;
 
+    // Applies a new web config. Users and passwords take effect for the next request. When
+    // the TLS settings change, a new MHD daemon per address is started on the same listening
+    // socket (so the port is never closed and never contended) and then the old one is
+    // stopped, closing the connections it still had. If a new daemon cannot start (e.g.
+    // GnuTLS refuses the key), throws HttpError and the running ones serve on unchanged.
+    // Called from one thread at a time.
+    void set_security(const WebSecurity& security);
+
 private:
     struct Response;
     struct StopDaemon {
@@ -69,6 +82,12 @@ private:
     };
     // Answers one request on `connection`; false when MHD should drop the connection.
     bool answer(MHD_Connection* connection, const char* method, const char* url);
+    // True when the request carries a user and password of basic_auth_users (or none are
+    // configured).
+    bool authorized(MHD_Connection* connection);
+    // Starts one MHD daemon on listen_fd (which it takes over); throws HttpError.
+    MHD_Daemon* start_daemon(int listen_fd, const WebSecurity& security,
+                             const std::string& address);
     Response respond(const std::string& method, const std::string& path,
                      const char* accept_encoding);
     Response scrape(bool gzip);
@@ -82,12 +101,20 @@ private:
     prometheus::Counter* scrapes_ = nullptr;
     prometheus::Histogram* scrape_duration_ = nullptr;
 
-    // MHD explains a failed start only in messages it logs meanwhile; they are kept until the
-    // constructor has used them. Threads of daemons already started may log concurrently.
+    // MHD explains a failed start only in messages it logs meanwhile; they are kept until
+    // start_daemon has used them. Threads of daemons already started may log concurrently.
     std::mutex log_mutex_;
-    bool starting_ = true;
+    bool starting_ = false;
     std::string startup_log_;
 
+    std::mutex security_mutex_;
+    std::shared_ptr<const WebSecurity> security_;
+    // The settings the running daemons were started with: MHD is handed pointers to their
+    // PEM texts, which must outlive the daemons whatever users a reload swaps in.
+    std::shared_ptr<const WebSecurity> daemons_security_;
+
+    std::vector<std::string> addresses_;
+    unsigned max_threads_;
     std::vector<uint16_t> ports_;
     // Declared last so that it is destroyed first: the daemons' threads use the members above.
     std::vector<std::unique_ptr<MHD_Daemon, StopDaemon>> daemons_;

@@ -25,6 +25,8 @@ constexpr const char* kUsage =
     "  --web.listen-address ADDR   listen here instead (repeatable; \":9977\", \"[::1]:9977\")\n"
     "  --web.telemetry-path PATH   serve the metrics here instead of /metrics\n"
     "  --log.level LEVEL           trace, debug, info, warn, error, critical or off\n"
+    "  --web.config.file PATH      TLS and basic auth (Prometheus exporter-toolkit format);\n"
+    "                              re-read on SIGHUP\n"
     "\n"
     "`tcpstatesd trace --help` lists the trace options.\n";
 

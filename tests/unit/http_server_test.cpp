@@ -14,6 +14,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -22,6 +23,7 @@
 
 #include "http_client.hpp"
 #include "http_server.hpp"
+#include "temp_dir.hpp"
 #include "version.hpp"
 
 using tcpstatesd::HttpError;
@@ -616,4 +618,57 @@ TEST_CASE("http: the server stops at once, closing open connections") {
     for (const auto& client : clients) {
         CHECK(client.closed_by_server(1s));
     }
+}
+
+TEST_CASE("http: basic auth on every path, users swapped live by set_security") {
+    HttpServerOptions options = loopback();
+    // "u" / "p" and "u" / "q", bcrypt cost 4.
+    options.security.basic_auth_users = {
+        {"u", "$2y$04$hRz6DmgaX1jsF1RfEBWzPerVc4c27f/pMjnuVp0G.9BwMc7zUkq7e"}};
+    Served served(options);
+    const std::string right = "Authorization: Basic dTpw\r\n";   // u:p
+    const std::string wrong = "Authorization: Basic dTpx\r\n";   // u:q
+    const std::string other = "Authorization: Basic eDpw\r\n";   // x:p
+    for (const char* path : {"/metrics", "/-/healthy", "/-/ready", "/", "/nope"}) {
+        INFO(path);
+        const auto none = served.get(path);
+        CHECK(none.status == 401);
+        CHECK(none.header("www-authenticate") == "Basic realm=\"tcpstatesd\"");
+        CHECK(served.get(path, wrong).status == 401);
+        CHECK(served.get(path, other).status == 401);
+    }
+    CHECK(served.get("/metrics", right).status == 200);
+    CHECK(served.get("/nope", right).status == 404);
+
+    tcpstatesd::WebSecurity changed;
+    changed.basic_auth_users = {
+        {"u", "$2y$04$hRz6DmgaX1jsF1RfEBWzPebd2TymSZMkGCRq1nsJUspM3rdnYK2.2"}};
+    served.server.set_security(changed);
+    CHECK(served.get("/metrics", right).status == 401);
+    CHECK(served.get("/metrics", wrong).status == 200);
+    served.server.set_security(tcpstatesd::WebSecurity{});
+    CHECK(served.get("/metrics").status == 200);
+}
+
+TEST_CASE("http: set_security turns TLS on and off on the same port") {
+    TempDir dir;
+    REQUIRE(std::system(("cd " + dir.path() +
+                         " && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=t "
+                         "-addext subjectAltName=IP:127.0.0.1 -keyout k.pem -out c.pem "
+                         "2>/dev/null").c_str()) == 0);
+    const std::string web = dir.write("web.yml", "tls_server_config:\n  cert_file: c.pem\n"
+                                                 "  key_file: k.pem\n");
+    Served served;
+    REQUIRE(served.get("/metrics").status == 200);
+    served.server.set_security(tcpstatesd::load_web_config_file(web));
+    CHECK(served.server.bound_ports().at(0) == served.port);
+    // A plain-HTTP request to the TLS server gets no HTTP reply.
+    CHECK(served.get("/metrics").status == 0);
+    const std::string curl = "curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:" +
+                             std::to_string(served.port) + "/metrics > " + dir.path() + "/code";
+    REQUIRE(std::system(curl.c_str()) == 0);
+    std::ifstream code(dir.path() + "/code");
+    CHECK(std::string(std::istreambuf_iterator<char>(code), {}) == "200");
+    served.server.set_security(tcpstatesd::WebSecurity{});
+    CHECK(served.get("/metrics").status == 200);
 }
