@@ -448,8 +448,52 @@ spdlog::level::level_enum parse_log_level(std::string_view text) {
     throw std::invalid_argument(std::string("expected ") + kLogLevels + ", got " + quoted(text));
 }
 
+// yaml-cpp recurses once per nesting level while parsing ("[[[[..." or "- - - - ..."), so
+// hostile input could exhaust the stack before yaml-cpp's own guard (2000 levels, too deep for
+// a sanitizer build's frames) trips. A real configuration is a few KiB and nests at most
+// three levels; these bounds leave a wide margin and are checked before yaml-cpp sees a byte.
+constexpr size_t kMaxConfigBytes = 1u << 20;
+constexpr int kMaxNesting = 32;
+constexpr int kMaxIndent = 128;  // bounds the nesting of block mappings
+
+void check_input_bounds(std::string_view text, const Reader& reader) {
+    if (text.size() > kMaxConfigBytes)
+        reader.fail(YAML::Mark::null_mark(),
+                    "the file is " + std::to_string(text.size()) + " bytes, more than the " +
+                        std::to_string(kMaxConfigBytes) + " a configuration may have");
+    // Counts flow brackets, and the block-sequence dashes and explicit-key marks that open a
+    // line; quoted text and comments are counted too, which errs only on refusing absurd input.
+    int flow = 0;
+    YAML::Mark mark;
+    mark.line = 0;
+    mark.column = 0;
+    int block = 0;
+    bool line_start = true;
+    for (char c : text) {
+        if (c == '\n') {
+            ++mark.line;
+            mark.column = 0;
+            block = 0;
+            line_start = true;
+            continue;
+        }
+        if (c == '[' || c == '{') ++flow;
+        if ((c == ']' || c == '}') && flow > 0) --flow;
+        if (line_start && (c == '-' || c == '?')) ++block;
+        line_start = line_start && (c == ' ' || c == '-' || c == '?' || c == '\t');
+        if (flow + block > kMaxNesting)
+            reader.fail(mark, "nested more than " + std::to_string(kMaxNesting) +
+                                  " levels deep; a configuration nests at most 3");
+        if (line_start && mark.column >= kMaxIndent)
+            reader.fail(mark, "indented more than " + std::to_string(kMaxIndent) +
+                                  " columns; a configuration nests at most 3 levels");
+        ++mark.column;
+    }
+}
+
 Config parse_config(std::string_view yaml_text, const std::string& source_name) {
     Reader reader(source_name);
+    check_input_bounds(yaml_text, reader);
     std::vector<YAML::Node> documents;
     try {
         documents = YAML::LoadAll(std::string(yaml_text));

@@ -472,3 +472,23 @@ TEST_CASE("config: keys needing a restart") {
     CHECK(keys_needing_restart(running, one) ==
           std::vector<std::string>{"events.socket_table_size"});
 }
+
+// yaml-cpp recurses per nesting level; parse_config refuses absurd input before it does.
+TEST_CASE("config errors: size and nesting bounds protect the YAML parser") {
+    CHECK(error_of(std::string(100000, '[')) ==
+          "x.yaml:1:33: nested more than 32 levels deep; a configuration nests at most 3");
+    CHECK(error_of("web: " + std::string(40, '{')) ==
+          "x.yaml:1:38: nested more than 32 levels deep; a configuration nests at most 3");
+    std::string dashes;
+    for (int i = 0; i < 50; ++i) dashes += "- ";
+    CHECK(error_of("web:\n" + dashes + "x\n") ==
+          "x.yaml:2:65: nested more than 32 levels deep; a configuration nests at most 3");
+    CHECK(error_of("web:\n" + std::string(200, ' ') + "x: 1\n") ==
+          "x.yaml:2:129: indented more than 128 columns; a configuration nests at most 3 levels");
+    // Closed brackets do not add up: many small flow lists stay valid.
+    std::string ports = "filters:\n  local_ports: [";
+    for (int port = 1; port <= 1024; ++port) ports += (port > 1 ? ", " : "") + std::to_string(port);
+    CHECK(error_of(ports + "]\n") == "no error");
+    CHECK(error_of(std::string((1u << 20) + 1, '#')) ==
+          "x.yaml: the file is 1048577 bytes, more than the 1048576 a configuration may have");
+}
