@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <sstream>
 
 #include "port_list.hpp"
 #include "tcpstates.h"
@@ -491,21 +493,57 @@ void check_input_bounds(std::string_view text, const Reader& reader) {
     }
 }
 
+// Records where each document starts; the parser's other events are not needed here.
+class DocumentStarts final : public YAML::EventHandler {
+public:
+    std::vector<YAML::Mark> marks;
+
+    void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+};
+
+// Fails on a second document. yaml-cpp 0.7's LoadAll never returns (allocating without bound)
+// when a document starts with a token its parser does not consume, such as a "," outside a
+// flow collection (jbeder/yaml-cpp#1040, found by tests/fuzz/config_fuzz): the parser reports
+// the same empty document again and again. So documents are walked here, at most three, and a
+// document that starts where the previous one did is reported as the unexpected token it is.
+void check_single_document(std::string_view text, const Reader& reader) {
+    std::istringstream stream{std::string(text)};
+    YAML::Parser parser(stream);
+    DocumentStarts starts;
+    while (starts.marks.size() < 3 && parser.HandleNextDocument(starts)) {
+        const auto& marks = starts.marks;
+        // The mark counts decoded characters (a UTF-16 file is decoded), not bytes: it
+        // cannot index `text`, hence no quote of the token.
+        if (marks.size() >= 2 && marks[marks.size() - 1].pos == marks[marks.size() - 2].pos)
+            reader.fail(marks.back(), "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)");
+    }
+    if (starts.marks.size() > 1)
+        reader.fail(starts.marks[1], "a second YAML document; the configuration is one document");
+}
+
 Config parse_config(std::string_view yaml_text, const std::string& source_name) {
     Reader reader(source_name);
     check_input_bounds(yaml_text, reader);
-    std::vector<YAML::Node> documents;
+    YAML::Node document;
     try {
-        documents = YAML::LoadAll(std::string(yaml_text));
+        check_single_document(yaml_text, reader);
+        document = YAML::Load(std::string(yaml_text));
     } catch (const YAML::Exception& e) {
         reader.fail(e.mark, "invalid YAML: " + e.msg);
     }
-    if (documents.size() > 1)
-        reader.fail(documents[1].Mark(),
-                    "a second YAML document; the configuration is one document");
     try {
-        return parse_document(reader, documents.empty() ? YAML::Node() : documents[0],
-                              source_name);
+        return parse_document(reader, document, source_name);
     } catch (const YAML::Exception& e) {
         // Node access does not throw for the shapes checked above; this is a safety net
         // so that no yaml-cpp error escapes without the file name.
