@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 
 def fail(message):
@@ -91,7 +93,6 @@ def stop_daemon(daemon, program_ids):
 
 def scrape(target, path="/metrics"):
     """The samples of one scrape: {'name{labels}': value}."""
-    import urllib.request
     with urllib.request.urlopen(f"http://{target}{path}", timeout=5) as r:
         text = r.read().decode()
     values = {}
@@ -103,8 +104,6 @@ def scrape(target, path="/metrics"):
 
 
 def http_status(target, path):
-    import urllib.error
-    import urllib.request
     try:
         with urllib.request.urlopen(f"http://{target}{path}", timeout=5) as r:
             return r.status
