@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 
 def fail(message):
@@ -87,3 +89,75 @@ def stop_daemon(daemon, program_ids):
             fail(f"BPF programs still loaded 3 s after the daemon exited: "
                  f"{program_ids & loaded_program_ids()}")
         time.sleep(0.05)
+
+
+def scrape(target, path="/metrics"):
+    """The samples of one scrape: {'name{labels}': value}."""
+    with urllib.request.urlopen(f"http://{target}{path}", timeout=5) as r:
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def http_status(target, path):
+    try:
+        with urllib.request.urlopen(f"http://{target}{path}", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+class Daemon:
+    """The daemon started on a config body (YAML, web section added) in a scratch dir.
+    On failure the caller prints `log()`; `stop()` checks a clean SIGTERM exit."""
+
+    def __init__(self, binary, body, workdir):
+        self.target = f"127.0.0.1:{free_port()}"
+        self.config = os.path.join(workdir, "tcpstatesd.yaml")
+        self.log_path = os.path.join(workdir, "daemon.log")
+        with open(self.config, "w") as f:
+            f.write(f'web:\n  listen_addresses: ["{self.target}"]\n{body}')
+        self.log_file = open(self.log_path, "w")
+        self.process = subprocess.Popen([binary, "--config", self.config],
+                                        stdout=self.log_file, stderr=subprocess.STDOUT)
+        wait_for("the daemon to be ready",
+                 lambda: self.process.poll() is None and http_status(self.target, "/-/ready")
+                 == 200 or self.process.poll() is not None)
+        if self.process.poll() is not None:
+            fail(f"the daemon exited with {self.process.returncode}:\n{self.log()}")
+        self.program_ids = program_ids_of(self.process.pid)
+        if not self.program_ids:
+            fail("the daemon holds no BPF program")
+
+    def metrics(self):
+        return scrape(self.target)
+
+    def log(self):
+        self.log_file.flush()
+        return open(self.log_path).read()
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self):
+        stop_daemon(self.process, self.program_ids)
+        self.log_file.close()
+
+
+def sample(values, name, **wanted):
+    """Sum of the samples of `name` whose labels include `wanted` (any label order)."""
+    total = 0.0
+    for key, value in values.items():
+        base, _, rest = key.partition("{")
+        if base != name:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        if all(have.get(k) == str(v) for k, v in wanted.items()):
+            total += value
+    return total

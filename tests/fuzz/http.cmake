@@ -1,5 +1,5 @@
-# The HTTP request-path fuzz target (option TCPSTATESD_FUZZ_HTTP; needs clang). Included from
-# the top-level CMakeLists.txt. The server and the config code it uses are compiled into the
+# The HTTP request-path fuzz target (option TCPSTATESD_FUZZ, preset `fuzz`; needs clang).
+# Included from tests/fuzz/CMakeLists.txt. The server and the config code it uses are compiled into the
 # target with the fuzzer's instrumentation and sanitizers; libmicrohttpd itself is Debian's.
 set(HTTP_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
                     -fno-omit-frame-pointer)

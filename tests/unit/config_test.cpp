@@ -162,8 +162,9 @@ TEST_CASE("config errors: YAML syntax, document shape") {
     CHECK(error_of("hello\n") ==
           "x.yaml:1:1: expected a mapping with the keys web, events, filters, metrics, "
           "logging, got \"hello\"");
+    // The position is the second document's "---".
     CHECK(error_of("web: {}\n---\nweb: {}\n") ==
-          "x.yaml:3:1: a second YAML document; the configuration is one document");
+          "x.yaml:2:1: a second YAML document; the configuration is one document");
 }
 
 TEST_CASE("config errors: unknown keys, duplicate keys, keys that are not names") {
@@ -471,4 +472,51 @@ TEST_CASE("config: keys needing a restart") {
     one.events.socket_table_size = 1024;
     CHECK(keys_needing_restart(running, one) ==
           std::vector<std::string>{"events.socket_table_size"});
+}
+
+// yaml-cpp recurses per nesting level; parse_config refuses absurd input before it does.
+TEST_CASE("config errors: size and nesting bounds protect the YAML parser") {
+    CHECK(error_of(std::string(100000, '[')) ==
+          "x.yaml:1:33: nested more than 32 levels deep; a configuration nests at most 3");
+    CHECK(error_of("web: " + std::string(40, '{')) ==
+          "x.yaml:1:38: nested more than 32 levels deep; a configuration nests at most 3");
+    std::string dashes;
+    for (int i = 0; i < 50; ++i) dashes += "- ";
+    CHECK(error_of("web:\n" + dashes + "x\n") ==
+          "x.yaml:2:65: nested more than 32 levels deep; a configuration nests at most 3");
+    CHECK(error_of("web:\n" + std::string(200, ' ') + "x: 1\n") ==
+          "x.yaml:2:129: indented more than 128 columns; a configuration nests at most 3 levels");
+    // Closed brackets do not add up: many small flow lists stay valid.
+    std::string ports = "filters:\n  local_ports: [";
+    for (int port = 1; port <= 1024; ++port) ports += (port > 1 ? ", " : "") + std::to_string(port);
+    CHECK(error_of(ports + "]\n") == "no error");
+    CHECK(error_of(std::string((1u << 20) + 1, '#')) ==
+          "x.yaml: the file is 1048577 bytes, more than the 1048576 a configuration may have");
+}
+
+// Regressions found by tests/fuzz/config_fuzz (inputs in tests/fuzz/corpus/config/): yaml-cpp
+// 0.7's LoadAll looped forever, allocating, on a document starting with a stray ",".
+TEST_CASE("config errors: a stray comma is an error, not a hang") {
+    const std::string message =
+        "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)";
+    CHECK(error_of(",\n") == "x.yaml:1:1: " + message);
+    CHECK(error_of(", \xce\xdd\xa2\xbd") == "x.yaml:1:1: " + message);
+    CHECK(error_of("- a\n,") == "x.yaml:2:1: " + message);
+    CHECK(error_of("[1],") == "x.yaml:1:4: " + message);
+    CHECK(error_of("\"x\",") == "x.yaml:1:4: " + message);
+    auto regression = [](const char* name) {
+        std::ifstream in(std::string(TCPSTATESD_SOURCE_DIR "/tests/fuzz/corpus/config/") + name,
+                         std::ios::binary);
+        REQUIRE(in);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    // regression-utf16-stray-comma.yaml has NUL bytes: yaml-cpp decodes it as UTF-16 and its
+    // marks count decoded characters, which once made our message index past the text.
+    for (const char* name : {"regression-stray-comma.yaml", "regression-stray-comma-utf8.yaml",
+                             "regression-stray-comma-in-list.yaml",
+                             "regression-utf16-stray-comma.yaml"})
+        CHECK(error_of(regression(name)).find("invalid YAML") != std::string::npos);
+    // A second document after a first one is still reported as such.
+    CHECK(error_of("web: {}\n---\n,") ==
+          "x.yaml:2:1: a second YAML document; the configuration is one document");
 }

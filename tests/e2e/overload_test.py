@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Overload: the real daemon with a socket table and a ring buffer too small for the traffic.
+
+Usage: overload_test.py TCPSTATESD_BINARY
+
+Both parts filter on the local port of a listener of our own, so the transitions to expect
+are exact: per connection the server's child socket makes LISTEN->SYN_RECV, SYN_RECV->
+ESTABLISHED, ESTABLISHED->CLOSE_WAIT, CLOSE_WAIT->LAST_ACK, LAST_ACK->CLOSE (5; the client
+closes first), and the listener CLOSE->LISTEN and LISTEN->CLOSE (2).
+
+1. Socket table of 64 entries, 300 connections held open (600 sockets) for HOLD seconds,
+   then closed. The table is updated before the filters, so the client sockets fill it too.
+   Expected: evictions counted; every transition counted; the ESTABLISHED->CLOSE_WAIT
+   durations either observed at >= HOLD (never from a wrong start) or counted as unknown
+   start, together exactly one per connection; the daemon stays healthy.
+2. Ring buffer of 4096 bytes (the minimum): the daemon is stopped (SIGSTOP) while 400
+   connections are made, so the burst cannot be drained as it comes and must overflow;
+   then SIGCONT. Expected: events_lost_total{reason="ringbuf_full"} > 0 and
+   received + lost == 5 * 400 + 2 exactly; /-/healthy returns to 200; scrapes keep working.
+"""
+import resource
+import signal
+import socket
+import sys
+import tempfile
+import time
+
+from e2e_support import Daemon, fail, http_status, require_root, sample, wait_for
+
+HOLD = 2.0
+TABLE = 64
+HELD_CONNECTIONS = 300
+BURST_CONNECTIONS = 400
+
+
+def transitions(values):
+    return sample(values, "tcpstates_transitions_total", family="ipv4")
+
+
+def open_connections(listener, count):
+    pairs = []
+    for _ in range(count):
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        pairs.append((client, server))
+    return pairs
+
+
+def close_connections(pairs):
+    # Client first, then the server once it has seen the FIN: the 5-transition sequence.
+    # Newest first: the newest sockets are the ones the LRU table still holds, so their
+    # ESTABLISHED durations are observed (and checked), the older ones have an unknown start.
+    for client, _ in reversed(pairs):
+        client.close()
+    for _, server in pairs:
+        if server.recv(1) != b"":
+            fail("expected EOF on the server side")
+        server.close()
+
+
+def listen():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    return listener
+
+
+def reserve_port():
+    """A port to filter on, chosen before the daemon starts; the listener binds it later
+    so that its CLOSE->LISTEN is seen."""
+    probe = listen()
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def listen_on(port):
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(512)
+    return listener
+
+
+def socket_table_part(binary, workdir):
+    port = reserve_port()
+    daemon = Daemon(binary, f"events:\n  socket_table_size: {TABLE}\n"
+                            f"filters:\n  families: [ipv4]\n  local_ports: [{port}]\n", workdir)
+    try:
+        before = daemon.metrics()
+        listener = listen_on(port)
+        pairs = open_connections(listener, HELD_CONNECTIONS)
+        opened = time.monotonic()
+        wait_for("the held connections to be counted", lambda: sample(
+            daemon.metrics(), "tcpstates_transitions_total", from_state="SYN_RECV",
+            to_state="ESTABLISHED") == HELD_CONNECTIONS)
+        time.sleep(max(0.0, HOLD - (time.monotonic() - opened)))
+        close_connections(pairs)
+        listener.close()
+        expected = 5 * HELD_CONNECTIONS + 2
+        wait_for(f"{expected} transitions counted",
+                 lambda: transitions(daemon.metrics()) - transitions(before) >= expected)
+        time.sleep(0.3)  # anything extra would show up now
+        after = daemon.metrics()
+        counted = transitions(after) - transitions(before)
+        evictions = (after["tcpstatesd_socket_table_evictions_total"]
+                     - before["tcpstatesd_socket_table_evictions_total"])
+        if counted != expected:
+            fail(f"{counted} transitions counted, expected {expected}")
+        if evictions <= 0:
+            fail("600 sockets in a table of 64 and no eviction counted")
+        if after["tcpstatesd_socket_table_capacity"] != TABLE:
+            fail(f"socket table capacity {after['tcpstatesd_socket_table_capacity']}")
+
+        hist = "tcpstates_state_duration_seconds_bucket"
+        established = dict(family="ipv4", state="ESTABLISHED", next_state="CLOSE_WAIT")
+        observed = sample(after, "tcpstates_state_duration_seconds_count", **established)
+        too_short = sample(after, hist, le="1", **established)
+        unknown = sample(after, "tcpstatesd_transitions_unknown_start_total", family="ipv4",
+                         from_state="ESTABLISHED", to_state="CLOSE_WAIT")
+        print(f"socket table {TABLE}, {HELD_CONNECTIONS} connections held {HOLD} s: "
+              f"{counted} transitions counted (expected {expected}), {evictions:.0f} evictions, "
+              f"ESTABLISHED->CLOSE_WAIT observed {observed:.0f} + unknown start "
+              f"{unknown:.0f}, observed below 1 s: {too_short:.0f}")
+        if too_short != 0:
+            fail(f"{too_short} ESTABLISHED durations below 1 s for connections held {HOLD} s: "
+                 "a duration from a wrong start")
+        if observed + unknown != HELD_CONNECTIONS:
+            fail(f"observed {observed} + unknown start {unknown} != {HELD_CONNECTIONS}")
+        if unknown == 0:
+            fail("no ESTABLISHED->CLOSE_WAIT with unknown start although the table overflowed")
+        if observed == 0:
+            fail("no ESTABLISHED duration observed: the check against wrong starts checked nothing")
+        if http_status(daemon.target, "/-/healthy") != 200:
+            fail("not healthy after the socket table overflowed")
+    except BaseException:
+        daemon.kill()
+        print(daemon.log(), file=sys.stderr)
+        raise
+    daemon.stop()
+
+
+def ring_buffer_part(binary, workdir):
+    port = reserve_port()
+    daemon = Daemon(binary, f"events:\n  transport: ringbuf\n  ring_buffer_bytes: 4096\n"
+                            f"filters:\n  families: [ipv4]\n  local_ports: [{port}]\n", workdir)
+    try:
+        before = daemon.metrics()
+        daemon.process.send_signal(signal.SIGSTOP)
+        try:
+            listener = listen_on(port)
+            for _ in range(BURST_CONNECTIONS // 50):
+                close_connections(open_connections(listener, 50))
+            listener.close()
+        finally:
+            daemon.process.send_signal(signal.SIGCONT)
+        expected = 5 * BURST_CONNECTIONS + 2
+        lost_name = 'tcpstatesd_events_lost_total{reason="ringbuf_full"}'
+
+        def accounted():
+            values = daemon.metrics()
+            received = (values["tcpstatesd_events_received_total"]
+                        - before["tcpstatesd_events_received_total"])
+            lost = values.get(lost_name, 0.0) - before.get(lost_name, 0.0)
+            return received, lost, values
+        wait_for("every event received or counted lost",
+                 lambda: sum(accounted()[:2]) >= expected)
+        time.sleep(0.3)
+        received, lost, values = accounted()
+        print(f"ring buffer 4096 bytes, burst of {BURST_CONNECTIONS} connections: "
+              f"received {received:.0f} + lost {lost:.0f} = {received + lost:.0f} "
+              f"(expected {expected})")
+        if lost <= 0:
+            fail("a burst larger than the ring buffer lost nothing")
+        if received + lost != expected:
+            fail(f"received {received} + lost {lost} != expected {expected}")
+        counted = transitions(values) - transitions(before)
+        if counted != received:
+            fail(f"{counted} transitions counted from {received} events received")
+        wait_for("/-/healthy to be 200 again",
+                 lambda: http_status(daemon.target, "/-/healthy") == 200)
+        if http_status(daemon.target, "/-/ready") != 200:
+            fail("not ready after the burst")
+    except BaseException:
+        daemon.process.send_signal(signal.SIGCONT)
+        daemon.kill()
+        print(daemon.log(), file=sys.stderr)
+        raise
+    daemon.stop()
+
+
+def main():
+    if len(sys.argv) != 2:
+        fail(__doc__)
+    if not require_root():
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    socket_table_part(sys.argv[1], tempfile.mkdtemp(prefix="tcpstatesd-overload-"))
+    ring_buffer_part(sys.argv[1], tempfile.mkdtemp(prefix="tcpstatesd-overload-"))
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
