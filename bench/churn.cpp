@@ -83,15 +83,17 @@ struct Options {
     std::exit(2);
 }
 
-[[noreturn]] void die_errno(const std::string& what) { die(what + ": " + std::strerror(errno)); }
+[[noreturn]] void die_errno(const std::string& what) {
+    die(what + ": " + std::strerror(errno));
+}
 
 uint64_t parse_count(const char* text, const char* option, uint64_t min) {
     char* end = nullptr;
     errno = 0;
     unsigned long long v = std::strtoull(text, &end, 10);
     if (errno || end == text || *end || v < min)
-        die(std::string(option) + " wants an integer >= " + std::to_string(min) + ", not '" +
-            text + "'");
+        die(std::string(option) + " wants an integer >= " + std::to_string(min) + ", not '" + text +
+            "'");
     return v;
 }
 
@@ -103,14 +105,20 @@ Options parse_options(int argc, char** argv) {
             if (i + 1 >= argc) die(arg + " needs a value");
             return argv[++i];
         };
-        if (arg == "-4" || arg == "--ipv4") o.family = AF_INET;
-        else if (arg == "-6" || arg == "--ipv6") o.family = AF_INET6;
-        else if (arg == "--connections") o.connections = parse_count(value(), "--connections", 1);
-        else if (arg == "--threads") o.client_threads = parse_count(value(), "--threads", 1);
+        if (arg == "-4" || arg == "--ipv4")
+            o.family = AF_INET;
+        else if (arg == "-6" || arg == "--ipv6")
+            o.family = AF_INET6;
+        else if (arg == "--connections")
+            o.connections = parse_count(value(), "--connections", 1);
+        else if (arg == "--threads")
+            o.client_threads = parse_count(value(), "--threads", 1);
         else if (arg == "--server-threads")
             o.server_threads = parse_count(value(), "--server-threads", 1);
-        else if (arg == "--ports") o.ports = parse_count(value(), "--ports", 1);
-        else if (arg == "--payload") o.payload = parse_count(value(), "--payload", 1);
+        else if (arg == "--ports")
+            o.ports = parse_count(value(), "--ports", 1);
+        else if (arg == "--payload")
+            o.payload = parse_count(value(), "--payload", 1);
         else if (arg == "--duration") {
             const char* text = value();
             char* end = nullptr;
@@ -218,8 +226,11 @@ struct Totals {
 class Server {
 public:
     Server(std::vector<Fd> listeners, size_t payload, Totals& totals)
-        : listeners_(std::move(listeners)), payload_(payload), totals_(totals),
-          epoll_(epoll_create1(EPOLL_CLOEXEC)), stop_(eventfd(0, EFD_CLOEXEC)) {
+        : listeners_(std::move(listeners)),
+          payload_(payload),
+          totals_(totals),
+          epoll_(epoll_create1(EPOLL_CLOEXEC)),
+          stop_(eventfd(0, EFD_CLOEXEC)) {
         if (epoll_.get() < 0) die_errno("epoll_create1");
         if (stop_.get() < 0) die_errno("eventfd");
         watch(stop_.get());
@@ -238,8 +249,10 @@ public:
             for (int i = 0; i < n; ++i) {
                 const int fd = events[i].data.fd;
                 if (fd == stop_.get()) return;
-                if (is_listener(fd)) accept_all(fd);
-                else serve(fd, buffer);
+                if (is_listener(fd))
+                    accept_all(fd);
+                else
+                    serve(fd, buffer);
             }
         }
     }
@@ -397,9 +410,8 @@ int main(int argc, char** argv) {
 
     const double cpu_start = process_cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
-    const auto deadline =
-        start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                    std::chrono::duration<double>(o.duration_s));
+    const auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                      std::chrono::duration<double>(o.duration_s));
     std::vector<std::thread> clients;
     for (unsigned i = 0; i < o.client_threads; ++i)
         clients.emplace_back([&] { client_loop(o, targets, totals, deadline); });

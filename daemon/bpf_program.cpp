@@ -41,36 +41,42 @@ std::string privilege_hint() {
     err = err < 0 ? -err : err;
     std::string message = what + ": " + std::strerror(err);
     switch (err) {
-    case EPERM:
-    case EACCES:
-        message += " (" + privilege_hint() +
-                   "; also check kernel.unprivileged_bpf_disabled and kernel lockdown)";
-        break;
-    case ENOMEM:
-        message +=
-            " (locked memory limit too low on kernels < 5.11: set LimitMEMLOCK=infinity or "
-            "`ulimit -l unlimited`; or lower socket_table_size / the buffer sizes)";
-        break;
-    case ENOENT:
-    case ESRCH:
-        message += " (the kernel lacks the tracepoint sock:inet_sock_set_state or its BTF: "
-                   "Linux >= 5.5 built with CONFIG_DEBUG_INFO_BTF=y is required)";
-        break;
-    default:
-        break;
+        case EPERM:
+        case EACCES:
+            message += " (" + privilege_hint() +
+                       "; also check kernel.unprivileged_bpf_disabled and kernel lockdown)";
+            break;
+        case ENOMEM:
+            message +=
+                " (locked memory limit too low on kernels < 5.11: set LimitMEMLOCK=infinity or "
+                "`ulimit -l unlimited`; or lower socket_table_size / the buffer sizes)";
+            break;
+        case ENOENT:
+        case ESRCH:
+            message +=
+                " (the kernel lacks the tracepoint sock:inet_sock_set_state or its BTF: "
+                "Linux >= 5.5 built with CONFIG_DEBUG_INFO_BTF=y is required)";
+            break;
+        default:
+            break;
     }
     throw BpfError(message);
 }
 
-bool is_power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
+bool is_power_of_two(uint64_t v) {
+    return v && !(v & (v - 1));
+}
 
 }  // namespace
 
 const char* transport_name(Transport t) {
     switch (t) {
-    case Transport::Auto: return "auto";
-    case Transport::RingBuffer: return "ringbuf";
-    case Transport::PerfBuffer: return "perfbuf";
+        case Transport::Auto:
+            return "auto";
+        case Transport::RingBuffer:
+            return "ringbuf";
+        case Transport::PerfBuffer:
+            return "perfbuf";
     }
     return "?";
 }
@@ -87,8 +93,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
                        std::strerror(errno) +
                        " (tcpstatesd needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, "
                        "as Debian and Ubuntu kernels are)");
-    if (options.socket_table_size == 0)
-        throw BpfError("socket_table_size must be at least 1");
+    if (options.socket_table_size == 0) throw BpfError("socket_table_size must be at least 1");
 
     transport_ = options.transport;
     if (transport_ == Transport::Auto)
@@ -148,7 +153,9 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     }
 }
 
-BpfProgram::~BpfProgram() { tcpstates_bpf__destroy(skel_); }
+BpfProgram::~BpfProgram() {
+    tcpstates_bpf__destroy(skel_);
+}
 
 int BpfProgram::events_map_fd() const {
     return bpf_map__fd(transport_ == Transport::RingBuffer ? skel_->maps.ring_events
@@ -158,9 +165,9 @@ int BpfProgram::events_map_fd() const {
 void BpfProgram::replace_ports(int map_fd, const std::vector<uint16_t>& old_ports,
                                const std::vector<uint16_t>& new_ports, const char* which) {
     if (new_ports.size() > TCPSTATES_MAX_FILTER_PORTS)
-        throw BpfError(std::string(which) + " port filter has " +
-                       std::to_string(new_ports.size()) + " ports; at most " +
-                       std::to_string(TCPSTATES_MAX_FILTER_PORTS) + " are supported");
+        throw BpfError(std::string(which) + " port filter has " + std::to_string(new_ports.size()) +
+                       " ports; at most " + std::to_string(TCPSTATES_MAX_FILTER_PORTS) +
+                       " are supported");
     const uint8_t allowed = 1;
     for (uint16_t port : new_ports)
         if (bpf_map_update_elem(map_fd, &port, &allowed, BPF_ANY) != 0)
@@ -185,8 +192,8 @@ void BpfProgram::apply_filters(const EventFilters& next) {
     if (next.remote_ports.empty()) bss->filter_remote_ports = 0;
     replace_ports(bpf_map__fd(skel_->maps.local_ports), filters_.local_ports, next.local_ports,
                   "local");
-    replace_ports(bpf_map__fd(skel_->maps.remote_ports), filters_.remote_ports,
-                  next.remote_ports, "remote");
+    replace_ports(bpf_map__fd(skel_->maps.remote_ports), filters_.remote_ports, next.remote_ports,
+                  "remote");
     if (!next.local_ports.empty()) bss->filter_local_ports = 1;
     if (!next.remote_ports.empty()) bss->filter_remote_ports = 1;
     bss->filter_family = static_cast<uint16_t>(next.family);

@@ -19,8 +19,8 @@
 #include <sstream>
 
 #include "port_list.hpp"
-#include "yaml_reader.hpp"
 #include "tcpstates.h"
+#include "yaml_reader.hpp"
 
 namespace tcpstatesd {
 
@@ -40,8 +40,8 @@ std::vector<std::string> listen_addresses(const Reader& r, const Field& field) {
         const std::string& text = item.node.Scalar();
         auto [first, inserted] = seen.emplace(text, item.mark());
         if (!inserted)
-            r.fail(item, quoted(text) + " is listed twice (first at " +
-                             position(first->second) + ")");
+            r.fail(item,
+                   quoted(text) + " is listed twice (first at " + position(first->second) + ")");
         addresses.push_back(text);
     }
     return addresses;
@@ -183,14 +183,13 @@ Config parse_document(const Reader& r, const YAML::Node& root, const std::string
         return Reader::Key{name,
                            [&r, keys = std::move(keys)](const Field& f) { r.mapping(f, keys); }};
     };
-    r.mapping(Field{"", root, root.Mark()},
-              {
-                  section("web", web_keys(r, config.web)),
-                  section("events", events_keys(r, config.events)),
-                  section("filters", filters_keys(r, config.filters)),
-                  section("metrics", metrics_keys(r, config.metrics)),
-                  section("logging", logging_keys(r, config.logging)),
-              });
+    r.mapping(Field{"", root, root.Mark()}, {
+                                                section("web", web_keys(r, config.web)),
+                                                section("events", events_keys(r, config.events)),
+                                                section("filters", filters_keys(r, config.filters)),
+                                                section("metrics", metrics_keys(r, config.metrics)),
+                                                section("logging", logging_keys(r, config.logging)),
+                                            });
     return config;
 }
 
@@ -339,7 +338,8 @@ void check_single_document(std::string_view text, const Reader& reader) {
         // The mark counts decoded characters (a UTF-16 file is decoded), not bytes: it
         // cannot index `text`, hence no quote of the token.
         if (marks.size() >= 2 && marks[marks.size() - 1].pos == marks[marks.size() - 2].pos)
-            reader.fail(marks.back(), "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)");
+            reader.fail(marks.back(),
+                        "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)");
     }
     if (starts.marks.size() > 1)
         reader.fail(starts.marks[1], "a second YAML document; the configuration is one document");

@@ -128,9 +128,10 @@ int run_daemon(const DaemonOptions& options) {
         reload_metrics.succeeded();
 
         BpfProgram program(bpf_options(config));
-        spdlog::info("BPF program attached to sock:inet_sock_set_state (tp_btf), transport {}, "
-                     "socket table {} entries",
-                     transport_name(program.transport()), program.socket_table_capacity());
+        spdlog::info(
+            "BPF program attached to sock:inet_sock_set_state (tp_btf), transport {}, "
+            "socket table {} entries",
+            transport_name(program.transport()), program.socket_table_capacity());
 
         UserSpaceLosses losses;
         TransitionMetrics metrics(*registry, config.metrics.duration_buckets, losses);
@@ -146,8 +147,8 @@ int run_daemon(const DaemonOptions& options) {
             const auto last = Clock::time_point(Clock::duration(heartbeat.load()));
             return Clock::now() - last < std::chrono::seconds(10);
         };
-        HttpServer server(http_options(config, web), registry, healthy, [&] { return ready.load(); },
-                          {kernel, process});
+        HttpServer server(http_options(config, web), registry, healthy,
+                          [&] { return ready.load(); }, {kernel, process});
 
         reload = [&] {
             systemd.reloading();
@@ -193,7 +194,8 @@ int run_daemon(const DaemonOptions& options) {
             const double seconds = std::chrono::duration<double>(now - last_status).count();
             const size_t tracked = program.for_each_socket([](const tcpstates_socket&) {});
             uint64_t lost = 0;
-            for (const LossCount& loss : losses_by_reason(program.read_counters(), program.recursion_misses(), losses))
+            for (const LossCount& loss :
+                 losses_by_reason(program.read_counters(), program.recursion_misses(), losses))
                 lost += loss.count;
             systemd.status(fmt::format("{:.0f} events/s, {} sockets tracked, {} events lost",
                                        static_cast<double>(received - last_received) / seconds,

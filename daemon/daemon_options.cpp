@@ -40,12 +40,24 @@ DaemonOptions parse_daemon_options(int argc, char** argv) {
         const int c = getopt_long(argc, argv, "+:", kLongOptions, nullptr);
         if (c == -1) break;
         switch (c) {
-            case kConfig: options.config_path = optarg; break;
-            case kCheckConfig: options.check_config = true; break;
-            case kListenAddress: options.listen_addresses.emplace_back(optarg); break;
-            case kTelemetryPath: options.telemetry_path = optarg; break;
-            case kLogLevel: options.log_level = optarg; break;
-            case kWebConfigFile: options.web_config_path = optarg; break;
+            case kConfig:
+                options.config_path = optarg;
+                break;
+            case kCheckConfig:
+                options.check_config = true;
+                break;
+            case kListenAddress:
+                options.listen_addresses.emplace_back(optarg);
+                break;
+            case kTelemetryPath:
+                options.telemetry_path = optarg;
+                break;
+            case kLogLevel:
+                options.log_level = optarg;
+                break;
+            case kWebConfigFile:
+                options.web_config_path = optarg;
+                break;
             case ':':
                 throw std::invalid_argument(std::string("option ") + argv[previous] +
                                             " needs a value");

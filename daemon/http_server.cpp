@@ -2,21 +2,21 @@
 
 #include <arpa/inet.h>
 #include <crypt.h>
+#include <fcntl.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 #include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cctype>
@@ -59,8 +59,8 @@ bool is_decimal_port(std::string_view text) {
 std::string gzip(const std::string& data) {
     z_stream stream{};
     // windowBits 15 + 16 selects the gzip wrapper rather than raw zlib.
-    if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
-                     Z_DEFAULT_STRATEGY) != Z_OK) {
+    if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK) {
         throw std::runtime_error("zlib deflateInit2 failed");
     }
     std::string out(deflateBound(&stream, data.size()), '\0');
@@ -81,12 +81,23 @@ std::string html_escape(const std::string& text) {
     std::string out;
     for (char c : text) {
         switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&quot;"; break;
-        case '\'': out += "&#39;"; break;
-        default: out += c;
+            case '&':
+                out += "&amp;";
+                break;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            case '\'':
+                out += "&#39;";
+                break;
+            default:
+                out += c;
         }
     }
     return out;
@@ -121,13 +132,20 @@ private:
 [[noreturn]] void throw_socket_error(const std::string& address, const char* call, int error) {
     std::string hint;
     switch (error) {
-    case EADDRINUSE: hint = " (another socket listens on that address and port)"; break;
-    case EACCES: hint = " (ports below 1024 need CAP_NET_BIND_SERVICE)"; break;
-    case EADDRNOTAVAIL: hint = " (no local interface has that address)"; break;
-    default: break;
+        case EADDRINUSE:
+            hint = " (another socket listens on that address and port)";
+            break;
+        case EACCES:
+            hint = " (ports below 1024 need CAP_NET_BIND_SERVICE)";
+            break;
+        case EADDRNOTAVAIL:
+            hint = " (no local interface has that address)";
+            break;
+        default:
+            break;
     }
-    throw HttpError("cannot listen on \"" + address + "\": " + call + ": " +
-                    std::strerror(error) + hint);
+    throw HttpError("cannot listen on \"" + address + "\": " + call + ": " + std::strerror(error) +
+                    hint);
 }
 
 // A listen address as a socket address.
@@ -251,7 +269,6 @@ private:
     sigset_t previous_;
 };
 
-
 // The client_auth_type values, addressable as the notify callback's closure.
 constexpr ClientAuth kClientAuths[] = {
     ClientAuth::NoClientCert, ClientAuth::RequestClientCert, ClientAuth::RequireAnyClientCert,
@@ -280,30 +297,29 @@ void configure_client_auth(void* mode, MHD_Connection* connection, void** /*cont
     if (info == nullptr || info->tls_session == nullptr) return;
     auto session = static_cast<gnutls_session_t>(info->tls_session);
     switch (*static_cast<const ClientAuth*>(mode)) {
-    case ClientAuth::NoClientCert:
-        gnutls_certificate_server_set_request(session, GNUTLS_CERT_IGNORE);
-        break;
-    case ClientAuth::RequestClientCert:
-        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
-        break;
-    case ClientAuth::RequireAnyClientCert:
-        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
-        break;
-    case ClientAuth::VerifyClientCertIfGiven:
-        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
-        gnutls_session_set_verify_function(session, verify_if_given);
-        break;
-    case ClientAuth::RequireAndVerifyClientCert:
-        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
-        gnutls_session_set_verify_cert(session, nullptr, 0);
-        break;
+        case ClientAuth::NoClientCert:
+            gnutls_certificate_server_set_request(session, GNUTLS_CERT_IGNORE);
+            break;
+        case ClientAuth::RequestClientCert:
+            gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
+            break;
+        case ClientAuth::RequireAnyClientCert:
+            gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
+            break;
+        case ClientAuth::VerifyClientCertIfGiven:
+            gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
+            gnutls_session_set_verify_function(session, verify_if_given);
+            break;
+        case ClientAuth::RequireAndVerifyClientCert:
+            gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
+            gnutls_session_set_verify_cert(session, nullptr, 0);
+            break;
     }
 }
 
 // Checked for unknown users so that the time to answer does not tell which user names exist
 // (cost 10, the usual one; any password fails on it since the user is unknown anyway).
-constexpr const char* kDummyHash =
-    "$2y$10$QmVjYXVzZSBpdCBpcyB0a.aBfqphNeHOrVUKWeliUKagM/lBAO19m";
+constexpr const char* kDummyHash = "$2y$10$QmVjYXVzZSBpdCBpcyB0a.aBfqphNeHOrVUKWeliUKagM/lBAO19m";
 
 bool bcrypt_matches(const std::string& password, const std::string& hash) {
     auto data = std::make_unique<crypt_data>();  // about 32 KiB: not for a thread's stack
@@ -396,9 +412,8 @@ HttpServer::HttpServer(const HttpServerOptions& options,
              .Name("tcpstatesd_scrape_duration_seconds")
              .Help("Time to collect, serialize and compress one telemetry response.")
              .Register(*registry_)
-             .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005,
-                                                               0.01, 0.025, 0.05, 0.1, 0.25,
-                                                               0.5, 1});
+             .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                              0.025, 0.05, 0.1, 0.25, 0.5, 1});
 
     std::string addresses;
     {
@@ -442,14 +457,13 @@ MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security,
             *upload_data_size = 0;  // a request body: nothing here reads one
             return MHD_YES;
         }
-        return static_cast<HttpServer*>(self)->answer(connection, method, url) ? MHD_YES
-                                                                              : MHD_NO;
+        return static_cast<HttpServer*>(self)->answer(connection, method, url) ? MHD_YES : MHD_NO;
     };
 
     // MHD owns the socket from here on: it closes it when stopped and also when it fails to
     // start (checked with 0.9.75). MHD_USE_ITC makes MHD_quiesce_daemon possible.
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-                     MHD_USE_ITC;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     std::vector<MHD_OptionItem> items = {
         {MHD_OPTION_EXTERNAL_LOGGER, reinterpret_cast<intptr_t>(log_callback), this},
         {MHD_OPTION_LISTEN_SOCKET, listen_fd, nullptr},
@@ -466,15 +480,15 @@ MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security,
         // applying, which become it): alive as long as the daemon.
         items.push_back({MHD_OPTION_HTTPS_MEM_CERT, 0, const_cast<char*>(tls.cert_pem.c_str())});
         items.push_back({MHD_OPTION_HTTPS_MEM_KEY, 0, const_cast<char*>(tls.key_pem.c_str())});
-        items.push_back({MHD_OPTION_HTTPS_PRIORITIES, 0,
-                         const_cast<char*>(tls_priorities(tls.min_version))});
+        items.push_back(
+            {MHD_OPTION_HTTPS_PRIORITIES, 0, const_cast<char*>(tls_priorities(tls.min_version))});
         if (!tls.client_ca_pem.empty())
             items.push_back(
                 {MHD_OPTION_HTTPS_MEM_TRUST, 0, const_cast<char*>(tls.client_ca_pem.c_str())});
         MHD_NotifyConnectionCallback notify = configure_client_auth;
-        items.push_back({MHD_OPTION_NOTIFY_CONNECTION, reinterpret_cast<intptr_t>(notify),
-                         const_cast<ClientAuth*>(
-                             &kClientAuths[static_cast<size_t>(tls.client_auth)])});
+        items.push_back(
+            {MHD_OPTION_NOTIFY_CONNECTION, reinterpret_cast<intptr_t>(notify),
+             const_cast<ClientAuth*>(&kClientAuths[static_cast<size_t>(tls.client_auth)])});
     }
     items.push_back({MHD_OPTION_END, 0, nullptr});
     {
@@ -541,9 +555,13 @@ HttpServer::~HttpServer() {
     daemons_.clear();
 }
 
-void HttpServer::StopDaemon::operator()(MHD_Daemon* daemon) const { MHD_stop_daemon(daemon); }
+void HttpServer::StopDaemon::operator()(MHD_Daemon* daemon) const {
+    MHD_stop_daemon(daemon);
+}
 
-std::vector<uint16_t> HttpServer::bound_ports() const { return ports_; }
+std::vector<uint16_t> HttpServer::bound_ports() const {
+    return ports_;
+}
 
 void HttpServer::log(const char* message) {
     std::string_view text(message);
@@ -618,8 +636,8 @@ bool HttpServer::answer(MHD_Connection* connection, const char* method, const ch
     bool headers_added = MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE,
                                                  response.content_type.c_str()) == MHD_YES;
     for (const auto& [name, value] : response.headers) {
-        headers_added = headers_added &&
-                        MHD_add_response_header(reply, name.c_str(), value.c_str()) == MHD_YES;
+        headers_added =
+            headers_added && MHD_add_response_header(reply, name.c_str(), value.c_str()) == MHD_YES;
     }
     const bool queued =
         headers_added &&
@@ -630,8 +648,8 @@ bool HttpServer::answer(MHD_Connection* connection, const char* method, const ch
 
 HttpServer::Response HttpServer::respond(const std::string& method, const std::string& path,
                                          const char* accept_encoding) {
-    const bool known = path == telemetry_path_ || path == "/" || path == "/-/healthy" ||
-                       path == "/-/ready";
+    const bool known =
+        path == telemetry_path_ || path == "/" || path == "/-/healthy" || path == "/-/ready";
     if (!known) {
         return {404, "text/plain; charset=utf-8", "Not Found\n", {}};
     }
@@ -650,7 +668,8 @@ HttpServer::Response HttpServer::respond(const std::string& method, const std::s
                         : Response{503, "text/plain; charset=utf-8", "Service Unavailable\n", {}};
     }
     const std::string link = html_escape(telemetry_path_);
-    return {200, "text/html; charset=utf-8",
+    return {200,
+            "text/html; charset=utf-8",
             "<!DOCTYPE html>\n<html>\n<head><title>tcpstatesd</title></head>\n<body>\n"
             "<h1>tcpstatesd</h1>\n<p>TCP state transitions as Prometheus metrics. Version " +
                 std::string(kVersion) + " (" + kGitRevision + ").</p>\n<p><a href=\"" + link +
@@ -668,7 +687,9 @@ HttpServer::Response HttpServer::scrape(bool use_gzip) {
         families.insert(families.end(), std::make_move_iterator(more.begin()),
                         std::make_move_iterator(more.end()));
     }
-    Response response{200, kExpositionContentType, prometheus::TextSerializer().Serialize(families),
+    Response response{200,
+                      kExpositionContentType,
+                      prometheus::TextSerializer().Serialize(families),
                       {{"Vary", "Accept-Encoding"}}};
     if (use_gzip) {
         response.body = gzip(response.body);

@@ -86,11 +86,11 @@ std::vector<prometheus::MetricFamily> KernelCollector::Collect() const {
     const KernelCounters kernel = program_.read_counters();
 
     std::vector<prometheus::MetricFamily> out;
-    prometheus::MetricFamily gauge = family(
-        "tcpstates_sockets",
-        "TCP sockets currently in each state, as tracked by the socket table (sockets seen "
-        "changing state since the daemon started, within the configured filters).",
-        MetricType::Gauge);
+    prometheus::MetricFamily gauge =
+        family("tcpstates_sockets",
+               "TCP sockets currently in each state, as tracked by the socket table (sockets seen "
+               "changing state since the daemon started, within the configured filters).",
+               MetricType::Gauge);
     for (unsigned f = 0; f < 2; ++f) {
         const unsigned af = f == 1 ? AF_INET6 : AF_INET;
         if (filters.family != 0 && filters.family != static_cast<int>(af)) continue;
@@ -107,9 +107,10 @@ std::vector<prometheus::MetricFamily> KernelCollector::Collect() const {
     }
     out.push_back(std::move(gauge));
 
-    out.push_back(single("tcpstatesd_socket_table_entries",
-                         "Sockets in the kernel socket table (all tracked sockets, before filters).",
-                         MetricType::Gauge, static_cast<double>(entries)));
+    out.push_back(
+        single("tcpstatesd_socket_table_entries",
+               "Sockets in the kernel socket table (all tracked sockets, before filters).",
+               MetricType::Gauge, static_cast<double>(entries)));
     out.push_back(single("tcpstatesd_socket_table_capacity",
                          "Size of the kernel socket table (events.socket_table_size).",
                          MetricType::Gauge, program_.socket_table_capacity()));
@@ -134,11 +135,11 @@ std::vector<prometheus::MetricFamily> KernelCollector::Collect() const {
                          MetricType::Counter,
                          static_cast<double>(kernel[TCPSTATES_COUNTER_TABLE_STALE])));
 
-    prometheus::MetricFamily lost =
-        family("tcpstatesd_events_lost_total",
-               "Transition events that never reached the aggregator, by reason.",
-               MetricType::Counter);
-    for (const auto& [reason, count] : losses_by_reason(kernel, program_.recursion_misses(), losses_)) {
+    prometheus::MetricFamily lost = family(
+        "tcpstatesd_events_lost_total",
+        "Transition events that never reached the aggregator, by reason.", MetricType::Counter);
+    for (const auto& [reason, count] :
+         losses_by_reason(kernel, program_.recursion_misses(), losses_)) {
         prometheus::ClientMetric m;
         m.label = {{"reason", reason}};
         m.counter.value = static_cast<double>(count);

@@ -69,23 +69,33 @@ void append_json_string(spdlog::memory_buf_t& dest, std::string_view text) {
     for (size_t i = 0; i < text.size();) {
         const unsigned char c = static_cast<unsigned char>(text[i]);
         switch (c) {
-        case '"': append(dest, "\\\""); break;
-        case '\\': append(dest, "\\\\"); break;
-        case '\n': append(dest, "\\n"); break;
-        case '\r': append(dest, "\\r"); break;
-        case '\t': append(dest, "\\t"); break;
-        default:
-            if (c < 0x20) {
-                char escaped[8];
-                std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-                append(dest, escaped);
-            } else if (const size_t length = utf8_sequence_length(text.substr(i)); length > 0) {
-                append(dest, text.substr(i, length));
-                i += length;
-                continue;
-            } else {
-                append(dest, "\\ufffd");
-            }
+            case '"':
+                append(dest, "\\\"");
+                break;
+            case '\\':
+                append(dest, "\\\\");
+                break;
+            case '\n':
+                append(dest, "\\n");
+                break;
+            case '\r':
+                append(dest, "\\r");
+                break;
+            case '\t':
+                append(dest, "\\t");
+                break;
+            default:
+                if (c < 0x20) {
+                    char escaped[8];
+                    std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+                    append(dest, escaped);
+                } else if (const size_t length = utf8_sequence_length(text.substr(i)); length > 0) {
+                    append(dest, text.substr(i, length));
+                    i += length;
+                    continue;
+                } else {
+                    append(dest, "\\ufffd");
+                }
         }
         ++i;
     }
@@ -145,12 +155,17 @@ public:
 private:
     static int syslog_priority(spdlog::level::level_enum level) {
         switch (level) {
-        case spdlog::level::trace:
-        case spdlog::level::debug: return 7;     // LOG_DEBUG
-        case spdlog::level::warn: return 4;      // LOG_WARNING
-        case spdlog::level::err: return 3;       // LOG_ERR
-        case spdlog::level::critical: return 2;  // LOG_CRIT
-        default: return 6;                       // LOG_INFO
+            case spdlog::level::trace:
+            case spdlog::level::debug:
+                return 7;  // LOG_DEBUG
+            case spdlog::level::warn:
+                return 4;  // LOG_WARNING
+            case spdlog::level::err:
+                return 3;  // LOG_ERR
+            case spdlog::level::critical:
+                return 2;  // LOG_CRIT
+            default:
+                return 6;  // LOG_INFO
         }
     }
 };
@@ -165,7 +180,8 @@ bool is_journal_stream(int fd, const char* journal_stream) {
         return false;
     struct stat st {};
     if (fstat(fd, &st) != 0) return false;
-    return static_cast<uintmax_t>(st.st_dev) == device && static_cast<uintmax_t>(st.st_ino) == inode;
+    return static_cast<uintmax_t>(st.st_dev) == device &&
+           static_cast<uintmax_t>(st.st_ino) == inode;
 }
 
 std::unique_ptr<spdlog::formatter> make_log_formatter(LogFormat format) {

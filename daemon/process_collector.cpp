@@ -154,8 +154,9 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
             spdlog::debug("process metrics: cannot parse {}/self/stat", proc_);
         }
         if (stat) {
-            add(out, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-                MetricType::Counter, (stat->utime_ticks + stat->stime_ticks) / ticks_per_second);
+            add(out, "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.", MetricType::Counter,
+                (stat->utime_ticks + stat->stime_ticks) / ticks_per_second);
             add(out, "process_resident_memory_bytes", "Resident memory size in bytes.",
                 MetricType::Gauge, stat->rss_pages * page_size);
             add(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.",

@@ -13,7 +13,8 @@ namespace tcpstatesd {
 namespace {
 
 void check(int r, const char* what) {
-    if (r < 0) throw std::runtime_error(std::string("event loop: ") + what + ": " + std::strerror(-r));
+    if (r < 0)
+        throw std::runtime_error(std::string("event loop: ") + what + ": " + std::strerror(-r));
 }
 
 int on_io(sd_event_source*, int, uint32_t, void* userdata) {
@@ -28,7 +29,9 @@ int on_signal_event(sd_event_source*, const struct signalfd_siginfo*, void* user
 
 }  // namespace
 
-Reactor::Reactor() { check(sd_event_new(&loop_), "creating the loop"); }
+Reactor::Reactor() {
+    check(sd_event_new(&loop_), "creating the loop");
+}
 
 Reactor::~Reactor() {
     for (sd_event_source* s : sources_) sd_event_source_unref(s);
@@ -80,7 +83,9 @@ void Reactor::every(std::chrono::microseconds period, std::function<void()> hand
     add_source(source, std::move(callback));
 }
 
-void Reactor::enable_systemd_watchdog() { check(sd_event_set_watchdog(loop_, 1), "enabling the watchdog"); }
+void Reactor::enable_systemd_watchdog() {
+    check(sd_event_set_watchdog(loop_, 1), "enabling the watchdog");
+}
 
 int Reactor::run() {
     int r = sd_event_loop(loop_);
@@ -88,6 +93,8 @@ int Reactor::run() {
     return r;
 }
 
-void Reactor::stop(int exit_code) { sd_event_exit(loop_, exit_code); }
+void Reactor::stop(int exit_code) {
+    sd_event_exit(loop_, exit_code);
+}
 
 }  // namespace tcpstatesd

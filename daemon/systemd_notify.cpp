@@ -24,18 +24,21 @@ void notify(const std::string& message) {
 
 }  // namespace
 
-void SystemdNotifier::ready() const { notify("READY=1"); }
+void SystemdNotifier::ready() const {
+    notify("READY=1");
+}
 
 void SystemdNotifier::reloading() const {
     timespec now{};
     clock_gettime(CLOCK_MONOTONIC, &now);
-    const unsigned long long usec =
-        static_cast<unsigned long long>(now.tv_sec) * 1000000ULL +
-        static_cast<unsigned long long>(now.tv_nsec) / 1000ULL;
+    const unsigned long long usec = static_cast<unsigned long long>(now.tv_sec) * 1000000ULL +
+                                    static_cast<unsigned long long>(now.tv_nsec) / 1000ULL;
     notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec));
 }
 
-void SystemdNotifier::stopping() const { notify("STOPPING=1"); }
+void SystemdNotifier::stopping() const {
+    notify("STOPPING=1");
+}
 
 void SystemdNotifier::status(std::string_view line) const {
     std::string message = "STATUS=";

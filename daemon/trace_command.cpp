@@ -96,16 +96,36 @@ int run_trace_command(int argc, char** argv) {
     try {
         for (int c; (c = getopt_long(argc, argv, "46L:D:Twh", kOptions, nullptr)) != -1;) {
             switch (c) {
-            case '4': bpf.filters.family = AF_INET; break;
-            case '6': bpf.filters.family = AF_INET6; break;
-            case 'L': bpf.filters.local_ports = parse_port_list(optarg); break;
-            case 'D': bpf.filters.remote_ports = parse_port_list(optarg); break;
-            case 'T': format.timestamp = true; break;
-            case 'w': format.wide = true; break;
-            case kJson: format.json = true; break;
-            case kTransport: bpf.transport = parse_transport(optarg); break;
-            case 'h': std::fputs(kUsage, stdout); return 0;
-            default: std::fputs(kUsage, stderr); return 2;
+                case '4':
+                    bpf.filters.family = AF_INET;
+                    break;
+                case '6':
+                    bpf.filters.family = AF_INET6;
+                    break;
+                case 'L':
+                    bpf.filters.local_ports = parse_port_list(optarg);
+                    break;
+                case 'D':
+                    bpf.filters.remote_ports = parse_port_list(optarg);
+                    break;
+                case 'T':
+                    format.timestamp = true;
+                    break;
+                case 'w':
+                    format.wide = true;
+                    break;
+                case kJson:
+                    format.json = true;
+                    break;
+                case kTransport:
+                    bpf.transport = parse_transport(optarg);
+                    break;
+                case 'h':
+                    std::fputs(kUsage, stdout);
+                    return 0;
+                default:
+                    std::fputs(kUsage, stderr);
+                    return 2;
             }
         }
     } catch (const std::invalid_argument& e) {

@@ -29,15 +29,23 @@ void append_json_string(std::string& out, std::string_view text) {
     out += '"';
     for (unsigned char c : text) {
         switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\t': out += "\\t"; break;
-        default:
-            if (c < 0x20 || c >= 0x7f)
-                out += printf_string("\\u%04x", c);  // comm is bytes, not UTF-8
-            else
-                out += static_cast<char>(c);
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            default:
+                if (c < 0x20 || c >= 0x7f)
+                    out += printf_string("\\u%04x", c);  // comm is bytes, not UTF-8
+                else
+                    out += static_cast<char>(c);
         }
     }
     out += '"';
@@ -119,10 +127,10 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
                               laddr.c_str(), event.lport, raddr.c_str(), event.rport,
                               old_state.c_str(), new_state.c_str(), duration.c_str());
     else
-        line += printf_string("%-16llx %-7u %-10.10s %-15s %-5u %-15s %-5u %-11s -> %-11s %s\n",
-                              skaddr, event.pid, comm.c_str(), laddr.c_str(), event.lport,
-                              raddr.c_str(), event.rport, old_state.c_str(), new_state.c_str(),
-                              duration.c_str());
+        line +=
+            printf_string("%-16llx %-7u %-10.10s %-15s %-5u %-15s %-5u %-11s -> %-11s %s\n", skaddr,
+                          event.pid, comm.c_str(), laddr.c_str(), event.lport, raddr.c_str(),
+                          event.rport, old_state.c_str(), new_state.c_str(), duration.c_str());
     return line;
 }
 

@@ -35,15 +35,20 @@ bool can_have_duration(unsigned from, unsigned to) {
     return from != kTcpClose && !(from == 10 && to == 3);
 }
 
-unsigned family_index(unsigned family) { return family == AF_INET6 ? 1 : 0; }
-unsigned family_of_index(unsigned index) { return index == 1 ? AF_INET6 : AF_INET; }
-unsigned state_index(unsigned state) { return state < kMaxTcpState + 1 ? state : 0; }
+unsigned family_index(unsigned family) {
+    return family == AF_INET6 ? 1 : 0;
+}
+unsigned family_of_index(unsigned index) {
+    return index == 1 ? AF_INET6 : AF_INET;
+}
+unsigned state_index(unsigned state) {
+    return state < kMaxTcpState + 1 ? state : 0;
+}
 
 }  // namespace
 
 TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
-                                     std::vector<double> duration_buckets,
-                                     UserSpaceLosses& losses)
+                                     std::vector<double> duration_buckets, UserSpaceLosses& losses)
     : transitions_(prometheus::BuildCounter()
                        .Name("tcpstates_transitions_total")
                        .Help("TCP state transitions, by address family, previous state "
@@ -84,8 +89,8 @@ TransitionMetrics::Slot& TransitionMetrics::slot(unsigned family, unsigned from,
         const std::string fam(family_name(family_of_index(family)));
         const std::string from_name(tcp_state_name(from));
         const std::string to_name(tcp_state_name(to));
-        s.transitions = &transitions_.Add(
-            {{"family", fam}, {"from_state", from_name}, {"to_state", to_name}});
+        s.transitions =
+            &transitions_.Add({{"family", fam}, {"from_state", from_name}, {"to_state", to_name}});
     }
     return s;
 }
@@ -93,11 +98,10 @@ TransitionMetrics::Slot& TransitionMetrics::slot(unsigned family, unsigned from,
 prometheus::Histogram& TransitionMetrics::duration(unsigned family, unsigned from, unsigned to) {
     Slot& s = slots_[family][from][to];
     if (!s.duration)
-        s.duration =
-            &durations_.Add({{"family", std::string(family_name(family_of_index(family)))},
-                             {"state", std::string(tcp_state_name(from))},
-                             {"next_state", std::string(tcp_state_name(to))}},
-                            buckets_);
+        s.duration = &durations_.Add({{"family", std::string(family_name(family_of_index(family)))},
+                                      {"state", std::string(tcp_state_name(from))},
+                                      {"next_state", std::string(tcp_state_name(to))}},
+                                     buckets_);
     return *s.duration;
 }
 
@@ -114,10 +118,10 @@ void TransitionMetrics::on_event(const tcpstates_event& event) {
     s.transitions->Increment();
     if (event.flags & TCPSTATES_EVENT_START_UNKNOWN) {
         if (!s.unknown_start)
-            s.unknown_start = &unknown_start_.Add(
-                {{"family", std::string(family_name(event.family))},
-                 {"from_state", std::string(tcp_state_name(from))},
-                 {"to_state", std::string(tcp_state_name(to))}});
+            s.unknown_start =
+                &unknown_start_.Add({{"family", std::string(family_name(event.family))},
+                                     {"from_state", std::string(tcp_state_name(from))},
+                                     {"to_state", std::string(tcp_state_name(to))}});
         s.unknown_start->Increment();
         return;
     }

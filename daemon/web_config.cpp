@@ -53,8 +53,8 @@ void check_with_gnutls(const TlsServerConfig& tls, const std::string& source) {
     std::string error;
     int code = gnutls_certificate_set_x509_key_mem(credentials, &cert, &key, GNUTLS_X509_FMT_PEM);
     if (code < 0)
-        error = "tls_server_config: cert_file " + tls.cert_file + " with key_file " +
-                tls.key_file + ": " + gnutls_strerror(code);
+        error = "tls_server_config: cert_file " + tls.cert_file + " with key_file " + tls.key_file +
+                ": " + gnutls_strerror(code);
     if (error.empty() && !tls.client_ca_pem.empty()) {
         code = gnutls_certificate_set_x509_trust_mem(credentials, &ca, GNUTLS_X509_FMT_PEM);
         if (code <= 0)
@@ -125,19 +125,19 @@ WebSecurity parse_web_config(std::string_view yaml_text, const std::string& sour
                           [&](const Field& f) {
                               seen.client_auth = f;
                               tls.client_auth = static_cast<ClientAuth>(r.choice(
-                                  f, {"NoClientCert", "RequestClientCert",
-                                      "RequireAnyClientCert", "VerifyClientCertIfGiven",
-                                      "RequireAndVerifyClientCert"}));
+                                  f, {"NoClientCert", "RequestClientCert", "RequireAnyClientCert",
+                                      "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"}));
                           }},
                          {"min_version",
                           [&](const Field& f) {
                               const std::string& v = r.scalar(f, "TLS12 or TLS13");
                               if (v == "TLS10" || v == "TLS11")
-                                  r.fail(f, "TLS 1.0 and 1.1 are not supported; use TLS12 or "
-                                            "TLS13");
-                              tls.min_version =
-                                  r.choice(f, {"TLS12", "TLS13"}) == 0 ? TlsVersion::Tls12
-                                                                       : TlsVersion::Tls13;
+                                  r.fail(f,
+                                         "TLS 1.0 and 1.1 are not supported; use TLS12 or "
+                                         "TLS13");
+                              tls.min_version = r.choice(f, {"TLS12", "TLS13"}) == 0
+                                                    ? TlsVersion::Tls12
+                                                    : TlsVersion::Tls13;
                           }},
                      };
                      refuse_unsupported(r, section);
@@ -181,9 +181,9 @@ WebSecurity parse_web_config(std::string_view yaml_text, const std::string& sour
     auto file = [&](const std::optional<Field>& field, const std::string& name,
                     const std::string& value) {
         if (value.empty())
-            r.fail(field ? field->mark() : at,
-                   "tls_server_config." + name + ": expected a file path, got nothing" +
-                       (field ? "" : " (missing)"));
+            r.fail(field ? field->mark() : at, "tls_server_config." + name +
+                                                   ": expected a file path, got nothing" +
+                                                   (field ? "" : " (missing)"));
     };
     file(seen.cert_file, "cert_file", tls.cert_file);
     file(seen.key_file, "key_file", tls.key_file);
@@ -213,8 +213,9 @@ WebSecurity parse_web_config(std::string_view yaml_text, const std::string& sour
 
 WebSecurity load_web_config_file(const std::string& path) {
     const auto slash = path.rfind('/');
-    const std::string directory =
-        slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    const std::string directory = slash == std::string::npos ? "."
+                                  : slash == 0               ? "/"
+                                                             : path.substr(0, slash);
     return parse_web_config(read_file(path, "web config file"), path, directory);
 }
 

@@ -38,7 +38,7 @@ struct TlsServerConfig {
 };
 
 struct WebSecurity {
-    std::optional<TlsServerConfig> tls;                    // plain HTTP without
+    std::optional<TlsServerConfig> tls;                   // plain HTTP without
     std::map<std::string, std::string> basic_auth_users;  // user -> bcrypt hash; none: no auth
     std::string source;  // the file it came from, empty for "no web config"
 

@@ -8,9 +8,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdint>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -73,7 +73,9 @@ inline std::optional<double> parse_real(std::string_view text) {
     return value;
 }
 
-inline bool is_power_of_two(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+inline bool is_power_of_two(uint64_t v) {
+    return v != 0 && (v & (v - 1)) == 0;
+}
 
 // One value in the document: its dotted key path and where to point when it is wrong.
 struct Field {
@@ -102,10 +104,14 @@ public:
 
     static std::string describe(const YAML::Node& node) {
         switch (node.Type()) {
-            case YAML::NodeType::Null: return "nothing";
-            case YAML::NodeType::Sequence: return "a list";
-            case YAML::NodeType::Map: return "a mapping";
-            default: return quoted(node.Scalar());
+            case YAML::NodeType::Null:
+                return "nothing";
+            case YAML::NodeType::Sequence:
+                return "a list";
+            case YAML::NodeType::Map:
+                return "a mapping";
+            default:
+                return quoted(node.Scalar());
         }
     }
 

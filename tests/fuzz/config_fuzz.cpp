@@ -17,8 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const tcpstatesd::ConfigError&) {
         // The one error the daemon expects from a bad file.
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "parse_config threw something other than ConfigError: %s\n",
-                     e.what());
+        std::fprintf(stderr, "parse_config threw something other than ConfigError: %s\n", e.what());
         std::abort();
     }
     return 0;

@@ -46,8 +46,9 @@ Tracer::Tracer(const tcpstatesd::BpfOptions& options)
 
 bool Tracer::wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
     if (itest::wait_until(source, done, timeout)) return true;
-    UNSCOPED_INFO("waited " << timeout.count() << " ms in vain; " << tcpstatesd::transport_name(
-                      program.transport()) << " program losses: " << losses());
+    UNSCOPED_INFO("waited " << timeout.count() << " ms in vain; "
+                            << tcpstatesd::transport_name(program.transport())
+                            << " program losses: " << losses());
     return false;
 }
 
@@ -116,10 +117,10 @@ std::string describe(const tcpstates_event& e) {
     char skaddr[24];
     snprintf(skaddr, sizeof skaddr, "%llx", static_cast<unsigned long long>(e.skaddr));
     return std::string(skaddr) + " " + std::string(tcpstatesd::family_name(e.family)) + " " +
-           tcpstatesd::format_address(e.family, e.laddr) + ":" + std::to_string(e.lport) +
-           " " + tcpstatesd::format_address(e.family, e.raddr) + ":" +
-           std::to_string(e.rport) + " " + std::string(tcpstatesd::tcp_state_name(e.old_state)) +
-           "->" + std::string(tcpstatesd::tcp_state_name(e.new_state)) +
+           tcpstatesd::format_address(e.family, e.laddr) + ":" + std::to_string(e.lport) + " " +
+           tcpstatesd::format_address(e.family, e.raddr) + ":" + std::to_string(e.rport) + " " +
+           std::string(tcpstatesd::tcp_state_name(e.old_state)) + "->" +
+           std::string(tcpstatesd::tcp_state_name(e.new_state)) +
            " flags=" + std::to_string(e.flags) + " pid=" + std::to_string(e.pid) +
            " comm=" + comm_of(e);
 }

@@ -147,8 +147,7 @@ TEST_CASE("a family filter reports only that address family", "[filters]") {
     }
 }
 
-TEST_CASE("apply_filters changes what a live program reports without re-attaching",
-          "[filters]") {
+TEST_CASE("apply_filters changes what a live program reports without re-attaching", "[filters]") {
     REQUIRE_BPF();
     Fd a = listen_on_loopback(AF_INET);
     Fd b = listen_on_loopback(AF_INET);
@@ -166,7 +165,8 @@ TEST_CASE("apply_filters changes what a live program reports without re-attachin
         const uint16_t client_port = run_connection(AF_INET, last);
         const uint16_t port = local_port(last);
         const auto last_child = endpoints(AF_INET, port, client_port);
-        REQUIRE(tracer.wait_until([&] { return ended(life_of(since(tracer, start), last_child)); }));
+        REQUIRE(
+            tracer.wait_until([&] { return ended(life_of(since(tracer, start), last_child)); }));
         const auto seen = since(tracer, start);
         CHECK(transitions(life_of(seen, last_child)) == kServerLife);
         for (const auto& e : seen) {

@@ -85,8 +85,8 @@ struct PortTracers {
 TEST_CASE("a connection's full life, client closing first, is reported exactly", "[lifecycle]") {
     REQUIRE_BPF();
     const int family = GENERATE(AF_INET, AF_INET6);
-    const auto transport = GENERATE(tcpstatesd::Transport::RingBuffer,
-                                    tcpstatesd::Transport::PerfBuffer);
+    const auto transport =
+        GENERATE(tcpstatesd::Transport::RingBuffer, tcpstatesd::Transport::PerfBuffer);
     INFO(family_label(family) << " over " << tcpstatesd::transport_name(transport));
 
     Fd listener = bind_loopback(family);
@@ -135,7 +135,8 @@ TEST_CASE("a connection's full life, client closing first, is reported exactly",
     };
     Tracer& server_side = tracers.server_side;
     Tracer& client_side = tracers.client_side;
-    REQUIRE(client_side.wait_until([&] { return ended(life_of(client_side.events(), is_client)); }));
+    REQUIRE(
+        client_side.wait_until([&] { return ended(life_of(client_side.events(), is_client)); }));
     REQUIRE(server_side.wait_until([&] {
         return ended(life_of(server_side.events(), is_child)) &&
                ended(life_of(server_side.events(), is_listener));

@@ -70,7 +70,9 @@ void Fd::reset() {
     fd_ = -1;
 }
 
-const char* family_label(int family) { return family == AF_INET ? "IPv4" : "IPv6"; }
+const char* family_label(int family) {
+    return family == AF_INET ? "IPv4" : "IPv6";
+}
 
 std::array<uint8_t, 16> loopback_address(int family) {
     std::array<uint8_t, 16> bytes{};

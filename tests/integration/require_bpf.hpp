@@ -15,13 +15,13 @@ bool running_in_ci();
 
 }  // namespace itest
 
-#define REQUIRE_BPF()                                                                     \
-    do {                                                                                  \
-        const std::string itest_reason_ = ::itest::bpf_unavailable_reason();             \
-        if (!itest_reason_.empty()) {                                                     \
-            if (::itest::running_in_ci())                                                 \
+#define REQUIRE_BPF()                                                                              \
+    do {                                                                                           \
+        const std::string itest_reason_ = ::itest::bpf_unavailable_reason();                       \
+        if (!itest_reason_.empty()) {                                                              \
+            if (::itest::running_in_ci())                                                          \
                 FAIL("cannot load BPF: " << itest_reason_ << " (CI=true: failing, not skipping)"); \
-            WARN("skipped: cannot load BPF: " << itest_reason_);                          \
-            return;                                                                       \
-        }                                                                                 \
+            WARN("skipped: cannot load BPF: " << itest_reason_);                                   \
+            return;                                                                                \
+        }                                                                                          \
     } while (false)

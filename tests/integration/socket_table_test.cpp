@@ -92,8 +92,7 @@ size_t table_entries(const tcpstatesd::BpfProgram& program) {
 
 }  // namespace
 
-TEST_CASE("a socket reusing a closed socket's address starts a life of its own",
-          "[socket-table]") {
+TEST_CASE("a socket reusing a closed socket's address starts a life of its own", "[socket-table]") {
     REQUIRE_BPF();
     // One after the other: each client is created after the previous one was freed, so the
     // kernel hands them the same few addresses.

@@ -48,8 +48,8 @@ public:
         std::vector<char*> argv;
         for (auto& a : argv_strings) argv.push_back(a.data());
         argv.push_back(nullptr);
-        const int rc = posix_spawn(&pid_, TCPSTATESD_BINARY, &actions, nullptr, argv.data(),
-                                   environ);
+        const int rc =
+            posix_spawn(&pid_, TCPSTATESD_BINARY, &actions, nullptr, argv.data(), environ);
         posix_spawn_file_actions_destroy(&actions);
         if (rc != 0)
             throw std::system_error(rc, std::generic_category(),
@@ -182,8 +182,8 @@ TEST_CASE("tcpstatesd trace prints a connection's transitions on its port", "[tr
         const Strings w = words_of(lines[i]);
         REQUIRE(w.size() == 11);
         const std::string ms = w[10] == "-" ? "-" : is_duration(w[10]) ? "ms" : w[10];
-        seen.push_back(w[3] + " " + w[4] + " " + w[5] + " " + w[6] + " " + w[7] + " " + w[8] +
-                       " " + w[9] + " " + ms);
+        seen.push_back(w[3] + " " + w[4] + " " + w[5] + " " + w[6] + " " + w[7] + " " + w[8] + " " +
+                       w[9] + " " + ms);
     }
     CHECK(seen == expected);
     // listen() and close() of the listener ran in this process.
@@ -216,7 +216,8 @@ TEST_CASE("tcpstatesd trace --json prints one object per transition", "[trace]")
     const std::string client_port = std::to_string(run_connection(AF_INET, listener));
     listener.reset();
     const std::string listener_closed =
-        "\"lport\":" + port + ",\"raddr\":\"0.0.0.0\",\"rport\":0,\"old_state\":\"LISTEN\","
+        "\"lport\":" + port +
+        ",\"raddr\":\"0.0.0.0\",\"rport\":0,\"old_state\":\"LISTEN\","
         "\"new_state\":\"CLOSE\"";
     REQUIRE(trace.read_until(
         [&](const std::string& out) { return out.find(listener_closed) != out.npos; }));
@@ -234,8 +235,8 @@ TEST_CASE("tcpstatesd trace --json prints one object per transition", "[trace]")
         std::smatch m;
         REQUIRE(std::regex_match(line, m, object));
         if (m[2] != port) continue;  // the probe's connections
-        seen.push_back(m[3].str() + " " + m[4].str() + " " + m[5].str() + "->" + m[6].str() +
-                       " " + (m[7] == "null" ? "null" : "ms"));
+        seen.push_back(m[3].str() + " " + m[4].str() + " " + m[5].str() + "->" + m[6].str() + " " +
+                       (m[7] == "null" ? "null" : "ms"));
     }
     CHECK(seen == Strings{
                       "0.0.0.0 0 CLOSE->LISTEN null",

@@ -117,8 +117,7 @@ TEST_CASE("the ring buffer and the perf buffer deliver the same events", "[trans
     CHECK(perf.program.read_counters()[TCPSTATES_COUNTER_PERFBUF_ERROR] == 0);
 }
 
-TEST_CASE("a burst into a tiny buffer counts every event it cannot deliver",
-          "[transport][loss]") {
+TEST_CASE("a burst into a tiny buffer counts every event it cannot deliver", "[transport][loss]") {
     REQUIRE_BPF();
     const auto transport = GENERATE(Transport::RingBuffer, Transport::PerfBuffer);
     INFO(tcpstatesd::transport_name(transport));
@@ -129,7 +128,7 @@ TEST_CASE("a burst into a tiny buffer counts every event it cannot deliver",
     tcpstatesd::BpfOptions options;
     options.transport = transport;
     options.ring_buffer_bytes = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));  // the minimum
-    options.perf_buffer_pages = 1;                                              // per CPU
+    options.perf_buffer_pages = 1;                                             // per CPU
     // Only the listener and its accepted sockets: an exact number of events to account for.
     options.filters.local_ports = {port};
     Tracer tracer(options);
@@ -164,7 +163,8 @@ TEST_CASE("a burst into a tiny buffer counts every event it cannot deliver",
     if (transport == Transport::RingBuffer)
         CHECK(tracer.collector.lost == 0);
     else
-        CHECK(counters[TCPSTATES_COUNTER_RINGBUF_FULL] + counters[TCPSTATES_COUNTER_PERFBUF_ERROR] ==
+        CHECK(counters[TCPSTATES_COUNTER_RINGBUF_FULL] +
+                  counters[TCPSTATES_COUNTER_PERFBUF_ERROR] ==
               0);
     CHECK(tracer.collector.malformed == 0);
 }

@@ -26,9 +26,11 @@ int main(int argc, char** argv) {
                                 .Name("tcpstates_transitions_total")
                                 .Help("TCP state transitions seen.")
                                 .Register(*registry);
-        transitions.Add({{"family", "ipv4"}, {"from_state", "SYN_SENT"}, {"to_state", "ESTABLISHED"}})
+        transitions
+            .Add({{"family", "ipv4"}, {"from_state", "SYN_SENT"}, {"to_state", "ESTABLISHED"}})
             .Increment(12);
-        transitions.Add({{"family", "ipv6"}, {"from_state", "ESTABLISHED"}, {"to_state", "FIN_WAIT1"}})
+        transitions
+            .Add({{"family", "ipv6"}, {"from_state", "ESTABLISHED"}, {"to_state", "FIN_WAIT1"}})
             .Increment(3);
         prometheus::BuildGauge()
             .Name("tcpstates_sockets")
@@ -36,12 +38,13 @@ int main(int argc, char** argv) {
             .Register(*registry)
             .Add({{"family", "ipv4"}, {"state", "ESTABLISHED"}})
             .Set(4);
-        auto& duration = prometheus::BuildHistogram()
-                             .Name("tcpstates_state_duration_seconds")
-                             .Help("Time a socket spent in a state before the next one.")
-                             .Register(*registry)
-                             .Add({{"family", "ipv4"}, {"state", "SYN_SENT"}, {"next_state", "ESTABLISHED"}},
-                                  prometheus::Histogram::BucketBoundaries{1e-5, 2.5e-5, 1e-4, 1e-3, 1});
+        auto& duration =
+            prometheus::BuildHistogram()
+                .Name("tcpstates_state_duration_seconds")
+                .Help("Time a socket spent in a state before the next one.")
+                .Register(*registry)
+                .Add({{"family", "ipv4"}, {"state", "SYN_SENT"}, {"next_state", "ESTABLISHED"}},
+                     prometheus::Histogram::BucketBoundaries{1e-5, 2.5e-5, 1e-4, 1e-3, 1});
         duration.Observe(2e-5);
         duration.Observe(0.5);
         prometheus::BuildGauge()
@@ -53,8 +56,9 @@ int main(int argc, char** argv) {
 
         tcpstatesd::HttpServerOptions options;
         options.listen_addresses = {"127.0.0.1:0"};
-        tcpstatesd::HttpServer server(options, registry, [] { return true; }, [] { return true; },
-                                      {std::make_shared<tcpstatesd::ProcessCollector>()});
+        tcpstatesd::HttpServer server(
+            options, registry, [] { return true; }, [] { return true; },
+            {std::make_shared<tcpstatesd::ProcessCollector>()});
         const uint16_t port = server.bound_ports().at(0);
         // A first scrape so that the scrape metrics have observations in the second.
         tcpstatesd::test::request("127.0.0.1", port, "GET", "/metrics");

@@ -393,22 +393,23 @@ TEST_CASE("config errors: duration buckets") {
     for (int i = 2; i <= 64; ++i) sixty_four += ", " + std::to_string(i);
     CHECK(parse_config(sixty_four + "]\n", "x").metrics.duration_buckets.size() == 64);
     const std::string too_many = sixty_four + ", 65]\n";
-    CHECK(error_of(too_many) == "x.yaml:2:" + std::to_string(too_many.find("65]") - 9 + 1) +
-                                    ": " + key + "more than 64 buckets");
+    CHECK(error_of(too_many) == "x.yaml:2:" + std::to_string(too_many.find("65]") - 9 + 1) + ": " +
+                                    key + "more than 64 buckets");
 }
 
 TEST_CASE("config files: missing, unreadable, found") {
     TempDir dir;
-    CHECK_THROWS_WITH(load_config_file(dir.path() + "/absent.yaml"),
-                      "cannot open configuration file " + dir.path() +
-                          "/absent.yaml: No such file or directory");
+    CHECK_THROWS_WITH(
+        load_config_file(dir.path() + "/absent.yaml"),
+        "cannot open configuration file " + dir.path() + "/absent.yaml: No such file or directory");
     CHECK_THROWS_WITH(load_config_file(dir.path()),
                       "cannot read configuration file " + dir.path() + ": Is a directory");
 
     const std::string file = dir.write("bad.yaml", "logging:\n  level: loud\n");
     CHECK_THROWS_WITH(load_config_file(file),
-                      file + ":2:10: logging.level: expected one of trace, debug, info, warn, "
-                             "error, critical, off, got \"loud\"");
+                      file +
+                          ":2:10: logging.level: expected one of trace, debug, info, warn, "
+                          "error, critical, off, got \"loud\"");
 
     const std::string good = dir.write("good.yaml", "web:\n  max_threads: 2\n");
     const Config c = load_config_file(good);
@@ -497,8 +498,7 @@ TEST_CASE("config errors: size and nesting bounds protect the YAML parser") {
 // Regressions found by tests/fuzz/config_fuzz (inputs in tests/fuzz/corpus/config/): yaml-cpp
 // 0.7's LoadAll looped forever, allocating, on a document starting with a stray ",".
 TEST_CASE("config errors: a stray comma is an error, not a hang") {
-    const std::string message =
-        "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)";
+    const std::string message = "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)";
     CHECK(error_of(",\n") == "x.yaml:1:1: " + message);
     CHECK(error_of(", \xce\xdd\xa2\xbd") == "x.yaml:1:1: " + message);
     CHECK(error_of("- a\n,") == "x.yaml:2:1: " + message);
@@ -512,9 +512,9 @@ TEST_CASE("config errors: a stray comma is an error, not a hang") {
     };
     // regression-utf16-stray-comma.yaml has NUL bytes: yaml-cpp decodes it as UTF-16 and its
     // marks count decoded characters, which once made our message index past the text.
-    for (const char* name : {"regression-stray-comma.yaml", "regression-stray-comma-utf8.yaml",
-                             "regression-stray-comma-in-list.yaml",
-                             "regression-utf16-stray-comma.yaml"})
+    for (const char* name :
+         {"regression-stray-comma.yaml", "regression-stray-comma-utf8.yaml",
+          "regression-stray-comma-in-list.yaml", "regression-utf16-stray-comma.yaml"})
         CHECK(error_of(regression(name)).find("invalid YAML") != std::string::npos);
     // A second document after a first one is still reported as such.
     CHECK(error_of("web: {}\n---\n,") ==

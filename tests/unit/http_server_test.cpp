@@ -82,8 +82,9 @@ struct Served {
     uint16_t port;
 
     explicit Served(const HttpServerOptions& options = loopback())
-        : server(options, registry, [this] { return healthy.load(); },
-                 [this] { return ready.load(); }),
+        : server(
+              options, registry, [this] { return healthy.load(); },
+              [this] { return ready.load(); }),
           port(server.bound_ports().at(0)) {}
 
     tcpstatesd::test::HttpReply get(const std::string& path, const std::string& headers = "") {
@@ -102,7 +103,6 @@ std::string without_scrape_metrics(const std::string& text) {
     }
     return out;
 }
-
 
 // A client connection held open by a test.
 struct Client {
@@ -150,7 +150,9 @@ uint64_t blocked_signals(const std::string& task) {
     return 0;
 }
 
-uint64_t signal_bit(int signal) { return uint64_t{1} << (signal - 1); }
+uint64_t signal_bit(int signal) {
+    return uint64_t{1} << (signal - 1);
+}
 
 }  // namespace
 
@@ -248,16 +250,16 @@ TEST_CASE("http: unknown paths are 404, other methods 405 with Allow") {
     for (const char* method : {"POST", "PUT", "DELETE", "OPTIONS", "PATCH"}) {
         for (const char* path : {"/metrics", "/", "/-/healthy", "/-/ready"}) {
             INFO(method << " " << path);
-            const auto reply = request("127.0.0.1", served.port, method, path,
-                                       "Content-Length: 0\r\n");
+            const auto reply =
+                request("127.0.0.1", served.port, method, path, "Content-Length: 0\r\n");
             CHECK(reply.status == 405);
             CHECK(reply.header("allow") == "GET, HEAD");
         }
     }
     // A request body is not read, and does not change the answer.
-    const auto with_body = parse_reply(exchange(
-        "127.0.0.1", served.port,
-        "POST /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello"));
+    const auto with_body = parse_reply(exchange("127.0.0.1", served.port,
+                                                "POST /metrics HTTP/1.1\r\nHost: t\r\nConnection: "
+                                                "close\r\nContent-Length: 5\r\n\r\nhello"));
     CHECK(with_body.status == 405);
     CHECK(with_body.header("allow") == "GET, HEAD");
 }
@@ -297,8 +299,8 @@ TEST_CASE("http: telemetry paths that collide or are not absolute are refused") 
     auto registry = std::make_shared<prometheus::Registry>();
     for (const char* path : {"", "metrics", "/", "/-/healthy", "/-/ready"}) {
         INFO(path);
-        CHECK_THROWS_AS(HttpServer(loopback(path), registry, [] { return true; },
-                                   [] { return true; }),
+        CHECK_THROWS_AS(HttpServer(
+                            loopback(path), registry, [] { return true; }, [] { return true; }),
                         HttpError);
     }
 }
@@ -311,7 +313,8 @@ TEST_CASE("http: label values with backslash, quote and newline are escaped") {
         .Register(*registry)
         .Add({{"value", "a\\b\"c\nd"}})
         .Set(1);
-    HttpServer server(loopback(), registry, [] { return true; }, [] { return true; });
+    HttpServer server(
+        loopback(), registry, [] { return true; }, [] { return true; });
     const auto reply = request("127.0.0.1", server.bound_ports().at(0), "GET", "/metrics");
     CHECK_THAT(reply.body, Catch::Contains("test_labelled{value=\"a\\\\b\\\"c\\nd\"} 1\n"));
 }
@@ -346,9 +349,9 @@ TEST_CASE("http: malformed and oversized requests get 4xx or a close, and the se
         CHECK(served.get("/metrics").status == 200);
     }
     // RFC 9110 15.6.6: an unsupported major version is answered 505.
-    CHECK(parse_reply(exchange("127.0.0.1", served.port,
-                               "GET /metrics HTTP/9.9\r\nHost: t\r\n\r\n"))
-              .status == 505);
+    CHECK(
+        parse_reply(exchange("127.0.0.1", served.port, "GET /metrics HTTP/9.9\r\nHost: t\r\n\r\n"))
+            .status == 505);
     // libmicrohttpd 0.9.75 takes a NUL in the request target as its end: this is "GET /",
     // the landing page, not an error. Harmless, but noted here so that a change shows.
     const auto nul = parse_reply(exchange("127.0.0.1", served.port,
@@ -366,9 +369,10 @@ TEST_CASE("http: malformed and oversized requests get 4xx or a close, and the se
 TEST_CASE("http: keep-alive serves several requests on one connection") {
     Served served;
     // Pipelined: the second request is answered on the same connection, then it is closed.
-    const std::string raw = exchange("127.0.0.1", served.port,
-                                     "GET /-/healthy HTTP/1.1\r\nHost: t\r\n\r\n"
-                                     "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    const std::string raw =
+        exchange("127.0.0.1", served.port,
+                 "GET /-/healthy HTTP/1.1\r\nHost: t\r\n\r\n"
+                 "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     const auto first = parse_reply(raw);
     REQUIRE(first.status == 200);
     REQUIRE(first.body.rfind("OK\n", 0) == 0);
@@ -408,7 +412,8 @@ TEST_CASE("http: \":port\" is one socket for IPv4 and IPv6") {
     auto registry = std::make_shared<prometheus::Registry>();
     HttpServerOptions options;
     options.listen_addresses = {":0"};
-    HttpServer server(options, registry, [] { return true; }, [] { return true; });
+    HttpServer server(
+        options, registry, [] { return true; }, [] { return true; });
     REQUIRE(server.bound_ports().size() == 1);
     const uint16_t port = server.bound_ports().at(0);
     CHECK(request("127.0.0.1", port, "GET", "/-/healthy").status == 200);
@@ -419,7 +424,8 @@ TEST_CASE("http: an IPv6 listen address is served on exactly that address") {
     auto registry = std::make_shared<prometheus::Registry>();
     HttpServerOptions options;
     options.listen_addresses = {"[::1]:0"};
-    HttpServer server(options, registry, [] { return true; }, [] { return true; });
+    HttpServer server(
+        options, registry, [] { return true; }, [] { return true; });
     const uint16_t port = server.bound_ports().at(0);
     CHECK(request("::1", port, "GET", "/-/ready").status == 200);
     CHECK_THROWS_WITH(request("127.0.0.1", port, "GET", "/-/ready"),
@@ -437,7 +443,8 @@ TEST_CASE("http: several listen addresses, each with its own port") {
     auto registry = std::make_shared<prometheus::Registry>();
     HttpServerOptions options;
     options.listen_addresses = {"127.0.0.1:0", "127.0.0.2:0"};
-    HttpServer server(options, registry, [] { return true; }, [] { return true; });
+    HttpServer server(
+        options, registry, [] { return true; }, [] { return true; });
     const auto ports = server.bound_ports();
     REQUIRE(ports.size() == 2);
     CHECK(request("127.0.0.1", ports[0], "GET", "/-/ready").status == 200);
@@ -459,9 +466,10 @@ TEST_CASE("http: a busy port is an HttpError naming the address and the cause") 
     auto registry = std::make_shared<prometheus::Registry>();
     HttpServerOptions options;
     options.listen_addresses = {listen};
-    CHECK_THROWS_WITH(HttpServer(options, registry, [] { return true; }, [] { return true; }),
-                      Catch::Contains("\"" + listen + "\"") &&
-                          Catch::Contains("Address already in use"));
+    CHECK_THROWS_WITH(
+        HttpServer(
+            options, registry, [] { return true; }, [] { return true; }),
+        Catch::Contains("\"" + listen + "\"") && Catch::Contains("Address already in use"));
     close(busy);
 }
 
@@ -473,11 +481,13 @@ TEST_CASE("http: malformed listen addresses are an HttpError naming them") {
                             "localhost:80", "[127.0.0.1]:80", "1.2.3:80", "[::1]]:80"}) {
         INFO(bad);
         options.listen_addresses = {bad};
-        CHECK_THROWS_WITH(HttpServer(options, registry, [] { return true; }, [] { return true; }),
+        CHECK_THROWS_WITH(HttpServer(
+                              options, registry, [] { return true; }, [] { return true; }),
                           Catch::Contains("\"" + std::string(bad) + "\""));
     }
     options.listen_addresses = {"localhost:0"};
-    CHECK_THROWS_WITH(HttpServer(options, registry, [] { return true; }, [] { return true; }),
+    CHECK_THROWS_WITH(HttpServer(
+                          options, registry, [] { return true; }, [] { return true; }),
                       Catch::Contains("not a name"));
 }
 
@@ -485,7 +495,8 @@ TEST_CASE("http: unspecified addresses bind their own family") {
     auto registry = std::make_shared<prometheus::Registry>();
     HttpServerOptions options;
     options.listen_addresses = {"0.0.0.0:0", "[::]:0"};
-    HttpServer server(options, registry, [] { return true; }, [] { return true; });
+    HttpServer server(
+        options, registry, [] { return true; }, [] { return true; });
     const auto ports = server.bound_ports();
     REQUIRE(ports.size() == 2);
     CHECK(request("127.0.0.1", ports[0], "GET", "/-/ready").status == 200);
@@ -551,7 +562,8 @@ TEST_CASE("http: a client gone mid-response does not raise SIGPIPE") {
     for (int i = 0; i < 2000; ++i) {
         family.Add({{"value", std::to_string(i) + std::string(2000, 'x')}}).Set(i);
     }
-    HttpServer server(loopback(), registry, [] { return true; }, [] { return true; });
+    HttpServer server(
+        loopback(), registry, [] { return true; }, [] { return true; });
     const uint16_t port = server.bound_ports().at(0);
 
     for (int round = 0; round < 10; ++round) {
@@ -626,9 +638,9 @@ TEST_CASE("http: basic auth on every path, users swapped live by set_security") 
     options.security.basic_auth_users = {
         {"u", "$2y$04$hRz6DmgaX1jsF1RfEBWzPerVc4c27f/pMjnuVp0G.9BwMc7zUkq7e"}};
     Served served(options);
-    const std::string right = "Authorization: Basic dTpw\r\n";   // u:p
-    const std::string wrong = "Authorization: Basic dTpx\r\n";   // u:q
-    const std::string other = "Authorization: Basic eDpw\r\n";   // x:p
+    const std::string right = "Authorization: Basic dTpw\r\n";  // u:p
+    const std::string wrong = "Authorization: Basic dTpx\r\n";  // u:q
+    const std::string other = "Authorization: Basic eDpw\r\n";  // x:p
     for (const char* path : {"/metrics", "/-/healthy", "/-/ready", "/", "/nope"}) {
         INFO(path);
         const auto none = served.get(path);
@@ -655,17 +667,20 @@ TEST_CASE("http: set_security turns TLS on and off on the same port") {
     REQUIRE(std::system(("cd " + dir.path() +
                          " && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=t "
                          "-addext subjectAltName=IP:127.0.0.1 -keyout k.pem -out c.pem "
-                         "2>/dev/null").c_str()) == 0);
-    const std::string web = dir.write("web.yml", "tls_server_config:\n  cert_file: c.pem\n"
-                                                 "  key_file: k.pem\n");
+                         "2>/dev/null")
+                            .c_str()) == 0);
+    const std::string web = dir.write("web.yml",
+                                      "tls_server_config:\n  cert_file: c.pem\n"
+                                      "  key_file: k.pem\n");
     Served served;
     REQUIRE(served.get("/metrics").status == 200);
     served.server.set_security(tcpstatesd::load_web_config_file(web));
     CHECK(served.server.bound_ports().at(0) == served.port);
     // A plain-HTTP request to the TLS server gets no HTTP reply.
     CHECK(served.get("/metrics").status == 0);
-    const std::string curl = "curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:" +
-                             std::to_string(served.port) + "/metrics > " + dir.path() + "/code";
+    const std::string curl =
+        "curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:" + std::to_string(served.port) +
+        "/metrics > " + dir.path() + "/code";
     REQUIRE(std::system(curl.c_str()) == 0);
     std::ifstream code(dir.path() + "/code");
     CHECK(std::string(std::istreambuf_iterator<char>(code), {}) == "200");

@@ -80,7 +80,8 @@ private:
 TEST_CASE("logging: text lines carry a UTC timestamp, the level and the message") {
     CHECK(format(LogFormat::Text, spdlog::level::info, "listening on 0.0.0.0:9977") ==
           "2026-11-26T05:30:00.123Z info listening on 0.0.0.0:9977\n");
-    CHECK(format(LogFormat::Text, spdlog::level::warn, "w") == "2026-11-26T05:30:00.123Z warning w\n");
+    CHECK(format(LogFormat::Text, spdlog::level::warn, "w") ==
+          "2026-11-26T05:30:00.123Z warning w\n");
     CHECK(format(LogFormat::Text, spdlog::level::err, "e") == "2026-11-26T05:30:00.123Z error e\n");
 }
 
@@ -99,8 +100,9 @@ TEST_CASE("logging: JSON messages are escaped into valid JSON strings") {
           json_line("error", R"(nul\u0000bell\u0007\u001f)"));
     // Valid UTF-8 passes through; invalid bytes (a stray continuation byte, a truncated
     // sequence, an overlong '/', a surrogate) become U+FFFD.
-    CHECK(format(LogFormat::Json, spdlog::level::info, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") ==
-          json_line("info", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+    CHECK(
+        format(LogFormat::Json, spdlog::level::info, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") ==
+        json_line("info", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
     CHECK(format(LogFormat::Json, spdlog::level::info, "a\x80z\xc3") ==
           json_line("info", R"(a\ufffdz\ufffd)"));
     CHECK(format(LogFormat::Json, spdlog::level::info, "\xc0\xaf \xed\xa0\x80") ==
@@ -139,7 +141,8 @@ TEST_CASE("logging: JOURNAL_STREAM names the journal only if it matches the fd's
     const std::string dev = std::to_string(st.st_dev), ino = std::to_string(st.st_ino);
 
     CHECK(tcpstatesd::is_journal_stream(fd, (dev + ":" + ino).c_str()));
-    CHECK_FALSE(tcpstatesd::is_journal_stream(fd, (dev + ":" + std::to_string(st.st_ino + 1)).c_str()));
+    CHECK_FALSE(
+        tcpstatesd::is_journal_stream(fd, (dev + ":" + std::to_string(st.st_ino + 1)).c_str()));
     CHECK_FALSE(tcpstatesd::is_journal_stream(fd, (dev + ":" + ino + "x").c_str()));
     CHECK_FALSE(tcpstatesd::is_journal_stream(fd, ino.c_str()));
     CHECK_FALSE(tcpstatesd::is_journal_stream(fd, ""));
@@ -169,7 +172,8 @@ TEST_CASE("logging: outside systemd the default logger writes the chosen format 
     INFO(text);
     CHECK(text.find("below the level") == std::string::npos);
     const std::string suffix =
-        R"(","level":"warning","message":"config a.yaml:3: \"x\" is unknown"})" "\n";
+        R"(","level":"warning","message":"config a.yaml:3: \"x\" is unknown"})"
+        "\n";
     REQUIRE(text.size() > suffix.size());
     CHECK(text.rfind("{\"time\":\"20", 0) == 0);
     CHECK(text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0);

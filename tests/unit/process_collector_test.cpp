@@ -22,9 +22,8 @@ using tcpstatesd::ProcessCollector;
 namespace {
 
 // Taken while the test binary initializes: the process started no later than this.
-const double kLoadedAt = std::chrono::duration<double>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+const double kLoadedAt =
+    std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
 std::map<std::string, prometheus::MetricFamily> collect(const ProcessCollector& collector) {
     std::map<std::string, prometheus::MetricFamily> by_name;
@@ -179,7 +178,8 @@ TEST_CASE("process collector: unreadable or garbled /proc yields fewer metrics, 
         TempDir proc;
         proc.write("self/stat", "42 (truncated) S 1 2\n");
         proc.write("stat", "cpu 1 2 3\n");
-        proc.write("self/limits", "Max open files            unlimited            unlimited    files\n");
+        proc.write("self/limits",
+                   "Max open files            unlimited            unlimited    files\n");
         proc.write("self/fd/100", "");
         const auto families = collect(ProcessCollector(proc.path.string()));
         CHECK(families.size() == 1);
@@ -187,8 +187,7 @@ TEST_CASE("process collector: unreadable or garbled /proc yields fewer metrics, 
     }
     SECTION("stat without btime drops only the start time") {
         TempDir proc;
-        proc.write("self/stat",
-                   "1 (x) S 1 1 1 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 10 4096 1 0\n");
+        proc.write("self/stat", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 10 4096 1 0\n");
         proc.write("stat", "cpu 1 2 3\n");
         const auto families = collect(ProcessCollector(proc.path.string()));
         CHECK(families.count("process_cpu_seconds_total") == 1);

@@ -75,7 +75,8 @@ TEST_CASE("trace: timestamp column is wall-clock HH:MM:SS") {
     setenv("TZ", "UTC", 1);
     tzset();
     const int64_t wall = (int64_t(3600) * 5 + 60 * 5 + 52) * 1000000000;  // 05:05:52 UTC
-    CHECK(trace_line(make_event(AF_INET), stamped, wall).rfind("05:05:52 ffff8881055d40c0", 0) == 0);
+    CHECK(trace_line(make_event(AF_INET), stamped, wall).rfind("05:05:52 ffff8881055d40c0", 0) ==
+          0);
 }
 
 TEST_CASE("trace: JSON lines are complete and escape the command name") {

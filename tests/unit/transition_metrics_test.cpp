@@ -45,28 +45,39 @@ TEST_CASE_METHOD(Fixture, "aggregation: transitions are counted by family, from 
     metrics.on_event(event(AF_INET, SYN_SENT, ESTABLISHED, 0.003));
     metrics.on_event(event(AF_INET6, SYN_SENT, ESTABLISHED, 0.003));
     const std::string text = scrape(registry);
-    CHECK(has_line(text, R"(tcpstates_transitions_total{family="ipv4",from_state="SYN_SENT",to_state="ESTABLISHED"} 2)"));
-    CHECK(has_line(text, R"(tcpstates_transitions_total{family="ipv6",from_state="SYN_SENT",to_state="ESTABLISHED"} 1)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_transitions_total{family="ipv4",from_state="SYN_SENT",to_state="ESTABLISHED"} 2)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_transitions_total{family="ipv6",from_state="SYN_SENT",to_state="ESTABLISHED"} 1)"));
     CHECK(has_line(text, "tcpstatesd_events_received_total 3"));
     CHECK(text.find("# HELP tcpstates_transitions_total ") != std::string::npos);
     CHECK(text.find("# TYPE tcpstates_state_duration_seconds histogram") != std::string::npos);
 }
 
-TEST_CASE_METHOD(Fixture, "aggregation: common transitions are exported at zero before they happen") {
+TEST_CASE_METHOD(Fixture,
+                 "aggregation: common transitions are exported at zero before they happen") {
     const std::string text = scrape(registry);
-    CHECK(has_line(text, R"(tcpstates_transitions_total{family="ipv6",from_state="LAST_ACK",to_state="CLOSE"} 0)"));
-    CHECK(has_line(text, R"(tcpstates_state_duration_seconds_count{family="ipv4",next_state="ESTABLISHED",state="SYN_SENT"} 0)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_transitions_total{family="ipv6",from_state="LAST_ACK",to_state="CLOSE"} 0)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_state_duration_seconds_count{family="ipv4",next_state="ESTABLISHED",state="SYN_SENT"} 0)"));
     // A transition that never has a known start gets no histogram.
     CHECK(text.find(R"(next_state="SYN_SENT",state="CLOSE")") == std::string::npos);
 }
 
-TEST_CASE_METHOD(Fixture, "aggregation: durations land in cumulative buckets, boundaries inclusive") {
+TEST_CASE_METHOD(Fixture,
+                 "aggregation: durations land in cumulative buckets, boundaries inclusive") {
     metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 0.001));  // == first bound
     metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 0.0105));
-    metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 5.0));     // above every bound
+    metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 5.0));  // above every bound
     const std::string text = scrape(registry);
     const std::string labels = R"(family="ipv4",next_state="FIN_WAIT1",state="ESTABLISHED")";
-    CHECK(has_line(text, "tcpstates_state_duration_seconds_bucket{" + labels + R"(,le="0.001"} 1)"));
+    CHECK(
+        has_line(text, "tcpstates_state_duration_seconds_bucket{" + labels + R"(,le="0.001"} 1)"));
     CHECK(has_line(text, "tcpstates_state_duration_seconds_bucket{" + labels + R"(,le="0.01"} 1)"));
     CHECK(has_line(text, "tcpstates_state_duration_seconds_bucket{" + labels + R"(,le="0.1"} 2)"));
     CHECK(has_line(text, "tcpstates_state_duration_seconds_bucket{" + labels + R"(,le="+Inf"} 3)"));
@@ -79,10 +90,18 @@ TEST_CASE_METHOD(Fixture, "aggregation: unknown-start transitions are counted, n
     metrics.on_event(event(AF_INET, LISTEN, SYN_RECV, 0, false));
     metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 0, false));  // e.g. evicted
     const std::string text = scrape(registry);
-    CHECK(has_line(text, R"(tcpstates_transitions_total{family="ipv4",from_state="ESTABLISHED",to_state="FIN_WAIT1"} 1)"));
-    CHECK(has_line(text, R"(tcpstatesd_transitions_unknown_start_total{family="ipv4",from_state="ESTABLISHED",to_state="FIN_WAIT1"} 1)"));
-    CHECK(has_line(text, R"(tcpstatesd_transitions_unknown_start_total{family="ipv4",from_state="CLOSE",to_state="SYN_SENT"} 1)"));
-    CHECK(has_line(text, R"(tcpstates_state_duration_seconds_count{family="ipv4",next_state="FIN_WAIT1",state="ESTABLISHED"} 0)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_transitions_total{family="ipv4",from_state="ESTABLISHED",to_state="FIN_WAIT1"} 1)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstatesd_transitions_unknown_start_total{family="ipv4",from_state="ESTABLISHED",to_state="FIN_WAIT1"} 1)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstatesd_transitions_unknown_start_total{family="ipv4",from_state="CLOSE",to_state="SYN_SENT"} 1)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_state_duration_seconds_count{family="ipv4",next_state="FIN_WAIT1",state="ESTABLISHED"} 0)"));
 }
 
 TEST_CASE_METHOD(Fixture, "aggregation: losses and malformed records are counted") {
@@ -96,7 +115,9 @@ TEST_CASE_METHOD(Fixture, "aggregation: losses and malformed records are counted
 
 TEST_CASE_METHOD(Fixture, "aggregation: out-of-range states are reported as UNKNOWN") {
     metrics.on_event(event(AF_INET, 200, ESTABLISHED, 0.1));
-    CHECK(has_line(scrape(registry), R"(tcpstates_transitions_total{family="ipv4",from_state="UNKNOWN",to_state="ESTABLISHED"} 1)"));
+    CHECK(has_line(
+        scrape(registry),
+        R"(tcpstates_transitions_total{family="ipv4",from_state="UNKNOWN",to_state="ESTABLISHED"} 1)"));
 }
 
 TEST_CASE_METHOD(Fixture, "aggregation: new buckets restart only the duration histograms") {
@@ -109,7 +130,11 @@ TEST_CASE_METHOD(Fixture, "aggregation: new buckets restart only the duration hi
     CHECK(has_line(text, "tcpstates_state_duration_seconds_bucket{" + labels + R"(,le="1"} 1)"));
     CHECK(has_line(text, "tcpstates_state_duration_seconds_count{" + labels + "} 1"));
     CHECK(text.find(R"(le="0.1")") == std::string::npos);
-    CHECK(has_line(text, R"(tcpstates_transitions_total{family="ipv4",from_state="ESTABLISHED",to_state="FIN_WAIT1"} 2)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_transitions_total{family="ipv4",from_state="ESTABLISHED",to_state="FIN_WAIT1"} 2)"));
     // The common series come back at zero under the new buckets.
-    CHECK(has_line(text, R"(tcpstates_state_duration_seconds_count{family="ipv6",next_state="CLOSE",state="LAST_ACK"} 0)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_state_duration_seconds_count{family="ipv6",next_state="CLOSE",state="LAST_ACK"} 0)"));
 }
