@@ -71,7 +71,7 @@ public:
     // Replaces the filters in place while the program stays attached. No event is dropped
     // that both the old and the new filters would report (new ports are added before old
     // ones are removed; a switch is off while its list is empty).
-    void apply_filters(const EventFilters& filters);
+    void apply_filters(const EventFilters& next);
     const EventFilters& filters() const { return filters_; }
 
     KernelCounters read_counters() const;

@@ -82,6 +82,7 @@ std::vector<uint16_t> ports(const Reader& r, const Field& field) {
                              " ports, the kernel filter's capacity");
     }
     std::vector<uint16_t> sorted;
+    sorted.reserve(seen.size());
     for (const auto& entry : seen) sorted.push_back(entry.first);
     return sorted;
 }

@@ -45,7 +45,7 @@ constexpr unsigned kPerAddressLimit = 16;
 constexpr unsigned kConnectionTimeoutSeconds = 10;
 // Each connection's request line, headers and response headers live in a pool of this size;
 // a request that does not fit is answered 414 or 431 and closed.
-constexpr size_t kConnectionMemory = 32 * 1024;
+constexpr size_t kConnectionMemory = size_t{32} * 1024;
 constexpr int kListenBacklog = 128;
 constexpr const char* kExpositionContentType = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -632,7 +632,7 @@ bool HttpServer::answer(MHD_Connection* connection, const char* method, const ch
     if (reply == nullptr) {
         return false;  // out of memory: MHD closes the connection
     }
-    body.release();
+    (void)body.release();  // libmicrohttpd owns it now and frees it through the callback
     bool headers_added = MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE,
                                                  response.content_type.c_str()) == MHD_YES;
     for (const auto& [name, value] : response.headers) {

@@ -129,6 +129,7 @@ public:
     // section ("web:" with every key commented out) is an empty mapping.
     void mapping(const Field& field, const std::vector<Key>& keys) const {
         std::vector<std::string_view> names;
+        names.reserve(keys.size());
         for (const auto& key : keys) names.push_back(key.name);
         if (field.node.IsNull()) return;
         if (!field.node.IsMap()) expected(field, "a mapping with the keys " + join(names));
