@@ -22,18 +22,8 @@ import tempfile
 import time
 import urllib.request
 
-from e2e_support import fail, free_port, program_ids_of, require_root, stop_daemon, wait_for
-
-
-def scrape(target):
-    with urllib.request.urlopen(f"http://{target}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
+from e2e_support import (fail, free_port, program_ids_of, require_root, scrape, stop_daemon,
+                         wait_for)
 
 
 class Listener:
