@@ -241,7 +241,11 @@ def main():
             prober.probe()
         rss_after = rss_kib(daemon.pid)
         growth = rss_after - rss_before
-        if growth > RSS_BOUND_KIB:
+        # Under AddressSanitizer freed memory sits in its quarantine (up to 256 MiB) and RSS
+        # says nothing about the daemon's own bounds: the asan test preset sets this variable.
+        if os.environ.get("TCPSTATESD_SANITIZED") == "1":
+            print(f"note: RSS {rss_before} -> {rss_after} KiB not checked under the sanitizers")
+        elif growth > RSS_BOUND_KIB:
             fail(f"RSS grew by {growth} KiB ({rss_before} -> {rss_after}), bound {RSS_BOUND_KIB}")
         print(f"ok: RSS {rss_before} KiB -> {rss_after} KiB (growth {growth} KiB, bound "
               f"{RSS_BOUND_KIB} KiB)")
