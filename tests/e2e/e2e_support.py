@@ -161,3 +161,30 @@ def sample(values, name, **wanted):
         if all(have.get(k) == str(v) for k, v in wanted.items()):
             total += value
     return total
+
+
+class Prometheus:
+    """A real Prometheus server on a free loopback port, configured with `config_yaml`,
+    keeping its configuration, data and log in `workdir`. stop() ends it."""
+
+    def __init__(self, workdir, config_yaml):
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = os.path.join(workdir, "prometheus.log")
+        config_path = os.path.join(workdir, "prometheus.yml")
+        with open(config_path, "w") as f:
+            f.write(config_yaml)
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(
+                ["prometheus", f"--config.file={config_path}",
+                 f"--storage.tsdb.path={os.path.join(workdir, 'prometheus-data')}",
+                 f"--web.listen-address=127.0.0.1:{port}"],
+                stdout=subprocess.DEVNULL, stderr=log)
+
+    def check_running(self):
+        if self.process.poll() is not None:
+            fail("Prometheus exited: " + open(self.log_path).read()[-2000:])
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)

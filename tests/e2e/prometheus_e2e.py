@@ -24,7 +24,8 @@ import time
 import urllib.parse
 import urllib.request
 
-from e2e_support import fail, free_port, program_ids_of, require_root, stop_daemon, wait_for
+from e2e_support import (Prometheus, fail, free_port, program_ids_of, require_root, stop_daemon,
+                         wait_for)
 
 CONNECTIONS = 60
 HELD_OPEN = 20
@@ -127,7 +128,7 @@ def main():
             fail(f"{tool} is not installed (.ci/install-deps installs it)")
 
     workdir = tempfile.mkdtemp(prefix="tcpstatesd-e2e-")
-    daemon_port, prometheus_port = free_port(), free_port()
+    daemon_port = free_port()
     target = f"127.0.0.1:{daemon_port}"
     config_path = os.path.join(workdir, "tcpstatesd.yaml")
     with open(config_path, "w") as f:
@@ -155,16 +156,10 @@ def main():
         if missing:
             fail(f"exported but not documented in {docs_path}: {missing}")
 
-        with open(os.path.join(workdir, "prometheus.yml"), "w") as f:
-            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                    "scrape_configs:\n  - job_name: tcpstatesd\n"
-                    f"    static_configs:\n      - targets: ['{target}']\n")
-        prometheus_url = f"http://127.0.0.1:{prometheus_port}"
-        prometheus = subprocess.Popen(
-            ["prometheus", f"--config.file={workdir}/prometheus.yml",
-             f"--storage.tsdb.path={workdir}/data",
-             f"--web.listen-address=127.0.0.1:{prometheus_port}"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "prometheus.log"), "w"))
+        prometheus = Prometheus(workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                                         "scrape_configs:\n  - job_name: tcpstatesd\n"
+                                         f"    static_configs:\n      - targets: ['{target}']\n")
+        prometheus_url = prometheus.url
         wait_for("Prometheus to scrape the daemon",
                  lambda: query(prometheus_url, 'up{job="tcpstatesd"}') == 1, timeout=60)
 
@@ -217,8 +212,7 @@ def main():
         raise
     finally:
         if prometheus:
-            prometheus.terminate()
-            prometheus.wait(timeout=30)
+            prometheus.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     stop_daemon(daemon, ids)
     print("PASS")

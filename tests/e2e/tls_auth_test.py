@@ -27,7 +27,8 @@ import tempfile
 import urllib.parse
 import json
 
-from e2e_support import fail, free_port, program_ids_of, require_root, stop_daemon, wait_for
+from e2e_support import (Prometheus, fail, free_port, program_ids_of, require_root, stop_daemon,
+                         wait_for)
 
 USER = "prometheus"
 
@@ -127,18 +128,13 @@ def plain_http_to_tls_port(port):
 
 
 def prometheus_scrapes(d, port, password):
-    prometheus_port = free_port()
-    with open(os.path.join(d, "prometheus.yml"), "w") as f:
-        f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                "scrape_configs:\n  - job_name: tcpstatesd\n    scheme: https\n"
-                f"    tls_config:\n      ca_file: {d}/ca.crt\n"
-                f"    basic_auth:\n      username: {USER}\n      password: {password}\n"
-                f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
-    prometheus = subprocess.Popen(
-        ["prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/data",
-         f"--web.listen-address=127.0.0.1:{prometheus_port}"],
-        stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "prometheus.log"), "w"))
-    url = f"http://127.0.0.1:{prometheus_port}/api/v1/query?" + urllib.parse.urlencode(
+    prometheus = Prometheus(d, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                               "scrape_configs:\n  - job_name: tcpstatesd\n    scheme: https\n"
+                               f"    tls_config:\n      ca_file: {d}/ca.crt\n"
+                               f"    basic_auth:\n      username: {USER}\n"
+                               f"      password: {password}\n"
+                               f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
+    url = f"{prometheus.url}/api/v1/query?" + urllib.parse.urlencode(
         {"query": 'up{job="tcpstatesd"}'})
 
     def up():
@@ -149,13 +145,12 @@ def prometheus_scrapes(d, port, password):
         wait_for("Prometheus to scrape the daemon over TLS with basic auth (up == 1)", up,
                  timeout=60)
         print("ok: a real Prometheus scrapes over HTTPS with basic auth: up == 1")
-        body = run("curl", "-sf", f"http://127.0.0.1:{prometheus_port}/api/v1/targets").stdout
+        body = run("curl", "-sf", f"{prometheus.url}/api/v1/targets").stdout
         health = json.loads(body)["data"]["activeTargets"][0]
         expect("Prometheus' target health", (health["health"], health["scrapeUrl"]),
                ("up", f"https://127.0.0.1:{port}/metrics"))
     finally:
-        prometheus.terminate()
-        prometheus.wait(timeout=30)
+        prometheus.stop()
 
 
 def main():

@@ -28,7 +28,8 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from e2e_support import fail, free_port, program_ids_of, require_root, stop_daemon, wait_for  # noqa: E402
+from e2e_support import (Prometheus, fail, free_port, program_ids_of, require_root,  # noqa: E402
+                         stop_daemon, wait_for)
 
 # Grafana's $__rate_interval is at least four scrape intervals; 10 s of 1 s scrapes keeps
 # the test short and still gives rate() several samples.
@@ -199,7 +200,7 @@ def main():
             fail(f"{tool} is not installed (.ci/install-deps installs it)")
 
     workdir = tempfile.mkdtemp(prefix="tcpstatesd-dashboard-")
-    daemon_port, prometheus_port = free_port(), free_port()
+    daemon_port = free_port()
     target = f"127.0.0.1:{daemon_port}"
     config_path = os.path.join(workdir, "tcpstatesd.yaml")
     with open(config_path, "w") as f:
@@ -213,24 +214,16 @@ def main():
         wait_for("the daemon to be ready", lambda: urllib.request.urlopen(
             f"http://{target}/-/ready", timeout=5).status == 200)
         ids = program_ids_of(daemon.pid)
-        with open(os.path.join(workdir, "prometheus.yml"), "w") as f:
-            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                    "  evaluation_interval: 1s\n"
-                    f"rule_files: ['{os.path.abspath(rules_path)}']\n"
-                    "scrape_configs:\n  - job_name: tcpstatesd\n"
-                    f"    static_configs:\n      - targets: ['{target}']\n")
-        url = f"http://127.0.0.1:{prometheus_port}"
-        prometheus = subprocess.Popen(
-            ["prometheus", f"--config.file={workdir}/prometheus.yml",
-             f"--storage.tsdb.path={workdir}/data",
-             f"--web.listen-address=127.0.0.1:{prometheus_port}"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "prometheus.log"), "w"))
+        prometheus = Prometheus(workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                                         "  evaluation_interval: 1s\n"
+                                         f"rule_files: ['{os.path.abspath(rules_path)}']\n"
+                                         "scrape_configs:\n  - job_name: tcpstatesd\n"
+                                         f"    static_configs:\n      - targets: ['{target}']\n")
+        url = prometheus.url
 
         def values(expression):
             """{family: value} of a query whose series have a family label."""
-            if prometheus.poll() is not None:
-                fail("Prometheus exited: "
-                     + open(os.path.join(workdir, "prometheus.log")).read()[-2000:])
+            prometheus.check_running()
             result = api(url, "/api/v1/query", {"query": expression})
             return {s["metric"].get("family"): float(s["value"][1])
                     for s in result.get("data", {}).get("result", [])}
@@ -301,8 +294,7 @@ def main():
         raise
     finally:
         if prometheus:
-            prometheus.terminate()
-            prometheus.wait(timeout=30)
+            prometheus.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     stop_daemon(daemon, ids)
     print("PASS")
