@@ -3,9 +3,9 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "daemon.hpp"
-#include "daemon_options.hpp"
-#include "trace_command.hpp"
+#include "runtime/daemon.hpp"
+#include "config/daemon_options.hpp"
+#include "trace/trace_command.hpp"
 #include "version.hpp"
 
 namespace {

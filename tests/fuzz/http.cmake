@@ -5,8 +5,8 @@ set(HTTP_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=al
                     -fno-omit-frame-pointer)
 add_executable(http_fuzz
   ${CMAKE_CURRENT_LIST_DIR}/http_fuzz.cpp
-  ${CMAKE_SOURCE_DIR}/daemon/http_server.cpp
-  ${CMAKE_SOURCE_DIR}/daemon/web_config.cpp
+  ${CMAKE_SOURCE_DIR}/daemon/http/http_server.cpp
+  ${CMAKE_SOURCE_DIR}/daemon/config/web_config.cpp
 )
 target_include_directories(http_fuzz PRIVATE ${CMAKE_SOURCE_DIR}/daemon
                                              ${CMAKE_SOURCE_DIR}/bpf ${CMAKE_BINARY_DIR}/generated)

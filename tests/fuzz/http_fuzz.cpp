@@ -16,7 +16,7 @@
 #include <cstdlib>
 #include <memory>
 
-#include "http_server.hpp"
+#include "http/http_server.hpp"
 
 namespace {
 

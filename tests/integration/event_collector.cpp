@@ -10,8 +10,8 @@
 #include <cstring>
 #include <system_error>
 
-#include "tcp_state.hpp"
-#include "trace_format.hpp"
+#include "kernel/tcp_state.hpp"
+#include "trace/trace_format.hpp"
 
 namespace itest {
 

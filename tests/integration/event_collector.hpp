@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "bpf_program.hpp"
-#include "event_source.hpp"
+#include "kernel/bpf_program.hpp"
+#include "kernel/event_source.hpp"
 
 namespace itest {
 

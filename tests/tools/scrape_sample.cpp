@@ -12,8 +12,8 @@
 #include <iostream>
 
 #include "http_client.hpp"
-#include "http_server.hpp"
-#include "process_collector.hpp"
+#include "http/http_server.hpp"
+#include "metrics/process_collector.hpp"
 
 int main(int argc, char** argv) {
     if (argc != 2) {

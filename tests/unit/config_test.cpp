@@ -6,7 +6,7 @@
 #include <fstream>
 #include <string>
 
-#include "config.hpp"
+#include "config/config.hpp"
 #include "temp_dir.hpp"
 
 using namespace tcpstatesd;

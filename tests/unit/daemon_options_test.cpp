@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon_options.hpp"
+#include "config/daemon_options.hpp"
 #include "temp_dir.hpp"
 
 using namespace tcpstatesd;

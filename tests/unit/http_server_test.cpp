@@ -22,7 +22,7 @@
 #include <thread>
 
 #include "http_client.hpp"
-#include "http_server.hpp"
+#include "http/http_server.hpp"
 #include "temp_dir.hpp"
 #include "version.hpp"
 

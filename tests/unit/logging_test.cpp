@@ -13,7 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "logging.hpp"
+#include "runtime/logging.hpp"
 
 using tcpstatesd::LogFormat;
 

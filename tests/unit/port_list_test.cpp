@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "port_list.hpp"
+#include "config/port_list.hpp"
 
 using tcpstatesd::parse_port_list;
 

@@ -15,7 +15,7 @@
 #include <optional>
 #include <thread>
 
-#include "process_collector.hpp"
+#include "metrics/process_collector.hpp"
 
 using tcpstatesd::ProcessCollector;
 

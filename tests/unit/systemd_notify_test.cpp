@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "systemd_notify.hpp"
+#include "runtime/systemd_notify.hpp"
 
 using tcpstatesd::SystemdNotifier;
 

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 
-#include "trace_format.hpp"
+#include "trace/trace_format.hpp"
 
 using namespace tcpstatesd;
 

@@ -4,7 +4,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "transition_metrics.hpp"
+#include "metrics/transition_metrics.hpp"
 
 using namespace tcpstatesd;
 

@@ -2,9 +2,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "config.hpp"
+#include "config/config.hpp"
 #include "temp_dir.hpp"
-#include "web_config.hpp"
+#include "config/web_config.hpp"
 
 using namespace tcpstatesd;
 

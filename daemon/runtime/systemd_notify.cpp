@@ -1,4 +1,4 @@
-#include "systemd_notify.hpp"
+#include "runtime/systemd_notify.hpp"
 
 #include <systemd/sd-daemon.h>
 

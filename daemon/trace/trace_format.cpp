@@ -1,4 +1,4 @@
-#include "trace_format.hpp"
+#include "trace/trace_format.hpp"
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <string_view>
 
-#include "tcp_state.hpp"
+#include "kernel/tcp_state.hpp"
 
 namespace tcpstatesd {
 

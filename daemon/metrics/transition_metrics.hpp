@@ -13,8 +13,8 @@
 #include <memory>
 #include <vector>
 
-#include "event_source.hpp"
-#include "tcp_state.hpp"
+#include "kernel/event_source.hpp"
+#include "kernel/tcp_state.hpp"
 
 namespace tcpstatesd {
 

@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "config/config.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -18,9 +18,9 @@
 #include <map>
 #include <sstream>
 
-#include "port_list.hpp"
+#include "config/port_list.hpp"
 #include "tcpstates.h"
-#include "yaml_reader.hpp"
+#include "config/yaml_reader.hpp"
 
 namespace tcpstatesd {
 

@@ -1,10 +1,10 @@
-#include "web_config.hpp"
+#include "config/web_config.hpp"
 
 #include <gnutls/gnutls.h>
 
 #include <regex>
 
-#include "yaml_reader.hpp"
+#include "config/yaml_reader.hpp"
 
 namespace tcpstatesd {
 

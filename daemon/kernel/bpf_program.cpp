@@ -1,4 +1,4 @@
-#include "bpf_program.hpp"
+#include "kernel/bpf_program.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>

@@ -1,4 +1,4 @@
-#include "daemon.hpp"
+#include "runtime/daemon.hpp"
 
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
@@ -10,16 +10,16 @@
 #include <functional>
 #include <memory>
 
-#include "bpf_program.hpp"
-#include "config.hpp"
-#include "event_source.hpp"
-#include "http_server.hpp"
-#include "kernel_collector.hpp"
-#include "logging.hpp"
-#include "process_collector.hpp"
-#include "reactor.hpp"
-#include "systemd_notify.hpp"
-#include "transition_metrics.hpp"
+#include "kernel/bpf_program.hpp"
+#include "config/config.hpp"
+#include "kernel/event_source.hpp"
+#include "http/http_server.hpp"
+#include "metrics/kernel_collector.hpp"
+#include "runtime/logging.hpp"
+#include "metrics/process_collector.hpp"
+#include "runtime/reactor.hpp"
+#include "runtime/systemd_notify.hpp"
+#include "metrics/transition_metrics.hpp"
 #include "version.hpp"
 
 namespace tcpstatesd {

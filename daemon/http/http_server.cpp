@@ -1,4 +1,4 @@
-#include "http_server.hpp"
+#include "http/http_server.hpp"
 
 #include <arpa/inet.h>
 #include <crypt.h>

@@ -1,4 +1,4 @@
-#include "tcp_state.hpp"
+#include "kernel/tcp_state.hpp"
 
 #include <sys/socket.h>
 

@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "config.hpp"
+#include "config/config.hpp"
 
 namespace tcpstatesd::yaml_reader {
 

@@ -1,4 +1,4 @@
-#include "daemon_options.hpp"
+#include "config/daemon_options.hpp"
 
 #include <getopt.h>
 

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <mutex>
 
-#include "bpf_program.hpp"
-#include "transition_metrics.hpp"
+#include "kernel/bpf_program.hpp"
+#include "metrics/transition_metrics.hpp"
 
 namespace tcpstatesd {
 

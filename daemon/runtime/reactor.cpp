@@ -1,4 +1,4 @@
-#include "reactor.hpp"
+#include "runtime/reactor.hpp"
 
 #include <signal.h>
 #include <sys/epoll.h>

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
-#include "web_config.hpp"
+#include "config/config.hpp"
+#include "config/web_config.hpp"
 
 namespace tcpstatesd {
 

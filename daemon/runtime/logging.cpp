@@ -1,4 +1,4 @@
-#include "logging.hpp"
+#include "runtime/logging.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -3,7 +3,7 @@
 // about each step.
 #pragma once
 
-#include "daemon_options.hpp"
+#include "config/daemon_options.hpp"
 
 namespace tcpstatesd {
 

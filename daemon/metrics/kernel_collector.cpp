@@ -1,4 +1,4 @@
-#include "kernel_collector.hpp"
+#include "metrics/kernel_collector.hpp"
 
 #include <sys/socket.h>
 
@@ -6,7 +6,7 @@
 #include <array>
 #include <string>
 
-#include "tcp_state.hpp"
+#include "kernel/tcp_state.hpp"
 
 namespace tcpstatesd {
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "web_config.hpp"
+#include "config/web_config.hpp"
 
 struct MHD_Connection;
 struct MHD_Daemon;

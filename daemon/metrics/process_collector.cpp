@@ -1,4 +1,4 @@
-#include "process_collector.hpp"
+#include "metrics/process_collector.hpp"
 
 #include <dirent.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "port_list.hpp"
+#include "config/port_list.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "bpf_program.hpp"
-#include "logging.hpp"
+#include "kernel/bpf_program.hpp"
+#include "runtime/logging.hpp"
 
 namespace tcpstatesd {
 

@@ -1,4 +1,4 @@
-#include "transition_metrics.hpp"
+#include "metrics/transition_metrics.hpp"
 
 #include <sys/socket.h>
 

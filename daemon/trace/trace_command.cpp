@@ -1,4 +1,4 @@
-#include "trace_command.hpp"
+#include "trace/trace_command.hpp"
 
 #include <getopt.h>
 #include <signal.h>
@@ -10,11 +10,11 @@
 #include <stdexcept>
 #include <string>
 
-#include "bpf_program.hpp"
-#include "event_source.hpp"
-#include "port_list.hpp"
-#include "reactor.hpp"
-#include "trace_format.hpp"
+#include "kernel/bpf_program.hpp"
+#include "kernel/event_source.hpp"
+#include "config/port_list.hpp"
+#include "runtime/reactor.hpp"
+#include "trace/trace_format.hpp"
 
 namespace tcpstatesd {
 

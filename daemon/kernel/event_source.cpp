@@ -1,4 +1,4 @@
-#include "event_source.hpp"
+#include "kernel/event_source.hpp"
 
 #include <bpf/libbpf.h>
 
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string>
 
-#include "bpf_program.hpp"
+#include "kernel/bpf_program.hpp"
 
 namespace tcpstatesd {
 
