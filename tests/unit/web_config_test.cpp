@@ -3,8 +3,8 @@
 #include <string>
 
 #include "config/config.hpp"
-#include "temp_dir.hpp"
 #include "config/web_config.hpp"
+#include "temp_dir.hpp"
 
 using namespace tcpstatesd;
 
