@@ -97,7 +97,6 @@ EventLosses EventSource::losses() const {
 }
 
 void EventSource::deliver(const void* data, size_t size) {
-    if (failure_) return;  // consume() rethrows it once libbpf has returned
     try {
         if (events_) {
             tcpstates_event event;
@@ -108,8 +107,10 @@ void EventSource::deliver(const void* data, size_t size) {
         }
         malformed_.fetch_add(1, std::memory_order_relaxed);
     } catch (...) {
-        // No exception may unwind through libbpf's C frames.
-        failure_ = std::current_exception();
+        // No exception may unwind through libbpf's C frames: consume() rethrows the first once
+        // libbpf has returned. The ring buffer stops there (its callback fails); the perf
+        // buffer cannot be stopped, so its later records are still delivered, not dropped.
+        if (!failure_) failure_ = std::current_exception();
     }
 }
 

@@ -49,7 +49,7 @@ public:
 
     int fd() const;
     // Delivers every record waiting now to the sink, without blocking. An exception the sink
-    // throws stops the delivery and is rethrown here.
+    // throws is rethrown here (the record it refused is not delivered again).
     void consume();
     // Everything lost so far, kernel side and here. Thread-safe.
     EventLosses losses() const;

@@ -1,11 +1,13 @@
 // The two kernel-to-user transports: that they carry the same events, and that a buffer too
 // small for a burst accounts for every event it could not carry.
+#include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <functional>
+#include <stdexcept>
 #include <system_error>
 
 #include "event_collector.hpp"
@@ -162,4 +164,64 @@ TEST_CASE("a burst into a tiny buffer counts every event it cannot deliver", "[t
     // may also skip a run under foreign load; it is not what this test provokes).
     const auto losses = tracer.source.losses();
     CHECK(losses.total() - losses[LossReason::Recursion] == lost());
+}
+
+TEST_CASE("an exception thrown by the sink comes out of consume(); no other event is lost",
+          "[transport]") {
+    REQUIRE_BPF();
+    const auto transport = GENERATE(Transport::RingBuffer, Transport::PerfBuffer);
+    INFO(tcpstatesd::transport_name(transport));
+
+    // Throws on the first event, then keeps everything: no event may be lost by the throw
+    // beyond the one it refused.
+    struct FailingOnce : tcpstatesd::EventSink {
+        void on_event(const tcpstates_event& event) override {
+            if (!failed) {
+                failed = true;
+                throw std::runtime_error("sink broke");
+            }
+            events.push_back(event);
+        }
+        bool failed = false;
+        std::vector<tcpstates_event> events;
+    } sink;
+
+    Fd listener = bind_loopback(AF_INET);
+    tcpstatesd::BpfOptions options;
+    options.transport = transport;
+    options.filters.local_ports = {local_port(listener)};
+    tcpstatesd::BpfProgram program(options);
+    tcpstatesd::EventSource source(program, sink);
+    start_listening(listener);
+    for (int i = 0; i < 3; ++i) run_connection(AF_INET, listener);
+    listener.reset();
+
+    // 1 (CLOSE->LISTEN) + 3 x 5 (accepted sockets) + 1 (LISTEN->CLOSE).
+    constexpr size_t kExpected = 17;
+    bool threw = false;
+    const auto deadline = std::chrono::steady_clock::now() + kEventTimeout;
+    while (sink.events.size() < kExpected - 1 && std::chrono::steady_clock::now() < deadline) {
+        try {
+            source.consume();
+        } catch (const std::runtime_error& e) {
+            CHECK(std::string(e.what()) == "sink broke");
+            CHECK_FALSE(threw);
+            threw = true;
+        }
+        pollfd pfd{source.fd(), POLLIN, 0};
+        poll(&pfd, 1, 50);
+    }
+    CHECK(threw);
+    CHECK(sink.events.size() == kExpected - 1);
+    CHECK(source.losses().total() - source.losses()[LossReason::Recursion] == 0);
+}
+
+TEST_CASE("an event source refuses a sink of the other kind", "[transport]") {
+    REQUIRE_BPF();
+    tcpstatesd::BpfOptions options;
+    options.event_details = false;  // compact transitions
+    tcpstatesd::BpfProgram program(options);
+    EventCollector full_events;
+    CHECK_THROWS_WITH(tcpstatesd::EventSource(program, full_events),
+                      Catch::Contains("read them with a TransitionSink"));
 }
