@@ -173,7 +173,7 @@ YAML::Node load_yaml_document(std::string_view text, const std::string& source,
     check_characters(text, reader);
     try {
         check_single_document(text, reader, document);
-        // Load parses the first document only: the loop above has made sure there is no other.
+        // Load parses the first document only; check_single_document made sure it is the one.
         return YAML::Load(std::string(text));
     } catch (const YAML::Exception& e) {
         reader.fail(e.mark, "invalid YAML: " + e.msg);
