@@ -4,8 +4,10 @@
  *
  * For every TCP state change it looks the socket up in an LRU socket table to learn when
  * the socket entered its previous state, updates the table, applies the filters user space
- * configured, and emits one struct tcpstates_event. Two entry points share that logic and
- * differ only in transport (ring buffer or perf buffer); user space loads exactly one.
+ * configured, and emits one record: a struct tcpstates_transition for the daemon's metrics,
+ * or a struct tcpstates_event (that transition followed by the socket's addresses, pid and
+ * comm) for `trace`. Two entry points share that logic and differ only in transport (ring
+ * buffer or perf buffer); user space loads exactly one.
  *
  * tp_btf rather than the classic tracepoint: it attaches through bpf_link without tracefs
  * (not mounted on many hosts). Their cost per event measured the same (docs/performance.md).
@@ -22,7 +24,6 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
-#define TCP_CLOSE 7
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -89,38 +90,28 @@ static __always_inline void count(__u32 counter)
 		*value += 1; /* per-CPU slot: no atomics needed */
 }
 
-/* What track() learned about one transition, before anything is reserved for it. */
-struct transition {
-	__u64 now;
-	__u64 duration_ns;
-	__u16 family;
-	__u16 lport;
-	__u16 rport;
-	__u8 flags;
-};
-
 /*
- * Updates the socket table for this transition and fills *t. Returns 0 when the event is
- * to be emitted, -1 when a filter drops it. The table is updated before the port filters
- * run: an active open's first event has local port 0, and a filter on the local port must
- * not stop its SYN_SENT start time from being recorded.
+ * Updates the socket table for this transition and fills *t (now: the transition's time).
+ * Returns 0 when the transition is to be emitted, -1 when a filter drops it. The table is
+ * updated before the port filters run: an active open's first event has local port 0, and a
+ * filter on the local port must not stop its SYN_SENT start time from being recorded.
  */
 static __always_inline int track(const struct sock *sk, int old_state, int new_state,
-				 struct transition *t)
+				 __u64 now, struct tcpstates_transition *t)
 {
 	__u64 key = (__u64)sk;
 	struct tcpstates_socket *known;
 
+	__builtin_memset(t, 0, sizeof(*t)); /* no stack bytes leave uninitialized */
 	t->family = sk->__sk_common.skc_family;
 	if (filter_family && t->family != filter_family)
 		return -1;
-	t->now = bpf_ktime_get_ns();
 	/* Read with a probe: inet_sport lies past struct sock, outside what tp_btf lets the
 	 * program dereference directly. */
 	t->lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
 	t->rport = bpf_ntohs(sk->__sk_common.skc_dport);
-	t->flags = 0;
-	t->duration_ns = 0;
+	t->old_state = old_state;
+	t->new_state = new_state;
 
 	known = bpf_map_lookup_elem(&sockets, &key);
 	if (known && known->state != old_state) {
@@ -128,23 +119,23 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 		count(TCPSTATES_COUNTER_TABLE_STALE);
 		t->flags = TCPSTATES_EVENT_START_UNKNOWN;
 	} else if (known) {
-		t->duration_ns = t->now - known->since_ns;
+		t->duration_ns = now - known->since_ns;
 	} else {
 		t->flags = TCPSTATES_EVENT_START_UNKNOWN;
 	}
 
-	if (new_state == TCP_CLOSE) {
+	if (new_state == TCPSTATES_CLOSE) {
 		if (known && bpf_map_delete_elem(&sockets, &key) == 0)
 			count(TCPSTATES_COUNTER_TABLE_DELETE);
 	} else if (known) {
-		known->since_ns = t->now;
+		known->since_ns = now;
 		known->state = new_state;
 		known->family = t->family; /* a stale entry's new life may be of another family */
 		known->lport = t->lport;
 		known->rport = t->rport;
 	} else {
 		struct tcpstates_socket fresh = {
-			.since_ns = t->now,
+			.since_ns = now,
 			.family = t->family,
 			.lport = t->lport,
 			.rport = t->rport,
@@ -164,19 +155,16 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 	return 0;
 }
 
-static __always_inline void fill_event(const struct sock *sk, int old_state, int new_state,
-				       const struct transition *t, struct tcpstates_event *e)
+/* The full event: the transition, then who and where. */
+static __always_inline void fill_event(const struct sock *sk, __u64 now,
+				       const struct tcpstates_transition *t,
+				       struct tcpstates_event *e)
 {
+	e->transition = *t;
 	e->skaddr = (__u64)sk;
-	e->ts_ns = t->now;
-	e->duration_ns = t->duration_ns;
+	e->ts_ns = now;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->family = t->family;
-	e->lport = t->lport;
-	e->rport = t->rport;
-	e->old_state = old_state;
-	e->new_state = new_state;
-	e->flags = t->flags;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
 	if (t->family == AF_INET) {
 		__builtin_memset(e->laddr, 0, sizeof(e->laddr));
 		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
@@ -187,19 +175,6 @@ static __always_inline void fill_event(const struct sock *sk, int old_state, int
 		bpf_core_read(e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-}
-
-static __always_inline void fill_transition(int old_state, int new_state,
-					    const struct transition *t,
-					    struct tcpstates_transition *e)
-{
-	e->duration_ns = t->duration_ns;
-	e->family = t->family;
-	e->lport = t->lport;
-	e->rport = t->rport;
-	e->old_state = old_state;
-	e->new_state = new_state;
-	e->flags = t->flags;
 }
 
 /* Submit flags for a record of `size` bytes just reserved: one forced wake-up when the
@@ -225,10 +200,11 @@ static __always_inline int is_tcp(const struct sock *sk)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcpstates_ringbuf, const struct sock *sk, int old_state, int new_state)
 {
-	struct transition t;
+	__u64 now = bpf_ktime_get_ns();
+	struct tcpstates_transition t;
 
 	(void)ctx; /* BPF_PROG's raw context: only the perf buffer helper needs it */
-	if (!is_tcp(sk) || track(sk, old_state, new_state, &t) != 0)
+	if (!is_tcp(sk) || track(sk, old_state, new_state, now, &t) != 0)
 		return 0;
 	if (event_details) {
 		struct tcpstates_event *e = bpf_ringbuf_reserve(&ring_events, sizeof(*e), 0);
@@ -237,7 +213,7 @@ int BPF_PROG(tcpstates_ringbuf, const struct sock *sk, int old_state, int new_st
 			count(TCPSTATES_COUNTER_RINGBUF_FULL);
 			return 0;
 		}
-		fill_event(sk, old_state, new_state, &t, e);
+		fill_event(sk, now, &t, e);
 		bpf_ringbuf_submit(e, ringbuf_submit_flags(sizeof(*e)));
 	} else {
 		struct tcpstates_transition *e = bpf_ringbuf_reserve(&ring_events, sizeof(*e), 0);
@@ -246,7 +222,7 @@ int BPF_PROG(tcpstates_ringbuf, const struct sock *sk, int old_state, int new_st
 			count(TCPSTATES_COUNTER_RINGBUF_FULL);
 			return 0;
 		}
-		fill_transition(old_state, new_state, &t, e);
+		*e = t;
 		bpf_ringbuf_submit(e, ringbuf_submit_flags(sizeof(*e)));
 	}
 	return 0;
@@ -255,21 +231,19 @@ int BPF_PROG(tcpstates_ringbuf, const struct sock *sk, int old_state, int new_st
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcpstates_perfbuf, const struct sock *sk, int old_state, int new_state)
 {
-	struct transition t;
+	__u64 now = bpf_ktime_get_ns();
+	struct tcpstates_transition t;
 	long err;
 
-	if (!is_tcp(sk) || track(sk, old_state, new_state, &t) != 0)
+	if (!is_tcp(sk) || track(sk, old_state, new_state, now, &t) != 0)
 		return 0;
 	if (event_details) {
 		struct tcpstates_event e;
 
-		fill_event(sk, old_state, new_state, &t, &e);
+		fill_event(sk, now, &t, &e);
 		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &e, sizeof(e));
 	} else {
-		struct tcpstates_transition e;
-
-		fill_transition(old_state, new_state, &t, &e);
-		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &e, sizeof(e));
+		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &t, sizeof(t));
 	}
 	/* -ENOSPC (buffer full) reaches user space as a lost-sample record; count the rest. */
 	if (err && err != -28)

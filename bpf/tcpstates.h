@@ -1,51 +1,65 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The one header shared by the kernel program (bpf/tcpstates.bpf.c) and user space
- * (daemon/). Everything here is ABI between the two halves of one binary: change both
- * sides together.
+ * The one header shared by the kernel program (bpf/tcpstates.bpf.c), the daemon (daemon/)
+ * and the tests: the TCP states, the records the program writes (a compact transition for the
+ * metrics, the same transition followed by the socket's identity for `trace`), the per-socket
+ * record of the socket table, and the indexes of the program's counters. Everything here is
+ * ABI between the two halves of one binary: change both sides together.
  */
 #ifndef TCPSTATESD_BPF_TCPSTATES_H
 #define TCPSTATESD_BPF_TCPSTATES_H
 
 #include <linux/types.h>
 
+/* The kernel's TCP states (include/net/tcp_states.h), the numbers the tracepoint reports. */
+enum tcpstates_tcp_state {
+	TCPSTATES_ESTABLISHED = 1,
+	TCPSTATES_SYN_SENT,
+	TCPSTATES_SYN_RECV,
+	TCPSTATES_FIN_WAIT1,
+	TCPSTATES_FIN_WAIT2,
+	TCPSTATES_TIME_WAIT,
+	TCPSTATES_CLOSE,
+	TCPSTATES_CLOSE_WAIT,
+	TCPSTATES_LAST_ACK,
+	TCPSTATES_LISTEN,
+	TCPSTATES_CLOSING,
+	TCPSTATES_NEW_SYN_RECV,
+	TCPSTATES_BOUND_INACTIVE,
+	TCPSTATES_MAX_STATE = TCPSTATES_BOUND_INACTIVE,
+};
+
 #define TCPSTATES_COMM_LEN 16
 
-/* Set on an event when the socket table had no (trustworthy) record of when the socket
+/* Set on a transition when the socket table had no (trustworthy) record of when the socket
  * entered old_state: the daemon's first sight of the socket, an LRU eviction, or a stale
  * entry left by a missed CLOSE. duration_ns is 0 and must not be used. */
 #define TCPSTATES_EVENT_START_UNKNOWN 0x1
 
-/* One TCP state transition, as written to the ring buffer or the perf buffer. */
-struct tcpstates_event {
-	__u64 skaddr;      /* kernel address of the struct sock: an identity, not a pointer */
-	__u64 ts_ns;       /* bpf_ktime_get_ns() at the transition (CLOCK_MONOTONIC) */
+/* One TCP state transition: all the metrics need, the record the daemon asks for (so that
+ * the ring buffer holds three times as many as full events, and the program copies no
+ * addresses or command names). */
+struct tcpstates_transition {
 	__u64 duration_ns; /* time spent in old_state; valid unless START_UNKNOWN */
-	__u32 pid;         /* tgid of the task on the CPU: often not the socket's owner */
 	__u16 family;      /* AF_INET or AF_INET6 */
 	__u16 lport;       /* local port, host byte order (0 before an active open binds) */
 	__u16 rport;       /* remote port, host byte order */
-	__u8 old_state;    /* kernel TCP_* state numbers */
+	__u8 old_state;    /* enum tcpstates_tcp_state */
 	__u8 new_state;
 	__u8 flags;        /* TCPSTATES_EVENT_* */
-	__u8 pad[3];
-	__u8 laddr[16];    /* IPv4: first 4 bytes, network byte order */
-	__u8 raddr[16];
-	char comm[TCPSTATES_COMM_LEN];
+	__u8 pad[7];
 };
 
-/* The compact form of an event, all the metrics need: what the daemon asks for, so that
- * the ring buffer holds three times as many transitions and the program copies no
- * addresses or command names. Field meanings as in struct tcpstates_event. */
-struct tcpstates_transition {
-	__u64 duration_ns;
-	__u16 family;
-	__u16 lport;
-	__u16 rport;
-	__u8 old_state;
-	__u8 new_state;
-	__u8 flags;
-	__u8 pad[7];
+/* A transition with the socket's identity and context: what `trace` prints. */
+struct tcpstates_event {
+	struct tcpstates_transition transition; /* first: a full event is also a transition */
+	__u64 skaddr;   /* kernel address of the struct sock: an identity, not a pointer */
+	__u64 ts_ns;    /* bpf_ktime_get_ns() at the transition (CLOCK_MONOTONIC) */
+	__u32 pid;      /* tgid of the task on the CPU: often not the socket's owner */
+	__u8 pad[4];
+	__u8 laddr[16]; /* IPv4: first 4 bytes, network byte order */
+	__u8 raddr[16];
+	char comm[TCPSTATES_COMM_LEN];
 };
 
 /* What the socket table (an LRU hash keyed by skaddr) remembers per socket. */

@@ -3,8 +3,8 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "runtime/daemon.hpp"
 #include "config/daemon_options.hpp"
+#include "runtime/daemon.hpp"
 #include "trace/trace_command.hpp"
 #include "version.hpp"
 

@@ -130,9 +130,9 @@ Keys events_keys(const Reader& r, EventsConfig& events) {
     return {
         {"transport",
          [&](const Field& f) {
-             static const Transport kTransports[] = {Transport::Auto, Transport::RingBuffer,
-                                                     Transport::PerfBuffer};
-             events.transport = kTransports[r.choice(f, {"auto", "ringbuf", "perfbuf"})];
+             std::vector<std::string_view> names;
+             for (const auto& [transport, name] : kTransportNames) names.push_back(name);
+             events.transport = kTransportNames[r.choice(f, names)].first;
          }},
         {"ring_buffer_bytes",
          [&](const Field& f) {

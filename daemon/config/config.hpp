@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernel/bpf_program.hpp"
+#include "kernel/transport.hpp"
 #include "runtime/logging.hpp"
 
 namespace tcpstatesd {
@@ -32,9 +33,9 @@ struct WebConfig {
 
 struct EventsConfig {
     Transport transport = Transport::Auto;
-    uint32_t ring_buffer_bytes = 4u << 20;
-    uint32_t perf_buffer_pages = 64;
-    uint32_t socket_table_size = 65536;
+    uint32_t ring_buffer_bytes = kDefaultRingBufferBytes;
+    uint32_t perf_buffer_pages = kDefaultPerfBufferPages;
+    uint32_t socket_table_size = kDefaultSocketTableSize;
 
     bool operator==(const EventsConfig&) const = default;
 };

@@ -100,11 +100,16 @@ WebSecurity load_web_security(const DaemonOptions& options) {
     return load_web_config_file(*options.web_config_path);
 }
 
+Settings load_settings(const DaemonOptions& options) {
+    Settings settings{load_config(options.config_path), {}};
+    apply_overrides(settings.config, options);
+    settings.web = load_web_security(options);
+    return settings;
+}
+
 int run_check_config(const DaemonOptions& options) {
     try {
-        Config config = load_config(options.config_path);
-        apply_overrides(config, options);
-        const WebSecurity web = load_web_security(options);
+        const auto [config, web] = load_settings(options);
         std::printf("tcpstatesd: configuration OK (%s)\n", config.source.c_str());
         if (options.web_config_path)
             std::printf("tcpstatesd: web config OK (%s: %s, %zu basic auth users)\n",

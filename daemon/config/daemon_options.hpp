@@ -34,6 +34,16 @@ void apply_overrides(Config& config, const DaemonOptions& options);
 // flag is absent. Throws ConfigError.
 WebSecurity load_web_security(const DaemonOptions& options);
 
+// Everything the daemon reads at start and on every reload.
+struct Settings {
+    Config config;    // the file, with the flags applied
+    WebSecurity web;  // the --web.config.file
+};
+
+// The configuration file (see load_config) with the flags applied, and the web config.
+// Throws ConfigError naming the file, line and column.
+Settings load_settings(const DaemonOptions& options);
+
 // --check-config: loads the configuration with the overrides applied, and the web config
 // when given. Prints
 // "tcpstatesd: configuration OK (<source>)" to stdout and returns 0, or prints the error

@@ -69,18 +69,6 @@ bool is_power_of_two(uint64_t v) {
 
 }  // namespace
 
-const char* transport_name(Transport t) {
-    switch (t) {
-        case Transport::Auto:
-            return "auto";
-        case Transport::RingBuffer:
-            return "ringbuf";
-        case Transport::PerfBuffer:
-            return "perfbuf";
-    }
-    return "?";
-}
-
 bool kernel_has_ring_buffer() {
     return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 1;
 }
@@ -103,7 +91,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
             "transport ringbuf is not supported by this kernel (needs Linux >= 5.8): "
             "use transport auto or perfbuf");
 
-    skel_ = tcpstates_bpf__open();
+    skel_.reset(tcpstates_bpf__open());
     if (!skel_) fail("opening the embedded BPF object", errno);
 
     event_details_ = options.event_details;
@@ -134,27 +122,15 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
         fail("sizing the socket table", err);
     socket_table_capacity_ = options.socket_table_size;
 
-    if (int err = tcpstates_bpf__load(skel_)) {
-        tcpstates_bpf__destroy(skel_);
-        skel_ = nullptr;
+    if (int err = tcpstates_bpf__load(skel_.get()))
         fail("loading the BPF program (tp_btf/inet_sock_set_state)", err);
-    }
-    try {
-        apply_filters(options.filters);
-    } catch (...) {
-        tcpstates_bpf__destroy(skel_);
-        skel_ = nullptr;
-        throw;
-    }
-    if (int err = tcpstates_bpf__attach(skel_)) {
-        tcpstates_bpf__destroy(skel_);
-        skel_ = nullptr;
+    apply_filters(options.filters);
+    if (int err = tcpstates_bpf__attach(skel_.get()))
         fail("attaching to the tracepoint sock:inet_sock_set_state", err);
-    }
 }
 
-BpfProgram::~BpfProgram() {
-    tcpstates_bpf__destroy(skel_);
+void BpfProgram::DestroySkeleton::operator()(tcpstates_bpf* skeleton) const {
+    tcpstates_bpf__destroy(skeleton);
 }
 
 int BpfProgram::events_map_fd() const {
@@ -182,9 +158,12 @@ void BpfProgram::replace_ports(int map_fd, const std::vector<uint16_t>& old_port
                  errno);
 }
 
-void BpfProgram::apply_filters(const EventFilters& next) {
-    if (next.family != 0 && next.family != AF_INET && next.family != AF_INET6)
-        throw BpfError("unknown address family " + std::to_string(next.family));
+void BpfProgram::apply_filters(const EventFilters& requested) {
+    if (requested.family != 0 && requested.family != AF_INET && requested.family != AF_INET6)
+        throw BpfError("unknown address family " + std::to_string(requested.family));
+    EventFilters next = requested;
+    std::sort(next.local_ports.begin(), next.local_ports.end());
+    std::sort(next.remote_ports.begin(), next.remote_ports.end());
     auto* bss = skel_->bss;
     // A switch goes off before its list is emptied and on after its list is filled, so the
     // program never applies an enabled, empty or half-filled allow-list.
@@ -197,7 +176,13 @@ void BpfProgram::apply_filters(const EventFilters& next) {
     if (!next.local_ports.empty()) bss->filter_local_ports = 1;
     if (!next.remote_ports.empty()) bss->filter_remote_ports = 1;
     bss->filter_family = static_cast<uint16_t>(next.family);
-    filters_ = next;
+    std::lock_guard lock(filters_mutex_);
+    filters_ = std::move(next);
+}
+
+EventFilters BpfProgram::filters() const {
+    std::lock_guard lock(filters_mutex_);
+    return filters_;
 }
 
 KernelCounters BpfProgram::read_counters() const {

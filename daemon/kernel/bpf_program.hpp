@@ -5,19 +5,23 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernel/transport.hpp"
 #include "tcpstates.h"
 
 struct tcpstates_bpf;
 
 namespace tcpstatesd {
 
-enum class Transport { Auto, RingBuffer, PerfBuffer };
-
-const char* transport_name(Transport t);
+// The defaults of the kernel objects' sizes (the configuration's events.* keys).
+constexpr uint32_t kDefaultSocketTableSize = 65536;
+constexpr uint32_t kDefaultRingBufferBytes = 4u << 20;
+constexpr uint32_t kDefaultPerfBufferPages = 64;
 
 // What user space asks the kernel side to report. Empty port lists mean "every port".
 struct EventFilters {
@@ -30,9 +34,9 @@ struct EventFilters {
 
 struct BpfOptions {
     Transport transport = Transport::Auto;
-    uint32_t socket_table_size = 65536;
-    uint32_t ring_buffer_bytes = 4u << 20;  // power of two, multiple of the page size
-    uint32_t perf_buffer_pages = 64;        // per CPU, power of two
+    uint32_t socket_table_size = kDefaultSocketTableSize;
+    uint32_t ring_buffer_bytes = kDefaultRingBufferBytes;  // power of two, >= the page size
+    uint32_t perf_buffer_pages = kDefaultPerfBufferPages;  // per CPU, power of two
     // Full events (addresses, pid, comm, socket address, timestamp: what `trace` prints) or
     // compact transitions (what the metrics need; a third of the ring buffer space each).
     bool event_details = true;
@@ -56,7 +60,6 @@ public:
 class BpfProgram {
 public:
     explicit BpfProgram(const BpfOptions& options);
-    ~BpfProgram();
     BpfProgram(const BpfProgram&) = delete;
     BpfProgram& operator=(const BpfProgram&) = delete;
 
@@ -70,9 +73,11 @@ public:
 
     // Replaces the filters in place while the program stays attached. No event is dropped
     // that both the old and the new filters would report (new ports are added before old
-    // ones are removed; a switch is off while its list is empty).
-    void apply_filters(const EventFilters& next);
-    const EventFilters& filters() const { return filters_; }
+    // ones are removed; a switch is off while its list is empty). The program is the one
+    // owner of the filters: whoever needs them asks filters().
+    void apply_filters(const EventFilters& requested);
+    // The filters in force, port lists sorted. Thread-safe (scrapes read them).
+    EventFilters filters() const;
 
     KernelCounters read_counters() const;
     // Transitions the kernel did not run the program for, because the program was already
@@ -88,11 +93,15 @@ private:
     void replace_ports(int map_fd, const std::vector<uint16_t>& old_ports,
                        const std::vector<uint16_t>& new_ports, const char* which);
 
-    tcpstates_bpf* skel_ = nullptr;
+    struct DestroySkeleton {
+        void operator()(tcpstates_bpf* skeleton) const;
+    };
+    std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
     Transport transport_ = Transport::RingBuffer;
     uint32_t perf_buffer_pages_ = 0;
     bool event_details_ = true;
     uint32_t socket_table_capacity_ = 0;
+    mutable std::mutex filters_mutex_;
     EventFilters filters_;
 };
 

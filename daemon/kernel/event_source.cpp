@@ -1,25 +1,59 @@
 #include "kernel/event_source.hpp"
 
 #include <bpf/libbpf.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "kernel/bpf_program.hpp"
 
 namespace tcpstatesd {
 
+namespace {
+
+const tcpstates_transition& transition_of(const tcpstates_transition& transition) {
+    return transition;
+}
+const tcpstates_transition& transition_of(const tcpstates_event& event) {
+    return event.transition;
+}
+
+// Copies the record out whole (perf records are not aligned for the structs) when it is one:
+// long enough, and of a family the program reports.
+template <typename Record>
+bool read_record(const void* data, size_t size, Record& record) {
+    if (size < sizeof record) return false;
+    std::memcpy(&record, data, sizeof record);
+    const uint16_t family = transition_of(record).family;
+    return family == AF_INET || family == AF_INET6;
+}
+
+}  // namespace
+
+EventSource::EventSource(const BpfProgram& program, TransitionSink& sink)
+    : EventSource(program, &sink, nullptr) {}
+
 EventSource::EventSource(const BpfProgram& program, EventSink& sink)
-    : sink_(sink), details_(program.event_details()) {
+    : EventSource(program, nullptr, &sink) {}
+
+EventSource::EventSource(const BpfProgram& program, TransitionSink* transitions, EventSink* events)
+    : program_(program), transitions_(transitions), events_(events) {
+    if (program.event_details() != (events != nullptr))
+        throw BpfError(program.event_details()
+                           ? "the program sends full events: read them with an EventSink"
+                           : "the program sends compact transitions: read them with a "
+                             "TransitionSink");
     if (program.transport() == Transport::RingBuffer) {
-        ring_ = ring_buffer__new(program.events_map_fd(), on_ring_record, this, nullptr);
+        ring_.reset(ring_buffer__new(program.events_map_fd(), on_ring_record, this, nullptr));
         if (!ring_)
             throw BpfError(std::string("setting up the ring buffer reader: ") +
                            std::strerror(errno));
     } else {
-        perf_ = perf_buffer__new(program.events_map_fd(), program.perf_buffer_pages(),
-                                 on_perf_record, on_perf_lost, this, nullptr);
+        perf_.reset(perf_buffer__new(program.events_map_fd(), program.perf_buffer_pages(),
+                                     on_perf_record, on_perf_lost, this, nullptr));
         if (!perf_)
             throw BpfError(std::string("setting up the perf buffer reader: ") +
                            std::strerror(errno) +
@@ -27,55 +61,62 @@ EventSource::EventSource(const BpfProgram& program, EventSink& sink)
     }
 }
 
-EventSource::~EventSource() {
-    ring_buffer__free(ring_);
-    perf_buffer__free(perf_);
+EventSource::~EventSource() = default;
+
+void EventSource::FreeRingBuffer::operator()(ring_buffer* reader) const {
+    ring_buffer__free(reader);
+}
+
+void EventSource::FreePerfBuffer::operator()(perf_buffer* reader) const {
+    perf_buffer__free(reader);
 }
 
 int EventSource::fd() const {
-    return ring_ ? ring_buffer__epoll_fd(ring_) : perf_buffer__epoll_fd(perf_);
+    return ring_ ? ring_buffer__epoll_fd(ring_.get()) : perf_buffer__epoll_fd(perf_.get());
 }
 
-size_t EventSource::consume() {
-    delivered_ = 0;
-    int err = ring_ ? ring_buffer__consume(ring_) : perf_buffer__consume(perf_);
+void EventSource::consume() {
+    const int err = ring_ ? ring_buffer__consume(ring_.get()) : perf_buffer__consume(perf_.get());
+    if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
     if (err < 0 && err != -EINTR)
         throw BpfError(std::string("reading events: ") + std::strerror(-err));
-    return delivered_;
+}
+
+EventLosses EventSource::losses() const {
+    const KernelCounters kernel = program_.read_counters();
+    EventLosses losses;
+    auto set = [&](LossReason reason, uint64_t count) {
+        losses.counts[static_cast<size_t>(reason)] = count;
+    };
+    set(LossReason::Recursion, program_.recursion_misses());
+    set(LossReason::RingBufferFull, kernel[TCPSTATES_COUNTER_RINGBUF_FULL]);
+    set(LossReason::PerfBufferFull, perf_buffer_lost_.load(std::memory_order_relaxed));
+    set(LossReason::PerfBufferError, kernel[TCPSTATES_COUNTER_PERFBUF_ERROR]);
+    set(LossReason::Malformed, malformed_.load(std::memory_order_relaxed));
+    return losses;
 }
 
 void EventSource::deliver(const void* data, size_t size) {
-    // Records are copied out: perf records are not aligned for the struct, and a compact
-    // transition is widened into the one event type the sinks know.
-    tcpstates_event event{};
-    if (details_) {
-        if (size < sizeof event) {
-            sink_.on_malformed(size);
-            return;
+    if (failure_) return;  // consume() rethrows it once libbpf has returned
+    try {
+        if (events_) {
+            tcpstates_event event;
+            if (read_record(data, size, event)) return events_->on_event(event);
+        } else {
+            tcpstates_transition transition;
+            if (read_record(data, size, transition)) return transitions_->on_transition(transition);
         }
-        std::memcpy(&event, data, sizeof event);
-    } else {
-        tcpstates_transition t;
-        if (size < sizeof t) {
-            sink_.on_malformed(size);
-            return;
-        }
-        std::memcpy(&t, data, sizeof t);
-        event.duration_ns = t.duration_ns;
-        event.family = t.family;
-        event.lport = t.lport;
-        event.rport = t.rport;
-        event.old_state = t.old_state;
-        event.new_state = t.new_state;
-        event.flags = t.flags;
+        malformed_.fetch_add(1, std::memory_order_relaxed);
+    } catch (...) {
+        // No exception may unwind through libbpf's C frames.
+        failure_ = std::current_exception();
     }
-    sink_.on_event(event);
-    ++delivered_;
 }
 
 int EventSource::on_ring_record(void* ctx, void* data, size_t size) {
-    static_cast<EventSource*>(ctx)->deliver(data, size);
-    return 0;
+    auto* self = static_cast<EventSource*>(ctx);
+    self->deliver(data, size);
+    return self->failure_ ? -1 : 0;  // negative: libbpf stops consuming
 }
 
 void EventSource::on_perf_record(void* ctx, int, void* data, uint32_t size) {
@@ -83,7 +124,7 @@ void EventSource::on_perf_record(void* ctx, int, void* data, uint32_t size) {
 }
 
 void EventSource::on_perf_lost(void* ctx, int, unsigned long long count) {
-    static_cast<EventSource*>(ctx)->sink_.on_lost(count);
+    static_cast<EventSource*>(ctx)->perf_buffer_lost_.fetch_add(count, std::memory_order_relaxed);
 }
 
 }  // namespace tcpstatesd

@@ -1,12 +1,15 @@
-// Consumes the kernel's events from the ring buffer or the perf buffer. It exposes one fd
-// (an epoll fd owned by libbpf) that becomes readable when events are waiting, so any event
-// loop can poll it; consume() then drains without blocking.
+// Consumes the kernel's records from the ring buffer or the perf buffer. It exposes one fd
+// (an epoll fd owned by libbpf) that becomes readable when records are waiting, so any event
+// loop can poll it; consume() then drains without blocking. It owns the accounting of
+// everything lost on the way (losses()).
 #pragma once
 
+#include <atomic>
 #include <chrono>
-#include <cstddef>
-#include <cstdint>
+#include <exception>
+#include <memory>
 
+#include "kernel/event_losses.hpp"
 #include "tcpstates.h"
 
 struct ring_buffer;
@@ -16,16 +19,18 @@ namespace tcpstatesd {
 
 class BpfProgram;
 
+// Receives the compact transitions of a program loaded without event details (the metrics).
+class TransitionSink {
+public:
+    virtual ~TransitionSink() = default;
+    virtual void on_transition(const tcpstates_transition& transition) = 0;
+};
+
+// Receives the full events of a program loaded with event details (`trace`, the tests).
 class EventSink {
 public:
     virtual ~EventSink() = default;
-    // When the program sends compact transitions (BpfOptions::event_details false), only
-    // the fields of struct tcpstates_transition are set; the others are zero.
     virtual void on_event(const tcpstates_event& event) = 0;
-    // Events the transport could not deliver: the perf buffer was full (count from the
-    // kernel's lost-sample record), or a record too short to be an event (a bug).
-    virtual void on_lost(uint64_t count) = 0;
-    virtual void on_malformed(size_t size) = 0;
 };
 
 class EventSource {
@@ -34,28 +39,45 @@ public:
     // must drain it even without a wake-up: the latency of a quiet host's events.
     static constexpr std::chrono::milliseconds kDrainInterval{100};
 
+    // The sink's kind must match the program's BpfOptions::event_details (else BpfError).
+    // The program must outlive the source.
+    EventSource(const BpfProgram& program, TransitionSink& sink);
     EventSource(const BpfProgram& program, EventSink& sink);
     ~EventSource();
     EventSource(const EventSource&) = delete;
     EventSource& operator=(const EventSource&) = delete;
 
     int fd() const;
-    // Delivers every event waiting now, without blocking. Returns how many.
-    size_t consume();
+    // Delivers every record waiting now to the sink, without blocking. An exception the sink
+    // throws stops the delivery and is rethrown here.
+    void consume();
+    // Everything lost so far, kernel side and here. Thread-safe.
+    EventLosses losses() const;
 
 private:
-    // Checks one record's size and hands it to the sink as a tcpstates_event.
+    EventSource(const BpfProgram& program, TransitionSink* transitions, EventSink* events);
+    // Checks one record (size, family) and hands it to the sink.
     void deliver(const void* data, size_t size);
-
-    EventSink& sink_;
-    const bool details_;
-    ring_buffer* ring_ = nullptr;
-    perf_buffer* perf_ = nullptr;
-    size_t delivered_ = 0;
 
     static int on_ring_record(void* ctx, void* data, size_t size);
     static void on_perf_record(void* ctx, int cpu, void* data, uint32_t size);
     static void on_perf_lost(void* ctx, int cpu, unsigned long long count);
+
+    struct FreeRingBuffer {
+        void operator()(ring_buffer* reader) const;
+    };
+    struct FreePerfBuffer {
+        void operator()(perf_buffer* reader) const;
+    };
+
+    const BpfProgram& program_;
+    TransitionSink* const transitions_;
+    EventSink* const events_;
+    std::unique_ptr<ring_buffer, FreeRingBuffer> ring_;
+    std::unique_ptr<perf_buffer, FreePerfBuffer> perf_;
+    std::atomic<uint64_t> perf_buffer_lost_{0};
+    std::atomic<uint64_t> malformed_{0};
+    std::exception_ptr failure_;  // thrown by the sink inside a libbpf callback
 };
 
 }  // namespace tcpstatesd

@@ -5,12 +5,36 @@
 namespace tcpstatesd {
 
 std::string_view tcp_state_name(unsigned state) {
-    static constexpr std::string_view kNames[kMaxTcpState + 1] = {
-        "UNKNOWN",   "ESTABLISHED", "SYN_SENT",     "SYN_RECV",       "FIN_WAIT1",
-        "FIN_WAIT2", "TIME_WAIT",   "CLOSE",        "CLOSE_WAIT",     "LAST_ACK",
-        "LISTEN",    "CLOSING",     "NEW_SYN_RECV", "BOUND_INACTIVE",
-    };
-    return state <= kMaxTcpState ? kNames[state] : kNames[0];
+    switch (state) {
+        case TCPSTATES_ESTABLISHED:
+            return "ESTABLISHED";
+        case TCPSTATES_SYN_SENT:
+            return "SYN_SENT";
+        case TCPSTATES_SYN_RECV:
+            return "SYN_RECV";
+        case TCPSTATES_FIN_WAIT1:
+            return "FIN_WAIT1";
+        case TCPSTATES_FIN_WAIT2:
+            return "FIN_WAIT2";
+        case TCPSTATES_TIME_WAIT:
+            return "TIME_WAIT";
+        case TCPSTATES_CLOSE:
+            return "CLOSE";
+        case TCPSTATES_CLOSE_WAIT:
+            return "CLOSE_WAIT";
+        case TCPSTATES_LAST_ACK:
+            return "LAST_ACK";
+        case TCPSTATES_LISTEN:
+            return "LISTEN";
+        case TCPSTATES_CLOSING:
+            return "CLOSING";
+        case TCPSTATES_NEW_SYN_RECV:
+            return "NEW_SYN_RECV";
+        case TCPSTATES_BOUND_INACTIVE:
+            return "BOUND_INACTIVE";
+        default:
+            return "UNKNOWN";
+    }
 }
 
 std::string_view family_name(unsigned family) {

@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include "kernel/tcp_state.hpp"
+
 namespace tcpstatesd {
 
 namespace {
@@ -12,27 +14,27 @@ namespace {
 // The transitions every ordinary connection makes (see docs/metrics.md). They are exported
 // from the start, at zero, so that rate() and increase() see their first increment.
 constexpr std::pair<unsigned, unsigned> kCommonTransitions[] = {
-    {7, 2},   // CLOSE -> SYN_SENT
-    {2, 1},   // SYN_SENT -> ESTABLISHED
-    {2, 7},   // SYN_SENT -> CLOSE (refused, timed out)
-    {7, 10},  // CLOSE -> LISTEN
-    {10, 7},  // LISTEN -> CLOSE
-    {10, 3},  // LISTEN -> SYN_RECV (a child socket is born)
-    {3, 1},   // SYN_RECV -> ESTABLISHED
-    {1, 4},   // ESTABLISHED -> FIN_WAIT1
-    {1, 8},   // ESTABLISHED -> CLOSE_WAIT
-    {1, 7},   // ESTABLISHED -> CLOSE (reset)
-    {4, 5},   // FIN_WAIT1 -> FIN_WAIT2
-    {5, 7},   // FIN_WAIT2 -> CLOSE
-    {8, 9},   // CLOSE_WAIT -> LAST_ACK
-    {9, 7},   // LAST_ACK -> CLOSE
+    {TCPSTATES_CLOSE, TCPSTATES_SYN_SENT},
+    {TCPSTATES_SYN_SENT, TCPSTATES_ESTABLISHED},
+    {TCPSTATES_SYN_SENT, TCPSTATES_CLOSE},  // refused, timed out
+    {TCPSTATES_CLOSE, TCPSTATES_LISTEN},
+    {TCPSTATES_LISTEN, TCPSTATES_CLOSE},
+    {TCPSTATES_LISTEN, TCPSTATES_SYN_RECV},  // a child socket is born
+    {TCPSTATES_SYN_RECV, TCPSTATES_ESTABLISHED},
+    {TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1},
+    {TCPSTATES_ESTABLISHED, TCPSTATES_CLOSE_WAIT},
+    {TCPSTATES_ESTABLISHED, TCPSTATES_CLOSE},  // reset
+    {TCPSTATES_FIN_WAIT1, TCPSTATES_FIN_WAIT2},
+    {TCPSTATES_FIN_WAIT2, TCPSTATES_CLOSE},
+    {TCPSTATES_CLOSE_WAIT, TCPSTATES_LAST_ACK},
+    {TCPSTATES_LAST_ACK, TCPSTATES_CLOSE},
 };
 
 // Both old and new state are known only when the transition did not start the socket's
 // life in our table: CLOSE -> * (a new socket) and LISTEN -> SYN_RECV (a child cloned from
 // its listener) never have a start, so they get no histogram.
 bool can_have_duration(unsigned from, unsigned to) {
-    return from != kTcpClose && !(from == 10 && to == 3);
+    return from != TCPSTATES_CLOSE && !(from == TCPSTATES_LISTEN && to == TCPSTATES_SYN_RECV);
 }
 
 unsigned family_index(unsigned family) {
@@ -42,13 +44,13 @@ unsigned family_of_index(unsigned index) {
     return index == 1 ? AF_INET6 : AF_INET;
 }
 unsigned state_index(unsigned state) {
-    return state < kMaxTcpState + 1 ? state : 0;
+    return state <= TCPSTATES_MAX_STATE ? state : 0;
 }
 
 }  // namespace
 
 TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
-                                     std::vector<double> duration_buckets, UserSpaceLosses& losses)
+                                     std::vector<double> duration_buckets)
     : transitions_(prometheus::BuildCounter()
                        .Name("tcpstates_transitions_total")
                        .Help("TCP state transitions, by address family, previous state "
@@ -70,8 +72,7 @@ TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
                            .Help("Transition events delivered by the kernel to the daemon.")
                            .Register(registry)
                            .Add({})),
-      buckets_(std::move(duration_buckets)),
-      losses_(losses) {
+      buckets_(std::move(duration_buckets)) {
     export_common_series();
 }
 
@@ -105,35 +106,23 @@ prometheus::Histogram& TransitionMetrics::duration(unsigned family, unsigned fro
     return *s.duration;
 }
 
-void TransitionMetrics::on_event(const tcpstates_event& event) {
-    if (event.family != AF_INET && event.family != AF_INET6) {
-        losses_.malformed.fetch_add(1, std::memory_order_relaxed);
-        return;
-    }
+void TransitionMetrics::on_transition(const tcpstates_transition& transition) {
     events_received_.Increment();
-    const unsigned f = family_index(event.family);
-    const unsigned from = state_index(event.old_state);
-    const unsigned to = state_index(event.new_state);
+    const unsigned f = family_index(transition.family);
+    const unsigned from = state_index(transition.old_state);
+    const unsigned to = state_index(transition.new_state);
     Slot& s = slot(f, from, to);
     s.transitions->Increment();
-    if (event.flags & TCPSTATES_EVENT_START_UNKNOWN) {
+    if (transition.flags & TCPSTATES_EVENT_START_UNKNOWN) {
         if (!s.unknown_start)
             s.unknown_start =
-                &unknown_start_.Add({{"family", std::string(family_name(event.family))},
+                &unknown_start_.Add({{"family", std::string(family_name(transition.family))},
                                      {"from_state", std::string(tcp_state_name(from))},
                                      {"to_state", std::string(tcp_state_name(to))}});
         s.unknown_start->Increment();
         return;
     }
-    duration(f, from, to).Observe(static_cast<double>(event.duration_ns) * 1e-9);
-}
-
-void TransitionMetrics::on_lost(uint64_t count) {
-    losses_.perf_buffer_lost.fetch_add(count, std::memory_order_relaxed);
-}
-
-void TransitionMetrics::on_malformed(size_t) {
-    losses_.malformed.fetch_add(1, std::memory_order_relaxed);
+    duration(f, from, to).Observe(static_cast<double>(transition.duration_ns) * 1e-9);
 }
 
 void TransitionMetrics::set_duration_buckets(std::vector<double> buckets) {

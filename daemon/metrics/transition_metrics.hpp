@@ -9,39 +9,27 @@
 #include <prometheus/registry.h>
 
 #include <array>
-#include <atomic>
 #include <memory>
 #include <vector>
 
 #include "kernel/event_source.hpp"
-#include "kernel/tcp_state.hpp"
 
 namespace tcpstatesd {
 
-// Event deliveries that failed in user space, read by the self-metrics collector.
-struct UserSpaceLosses {
-    std::atomic<uint64_t> perf_buffer_lost{0};  // lost-sample records of the perf buffer
-    std::atomic<uint64_t> malformed{0};         // records too short or of an unknown family
-};
-
-class TransitionMetrics : public EventSink {
+class TransitionMetrics : public TransitionSink {
 public:
-    TransitionMetrics(prometheus::Registry& registry, std::vector<double> duration_buckets,
-                      UserSpaceLosses& losses);
+    TransitionMetrics(prometheus::Registry& registry, std::vector<double> duration_buckets);
 
-    void on_event(const tcpstates_event& event) override;
-    void on_lost(uint64_t count) override;
-    void on_malformed(size_t size) override;
+    void on_transition(const tcpstates_transition& transition) override;
 
     // Replaces the duration histograms' buckets: those histograms start over, every other
     // metric keeps counting. Call on the thread that delivers events.
     void set_duration_buckets(std::vector<double> buckets);
-    const std::vector<double>& duration_buckets() const { return buckets_; }
     uint64_t events_received() const { return static_cast<uint64_t>(events_received_.Value()); }
 
 private:
     static constexpr unsigned kFamilies = 2;  // ipv4, ipv6
-    static constexpr unsigned kStates = kMaxTcpState + 1;
+    static constexpr unsigned kStates = TCPSTATES_MAX_STATE + 1;
 
     // Metric objects of one (family, from, to), resolved on first use, then reused: the
     // per-event path does no label lookup and no allocation.
@@ -60,7 +48,6 @@ private:
     prometheus::Family<prometheus::Histogram>& durations_;
     prometheus::Counter& events_received_;
     std::vector<double> buckets_;
-    UserSpaceLosses& losses_;
     std::array<std::array<std::array<Slot, kStates>, kStates>, kFamilies> slots_{};
 };
 

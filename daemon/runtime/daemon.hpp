@@ -1,5 +1,5 @@
 // The daemon: the BPF program, the event source and the aggregator on one reactor thread,
-// civetweb's threads serving scrapes, SIGHUP reloading the configuration, systemd told
+// libmicrohttpd's threads serving scrapes, SIGHUP reloading the configuration, systemd told
 // about each step.
 #pragma once
 

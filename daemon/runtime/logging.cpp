@@ -12,6 +12,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "common/json.hpp"
+
 namespace tcpstatesd {
 
 namespace {
@@ -41,67 +43,6 @@ std::string_view level_name(spdlog::level::level_enum level) {
     return {name.data(), name.size()};
 }
 
-// Length of the valid UTF-8 sequence starting at text[0], or 0 if it is not one
-// (overlong forms, surrogates and code points above U+10FFFF are invalid).
-size_t utf8_sequence_length(std::string_view text) {
-    const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
-    const auto continuation = [&](size_t i) { return i < text.size() && (byte(i) & 0xC0) == 0x80; };
-    const unsigned char lead = byte(0);
-    if (lead < 0x80) return 1;
-    if (lead >= 0xC2 && lead <= 0xDF) return continuation(1) ? 2 : 0;
-    if (lead >= 0xE0 && lead <= 0xEF) {
-        if (!continuation(1) || !continuation(2)) return 0;
-        if (lead == 0xE0 && byte(1) < 0xA0) return 0;  // overlong
-        if (lead == 0xED && byte(1) > 0x9F) return 0;  // surrogate
-        return 3;
-    }
-    if (lead >= 0xF0 && lead <= 0xF4) {
-        if (!continuation(1) || !continuation(2) || !continuation(3)) return 0;
-        if (lead == 0xF0 && byte(1) < 0x90) return 0;  // overlong
-        if (lead == 0xF4 && byte(1) > 0x8F) return 0;  // above U+10FFFF
-        return 4;
-    }
-    return 0;
-}
-
-void append_json_string(spdlog::memory_buf_t& dest, std::string_view text) {
-    dest.push_back('"');
-    for (size_t i = 0; i < text.size();) {
-        const unsigned char c = static_cast<unsigned char>(text[i]);
-        switch (c) {
-            case '"':
-                append(dest, "\\\"");
-                break;
-            case '\\':
-                append(dest, "\\\\");
-                break;
-            case '\n':
-                append(dest, "\\n");
-                break;
-            case '\r':
-                append(dest, "\\r");
-                break;
-            case '\t':
-                append(dest, "\\t");
-                break;
-            default:
-                if (c < 0x20) {
-                    char escaped[8];
-                    std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-                    append(dest, escaped);
-                } else if (const size_t length = utf8_sequence_length(text.substr(i)); length > 0) {
-                    append(dest, text.substr(i, length));
-                    i += length;
-                    continue;
-                } else {
-                    append(dest, "\\ufffd");
-                }
-        }
-        ++i;
-    }
-    dest.push_back('"');
-}
-
 class TextFormatter final : public spdlog::formatter {
 public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
@@ -125,7 +66,9 @@ public:
         append(dest, "\",\"level\":\"");
         append(dest, level_name(msg.level));
         append(dest, "\",\"message\":");
-        append_json_string(dest, std::string_view(msg.payload.data(), msg.payload.size()));
+        std::string message;
+        append_json_string(message, std::string_view(msg.payload.data(), msg.payload.size()));
+        append(dest, message);
         append(dest, "}\n");
     }
     std::unique_ptr<spdlog::formatter> clone() const override {

@@ -1,6 +1,7 @@
 #include "runtime/reactor.hpp"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <systemd/sd-event.h>
 
@@ -17,84 +18,105 @@ void check(int r, const char* what) {
         throw std::runtime_error(std::string("event loop: ") + what + ": " + std::strerror(-r));
 }
 
-int on_io(sd_event_source*, int, uint32_t, void* userdata) {
-    static_cast<std::function<void()>*>(userdata)->operator()();
-    return 0;
-}
-
-int on_signal_event(sd_event_source*, const struct signalfd_siginfo*, void* userdata) {
-    static_cast<std::function<void()>*>(userdata)->operator()();
-    return 0;
-}
-
 }  // namespace
 
+void Reactor::UnrefLoop::operator()(sd_event* loop) const {
+    sd_event_unref(loop);
+}
+
+void Reactor::UnrefSource::operator()(sd_event_source* source) const {
+    sd_event_source_unref(source);
+}
+
 Reactor::Reactor() {
-    check(sd_event_new(&loop_), "creating the loop");
+    sd_event* loop = nullptr;
+    check(sd_event_new(&loop), "creating the loop");
+    loop_.reset(loop);
 }
 
-Reactor::~Reactor() {
-    for (sd_event_source* s : sources_) sd_event_source_unref(s);
-    sd_event_unref(loop_);
+void Reactor::invoke(Handler& handler) noexcept {
+    try {
+        handler.run();
+        return;
+    } catch (const std::exception& e) {
+        spdlog::error("{}: {}", handler.what, e.what());
+    } catch (...) {
+        spdlog::error("{}: unknown exception", handler.what);
+    }
+    handler.reactor->stop(kHandlerFailed);
 }
 
-void Reactor::add_source(sd_event_source* source, std::unique_ptr<Callback> callback) {
-    sources_.push_back(source);
-    callbacks_.push_back(std::move(callback));
+int Reactor::on_io(sd_event_source*, int, uint32_t, void* userdata) {
+    invoke(*static_cast<Handler*>(userdata));
+    return 0;
 }
 
-void Reactor::on_readable(int fd, std::function<void()> handler) {
-    auto callback = std::make_unique<Callback>(Callback{std::move(handler)});
+int Reactor::on_signal_event(sd_event_source*, const signalfd_siginfo*, void* userdata) {
+    invoke(*static_cast<Handler*>(userdata));
+    return 0;
+}
+
+int Reactor::on_timer(sd_event_source* source, uint64_t, void* userdata) {
+    auto& handler = *static_cast<Handler*>(userdata);
+    invoke(handler);
+    // Re-arm relative to now: a slow handler delays the next run instead of piling up runs.
+    sd_event_source_set_time_relative(source, handler.period.count());
+    return 0;
+}
+
+Reactor::Handler& Reactor::add_handler(std::string what, std::function<void()> run,
+                                       std::chrono::microseconds period) {
+    handlers_.push_back(
+        std::make_unique<Handler>(Handler{this, std::move(what), std::move(run), period}));
+    return *handlers_.back();
+}
+
+void Reactor::keep(sd_event_source* source) {
+    sources_.emplace_back(source);
+}
+
+void Reactor::on_readable(int fd, std::string what, std::function<void()> handler) {
+    Handler& h = add_handler(std::move(what), std::move(handler));
     sd_event_source* source = nullptr;
-    check(sd_event_add_io(loop_, &source, fd, EPOLLIN, on_io, &callback->handler),
-          "watching an fd");
-    add_source(source, std::move(callback));
+    check(sd_event_add_io(loop_.get(), &source, fd, EPOLLIN, on_io, &h), "watching an fd");
+    keep(source);
 }
 
-void Reactor::on_signal(int signo, std::function<void()> handler) {
+void Reactor::on_signal(int signo, std::string what, std::function<void()> handler) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, signo);
     check(-pthread_sigmask(SIG_BLOCK, &set, nullptr), "blocking a signal");
-    auto callback = std::make_unique<Callback>(Callback{std::move(handler)});
+    Handler& h = add_handler(std::move(what), std::move(handler));
     sd_event_source* source = nullptr;
-    check(sd_event_add_signal(loop_, &source, signo, on_signal_event, &callback->handler),
+    check(sd_event_add_signal(loop_.get(), &source, signo, on_signal_event, &h),
           "watching a signal");
-    add_source(source, std::move(callback));
+    keep(source);
 }
 
-int Reactor::dispatch(sd_event_source* source, void* userdata) {
-    auto* callback = static_cast<Callback*>(userdata);
-    callback->handler();
-    // Re-arm relative to now: a slow handler delays the next run instead of piling up runs.
-    sd_event_source_set_time_relative(source, callback->period.count());
-    return 0;
-}
-
-void Reactor::every(std::chrono::microseconds period, std::function<void()> handler) {
-    auto callback = std::make_unique<Callback>(Callback{std::move(handler), period});
+void Reactor::every(std::chrono::microseconds period, std::string what,
+                    std::function<void()> handler) {
+    Handler& h = add_handler(std::move(what), std::move(handler), period);
     sd_event_source* source = nullptr;
-    check(sd_event_add_time_relative(
-              loop_, &source, CLOCK_MONOTONIC, period.count(), 0,
-              [](sd_event_source* s, uint64_t, void* userdata) { return dispatch(s, userdata); },
-              callback.get()),
+    check(sd_event_add_time_relative(loop_.get(), &source, CLOCK_MONOTONIC, period.count(), 0,
+                                     on_timer, &h),
           "adding a timer");
+    keep(source);
     check(sd_event_source_set_enabled(source, SD_EVENT_ON), "enabling a timer");
-    add_source(source, std::move(callback));
 }
 
 void Reactor::enable_systemd_watchdog() {
-    check(sd_event_set_watchdog(loop_, 1), "enabling the watchdog");
+    check(sd_event_set_watchdog(loop_.get(), 1), "enabling the watchdog");
 }
 
 int Reactor::run() {
-    int r = sd_event_loop(loop_);
+    const int r = sd_event_loop(loop_.get());
     check(r, "running");
     return r;
 }
 
 void Reactor::stop(int exit_code) {
-    sd_event_exit(loop_, exit_code);
+    sd_event_exit(loop_.get(), exit_code);
 }
 
 }  // namespace tcpstatesd

@@ -10,9 +10,11 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernel/bpf_program.hpp"
-#include "kernel/event_source.hpp"
 #include "config/port_list.hpp"
+#include "kernel/bpf_program.hpp"
+#include "kernel/event_losses.hpp"
+#include "kernel/event_source.hpp"
+#include "kernel/transport.hpp"
 #include "runtime/reactor.hpp"
 #include "trace/trace_format.hpp"
 
@@ -54,25 +56,39 @@ public:
             trace_line(event, format_, static_cast<int64_t>(event.ts_ns) + clock_offset_ns_);
         std::fwrite(line.data(), 1, line.size(), stdout);
     }
-    void on_lost(uint64_t count) override {
-        std::fprintf(stderr, "tcpstatesd: %llu events lost (perf buffer full)\n",
-                     static_cast<unsigned long long>(count));
-    }
-    void on_malformed(size_t size) override {
-        std::fprintf(stderr, "tcpstatesd: dropped a malformed %zu-byte record\n", size);
-    }
 
 private:
     TraceFormat format_;
     int64_t clock_offset_ns_ = 0;
 };
 
-Transport parse_transport(const std::string& name) {
-    if (name == "auto") return Transport::Auto;
-    if (name == "ringbuf") return Transport::RingBuffer;
-    if (name == "perfbuf") return Transport::PerfBuffer;
-    throw std::invalid_argument("unknown transport '" + name + "' (auto, ringbuf or perfbuf)");
+Transport transport_option(const char* name) {
+    if (const auto transport = parse_transport(name)) return *transport;
+    throw std::invalid_argument(std::string("unknown transport '") + name +
+                                "' (auto, ringbuf or perfbuf)");
 }
+
+// Prints, on stderr, what was lost since the last report, by reason.
+class LossReport {
+public:
+    explicit LossReport(const EventSource& source) : source_(source) {}
+
+    void print() {
+        const EventLosses now = source_.losses();
+        for (size_t i = 0; i < kLossReasons; ++i) {
+            const auto reason = static_cast<LossReason>(i);
+            if (now[reason] > reported_[reason])
+                std::fprintf(stderr, "tcpstatesd: %llu events lost (%s)\n",
+                             static_cast<unsigned long long>(now[reason] - reported_[reason]),
+                             std::string(loss_reason_name(reason)).c_str());
+        }
+        reported_ = now;
+    }
+
+private:
+    const EventSource& source_;
+    EventLosses reported_;
+};
 
 }  // namespace
 
@@ -118,7 +134,7 @@ int run_trace_command(int argc, char** argv) {
                     format.json = true;
                     break;
                 case kTransport:
-                    bpf.transport = parse_transport(optarg);
+                    bpf.transport = transport_option(optarg);
                     break;
                 case 'h':
                     std::fputs(kUsage, stdout);
@@ -143,8 +159,8 @@ int run_trace_command(int argc, char** argv) {
         // A closed pipe (`| head`) ends the trace through a failed write, not a signal.
         signal(SIGPIPE, SIG_IGN);
         Reactor reactor;
-        reactor.on_signal(SIGINT, [&] { reactor.stop(0); });
-        reactor.on_signal(SIGTERM, [&] { reactor.stop(0); });
+        reactor.on_signal(SIGINT, "SIGINT", [&] { reactor.stop(0); });
+        reactor.on_signal(SIGTERM, "SIGTERM", [&] { reactor.stop(0); });
 
         BpfProgram program(bpf);
         TracePrinter printer(format);
@@ -163,23 +179,16 @@ int run_trace_command(int argc, char** argv) {
             source.consume();
             if (std::fflush(stdout) != 0) reactor.stop(0);
         };
-        reactor.on_readable(source.fd(), drain);
-        reactor.every(EventSource::kDrainInterval, drain);
-        uint64_t reported_full = 0;
-        const auto report_ring_losses = [&] {
-            const uint64_t full = program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL];
-            if (full > reported_full)
-                std::fprintf(stderr, "tcpstatesd: %llu events lost (ring buffer full)\n",
-                             static_cast<unsigned long long>(full - reported_full));
-            reported_full = full;
-        };
-        reactor.every(std::chrono::seconds(1), report_ring_losses);
+        reactor.on_readable(source.fd(), "reading events", drain);
+        reactor.every(EventSource::kDrainInterval, "reading events", drain);
+        LossReport losses(source);
+        reactor.every(std::chrono::seconds(1), "reporting losses", [&] { losses.print(); });
         int code = reactor.run();
         // Drain what arrived before the stop so that nothing already captured is dropped.
         printer.begin_batch();
         source.consume();
         std::fflush(stdout);
-        report_ring_losses();
+        losses.print();
         return code;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "tcpstatesd: error: %s\n", e.what());

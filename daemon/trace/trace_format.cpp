@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string_view>
 
+#include "common/json.hpp"
 #include "kernel/tcp_state.hpp"
 
 namespace tcpstatesd {
@@ -25,34 +26,8 @@ std::string_view comm_of(const tcpstates_event& event) {
     return {comm, n};
 }
 
-void append_json_string(std::string& out, std::string_view text) {
-    out += '"';
-    for (unsigned char c : text) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20 || c >= 0x7f)
-                    out += printf_string("\\u%04x", c);  // comm is bytes, not UTF-8
-                else
-                    out += static_cast<char>(c);
-        }
-    }
-    out += '"';
-}
-
-bool start_known(const tcpstates_event& event) {
-    return !(event.flags & TCPSTATES_EVENT_START_UNKNOWN);
+bool start_known(const tcpstates_transition& t) {
+    return !(t.flags & TCPSTATES_EVENT_START_UNKNOWN);
 }
 
 }  // namespace
@@ -79,12 +54,13 @@ std::string trace_header(const TraceFormat& format) {
 }
 
 std::string trace_line(const tcpstates_event& event, const TraceFormat& format, int64_t wall_ns) {
-    const std::string laddr = format_address(event.family, event.laddr);
-    const std::string raddr = format_address(event.family, event.raddr);
+    const tcpstates_transition& t = event.transition;
+    const std::string laddr = format_address(t.family, event.laddr);
+    const std::string raddr = format_address(t.family, event.raddr);
     const std::string comm(comm_of(event));
-    const std::string old_state(tcp_state_name(event.old_state));
-    const std::string new_state(tcp_state_name(event.new_state));
-    const double ms = static_cast<double>(event.duration_ns) / 1e6;
+    const std::string old_state(tcp_state_name(t.old_state));
+    const std::string new_state(tcp_state_name(t.new_state));
+    const double ms = static_cast<double>(t.duration_ns) / 1e6;
 
     if (format.json) {
         const time_t seconds = static_cast<time_t>(wall_ns / 1000000000);
@@ -99,14 +75,14 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
                              static_cast<unsigned long long>(event.skaddr), event.pid);
         append_json_string(out, comm);
         out += ",\"family\":\"";
-        out += family_name(event.family);
+        out += family_name(t.family);
         out += "\",\"laddr\":\"" + laddr + "\"";
-        out += printf_string(",\"lport\":%u", event.lport);
+        out += printf_string(",\"lport\":%u", t.lport);
         out += ",\"raddr\":\"" + raddr + "\"";
-        out += printf_string(",\"rport\":%u", event.rport);
+        out += printf_string(",\"rport\":%u", t.rport);
         out += ",\"old_state\":\"" + old_state + "\",\"new_state\":\"" + new_state + "\"";
-        out += start_known(event) ? printf_string(",\"duration_ms\":%.6f}\n", ms)
-                                  : std::string(",\"duration_ms\":null}\n");
+        out += start_known(t) ? printf_string(",\"duration_ms\":%.6f}\n", ms)
+                              : std::string(",\"duration_ms\":null}\n");
         return out;
     }
 
@@ -119,18 +95,18 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
         std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
         line += printf_string("%8s ", stamp);
     }
-    const std::string duration = start_known(event) ? printf_string("%.3f", ms) : "-";
+    const std::string duration = start_known(t) ? printf_string("%.3f", ms) : "-";
     const auto skaddr = static_cast<unsigned long long>(event.skaddr);
     if (format.wide)
         line += printf_string("%-16llx %-7u %-16s %-2d %-26s %-5u %-26s %-5u %-11s -> %-11s %s\n",
-                              skaddr, event.pid, comm.c_str(), event.family == AF_INET ? 4 : 6,
-                              laddr.c_str(), event.lport, raddr.c_str(), event.rport,
-                              old_state.c_str(), new_state.c_str(), duration.c_str());
+                              skaddr, event.pid, comm.c_str(), t.family == AF_INET ? 4 : 6,
+                              laddr.c_str(), t.lport, raddr.c_str(), t.rport, old_state.c_str(),
+                              new_state.c_str(), duration.c_str());
     else
         line +=
             printf_string("%-16llx %-7u %-10.10s %-15s %-5u %-15s %-5u %-11s -> %-11s %s\n", skaddr,
-                          event.pid, comm.c_str(), laddr.c_str(), event.lport, raddr.c_str(),
-                          event.rport, old_state.c_str(), new_state.c_str(), duration.c_str());
+                          event.pid, comm.c_str(), laddr.c_str(), t.lport, raddr.c_str(), t.rport,
+                          old_state.c_str(), new_state.c_str(), duration.c_str());
     return line;
 }
 

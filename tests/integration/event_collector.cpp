@@ -53,10 +53,22 @@ bool Tracer::wait_until(const std::function<bool()>& done, std::chrono::millisec
 }
 
 std::string Tracer::losses() const {
-    return "ring buffer full: " +
-           std::to_string(program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL]) +
-           ", perf buffer lost: " + std::to_string(collector.lost) +
-           ", recursion misses: " + std::to_string(program.recursion_misses());
+    const tcpstatesd::EventLosses lost = source.losses();
+    std::string text;
+    for (size_t i = 0; i < tcpstatesd::kLossReasons; ++i) {
+        const auto reason = static_cast<tcpstatesd::LossReason>(i);
+        text += (text.empty() ? "" : ", ") + std::string(tcpstatesd::loss_reason_name(reason)) +
+                ": " + std::to_string(lost[reason]);
+    }
+    return text;
+}
+
+void Tracer::drain() {
+    size_t before = 0;
+    do {
+        before = collector.events.size();
+        source.consume();
+    } while (collector.events.size() > before);
 }
 
 std::vector<tcpstates_event> chronological(std::vector<tcpstates_event> events) {
@@ -77,7 +89,7 @@ std::vector<tcpstates_event> life_of(const std::vector<tcpstates_event>& receive
     const uint64_t skaddr = named->skaddr;
     const auto same = [skaddr](const tcpstates_event& e) { return e.skaddr == skaddr; };
     const auto is_close = [](const tcpstates_event& e) {
-        return e.new_state == tcpstatesd::kTcpClose;
+        return e.transition.new_state == TCPSTATES_CLOSE;
     };
 
     // Back from the named event to just after the previous CLOSE of the same address.
@@ -98,14 +110,14 @@ std::vector<tcpstates_event> life_of(const std::vector<tcpstates_event>& receive
 }
 
 bool ended(const std::vector<tcpstates_event>& life) {
-    return !life.empty() && life.back().new_state == tcpstatesd::kTcpClose;
+    return !life.empty() && life.back().transition.new_state == TCPSTATES_CLOSE;
 }
 
 std::vector<std::string> transitions(const std::vector<tcpstates_event>& events) {
     std::vector<std::string> names;
     for (const auto& e : events)
-        names.push_back(std::string(tcpstatesd::tcp_state_name(e.old_state)) + "->" +
-                        std::string(tcpstatesd::tcp_state_name(e.new_state)));
+        names.push_back(std::string(tcpstatesd::tcp_state_name(e.transition.old_state)) + "->" +
+                        std::string(tcpstatesd::tcp_state_name(e.transition.new_state)));
     return names;
 }
 
@@ -116,12 +128,14 @@ std::string comm_of(const tcpstates_event& event) {
 std::string describe(const tcpstates_event& e) {
     char skaddr[24];
     snprintf(skaddr, sizeof skaddr, "%llx", static_cast<unsigned long long>(e.skaddr));
-    return std::string(skaddr) + " " + std::string(tcpstatesd::family_name(e.family)) + " " +
-           tcpstatesd::format_address(e.family, e.laddr) + ":" + std::to_string(e.lport) + " " +
-           tcpstatesd::format_address(e.family, e.raddr) + ":" + std::to_string(e.rport) + " " +
-           std::string(tcpstatesd::tcp_state_name(e.old_state)) + "->" +
-           std::string(tcpstatesd::tcp_state_name(e.new_state)) +
-           " flags=" + std::to_string(e.flags) + " pid=" + std::to_string(e.pid) +
+    return std::string(skaddr) + " " + std::string(tcpstatesd::family_name(e.transition.family)) +
+           " " + tcpstatesd::format_address(e.transition.family, e.laddr) + ":" +
+           std::to_string(e.transition.lport) + " " +
+           tcpstatesd::format_address(e.transition.family, e.raddr) + ":" +
+           std::to_string(e.transition.rport) + " " +
+           std::string(tcpstatesd::tcp_state_name(e.transition.old_state)) + "->" +
+           std::string(tcpstatesd::tcp_state_name(e.transition.new_state)) +
+           " flags=" + std::to_string(e.transition.flags) + " pid=" + std::to_string(e.pid) +
            " comm=" + comm_of(e);
 }
 

@@ -20,12 +20,8 @@ constexpr std::chrono::milliseconds kEventTimeout{10000};
 class EventCollector : public tcpstatesd::EventSink {
 public:
     void on_event(const tcpstates_event& event) override { events.push_back(event); }
-    void on_lost(uint64_t count) override { lost += count; }
-    void on_malformed(size_t) override { ++malformed; }
 
     std::vector<tcpstates_event> events;
-    uint64_t lost = 0;
-    size_t malformed = 0;
 };
 
 // Polls source.fd() and consumes until done() holds or the timeout passes; returns done().
@@ -40,8 +36,11 @@ struct Tracer {
     // program counted are added to the test's failure message.
     bool wait_until(const std::function<bool()>& done,
                     std::chrono::milliseconds timeout = kEventTimeout);
-    // "ring buffer full: 0, perf buffer lost: 0, recursion misses: 0"
+    // "recursion: 0, ringbuf_full: 0, ..."
     std::string losses() const;
+    // Consumes until a pass delivers nothing.
+    void drain();
+    uint64_t lost(tcpstatesd::LossReason reason) const { return source.losses()[reason]; }
     const std::vector<tcpstates_event>& events() const { return collector.events; }
 
     tcpstatesd::BpfProgram program;

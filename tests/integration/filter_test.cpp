@@ -20,7 +20,8 @@ namespace {
 
 EventMatch endpoints(int family, uint16_t lport, uint16_t rport) {
     return [=](const tcpstates_event& e) {
-        return e.family == family && e.lport == lport && e.rport == rport;
+        return e.transition.family == family && e.transition.lport == lport &&
+               e.transition.rport == rport;
     };
 }
 
@@ -84,7 +85,7 @@ TEST_CASE("a local-port allow-list reports only sockets on that local port", "[f
     CHECK(life_of(tracer.events(), endpoints(AF_INET, client_port, wanted_port)).empty());
     for (const auto& e : tracer.events()) {
         INFO(describe(e) << " (other port " << other_port << ")");
-        CHECK(e.lport == wanted_port);
+        CHECK(e.transition.lport == wanted_port);
     }
 }
 
@@ -104,10 +105,10 @@ TEST_CASE("a remote-port allow-list reports only sockets with that remote port",
     REQUIRE(tracer.wait_until([&] { return ended(life_of(tracer.events(), client)); }));
     const auto life = life_of(tracer.events(), client);
     CHECK(transitions(life) == kClientLife);
-    CHECK(life.front().lport == 0);
+    CHECK(life.front().transition.lport == 0);
     for (const auto& e : tracer.events()) {
         INFO(describe(e) << " (other port " << other_port << ")");
-        CHECK(e.rport == wanted_port);
+        CHECK(e.transition.rport == wanted_port);
     }
 }
 
@@ -142,8 +143,8 @@ TEST_CASE("a family filter reports only that address family", "[filters]") {
     CHECK(transitions(life_of(tracer.events(), child)) == kServerLife);
     for (const auto& e : tracer.events()) {
         INFO(describe(e));
-        CHECK(e.family == family);
-        CHECK(e.lport == wanted_port);
+        CHECK(e.transition.family == family);
+        CHECK(e.transition.lport == wanted_port);
     }
 }
 
@@ -171,7 +172,7 @@ TEST_CASE("apply_filters changes what a live program reports without re-attachin
         CHECK(transitions(life_of(seen, last_child)) == kServerLife);
         for (const auto& e : seen) {
             INFO(describe(e));
-            CHECK(e.lport == port);
+            CHECK(e.transition.lport == port);
         }
     };
 

@@ -56,20 +56,6 @@ Fd tcp_socket(int family) {
     return s;
 }
 
-Fd& Fd::operator=(Fd&& other) noexcept {
-    if (this != &other) {
-        reset();
-        fd_ = other.fd_;
-        other.fd_ = -1;
-    }
-    return *this;
-}
-
-void Fd::reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-}
-
 const char* family_label(int family) {
     return family == AF_INET ? "IPv4" : "IPv6";
 }

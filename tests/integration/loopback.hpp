@@ -8,24 +8,11 @@
 #include <string>
 #include <string_view>
 
+#include "common/fd.hpp"
+
 namespace itest {
 
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-    Fd& operator=(Fd&& other) noexcept;
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-
-    int get() const { return fd_; }
-    void reset();
-
-private:
-    int fd_ = -1;
-};
+using tcpstatesd::Fd;
 
 // "IPv4" or "IPv6", for test messages.
 const char* family_label(int family);

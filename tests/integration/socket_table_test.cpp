@@ -31,7 +31,8 @@ tcpstatesd::BpfOptions watching(std::vector<uint16_t> tcpstatesd::EventFilters::
 
 EventMatch endpoints(uint16_t lport, uint16_t rport) {
     return [=](const tcpstates_event& e) {
-        return e.family == AF_INET && e.lport == lport && e.rport == rport;
+        return e.transition.family == AF_INET && e.transition.lport == lport &&
+               e.transition.rport == rport;
     };
 }
 
@@ -75,12 +76,12 @@ size_t check_durations(const std::vector<tcpstates_event>& life) {
     size_t unknown_starts = 0;
     for (size_t i = 0; i < life.size(); ++i) {
         INFO("event " << i << ": " << describe(life[i]));
-        if (life[i].flags & TCPSTATES_EVENT_START_UNKNOWN) {
+        if (life[i].transition.flags & TCPSTATES_EVENT_START_UNKNOWN) {
             ++unknown_starts;
-            CHECK(life[i].duration_ns == 0);
+            CHECK(life[i].transition.duration_ns == 0);
         } else {
             CHECK(i > 0);
-            if (i > 0) CHECK(life[i].duration_ns == life[i].ts_ns - life[i - 1].ts_ns);
+            if (i > 0) CHECK(life[i].transition.duration_ns == life[i].ts_ns - life[i - 1].ts_ns);
         }
     }
     return unknown_starts;

@@ -13,18 +13,11 @@
 #include <stdexcept>
 #include <utility>
 
+#include "common/fd.hpp"
+
 namespace tcpstatesd::test {
 
 namespace {
-
-struct Fd {
-    int fd;
-    ~Fd() {
-        if (fd >= 0) {
-            close(fd);
-        }
-    }
-};
 
 std::string lower(std::string text) {
     for (char& c : text) {
@@ -60,25 +53,25 @@ std::string HttpReply::header(const std::string& lower_case_name) const {
 int connect_to(const std::string& host, uint16_t port, const std::string& source) {
     sockaddr_storage address{};
     const socklen_t length = to_address(host, port, address);
-    Fd socket_fd{socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-    if (socket_fd.fd < 0) {
+    Fd socket_fd(socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (socket_fd.get() < 0) {
         throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
     }
     const timeval timeout{15, 0};
-    setsockopt(socket_fd.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    setsockopt(socket_fd.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    setsockopt(socket_fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    setsockopt(socket_fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
     if (!source.empty()) {
         sockaddr_storage local{};
         const socklen_t local_length = to_address(source, 0, local);
-        if (bind(socket_fd.fd, reinterpret_cast<sockaddr*>(&local), local_length) != 0) {
+        if (bind(socket_fd.get(), reinterpret_cast<sockaddr*>(&local), local_length) != 0) {
             throw std::runtime_error("bind to " + source + ": " + std::strerror(errno));
         }
     }
-    if (connect(socket_fd.fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
+    if (connect(socket_fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0) {
         throw std::runtime_error("connect to " + host + ":" + std::to_string(port) + ": " +
                                  std::strerror(errno));
     }
-    return std::exchange(socket_fd.fd, -1);
+    return socket_fd.release();
 }
 
 std::string send_and_read(int fd, std::string_view request) {
@@ -106,8 +99,8 @@ std::string send_and_read(int fd, std::string_view request) {
 }
 
 std::string exchange(const std::string& host, uint16_t port, std::string_view request) {
-    Fd socket_fd{connect_to(host, port)};
-    return send_and_read(socket_fd.fd, request);
+    Fd socket_fd(connect_to(host, port));
+    return send_and_read(socket_fd.get(), request);
 }
 
 HttpReply parse_reply(const std::string& raw) {

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <iostream>
 
-#include "http_client.hpp"
 #include "http/http_server.hpp"
+#include "http_client.hpp"
 #include "metrics/process_collector.hpp"
 
 int main(int argc, char** argv) {

@@ -21,8 +21,8 @@
 #include <sstream>
 #include <thread>
 
-#include "http_client.hpp"
 #include "http/http_server.hpp"
+#include "http_client.hpp"
 #include "temp_dir.hpp"
 #include "version.hpp"
 

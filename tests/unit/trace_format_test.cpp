@@ -14,13 +14,13 @@ tcpstates_event make_event(int family) {
     tcpstates_event e{};
     e.skaddr = 0xffff8881055d40c0ull;
     e.ts_ns = 1;
-    e.duration_ns = 548123;
+    e.transition.duration_ns = 548123;
     e.pid = 3281;
-    e.family = static_cast<uint16_t>(family);
-    e.lport = 44600;
-    e.rport = 46443;
-    e.old_state = 2;  // SYN_SENT
-    e.new_state = 1;  // ESTABLISHED
+    e.transition.family = static_cast<uint16_t>(family);
+    e.transition.lport = 44600;
+    e.transition.rport = 46443;
+    e.transition.old_state = TCPSTATES_SYN_SENT;
+    e.transition.new_state = TCPSTATES_ESTABLISHED;
     std::strcpy(e.comm, "python3");
     if (family == AF_INET) {
         inet_pton(AF_INET, "127.0.0.1", e.laddr);
@@ -58,8 +58,8 @@ TEST_CASE("trace: wide columns carry the IP version and fit IPv6 addresses") {
 
 TEST_CASE("trace: a transition with unknown start shows '-' and JSON null, never 0") {
     tcpstates_event e = make_event(AF_INET);
-    e.flags = TCPSTATES_EVENT_START_UNKNOWN;
-    e.duration_ns = 0;
+    e.transition.flags = TCPSTATES_EVENT_START_UNKNOWN;
+    e.transition.duration_ns = 0;
     TraceFormat plain;
     const std::string line = trace_line(e, plain, 0);
     CHECK(line.substr(line.size() - 3) == " -\n");

@@ -10,12 +10,9 @@ using namespace tcpstatesd;
 
 namespace {
 
-constexpr unsigned ESTABLISHED = 1, SYN_SENT = 2, FIN_WAIT1 = 4, CLOSE = 7, LISTEN = 10,
-                   SYN_RECV = 3;
-
-tcpstates_event event(unsigned family, unsigned from, unsigned to, double seconds,
-                      bool start_known = true) {
-    tcpstates_event e{};
+tcpstates_transition transition(unsigned family, unsigned from, unsigned to, double seconds,
+                                bool start_known = true) {
+    tcpstates_transition e{};
     e.family = static_cast<uint16_t>(family);
     e.old_state = static_cast<uint8_t>(from);
     e.new_state = static_cast<uint8_t>(to);
@@ -34,16 +31,15 @@ bool has_line(const std::string& text, const std::string& line) {
 
 struct Fixture {
     prometheus::Registry registry;
-    UserSpaceLosses losses;
-    TransitionMetrics metrics{registry, {0.001, 0.01, 0.1}, losses};
+    TransitionMetrics metrics{registry, {0.001, 0.01, 0.1}};
 };
 
 }  // namespace
 
 TEST_CASE_METHOD(Fixture, "aggregation: transitions are counted by family, from and to") {
-    metrics.on_event(event(AF_INET, SYN_SENT, ESTABLISHED, 0.002));
-    metrics.on_event(event(AF_INET, SYN_SENT, ESTABLISHED, 0.003));
-    metrics.on_event(event(AF_INET6, SYN_SENT, ESTABLISHED, 0.003));
+    metrics.on_transition(transition(AF_INET, TCPSTATES_SYN_SENT, TCPSTATES_ESTABLISHED, 0.002));
+    metrics.on_transition(transition(AF_INET, TCPSTATES_SYN_SENT, TCPSTATES_ESTABLISHED, 0.003));
+    metrics.on_transition(transition(AF_INET6, TCPSTATES_SYN_SENT, TCPSTATES_ESTABLISHED, 0.003));
     const std::string text = scrape(registry);
     CHECK(has_line(
         text,
@@ -71,9 +67,11 @@ TEST_CASE_METHOD(Fixture,
 
 TEST_CASE_METHOD(Fixture,
                  "aggregation: durations land in cumulative buckets, boundaries inclusive") {
-    metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 0.001));  // == first bound
-    metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 0.0105));
-    metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 5.0));  // above every bound
+    metrics.on_transition(
+        transition(AF_INET, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.001));  // == first bound
+    metrics.on_transition(transition(AF_INET, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.0105));
+    metrics.on_transition(
+        transition(AF_INET, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 5.0));  // above every bound
     const std::string text = scrape(registry);
     const std::string labels = R"(family="ipv4",next_state="FIN_WAIT1",state="ESTABLISHED")";
     CHECK(
@@ -86,9 +84,10 @@ TEST_CASE_METHOD(Fixture,
 }
 
 TEST_CASE_METHOD(Fixture, "aggregation: unknown-start transitions are counted, never observed") {
-    metrics.on_event(event(AF_INET, CLOSE, SYN_SENT, 0, false));
-    metrics.on_event(event(AF_INET, LISTEN, SYN_RECV, 0, false));
-    metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 0, false));  // e.g. evicted
+    metrics.on_transition(transition(AF_INET, TCPSTATES_CLOSE, TCPSTATES_SYN_SENT, 0, false));
+    metrics.on_transition(transition(AF_INET, TCPSTATES_LISTEN, TCPSTATES_SYN_RECV, 0, false));
+    metrics.on_transition(
+        transition(AF_INET, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0, false));  // e.g. evicted
     const std::string text = scrape(registry);
     CHECK(has_line(
         text,
@@ -104,26 +103,17 @@ TEST_CASE_METHOD(Fixture, "aggregation: unknown-start transitions are counted, n
         R"(tcpstates_state_duration_seconds_count{family="ipv4",next_state="FIN_WAIT1",state="ESTABLISHED"} 0)"));
 }
 
-TEST_CASE_METHOD(Fixture, "aggregation: losses and malformed records are counted") {
-    metrics.on_lost(7);
-    metrics.on_malformed(3);
-    metrics.on_event(event(99, SYN_SENT, ESTABLISHED, 0.1));  // not a TCP/IP family
-    CHECK(losses.perf_buffer_lost == 7);
-    CHECK(losses.malformed == 2);
-    CHECK(has_line(scrape(registry), "tcpstatesd_events_received_total 0"));
-}
-
 TEST_CASE_METHOD(Fixture, "aggregation: out-of-range states are reported as UNKNOWN") {
-    metrics.on_event(event(AF_INET, 200, ESTABLISHED, 0.1));
+    metrics.on_transition(transition(AF_INET, 200, TCPSTATES_ESTABLISHED, 0.1));
     CHECK(has_line(
         scrape(registry),
         R"(tcpstates_transitions_total{family="ipv4",from_state="UNKNOWN",to_state="ESTABLISHED"} 1)"));
 }
 
 TEST_CASE_METHOD(Fixture, "aggregation: new buckets restart only the duration histograms") {
-    metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 0.05));
+    metrics.on_transition(transition(AF_INET, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.05));
     metrics.set_duration_buckets({0.5, 1.0});
-    metrics.on_event(event(AF_INET, ESTABLISHED, FIN_WAIT1, 0.7));
+    metrics.on_transition(transition(AF_INET, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.7));
     const std::string text = scrape(registry);
     const std::string labels = R"(family="ipv4",next_state="FIN_WAIT1",state="ESTABLISHED")";
     CHECK(has_line(text, "tcpstates_state_duration_seconds_bucket{" + labels + R"(,le="0.5"} 0)"));

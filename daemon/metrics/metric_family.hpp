@@ -1,0 +1,21 @@
+// Building the metric families that collectors compute at scrape time (values read from the
+// kernel or /proc rather than kept in the registry).
+#pragma once
+
+#include <prometheus/metric_family.h>
+
+#include <string>
+#include <vector>
+
+namespace tcpstatesd {
+
+prometheus::MetricFamily metric_family(const char* name, const char* help,
+                                       prometheus::MetricType type);
+// Appends one sample (a counter or gauge value, as the family's type says) with its labels.
+void add_sample(prometheus::MetricFamily& family,
+                std::vector<prometheus::ClientMetric::Label> labels, double value);
+// A family of one unlabelled sample.
+prometheus::MetricFamily single_sample(const char* name, const char* help,
+                                       prometheus::MetricType type, double value);
+
+}  // namespace tcpstatesd

@@ -1,0 +1,41 @@
+#include "runtime/reload.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "runtime/logging.hpp"
+
+namespace tcpstatesd {
+
+Reloader::Reloader(const DaemonOptions& options, Settings running, ReloadTargets targets)
+    : options_(options), running_(std::move(running)), targets_(targets) {}
+
+void Reloader::reload() {
+    spdlog::info("reloading the configuration");
+    try {
+        apply(load_settings(options_));
+        targets_.self_metrics.reload_succeeded();
+        spdlog::info("configuration reloaded from {}", running_.config.source);
+    } catch (const std::exception& e) {
+        targets_.self_metrics.reload_failed();
+        spdlog::error("reload failed, keeping the running configuration: {}", e.what());
+    }
+}
+
+void Reloader::apply(Settings next) {
+    const auto restart_keys = keys_needing_restart(running_.config, next.config);
+    if (!restart_keys.empty()) {
+        std::string keys;
+        for (const auto& key : restart_keys) keys += (keys.empty() ? "" : ", ") + key;
+        throw ConfigError(next.config.source + ": changing " + keys +
+                          " needs a restart (systemctl restart tcpstatesd); nothing was applied");
+    }
+    // First, as the one step that can still fail (GnuTLS refusing a key): then nothing else
+    // has changed.
+    if (next.web != running_.web) targets_.server.set_security(next.web);
+    targets_.program.apply_filters(next.config.filters);
+    targets_.metrics.set_duration_buckets(next.config.metrics.duration_buckets);
+    setup_logging(next.config.logging.level, next.config.logging.format);
+    running_ = std::move(next);
+}
+
+}  // namespace tcpstatesd

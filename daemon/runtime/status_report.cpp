@@ -1,0 +1,43 @@
+#include "runtime/status_report.hpp"
+
+#include <fmt/format.h>
+
+namespace tcpstatesd {
+
+namespace {
+
+// /-/healthy fails when the reactor thread has not ticked for this long.
+constexpr std::chrono::seconds kHeartbeatTimeout{10};
+constexpr std::chrono::seconds kStatusInterval{10};
+
+}  // namespace
+
+StatusReport::StatusReport(const SystemdNotifier& systemd, const TransitionMetrics& metrics,
+                           const BpfProgram& program, const EventSource& source)
+    : systemd_(systemd),
+      metrics_(metrics),
+      program_(program),
+      source_(source),
+      heartbeat_(Clock::now().time_since_epoch().count()),
+      last_status_(Clock::now()) {}
+
+void StatusReport::tick() {
+    const auto now = Clock::now();
+    heartbeat_ = now.time_since_epoch().count();
+    if (now - last_status_ < kStatusInterval) return;
+    const uint64_t received = metrics_.events_received();
+    const double seconds = std::chrono::duration<double>(now - last_status_).count();
+    const size_t tracked = program_.for_each_socket([](const tcpstates_socket&) {});
+    systemd_.status(fmt::format("{:.0f} events/s, {} sockets tracked, {} events lost",
+                                static_cast<double>(received - last_received_) / seconds, tracked,
+                                source_.losses().total()));
+    last_received_ = received;
+    last_status_ = now;
+}
+
+bool StatusReport::healthy() const {
+    const auto last = Clock::time_point(Clock::duration(heartbeat_.load()));
+    return Clock::now() - last < kHeartbeatTimeout;
+}
+
+}  // namespace tcpstatesd
