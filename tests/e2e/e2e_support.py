@@ -112,17 +112,18 @@ def http_status(target, path):
 
 
 class Daemon:
-    """The daemon started on a config body (YAML, web section added) in a scratch dir.
-    On failure the caller prints `log()`; `stop()` checks a clean SIGTERM exit."""
+    """The daemon started on a config body (YAML, web section added) in a scratch dir, with
+    `args` added to its command line. On failure the caller prints `log()`; `stop()` checks
+    a clean SIGTERM exit."""
 
-    def __init__(self, binary, body, workdir):
+    def __init__(self, binary, body, workdir, args=()):
         self.target = f"127.0.0.1:{free_port()}"
         self.config = os.path.join(workdir, "tcpstatesd.yaml")
         self.log_path = os.path.join(workdir, "daemon.log")
         with open(self.config, "w") as f:
             f.write(f'web:\n  listen_addresses: ["{self.target}"]\n{body}')
         self.log_file = open(self.log_path, "w")
-        self.process = subprocess.Popen([binary, "--config", self.config],
+        self.process = subprocess.Popen([binary, "--config", self.config, *args],
                                         stdout=self.log_file, stderr=subprocess.STDOUT)
         wait_for("the daemon to be ready",
                  lambda: self.process.poll() is None and http_status(self.target, "/-/ready")
@@ -148,6 +149,14 @@ class Daemon:
     def stop(self):
         stop_daemon(self.process, self.program_ids)
         self.log_file.close()
+
+
+def rss_kib(pid):
+    """The resident set size of process `pid` (VmRSS in /proc/PID/status), in KiB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    fail("no VmRSS")
 
 
 def sample(values, name, **wanted):

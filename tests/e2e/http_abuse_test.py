@@ -24,19 +24,13 @@ import threading
 import time
 import urllib.request
 
-from e2e_support import fail, free_port, program_ids_of, require_root, stop_daemon, wait_for
+from e2e_support import (fail, free_port, program_ids_of, require_root, rss_kib, stop_daemon,
+                         wait_for)
 
 PROBE_LIMIT = 2.0
 LOCKOUT_LIMIT = 15.0  # the server's 10 s idle timeout plus a margin
 RSS_BOUND_KIB = 16 * 1024
 ATTACKER = "127.0.0.2"
-
-
-def rss_kib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    fail("no VmRSS")
 
 
 class Prober:

@@ -500,7 +500,10 @@ TEST_CASE("config errors: size and nesting bounds protect the YAML parser") {
 TEST_CASE("config errors: a stray comma is an error, not a hang") {
     const std::string message = "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)";
     CHECK(error_of(",\n") == "x.yaml:1:1: " + message);
-    CHECK(error_of(", \xce\xdd\xa2\xbd") == "x.yaml:1:1: " + message);
+    CHECK(error_of(", \xce\xbb") == "x.yaml:1:1: " + message);
+    // The fuzzer's input had invalid UTF-8 after the comma, which is now refused first.
+    CHECK(error_of(", \xce\xdd\xa2\xbd") ==
+          "x.yaml:1:3: invalid YAML: invalid UTF-8 byte \\xce (a configuration is UTF-8 text)");
     CHECK(error_of("- a\n,") == "x.yaml:2:1: " + message);
     CHECK(error_of("[1],") == "x.yaml:1:4: " + message);
     CHECK(error_of("\"x\",") == "x.yaml:1:4: " + message);
@@ -519,4 +522,50 @@ TEST_CASE("config errors: a stray comma is an error, not a hang") {
     // A second document after a first one is still reported as such.
     CHECK(error_of("web: {}\n---\n,") ==
           "x.yaml:2:1: a second YAML document; the configuration is one document");
+}
+
+// Inputs that once hung or crashed a YAML parser, and the bytes no text editor writes: each is
+// refused by the one YAML loading path (daemon/config/yaml_document.cpp) with its position.
+// tests/unit/web_config_test.cpp checks the same inputs as a web config.
+TEST_CASE("config errors: stray flow tokens, a second document, NUL and invalid UTF-8") {
+    const std::string unexpected = "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)";
+    const std::string utf8 = " (a configuration is UTF-8 text)";
+    CHECK(error_of(",") == "x.yaml:1:1: " + unexpected);
+    CHECK(error_of("]") == "x.yaml:1:1: invalid YAML: illegal flow end");
+    CHECK(error_of("}") == "x.yaml:1:1: invalid YAML: illegal flow end");
+    CHECK(error_of("- ,") == "x.yaml:1:3: invalid YAML: end of sequence not found");
+    CHECK(error_of("? ,") == "x.yaml:1:3: invalid YAML: end of map not found");
+    CHECK(error_of("web: {}\n---\n") ==
+          "x.yaml:2:1: a second YAML document; the configuration is one document");
+    CHECK(error_of(std::string("web: {}\n\0", 9)) ==
+          "x.yaml:2:1: invalid YAML: control character \\x00" + utf8);
+    CHECK(error_of(std::string("web:\n  a\0b: 1\n", 14)) ==
+          "x.yaml:2:4: invalid YAML: control character \\x00" + utf8);
+    CHECK(error_of("web: {}\x7f") == "x.yaml:1:8: invalid YAML: control character \\x7f" + utf8);
+    CHECK(error_of("web:\n  \xff\xfe: 1\n") ==
+          "x.yaml:2:3: invalid YAML: invalid UTF-8 byte \\xff" + utf8);
+    // A UTF-16 file: its byte order mark.
+    CHECK(error_of("\xff\xfew\0e\0b\0") ==
+          "x.yaml:1:1: invalid YAML: invalid UTF-8 byte \\xff" + utf8);
+    CHECK(error_of("logging:\n  level: \xc3\x28\n") ==
+          "x.yaml:2:10: invalid YAML: invalid UTF-8 byte \\xc3" + utf8);
+    // Columns count bytes, as yaml-cpp's do (web_config_test.cpp checks theirs).
+    CHECK(error_of("# \xc3\xa9\x01") == "x.yaml:1:5: invalid YAML: control character \\x01" + utf8);
+}
+
+TEST_CASE("config files: larger than 1 MiB, or endless like /dev/zero, is refused unread") {
+    TempDir dir;
+    const std::string big = dir.write("big.yaml", std::string((1u << 20) + 1, '#'));
+    CHECK_THROWS_WITH(load_config_file(big),
+                      "cannot read configuration file " + big + ": larger than 1048576 bytes");
+    // A sparse 1 GiB file: read whole, it would take 1 GiB of memory.
+    const std::string sparse = dir.write("sparse.yaml", "");
+    std::filesystem::resize_file(sparse, 1u << 30);
+    CHECK_THROWS_WITH(load_config_file(sparse),
+                      "cannot read configuration file " + sparse + ": larger than 1048576 bytes");
+    CHECK_THROWS_WITH(load_config_file("/dev/zero"),
+                      "cannot read configuration file /dev/zero: larger than 1048576 bytes");
+    // Exactly at the bound is still read (and here a valid, empty document).
+    const std::string full = dir.write("full.yaml", std::string(1u << 20, '#'));
+    CHECK(load_config_file(full).web == WebConfig{});
 }
