@@ -28,8 +28,9 @@ private:
     std::string action_, path_, reason_;
 };
 
-// The file's bytes. More than max_bytes is an error (a configuration pointed at /dev/zero
-// must not take the daemon's memory); EINTR is retried.
+// The bytes of a regular file. Anything else (a FIFO, a device such as /dev/zero) is an
+// error, and so is more than max_bytes (a sparse file of a gigabyte must not take the
+// daemon's memory); EINTR is retried.
 std::string read_file(const std::string& path, size_t max_bytes);
 
 }  // namespace tcpstatesd

@@ -1,4 +1,5 @@
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -403,7 +404,7 @@ TEST_CASE("config files: missing, unreadable, found") {
         load_config_file(dir.path() + "/absent.yaml"),
         "cannot open configuration file " + dir.path() + "/absent.yaml: No such file or directory");
     CHECK_THROWS_WITH(load_config_file(dir.path()),
-                      "cannot read configuration file " + dir.path() + ": Is a directory");
+                      "cannot open configuration file " + dir.path() + ": Is a directory");
 
     const std::string file = dir.write("bad.yaml", "logging:\n  level: loud\n");
     CHECK_THROWS_WITH(load_config_file(file),
@@ -553,7 +554,7 @@ TEST_CASE("config errors: stray flow tokens, a second document, NUL and invalid 
     CHECK(error_of("# \xc3\xa9\x01") == "x.yaml:1:5: invalid YAML: control character \\x01" + utf8);
 }
 
-TEST_CASE("config files: larger than 1 MiB, or endless like /dev/zero, is refused unread") {
+TEST_CASE("config files: larger than 1 MiB, or not a regular file, is refused unread") {
     TempDir dir;
     const std::string big = dir.write("big.yaml", std::string((1u << 20) + 1, '#'));
     CHECK_THROWS_WITH(load_config_file(big),
@@ -564,7 +565,12 @@ TEST_CASE("config files: larger than 1 MiB, or endless like /dev/zero, is refuse
     CHECK_THROWS_WITH(load_config_file(sparse),
                       "cannot read configuration file " + sparse + ": larger than 1048576 bytes");
     CHECK_THROWS_WITH(load_config_file("/dev/zero"),
-                      "cannot read configuration file /dev/zero: larger than 1048576 bytes");
+                      "cannot open configuration file /dev/zero: not a regular file");
+    // A FIFO without a writer would block a plain open() forever.
+    const std::string fifo = dir.path() + "/fifo.yaml";
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_WITH(load_config_file(fifo),
+                      "cannot open configuration file " + fifo + ": not a regular file");
     // Exactly at the bound is still read (and here a valid, empty document).
     const std::string full = dir.write("full.yaml", std::string(1u << 20, '#'));
     CHECK(load_config_file(full).web == WebConfig{});
