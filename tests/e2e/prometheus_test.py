@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End to end: a real tcpstatesd scraped by a real Prometheus while real connections run.
 
-Usage: prometheus_e2e.py TCPSTATESD_BINARY DOCS_METRICS_MD
+Usage: prometheus_test.py TCPSTATESD_BINARY DOCS_METRICS_MD
 
 Starts the daemon on a loopback port, a Prometheus server scraping it every second, makes
 real loopback TCP connections and asserts, through Prometheus' HTTP query API, that the
@@ -12,19 +12,15 @@ output with `promtool check metrics`, that every exported metric is documented, 
 SIGTERM stops the daemon with exit 0 and leaves no BPF program of ours behind.
 """
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.parse
 import urllib.request
 
-from e2e_support import (Prometheus, fail, free_port, program_ids_of, require_root, stop_daemon,
+from e2e_support import (Connections, Daemon, Prometheus, connections, fail, require_root,
                          wait_for)
 
 CONNECTIONS = 60
@@ -96,27 +92,6 @@ class ConcurrentScrapes:
             t.join()
 
 
-def connect_and_close(family, host, count, hold_open=0):
-    """Makes `count` connections to a local listener; returns the sockets kept open."""
-    listener = socket.socket(family)
-    listener.bind((host, 0))
-    listener.listen(count)
-    port = listener.getsockname()[1]
-    held = []
-    for i in range(count):
-        client = socket.create_connection((host, port))
-        server, _ = listener.accept()
-        client.sendall(b"ping")
-        server.recv(4)
-        if i < hold_open:
-            held.append((client, server))
-        else:
-            client.close()
-            server.close()
-    listener.close()
-    return held
-
-
 def main():
     if len(sys.argv) != 3:
         fail(__doc__)
@@ -128,93 +103,76 @@ def main():
             fail(f"{tool} is not installed (.ci/install-deps installs it)")
 
     workdir = tempfile.mkdtemp(prefix="tcpstatesd-e2e-")
-    daemon_port = free_port()
-    target = f"127.0.0.1:{daemon_port}"
-    config_path = os.path.join(workdir, "tcpstatesd.yaml")
-    with open(config_path, "w") as f:
-        f.write(f'web:\n  listen_addresses: ["{target}"]\n')
-    daemon_log = tempfile.TemporaryFile(mode="w+")
-    daemon = subprocess.Popen([daemon_binary, "--config", config_path],
-                              stdout=daemon_log, stderr=subprocess.STDOUT)
-    prometheus = None
-    ids = set()
-    try:
-        wait_for("the daemon to be ready",
-                 lambda: http_get(f"http://{target}/-/ready")[0] == 200)
-        ids = program_ids_of(daemon.pid)
+    with Daemon(daemon_binary, "", workdir) as daemon:
+        target = daemon.target
+        prometheus = None
+        try:
+            _, exposition = http_get(f"http://{target}/metrics")
+            check = subprocess.run(["promtool", "check", "metrics"], input=exposition,
+                                   capture_output=True, text=True)
+            if check.returncode != 0:
+                fail(f"promtool check metrics: {check.stdout}{check.stderr}")
 
-        _, exposition = http_get(f"http://{target}/metrics")
-        check = subprocess.run(["promtool", "check", "metrics"], input=exposition,
-                               capture_output=True, text=True)
-        if check.returncode != 0:
-            fail(f"promtool check metrics: {check.stdout}{check.stderr}")
+            documented = open(docs_path).read()
+            exported = {line.split()[2] for line in exposition.splitlines()
+                        if line.startswith("# TYPE ")}
+            missing = sorted(name for name in exported if f"`{name}`" not in documented)
+            if missing:
+                fail(f"exported but not documented in {docs_path}: {missing}")
 
-        documented = open(docs_path).read()
-        exported = {line.split()[2] for line in exposition.splitlines()
-                    if line.startswith("# TYPE ")}
-        missing = sorted(name for name in exported if f"`{name}`" not in documented)
-        if missing:
-            fail(f"exported but not documented in {docs_path}: {missing}")
+            prometheus = Prometheus(
+                workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                         "scrape_configs:\n  - job_name: tcpstatesd\n"
+                         f"    static_configs:\n      - targets: ['{target}']\n")
+            prometheus_url = prometheus.url
+            wait_for("Prometheus to scrape the daemon",
+                     lambda: query(prometheus_url, 'up{job="tcpstatesd"}') == 1, timeout=60)
 
-        prometheus = Prometheus(workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                                         "scrape_configs:\n  - job_name: tcpstatesd\n"
-                                         f"    static_configs:\n      - targets: ['{target}']\n")
-        prometheus_url = prometheus.url
-        wait_for("Prometheus to scrape the daemon",
-                 lambda: query(prometheus_url, 'up{job="tcpstatesd"}') == 1, timeout=60)
+            connected = ('sum(tcpstates_transitions_total'
+                         '{from_state="SYN_SENT",to_state="ESTABLISHED"})')
+            observed = ('sum(tcpstates_state_duration_seconds_count'
+                        '{state="SYN_SENT",next_state="ESTABLISHED"})')
+            established_v6 = 'sum(tcpstates_sockets{family="ipv6",state="ESTABLISHED"})'
+            # Baselines once a scrape has seen the series (they are exported from the start).
+            wait_for("the first scrape of the transition series",
+                     lambda: sample(prometheus_url, connected) is not None)
+            base_connected = query(prometheus_url, connected)
+            base_observed = query(prometheus_url, observed)
+            base_established = query(prometheus_url, established_v6)
 
-        connected = ('sum(tcpstates_transitions_total'
-                     '{from_state="SYN_SENT",to_state="ESTABLISHED"})')
-        observed = ('sum(tcpstates_state_duration_seconds_count'
-                    '{state="SYN_SENT",next_state="ESTABLISHED"})')
-        established_v6 = 'sum(tcpstates_sockets{family="ipv6",state="ESTABLISHED"})'
-        # Baselines once a scrape has seen the series (they are exported from the start).
-        wait_for("the first scrape of the transition series",
-                 lambda: sample(prometheus_url, connected) is not None)
-        base_connected = query(prometheus_url, connected)
-        base_observed = query(prometheus_url, observed)
-        base_established = query(prometheus_url, established_v6)
+            with ConcurrentScrapes(target) as scrapes:
+                held = Connections(HELD_OPEN, "ipv6")
+                connections(CONNECTIONS, "ipv4")
+            if scrapes.errors:
+                fail("; ".join(scrapes.errors))
+            if scrapes.scrapes == 0:
+                fail("no scrape completed while the connections ran")
+            # Both ends of each held connection are ESTABLISHED sockets.
+            wait_for(f"ipv6 ESTABLISHED sockets to rise by {2 * HELD_OPEN}",
+                     lambda: query(prometheus_url, established_v6)
+                     >= base_established + 2 * HELD_OPEN)
+            held.close()
 
-        with ConcurrentScrapes(target) as scrapes:
-            held = connect_and_close(socket.AF_INET6, "::1", HELD_OPEN, hold_open=HELD_OPEN)
-            connect_and_close(socket.AF_INET, "127.0.0.1", CONNECTIONS)
-        if scrapes.errors:
-            fail("; ".join(scrapes.errors))
-        if scrapes.scrapes == 0:
-            fail("no scrape completed while the connections ran")
-        # Both ends of each held connection are ESTABLISHED sockets.
-        wait_for(f"ipv6 ESTABLISHED sockets to rise by {2 * HELD_OPEN}",
-                 lambda: query(prometheus_url, established_v6) >= base_established + 2 * HELD_OPEN)
-        for client, server in held:
-            client.close()
-            server.close()
-
-        total = CONNECTIONS + HELD_OPEN
-        wait_for(f"SYN_SENT -> ESTABLISHED to grow by {total}",
-                 lambda: query(prometheus_url, connected) - base_connected >= total)
-        wait_for(f"its histogram _count to grow by {total}",
-                 lambda: query(prometheus_url, observed) - base_observed >= total)
-        wait_for("ipv6 ESTABLISHED sockets to return to their baseline",
-                 lambda: query(prometheus_url, established_v6) == base_established)
-        lost = query(prometheus_url, "sum(tcpstatesd_events_lost_total)")
-        if lost != 0:
-            fail(f"{lost} events lost at this tiny rate")
-        print(f"connections: {total}; concurrent consistent scrapes: {scrapes.scrapes}; "
-              f"SYN_SENT->ESTABLISHED grew by "
-              f"{query(prometheus_url, connected) - base_connected:.0f}, histogram count by "
-              f"{query(prometheus_url, observed) - base_observed:.0f}; ipv6 ESTABLISHED gauge "
-              f"back at {base_established:.0f}")
-    except BaseException:
-        if daemon.poll() is None:
-            daemon.kill()
-        daemon_log.seek(0)
-        print(daemon_log.read(), file=sys.stderr)
-        raise
-    finally:
-        if prometheus:
-            prometheus.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    stop_daemon(daemon, ids)
+            total = CONNECTIONS + HELD_OPEN
+            wait_for(f"SYN_SENT -> ESTABLISHED to grow by {total}",
+                     lambda: query(prometheus_url, connected) - base_connected >= total)
+            wait_for(f"its histogram _count to grow by {total}",
+                     lambda: query(prometheus_url, observed) - base_observed >= total)
+            wait_for("ipv6 ESTABLISHED sockets to return to their baseline",
+                     lambda: query(prometheus_url, established_v6) == base_established)
+            lost = query(prometheus_url, "sum(tcpstatesd_events_lost_total)")
+            if lost != 0:
+                fail(f"{lost} events lost at this tiny rate")
+            print(f"connections: {total}; concurrent consistent scrapes: {scrapes.scrapes}; "
+                  f"SYN_SENT->ESTABLISHED grew by "
+                  f"{query(prometheus_url, connected) - base_connected:.0f}, histogram count by "
+                  f"{query(prometheus_url, observed) - base_observed:.0f}; ipv6 ESTABLISHED gauge "
+                  f"back at {base_established:.0f}")
+        finally:
+            if prometheus:
+                prometheus.stop()
+        daemon.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
     print("PASS")
 
 

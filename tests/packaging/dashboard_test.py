@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Grafana dashboard's PromQL against a real Prometheus scraping a real daemon.
 
-Usage: dashboard_e2e.py TCPSTATESD_BINARY DASHBOARD_JSON RULES_YML
+Usage: dashboard_test.py TCPSTATESD_BINARY DASHBOARD_JSON RULES_YML
 
 Extracts every PromQL expression of the dashboard (all panel targets, and the template
 variable queries: label_values(EXPR, LABEL) runs EXPR and needs LABEL in its result),
@@ -17,8 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,8 +26,8 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from e2e_support import (Prometheus, fail, free_port, program_ids_of, require_root,  # noqa: E402
-                         stop_daemon, wait_for)
+from e2e_support import (Connections, Daemon, Prometheus, connections, fail,  # noqa: E402
+                         refused_connect, require_root, wait_for)
 
 # Grafana's $__rate_interval is at least four scrape intervals; 10 s of 1 s scrapes keeps
 # the test short and still gives rate() several samples.
@@ -125,57 +123,34 @@ class Traffic:
         self.stop, self.rounds, self.refused, self.error = threading.Event(), 0, 0, None
         self.thread = threading.Thread(target=self.run)
 
-    @staticmethod
-    def close_wait_pair(listener, host):
-        """A connection whose server side closed first: the client sits in CLOSE_WAIT."""
-        client = socket.create_connection((host, listener.getsockname()[1]))
-        server, _ = listener.accept()
-        server.close()
-        return client
-
     def run(self):
         try:
             self.loop()
-        except OSError as error:
+        except (OSError, SystemExit) as error:  # SystemExit: a helper's fail(), printed
             self.error = error
 
     def loop(self):
-        ends = []
-        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-            listener = socket.socket(family)
-            listener.bind((host, 0))
-            listener.listen(64)
-            # Bound but not listening: a SYN to it is answered with RST (SYN_SENT -> CLOSE).
-            closed = socket.socket(family)
-            closed.bind((host, 0))
-            ends.append((host, listener, closed))
-        held = [self.close_wait_pair(listener, host)
-                for host, listener, _ in ends for _ in range(self.HELD_CLOSE_WAIT)]
+        held = [Connections(self.HELD_CLOSE_WAIT, family) for family in ("ipv4", "ipv6")]
+        for connection in held:
+            connection.close_side("server")
         waiting = collections.deque()
         while not self.stop.is_set() and self.rounds < self.MAX_ROUNDS:
-            for host, listener, closed in ends:
-                for client_first in (True, False):
-                    client = socket.create_connection((host, listener.getsockname()[1]))
-                    server, _ = listener.accept()
-                    client.sendall(b"ping")
-                    server.recv(4)
-                    first, second = (client, server) if client_first else (server, client)
-                    first.close()
-                    second.close()
-                try:
-                    socket.create_connection((host, closed.getsockname()[1]), timeout=2).close()
-                    raise OSError("a connect to a port without listener succeeded")
-                except ConnectionRefusedError:
-                    self.refused += 1
-                waiting.append((time.monotonic(), self.close_wait_pair(listener, host)))
+            for family in ("ipv4", "ipv6"):
+                connections(1, family, first="client")
+                connections(1, family, first="server")
+                refused_connect(family)
+                self.refused += 1
+                close_wait = Connections(1, family)
+                close_wait.close_side("server")
+                waiting.append((time.monotonic(), close_wait))
             while waiting and time.monotonic() - waiting[0][0] > 1.0:
                 waiting.popleft()[1].close()
             self.rounds += 1
             self.stop.wait(0.1)
-        for _, client in waiting:
-            client.close()
-        for s in held + [s for _, listener, closed in ends for s in (listener, closed)]:
-            s.close()
+        for _, connection in waiting:
+            connection.close()
+        for connection in held:
+            connection.close()
 
     def __enter__(self):
         self.thread.start()
@@ -200,103 +175,88 @@ def main():
             fail(f"{tool} is not installed (.ci/install-deps installs it)")
 
     workdir = tempfile.mkdtemp(prefix="tcpstatesd-dashboard-")
-    daemon_port = free_port()
-    target = f"127.0.0.1:{daemon_port}"
-    config_path = os.path.join(workdir, "tcpstatesd.yaml")
-    with open(config_path, "w") as f:
-        f.write(f'web:\n  listen_addresses: ["{target}"]\n')
-    daemon_log = tempfile.TemporaryFile(mode="w+")
-    daemon = subprocess.Popen([daemon_binary, "--config", config_path],
-                              stdout=daemon_log, stderr=subprocess.STDOUT)
-    prometheus = None
-    ids = set()
-    try:
-        wait_for("the daemon to be ready", lambda: urllib.request.urlopen(
-            f"http://{target}/-/ready", timeout=5).status == 200)
-        ids = program_ids_of(daemon.pid)
-        prometheus = Prometheus(workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                                         "  evaluation_interval: 1s\n"
-                                         f"rule_files: ['{os.path.abspath(rules_path)}']\n"
-                                         "scrape_configs:\n  - job_name: tcpstatesd\n"
-                                         f"    static_configs:\n      - targets: ['{target}']\n")
-        url = prometheus.url
+    with Daemon(daemon_binary, "", workdir) as daemon:
+        target = daemon.target
+        prometheus = None
+        try:
+            prometheus = Prometheus(
+                workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                         "  evaluation_interval: 1s\n"
+                         f"rule_files: ['{os.path.abspath(rules_path)}']\n"
+                         "scrape_configs:\n  - job_name: tcpstatesd\n"
+                         f"    static_configs:\n      - targets: ['{target}']\n")
+            url = prometheus.url
 
-        def values(expression):
-            """{family: value} of a query whose series have a family label."""
-            prometheus.check_running()
-            result = api(url, "/api/v1/query", {"query": expression})
-            return {s["metric"].get("family"): float(s["value"][1])
-                    for s in result.get("data", {}).get("result", [])}
+            def values(expression):
+                """{family: value} of a query whose series have a family label."""
+                prometheus.check_running()
+                result = api(url, "/api/v1/query", {"query": expression})
+                return {s["metric"].get("family"): float(s["value"][1])
+                        for s in result.get("data", {}).get("result", [])}
 
-        refused = 'tcpstates_transitions_total{from_state="SYN_SENT",to_state="CLOSE"}'
-        # Traffic only once Prometheus listens: its connections take ephemeral ports, one of
-        # which could be the port picked for Prometheus before it binds it.
-        wait_for("Prometheus to scrape the daemon",
-                 lambda: values('up{job="tcpstatesd"}') == {None: 1.0}, timeout=60)
-        before = values(refused)
+            refused = 'tcpstates_transitions_total{from_state="SYN_SENT",to_state="CLOSE"}'
+            # Traffic only once Prometheus listens: its connections take ephemeral ports, one
+            # of which could be the port picked for Prometheus before it binds it.
+            wait_for("Prometheus to scrape the daemon",
+                     lambda: values('up{job="tcpstatesd"}') == {None: 1.0}, timeout=60)
+            before = values(refused)
 
-        def window_filled_with_traffic():
-            """Every sample of the refused-connect counters in the rate window was taken
-            after the traffic began, and there are at least 7 of them per family (a loaded
-            box may skip a scrape or two; rate() needs two)."""
-            oldest = values(f"min_over_time({refused}[{RATE_WINDOW}])")
-            count = values(f"count_over_time({refused}[{RATE_WINDOW}])")
-            return all(oldest.get(f, -1) > before.get(f, -1) and count.get(f, 0) >= 7
-                       for f in ("ipv4", "ipv6"))
+            def window_filled_with_traffic():
+                """Every sample of the refused-connect counters in the rate window was taken
+                after the traffic began, and there are at least 7 of them per family (a loaded
+                box may skip a scrape or two; rate() needs two)."""
+                oldest = values(f"min_over_time({refused}[{RATE_WINDOW}])")
+                count = values(f"count_over_time({refused}[{RATE_WINDOW}])")
+                return all(oldest.get(f, -1) > before.get(f, -1) and count.get(f, 0) >= 7
+                           for f in ("ipv4", "ipv6"))
 
-        started = time.monotonic()
-        with Traffic() as traffic:
-            wait_for(f"a {RATE_WINDOW} rate window filled with traffic",
-                     window_filled_with_traffic, timeout=60)
-            results = []
-            deadline = time.monotonic() + 30
-            for where, raw, label in queries:
-                expression = substitute(raw, target)
-                while True:
-                    answer = api(url, "/api/v1/query", {"query": expression})
-                    if answer.get("status") != "success":
-                        fail(f"{where}: {expression!r} does not run: {answer.get('error')}")
-                    series = answer["data"]["result"]
-                    if series or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.5)  # a recorded series may need one more evaluation
-                if label and series and not all(label in s["metric"] for s in series):
-                    fail(f"{where}: label {label!r} missing in {series}")
-                numbers = sum(1 for s in series if s["value"][1] not in ("NaN", "+Inf", "-Inf"))
-                results.append((where, expression, len(series), numbers))
-        if traffic.error:
-            fail(f"traffic generator: {traffic.error}")
+            started = time.monotonic()
+            with Traffic() as traffic:
+                wait_for(f"a {RATE_WINDOW} rate window filled with traffic",
+                         window_filled_with_traffic, timeout=60)
+                results = []
+                deadline = time.monotonic() + 30
+                for where, raw, label in queries:
+                    expression = substitute(raw, target)
+                    while True:
+                        answer = api(url, "/api/v1/query", {"query": expression})
+                        if answer.get("status") != "success":
+                            fail(f"{where}: {expression!r} does not run: {answer.get('error')}")
+                        series = answer["data"]["result"]
+                        if series or time.monotonic() > deadline:
+                            break
+                        time.sleep(0.5)  # a recorded series may need one more evaluation
+                    if label and series and not all(label in s["metric"] for s in series):
+                        fail(f"{where}: label {label!r} missing in {series}")
+                    numbers = sum(1 for s in series if s["value"][1] not in ("NaN", "+Inf", "-Inf"))
+                    results.append((where, expression, len(series), numbers))
+            if traffic.error:
+                fail(f"traffic generator: {traffic.error}")
 
-        width = max(len(e) for _, e, _, _ in results)
-        print(f"{'expression':<{width}}  series  with a number")
-        for where, expression, count, numbers in results:
-            print(f"{expression:<{width}}  {count:6}  {numbers:6}")
-        # Under this traffic every panel must draw something: a query whose series are all
-        # NaN (a quantile or ratio of nothing) would be an empty panel too.
-        empty = [f"{where}: {expression}" for where, expression, _, numbers in results
-                 if numbers == 0]
-        if empty:
-            fail("expressions returning no data:\n  " + "\n  ".join(empty))
+            width = max(len(e) for _, e, _, _ in results)
+            print(f"{'expression':<{width}}  series  with a number")
+            for where, expression, count, numbers in results:
+                print(f"{expression:<{width}}  {count:6}  {numbers:6}")
+            # Under this traffic every panel must draw something: a query whose series are all
+            # NaN (a quantile or ratio of nothing) would be an empty panel too.
+            empty = [f"{where}: {expression}" for where, expression, _, numbers in results
+                     if numbers == 0]
+            if empty:
+                fail("expressions returning no data:\n  " + "\n  ".join(empty))
 
-        groups = api(url, "/api/v1/rules")["data"]["groups"]
-        rules = [r for g in groups for r in g["rules"]]
-        broken = [f"{r['name']}: {r.get('lastError')}" for r in rules if r["health"] != "ok"]
-        if not rules or broken:
-            fail(f"rules not evaluating cleanly ({len(rules)} loaded): {broken}")
-        print(f"{len(results)} expressions, all returning data; {len(rules)} rules healthy; "
-              f"{traffic.rounds} traffic rounds, {traffic.refused} refused connects; "
-              f"{time.monotonic() - started:.0f} s of traffic")
-    except BaseException:
-        if daemon.poll() is None:
-            daemon.kill()
-        daemon_log.seek(0)
-        print(daemon_log.read(), file=sys.stderr)
-        raise
-    finally:
-        if prometheus:
-            prometheus.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    stop_daemon(daemon, ids)
+            groups = api(url, "/api/v1/rules")["data"]["groups"]
+            rules = [r for g in groups for r in g["rules"]]
+            broken = [f"{r['name']}: {r.get('lastError')}" for r in rules if r["health"] != "ok"]
+            if not rules or broken:
+                fail(f"rules not evaluating cleanly ({len(rules)} loaded): {broken}")
+            print(f"{len(results)} expressions, all returning data; {len(rules)} rules healthy; "
+                  f"{traffic.rounds} traffic rounds, {traffic.refused} refused connects; "
+                  f"{time.monotonic() - started:.0f} s of traffic")
+        finally:
+            if prometheus:
+                prometheus.stop()
+        daemon.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
     print("PASS")
 
 
