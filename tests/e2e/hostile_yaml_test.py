@@ -15,13 +15,13 @@ Usage: hostile_yaml_test.py TCPSTATESD_BINARY
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-from e2e_support import Daemon, fail, free_port, require_root, rss_kib, sample, wait_for
+from e2e_support import (Daemon, connections, fail, free_port, require_root, sample, wait_for,
+                         write_config)
 
 HOSTILE = ",\n"
 EXIT_LIMIT = 5.0  # seconds; the bug ate all memory before dying
@@ -54,7 +54,7 @@ def expect_quick_exit_1(what, command, path):
 
 def at_start(binary, workdir):
     good_config = os.path.join(workdir, "good.yaml")
-    write(good_config, f'web:\n  listen_addresses: ["127.0.0.1:{free_port()}"]\n')
+    write_config(good_config, f"127.0.0.1:{free_port()}", "")
     good_web = os.path.join(workdir, "good-web.yml")
     write(good_web, "# plain HTTP, no users\n")
     bad = os.path.join(workdir, "hostile.yml")
@@ -67,43 +67,28 @@ def at_start(binary, workdir):
                             [binary, *flags, "--config", bad, "--web.config.file", good_web], bad)
 
 
-def connect_many(count):
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(count)
-        for _ in range(count):
-            client = socket.create_connection(listener.getsockname())
-            server, _ = listener.accept()
-            client.close()
-            server.close()
-
-
 def established(daemon):
     return sample(daemon.metrics(), "tcpstates_transitions_total", family="ipv4",
                   from_state="SYN_SENT", to_state="ESTABLISHED")
 
 
-def reload(daemon):
-    daemon.process.send_signal(signal.SIGHUP)
-
-
 def hostile_reload(daemon, path, good_text):
     """Edits `path` to HOSTILE, reloads, checks the daemon, then restores `good_text` and
     reloads it successfully."""
-    rss_before = rss_kib(daemon.process.pid)
+    rss_before = daemon.rss_kib()
     write(path, HOSTILE)
-    reload(daemon)
+    daemon.send_signal(signal.SIGHUP)
     wait_for(f"the reload of {path} to be rejected", lambda: daemon.metrics()[GAUGE] == 0)
     wait_for(f"the log to name {path}:1:1", lambda: re.search(message(path), daemon.log()))
     # The bug grew the daemon by 2.4 GB within 4 s: watch for two seconds.
     peak = rss_before
     for _ in range(10):
         time.sleep(0.2)
-        peak = max(peak, rss_kib(daemon.process.pid))
+        peak = max(peak, daemon.rss_kib())
     if peak - rss_before > RSS_BOUND_KIB:
         fail(f"RSS grew from {rss_before} to {peak} KiB after reloading a ',' in {path}")
     base = established(daemon)
-    connect_many(20)
+    connections(20)
     wait_for("20 connections counted after the rejected reload",
              lambda: established(daemon) >= base + 20)
     if daemon.process.poll() is not None:
@@ -112,7 +97,7 @@ def hostile_reload(daemon, path, good_text):
           f"{peak} KiB, events still counted")
 
     write(path, good_text)
-    reload(daemon)
+    daemon.send_signal(signal.SIGHUP)
     wait_for(f"{path} restored by a reload", lambda: daemon.metrics()[GAUGE] == 1)
 
 
@@ -120,16 +105,11 @@ def on_sighup(binary, workdir):
     web = os.path.join(workdir, "web.yml")
     good_web = "# plain HTTP, no users\n"
     write(web, good_web)
-    daemon = Daemon(binary, "", workdir, args=["--web.config.file", web])
-    try:
+    with Daemon(binary, "", workdir, args=["--web.config.file", web]) as daemon:
         hostile_reload(daemon, web, good_web)
         good_config = open(daemon.config).read()
         hostile_reload(daemon, daemon.config, good_config)
-    except BaseException:
-        daemon.kill()
-        print(daemon.log(), file=sys.stderr)
-        raise
-    daemon.stop()
+        daemon.stop()
 
 
 def main():
