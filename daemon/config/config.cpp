@@ -1,6 +1,5 @@
 #include "config/config.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,18 +29,19 @@ using namespace yaml_reader;
 constexpr uint32_t kMaxBuckets = 64;
 constexpr const char* kLogLevels = "one of trace, debug, info, warn, error, critical, off";
 
-std::vector<std::string> listen_addresses(const Reader& r, const Field& field) {
+std::vector<ListenAddress> listen_addresses(const Reader& r, const Field& field) {
     const std::string what = "a non-empty list of listen addresses";
-    std::vector<std::string> addresses;
+    std::vector<ListenAddress> addresses;
     std::map<std::string, YAML::Mark> seen;
     for (const auto& item : r.nonempty_sequence(field, what)) {
-        r.checked(item, "a listen address such as \":9977\"", parse_listen_address);
-        const std::string& text = item.node.Scalar();
+        addresses.push_back(
+            r.checked(item, "a listen address such as \":9977\"",
+                      [](std::string_view text) { return parse_listen_address(text); }));
+        const std::string& text = addresses.back().text;
         auto [first, inserted] = seen.emplace(text, item.mark());
         if (!inserted)
             r.fail(item,
                    quoted(text) + " is listed twice (first at " + position(first->second) + ")");
-        addresses.push_back(text);
     }
     return addresses;
 }
@@ -199,35 +199,6 @@ std::vector<double> default_duration_buckets() {
     return {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
             1e-2, 2.5e-2, 5e-2, 1e-1, 2.5e-1, 5e-1, 1,    2.5,    5,
             10,   25,     50,   100,  250,    500,  1000, 2500,   3600};
-}
-
-ListenAddress parse_listen_address(std::string_view text) {
-    const std::string what =
-        "\":port\" (every address), \"IPv4:port\" or \"[IPv6]:port\" with a port from 1 to "
-        "65535, got " +
-        quoted(text);
-    const size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) throw std::invalid_argument("expected " + what);
-    std::string_view host = text.substr(0, colon);
-    const uint64_t port = parse_whole(text.substr(colon + 1)).value_or(0);
-    if (port < 1 || port > 65535) throw std::invalid_argument("expected " + what);
-
-    ListenAddress address;
-    address.port = static_cast<uint16_t>(port);
-    unsigned char buffer[sizeof(in6_addr)];
-    if (!host.empty() && host.front() == '[') {
-        if (host.size() < 2 || host.back() != ']') throw std::invalid_argument("expected " + what);
-        address.host = std::string(host.substr(1, host.size() - 2));
-        if (inet_pton(AF_INET6, address.host.c_str(), buffer) != 1)
-            throw std::invalid_argument("expected " + what + " (not an IPv6 address)");
-    } else if (!host.empty()) {
-        address.host = std::string(host);
-        // The HTTP server binds literal addresses; a host name would need resolving at start.
-        if (inet_pton(AF_INET, address.host.c_str(), buffer) != 1)
-            throw std::invalid_argument("expected " + what +
-                                        " (host names are not resolved; IPv6 goes in brackets)");
-    }
-    return address;
 }
 
 void validate_telemetry_path(std::string_view path) {

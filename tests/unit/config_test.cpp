@@ -1,3 +1,5 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -24,11 +26,34 @@ std::string error_of(const std::string& yaml) {
     return "no error";
 }
 
+std::vector<std::string> texts(const std::vector<ListenAddress>& addresses) {
+    std::vector<std::string> out;
+    for (const auto& address : addresses) out.push_back(address.text);
+    return out;
+}
+
+// The address and port a listen address binds, as "family address port".
+std::string bound(const ListenAddress& address) {
+    const auto& storage = address.socket_address;
+    char text[INET6_ADDRSTRLEN] = "";
+    if (storage.ss_family == AF_INET) {
+        const auto& v4 = reinterpret_cast<const sockaddr_in&>(storage);
+        inet_ntop(AF_INET, &v4.sin_addr, text, sizeof text);
+        CHECK(address.socket_address_length == sizeof v4);
+        return "ipv4 " + std::string(text) + " " + std::to_string(ntohs(v4.sin_port));
+    }
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(storage);
+    inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text);
+    CHECK(storage.ss_family == AF_INET6);
+    CHECK(address.socket_address_length == sizeof v6);
+    return "ipv6 " + std::string(text) + " " + std::to_string(ntohs(v6.sin6_port));
+}
+
 }  // namespace
 
 TEST_CASE("config: built-in defaults") {
     const Config c;
-    CHECK(c.web.listen_addresses == std::vector<std::string>{":9977"});
+    CHECK(texts(c.web.listen_addresses) == std::vector<std::string>{":9977"});
     CHECK(c.web.telemetry_path == "/metrics");
     CHECK(c.web.max_threads == 4);
     CHECK(c.events.transport == Transport::Auto);
@@ -94,7 +119,7 @@ logging:
 )",
                                   "/etc/x.yaml");
     CHECK(c.source == "/etc/x.yaml");
-    CHECK(c.web.listen_addresses ==
+    CHECK(texts(c.web.listen_addresses) ==
           std::vector<std::string>{"127.0.0.1:9100", "[::1]:9100", ":80"});
     CHECK(c.web.telemetry_path == "/stats/tcp");
     CHECK(c.web.max_threads == 64);
@@ -281,19 +306,43 @@ TEST_CASE("config errors: listen addresses") {
           "column 22)");
 }
 
-TEST_CASE("listen addresses: host and port") {
+TEST_CASE("listen addresses: the socket address to bind") {
     auto a = parse_listen_address(":9977");
-    CHECK(a.host.empty());
-    CHECK(a.port == 9977);
+    CHECK(a.text == ":9977");
+    CHECK(a.every_address);
+    CHECK(bound(a) == "ipv6 :: 9977");
     a = parse_listen_address("127.0.0.1:1");
-    CHECK(a.host == "127.0.0.1");
-    CHECK(a.port == 1);
+    CHECK_FALSE(a.every_address);
+    CHECK(bound(a) == "ipv4 127.0.0.1 1");
     a = parse_listen_address("[::1]:65535");
-    CHECK(a.host == "::1");
-    CHECK(a.port == 65535);
+    CHECK_FALSE(a.every_address);
+    CHECK(bound(a) == "ipv6 ::1 65535");
+    a = parse_listen_address("[::]:80");
+    CHECK_FALSE(a.every_address);  // IPv6 only, unlike ":80"
+    CHECK(bound(a) == "ipv6 :: 80");
     CHECK_THROWS_AS(parse_listen_address(""), std::invalid_argument);
     CHECK_THROWS_AS(parse_listen_address("[]:80"), std::invalid_argument);
     CHECK_THROWS_AS(parse_listen_address("127.0.0.1:80x"), std::invalid_argument);
+}
+
+TEST_CASE("listen addresses: malformed ones are refused, naming them") {
+    for (const char* bad : {"", "9977", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
+                            "127.0.0.1:80x", "127.0.0.1:-1", "::1:9977", "[::1:9977", ":+80",
+                            "localhost:80", "[127.0.0.1]:80", "1.2.3:80", "[::1]]:80"}) {
+        INFO(bad);
+        CHECK_THROWS_WITH(parse_listen_address(bad, PortZero::Allowed),
+                          Catch::Contains("\"" + std::string(bad) + "\""));
+    }
+    CHECK_THROWS_WITH(parse_listen_address("localhost:0", PortZero::Allowed),
+                      Catch::Contains("host names are not resolved"));
+}
+
+TEST_CASE("listen addresses: port 0 only when the caller allows it") {
+    CHECK_THROWS_WITH(parse_listen_address("127.0.0.1:0"),
+                      Catch::Contains("with a port from 1 to 65535"));
+    CHECK(bound(parse_listen_address("127.0.0.1:0", PortZero::Allowed)) == "ipv4 127.0.0.1 0");
+    CHECK_THROWS_WITH(parse_listen_address("127.0.0.1:x", PortZero::Allowed),
+                      Catch::Contains("with a port from 0 to 65535"));
 }
 
 TEST_CASE("config errors: telemetry path") {
@@ -313,6 +362,14 @@ TEST_CASE("config errors: telemetry path") {
     CHECK(error_of("web:\n  telemetry_path: \"/a\\nb\"\n") == chars + "\"/a\\x0ab\"");
     CHECK(error_of("web:\n  telemetry_path: [/a]\n") ==
           "x.yaml:2:19: web.telemetry_path: expected a path starting with \"/\", got a list");
+}
+
+TEST_CASE("telemetry path: the HTTP server's own paths and relative paths are refused") {
+    // The server trusts its telemetry path: this is the only check.
+    for (const char* path : {"", "metrics", "/", "/-/healthy", "/-/ready"}) {
+        INFO(path);
+        CHECK_THROWS_AS(validate_telemetry_path(path), std::invalid_argument);
+    }
 }
 
 TEST_CASE("config errors: families") {
@@ -458,7 +515,7 @@ TEST_CASE("config: keys needing a restart") {
     CHECK(keys_needing_restart(running, live).empty());
 
     Config next = running;
-    next.web.listen_addresses = {":1"};
+    next.web.listen_addresses = {parse_listen_address(":1")};
     next.web.telemetry_path = "/m";
     next.web.max_threads = 1;
     next.events.transport = Transport::PerfBuffer;
