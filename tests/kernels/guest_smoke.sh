@@ -21,7 +21,7 @@ established() {
 "$daemon" --web.listen-address "$address" &
 pid=$!
 tries=0
-until wget -q -O /dev/null "http://$address/-/ready"; do
+until wget -q -O /dev/null "http://$address/-/ready" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
         wait "$pid"
         fail "the daemon exited with status $? before it was ready"
@@ -48,7 +48,7 @@ while :; do
     sleep 0.2
 done
 echo "after $connections connections: $after"
-wget -q -O - "http://$address/metrics" | grep -E '^tcpstates_transitions_total|^tcpstatesd_events'
+wget -q -O - "http://$address/metrics" | grep -E '^(tcpstates_transitions_total|tcpstatesd_events_)' | grep -v ' 0$'
 
 kill -TERM "$pid"
 wait "$pid"
