@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs one command inside a kernel other than the build machine's, booted under qemu.
+"""Runs one command inside a kernel booted under qemu (TCG), for the kernel matrix.
 
     boot_kernel.py KERNEL TIMEOUT_S FILE... -- COMMAND...
 
@@ -11,8 +11,8 @@ given FILEs at their own absolute paths (so paths compiled into the binaries hol
 every shared library they load. /init runs COMMAND as root with CI=true and prints its
 exit status on the serial console as `TCPSTATESD-RESULT <code>`; this script exits with
 that code. No marker before TIMEOUT_S (a hang, a panic, a guest that never booted) is a
-failure that shows the console's tail. Exit 77 (ctest: skipped) only where the kernel
-image cannot exist here (see skip()).
+failure that shows the console's tail. Exit 77 (ctest: skipped) only when the host's
+kernel image is not in /boot, or outside CI (CI=true) when not root.
 """
 import fcntl
 import os
@@ -41,7 +41,11 @@ def skip(message):
 
 
 def run(argv, **kwargs):
-    result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    # Bounded, so that a stalled mirror fails here with the command, not as a bare ctest timeout.
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=240, **kwargs)
+    except subprocess.TimeoutExpired:
+        fail(f"{' '.join(argv)} did not finish within 240 s")
     if result.returncode != 0:
         fail(f"{' '.join(argv)} exited {result.returncode}: {result.stderr.strip()}")
     return result.stdout
@@ -80,14 +84,17 @@ def debian_vmlinuz(flavour):
             # loopback, ACPI power-off) is built into all three flavours, so no modules.
             tree = os.path.join(work, "tree")
             os.mkdir(tree)
-            run(["sh", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards "./boot/*"',
-                 "sh", os.path.join(work, deb), tree])
+            run(["bash", "-o", "pipefail", "-c",
+                 'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards "./boot/*"',
+                 "bash", os.path.join(work, deb), tree])
             boot = os.path.join(tree, "boot")
             staged = os.path.join(work, "entry")
             os.mkdir(staged)
             for name in os.listdir(boot):
                 if name.startswith(("vmlinuz-", "config-")):
                     shutil.move(os.path.join(boot, name), os.path.join(staged, name.split("-")[0]))
+            if not os.path.exists(os.path.join(staged, "vmlinuz")):
+                fail(f"{deb} has no /boot/vmlinuz-*")
             os.rename(staged, entry)
         print(f"fetched {package} {version} into {entry} in {time.monotonic() - started:.1f} s",
               flush=True)
@@ -99,9 +106,9 @@ def host_vmlinuz():
     vmlinuz = f"/boot/vmlinuz-{release}"
     print(f"kernel: the host's own, {release}", flush=True)
     if not os.path.exists(vmlinuz):
-        skip(f"{vmlinuz} does not exist (this machine boots its kernel from outside its file "
-             f"system), so it cannot be booted under qemu; every other test runs on this "
-             f"kernel anyway")
+        skip(f"{vmlinuz} does not exist (the running kernel was not installed into /boot, as "
+             f"in a VM its host boots), so it cannot be booted under qemu; not needed: every "
+             f"other test runs on this kernel")
     return vmlinuz
 
 
