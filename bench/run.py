@@ -14,8 +14,8 @@ the configurations, a scrape benchmark: /metrics latency and size while churn ru
 
 Needs root (BPF statistics, tracefs for tcpstates, network namespaces). Python 3 standard
 library only. It changes nothing on the host that outlives it: BPF statistics are held on by
-an fd, tracefs is mounted only inside tcpstates' own mount namespace, and the churn runs in a
-network namespace of its own.
+an fd, tcpstates runs in a mount namespace of its own (tracefs is mounted there when the host
+has none mounted), and the churn runs in a network namespace of its own.
 """
 import argparse
 import collections
@@ -512,14 +512,17 @@ def enable_bpf_stats():
 
 
 def with_private_tracefs(argv):
-    """argv in a mount namespace of its own, with tracefs mounted there only.
+    """argv in a mount namespace of its own, with tracefs mounted there unless the host's is.
 
     libbpf-tools tcpstates attaches a classic tracepoint and looks its id up in tracefs. The
-    mount is visible to that process alone and goes away with it: the host's tracefs stays as
-    it is (unmounted here), and no other job's unmount can pull it from under a run.
+    namespace starts with a copy of the host's mounts: where the host has tracefs mounted
+    (most systemd hosts) the copy is used, as mounting it a second time on the same path
+    fails ("nodev already mounted"); elsewhere the mount is made in the namespace only, so
+    the host stays as it is and no other job's unmount can pull tracefs from under a run.
     """
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-            f'mount -t tracefs nodev {TRACEFS} && exec "$0" "$@"'] + argv
+            f'{{ mountpoint -q {TRACEFS} || mount -t tracefs nodev {TRACEFS}; }} && '
+            'exec "$0" "$@"'] + argv
 
 
 def daemon_tracer(name, binary, extra_args):
@@ -564,8 +567,8 @@ def main():
                         "arguments; --web.listen-address is added), e.g. "
                         "'ring16m=build/default/tcpstatesd --config ring.yaml'; repeatable")
     p.add_argument("--mount-tracefs", action="store_true",
-                   help="run the --tracer commands with tracefs mounted in a mount namespace "
-                        "of their own (for variants that attach classic tracepoints)")
+                   help="run the --tracer commands with tracefs, in a mount namespace of "
+                        "their own as tcpstates (for variants that attach classic tracepoints)")
     p.add_argument("--scrapes", type=int, help="scrapes in the scrape benchmark (default 200)")
     p.add_argument("--scrape-interval", type=float, default=0.02)
     p.add_argument("--output", default="bench-results.json", help="raw figures (JSON)")

@@ -1,11 +1,9 @@
 #include "config/config.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -16,9 +14,9 @@
 #include <cstring>
 #include <functional>
 #include <map>
-#include <sstream>
 
 #include "config/port_list.hpp"
+#include "config/yaml_document.hpp"
 #include "config/yaml_reader.hpp"
 #include "tcpstates.h"
 
@@ -31,18 +29,19 @@ using namespace yaml_reader;
 constexpr uint32_t kMaxBuckets = 64;
 constexpr const char* kLogLevels = "one of trace, debug, info, warn, error, critical, off";
 
-std::vector<std::string> listen_addresses(const Reader& r, const Field& field) {
+std::vector<ListenAddress> listen_addresses(const Reader& r, const Field& field) {
     const std::string what = "a non-empty list of listen addresses";
-    std::vector<std::string> addresses;
+    std::vector<ListenAddress> addresses;
     std::map<std::string, YAML::Mark> seen;
     for (const auto& item : r.nonempty_sequence(field, what)) {
-        r.checked(item, "a listen address such as \":9977\"", parse_listen_address);
-        const std::string& text = item.node.Scalar();
+        addresses.push_back(
+            r.checked(item, "a listen address such as \":9977\"",
+                      [](std::string_view text) { return parse_listen_address(text); }));
+        const std::string& text = addresses.back().text;
         auto [first, inserted] = seen.emplace(text, item.mark());
         if (!inserted)
             r.fail(item,
                    quoted(text) + " is listed twice (first at " + position(first->second) + ")");
-        addresses.push_back(text);
     }
     return addresses;
 }
@@ -202,35 +201,6 @@ std::vector<double> default_duration_buckets() {
             10,   25,     50,   100,  250,    500,  1000, 2500,   3600};
 }
 
-ListenAddress parse_listen_address(std::string_view text) {
-    const std::string what =
-        "\":port\" (every address), \"IPv4:port\" or \"[IPv6]:port\" with a port from 1 to "
-        "65535, got " +
-        quoted(text);
-    const size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) throw std::invalid_argument("expected " + what);
-    std::string_view host = text.substr(0, colon);
-    const uint64_t port = parse_whole(text.substr(colon + 1)).value_or(0);
-    if (port < 1 || port > 65535) throw std::invalid_argument("expected " + what);
-
-    ListenAddress address;
-    address.port = static_cast<uint16_t>(port);
-    unsigned char buffer[sizeof(in6_addr)];
-    if (!host.empty() && host.front() == '[') {
-        if (host.size() < 2 || host.back() != ']') throw std::invalid_argument("expected " + what);
-        address.host = std::string(host.substr(1, host.size() - 2));
-        if (inet_pton(AF_INET6, address.host.c_str(), buffer) != 1)
-            throw std::invalid_argument("expected " + what + " (not an IPv6 address)");
-    } else if (!host.empty()) {
-        address.host = std::string(host);
-        // The HTTP server binds literal addresses; a host name would need resolving at start.
-        if (inet_pton(AF_INET, address.host.c_str(), buffer) != 1)
-            throw std::invalid_argument("expected " + what +
-                                        " (host names are not resolved; IPv6 goes in brackets)");
-    }
-    return address;
-}
-
 void validate_telemetry_path(std::string_view path) {
     if (path.empty() || path.front() != '/')
         throw std::invalid_argument("expected a path starting with \"/\", got " + quoted(path));
@@ -263,99 +233,9 @@ spdlog::level::level_enum parse_log_level(std::string_view text) {
     throw std::invalid_argument(std::string("expected ") + kLogLevels + ", got " + quoted(text));
 }
 
-// yaml-cpp recurses once per nesting level while parsing ("[[[[..." or "- - - - ..."), so
-// hostile input could exhaust the stack before yaml-cpp's own guard (2000 levels, too deep for
-// a sanitizer build's frames) trips. A real configuration is a few KiB and nests at most
-// three levels; these bounds leave a wide margin and are checked before yaml-cpp sees a byte.
-constexpr size_t kMaxConfigBytes = 1u << 20;
-constexpr int kMaxNesting = 32;
-constexpr int kMaxIndent = 128;  // bounds the nesting of block mappings
-
-void check_input_bounds(std::string_view text, const Reader& reader) {
-    if (text.size() > kMaxConfigBytes)
-        reader.fail(YAML::Mark::null_mark(),
-                    "the file is " + std::to_string(text.size()) + " bytes, more than the " +
-                        std::to_string(kMaxConfigBytes) + " a configuration may have");
-    // Counts flow brackets, and the block-sequence dashes and explicit-key marks that open a
-    // line; quoted text and comments are counted too, which errs only on refusing absurd input.
-    int flow = 0;
-    YAML::Mark mark;
-    mark.line = 0;
-    mark.column = 0;
-    int block = 0;
-    bool line_start = true;
-    for (char c : text) {
-        if (c == '\n') {
-            ++mark.line;
-            mark.column = 0;
-            block = 0;
-            line_start = true;
-            continue;
-        }
-        if (c == '[' || c == '{') ++flow;
-        if ((c == ']' || c == '}') && flow > 0) --flow;
-        if (line_start && (c == '-' || c == '?')) ++block;
-        line_start = line_start && (c == ' ' || c == '-' || c == '?' || c == '\t');
-        if (flow + block > kMaxNesting)
-            reader.fail(mark, "nested more than " + std::to_string(kMaxNesting) +
-                                  " levels deep; a configuration nests at most 3");
-        if (line_start && mark.column >= kMaxIndent)
-            reader.fail(mark, "indented more than " + std::to_string(kMaxIndent) +
-                                  " columns; a configuration nests at most 3 levels");
-        ++mark.column;
-    }
-}
-
-// Records where each document starts; the parser's other events are not needed here.
-class DocumentStarts final : public YAML::EventHandler {
-public:
-    std::vector<YAML::Mark> marks;
-
-    void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
-    void OnDocumentEnd() override {}
-    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  const std::string&) override {}
-    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                         YAML::EmitterStyle::value) override {}
-    void OnSequenceEnd() override {}
-    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                    YAML::EmitterStyle::value) override {}
-    void OnMapEnd() override {}
-};
-
-// Fails on a second document. yaml-cpp 0.7's LoadAll never returns (allocating without bound)
-// when a document starts with a token its parser does not consume, such as a "," outside a
-// flow collection (jbeder/yaml-cpp#1040, found by tests/fuzz/config_fuzz): the parser reports
-// the same empty document again and again. So documents are walked here, at most three, and a
-// document that starts where the previous one did is reported as the unexpected token it is.
-void check_single_document(std::string_view text, const Reader& reader) {
-    std::istringstream stream{std::string(text)};
-    YAML::Parser parser(stream);
-    DocumentStarts starts;
-    while (starts.marks.size() < 3 && parser.HandleNextDocument(starts)) {
-        const auto& marks = starts.marks;
-        // The mark counts decoded characters (a UTF-16 file is decoded), not bytes: it
-        // cannot index `text`, hence no quote of the token.
-        if (marks.size() >= 2 && marks[marks.size() - 1].pos == marks[marks.size() - 2].pos)
-            reader.fail(marks.back(),
-                        "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)");
-    }
-    if (starts.marks.size() > 1)
-        reader.fail(starts.marks[1], "a second YAML document; the configuration is one document");
-}
-
 Config parse_config(std::string_view yaml_text, const std::string& source_name) {
+    const YAML::Node document = load_yaml_document(yaml_text, source_name, "the configuration");
     Reader reader(source_name);
-    check_input_bounds(yaml_text, reader);
-    YAML::Node document;
-    try {
-        check_single_document(yaml_text, reader);
-        document = YAML::Load(std::string(yaml_text));
-    } catch (const YAML::Exception& e) {
-        reader.fail(e.mark, "invalid YAML: " + e.msg);
-    }
     try {
         return parse_document(reader, document, source_name);
     } catch (const YAML::Exception& e) {
@@ -366,7 +246,7 @@ Config parse_config(std::string_view yaml_text, const std::string& source_name) 
 }
 
 Config load_config_file(const std::string& path) {
-    return parse_config(read_file(path, "configuration file"), path);
+    return parse_config(read_config_file(path, "configuration file"), path);
 }
 
 Config load_config(const std::optional<std::string>& path, const std::string& default_path) {

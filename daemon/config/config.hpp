@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "config/listen_address.hpp"
 #include "kernel/bpf_program.hpp"
 #include "kernel/transport.hpp"
 #include "runtime/logging.hpp"
@@ -22,9 +23,9 @@ namespace tcpstatesd {
 // both a loopback handshake and a long-lived connection.
 std::vector<double> default_duration_buckets();
 
+// The HTTP endpoint's settings and their defaults (HttpServerOptions has none of its own).
 struct WebConfig {
-    // "host:port" (IPv4 literal), "[IPv6 literal]:port", or ":port" (every address).
-    std::vector<std::string> listen_addresses{":9977"};
+    std::vector<ListenAddress> listen_addresses{parse_listen_address(":9977")};
     std::string telemetry_path = "/metrics";
     unsigned max_threads = 4;
 
@@ -89,15 +90,9 @@ Config load_config(const std::optional<std::string>& path,
 // sockets, threads and handlers are set up once). Filters, buckets and logging are live.
 std::vector<std::string> keys_needing_restart(const Config& running, const Config& next);
 
-// A validated listen address: host empty for "every address".
-struct ListenAddress {
-    std::string host;  // IPv4 or IPv6 literal (no brackets), or empty
-    uint16_t port = 0;
-};
-
-// The rules behind web.listen_addresses, web.telemetry_path and logging.level, shared with
-// the command-line overrides. Each throws std::invalid_argument saying what is expected.
-ListenAddress parse_listen_address(std::string_view text);
+// The rules behind web.telemetry_path and logging.level (web.listen_addresses: see
+// listen_address.hpp), shared with the command-line overrides. Each throws
+// std::invalid_argument saying what is expected.
 void validate_telemetry_path(std::string_view path);
 spdlog::level::level_enum parse_log_level(std::string_view text);
 

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <stdexcept>
+#include <utility>
 
 namespace tcpstatesd {
 
@@ -81,9 +82,12 @@ void apply_overrides(Config& config, const DaemonOptions& options) {
         }
     };
     if (!options.listen_addresses.empty()) {
+        std::vector<ListenAddress> addresses;
         for (const auto& address : options.listen_addresses)
-            checked("--web.listen-address", parse_listen_address, address);
-        config.web.listen_addresses = options.listen_addresses;
+            addresses.push_back(checked(
+                "--web.listen-address",
+                [](const std::string& text) { return parse_listen_address(text); }, address));
+        config.web.listen_addresses = std::move(addresses);
     }
     if (options.telemetry_path) {
         checked("--web.telemetry-path", validate_telemetry_path, *options.telemetry_path);

@@ -4,6 +4,7 @@
 
 #include <regex>
 
+#include "config/yaml_document.hpp"
 #include "config/yaml_reader.hpp"
 
 namespace tcpstatesd {
@@ -88,16 +89,8 @@ const char* tls_priorities(TlsVersion min_version) {
 
 WebSecurity parse_web_config(std::string_view yaml_text, const std::string& source_name,
                              const std::string& base_directory) {
+    const YAML::Node root = load_yaml_document(yaml_text, source_name, "the web config");
     Reader r(source_name);
-    std::vector<YAML::Node> documents;
-    try {
-        documents = YAML::LoadAll(std::string(yaml_text));
-    } catch (const YAML::Exception& e) {
-        r.fail(e.mark, "invalid YAML: " + e.msg);
-    }
-    if (documents.size() > 1)
-        r.fail(documents[1].Mark(), "a second YAML document; the web config is one document");
-    const YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
 
     WebSecurity web;
     web.source = source_name;
@@ -199,12 +192,12 @@ WebSecurity parse_web_config(std::string_view yaml_text, const std::string& sour
                "VerifyClientCertIfGiven or RequireAndVerifyClientCert");
     tls.cert_file = resolve(tls.cert_file, base_directory);
     tls.key_file = resolve(tls.key_file, base_directory);
-    tls.cert_pem = read_file(tls.cert_file, source_name + ": tls_server_config.cert_file");
-    tls.key_pem = read_file(tls.key_file, source_name + ": tls_server_config.key_file");
+    tls.cert_pem = read_config_file(tls.cert_file, source_name + ": tls_server_config.cert_file");
+    tls.key_pem = read_config_file(tls.key_file, source_name + ": tls_server_config.key_file");
     if (!tls.client_ca_file.empty()) {
         tls.client_ca_file = resolve(tls.client_ca_file, base_directory);
-        tls.client_ca_pem =
-            read_file(tls.client_ca_file, source_name + ": tls_server_config.client_ca_file");
+        tls.client_ca_pem = read_config_file(tls.client_ca_file,
+                                             source_name + ": tls_server_config.client_ca_file");
     }
     check_with_gnutls(tls, source_name);
     web.tls = std::move(tls);
@@ -216,7 +209,7 @@ WebSecurity load_web_config_file(const std::string& path) {
     const std::string directory = slash == std::string::npos ? "."
                                   : slash == 0               ? "/"
                                                              : path.substr(0, slash);
-    return parse_web_config(read_file(path, "web config file"), path, directory);
+    return parse_web_config(read_config_file(path, "web config file"), path, directory);
 }
 
 }  // namespace tcpstatesd

@@ -3,16 +3,12 @@
 // expected and what was found; unknown and duplicate keys are errors.
 #pragma once
 
-#include <fcntl.h>
-#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <functional>
 #include <map>
 #include <optional>
@@ -220,26 +216,5 @@ public:
 private:
     const std::string& source_;
 };
-
-// The whole file; a ConfigError names `what` ("configuration file"), the path and the reason.
-inline std::string read_file(const std::string& path, const std::string& what) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw ConfigError("cannot open " + what + " " + path + ": " + std::strerror(errno));
-    std::string text;
-    char buffer[65536];
-    for (;;) {
-        const ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int err = errno;
-            ::close(fd);
-            throw ConfigError("cannot read " + what + " " + path + ": " + std::strerror(err));
-        }
-        if (n == 0) break;
-        text.append(buffer, static_cast<size_t>(n));
-    }
-    ::close(fd);
-    return text;
-}
 
 }  // namespace tcpstatesd::yaml_reader

@@ -1,22 +1,25 @@
 // The HTTP endpoint: /metrics (or the configured telemetry path), /-/healthy, /-/ready and a
 // landing page, served by GNU libmicrohttpd (one MHD daemon per listen address, each an
-// epoll thread pool). A scrape collects the registry (and any extra collectables), serializes
-// with prometheus-cpp's TextSerializer and gzips when the client accepts it; no lock of ours
-// is held while doing so. TLS (GnuTLS, through MHD) and basic authentication come from a
-// WebSecurity (the --web.config.file); set_security() changes them while serving.
+// epoll thread pool). This class owns the daemons (start, restart for new TLS settings, stop)
+// and the scrape with its metrics: it collects the registry (and any extra collectables),
+// serializes with prometheus-cpp's TextSerializer and gzips when the client accepts it; no
+// lock of ours is held while doing so. The sockets come from listening_socket.hpp, the
+// answers from routes.hpp, basic auth and client certificates (the --web.config.file's
+// WebSecurity; set_security() changes them while serving) from access_policy.hpp.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "config/listen_address.hpp"
 #include "config/web_config.hpp"
+#include "http/http_error.hpp"
+#include "http/routes.hpp"
 
-struct MHD_Connection;
 struct MHD_Daemon;
 
 namespace prometheus {
@@ -30,20 +33,17 @@ class Registry;
 
 namespace tcpstatesd {
 
+// What to serve. It has no defaults of its own: daemon/runtime/daemon.cpp fills it from the
+// configuration's WebConfig (which has them and has validated every value); tests set each
+// field.
 struct HttpServerOptions {
-    // "ipv4:port", "[ipv6]:port" (exactly that address) or ":port": one dual-stack socket for
-    // every IPv4 and IPv6 address (IPv4 only on a host without IPv6). Hosts are IP literals.
-    std::vector<std::string> listen_addresses{":9977"};
-    std::string telemetry_path = "/metrics";
-    // Threads per listen address. Each thread serves many connections with non-blocking I/O,
-    // so slow or idle clients do not occupy a thread.
-    unsigned max_threads = 4;
-    // TLS and basic authentication; the default is plain HTTP open to everyone.
+    std::vector<ListenAddress> listen_addresses;
+    std::string telemetry_path;
+    // Threads per listen address, 1..64. Each thread serves many connections with non-blocking
+    // I/O, so slow or idle clients do not occupy a thread.
+    unsigned max_threads = 0;
+    // TLS and basic authentication; WebSecurity{} is plain HTTP open to everyone.
     WebSecurity security;
-};
-
-class HttpError : public std::runtime_error {
-    using runtime_error::runtime_error;
 };
 
 class HttpServer {
@@ -76,30 +76,22 @@ public:
     void set_security(const WebSecurity& security);
 
 private:
-    struct Response;
     struct StopDaemon {
         void operator()(MHD_Daemon* daemon) const;
     };
-    // Answers one request on `connection`; false when MHD should drop the connection.
-    bool answer(MHD_Connection* connection, const char* method, const char* url);
-    // True when the request carries a user and password of basic_auth_users (or none are
-    // configured).
-    bool authorized(MHD_Connection* connection);
     // Starts one MHD daemon on listen_fd (which it takes over); throws HttpError.
     MHD_Daemon* start_daemon(int listen_fd, const WebSecurity& security,
-                             const std::string& address);
-    Response respond(const std::string& method, const std::string& path,
-                     const char* accept_encoding);
+                             const ListenAddress& address);
+    // The settings the next request is checked against.
+    std::shared_ptr<const WebSecurity> current_security();
     Response scrape(bool gzip);
     void log(const char* message);
 
-    std::string telemetry_path_;
     std::shared_ptr<prometheus::Registry> registry_;
     std::vector<std::shared_ptr<const prometheus::Collectable>> collectables_;
-    std::function<bool()> healthy_;
-    std::function<bool()> ready_;
     prometheus::Counter* scrapes_ = nullptr;
     prometheus::Histogram* scrape_duration_ = nullptr;
+    Routes routes_;
 
     // MHD explains a failed start only in messages it logs meanwhile; they are kept until
     // start_daemon has used them. Threads of daemons already started may log concurrently.
@@ -113,14 +105,11 @@ private:
     // PEM texts, which must outlive the daemons whatever users a reload swaps in.
     std::shared_ptr<const WebSecurity> daemons_security_;
 
-    std::vector<std::string> addresses_;
+    std::vector<ListenAddress> addresses_;
     unsigned max_threads_;
     std::vector<uint16_t> ports_;
     // Declared last so that it is destroyed first: the daemons' threads use the members above.
     std::vector<std::unique_ptr<MHD_Daemon, StopDaemon>> daemons_;
 };
-
-// True when the client's Accept-Encoding header (nullptr when absent) accepts gzip.
-bool accepts_gzip(const char* accept_encoding);
 
 }  // namespace tcpstatesd

@@ -7,23 +7,27 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
-#include <fstream>
 #include <optional>
 #include <sstream>
 #include <vector>
+
+#include "common/read_file.hpp"
 
 namespace tcpstatesd {
 
 namespace {
 
-std::optional<std::string> read_file(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream text;
-    if (!(in && text << in.rdbuf())) {
-        spdlog::debug("process metrics: cannot read {}", path);
+// /proc/stat, the largest file read here, has about 100 bytes per CPU and one line of
+// interrupt counts.
+constexpr size_t kMaxProcFileBytes = 1u << 20;
+
+std::optional<std::string> read_proc_file(const std::string& path) {
+    try {
+        return read_file(path, kMaxProcFileBytes);
+    } catch (const FileError& e) {
+        spdlog::debug("process metrics: {}", e.what());
         return std::nullopt;
     }
-    return text.str();
 }
 
 std::optional<double> to_number(std::string_view text) {
@@ -88,7 +92,7 @@ std::optional<ProcStat> parse_proc_stat(const std::string& text) {
 }
 
 std::optional<double> boot_time(const std::string& proc) {
-    const auto text = read_file(proc + "/stat");
+    const auto text = read_proc_file(proc + "/stat");
     if (!text) {
         return std::nullopt;
     }
@@ -102,7 +106,7 @@ std::optional<double> boot_time(const std::string& proc) {
 }
 
 std::optional<double> max_open_files(const std::string& proc) {
-    const auto text = read_file(proc + "/self/limits");
+    const auto text = read_proc_file(proc + "/self/limits");
     if (!text) {
         return std::nullopt;
     }
@@ -148,7 +152,7 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
         const double ticks_per_second = static_cast<double>(sysconf(_SC_CLK_TCK));
         const double page_size = static_cast<double>(sysconf(_SC_PAGESIZE));
 
-        const auto stat_text = read_file(proc_ + "/self/stat");
+        const auto stat_text = read_proc_file(proc_ + "/self/stat");
         const auto stat = stat_text ? parse_proc_stat(*stat_text) : std::nullopt;
         if (stat_text && !stat) {
             spdlog::debug("process metrics: cannot parse {}/self/stat", proc_);

@@ -66,31 +66,6 @@ def loaded_program_ids():
     return {int(i) for i in re.findall(r"^(\d+): ", out, re.M)}
 
 
-def stop_daemon(daemon, program_ids):
-    """SIGTERM: the daemon must exit 0 within a second and leave none of its programs."""
-    if daemon.poll() is not None:
-        fail(f"the daemon died early with exit code {daemon.returncode}")
-    daemon.send_signal(signal.SIGTERM)
-    started = time.monotonic()
-    try:
-        code = daemon.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        fail("the daemon did not exit within 5 s of SIGTERM")
-    elapsed = time.monotonic() - started
-    if code != 0:
-        fail(f"the daemon exited with {code} on SIGTERM")
-    if elapsed > 1.0:
-        fail(f"SIGTERM took {elapsed:.2f} s to stop the daemon (limit 1 s)")
-    # The kernel frees a program after an RCU grace period, not at the last close().
-    deadline = time.monotonic() + 3
-    while program_ids & loaded_program_ids():
-        if time.monotonic() > deadline:
-            fail(f"BPF programs still loaded 3 s after the daemon exited: "
-                 f"{program_ids & loaded_program_ids()}")
-        time.sleep(0.05)
-
-
 def scrape(target, path="/metrics"):
     """The samples of one scrape: {'name{labels}': value}."""
     with urllib.request.urlopen(f"http://{target}{path}", timeout=5) as r:
@@ -111,34 +86,66 @@ def http_status(target, path):
         return error.code
 
 
-class Daemon:
-    """The daemon started on a config body (YAML, web section added) in a scratch dir.
-    On failure the caller prints `log()`; `stop()` checks a clean SIGTERM exit."""
+def write_config(path, target, body):
+    """A daemon configuration: a web section listening on `target`, then `body` (YAML).
+    Readable by any user: a test may run the daemon as another user than root."""
+    with open(path, "w") as f:
+        f.write(f'web:\n  listen_addresses: ["{target}"]\n{body}')
+    os.chmod(path, 0o644)
 
-    def __init__(self, binary, body, workdir):
-        self.target = f"127.0.0.1:{free_port()}"
+
+class Daemon:
+    """The daemon started on a config body (YAML, web section added) in a scratch dir, with
+    extra command-line `args`. It is up once `ready(daemon)` is true (default: /-/ready
+    answers 200 over plain HTTP) and must then hold BPF programs. On failure the caller
+    prints `log()` (a with block does it, and kills the daemon); `stop()` checks a clean
+    SIGTERM exit."""
+
+    def __init__(self, binary, body, workdir, args=(), ready=None):
+        self.port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
         self.config = os.path.join(workdir, "tcpstatesd.yaml")
         self.log_path = os.path.join(workdir, "daemon.log")
-        with open(self.config, "w") as f:
-            f.write(f'web:\n  listen_addresses: ["{self.target}"]\n{body}')
-        self.log_file = open(self.log_path, "w")
-        self.process = subprocess.Popen([binary, "--config", self.config],
-                                        stdout=self.log_file, stderr=subprocess.STDOUT)
+        self.write_config(body)
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen([binary, "--config", self.config, *args],
+                                            stdout=log, stderr=subprocess.STDOUT)
+        ready = ready or (lambda daemon: http_status(daemon.target, "/-/ready") == 200)
         wait_for("the daemon to be ready",
-                 lambda: self.process.poll() is None and http_status(self.target, "/-/ready")
-                 == 200 or self.process.poll() is not None)
+                 lambda: self.process.poll() is not None or ready(self))
         if self.process.poll() is not None:
             fail(f"the daemon exited with {self.process.returncode}:\n{self.log()}")
         self.program_ids = program_ids_of(self.process.pid)
         if not self.program_ids:
             fail("the daemon holds no BPF program")
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, error, traceback):
+        if error_type is not None:
+            self.kill()
+            print(self.log(), file=sys.stderr)
+
+    def write_config(self, body):
+        """Replaces the configuration file (read again on SIGHUP)."""
+        write_config(self.config, self.target, body)
+
     def metrics(self):
         return scrape(self.target)
 
     def log(self):
-        self.log_file.flush()
         return open(self.log_path).read()
+
+    def send_signal(self, number):
+        self.process.send_signal(number)
+
+    def rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        fail("no VmRSS in /proc/PID/status")
 
     def kill(self):
         if self.process.poll() is None:
@@ -146,8 +153,103 @@ class Daemon:
             self.process.wait()
 
     def stop(self):
-        stop_daemon(self.process, self.program_ids)
-        self.log_file.close()
+        """SIGTERM: the daemon must exit 0 within a second and leave none of its programs."""
+        if self.process.poll() is not None:
+            fail(f"the daemon died early with exit code {self.process.returncode}")
+        self.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            fail("the daemon did not exit within 5 s of SIGTERM")
+        elapsed = time.monotonic() - started
+        if code != 0:
+            fail(f"the daemon exited with {code} on SIGTERM")
+        if elapsed > 1.0:
+            fail(f"SIGTERM took {elapsed:.2f} s to stop the daemon (limit 1 s)")
+        # The kernel frees a program after an RCU grace period, not at the last close().
+        wait_for(f"programs {sorted(self.program_ids)} to be unloaded after the daemon exited",
+                 lambda: not self.program_ids & loaded_program_ids(), timeout=3, interval=0.05)
+
+
+def failed_start(binary, body, workdir, wrapper=()):
+    """Starts the daemon on a config body (as Daemon does) under a `wrapper` command (e.g.
+    unshare or setpriv), expecting it to exit at start: (exit code, output lines)."""
+    config = os.path.join(workdir, "tcpstatesd.yaml")
+    write_config(config, f"127.0.0.1:{free_port()}", body)
+    result = subprocess.run([*wrapper, binary, "--config", config], capture_output=True,
+                            text=True, timeout=30)
+    return result.returncode, (result.stdout + result.stderr).strip().splitlines()
+
+
+FAMILIES = {"ipv4": (socket.AF_INET, "127.0.0.1"), "ipv6": (socket.AF_INET6, "::1")}
+
+
+class Connections:
+    """`count` loopback TCP connections (family "ipv4" or "ipv6"), all ESTABLISHED once
+    constructed, to a server of their own listening on `port` (0: any free one) from before
+    the first connect until close(). So the traffic includes the listener's CLOSE->LISTEN and
+    LISTEN->CLOSE, and, when the client closes first, 5 transitions of the server's socket per
+    connection (LISTEN->SYN_RECV->ESTABLISHED->CLOSE_WAIT->LAST_ACK->CLOSE). Every socket
+    has a 10 s timeout."""
+
+    def __init__(self, count, family="ipv4", port=0):
+        address_family, host = FAMILIES[family]
+        self.listener = socket.socket(address_family)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, port))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.ends = {"client": [], "server": []}
+        for _ in range(count):
+            client = socket.create_connection((host, self.port), timeout=10)
+            server, _ = self.listener.accept()
+            server.settimeout(10)
+            self.ends["client"].append(client)
+            self.ends["server"].append(server)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        self.close()
+
+    def close_side(self, side):
+        """Closes the ends of `side` ("client" or "server"), newest first (the newest are the
+        ones a full LRU socket table still holds); their peers wait in CLOSE_WAIT."""
+        while self.ends[side]:
+            self.ends[side].pop().close()
+
+    def close(self, first="client"):
+        """Closes what is still open: `first`'s ends, then each of the other side's once it
+        has read the FIN; then the listener."""
+        self.close_side(first)
+        other = "server" if first == "client" else "client"
+        for end in self.ends[other]:
+            if end.recv(1) != b"":
+                fail(f"expected EOF on the {other} side")
+            end.close()
+        self.ends[other] = []
+        self.listener.close()
+
+
+def connections(count, family="ipv4", port=0, first="client"):
+    """Connections(count, family, port), closed at once with `first` closing first."""
+    Connections(count, family, port).close(first)
+
+
+def refused_connect(family="ipv4"):
+    """A loopback connect refused with RST (SYN_SENT -> CLOSE): the port is bound but has no
+    listener."""
+    address_family, host = FAMILIES[family]
+    with socket.socket(address_family) as closed:
+        closed.bind((host, 0))
+        try:
+            socket.create_connection((host, closed.getsockname()[1]), timeout=2).close()
+        except ConnectionRefusedError:
+            return
+    fail("a connect to a port without listener succeeded")
 
 
 def sample(values, name, **wanted):

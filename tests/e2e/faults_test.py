@@ -14,74 +14,44 @@ Usage: faults_test.py TCPSTATESD_BINARY
 """
 import os
 import re
-import signal
-import socket
-import subprocess
+import shlex
 import sys
 import tempfile
 
-from e2e_support import (Daemon, fail, free_port, loaded_program_ids, require_root, sample,
-                         wait_for)
+from e2e_support import (Daemon, connections, fail, failed_start, free_port, loaded_program_ids,
+                         require_root, sample, wait_for)
 
 
 def transitions(values):
     return sample(values, "tcpstates_transitions_total")
 
 
-def connect_many(listener, count):
-    for _ in range(count):
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
-        client.close()
-        server.recv(1)
-        server.close()
-
-
 def sigkill_part(binary, workdir):
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    port = listener.getsockname()[1]
+    # The filter's port is its server's: per call of connections(), 5 transitions of the
+    # server's socket per connection and 2 of the listener.
+    port = free_port()
     body = f"filters:\n  local_ports: [{port}]\n"
-    first = Daemon(binary, body, workdir)
-    try:
-        connect_many(listener, 10)
-        wait_for("50 transitions counted", lambda: transitions(first.metrics()) == 50)
-    except BaseException:
+    with Daemon(binary, body, workdir) as first:
+        connections(10, port=port)
+        wait_for("52 transitions counted", lambda: transitions(first.metrics()) == 52)
+        ids = first.program_ids
         first.kill()
-        print(first.log(), file=sys.stderr)
-        raise
-    ids = first.program_ids
-    first.process.send_signal(signal.SIGKILL)
-    first.process.wait()
-    first.log_file.close()
     wait_for(f"programs {sorted(ids)} of the killed daemon to be unloaded",
              lambda: not ids & loaded_program_ids(), timeout=5, interval=0.05)
 
-    second = Daemon(binary, body, workdir)
-    try:
+    with Daemon(binary, body, workdir) as second:
         values = second.metrics()
         for name in ("tcpstatesd_events_received_total", "tcpstatesd_socket_table_evictions_total"):
             if values[name] != 0:
                 fail(f"restarted daemon starts with {name} = {values[name]}")
         if transitions(values) != 0:
             fail(f"restarted daemon starts with {transitions(values)} transitions")
-        connect_many(listener, 3)
-        wait_for("15 transitions counted", lambda: transitions(second.metrics()) == 15)
+        connections(3, port=port)
+        wait_for("17 transitions counted", lambda: transitions(second.metrics()) == 17)
         if second.program_ids & ids:
             fail("the restarted daemon reuses the killed daemon's programs")
-    except BaseException:
-        second.kill()
-        print(second.log(), file=sys.stderr)
-        raise
-    second.stop()
-    listener.close()
+        second.stop()
     print(f"SIGKILL: programs {sorted(ids)} unloaded; restart counts from zero")
-
-
-def run(command, timeout=30):
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    return result.returncode, (result.stdout + result.stderr).strip().splitlines()
 
 
 def expect_one_error(what, code, lines, patterns):
@@ -96,13 +66,10 @@ def expect_one_error(what, code, lines, patterns):
     print(f"{what}: {errors[0]}")
 
 
-def config_file(workdir, body):
-    path = os.path.join(workdir, "fault.yaml")
-    with open(path, "w") as f:
-        f.write(f'web:\n  listen_addresses: ["127.0.0.1:{free_port()}"]\n{body}')
-    os.chmod(path, 0o644)
-    os.chmod(workdir, 0o755)
-    return path
+def in_private_mounts(script):
+    """A wrapper that runs `script` (shell) in a mount namespace of its own, then the daemon."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'{script} && exec "$0" "$@"']
 
 
 def main():
@@ -114,30 +81,28 @@ def main():
     workdir = tempfile.mkdtemp(prefix="tcpstatesd-faults-")
     sigkill_part(binary, workdir)
 
-    config = config_file(workdir, "")
-    code, lines = run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                       'mount -t tmpfs none /sys/kernel/btf && exec "$0" --config "$1"',
-                       binary, config])
+    code, lines = failed_start(binary, "", workdir, in_private_mounts(
+        "mount -t tmpfs none /sys/kernel/btf"))
     expect_one_error("no BTF", code, lines, [r"BTF", r"/sys/kernel/btf/vmlinux",
                                              r"CONFIG_DEBUG_INFO_BTF"])
     # An empty vmlinux BTF: the attach target cannot be resolved, as on a kernel without
     # the tracepoint.
     empty = os.path.join(workdir, "empty-btf")
     open(empty, "w").close()
-    code, lines = run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                       'mount --bind "$2" /sys/kernel/btf/vmlinux && exec "$0" --config "$1"',
-                       binary, config, empty])
+    code, lines = failed_start(binary, "", workdir, in_private_mounts(
+        f"mount --bind {shlex.quote(empty)} /sys/kernel/btf/vmlinux"))
     expect_one_error("empty BTF", code, lines, [r"inet_sock_set_state", r"BTF",
                                                 r"CONFIG_DEBUG_INFO_BTF"])
 
-    code, lines = run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                       "--inh-caps=-all", "--bounding-set=-all", binary, "--config", config])
+    os.chmod(workdir, 0o755)  # for nobody to read the configuration
+    code, lines = failed_start(binary, "", workdir, [
+        "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+        "--bounding-set=-all"])
     expect_one_error("no privileges", code, lines, [r"CAP_BPF", r"CAP_PERFMON"])
 
-    bad = config_file(workdir, "events:\n  socket_table_size: lots\n")
-    code, lines = run([binary, "--config", bad])
-    expect_one_error("bad config", code, lines,
-                     [re.escape(bad) + r":4:22: ", r"socket_table_size"])
+    code, lines = failed_start(binary, "events:\n  socket_table_size: lots\n", workdir)
+    expect_one_error("bad config", code, lines, [
+        re.escape(os.path.join(workdir, "tcpstatesd.yaml")) + r":4:22: ", r"socket_table_size"])
     print("PASS")
 
 

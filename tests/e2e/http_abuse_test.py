@@ -17,26 +17,18 @@ Bounded: every loop has a fixed count, everything stays on loopback.
 """
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
 
-from e2e_support import fail, free_port, program_ids_of, require_root, stop_daemon, wait_for
+from e2e_support import Daemon, fail, require_root
 
 PROBE_LIMIT = 2.0
 LOCKOUT_LIMIT = 15.0  # the server's 10 s idle timeout plus a margin
 RSS_BOUND_KIB = 16 * 1024
 ATTACKER = "127.0.0.2"
-
-
-def rss_kib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    fail("no VmRSS")
 
 
 class Prober:
@@ -134,23 +126,12 @@ def main():
         fail(__doc__)
     if not require_root():
         return
-    binary = sys.argv[1]
-    port = free_port()
-    d = tempfile.mkdtemp(prefix="tcpstatesd-abuse-")
-    config = os.path.join(d, "tcpstatesd.yaml")
-    with open(config, "w") as f:
-        f.write(f'web:\n  listen_addresses: ["127.0.0.1:{port}"]\n')
-    daemon = subprocess.Popen([binary, "--config", config],
-                              stdout=open(os.path.join(d, "daemon.log"), "w"),
-                              stderr=subprocess.STDOUT)
-    try:
+    with Daemon(sys.argv[1], "", tempfile.mkdtemp(prefix="tcpstatesd-abuse-")) as daemon:
+        port = daemon.port
         prober = Prober(port)
-        wait_for("the daemon to serve", lambda: urllib.request.urlopen(
-            prober.url, timeout=PROBE_LIMIT).status == 200)
-        programs = program_ids_of(daemon.pid)
         for _ in range(10):
             prober.probe()  # warm up: the scrape path's allocations are made once
-        rss_before = rss_kib(daemon.pid)
+        rss_before = daemon.rss_kib()
 
         with Prober(port) as background:
             # 1. Malformed requests, three rounds.
@@ -239,7 +220,7 @@ def main():
 
         for _ in range(10):
             prober.probe()
-        rss_after = rss_kib(daemon.pid)
+        rss_after = daemon.rss_kib()
         growth = rss_after - rss_before
         # Under AddressSanitizer freed memory sits in its quarantine (up to 256 MiB) and RSS
         # says nothing about the daemon's own bounds: the asan test preset sets this variable.
@@ -249,11 +230,8 @@ def main():
             fail(f"RSS grew by {growth} KiB ({rss_before} -> {rss_after}), bound {RSS_BOUND_KIB}")
         print(f"ok: RSS {rss_before} KiB -> {rss_after} KiB (growth {growth} KiB, bound "
               f"{RSS_BOUND_KIB} KiB)")
-        stop_daemon(daemon, programs)
-        print("PASS")
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
+        daemon.stop()
+    print("PASS")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,12 @@ closes first), and the listener CLOSE->LISTEN and LISTEN->CLOSE (2).
 """
 import resource
 import signal
-import socket
 import sys
 import tempfile
 import time
 
-from e2e_support import Daemon, fail, http_status, require_root, sample, wait_for
+from e2e_support import (Connections, Daemon, connections, fail, free_port, http_status,
+                         require_root, sample, wait_for)
 
 HOLD = 2.0
 TABLE = 64
@@ -37,66 +37,23 @@ def transitions(values):
     return sample(values, "tcpstates_transitions_total", family="ipv4")
 
 
-def open_connections(listener, count):
-    pairs = []
-    for _ in range(count):
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
-        pairs.append((client, server))
-    return pairs
-
-
-def close_connections(pairs):
-    # Client first, then the server once it has seen the FIN: the 5-transition sequence.
-    # Newest first: the newest sockets are the ones the LRU table still holds, so their
-    # ESTABLISHED durations are observed (and checked), the older ones have an unknown start.
-    for client, _ in reversed(pairs):
-        client.close()
-    for _, server in pairs:
-        if server.recv(1) != b"":
-            fail("expected EOF on the server side")
-        server.close()
-
-
-def listen():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(512)
-    return listener
-
-
-def reserve_port():
-    """A port to filter on, chosen before the daemon starts; the listener binds it later
-    so that its CLOSE->LISTEN is seen."""
-    probe = listen()
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
-
-
-def listen_on(port):
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(512)
-    return listener
-
-
 def socket_table_part(binary, workdir):
-    port = reserve_port()
-    daemon = Daemon(binary, f"events:\n  socket_table_size: {TABLE}\n"
-                            f"filters:\n  families: [ipv4]\n  local_ports: [{port}]\n", workdir)
-    try:
+    # The server's port, chosen before the daemon starts; its listener opens later, so that
+    # its CLOSE->LISTEN is seen.
+    port = free_port()
+    with Daemon(binary, f"events:\n  socket_table_size: {TABLE}\n"
+                        f"filters:\n  families: [ipv4]\n  local_ports: [{port}]\n",
+                workdir) as daemon:
         before = daemon.metrics()
-        listener = listen_on(port)
-        pairs = open_connections(listener, HELD_CONNECTIONS)
-        opened = time.monotonic()
-        wait_for("the held connections to be counted", lambda: sample(
-            daemon.metrics(), "tcpstates_transitions_total", from_state="SYN_RECV",
-            to_state="ESTABLISHED") == HELD_CONNECTIONS)
-        time.sleep(max(0.0, HOLD - (time.monotonic() - opened)))
-        close_connections(pairs)
-        listener.close()
+        # Closed clients first, newest first: the newest sockets are the ones the LRU table
+        # still holds, so their ESTABLISHED durations are observed (and checked); the older
+        # ones have an unknown start.
+        with Connections(HELD_CONNECTIONS, port=port):
+            opened = time.monotonic()
+            wait_for("the held connections to be counted", lambda: sample(
+                daemon.metrics(), "tcpstates_transitions_total", from_state="SYN_RECV",
+                to_state="ESTABLISHED") == HELD_CONNECTIONS)
+            time.sleep(max(0.0, HOLD - (time.monotonic() - opened)))
         expected = 5 * HELD_CONNECTIONS + 2
         wait_for(f"{expected} transitions counted",
                  lambda: transitions(daemon.metrics()) - transitions(before) >= expected)
@@ -133,27 +90,20 @@ def socket_table_part(binary, workdir):
             fail("no ESTABLISHED duration observed: the check against wrong starts checked nothing")
         if http_status(daemon.target, "/-/healthy") != 200:
             fail("not healthy after the socket table overflowed")
-    except BaseException:
-        daemon.kill()
-        print(daemon.log(), file=sys.stderr)
-        raise
-    daemon.stop()
+        daemon.stop()
 
 
 def ring_buffer_part(binary, workdir):
-    port = reserve_port()
-    daemon = Daemon(binary, f"events:\n  transport: ringbuf\n  ring_buffer_bytes: 4096\n"
-                            f"filters:\n  families: [ipv4]\n  local_ports: [{port}]\n", workdir)
-    try:
+    port = free_port()
+    with Daemon(binary, f"events:\n  transport: ringbuf\n  ring_buffer_bytes: 4096\n"
+                        f"filters:\n  families: [ipv4]\n  local_ports: [{port}]\n",
+                workdir) as daemon:
         before = daemon.metrics()
-        daemon.process.send_signal(signal.SIGSTOP)
+        daemon.send_signal(signal.SIGSTOP)
         try:
-            listener = listen_on(port)
-            for _ in range(BURST_CONNECTIONS // 50):
-                close_connections(open_connections(listener, 50))
-            listener.close()
+            connections(BURST_CONNECTIONS, port=port)
         finally:
-            daemon.process.send_signal(signal.SIGCONT)
+            daemon.send_signal(signal.SIGCONT)
         expected = 5 * BURST_CONNECTIONS + 2
         lost_name = 'tcpstatesd_events_lost_total{reason="ringbuf_full"}'
 
@@ -181,12 +131,7 @@ def ring_buffer_part(binary, workdir):
                  lambda: http_status(daemon.target, "/-/healthy") == 200)
         if http_status(daemon.target, "/-/ready") != 200:
             fail("not ready after the burst")
-    except BaseException:
-        daemon.process.send_signal(signal.SIGCONT)
-        daemon.kill()
-        print(daemon.log(), file=sys.stderr)
-        raise
-    daemon.stop()
+        daemon.stop()
 
 
 def main():

@@ -24,7 +24,6 @@ Expected:
 - the daemon stays healthy and ready throughout, and stops cleanly.
 """
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -36,14 +35,6 @@ from e2e_support import Daemon, fail, http_status, require_root, sample, wait_fo
 WARMUP_S = 10
 RSS_GROWTH_KIB = 1024
 TIME_LIMIT_S = 150
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    fail("no VmRSS in /proc/PID/status")
 
 
 def established(values):
@@ -71,13 +62,13 @@ def main():
     def sampler():
         start = time.monotonic()
         while not stop.is_set():
-            samples.append((time.monotonic() - start, rss_kib(daemon.process.pid)))
+            samples.append((time.monotonic() - start, daemon.rss_kib()))
             status = http_status(daemon.target, "/-/healthy")
             if status != 200:
                 unhealthy.append((time.monotonic() - start, status))
             stop.wait(1.0)
 
-    try:
+    with daemon:
         before = daemon.metrics()
         thread = threading.Thread(target=sampler)
         thread.start()
@@ -122,11 +113,7 @@ def main():
             fail(f"{events_lost} events lost during the soak")
         if unhealthy:
             fail(f"/-/healthy was not 200 during the soak: {unhealthy[:5]}")
-    except BaseException:
-        daemon.kill()
-        print(daemon.log(), file=sys.stderr)
-        raise
-    daemon.stop()
+        daemon.stop()
     print("PASS")
 
 

@@ -27,8 +27,7 @@ import tempfile
 import urllib.parse
 import json
 
-from e2e_support import (Prometheus, fail, free_port, program_ids_of, require_root, stop_daemon,
-                         wait_for)
+from e2e_support import Daemon, Prometheus, fail, require_root, wait_for
 
 USER = "prometheus"
 
@@ -164,10 +163,6 @@ def main():
     binary = sys.argv[1]
     d = tempfile.mkdtemp(prefix="tcpstatesd-tls-")
     make_pki(d)
-    port = free_port()
-    config = os.path.join(d, "tcpstatesd.yaml")
-    with open(config, "w") as f:
-        f.write(f'web:\n  listen_addresses: ["127.0.0.1:{port}"]\n')
     web = os.path.join(d, "web.yml")
 
     def write_web(password, tls_extra=""):
@@ -177,16 +172,14 @@ def main():
                     f"{tls_extra}basic_auth_users:\n  {USER}: '{bcrypt(password)}'\n")
 
     write_web("first secret")
-    check = run(binary, "--check-config", "--config", config, "--web.config.file", web)
-    expect("--check-config with the web config", (check.returncode, check.stdout.splitlines()[-1]),
-           (0, f"tcpstatesd: web config OK ({web}: TLS, 1 basic auth users)"))
-    log = open(os.path.join(d, "daemon.log"), "w")
-    daemon = subprocess.Popen([binary, "--config", config, "--web.config.file", web],
-                              stdout=log, stderr=subprocess.STDOUT)
-    client = Client(d, port)
-    try:
-        wait_for("the HTTPS endpoint", lambda: client.status("/-/ready", USER, "first secret"))
-        programs = program_ids_of(daemon.pid)
+    with Daemon(binary, "", d, args=["--web.config.file", web], ready=lambda daemon: Client(
+            d, daemon.port).status("/-/ready", USER, "first secret") == 200) as daemon:
+        check = run(binary, "--check-config", "--config", daemon.config, "--web.config.file", web)
+        expect("--check-config with the web config",
+               (check.returncode, check.stdout.splitlines()[-1]),
+               (0, f"tcpstatesd: web config OK ({web}: TLS, 1 basic auth users)"))
+        port = daemon.port
+        client = Client(d, port)
 
         # 1. Basic auth over TLS.
         expect("right password", client.status(user=USER, password="first secret"), 200)
@@ -283,8 +276,7 @@ def main():
             user=USER, password="second secret", cert="client")[1])
         expect("old settings after a broken web config",
                client.status(user=USER, password="second secret", cert="client"), 200)
-        log.flush()
-        logged = open(os.path.join(d, "daemon.log")).read()
+        logged = daemon.log()
         if f"{web}:4:3: tls_server_config: unknown key \"clientauth\"" not in logged:
             fail(f"the log does not name the broken line:\n{logged[-2000:]}")
         print("ok: the log names web.yml:4:3 and the unknown key")
@@ -300,18 +292,15 @@ def main():
             f.write("tls_server_config:\n  cert_file: ca.key\n  key_file: server.key\n"
                     f"basic_auth_users:\n  {USER}: '{bcrypt('second secret')}'\n")
         daemon.send_signal(signal.SIGHUP)
-        wait_for("the refused certificate to be reported", lambda: "tls_server_config: cert_file" in open(
-            os.path.join(d, "daemon.log")).read())
+        wait_for("the refused certificate to be reported",
+                 lambda: "tls_server_config: cert_file" in daemon.log())
         expect("old TLS settings after a certificate GnuTLS refuses",
                client.status(user=USER, password="second secret", cert="client"), 200)
         expect("reload gauge after it", f"\n{gauge} 0" in client.curl(
             user=USER, password="second secret", cert="client")[1], True)
 
-        stop_daemon(daemon, programs)
-        print("PASS")
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
+        daemon.stop()
+    print("PASS")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ Servers& servers() {
             .Add({{"label", "value"}})
             .Increment();
         tcpstatesd::HttpServerOptions options;
-        options.listen_addresses = {"127.0.0.1:0"};
+        options.listen_addresses = {
+            tcpstatesd::parse_listen_address("127.0.0.1:0", tcpstatesd::PortZero::Allowed)};
+        options.telemetry_path = "/metrics";
         options.max_threads = 1;
         auto yes = [] { return true; };
         created->open =

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2016,SC1091,SC2013 # dpkg-query's ${Field} syntax; /etc/os-release; /proc lists
+# shellcheck disable=SC2016 # dpkg-query's ${Field} syntax
 # Builds the Debian package with packaging/build-deb.sh, checks it with lintian, then installs
 # it with apt (dependencies from the Debian mirror) into a clean minimal Debian root and checks
 # what it installed: the binary runs (--version, --check-config on the packaged configuration),
@@ -12,10 +12,10 @@
 # Usage: deb_in_clean_root.sh SOURCE_DIR WORK_DIR        (as root)
 #
 # The root (debootstrap --variant=minbase plus man-db and systemd; none of the daemon's
-# libraries) is built once and cached under /var/cache/tcpstatesd-test/packaging/, like the
-# systemd test's (a directory of its own: that test keeps one root per package set and
-# removes the others). Each run works on an overlay of it (writes go to a tmpfs) in a private
-# mount namespace, so the cached root is never changed and no mount outlives the test.
+# libraries) is built once and cached under /var/cache/tcpstatesd-test/packaging/ by
+# tests/support/container_root.sh, as the systemd test's. Each run works on an overlay of it
+# (writes go to a tmpfs) in a private mount namespace, so the cached root is never changed
+# and no mount outlives the test.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -67,33 +67,10 @@ log "lintian: no tags"
 
 # --- The clean root, cached -----------------------------------------------------------------
 
-codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
-debian_mirror() {
-    # shellcheck disable=SC2016 # apt's own $(FIELD) syntax
-    apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' |
-        awk -v suite="$codename" '$2 == suite && $3 == "main" {print $1; exit}'
-}
+# shellcheck source-path=SCRIPTDIR source=../support/container_root.sh
+source "$(dirname "$(realpath "$0")")/../support/container_root.sh"
 # systemd: the root is booted to see the maintainer scripts start, restart and stop the unit.
-packages=man-db,systemd,systemd-sysv,dbus
-cache=/var/cache/tcpstatesd-test/packaging
-clean_root="$cache/$codename-$(printf '%s' "$packages" | sha256sum | cut -c1-12)"
-mkdir -p "$cache"
-(
-    flock 9
-    if [[ ! -f $clean_root/.complete ]]; then
-        mirror=$(debian_mirror)
-        [[ -n $mirror ]] || fail "no $codename main source in apt's configuration"
-        log "building the clean root $clean_root from $mirror"
-        rm -rf "$clean_root.partial"
-        debootstrap --variant=minbase --include="$packages" "$codename" "$clean_root.partial" \
-            "$mirror" >"$cache/debootstrap.log" 2>&1 ||
-            fail "debootstrap failed, see $cache/debootstrap.log"
-        touch "$clean_root.partial/.complete"
-        mv "$clean_root.partial" "$clean_root"
-        find "$cache" -mindepth 1 -maxdepth 1 -type d -name "$codename-*" ! -path "$clean_root" \
-            -exec rm -rf {} +
-    fi
-) 9>"$cache/lock"
+clean_root=$(container_root packaging man-db,systemd,systemd-sysv,dbus)
 
 # The overlay's writable layer is a tmpfs (an upper layer cannot live on every file system,
 # e.g. not on overlayfs as in many CI containers); it goes with the namespace.
@@ -185,49 +162,11 @@ log "a changed conffile is kept on reinstall"
 
 # --- Under systemd: start at boot, restart on upgrade, reload, stop on removal --------------
 
-machine="tcpstatesd-pkg-$$"
-nspawn_pid="" leader=""
-poweroff() {
-    local i
-    if [[ -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
-        timeout 10 nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1 || true
-    fi
-    if [[ -n $nspawn_pid ]]; then
-        for ((i = 0; i < 150; i++)); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
-        if kill -0 "$nspawn_pid" 2>/dev/null; then kill -KILL -- "-$nspawn_pid" 2>/dev/null || true; fi
-    fi
-    rmdir "/run/systemd/nspawn/propagate/$machine" 2>/dev/null || true
-    leader="" nspawn_pid=""
-}
-trap poweroff EXIT
+trap container_poweroff EXIT
 
 rm "$root/usr/sbin/policy-rc.d"
 log "booting the root with systemd-nspawn"
-# As in tests/systemd/unit_under_systemd.sh: nspawn refuses BPF without these two options.
-setsid systemd-nspawn --quiet -D "$root" -M "$machine" -b --private-network --register=no \
-    --keep-unit --capability=CAP_BPF,CAP_PERFMON --system-call-filter="bpf perf_event_open" \
-    </dev/null >"$work/nspawn.log" 2>&1 &
-nspawn_pid=$!
-container_init() {
-    local pid=$1 child
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == systemd ]] && { echo "$pid"; return; }
-    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do container_init "$child"; done
-}
-for ((i = 0; i < 300; i++)); do
-    leader=$(container_init "$nspawn_pid" | head -n1)
-    [[ -n $leader ]] && break
-    kill -0 "$nspawn_pid" 2>/dev/null || { tail -n 20 "$work/nspawn.log"; fail "systemd-nspawn exited"; }
-    sleep 0.1
-done
-[[ -n $leader ]] || fail "the container's systemd did not start"
-in_container() { nsenter -t "$leader" -a "$@"; }
-state=""
-for ((i = 0; i < 120; i++)); do
-    state=$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>/dev/null || true)
-    [[ $state == running || $state == degraded ]] && break
-    sleep 0.5
-done
-[[ $state == running || $state == degraded ]] || fail "the container did not boot (state '$state')"
+container_boot "$root" "$work/nspawn.log"
 
 prop() { in_container systemctl show -P "$1" tcpstatesd.service; }
 wait_active() {  # wait until the unit is active with a main pid other than $1
@@ -241,13 +180,13 @@ $(in_container journalctl -u tcpstatesd.service -o cat --no-pager | tail -n 8)"
 }
 wait_active 0
 first_pid=$(prop MainPID)
-log "booted ($state): the enabled unit started, main pid $first_pid, configuration from the package"
+log "the enabled unit started at boot, main pid $first_pid, configuration from the package"
 
 in_container dpkg -i "/var/tmp/$(basename "$deb")" >>"$work/apt.log" 2>&1 || fail "dpkg -i in the container failed"
 wait_active "$first_pid"
 log "installing the package again restarted the daemon: main pid $first_pid -> $(prop MainPID)"
 pid=$(prop MainPID)
-timeout 60 nsenter -t "$leader" -a systemctl reload tcpstatesd.service || fail "systemctl reload failed"
+timeout 60 nsenter -t "$container_leader" -a systemctl reload tcpstatesd.service || fail "systemctl reload failed"
 [[ $(prop ActiveState) == active && $(prop MainPID) == "$pid" ]] || fail "not active with pid $pid after reload"
 log "systemctl reload: still active, same pid (ExecReload's /bin/kill from procps)"
 
@@ -263,7 +202,7 @@ in_container dpkg --remove tcpstatesd >>"$work/apt.log" 2>&1 || fail "dpkg --rem
 log "removed: the daemon stopped, the binary is gone, the conffile stays"
 
 in_container dpkg --purge tcpstatesd >>"$work/apt.log" 2>&1 || fail "dpkg --purge failed"
-poweroff
+container_poweroff
 in_root dpkg-query -W tcpstatesd >/dev/null 2>&1 && fail "tcpstatesd still known to dpkg after purge"
 left=""
 for file in $files /etc/tcpstatesd /usr/share/tcpstatesd /etc/systemd/system/multi-user.target.wants/tcpstatesd.service; do

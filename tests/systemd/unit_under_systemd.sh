@@ -6,9 +6,10 @@
 #
 # Usage: unit_under_systemd.sh BINARY UNIT CONFIG        (as root)
 #
-# The container root is built once per set of runtime packages and cached under
-# /var/cache/tcpstatesd-test/ (about 35 s and 250 MB from the configured Debian mirror);
-# the booted container writes only into a tmpfs overlay, so the cache stays pristine.
+# The container root (tests/support/container_root.sh) is built once per set of runtime
+# packages and cached under /var/cache/tcpstatesd-test/systemd/ (about 35 s and 250 MB from
+# the configured Debian mirror); the booted container writes only into a tmpfs overlay, so
+# the cache stays pristine.
 set -euo pipefail
 
 if [[ $# -ne 3 ]]; then
@@ -32,9 +33,10 @@ done
 [[ -r /sys/kernel/btf/vmlinux ]] || cannot_run "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
 for file in "$binary" "$unit" "$config"; do [[ -f $file ]] || fail "$file does not exist"; done
 
-# --- The container root, cached ---------------------------------------------------------------
+# --- The container root, cached, booted ------------------------------------------------------
 
-codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+# shellcheck source-path=SCRIPTDIR source=../support/container_root.sh
+source "$(dirname "$(realpath "$0")")/../support/container_root.sh"
 
 # The Debian packages that hold the binary's shared libraries, so that it runs in the root.
 runtime_packages() {
@@ -45,66 +47,18 @@ runtime_packages() {
     done | cut -d: -f1 | sort -u
 }
 
-# The mirror apt is configured with for this release's main component (CI machines reach
-# only that mirror).
-debian_mirror() {
-    # shellcheck disable=SC2016 # apt's own $(FIELD) syntax
-    apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' |
-        awk -v suite="$codename" '$2 == suite && $3 == "main" {print $1; exit}'
-}
-
 # procps: ExecReload's /bin/kill (minbase leaves it out; the Debian package depends on it).
 packages=$( (printf '%s\n' systemd systemd-sysv dbus procps; runtime_packages) | sort -u | paste -sd,)
-cache=/var/cache/tcpstatesd-test
-root="$cache/$codename-$(printf '%s' "$packages" | sha256sum | cut -c1-12)"
-mkdir -p "$cache"
-(
-    flock 9
-    if [[ ! -f $root/.complete ]]; then
-        mirror=$(debian_mirror)
-        [[ -n $mirror ]] || fail "no $codename main source in apt's configuration"
-        log "building the container root $root from $mirror ($packages)"
-        rm -rf "$root.partial"
-        debootstrap --variant=minbase --include="$packages" "$codename" "$root.partial" \
-            "$mirror" >"$cache/debootstrap.log" 2>&1 ||
-            fail "debootstrap failed, see $cache/debootstrap.log"
-        touch "$root.partial/.complete"
-        mv "$root.partial" "$root"
-        # Roots for other package sets are stale: one root is kept.
-        find "$cache" -mindepth 1 -maxdepth 1 -type d -name "$codename-*" ! -path "$root" \
-            -exec rm -rf {} +
-    fi
-) 9>"$cache/lock"
-
-# --- Boot -------------------------------------------------------------------------------------
-
+root=$(container_root systemd "$packages")
 work=$(mktemp -d)
-machine="tcpstatesd-test-$$"
-nspawn_pid=""
-leader=""
 
 teardown() {
-    local status=$? i
-    if [[ $status -ne 0 && -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
+    local status=$?
+    if [[ $status -ne 0 && -n $container_leader ]] && kill -0 "$container_leader" 2>/dev/null; then
         echo "--- journalctl -u tcpstatesd (in the container) ---" >&2
-        timeout 10 nsenter -t "$leader" -a journalctl -u tcpstatesd.service --no-pager -o short-monotonic >&2 || true
+        timeout 10 nsenter -t "$container_leader" -a journalctl -u tcpstatesd.service --no-pager -o short-monotonic >&2 || true
     fi
-    if [[ -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
-        timeout 10 nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1 || true
-    fi
-    if [[ -n $nspawn_pid ]]; then
-        for ((i = 0; i < 150; i++)); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
-        if kill -0 "$nspawn_pid" 2>/dev/null; then
-            echo "container did not power off; killing it" >&2
-            kill -KILL -- "-$nspawn_pid" 2>/dev/null || true
-        fi
-    fi
-    if [[ $status -ne 0 && -z $leader && -f $work/nspawn.log ]]; then
-        echo "--- container console (last 40 lines) ---" >&2
-        tail -n 40 "$work/nspawn.log" >&2
-    fi
-    # nspawn leaves this empty directory behind when the container was killed.
-    rmdir "/run/systemd/nspawn/propagate/$machine" 2>/dev/null || true
+    container_poweroff
     rm -rf "$work"
     exit "$status"
 }
@@ -116,46 +70,14 @@ printf 'web:\n  listen_adress: ":9977"\n' >"$work/extra/broken.yaml"
 # A short watchdog period, so that a ping is seen within seconds.
 printf '[Service]\nWatchdogSec=4s\n' >"$work/dropin/watchdog.conf"
 
-log "booting $machine"
-# nspawn's default seccomp filter and capability set refuse BPF; these two options add just
-# what the unit needs (without either, the start fails). /sys/kernel/btf is visible in the
-# container's read-only /sys as it is.
-setsid systemd-nspawn --quiet -D "$root" -M "$machine" -b \
-    --volatile=overlay --private-network --register=no --keep-unit \
-    --capability=CAP_BPF,CAP_PERFMON --system-call-filter="bpf perf_event_open" \
+log "booting $container_machine"
+# --volatile=overlay: the container writes into a tmpfs over the cached root.
+container_boot "$root" "$work/nspawn.log" --volatile=overlay \
     --bind-ro="$binary:/usr/sbin/tcpstatesd" \
     --bind-ro="$unit:/etc/systemd/system/tcpstatesd.service" \
     --bind-ro="$work/dropin:/etc/systemd/system/tcpstatesd.service.d" \
     --bind-ro="$work/extra:/etc/tcpstatesd/extra" \
-    --bind-ro="$config:/etc/tcpstatesd/tcpstatesd.yaml" \
-    </dev/null >"$work/nspawn.log" 2>&1 &
-nspawn_pid=$!
-
-# The container's init is the descendant of systemd-nspawn named systemd (nspawn forks
-# helpers in between).
-container_init() {
-    local pid=$1 child
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == systemd ]] && { echo "$pid"; return; }
-    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do container_init "$child"; done
-}
-for ((i = 0; i < 300; i++)); do
-    leader=$(container_init "$nspawn_pid" | head -n1)
-    [[ -n $leader ]] && break
-    kill -0 "$nspawn_pid" 2>/dev/null || fail "systemd-nspawn exited"
-    sleep 0.1
-done
-[[ -n $leader ]] || fail "the container's systemd did not start"
-
-in_container() { nsenter -t "$leader" -a "$@"; }
-# `--wait` waits through "starting"; before systemd listens it answers "offline" at once.
-state=""
-for ((i = 0; i < 120; i++)); do
-    state=$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>/dev/null || true)
-    [[ $state == running || $state == degraded ]] && break
-    sleep 0.5
-done
-[[ $state == running || $state == degraded ]] || fail "the container did not boot (state '$state')"
-log "container up ($state), init pid $leader"
+    --bind-ro="$config:/etc/tcpstatesd/tcpstatesd.yaml"
 
 prop() { in_container systemctl show -P "$1" tcpstatesd.service; }
 recent_log() { in_container journalctl -u tcpstatesd.service -o cat --no-pager | tail -n 8; }
@@ -174,7 +96,7 @@ print(" ".join(str(p["id"]) for p in json.load(sys.stdin)
 
 log "systemctl start tcpstatesd"
 # For Type=notify this returns once the daemon has sent READY=1.
-timeout 90 nsenter -t "$leader" -a systemctl start tcpstatesd.service ||
+timeout 90 nsenter -t "$container_leader" -a systemctl start tcpstatesd.service ||
     fail "systemctl start failed:
 $(recent_log)"
 [[ $(prop ActiveState) == active ]] || fail "not active after start: $(prop ActiveState)
@@ -201,7 +123,7 @@ log "BPF program ids of the unit: $ours"
 # makes transitions; a later scrape must count them.
 metric=""
 for ((i = 0; i < 100; i++)); do
-    metrics=$(nsenter -t "$leader" -n curl -sf --max-time 5 http://127.0.0.1:9977/metrics || true)
+    metrics=$(nsenter -t "$container_leader" -n curl -sf --max-time 5 http://127.0.0.1:9977/metrics || true)
     metric=$(grep -E '^tcpstates_transitions_total\{.*to_state="ESTABLISHED".*\} [1-9]' <<<"$metrics" | head -n1 || true)
     [[ -n $metric ]] && break
     sleep 0.1
@@ -228,7 +150,7 @@ log "watchdog pinged"
 # --- Reload -----------------------------------------------------------------------------------
 reloads_before=$(in_container journalctl -u tcpstatesd -o cat _PID="$main_pid" | grep -ci reload || true)
 log "systemctl reload tcpstatesd"
-timeout 60 nsenter -t "$leader" -a systemctl reload tcpstatesd.service || fail "systemctl reload failed"
+timeout 60 nsenter -t "$container_leader" -a systemctl reload tcpstatesd.service || fail "systemctl reload failed"
 for ((i = 0; i < 100; i++)); do
     reloads=$(in_container journalctl -u tcpstatesd -o cat _PID="$main_pid" | grep -ci reload || true)
     [[ $reloads -gt $reloads_before && $(prop ActiveState) == active ]] && break
@@ -242,7 +164,7 @@ log "reloaded, still active with pid $main_pid"
 # --- Stop -------------------------------------------------------------------------------------
 
 log "systemctl stop tcpstatesd"
-timeout 60 nsenter -t "$leader" -a systemctl stop tcpstatesd.service || fail "systemctl stop failed"
+timeout 60 nsenter -t "$container_leader" -a systemctl stop tcpstatesd.service || fail "systemctl stop failed"
 [[ $(prop ActiveState) == inactive ]] || fail "after stop: $(prop ActiveState) ($(prop Result))"
 [[ $(prop Result) == success ]] || fail "stopped with result $(prop Result)"
 
@@ -274,7 +196,7 @@ log "systemctl start with a broken configuration"
 printf '[Service]\nRestart=no\nExecStart=\nExecStart=/usr/sbin/tcpstatesd --config /etc/tcpstatesd/extra/broken.yaml\n' \
     >"$work/dropin/broken.conf"
 in_container systemctl daemon-reload
-if timeout 60 nsenter -t "$leader" -a systemctl start tcpstatesd.service 2>/dev/null; then
+if timeout 60 nsenter -t "$container_leader" -a systemctl start tcpstatesd.service 2>/dev/null; then
     fail "the unit started with a broken configuration"
 fi
 [[ $(prop Result) == exit-code ]] || fail "broken configuration: result $(prop Result), want exit-code"

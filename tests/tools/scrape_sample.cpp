@@ -55,7 +55,10 @@ int main(int argc, char** argv) {
             .Set(1);
 
         tcpstatesd::HttpServerOptions options;
-        options.listen_addresses = {"127.0.0.1:0"};
+        options.listen_addresses = {
+            tcpstatesd::parse_listen_address("127.0.0.1:0", tcpstatesd::PortZero::Allowed)};
+        options.telemetry_path = "/metrics";
+        options.max_threads = 1;
         tcpstatesd::HttpServer server(
             options, registry, [] { return true; }, [] { return true; },
             {std::make_shared<tcpstatesd::ProcessCollector>()});

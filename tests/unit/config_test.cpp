@@ -1,4 +1,7 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -23,11 +26,34 @@ std::string error_of(const std::string& yaml) {
     return "no error";
 }
 
+std::vector<std::string> texts(const std::vector<ListenAddress>& addresses) {
+    std::vector<std::string> out;
+    for (const auto& address : addresses) out.push_back(address.text);
+    return out;
+}
+
+// The address and port a listen address binds, as "family address port".
+std::string bound(const ListenAddress& address) {
+    const auto& storage = address.socket_address;
+    char text[INET6_ADDRSTRLEN] = "";
+    if (storage.ss_family == AF_INET) {
+        const auto& v4 = reinterpret_cast<const sockaddr_in&>(storage);
+        inet_ntop(AF_INET, &v4.sin_addr, text, sizeof text);
+        CHECK(address.socket_address_length == sizeof v4);
+        return "ipv4 " + std::string(text) + " " + std::to_string(ntohs(v4.sin_port));
+    }
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(storage);
+    inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text);
+    CHECK(storage.ss_family == AF_INET6);
+    CHECK(address.socket_address_length == sizeof v6);
+    return "ipv6 " + std::string(text) + " " + std::to_string(ntohs(v6.sin6_port));
+}
+
 }  // namespace
 
 TEST_CASE("config: built-in defaults") {
     const Config c;
-    CHECK(c.web.listen_addresses == std::vector<std::string>{":9977"});
+    CHECK(texts(c.web.listen_addresses) == std::vector<std::string>{":9977"});
     CHECK(c.web.telemetry_path == "/metrics");
     CHECK(c.web.max_threads == 4);
     CHECK(c.events.transport == Transport::Auto);
@@ -93,7 +119,7 @@ logging:
 )",
                                   "/etc/x.yaml");
     CHECK(c.source == "/etc/x.yaml");
-    CHECK(c.web.listen_addresses ==
+    CHECK(texts(c.web.listen_addresses) ==
           std::vector<std::string>{"127.0.0.1:9100", "[::1]:9100", ":80"});
     CHECK(c.web.telemetry_path == "/stats/tcp");
     CHECK(c.web.max_threads == 64);
@@ -280,19 +306,43 @@ TEST_CASE("config errors: listen addresses") {
           "column 22)");
 }
 
-TEST_CASE("listen addresses: host and port") {
+TEST_CASE("listen addresses: the socket address to bind") {
     auto a = parse_listen_address(":9977");
-    CHECK(a.host.empty());
-    CHECK(a.port == 9977);
+    CHECK(a.text == ":9977");
+    CHECK(a.every_address);
+    CHECK(bound(a) == "ipv6 :: 9977");
     a = parse_listen_address("127.0.0.1:1");
-    CHECK(a.host == "127.0.0.1");
-    CHECK(a.port == 1);
+    CHECK_FALSE(a.every_address);
+    CHECK(bound(a) == "ipv4 127.0.0.1 1");
     a = parse_listen_address("[::1]:65535");
-    CHECK(a.host == "::1");
-    CHECK(a.port == 65535);
+    CHECK_FALSE(a.every_address);
+    CHECK(bound(a) == "ipv6 ::1 65535");
+    a = parse_listen_address("[::]:80");
+    CHECK_FALSE(a.every_address);  // IPv6 only, unlike ":80"
+    CHECK(bound(a) == "ipv6 :: 80");
     CHECK_THROWS_AS(parse_listen_address(""), std::invalid_argument);
     CHECK_THROWS_AS(parse_listen_address("[]:80"), std::invalid_argument);
     CHECK_THROWS_AS(parse_listen_address("127.0.0.1:80x"), std::invalid_argument);
+}
+
+TEST_CASE("listen addresses: malformed ones are refused, naming them") {
+    for (const char* bad : {"", "9977", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
+                            "127.0.0.1:80x", "127.0.0.1:-1", "::1:9977", "[::1:9977", ":+80",
+                            "localhost:80", "[127.0.0.1]:80", "1.2.3:80", "[::1]]:80"}) {
+        INFO(bad);
+        CHECK_THROWS_WITH(parse_listen_address(bad, PortZero::Allowed),
+                          Catch::Contains("\"" + std::string(bad) + "\""));
+    }
+    CHECK_THROWS_WITH(parse_listen_address("localhost:0", PortZero::Allowed),
+                      Catch::Contains("host names are not resolved"));
+}
+
+TEST_CASE("listen addresses: port 0 only when the caller allows it") {
+    CHECK_THROWS_WITH(parse_listen_address("127.0.0.1:0"),
+                      Catch::Contains("with a port from 1 to 65535"));
+    CHECK(bound(parse_listen_address("127.0.0.1:0", PortZero::Allowed)) == "ipv4 127.0.0.1 0");
+    CHECK_THROWS_WITH(parse_listen_address("127.0.0.1:x", PortZero::Allowed),
+                      Catch::Contains("with a port from 0 to 65535"));
 }
 
 TEST_CASE("config errors: telemetry path") {
@@ -312,6 +362,14 @@ TEST_CASE("config errors: telemetry path") {
     CHECK(error_of("web:\n  telemetry_path: \"/a\\nb\"\n") == chars + "\"/a\\x0ab\"");
     CHECK(error_of("web:\n  telemetry_path: [/a]\n") ==
           "x.yaml:2:19: web.telemetry_path: expected a path starting with \"/\", got a list");
+}
+
+TEST_CASE("telemetry path: the HTTP server's own paths and relative paths are refused") {
+    // The server trusts its telemetry path: this is the only check.
+    for (const char* path : {"", "metrics", "/", "/-/healthy", "/-/ready"}) {
+        INFO(path);
+        CHECK_THROWS_AS(validate_telemetry_path(path), std::invalid_argument);
+    }
 }
 
 TEST_CASE("config errors: families") {
@@ -403,7 +461,7 @@ TEST_CASE("config files: missing, unreadable, found") {
         load_config_file(dir.path() + "/absent.yaml"),
         "cannot open configuration file " + dir.path() + "/absent.yaml: No such file or directory");
     CHECK_THROWS_WITH(load_config_file(dir.path()),
-                      "cannot read configuration file " + dir.path() + ": Is a directory");
+                      "cannot open configuration file " + dir.path() + ": Is a directory");
 
     const std::string file = dir.write("bad.yaml", "logging:\n  level: loud\n");
     CHECK_THROWS_WITH(load_config_file(file),
@@ -457,7 +515,7 @@ TEST_CASE("config: keys needing a restart") {
     CHECK(keys_needing_restart(running, live).empty());
 
     Config next = running;
-    next.web.listen_addresses = {":1"};
+    next.web.listen_addresses = {parse_listen_address(":1")};
     next.web.telemetry_path = "/m";
     next.web.max_threads = 1;
     next.events.transport = Transport::PerfBuffer;
@@ -500,7 +558,10 @@ TEST_CASE("config errors: size and nesting bounds protect the YAML parser") {
 TEST_CASE("config errors: a stray comma is an error, not a hang") {
     const std::string message = "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)";
     CHECK(error_of(",\n") == "x.yaml:1:1: " + message);
-    CHECK(error_of(", \xce\xdd\xa2\xbd") == "x.yaml:1:1: " + message);
+    CHECK(error_of(", \xce\xbb") == "x.yaml:1:1: " + message);
+    // The fuzzer's input had invalid UTF-8 after the comma, which is now refused first.
+    CHECK(error_of(", \xce\xdd\xa2\xbd") ==
+          "x.yaml:1:3: invalid YAML: invalid UTF-8 byte \\xce (a configuration is UTF-8 text)");
     CHECK(error_of("- a\n,") == "x.yaml:2:1: " + message);
     CHECK(error_of("[1],") == "x.yaml:1:4: " + message);
     CHECK(error_of("\"x\",") == "x.yaml:1:4: " + message);
@@ -519,4 +580,55 @@ TEST_CASE("config errors: a stray comma is an error, not a hang") {
     // A second document after a first one is still reported as such.
     CHECK(error_of("web: {}\n---\n,") ==
           "x.yaml:2:1: a second YAML document; the configuration is one document");
+}
+
+// Inputs that once hung or crashed a YAML parser, and the bytes no text editor writes: each is
+// refused by the one YAML loading path (daemon/config/yaml_document.cpp) with its position.
+// tests/unit/web_config_test.cpp checks the same inputs as a web config.
+TEST_CASE("config errors: stray flow tokens, a second document, NUL and invalid UTF-8") {
+    const std::string unexpected = "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)";
+    const std::string utf8 = " (a configuration is UTF-8 text)";
+    CHECK(error_of(",") == "x.yaml:1:1: " + unexpected);
+    CHECK(error_of("]") == "x.yaml:1:1: invalid YAML: illegal flow end");
+    CHECK(error_of("}") == "x.yaml:1:1: invalid YAML: illegal flow end");
+    CHECK(error_of("- ,") == "x.yaml:1:3: invalid YAML: end of sequence not found");
+    CHECK(error_of("? ,") == "x.yaml:1:3: invalid YAML: end of map not found");
+    CHECK(error_of("web: {}\n---\n") ==
+          "x.yaml:2:1: a second YAML document; the configuration is one document");
+    CHECK(error_of(std::string("web: {}\n\0", 9)) ==
+          "x.yaml:2:1: invalid YAML: control character \\x00" + utf8);
+    CHECK(error_of(std::string("web:\n  a\0b: 1\n", 14)) ==
+          "x.yaml:2:4: invalid YAML: control character \\x00" + utf8);
+    CHECK(error_of("web: {}\x7f") == "x.yaml:1:8: invalid YAML: control character \\x7f" + utf8);
+    CHECK(error_of("web:\n  \xff\xfe: 1\n") ==
+          "x.yaml:2:3: invalid YAML: invalid UTF-8 byte \\xff" + utf8);
+    // A UTF-16 file: its byte order mark.
+    CHECK(error_of("\xff\xfew\0e\0b\0") ==
+          "x.yaml:1:1: invalid YAML: invalid UTF-8 byte \\xff" + utf8);
+    CHECK(error_of("logging:\n  level: \xc3\x28\n") ==
+          "x.yaml:2:10: invalid YAML: invalid UTF-8 byte \\xc3" + utf8);
+    // Columns count bytes, as yaml-cpp's do (web_config_test.cpp checks theirs).
+    CHECK(error_of("# \xc3\xa9\x01") == "x.yaml:1:5: invalid YAML: control character \\x01" + utf8);
+}
+
+TEST_CASE("config files: larger than 1 MiB, or not a regular file, is refused unread") {
+    TempDir dir;
+    const std::string big = dir.write("big.yaml", std::string((1u << 20) + 1, '#'));
+    CHECK_THROWS_WITH(load_config_file(big),
+                      "cannot read configuration file " + big + ": larger than 1048576 bytes");
+    // A sparse 1 GiB file: read whole, it would take 1 GiB of memory.
+    const std::string sparse = dir.write("sparse.yaml", "");
+    std::filesystem::resize_file(sparse, 1u << 30);
+    CHECK_THROWS_WITH(load_config_file(sparse),
+                      "cannot read configuration file " + sparse + ": larger than 1048576 bytes");
+    CHECK_THROWS_WITH(load_config_file("/dev/zero"),
+                      "cannot open configuration file /dev/zero: not a regular file");
+    // A FIFO without a writer would block a plain open() forever.
+    const std::string fifo = dir.path() + "/fifo.yaml";
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_WITH(load_config_file(fifo),
+                      "cannot open configuration file " + fifo + ": not a regular file");
+    // Exactly at the bound is still read (and here a valid, empty document).
+    const std::string full = dir.write("full.yaml", std::string(1u << 20, '#'));
+    CHECK(load_config_file(full).web == WebConfig{});
 }

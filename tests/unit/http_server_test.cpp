@@ -21,12 +21,12 @@
 #include <sstream>
 #include <thread>
 
+#include "http/content_encoding.hpp"
 #include "http/http_server.hpp"
 #include "http_client.hpp"
 #include "temp_dir.hpp"
 #include "version.hpp"
 
-using tcpstatesd::HttpError;
 using tcpstatesd::HttpServer;
 using tcpstatesd::HttpServerOptions;
 using tcpstatesd::test::connect_to;
@@ -66,9 +66,14 @@ std::shared_ptr<prometheus::Registry> sample_registry() {
     return registry;
 }
 
+// Port 0 (any free port) lets tests run side by side; configurations refuse it.
+tcpstatesd::ListenAddress listen_address(const std::string& text) {
+    return tcpstatesd::parse_listen_address(text, tcpstatesd::PortZero::Allowed);
+}
+
 HttpServerOptions loopback(const std::string& path = "/metrics") {
     HttpServerOptions options;
-    options.listen_addresses = {"127.0.0.1:0"};
+    options.listen_addresses = {listen_address("127.0.0.1:0")};
     options.telemetry_path = path;
     options.max_threads = 2;
     return options;
@@ -295,16 +300,6 @@ TEST_CASE("http: the landing page links the configured telemetry path") {
     CHECK(served.get("/metrics").status == 404);
 }
 
-TEST_CASE("http: telemetry paths that collide or are not absolute are refused") {
-    auto registry = std::make_shared<prometheus::Registry>();
-    for (const char* path : {"", "metrics", "/", "/-/healthy", "/-/ready"}) {
-        INFO(path);
-        CHECK_THROWS_AS(HttpServer(
-                            loopback(path), registry, [] { return true; }, [] { return true; }),
-                        HttpError);
-    }
-}
-
 TEST_CASE("http: label values with backslash, quote and newline are escaped") {
     auto registry = std::make_shared<prometheus::Registry>();
     prometheus::BuildGauge()
@@ -410,8 +405,8 @@ TEST_CASE("http: concurrent scrapes are all served by the bounded workers") {
 
 TEST_CASE("http: \":port\" is one socket for IPv4 and IPv6") {
     auto registry = std::make_shared<prometheus::Registry>();
-    HttpServerOptions options;
-    options.listen_addresses = {":0"};
+    HttpServerOptions options = loopback();
+    options.listen_addresses = {listen_address(":0")};
     HttpServer server(
         options, registry, [] { return true; }, [] { return true; });
     REQUIRE(server.bound_ports().size() == 1);
@@ -422,8 +417,8 @@ TEST_CASE("http: \":port\" is one socket for IPv4 and IPv6") {
 
 TEST_CASE("http: an IPv6 listen address is served on exactly that address") {
     auto registry = std::make_shared<prometheus::Registry>();
-    HttpServerOptions options;
-    options.listen_addresses = {"[::1]:0"};
+    HttpServerOptions options = loopback();
+    options.listen_addresses = {listen_address("[::1]:0")};
     HttpServer server(
         options, registry, [] { return true; }, [] { return true; });
     const uint16_t port = server.bound_ports().at(0);
@@ -441,8 +436,8 @@ TEST_CASE("http: an IPv4 listen address is served on IPv4 only") {
 
 TEST_CASE("http: several listen addresses, each with its own port") {
     auto registry = std::make_shared<prometheus::Registry>();
-    HttpServerOptions options;
-    options.listen_addresses = {"127.0.0.1:0", "127.0.0.2:0"};
+    HttpServerOptions options = loopback();
+    options.listen_addresses = {listen_address("127.0.0.1:0"), listen_address("127.0.0.2:0")};
     HttpServer server(
         options, registry, [] { return true; }, [] { return true; });
     const auto ports = server.bound_ports();
@@ -464,8 +459,8 @@ TEST_CASE("http: a busy port is an HttpError naming the address and the cause") 
     const std::string listen = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
 
     auto registry = std::make_shared<prometheus::Registry>();
-    HttpServerOptions options;
-    options.listen_addresses = {listen};
+    HttpServerOptions options = loopback();
+    options.listen_addresses = {listen_address(listen)};
     CHECK_THROWS_WITH(
         HttpServer(
             options, registry, [] { return true; }, [] { return true; }),
@@ -473,28 +468,10 @@ TEST_CASE("http: a busy port is an HttpError naming the address and the cause") 
     close(busy);
 }
 
-TEST_CASE("http: malformed listen addresses are an HttpError naming them") {
-    auto registry = std::make_shared<prometheus::Registry>();
-    HttpServerOptions options;
-    for (const char* bad : {"", "9977", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
-                            "127.0.0.1:80x", "127.0.0.1:-1", "::1:9977", "[::1:9977", ":+80",
-                            "localhost:80", "[127.0.0.1]:80", "1.2.3:80", "[::1]]:80"}) {
-        INFO(bad);
-        options.listen_addresses = {bad};
-        CHECK_THROWS_WITH(HttpServer(
-                              options, registry, [] { return true; }, [] { return true; }),
-                          Catch::Contains("\"" + std::string(bad) + "\""));
-    }
-    options.listen_addresses = {"localhost:0"};
-    CHECK_THROWS_WITH(HttpServer(
-                          options, registry, [] { return true; }, [] { return true; }),
-                      Catch::Contains("not a name"));
-}
-
 TEST_CASE("http: unspecified addresses bind their own family") {
     auto registry = std::make_shared<prometheus::Registry>();
-    HttpServerOptions options;
-    options.listen_addresses = {"0.0.0.0:0", "[::]:0"};
+    HttpServerOptions options = loopback();
+    options.listen_addresses = {listen_address("0.0.0.0:0"), listen_address("[::]:0")};
     HttpServer server(
         options, registry, [] { return true; }, [] { return true; });
     const auto ports = server.bound_ports();

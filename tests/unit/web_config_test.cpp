@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "config/config.hpp"
@@ -91,4 +92,65 @@ TEST_CASE("web config: what cannot be honoured is an error, not ignored") {
           "directory");
     CHECK(error_of("tls:\n") ==
           "web.yml:1:1: unknown key \"tls\", expected one of tls_server_config, basic_auth_users");
+}
+
+// The inputs of tests/unit/config_test.cpp's pathological cases, as a web config: the same
+// loading path refuses them with the same positions (tests/fuzz/corpus/web_config/ has them).
+TEST_CASE("web config errors: a stray comma is an error, not a hang") {
+    const std::string unexpected = "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)";
+    CHECK(error_of(",") == "web.yml:1:1: " + unexpected);
+    CHECK(error_of(",\n") == "web.yml:1:1: " + unexpected);
+    CHECK(error_of("- a\n,") == "web.yml:2:1: " + unexpected);
+    CHECK(error_of("[1],") == "web.yml:1:4: " + unexpected);
+}
+
+TEST_CASE("web config errors: stray flow tokens, a second document, NUL and invalid UTF-8") {
+    const std::string utf8 = " (a configuration is UTF-8 text)";
+    CHECK(error_of("]") == "web.yml:1:1: invalid YAML: illegal flow end");
+    CHECK(error_of("}") == "web.yml:1:1: invalid YAML: illegal flow end");
+    CHECK(error_of("- ,") == "web.yml:1:3: invalid YAML: end of sequence not found");
+    CHECK(error_of("? ,") == "web.yml:1:3: invalid YAML: end of map not found");
+    CHECK(error_of("basic_auth_users: {}\n---\n") ==
+          "web.yml:2:1: a second YAML document; the web config is one document");
+    CHECK(error_of("basic_auth_users: {}\n---\n,") ==
+          "web.yml:2:1: a second YAML document; the web config is one document");
+    CHECK(error_of(std::string("basic_auth_users: {}\n\0", 22)) ==
+          "web.yml:2:1: invalid YAML: control character \\x00" + utf8);
+    CHECK(error_of(std::string("basic_auth_users:\n  a\0b: x\n", 27)) ==
+          "web.yml:2:4: invalid YAML: control character \\x00" + utf8);
+    CHECK(error_of("basic_auth_users:\n  \xff\xfe: x\n") ==
+          "web.yml:2:3: invalid YAML: invalid UTF-8 byte \\xff" + utf8);
+    // Valid UTF-8 is read; yaml-cpp's columns count bytes, as the checks above do.
+    CHECK(error_of("basic_auth_users: {\xc3\xa9: x}") ==
+          "web.yml:1:24: basic_auth_users.\xc3\xa9: expected a bcrypt hash ($2a$, $2b$ or $2y$, "
+          "60 characters; see htpasswd -nbBC 10), got \"x\"");
+}
+
+TEST_CASE("web config errors: size and nesting bounds protect the YAML parser") {
+    CHECK(error_of(std::string(100000, '[')) ==
+          "web.yml:1:33: nested more than 32 levels deep; a configuration nests at most 3");
+    CHECK(error_of("basic_auth_users:\n" + std::string(200, ' ') + "a: x\n") ==
+          "web.yml:2:129: indented more than 128 columns; a configuration nests at most 3 levels");
+    CHECK(error_of(std::string((1u << 20) + 1, '#')) ==
+          "web.yml: the file is 1048577 bytes, more than the 1048576 a configuration may have");
+}
+
+TEST_CASE("web config files: larger than 1 MiB, or not a regular file, is refused unread") {
+    TempDir dir;
+    const std::string big = dir.write("big.yml", std::string((1u << 20) + 1, '#'));
+    CHECK_THROWS_WITH(load_web_config_file(big),
+                      "cannot read web config file " + big + ": larger than 1048576 bytes");
+    CHECK_THROWS_WITH(load_web_config_file("/dev/zero"),
+                      "cannot open web config file /dev/zero: not a regular file");
+    CHECK_THROWS_WITH(
+        load_web_config_file(dir.path() + "/absent.yml"),
+        "cannot open web config file " + dir.path() + "/absent.yml: No such file or directory");
+    // The certificate files it names are bounded the same way.
+    const std::string sparse = dir.write("sparse.pem", "");
+    std::filesystem::resize_file(sparse, 1u << 30);
+    CHECK(error_of("tls_server_config:\n  cert_file: sparse.pem\n  key_file: k.pem\n",
+                   dir.path()) == "cannot read web.yml: tls_server_config.cert_file " + sparse +
+                                      ": larger than 1048576 bytes");
+    CHECK(error_of("tls_server_config:\n  cert_file: /dev/zero\n  key_file: k.pem\n") ==
+          "cannot open web.yml: tls_server_config.cert_file /dev/zero: not a regular file");
 }

@@ -1,0 +1,144 @@
+#include "http/routes.hpp"
+
+#include <microhttpd.h>
+#include <spdlog/spdlog.h>
+
+#include <exception>
+#include <memory>
+
+#include "http/access_policy.hpp"
+#include "http/content_encoding.hpp"
+#include "version.hpp"
+
+namespace tcpstatesd {
+
+namespace {
+
+constexpr const char* kPlainText = "text/plain; charset=utf-8";
+
+std::string html_escape(const std::string& text) {
+    std::string out;
+    for (char c : text) {
+        switch (c) {
+            case '&':
+                out += "&amp;";
+                break;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            case '\'':
+                out += "&#39;";
+                break;
+            default:
+                out += c;
+        }
+    }
+    return out;
+}
+
+Response landing_page(const std::string& telemetry_path) {
+    const std::string link = html_escape(telemetry_path);
+    return {200,
+            "text/html; charset=utf-8",
+            "<!DOCTYPE html>\n<html>\n<head><title>tcpstatesd</title></head>\n<body>\n"
+            "<h1>tcpstatesd</h1>\n<p>TCP state transitions as Prometheus metrics. Version " +
+                std::string(kVersion) + " (" + kGitRevision + ").</p>\n<p><a href=\"" + link +
+                "\">Metrics</a></p>\n</body>\n</html>\n",
+            {}};
+}
+
+Response status_page(bool ok) {
+    return ok ? Response{200, kPlainText, "OK\n", {}}
+              : Response{503, kPlainText, "Service Unavailable\n", {}};
+}
+
+Response route(const Routes& routes, const std::string& method, const std::string& path,
+               const char* accept_encoding) {
+    const bool known =
+        path == routes.telemetry_path || path == "/" || path == "/-/healthy" || path == "/-/ready";
+    if (!known) {
+        return {404, kPlainText, "Not Found\n", {}};
+    }
+    if (method != "GET" && method != "HEAD") {
+        return {405, kPlainText, "Method Not Allowed\n", {{"Allow", "GET, HEAD"}}};
+    }
+    if (path == routes.telemetry_path) {
+        return routes.scrape(accepts_gzip(accept_encoding));
+    }
+    if (path == "/-/healthy") {
+        return status_page(routes.healthy());
+    }
+    if (path == "/-/ready") {
+        return status_page(routes.ready());
+    }
+    return landing_page(routes.telemetry_path);
+}
+
+// No exception crosses into libmicrohttpd: a failing callback is a 500 and a log line.
+Response route_or_500(const Routes& routes, const char* method, const char* url,
+                      const char* accept_encoding) {
+    try {
+        return route(routes, method, url, accept_encoding);
+    } catch (const std::exception& e) {
+        spdlog::error("HTTP {} {}: {}", method, url, e.what());
+    } catch (...) {
+        spdlog::error("HTTP {} {}: unknown exception", method, url);
+    }
+    return {500, kPlainText, "Internal Server Error\n", {}};
+}
+
+bool queue_unauthorized(MHD_Connection* connection) {
+    static const char kBody[] = "Unauthorized\n";
+    MHD_Response* reply = MHD_create_response_from_buffer(
+        sizeof kBody - 1, const_cast<char*>(kBody), MHD_RESPMEM_PERSISTENT);
+    if (reply == nullptr) return false;
+    const bool queued =
+        MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE, kPlainText) == MHD_YES &&
+        MHD_queue_basic_auth_fail_response(connection, "tcpstatesd", reply) == MHD_YES;
+    MHD_destroy_response(reply);
+    return queued;
+}
+
+bool queue(MHD_Connection* connection, Response response) {
+    // MHD sends the body from our buffer without copying, frees it through the callback and
+    // adds Content-Length itself; for HEAD it sends the headers alone.
+    auto body = std::make_unique<std::string>(std::move(response.body));
+    MHD_Response* reply = MHD_create_response_from_buffer_with_free_callback_cls(
+        body->size(), body->data(), [](void* text) { delete static_cast<std::string*>(text); },
+        body.get());
+    if (reply == nullptr) {
+        return false;  // out of memory: MHD closes the connection
+    }
+    (void)body.release();  // libmicrohttpd owns it now and frees it through the callback
+    bool headers_added = MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                                 response.content_type.c_str()) == MHD_YES;
+    for (const auto& [name, value] : response.headers) {
+        headers_added =
+            headers_added && MHD_add_response_header(reply, name.c_str(), value.c_str()) == MHD_YES;
+    }
+    const bool queued =
+        headers_added &&
+        MHD_queue_response(connection, static_cast<unsigned>(response.status), reply) == MHD_YES;
+    MHD_destroy_response(reply);
+    return queued;
+}
+
+}  // namespace
+
+bool answer(MHD_Connection* connection, const char* method, const char* url, const Routes& routes,
+            const WebSecurity& security) {
+    if (!basic_auth_passes(connection, security.basic_auth_users)) {
+        return queue_unauthorized(connection);
+    }
+    const char* accept_encoding =
+        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+    return queue(connection, route_or_500(routes, method, url, accept_encoding));
+}
+
+}  // namespace tcpstatesd

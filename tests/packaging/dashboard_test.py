@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""The Grafana dashboard's PromQL against a real Prometheus scraping a real daemon.
+
+Usage: dashboard_test.py TCPSTATESD_BINARY DASHBOARD_JSON RULES_YML
+
+Extracts every PromQL expression of the dashboard (all panel targets, and the template
+variable queries: label_values(EXPR, LABEL) runs EXPR and needs LABEL in its result),
+substitutes the Grafana variables with real values and short windows, starts the daemon and
+a Prometheus that loads the recording rules and scrapes it every second, makes real
+loopback traffic over IPv4 and IPv6 (connections that succeed, connects that are refused,
+sockets held in CLOSE_WAIT for a while and some for the whole test), and asserts that every
+expression parses and returns at least one series with a number (not NaN), and that every rule of the rules file
+evaluates without error. Prints expression -> number of series (and of those with a number).
+"""
+import collections
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from e2e_support import (Connections, Daemon, Prometheus, connections, fail,  # noqa: E402
+                         refused_connect, require_root, wait_for)
+
+# Grafana's $__rate_interval is at least four scrape intervals; 10 s of 1 s scrapes keeps
+# the test short and still gives rate() several samples.
+RATE_WINDOW = "10s"
+LABEL_VALUES = re.compile(r"^\s*label_values\((.+),\s*(\w+)\s*\)\s*$", re.S)
+
+
+def walk_panels(panels):
+    for panel in panels:
+        yield panel
+        yield from walk_panels(panel.get("panels", []))
+
+
+def check_structure(dashboard):
+    """What an import needs: a prometheus datasource variable every query uses, the
+    instance and family variables, unique panel ids, a query in every target."""
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    if variables.get("datasource", {}).get("type") != "datasource" or \
+            variables["datasource"].get("query") != "prometheus":
+        fail("no datasource variable of type prometheus")
+    if "instance" not in variables:
+        fail("no instance variable")
+    family = variables.get("family", {})
+    if not (family.get("multi") and family.get("includeAll")) or \
+            sorted(family.get("query", "").split(",")) != ["ipv4", "ipv6"]:
+        fail(f"the family variable must be multi-value ipv4,ipv6 with All: {family}")
+    if not any(i.get("pluginId") == "prometheus" for i in dashboard.get("__inputs", [])):
+        fail("__inputs has no prometheus datasource")
+    ids = [p["id"] for p in walk_panels(dashboard["panels"])]
+    if len(ids) != len(set(ids)):
+        fail(f"duplicate panel ids: {[i for i, n in collections.Counter(ids).items() if n > 1]}")
+    for panel in walk_panels(dashboard["panels"]):
+        for t in panel.get("targets", []):
+            for where in (panel, t):
+                if where.get("datasource", {}).get("uid") != "${datasource}":
+                    fail(f"panel {panel['title']!r} does not use the datasource variable")
+            if not t.get("expr", "").strip():
+                fail(f"panel {panel['title']!r} has a target without an expression")
+        if panel["type"] != "row" and not panel.get("description"):
+            fail(f"panel {panel['title']!r} has no description")
+
+
+def expressions(dashboard):
+    """(where, expression, label that must be present or None) for every PromQL query."""
+    found = []
+    for panel in walk_panels(dashboard["panels"]):
+        for t in panel.get("targets", []):
+            found.append((f"panel {panel['title']!r} {t['refId']}", t["expr"], None))
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]
+        query = query.get("query", "") if isinstance(query, dict) else query
+        match = LABEL_VALUES.match(query)
+        if match:
+            found.append((f"variable {variable['name']}", match.group(1), match.group(2)))
+        else:
+            found.append((f"variable {variable['name']}", query, None))
+    return found
+
+
+def substitute(expression, instance):
+    # As Grafana interpolates: a single value as it is, the All of a multi-value variable as
+    # a regex alternation.
+    values = {"__rate_interval": RATE_WINDOW, "__interval": "2s", "__range": "60s",
+              "instance": instance, "family": "(ipv4|ipv6)"}
+    result = re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                    lambda m: values.get(m.group(1) or m.group(2), m.group(0)), expression)
+    if "$" in result:
+        fail(f"unknown variable left in {result!r}")
+    return result
+
+
+def api(prometheus, path, params=None):
+    url = f"{prometheus}{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        if error.code in (400, 422):  # a JSON answer with the parse or evaluation error
+            return json.loads(error.read())
+        raise  # 503 while Prometheus starts: an OSError, which wait_for retries
+
+
+class Traffic:
+    """Loopback traffic in a thread until stopped, for both families: successful
+    connections closed by either side, refused connects, CLOSE_WAIT sockets closed after
+    about a second, and HELD_CLOSE_WAIT sockets per family held until the end."""
+    HELD_CLOSE_WAIT = 3
+    MAX_ROUNDS = 3000  # bounded even if the test forgets to stop it
+
+    def __init__(self):
+        self.stop, self.rounds, self.refused, self.error = threading.Event(), 0, 0, None
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        try:
+            self.loop()
+        except (OSError, SystemExit) as error:  # SystemExit: a helper's fail(), printed
+            self.error = error
+
+    def loop(self):
+        held = [Connections(self.HELD_CLOSE_WAIT, family) for family in ("ipv4", "ipv6")]
+        for connection in held:
+            connection.close_side("server")
+        waiting = collections.deque()
+        while not self.stop.is_set() and self.rounds < self.MAX_ROUNDS:
+            for family in ("ipv4", "ipv6"):
+                connections(1, family, first="client")
+                connections(1, family, first="server")
+                refused_connect(family)
+                self.refused += 1
+                close_wait = Connections(1, family)
+                close_wait.close_side("server")
+                waiting.append((time.monotonic(), close_wait))
+            while waiting and time.monotonic() - waiting[0][0] > 1.0:
+                waiting.popleft()[1].close()
+            self.rounds += 1
+            self.stop.wait(0.1)
+        for _, connection in waiting:
+            connection.close()
+        for connection in held:
+            connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def main():
+    if len(sys.argv) != 4:
+        fail(__doc__)
+    daemon_binary, dashboard_path, rules_path = sys.argv[1:]
+    dashboard = json.load(open(dashboard_path))
+    check_structure(dashboard)
+    queries = expressions(dashboard)
+    if not require_root():
+        return
+    for tool in ("prometheus", "bpftool"):
+        if not shutil.which(tool):
+            fail(f"{tool} is not installed (.ci/install-deps installs it)")
+
+    workdir = tempfile.mkdtemp(prefix="tcpstatesd-dashboard-")
+    with Daemon(daemon_binary, "", workdir) as daemon:
+        target = daemon.target
+        prometheus = None
+        try:
+            prometheus = Prometheus(
+                workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                         "  evaluation_interval: 1s\n"
+                         f"rule_files: ['{os.path.abspath(rules_path)}']\n"
+                         "scrape_configs:\n  - job_name: tcpstatesd\n"
+                         f"    static_configs:\n      - targets: ['{target}']\n")
+            url = prometheus.url
+
+            def values(expression):
+                """{family: value} of a query whose series have a family label."""
+                prometheus.check_running()
+                result = api(url, "/api/v1/query", {"query": expression})
+                return {s["metric"].get("family"): float(s["value"][1])
+                        for s in result.get("data", {}).get("result", [])}
+
+            refused = 'tcpstates_transitions_total{from_state="SYN_SENT",to_state="CLOSE"}'
+            # Traffic only once Prometheus listens: its connections take ephemeral ports, one
+            # of which could be the port picked for Prometheus before it binds it.
+            wait_for("Prometheus to scrape the daemon",
+                     lambda: values('up{job="tcpstatesd"}') == {None: 1.0}, timeout=60)
+            before = values(refused)
+
+            def window_filled_with_traffic():
+                """Every sample of the refused-connect counters in the rate window was taken
+                after the traffic began, and there are at least 7 of them per family (a loaded
+                box may skip a scrape or two; rate() needs two)."""
+                oldest = values(f"min_over_time({refused}[{RATE_WINDOW}])")
+                count = values(f"count_over_time({refused}[{RATE_WINDOW}])")
+                return all(oldest.get(f, -1) > before.get(f, -1) and count.get(f, 0) >= 7
+                           for f in ("ipv4", "ipv6"))
+
+            started = time.monotonic()
+            with Traffic() as traffic:
+                wait_for(f"a {RATE_WINDOW} rate window filled with traffic",
+                         window_filled_with_traffic, timeout=60)
+                results = []
+                deadline = time.monotonic() + 30
+                for where, raw, label in queries:
+                    expression = substitute(raw, target)
+                    while True:
+                        answer = api(url, "/api/v1/query", {"query": expression})
+                        if answer.get("status") != "success":
+                            fail(f"{where}: {expression!r} does not run: {answer.get('error')}")
+                        series = answer["data"]["result"]
+                        if series or time.monotonic() > deadline:
+                            break
+                        time.sleep(0.5)  # a recorded series may need one more evaluation
+                    if label and series and not all(label in s["metric"] for s in series):
+                        fail(f"{where}: label {label!r} missing in {series}")
+                    numbers = sum(1 for s in series if s["value"][1] not in ("NaN", "+Inf", "-Inf"))
+                    results.append((where, expression, len(series), numbers))
+            if traffic.error:
+                fail(f"traffic generator: {traffic.error}")
+
+            width = max(len(e) for _, e, _, _ in results)
+            print(f"{'expression':<{width}}  series  with a number")
+            for where, expression, count, numbers in results:
+                print(f"{expression:<{width}}  {count:6}  {numbers:6}")
+            # Under this traffic every panel must draw something: a query whose series are all
+            # NaN (a quantile or ratio of nothing) would be an empty panel too.
+            empty = [f"{where}: {expression}" for where, expression, _, numbers in results
+                     if numbers == 0]
+            if empty:
+                fail("expressions returning no data:\n  " + "\n  ".join(empty))
+
+            groups = api(url, "/api/v1/rules")["data"]["groups"]
+            rules = [r for g in groups for r in g["rules"]]
+            broken = [f"{r['name']}: {r.get('lastError')}" for r in rules if r["health"] != "ok"]
+            if not rules or broken:
+                fail(f"rules not evaluating cleanly ({len(rules)} loaded): {broken}")
+            print(f"{len(results)} expressions, all returning data; {len(rules)} rules healthy; "
+                  f"{traffic.rounds} traffic rounds, {traffic.refused} refused connects; "
+                  f"{time.monotonic() - started:.0f} s of traffic")
+        finally:
+            if prometheus:
+                prometheus.stop()
+        daemon.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
