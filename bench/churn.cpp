@@ -47,6 +47,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/fd.hpp"
+#include "loopback_address.hpp"
+
 namespace {
 
 constexpr int kTransitionsPerConnection = 10;
@@ -139,59 +142,13 @@ Options parse_options(int argc, char** argv) {
     return o;
 }
 
-// One owned file descriptor.
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(Fd&& other) noexcept : fd_(other.release()) {}
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) reset(other.release());
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() { reset(); }
-    int get() const { return fd_; }
-    int release() { return std::exchange(fd_, -1); }
-    void reset(int fd = -1) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = fd;
-    }
-
-private:
-    int fd_ = -1;
-};
-
-// A loopback socket address of the chosen family.
-struct Address {
-    sockaddr_storage storage{};
-    socklen_t length = 0;
-
-    static Address loopback(int family, uint16_t port) {
-        Address a;
-        if (family == AF_INET) {
-            auto* in = reinterpret_cast<sockaddr_in*>(&a.storage);
-            in->sin_family = AF_INET;
-            in->sin_port = htons(port);
-            in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-            a.length = sizeof *in;
-        } else {
-            auto* in6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
-            in6->sin6_family = AF_INET6;
-            in6->sin6_port = htons(port);
-            in6->sin6_addr = in6addr_loopback;
-            a.length = sizeof *in6;
-        }
-        return a;
-    }
-    const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
-};
+using tcpstatesd::Fd;
+using Address = tcpstatesd::test::LoopbackAddress;
 
 Fd listen_on_any_port(int family, uint16_t& port) {
     Fd fd(socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (fd.get() < 0) die_errno("socket");
-    Address a = Address::loopback(family, 0);
+    Address a(family, 0);
     if (bind(fd.get(), a.get(), a.length) != 0) die_errno("bind to a loopback port");
     if (listen(fd.get(), SOMAXCONN) != 0) die_errno("listen");
     if (getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a.storage), &a.length) != 0)
@@ -399,7 +356,7 @@ int main(int argc, char** argv) {
     std::vector<Address> targets;
     for (unsigned i = 0; i < o.ports; ++i) {
         listeners[i % o.server_threads].push_back(listen_on_any_port(o.family, ports[i]));
-        targets.push_back(Address::loopback(o.family, ports[i]));
+        targets.emplace_back(o.family, ports[i]);
     }
 
     std::vector<std::unique_ptr<Server>> servers;

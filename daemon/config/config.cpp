@@ -18,6 +18,7 @@
 #include "config/port_list.hpp"
 #include "config/yaml_document.hpp"
 #include "config/yaml_reader.hpp"
+#include "http/http_server.hpp"
 #include "tcpstates.h"
 
 namespace tcpstatesd {
@@ -122,7 +123,9 @@ Keys web_keys(const Reader& r, WebConfig& web) {
              web.telemetry_path = f.node.Scalar();
          }},
         {"max_threads",
-         [&](const Field& f) { web.max_threads = static_cast<unsigned>(r.whole(f, 1, 64)); }},
+         [&](const Field& f) {
+             web.max_threads = static_cast<unsigned>(r.whole(f, 1, kHttpConnectionLimit));
+         }},
     };
 }
 

@@ -27,10 +27,8 @@ namespace tcpstatesd {
 
 namespace {
 
-// Bounds per listen address. Connections are spread over the max_threads threads, each
-// taking at most its share of kConnectionLimit; one client address may hold at most
-// kPerAddressLimit of them, so a single host cannot lock Prometheus out.
-constexpr unsigned kConnectionLimit = 64;
+// One client address may hold at most this many of the kHttpConnectionLimit connections, so
+// a single host cannot lock Prometheus out.
 constexpr unsigned kPerAddressLimit = 16;
 // A connection with no traffic for this long is closed (idle keep-alive or stalled client).
 constexpr unsigned kConnectionTimeoutSeconds = 10;
@@ -75,8 +73,8 @@ HttpServer::HttpServer(const HttpServerOptions& options,
     if (options.listen_addresses.empty()) {
         throw HttpError("no listen address given");
     }
-    if (options.max_threads == 0 || options.max_threads > kConnectionLimit) {
-        throw HttpError("max_threads must be 1.." + std::to_string(kConnectionLimit));
+    if (options.max_threads == 0 || options.max_threads > kHttpConnectionLimit) {
+        throw HttpError("max_threads must be 1.." + std::to_string(kHttpConnectionLimit));
     }
 
     if (options.security.tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
@@ -153,7 +151,7 @@ MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security,
         {MHD_OPTION_EXTERNAL_LOGGER, reinterpret_cast<intptr_t>(log_callback), this},
         {MHD_OPTION_LISTEN_SOCKET, listen_fd, nullptr},
         {MHD_OPTION_THREAD_POOL_SIZE, max_threads_, nullptr},
-        {MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit, nullptr},
+        {MHD_OPTION_CONNECTION_LIMIT, kHttpConnectionLimit, nullptr},
         {MHD_OPTION_PER_IP_CONNECTION_LIMIT, kPerAddressLimit, nullptr},
         {MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds, nullptr},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, nullptr},

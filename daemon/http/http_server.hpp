@@ -33,14 +33,18 @@ class Registry;
 
 namespace tcpstatesd {
 
+// Connections per listen address. Connections are spread over the threads, each taking at
+// most its share: so at most this many threads (web.max_threads).
+inline constexpr unsigned kHttpConnectionLimit = 64;
+
 // What to serve. It has no defaults of its own: daemon/runtime/daemon.cpp fills it from the
 // configuration's WebConfig (which has them and has validated every value); tests set each
 // field.
 struct HttpServerOptions {
     std::vector<ListenAddress> listen_addresses;
     std::string telemetry_path;
-    // Threads per listen address, 1..64. Each thread serves many connections with non-blocking
-    // I/O, so slow or idle clients do not occupy a thread.
+    // Threads per listen address, 1..kHttpConnectionLimit. Each thread serves many connections with
+    // non-blocking I/O, so slow or idle clients do not occupy a thread.
     unsigned max_threads = 0;
     // TLS and basic authentication; WebSecurity{} is plain HTTP open to everyone.
     WebSecurity security;

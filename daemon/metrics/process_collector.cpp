@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/read_file.hpp"
+#include "metrics/metric_family.hpp"
 
 namespace tcpstatesd {
 
@@ -58,13 +59,7 @@ std::vector<std::string_view> split_spaces(std::string_view text) {
 
 void add(std::vector<prometheus::MetricFamily>& out, const char* name, const char* help,
          prometheus::MetricType type, double value) {
-    prometheus::MetricFamily family{name, help, type, {prometheus::ClientMetric{}}};
-    if (type == prometheus::MetricType::Counter) {
-        family.metric.front().counter.value = value;
-    } else {
-        family.metric.front().gauge.value = value;
-    }
-    out.push_back(std::move(family));
+    out.push_back(single_sample(name, help, type, value));
 }
 
 // The fields of /proc/<pid>/stat we use, numbered as in proc(5).
@@ -91,34 +86,34 @@ std::optional<ProcStat> parse_proc_stat(const std::string& text) {
     return ProcStat{*utime, *stime, *threads, *start, *vsize, *rss};
 }
 
-std::optional<double> boot_time(const std::string& proc) {
-    const auto text = read_proc_file(proc + "/stat");
+// The rest of the first line of the file at `path` that starts with `prefix`.
+std::optional<std::string> line_after(const std::string& path, std::string_view prefix) {
+    const auto text = read_proc_file(path);
     if (!text) {
         return std::nullopt;
     }
     std::istringstream lines(*text);
     for (std::string line; std::getline(lines, line);) {
-        if (line.rfind("btime ", 0) == 0) {
-            return to_number(line.substr(6));
+        if (line.starts_with(prefix)) {
+            return line.substr(prefix.size());
         }
     }
     return std::nullopt;
 }
 
+std::optional<double> boot_time(const std::string& proc) {
+    const auto rest = line_after(proc + "/stat", "btime ");
+    return rest ? to_number(*rest) : std::nullopt;
+}
+
 std::optional<double> max_open_files(const std::string& proc) {
-    const auto text = read_proc_file(proc + "/self/limits");
-    if (!text) {
+    const auto rest = line_after(proc + "/self/limits", "Max open files");
+    if (!rest) {
         return std::nullopt;
     }
-    std::istringstream lines(*text);
-    for (std::string line; std::getline(lines, line);) {
-        if (line.rfind("Max open files", 0) == 0) {
-            const auto fields = split_spaces(std::string_view(line).substr(14));
-            // Soft limit first; "unlimited" has no number and yields no metric.
-            return fields.empty() ? std::nullopt : to_number(fields.front());
-        }
-    }
-    return std::nullopt;
+    // Soft limit first; "unlimited" has no number and yields no metric.
+    const auto fields = split_spaces(*rest);
+    return fields.empty() ? std::nullopt : to_number(fields.front());
 }
 
 std::optional<double> open_files(const std::string& proc) {

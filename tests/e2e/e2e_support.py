@@ -5,6 +5,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +25,21 @@ def require_root():
         fail("needs root to load the BPF program")
     print("WARNING: skipped: needs root to load the BPF program")
     return False
+
+
+def test_arguments(usage, count):
+    """The script's `count` arguments (else `usage` and exit 1), once root is known: outside
+    CI a non-root run is skipped (exit 0), in CI it fails."""
+    if len(sys.argv) != count + 1:
+        fail(usage)
+    if not require_root():
+        sys.exit(0)
+    return sys.argv[1:]
+
+
+def scratch_dir(name):
+    """A new directory for one test's files, named after the test."""
+    return tempfile.mkdtemp(prefix=f"tcpstatesd-{name}-")
 
 
 def free_port():
@@ -265,9 +282,32 @@ def sample(values, name, **wanted):
     return total
 
 
+class Background:
+    """Runs `step()` every `interval` seconds on a thread of its own, within a with block."""
+
+    def __init__(self, step, interval):
+        self.step, self.interval = step, interval
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        while not self.stop_event.is_set():
+            self.step()
+            self.stop_event.wait(self.interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *error):
+        self.stop_event.set()
+        self.thread.join()
+
+
 class Prometheus:
     """A real Prometheus server on a free loopback port, configured with `config_yaml`,
-    keeping its configuration, data and log in `workdir`. stop() ends it."""
+    keeping its configuration, data and log in `workdir`. stop(), or the end of a with block,
+    ends it."""
 
     def __init__(self, workdir, config_yaml):
         port = free_port()
@@ -286,6 +326,12 @@ class Prometheus:
     def check_running(self):
         if self.process.poll() is not None:
             fail("Prometheus exited: " + open(self.log_path).read()[-2000:])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        self.stop()
 
     def stop(self):
         self.process.terminate()

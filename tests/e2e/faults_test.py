@@ -15,11 +15,9 @@ Usage: faults_test.py TCPSTATESD_BINARY
 import os
 import re
 import shlex
-import sys
-import tempfile
 
 from e2e_support import (Daemon, connections, fail, failed_start, free_port, loaded_program_ids,
-                         require_root, sample, wait_for)
+                         sample, scratch_dir, test_arguments, wait_for)
 
 
 def transitions(values):
@@ -73,12 +71,8 @@ def in_private_mounts(script):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail(__doc__)
-    if not require_root():
-        return
-    binary = sys.argv[1]
-    workdir = tempfile.mkdtemp(prefix="tcpstatesd-faults-")
+    [binary] = test_arguments(__doc__, 1)
+    workdir = scratch_dir("faults")
     sigkill_part(binary, workdir)
 
     code, lines = failed_start(binary, "", workdir, in_private_mounts(

@@ -16,12 +16,10 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 
-from e2e_support import (Daemon, connections, fail, free_port, require_root, sample, wait_for,
-                         write_config)
+from e2e_support import (Daemon, connections, fail, free_port, sample, scratch_dir, test_arguments,
+                         wait_for, write_config)
 
 HOSTILE = ",\n"
 EXIT_LIMIT = 5.0  # seconds; the bug ate all memory before dying
@@ -113,12 +111,8 @@ def on_sighup(binary, workdir):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail(__doc__)
-    if not require_root():
-        return
-    binary = sys.argv[1]
-    workdir = tempfile.mkdtemp(prefix="tcpstatesd-hostile-yaml-")
+    [binary] = test_arguments(__doc__, 1)
+    workdir = scratch_dir("hostile-yaml")
     at_start(binary, workdir)
     on_sighup(binary, workdir)
     print("PASS")

@@ -17,13 +17,10 @@ Bounded: every loop has a fixed count, everything stays on loopback.
 """
 import os
 import socket
-import sys
-import tempfile
-import threading
 import time
 import urllib.request
 
-from e2e_support import Daemon, fail, require_root
+from e2e_support import Background, Daemon, fail, scratch_dir, test_arguments
 
 PROBE_LIMIT = 2.0
 LOCKOUT_LIMIT = 15.0  # the server's 10 s idle timeout plus a margin
@@ -31,16 +28,16 @@ RSS_BOUND_KIB = 16 * 1024
 ATTACKER = "127.0.0.2"
 
 
-class Prober:
-    """Scrapes /metrics every 0.2 s from 127.0.0.1 in a thread; records the slowest and failures."""
+class Prober(Background):
+    """Scrapes /metrics every 0.2 s from 127.0.0.1 (in a thread, within a with block); records
+    the slowest and failures."""
 
     def __init__(self, port):
+        super().__init__(self.probe, 0.2)
         self.url = f"http://127.0.0.1:{port}/metrics"
         self.slowest = 0.0
         self.count = 0
         self.errors = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run)
 
     def probe(self):
         started = time.monotonic()
@@ -57,18 +54,6 @@ class Prober:
         if elapsed > PROBE_LIMIT:
             self.errors.append(f"a scrape took {elapsed:.2f} s")
 
-    def run(self):
-        while not self.stop.is_set():
-            self.probe()
-            self.stop.wait(0.2)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 def attacker_socket(port, timeout=5):
@@ -122,11 +107,8 @@ MALFORMED = [
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail(__doc__)
-    if not require_root():
-        return
-    with Daemon(sys.argv[1], "", tempfile.mkdtemp(prefix="tcpstatesd-abuse-")) as daemon:
+    [binary] = test_arguments(__doc__, 1)
+    with Daemon(binary, "", scratch_dir("abuse")) as daemon:
         port = daemon.port
         prober = Prober(port)
         for _ in range(10):

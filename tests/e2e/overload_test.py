@@ -20,12 +20,10 @@ closes first), and the listener CLOSE->LISTEN and LISTEN->CLOSE (2).
 """
 import resource
 import signal
-import sys
-import tempfile
 import time
 
-from e2e_support import (Connections, Daemon, connections, fail, free_port, http_status,
-                         require_root, sample, wait_for)
+from e2e_support import (Connections, Daemon, connections, fail, free_port, http_status, sample,
+                         scratch_dir, test_arguments, wait_for)
 
 HOLD = 2.0
 TABLE = 64
@@ -135,14 +133,11 @@ def ring_buffer_part(binary, workdir):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail(__doc__)
-    if not require_root():
-        return
+    [binary] = test_arguments(__doc__, 1)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
-    socket_table_part(sys.argv[1], tempfile.mkdtemp(prefix="tcpstatesd-overload-"))
-    ring_buffer_part(sys.argv[1], tempfile.mkdtemp(prefix="tcpstatesd-overload-"))
+    socket_table_part(binary, scratch_dir("overload"))
+    ring_buffer_part(binary, scratch_dir("overload"))
     print("PASS")
 
 

@@ -14,14 +14,12 @@ SIGTERM stops the daemon with exit 0 and leaves no BPF program of ours behind.
 import json
 import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import urllib.parse
 import urllib.request
 
-from e2e_support import (Connections, Daemon, Prometheus, connections, fail, require_root,
-                         wait_for)
+from e2e_support import (Connections, Daemon, Prometheus, connections, fail, scratch_dir,
+                         test_arguments, wait_for)
 
 CONNECTIONS = 60
 HELD_OPEN = 20
@@ -93,37 +91,31 @@ class ConcurrentScrapes:
 
 
 def main():
-    if len(sys.argv) != 3:
-        fail(__doc__)
-    daemon_binary, docs_path = sys.argv[1], sys.argv[2]
-    if not require_root():
-        return
+    daemon_binary, docs_path = test_arguments(__doc__, 2)
     for tool in ("prometheus", "promtool", "bpftool"):
         if not shutil.which(tool):
             fail(f"{tool} is not installed (.ci/install-deps installs it)")
 
-    workdir = tempfile.mkdtemp(prefix="tcpstatesd-e2e-")
+    workdir = scratch_dir("e2e")
     with Daemon(daemon_binary, "", workdir) as daemon:
         target = daemon.target
-        prometheus = None
-        try:
-            _, exposition = http_get(f"http://{target}/metrics")
-            check = subprocess.run(["promtool", "check", "metrics"], input=exposition,
-                                   capture_output=True, text=True)
-            if check.returncode != 0:
-                fail(f"promtool check metrics: {check.stdout}{check.stderr}")
+        _, exposition = http_get(f"http://{target}/metrics")
+        check = subprocess.run(["promtool", "check", "metrics"], input=exposition,
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            fail(f"promtool check metrics: {check.stdout}{check.stderr}")
 
-            documented = open(docs_path).read()
-            exported = {line.split()[2] for line in exposition.splitlines()
-                        if line.startswith("# TYPE ")}
-            missing = sorted(name for name in exported if f"`{name}`" not in documented)
-            if missing:
-                fail(f"exported but not documented in {docs_path}: {missing}")
+        documented = open(docs_path).read()
+        exported = {line.split()[2] for line in exposition.splitlines()
+                    if line.startswith("# TYPE ")}
+        missing = sorted(name for name in exported if f"`{name}`" not in documented)
+        if missing:
+            fail(f"exported but not documented in {docs_path}: {missing}")
 
-            prometheus = Prometheus(
-                workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                         "scrape_configs:\n  - job_name: tcpstatesd\n"
-                         f"    static_configs:\n      - targets: ['{target}']\n")
+        with Prometheus(
+            workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                     "scrape_configs:\n  - job_name: tcpstatesd\n"
+                     f"    static_configs:\n      - targets: ['{target}']\n") as prometheus:
             prometheus_url = prometheus.url
             wait_for("Prometheus to scrape the daemon",
                      lambda: query(prometheus_url, 'up{job="tcpstatesd"}') == 1, timeout=60)
@@ -168,9 +160,6 @@ def main():
                   f"{query(prometheus_url, connected) - base_connected:.0f}, histogram count by "
                   f"{query(prometheus_url, observed) - base_observed:.0f}; ipv6 ESTABLISHED gauge "
                   f"back at {base_established:.0f}")
-        finally:
-            if prometheus:
-                prometheus.stop()
         daemon.stop()
     shutil.rmtree(workdir, ignore_errors=True)
     print("PASS")

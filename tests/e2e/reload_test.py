@@ -14,12 +14,10 @@ Usage: reload_test.py TCPSTATESD_BINARY
 """
 import re
 import signal
-import sys
-import tempfile
 import time
 
-from e2e_support import (Daemon, connections, fail, free_port, program_ids_of, require_root,
-                         wait_for)
+from e2e_support import (Daemon, connections, fail, free_port, program_ids_of, scratch_dir,
+                         test_arguments, wait_for)
 
 
 def established(values):
@@ -28,13 +26,9 @@ def established(values):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail(__doc__)
-    if not require_root():
-        return
-    binary = sys.argv[1]
+    [binary] = test_arguments(__doc__, 1)
     a, b = free_port(), free_port()
-    workdir = tempfile.mkdtemp(prefix="tcpstatesd-reload-")
+    workdir = scratch_dir("reload")
 
     def reload_and_wait(expect_success):
         before = daemon.metrics()["tcpstatesd_config_last_reload_success_timestamp_seconds"]

@@ -22,12 +22,10 @@ import re
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import urllib.parse
 import json
 
-from e2e_support import Daemon, Prometheus, fail, require_root, wait_for
+from e2e_support import Daemon, Prometheus, fail, scratch_dir, test_arguments, wait_for
 
 USER = "prometheus"
 
@@ -153,15 +151,11 @@ def prometheus_scrapes(d, port, password):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail(__doc__)
-    if not require_root():
-        return
+    [binary] = test_arguments(__doc__, 1)
     for tool in ("openssl", "curl", "htpasswd", "prometheus"):
         if run("sh", "-c", f"command -v {tool}").returncode != 0:
             fail(f"{tool} is not installed (.ci/install-deps installs it)")
-    binary = sys.argv[1]
-    d = tempfile.mkdtemp(prefix="tcpstatesd-tls-")
+    d = scratch_dir("tls")
     make_pki(d)
     web = os.path.join(d, "web.yml")
 

@@ -1,5 +1,7 @@
 #include "loopback.hpp"
 
+#include "loopback_address.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -20,29 +22,7 @@ namespace {
     throw std::system_error(errno, std::generic_category(), what);
 }
 
-struct Address {
-    sockaddr_storage storage{};
-    socklen_t length = 0;
-    sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
-};
-
-Address loopback_sockaddr(int family, uint16_t port) {
-    Address a;
-    if (family == AF_INET) {
-        auto* in = reinterpret_cast<sockaddr_in*>(&a.storage);
-        in->sin_family = AF_INET;
-        in->sin_port = htons(port);
-        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.length = sizeof *in;
-    } else {
-        auto* in6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-        in6->sin6_addr = in6addr_loopback;
-        a.length = sizeof *in6;
-    }
-    return a;
-}
+using Address = tcpstatesd::test::LoopbackAddress;
 
 }  // namespace
 
@@ -104,7 +84,7 @@ Fd bind_loopback(int family) {
     for (unsigned attempt = 0; attempt < 1000; ++attempt) {
         const auto port = static_cast<uint16_t>(kLowest + (start + attempt) % span);
         Fd s = tcp_socket(family);
-        Address a = loopback_sockaddr(family, port);
+        Address a(family, port);
         if (bind(s.get(), a.get(), a.length) == 0) return s;
         if (errno != EADDRINUSE)
             fail(std::string("binding to ") + family_label(family) + " loopback port " +
@@ -126,7 +106,7 @@ Fd listen_on_loopback(int family) {
 }
 
 uint16_t local_port(const Fd& socket) {
-    Address a;
+    Address a(AF_INET, 0);
     a.length = sizeof a.storage;
     if (getsockname(socket.get(), a.get(), &a.length) != 0) fail("getsockname");
     return a.storage.ss_family == AF_INET
@@ -135,7 +115,7 @@ uint16_t local_port(const Fd& socket) {
 }
 
 int try_connect(const Fd& socket, int family, uint16_t port) {
-    Address a = loopback_sockaddr(family, port);
+    Address a(family, port);
     return connect(socket.get(), a.get(), a.length) == 0 ? 0 : errno;
 }
 

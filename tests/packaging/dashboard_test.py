@@ -19,14 +19,13 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from e2e_support import (Connections, Daemon, Prometheus, connections, fail,  # noqa: E402
+from e2e_support import (Background, Connections, Daemon, Prometheus, connections, fail,  # noqa: E402
                          refused_connect, require_root, wait_for)
 
 # Grafana's $__rate_interval is at least four scrape intervals; 10 s of 1 s scrapes keeps
@@ -112,7 +111,7 @@ def api(prometheus, path, params=None):
         raise  # 503 while Prometheus starts: an OSError, which wait_for retries
 
 
-class Traffic:
+class Traffic(Background):
     """Loopback traffic in a thread until stopped, for both families: successful
     connections closed by either side, refused connects, CLOSE_WAIT sockets closed after
     about a second, and HELD_CLOSE_WAIT sockets per family held until the end."""
@@ -120,8 +119,8 @@ class Traffic:
     MAX_ROUNDS = 3000  # bounded even if the test forgets to stop it
 
     def __init__(self):
-        self.stop, self.rounds, self.refused, self.error = threading.Event(), 0, 0, None
-        self.thread = threading.Thread(target=self.run)
+        super().__init__(None, None)  # run() is its own loop
+        self.rounds, self.refused, self.error = 0, 0, None
 
     def run(self):
         try:
@@ -134,7 +133,7 @@ class Traffic:
         for connection in held:
             connection.close_side("server")
         waiting = collections.deque()
-        while not self.stop.is_set() and self.rounds < self.MAX_ROUNDS:
+        while not self.stop_event.is_set() and self.rounds < self.MAX_ROUNDS:
             for family in ("ipv4", "ipv6"):
                 connections(1, family, first="client")
                 connections(1, family, first="server")
@@ -146,19 +145,11 @@ class Traffic:
             while waiting and time.monotonic() - waiting[0][0] > 1.0:
                 waiting.popleft()[1].close()
             self.rounds += 1
-            self.stop.wait(0.1)
+            self.stop_event.wait(0.1)
         for _, connection in waiting:
             connection.close()
         for connection in held:
             connection.close()
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 def main():
@@ -177,14 +168,12 @@ def main():
     workdir = tempfile.mkdtemp(prefix="tcpstatesd-dashboard-")
     with Daemon(daemon_binary, "", workdir) as daemon:
         target = daemon.target
-        prometheus = None
-        try:
-            prometheus = Prometheus(
-                workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                         "  evaluation_interval: 1s\n"
-                         f"rule_files: ['{os.path.abspath(rules_path)}']\n"
-                         "scrape_configs:\n  - job_name: tcpstatesd\n"
-                         f"    static_configs:\n      - targets: ['{target}']\n")
+        with Prometheus(
+            workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                     "  evaluation_interval: 1s\n"
+                     f"rule_files: ['{os.path.abspath(rules_path)}']\n"
+                     "scrape_configs:\n  - job_name: tcpstatesd\n"
+                     f"    static_configs:\n      - targets: ['{target}']\n") as prometheus:
             url = prometheus.url
 
             def values(expression):
@@ -252,9 +241,6 @@ def main():
             print(f"{len(results)} expressions, all returning data; {len(rules)} rules healthy; "
                   f"{traffic.rounds} traffic rounds, {traffic.refused} refused connects; "
                   f"{time.monotonic() - started:.0f} s of traffic")
-        finally:
-            if prometheus:
-                prometheus.stop()
         daemon.stop()
     shutil.rmtree(workdir, ignore_errors=True)
     print("PASS")

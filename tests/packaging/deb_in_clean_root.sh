@@ -23,13 +23,8 @@ if [[ $# -ne 2 ]]; then
     exit 2
 fi
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
-fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
-cannot_run() {
-    if [[ ${CI:-} == true ]]; then fail "cannot run under CI: $*"; fi
-    echo "WARNING: test not run: $*" >&2
-    exit 0
-}
+# shellcheck source-path=SCRIPTDIR source=../support/test_lib.sh
+source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
 
 [[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, mount, chroot)"
 for tool in dpkg-buildpackage dh lintian debootstrap unshare flock systemd-nspawn nsenter; do

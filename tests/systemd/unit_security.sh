@@ -9,12 +9,9 @@
 set -euo pipefail
 
 unit=${1:?usage: $0 UNIT BINARY OPERATIONS_MD} binary=$(realpath "${2:?}") docs=${3:?}
-fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
-if ! command -v systemd-analyze >/dev/null; then
-    [[ ${CI:-} == true ]] && fail "systemd-analyze is missing (package systemd)"
-    echo "WARNING: systemd-analyze is missing, unit not checked" >&2
-    exit 0
-fi
+# shellcheck source-path=SCRIPTDIR source=../support/test_lib.sh
+source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
+command -v systemd-analyze >/dev/null || cannot_run "systemd-analyze is missing (package systemd)"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -18,13 +18,8 @@ if [[ $# -ne 3 ]]; then
 fi
 binary=$(realpath "$1") unit=$(realpath "$2") config=$(realpath "$3")
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
-fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
-cannot_run() {
-    if [[ ${CI:-} == true ]]; then fail "cannot run under CI: $*"; fi
-    echo "WARNING: test not run: $*" >&2
-    exit 0
-}
+# shellcheck source-path=SCRIPTDIR source=../support/test_lib.sh
+source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
 
 [[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, systemd-nspawn, bpftool)"
 for tool in debootstrap systemd-nspawn nsenter bpftool curl flock; do
