@@ -13,7 +13,7 @@ namespace {
 constexpr const char* kUsage =
     "Usage: tcpstatesd [--config PATH] [FLAGS]    run the daemon\n"
     "       tcpstatesd --check-config [--config PATH] [FLAGS]\n"
-    "       tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json]\n"
+    "       tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json] [--btf.path FILE]\n"
     "       tcpstatesd --version | --help\n"
     "\n"
     "TCP state transitions from the kernel (eBPF, tracepoint sock:inet_sock_set_state)\n"
@@ -27,6 +27,8 @@ constexpr const char* kUsage =
     "  --log.level LEVEL           trace, debug, info, warn, error, critical or off\n"
     "  --web.config.file PATH      TLS and basic auth (Prometheus exporter-toolkit format);\n"
     "                              re-read on SIGHUP\n"
+    "  --btf.path FILE             kernel BTF from this file, for kernels without\n"
+    "                              /sys/kernel/btf/vmlinux (e.g. from BTFHub)\n"
     "\n"
     "`tcpstatesd trace --help` lists the trace options.\n";
 

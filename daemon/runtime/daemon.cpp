@@ -36,6 +36,7 @@ BpfOptions bpf_options(const Config& config) {
     options.event_details = false;  // the metrics need only the compact transitions
     options.ring_buffer_wakeup_bytes = config.events.ring_buffer_bytes / 8;
     options.filters = config.filters;
+    options.btf_path = config.events.btf_path;
     return options;
 }
 
