@@ -23,6 +23,8 @@ constexpr const char* kUsage =
     "                              built-in defaults when that file does not exist)\n"
     "  --check-config              validate the configuration and exit 0 (valid) or 1\n"
     "  --web.listen-address ADDR   listen here instead (repeatable; \":9977\", \"[::1]:9977\")\n"
+    "  --web.systemd-socket        serve on the sockets systemd passes (socket activation,\n"
+    "                              tcpstatesd.socket) instead of the listen addresses\n"
     "  --web.telemetry-path PATH   serve the metrics here instead of /metrics\n"
     "  --log.level LEVEL           trace, debug, info, warn, error, critical or off\n"
     "  --web.config.file PATH      TLS and basic auth (Prometheus exporter-toolkit format);\n"

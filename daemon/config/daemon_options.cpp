@@ -18,6 +18,7 @@ enum Option : int {
     kLogLevel,
     kWebConfigFile,
     kBtfPath,
+    kSystemdSocket,
 };
 
 const option kLongOptions[] = {
@@ -28,6 +29,7 @@ const option kLongOptions[] = {
     {"log.level", required_argument, nullptr, kLogLevel},
     {"web.config.file", required_argument, nullptr, kWebConfigFile},
     {"btf.path", required_argument, nullptr, kBtfPath},
+    {"web.systemd-socket", no_argument, nullptr, kSystemdSocket},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -63,6 +65,9 @@ DaemonOptions parse_daemon_options(int argc, char** argv) {
                 break;
             case kBtfPath:
                 options.btf_path = optarg;
+                break;
+            case kSystemdSocket:
+                options.systemd_socket = true;
                 break;
             case ':':
                 throw std::invalid_argument(std::string("option ") + argv[previous] +

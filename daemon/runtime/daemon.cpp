@@ -40,10 +40,15 @@ BpfOptions bpf_options(const Config& config) {
     return options;
 }
 
+// The sockets to serve on: those systemd passed (--web.systemd-socket), or web.listen_addresses.
+std::vector<Listener> listeners(const DaemonOptions& options, const Config& config) {
+    return options.systemd_socket ? systemd_listeners()
+                                  : listen_on_each(config.web.listen_addresses);
+}
+
 HttpServerOptions http_options(const Settings& settings) {
     HttpServerOptions options;
     options.security = settings.web;
-    options.listen_addresses = settings.config.web.listen_addresses;
     options.telemetry_path = settings.config.web.telemetry_path;
     options.max_threads = settings.config.web.max_threads;
     return options;
@@ -91,8 +96,8 @@ int run_daemon(const DaemonOptions& options) {
         reactor.every(StatusReport::kTickInterval, "reporting status", [&] { status.tick(); });
         std::atomic<bool> ready{false};
         HttpServer server(
-            http_options(settings), registry, [&] { return status.healthy(); },
-            [&] { return ready.load(); },
+            http_options(settings), listeners(options, settings.config), registry,
+            [&] { return status.healthy(); }, [&] { return ready.load(); },
             {std::make_shared<SocketTableCollector>(program),
              std::make_shared<EventLossCollector>(source), std::make_shared<ProcessCollector>()});
 

@@ -57,18 +57,20 @@ TEST_CASE("daemon options: none given") {
     CHECK_FALSE(o.telemetry_path);
     CHECK_FALSE(o.log_level);
     CHECK_FALSE(o.btf_path);
+    CHECK_FALSE(o.systemd_socket);
 }
 
 TEST_CASE("daemon options: every flag, both spellings of values") {
     const auto o = parse({"--config", "/a.yaml", "--check-config", "--web.listen-address=:1",
                           "--web.listen-address", "[::1]:2", "--web.telemetry-path", "/m",
-                          "--log.level=debug", "--btf.path", "/k.btf"});
+                          "--log.level=debug", "--btf.path", "/k.btf", "--web.systemd-socket"});
     CHECK(o.config_path == "/a.yaml");
     CHECK(o.check_config);
     CHECK(o.listen_addresses == std::vector<std::string>{":1", "[::1]:2"});
     CHECK(o.telemetry_path == "/m");
     CHECK(o.log_level == "debug");
     CHECK(o.btf_path == "/k.btf");
+    CHECK(o.systemd_socket);
     // The last --config wins; parsing twice in one process starts afresh.
     CHECK(parse({"--config=/a", "--config=/b"}).config_path == "/b");
 }
