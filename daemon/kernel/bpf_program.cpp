@@ -76,7 +76,8 @@ void check_btf(const std::string& custom_path) {
                            "kernel built with CONFIG_DEBUG_INFO_BTF=y");
         return;
     }
-    btf* parsed = btf__parse(custom_path.c_str(), nullptr);
+    const std::unique_ptr<btf, decltype(&btf__free)> parsed(
+        btf__parse(custom_path.c_str(), nullptr), btf__free);
     if (!parsed) {
         const int err = errno;
         const bool unreadable = err == ENOENT || err == EACCES || err == EISDIR;
@@ -87,7 +88,6 @@ void check_btf(const std::string& custom_path) {
                        "; give a raw BTF file for this kernel (as BTFHub provides) or an ELF "
                        "file with a .BTF section");
     }
-    btf__free(parsed);
 }
 
 // The entry point to load: by transport, and by whether the kernel's own BTF is used.

@@ -9,7 +9,8 @@ stands for the file BTFHub would provide.
 
 1. No flag: exit 1, one error line naming /sys/kernel/btf/vmlinux and --btf.path.
 2. --btf.path COPY: the daemon is ready, its program is the plain raw tracepoint, and it
-   counts loopback connections exactly; `tcpstatesd trace --btf.path COPY` prints them.
+   counts loopback connections exactly; `tcpstatesd trace --btf.path COPY --transport perfbuf`
+   prints them.
 3. events.btf_path (the flag's twin) naming a missing file, and a file that is not BTF:
    exit 1, one error line naming the file.
 """
@@ -51,7 +52,9 @@ def daemon_part(binary, workdir, btf):
 
 def trace_part(binary, btf):
     port = free_port()
-    command = in_private_mounts(HIDE_BTF) + [binary, "trace", "--btf.path", btf, "-L", str(port)]
+    # The perf buffer here, the ring buffer in the daemon: both raw_tp programs.
+    command = in_private_mounts(HIDE_BTF) + [binary, "trace", "--btf.path", btf, "--transport",
+                                             "perfbuf", "-L", str(port)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as trace:
         try:
@@ -65,7 +68,7 @@ def trace_part(binary, btf):
                 fail(f"unexpected first trace line: {line!r}")
         finally:
             trace.kill()
-    print(f"trace --btf.path: {line.strip()}")
+    print(f"trace --btf.path --transport perfbuf: {line.strip()}")
 
 
 def main():
