@@ -81,6 +81,7 @@ std::vector<Listener> systemd_listeners() {
             "process): start tcpstatesd through tcpstatesd.socket, or drop the flag to listen "
             "on web.listen_addresses");
     std::vector<Listener> listeners;
+    listeners.reserve(count);
     for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + count; ++fd) {
         Fd socket(fd);  // owned from here on, whatever happens to the others
         if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
@@ -127,6 +128,7 @@ Fd listen_on(const ListenAddress& address) {
 
 std::vector<Listener> listen_on_each(const std::vector<ListenAddress>& addresses) {
     std::vector<Listener> listeners;
+    listeners.reserve(addresses.size());
     for (const auto& address : addresses) listeners.push_back({listen_on(address), address.text});
     return listeners;
 }
