@@ -16,6 +16,7 @@
 #include "metrics/self_metrics.hpp"
 #include "metrics/socket_table_collector.hpp"
 #include "metrics/transition_metrics.hpp"
+#include "runtime/capabilities.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/reactor.hpp"
 #include "runtime/reload.hpp"
@@ -95,9 +96,14 @@ int run_daemon(const DaemonOptions& options) {
         StatusReport status(systemd, metrics, program, source);
         reactor.every(StatusReport::kTickInterval, "reporting status", [&] { status.tick(); });
         std::atomic<bool> ready{false};
+        // Every kernel object and socket exists now; the HTTP threads are yet to start and
+        // inherit the empty capability sets.
+        auto sockets = listeners(options, settings.config);
+        drop_capabilities();
+        spdlog::info("capabilities dropped (no_new_privs set)");
         HttpServer server(
-            http_options(settings), listeners(options, settings.config), registry,
-            [&] { return status.healthy(); }, [&] { return ready.load(); },
+            http_options(settings), std::move(sockets), registry, [&] { return status.healthy(); },
+            [&] { return ready.load(); },
             {std::make_shared<SocketTableCollector>(program),
              std::make_shared<EventLossCollector>(source), std::make_shared<ProcessCollector>()});
 
