@@ -103,13 +103,14 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 	struct tcpstates_socket *known;
 
 	__builtin_memset(t, 0, sizeof(*t)); /* no stack bytes leave uninitialized */
-	t->family = sk->__sk_common.skc_family;
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (filter_family && t->family != filter_family)
 		return -1;
-	/* Read with a probe: inet_sport lies past struct sock, outside what tp_btf lets the
-	 * program dereference directly. */
+	/* Every read of the socket is a probe read: the raw_tp programs get it as a plain
+	 * number, and inet_sport lies past struct sock, outside what tp_btf lets a program
+	 * dereference directly. */
 	t->lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
-	t->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	t->old_state = old_state;
 	t->new_state = new_state;
 
@@ -197,13 +198,11 @@ static __always_inline int is_tcp(const struct sock *sk)
 	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tcpstates_ringbuf, const struct sock *sk, int old_state, int new_state)
+static __always_inline int emit_ringbuf(const struct sock *sk, int old_state, int new_state)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct tcpstates_transition t;
 
-	(void)ctx; /* BPF_PROG's raw context: only the perf buffer helper needs it */
 	if (!is_tcp(sk) || track(sk, old_state, new_state, now, &t) != 0)
 		return 0;
 	if (event_details) {
@@ -228,8 +227,8 @@ int BPF_PROG(tcpstates_ringbuf, const struct sock *sk, int old_state, int new_st
 	return 0;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tcpstates_perfbuf, const struct sock *sk, int old_state, int new_state)
+static __always_inline int emit_perfbuf(void *ctx, const struct sock *sk, int old_state,
+					int new_state)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct tcpstates_transition t;
@@ -249,4 +248,36 @@ int BPF_PROG(tcpstates_perfbuf, const struct sock *sk, int old_state, int new_st
 	if (err && err != -28)
 		count(TCPSTATES_COUNTER_PERFBUF_ERROR);
 	return 0;
+}
+
+/*
+ * One program per transport and per attach type; user space loads one of the four. The
+ * BTF raw tracepoint is the default; the plain raw tracepoint is for kernels without BTF
+ * (events.btf_path): attaching it needs no kernel BTF, and its field reads are relocated
+ * against the BTF file given instead.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcpstates_ringbuf, const struct sock *sk, int old_state, int new_state)
+{
+	(void)ctx; /* BPF_PROG's raw context: only the perf buffer helper needs it */
+	return emit_ringbuf(sk, old_state, new_state);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcpstates_perfbuf, const struct sock *sk, int old_state, int new_state)
+{
+	return emit_perfbuf(ctx, sk, old_state, new_state);
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(tcpstates_ringbuf_raw, const struct sock *sk, int old_state, int new_state)
+{
+	(void)ctx;
+	return emit_ringbuf(sk, old_state, new_state);
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(tcpstates_perfbuf_raw, const struct sock *sk, int old_state, int new_state)
+{
+	return emit_perfbuf(ctx, sk, old_state, new_state);
 }

@@ -13,7 +13,7 @@ namespace {
 constexpr const char* kUsage =
     "Usage: tcpstatesd [--config PATH] [FLAGS]    run the daemon\n"
     "       tcpstatesd --check-config [--config PATH] [FLAGS]\n"
-    "       tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json]\n"
+    "       tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json] [--btf.path FILE]\n"
     "       tcpstatesd --version | --help\n"
     "\n"
     "TCP state transitions from the kernel (eBPF, tracepoint sock:inet_sock_set_state)\n"
@@ -23,10 +23,14 @@ constexpr const char* kUsage =
     "                              built-in defaults when that file does not exist)\n"
     "  --check-config              validate the configuration and exit 0 (valid) or 1\n"
     "  --web.listen-address ADDR   listen here instead (repeatable; \":9977\", \"[::1]:9977\")\n"
+    "  --web.systemd-socket        serve on the sockets systemd passes (socket activation,\n"
+    "                              tcpstatesd.socket) instead of the listen addresses\n"
     "  --web.telemetry-path PATH   serve the metrics here instead of /metrics\n"
     "  --log.level LEVEL           trace, debug, info, warn, error, critical or off\n"
     "  --web.config.file PATH      TLS and basic auth (Prometheus exporter-toolkit format);\n"
     "                              re-read on SIGHUP\n"
+    "  --btf.path FILE             kernel BTF from this file, for kernels without\n"
+    "                              /sys/kernel/btf/vmlinux (e.g. from BTFHub)\n"
     "\n"
     "`tcpstatesd trace --help` lists the trace options.\n";
 

@@ -149,6 +149,10 @@ Keys events_keys(const Reader& r, EventsConfig& events) {
          [&](const Field& f) {
              events.socket_table_size = static_cast<uint32_t>(r.whole(f, 1, 1u << 24));
          }},
+        {"btf_path",
+         [&](const Field& f) {
+             events.btf_path = r.scalar(f, "a BTF file path, or \"\" for the kernel's own");
+         }},
     };
 }
 
@@ -274,6 +278,7 @@ std::vector<std::string> keys_needing_restart(const Config& running, const Confi
           "events.perf_buffer_pages");
     check(running.events.socket_table_size != next.events.socket_table_size,
           "events.socket_table_size");
+    check(running.events.btf_path != next.events.btf_path, "events.btf_path");
     return keys;
 }
 

@@ -37,6 +37,7 @@ struct EventsConfig {
     uint32_t ring_buffer_bytes = kDefaultRingBufferBytes;
     uint32_t perf_buffer_pages = kDefaultPerfBufferPages;
     uint32_t socket_table_size = kDefaultSocketTableSize;
+    std::string btf_path;  // empty: the kernel's own (BpfOptions::btf_path)
 
     bool operator==(const EventsConfig&) const = default;
 };

@@ -17,6 +17,8 @@ enum Option : int {
     kTelemetryPath,
     kLogLevel,
     kWebConfigFile,
+    kBtfPath,
+    kSystemdSocket,
 };
 
 const option kLongOptions[] = {
@@ -26,6 +28,8 @@ const option kLongOptions[] = {
     {"web.telemetry-path", required_argument, nullptr, kTelemetryPath},
     {"log.level", required_argument, nullptr, kLogLevel},
     {"web.config.file", required_argument, nullptr, kWebConfigFile},
+    {"btf.path", required_argument, nullptr, kBtfPath},
+    {"web.systemd-socket", no_argument, nullptr, kSystemdSocket},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -58,6 +62,12 @@ DaemonOptions parse_daemon_options(int argc, char** argv) {
                 break;
             case kWebConfigFile:
                 options.web_config_path = optarg;
+                break;
+            case kBtfPath:
+                options.btf_path = optarg;
+                break;
+            case kSystemdSocket:
+                options.systemd_socket = true;
                 break;
             case ':':
                 throw std::invalid_argument(std::string("option ") + argv[previous] +
@@ -95,6 +105,11 @@ void apply_overrides(Config& config, const DaemonOptions& options) {
     }
     if (options.log_level)
         config.logging.level = checked("--log.level", parse_log_level, *options.log_level);
+    if (options.btf_path) {
+        if (options.btf_path->empty())
+            throw ConfigError("--btf.path: expected a BTF file path, got nothing");
+        config.events.btf_path = *options.btf_path;
+    }
 }
 
 WebSecurity load_web_security(const DaemonOptions& options) {

@@ -18,12 +18,14 @@ struct DaemonOptions {
     std::optional<std::string> telemetry_path;   // --web.telemetry-path
     std::optional<std::string> log_level;        // --log.level
     std::optional<std::string> web_config_path;  // --web.config.file (TLS, basic auth)
+    std::optional<std::string> btf_path;         // --btf.path
+    bool systemd_socket = false;                 // --web.systemd-socket (socket activation)
 };
 
 // Parses `tcpstatesd [--config PATH] [--check-config] [--web.listen-address ADDR]...
-// [--web.telemetry-path PATH] [--log.level LEVEL] [--web.config.file PATH]`. Throws
-// std::invalid_argument on an unknown option, a missing value or a stray argument. Values are
-// checked by apply_overrides.
+// [--web.telemetry-path PATH] [--log.level LEVEL] [--web.config.file PATH] [--btf.path FILE]
+// [--web.systemd-socket]`. Throws std::invalid_argument on an unknown option, a missing value or a
+// stray argument. Values are checked by apply_overrides.
 DaemonOptions parse_daemon_options(int argc, char** argv);
 
 // Flags win over the file: repeated --web.listen-address replace the whole list. Validates

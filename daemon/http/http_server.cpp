@@ -62,16 +62,22 @@ HttpServer::HttpServer(const HttpServerOptions& options,
                        std::shared_ptr<prometheus::Registry> registry,
                        std::function<bool()> healthy, std::function<bool()> ready,
                        std::vector<std::shared_ptr<const prometheus::Collectable>> collectables)
+    : HttpServer(options, listen_on_each(options.listen_addresses), std::move(registry),
+                 std::move(healthy), std::move(ready), std::move(collectables)) {}
+
+HttpServer::HttpServer(const HttpServerOptions& options, std::vector<Listener> listeners,
+                       std::shared_ptr<prometheus::Registry> registry,
+                       std::function<bool()> healthy, std::function<bool()> ready,
+                       std::vector<std::shared_ptr<const prometheus::Collectable>> collectables)
     : registry_(std::move(registry)),
       collectables_(std::move(collectables)),
       routes_{options.telemetry_path, [this](bool gzip) { return scrape(gzip); },
               std::move(healthy), std::move(ready)},
       security_(std::make_shared<const WebSecurity>(options.security)),
       daemons_security_(security_),
-      addresses_(options.listen_addresses),
       max_threads_(options.max_threads) {
-    if (options.listen_addresses.empty()) {
-        throw HttpError("no listen address given");
+    if (listeners.empty()) {
+        throw HttpError("no socket to listen on");
     }
     if (options.max_threads == 0 || options.max_threads > kHttpConnectionLimit) {
         throw HttpError("max_threads must be 1.." + std::to_string(kHttpConnectionLimit));
@@ -98,12 +104,13 @@ HttpServer::HttpServer(const HttpServerOptions& options,
     std::string addresses;
     {
         const AllSignalsBlocked blocked;
-        for (const auto& address : options.listen_addresses) {
-            Fd listener = listen_on(address);
-            const uint16_t port = local_port(listener);
-            daemons_.emplace_back(start_daemon(listener.release(), *security_, address));
+        for (auto& listener : listeners) {
+            const uint16_t port = local_port(listener.socket);
+            daemons_.emplace_back(
+                start_daemon(listener.socket.release(), *security_, listener.name));
             ports_.push_back(port);
-            addresses += (addresses.empty() ? "\"" : ", \"") + address.text + "\"";
+            addresses += (addresses.empty() ? "\"" : ", \"") + listener.name + "\"";
+            listener_names_.push_back(std::move(listener.name));
         }
     }
     spdlog::info("HTTP server listening on {} ({}, {}, telemetry path {})", addresses,
@@ -113,7 +120,7 @@ HttpServer::HttpServer(const HttpServerOptions& options,
 }
 
 MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security,
-                                     const ListenAddress& address) {
+                                     const std::string& name) {
     // Captureless lambdas: they convert to the C callbacks and, being defined in a member
     // function, may call the private members.
     MHD_LogCallback log_callback = [](void* self, const char* format, va_list arguments) {
@@ -182,7 +189,7 @@ MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security,
     starting_ = false;
     if (daemon == nullptr) {
         throw HttpError("cannot serve HTTP" + std::string(security.tls ? "S" : "") + " on \"" +
-                        address.text + "\": libmicrohttpd failed to start" +
+                        name + "\": libmicrohttpd failed to start" +
                         (startup_log_.empty() ? "" : ": " + startup_log_));
     }
     return daemon;
@@ -208,9 +215,9 @@ void HttpServer::set_security(const WebSecurity& security) {
                 MHD_get_daemon_info(daemons_[i].get(), MHD_DAEMON_INFO_LISTEN_FD);
             const int fd = info == nullptr ? -1 : fcntl(info->listen_fd, F_DUPFD_CLOEXEC, 0);
             if (fd < 0)
-                throw HttpError("cannot restart the HTTP server on \"" + addresses_[i].text +
+                throw HttpError("cannot restart the HTTP server on \"" + listener_names_[i] +
                                 "\": cannot duplicate its listening socket");
-            started.emplace_back(start_daemon(fd, *next, addresses_[i]));
+            started.emplace_back(start_daemon(fd, *next, listener_names_[i]));
         }
     }
     for (auto& old : daemons_) {

@@ -18,6 +18,7 @@
 #include "config/listen_address.hpp"
 #include "config/web_config.hpp"
 #include "http/http_error.hpp"
+#include "http/listening_socket.hpp"
 #include "http/routes.hpp"
 
 struct MHD_Daemon;
@@ -41,7 +42,7 @@ inline constexpr unsigned kHttpConnectionLimit = 64;
 // configuration's WebConfig (which has them and has validated every value); tests set each
 // field.
 struct HttpServerOptions {
-    std::vector<ListenAddress> listen_addresses;
+    std::vector<ListenAddress> listen_addresses;  // unless listening sockets are given
     std::string telemetry_path;
     // Threads per listen address, 1..kHttpConnectionLimit. Each thread serves many connections with
     // non-blocking I/O, so slow or idle clients do not occupy a thread.
@@ -62,13 +63,19 @@ public:
     HttpServer(const HttpServerOptions& options, std::shared_ptr<prometheus::Registry> registry,
                std::function<bool()> healthy, std::function<bool()> ready,
                std::vector<std::shared_ptr<const prometheus::Collectable>> collectables = {});
+    // The same on sockets already listening (socket activation; or bound before the daemon
+    // dropped its capabilities), instead of options.listen_addresses.
+    HttpServer(const HttpServerOptions& options, std::vector<Listener> listeners,
+               std::shared_ptr<prometheus::Registry> registry, std::function<bool()> healthy,
+               std::function<bool()> ready,
+               std::vector<std::shared_ptr<const prometheus::Collectable>> collectables = {});
     // Stops accepting, closes every connection (a response being computed is finished
     // first, not sent) and joins the threads.
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
 
-    // The ports actually bound, one per listen address, in order (resolves ":0" in tests).
+    // The ports actually bound, one per listening socket, in order (resolves ":0" in tests).
     std::vector<uint16_t> bound_ports() const;
 
     // Applies a new web config. Users and passwords take effect for the next request. When
@@ -84,8 +91,7 @@ private:
         void operator()(MHD_Daemon* daemon) const;
     };
     // Starts one MHD daemon on listen_fd (which it takes over); throws HttpError.
-    MHD_Daemon* start_daemon(int listen_fd, const WebSecurity& security,
-                             const ListenAddress& address);
+    MHD_Daemon* start_daemon(int listen_fd, const WebSecurity& security, const std::string& name);
     // The settings the next request is checked against.
     std::shared_ptr<const WebSecurity> current_security();
     Response scrape(bool gzip);
@@ -109,7 +115,7 @@ private:
     // PEM texts, which must outlive the daemons whatever users a reload swaps in.
     std::shared_ptr<const WebSecurity> daemons_security_;
 
-    std::vector<ListenAddress> addresses_;
+    std::vector<std::string> listener_names_;  // Listener::name, one per daemon
     unsigned max_threads_;
     std::vector<uint16_t> ports_;
     // Declared last so that it is destroyed first: the daemons' threads use the members above.

@@ -1,8 +1,11 @@
 #include "http/listening_socket.hpp"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <systemd/sd-daemon.h>
 
 #include <cerrno>
 #include <cstring>
@@ -49,7 +52,53 @@ ListenAddress every_ipv4_address(const ListenAddress& address) {
     return v4_only;
 }
 
+// "systemd socket 127.0.0.1:9977": what a passed socket is bound to, for messages.
+std::string systemd_socket_name(const Fd& socket) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    char host[INET6_ADDRSTRLEN] = "?";
+    getsockname(socket.get(), reinterpret_cast<sockaddr*>(&address), &length);
+    const bool v6 = address.ss_family == AF_INET6;
+    const void* ip =
+        v6 ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in6&>(address).sin6_addr)
+           : &reinterpret_cast<const sockaddr_in&>(address).sin_addr;
+    inet_ntop(address.ss_family, ip, host, sizeof host);
+    return std::string("systemd socket ") + (v6 ? "[" : "") + host + (v6 ? "]:" : ":") +
+           std::to_string(local_port(socket));
+}
+
 }  // namespace
+
+std::vector<Listener> systemd_listeners() {
+    // 1: unset LISTEN_FDS and LISTEN_PID, so that no child could take the sockets for its own.
+    const int count = sd_listen_fds(1);
+    if (count < 0)
+        throw HttpError(std::string("--web.systemd-socket: reading the sockets systemd passed: ") +
+                        std::strerror(-count));
+    if (count == 0)
+        throw HttpError(
+            "--web.systemd-socket: systemd passed no socket (LISTEN_FDS is not set for this "
+            "process): start tcpstatesd through tcpstatesd.socket, or drop the flag to listen "
+            "on web.listen_addresses");
+    std::vector<Listener> listeners;
+    listeners.reserve(count);
+    for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + count; ++fd) {
+        Fd socket(fd);  // owned from here on, whatever happens to the others
+        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+            throw HttpError("--web.systemd-socket: fd " + std::to_string(fd) +
+                            " from systemd is not a listening stream socket: give the socket "
+                            "unit ListenStream= lines only");
+        // MHD's threads share the socket: an accept() that loses the race must not block.
+        const int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
+            fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+            throw HttpError("--web.systemd-socket: making fd " + std::to_string(fd) +
+                            " non-blocking: " + std::strerror(errno));
+        std::string name = systemd_socket_name(socket);
+        listeners.push_back({std::move(socket), std::move(name)});
+    }
+    return listeners;
+}
 
 Fd listen_on(const ListenAddress& address) {
     ListenAddress endpoint = address;
@@ -75,6 +124,13 @@ Fd listen_on(const ListenAddress& address) {
         throw_socket_error(address, "bind", errno);
     if (listen(fd.get(), kListenBacklog) != 0) throw_socket_error(address, "listen", errno);
     return fd;
+}
+
+std::vector<Listener> listen_on_each(const std::vector<ListenAddress>& addresses) {
+    std::vector<Listener> listeners;
+    listeners.reserve(addresses.size());
+    for (const auto& address : addresses) listeners.push_back({listen_on(address), address.text});
+    return listeners;
 }
 
 uint16_t local_port(const Fd& socket) {

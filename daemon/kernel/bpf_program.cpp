@@ -1,6 +1,7 @@
 #include "kernel/bpf_program.hpp"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -63,6 +64,39 @@ std::string privilege_hint() {
     throw BpfError(message);
 }
 
+// The BTF that the program's field reads are relocated against must be there, or the load
+// fails with a bare ENOENT: checked first, for an error line that says what to do.
+void check_btf(const std::string& custom_path) {
+    if (custom_path.empty()) {
+        if (access(kBtfPath, R_OK) != 0)
+            throw BpfError(std::string("kernel BTF not readable at ") + kBtfPath + ": " +
+                           std::strerror(errno) +
+                           "; pass --btf.path (or events.btf_path) with a BTF file for this "
+                           "kernel (BTFHub provides them for distribution kernels), or use a "
+                           "kernel built with CONFIG_DEBUG_INFO_BTF=y");
+        return;
+    }
+    const std::unique_ptr<btf, decltype(&btf__free)> parsed(
+        btf__parse(custom_path.c_str(), nullptr), btf__free);
+    if (!parsed) {
+        const int err = errno;
+        const bool unreadable = err == ENOENT || err == EACCES || err == EISDIR;
+        char reason[128];  // libbpf's own codes (e.g. a bad format) are beyond strerror's
+        libbpf_strerror(err, reason, sizeof reason);
+        throw BpfError("BTF file " + custom_path + " (--btf.path / events.btf_path) " +
+                       (unreadable ? "not readable: " : "is not BTF: ") + reason +
+                       "; give a raw BTF file for this kernel (as BTFHub provides) or an ELF "
+                       "file with a .BTF section");
+    }
+}
+
+// The entry point to load: by transport, and by whether the kernel's own BTF is used.
+bpf_program* entry_program(tcpstates_bpf& skel, bool ring, bool custom_btf) {
+    if (custom_btf)
+        return ring ? skel.progs.tcpstates_ringbuf_raw : skel.progs.tcpstates_perfbuf_raw;
+    return ring ? skel.progs.tcpstates_ringbuf : skel.progs.tcpstates_perfbuf;
+}
+
 bool is_power_of_two(uint64_t v) {
     return v && !(v & (v - 1));
 }
@@ -76,11 +110,7 @@ bool kernel_has_ring_buffer() {
 BpfProgram::BpfProgram(const BpfOptions& options) {
     libbpf_set_print(route_libbpf_log);
 
-    if (access(kBtfPath, R_OK) != 0)
-        throw BpfError(std::string("kernel BTF not readable at ") + kBtfPath + ": " +
-                       std::strerror(errno) +
-                       " (tcpstatesd needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, "
-                       "as Debian and Ubuntu kernels are)");
+    check_btf(options.btf_path);
     if (options.socket_table_size == 0) throw BpfError("socket_table_size must be at least 1");
 
     transport_ = options.transport;
@@ -91,14 +121,19 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
             "transport ringbuf is not supported by this kernel (needs Linux >= 5.8): "
             "use transport auto or perfbuf");
 
-    skel_.reset(tcpstates_bpf__open());
+    LIBBPF_OPTS(bpf_object_open_opts, open_options);
+    if (!options.btf_path.empty()) open_options.btf_custom_path = options.btf_path.c_str();
+    skel_.reset(tcpstates_bpf__open_opts(&open_options));
     if (!skel_) fail("opening the embedded BPF object", errno);
 
     event_details_ = options.event_details;
     skel_->rodata->event_details = options.event_details ? 1 : 0;
     const bool ring = transport_ == Transport::RingBuffer;
-    bpf_program__set_autoload(skel_->progs.tcpstates_ringbuf, ring);
-    bpf_program__set_autoload(skel_->progs.tcpstates_perfbuf, !ring);
+    entry_ = entry_program(*skel_, ring, !options.btf_path.empty());
+    for (bpf_program* candidate :
+         {skel_->progs.tcpstates_ringbuf, skel_->progs.tcpstates_perfbuf,
+          skel_->progs.tcpstates_ringbuf_raw, skel_->progs.tcpstates_perfbuf_raw})
+        bpf_program__set_autoload(candidate, candidate == entry_);
     if (ring) {
         const long page = sysconf(_SC_PAGESIZE);
         if (!is_power_of_two(options.ring_buffer_bytes) || options.ring_buffer_bytes < page)
@@ -123,7 +158,8 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     socket_table_capacity_ = options.socket_table_size;
 
     if (int err = tcpstates_bpf__load(skel_.get()))
-        fail("loading the BPF program (tp_btf/inet_sock_set_state)", err);
+        fail(std::string("loading the BPF program (") + bpf_program__section_name(entry_) + ")",
+             err);
     apply_filters(options.filters);
     if (int err = tcpstates_bpf__attach(skel_.get()))
         fail("attaching to the tracepoint sock:inet_sock_set_state", err);
@@ -199,11 +235,9 @@ KernelCounters BpfProgram::read_counters() const {
 }
 
 uint64_t BpfProgram::recursion_misses() const {
-    const bpf_program* prog = transport_ == Transport::RingBuffer ? skel_->progs.tcpstates_ringbuf
-                                                                  : skel_->progs.tcpstates_perfbuf;
     bpf_prog_info info{};
     uint32_t size = sizeof info;
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &size) != 0) return 0;
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(entry_), &info, &size) != 0) return 0;
     return info.recursion_misses;
 }
 

@@ -15,6 +15,7 @@
 #include "tcpstates.h"
 
 struct tcpstates_bpf;
+struct bpf_program;
 
 namespace tcpstatesd {
 
@@ -44,6 +45,10 @@ struct BpfOptions {
     // (0). The reader must then also drain on a timer (EventSource::kDrainInterval).
     uint32_t ring_buffer_wakeup_bytes = 0;
     EventFilters filters;
+    // Empty: relocate against the kernel's own BTF and attach as a BTF raw tracepoint
+    // (tp_btf). Else a BTF file for a kernel without /sys/kernel/btf/vmlinux: the program
+    // attaches as a plain raw tracepoint, which needs no kernel BTF.
+    std::string btf_path;
 };
 
 // Totals of the kernel's per-CPU counters (enum tcpstates_counter), summed over CPUs.
@@ -97,6 +102,7 @@ private:
         void operator()(tcpstates_bpf* skeleton) const;
     };
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
+    bpf_program* entry_ = nullptr;  // the one program loaded and attached
     Transport transport_ = Transport::RingBuffer;
     uint32_t perf_buffer_pages_ = 0;
     bool event_details_ = true;

@@ -16,6 +16,7 @@
 #include "metrics/self_metrics.hpp"
 #include "metrics/socket_table_collector.hpp"
 #include "metrics/transition_metrics.hpp"
+#include "runtime/capabilities.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/reactor.hpp"
 #include "runtime/reload.hpp"
@@ -36,13 +37,19 @@ BpfOptions bpf_options(const Config& config) {
     options.event_details = false;  // the metrics need only the compact transitions
     options.ring_buffer_wakeup_bytes = config.events.ring_buffer_bytes / 8;
     options.filters = config.filters;
+    options.btf_path = config.events.btf_path;
     return options;
+}
+
+// The sockets to serve on: those systemd passed (--web.systemd-socket), or web.listen_addresses.
+std::vector<Listener> listeners(const DaemonOptions& options, const Config& config) {
+    return options.systemd_socket ? systemd_listeners()
+                                  : listen_on_each(config.web.listen_addresses);
 }
 
 HttpServerOptions http_options(const Settings& settings) {
     HttpServerOptions options;
     options.security = settings.web;
-    options.listen_addresses = settings.config.web.listen_addresses;
     options.telemetry_path = settings.config.web.telemetry_path;
     options.max_threads = settings.config.web.max_threads;
     return options;
@@ -89,8 +96,13 @@ int run_daemon(const DaemonOptions& options) {
         StatusReport status(systemd, metrics, program, source);
         reactor.every(StatusReport::kTickInterval, "reporting status", [&] { status.tick(); });
         std::atomic<bool> ready{false};
+        // Every kernel object and socket exists now; the HTTP threads are yet to start and
+        // inherit the empty capability sets.
+        auto sockets = listeners(options, settings.config);
+        drop_capabilities();
+        spdlog::info("capabilities dropped (no_new_privs set)");
         HttpServer server(
-            http_options(settings), registry, [&] { return status.healthy(); },
+            http_options(settings), std::move(sockets), registry, [&] { return status.healthy(); },
             [&] { return ready.load(); },
             {std::make_shared<SocketTableCollector>(program),
              std::make_shared<EventLossCollector>(source), std::make_shared<ProcessCollector>()});

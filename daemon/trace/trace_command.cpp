@@ -24,7 +24,7 @@ namespace {
 
 constexpr const char* kUsage =
     "Usage: tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json]\n"
-    "                        [--transport auto|ringbuf|perfbuf]\n"
+    "                        [--transport auto|ringbuf|perfbuf] [--btf.path FILE]\n"
     "Print one line per TCP state transition until interrupted (columns as libbpf-tools\n"
     "tcpstates; MS is the time spent in OLDSTATE, '-' when the socket was not seen entering it).\n"
     "\n"
@@ -37,6 +37,8 @@ constexpr const char* kUsage =
     "      --json             one JSON object per line\n"
     "      --transport T      kernel-to-user transport (default auto: ring buffer if the\n"
     "                         kernel has it, else perf buffer)\n"
+    "      --btf.path FILE    kernel BTF from this file, for kernels without\n"
+    "                         /sys/kernel/btf/vmlinux (e.g. from BTFHub)\n"
     "  -h, --help             this help\n";
 
 int64_t realtime_minus_monotonic_ns() {
@@ -93,7 +95,7 @@ private:
 }  // namespace
 
 int run_trace_command(int argc, char** argv) {
-    enum { kJson = 1000, kTransport };
+    enum { kJson = 1000, kTransport, kBtfPath };
     static const option kOptions[] = {
         {"ipv4", no_argument, nullptr, '4'},
         {"ipv6", no_argument, nullptr, '6'},
@@ -103,6 +105,7 @@ int run_trace_command(int argc, char** argv) {
         {"wide", no_argument, nullptr, 'w'},
         {"json", no_argument, nullptr, kJson},
         {"transport", required_argument, nullptr, kTransport},
+        {"btf.path", required_argument, nullptr, kBtfPath},
         {"help", no_argument, nullptr, 'h'},
         {nullptr, 0, nullptr, 0},
     };
@@ -135,6 +138,10 @@ int run_trace_command(int argc, char** argv) {
                     break;
                 case kTransport:
                     bpf.transport = transport_option(optarg);
+                    break;
+                case kBtfPath:
+                    if (!*optarg) throw std::invalid_argument("--btf.path needs a file path");
+                    bpf.btf_path = optarg;
                     break;
                 case 'h':
                     std::fputs(kUsage, stdout);

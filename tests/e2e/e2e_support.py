@@ -113,19 +113,19 @@ def write_config(path, target, body):
 
 class Daemon:
     """The daemon started on a config body (YAML, web section added) in a scratch dir, with
-    extra command-line `args`. It is up once `ready(daemon)` is true (default: /-/ready
-    answers 200 over plain HTTP) and must then hold BPF programs. On failure the caller
-    prints `log()` (a with block does it, and kills the daemon); `stop()` checks a clean
-    SIGTERM exit."""
+    extra command-line `args`, under a `wrapper` command that execs it (as failed_start). It
+    is up once `ready(daemon)` is true (default: /-/ready answers 200 over plain HTTP) and
+    must then hold BPF programs. On failure the caller prints `log()` (a with block does it,
+    and kills the daemon); `stop()` checks a clean SIGTERM exit."""
 
-    def __init__(self, binary, body, workdir, args=(), ready=None):
+    def __init__(self, binary, body, workdir, args=(), ready=None, wrapper=()):
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.config = os.path.join(workdir, "tcpstatesd.yaml")
         self.log_path = os.path.join(workdir, "daemon.log")
         self.write_config(body)
         with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen([binary, "--config", self.config, *args],
+            self.process = subprocess.Popen([*wrapper, binary, "--config", self.config, *args],
                                             stdout=log, stderr=subprocess.STDOUT)
         ready = ready or (lambda daemon: http_status(daemon.target, "/-/ready") == 200)
         wait_for("the daemon to be ready",

@@ -6,8 +6,9 @@
 # files are in place, the conffile is registered and kept across a reinstall, the unit is
 # enabled, the man page is found. Then it boots that root with systemd-nspawn and checks,
 # under a real systemd, that the enabled unit started at boot, that installing the package
-# again (what an upgrade does) restarts it, that it reloads, that removing the package stops
-# it, and that a purge leaves nothing.
+# again (what an upgrade does) restarts it, that it reloads, that tcpstatesd.socket (installed
+# disabled) starts the service on the first scrape, that removing the package stops it, and
+# that a purge leaves nothing.
 #
 # Usage: deb_in_clean_root.sh SOURCE_DIR WORK_DIR        (as root)
 #
@@ -121,6 +122,7 @@ check_same() {  # FILE_IN_TREE PATH_IN_ROOT MODE
 # 0644: the unit's DynamicUser= must be able to read it.
 check_same "$source_dir/config/tcpstatesd.yaml" /etc/tcpstatesd/tcpstatesd.yaml 644
 check_same "$source_dir/systemd/tcpstatesd.service" /lib/systemd/system/tcpstatesd.service 644
+check_same "$source_dir/systemd/tcpstatesd.socket" /lib/systemd/system/tcpstatesd.socket 644
 shared=0
 for file in "$source_dir"/packaging/grafana/*.json "$source_dir"/packaging/prometheus/*.yml; do
     [[ -f $file ]] || continue
@@ -141,6 +143,9 @@ log "conffile registered:$conffiles"
 [[ -L $root/etc/systemd/system/multi-user.target.wants/tcpstatesd.service ]] ||
     fail "the unit is not enabled (no multi-user.target.wants link)"
 log "unit enabled: $(readlink "$root/etc/systemd/system/multi-user.target.wants/tcpstatesd.service")"
+[[ ! -e $root/etc/systemd/system/sockets.target.wants/tcpstatesd.socket ]] ||
+    fail "tcpstatesd.socket is enabled; the package must install it disabled"
+log "tcpstatesd.socket installed, not enabled"
 
 page=$(in_root man -w tcpstatesd) || fail "man -w tcpstatesd finds no page"
 [[ $page == /usr/share/man/man8/tcpstatesd.8.gz ]] || fail "man -w tcpstatesd: $page"
@@ -184,6 +189,27 @@ pid=$(prop MainPID)
 timeout 60 nsenter -t "$container_leader" -a systemctl reload tcpstatesd.service || fail "systemctl reload failed"
 [[ $(prop ActiveState) == active && $(prop MainPID) == "$pid" ]] || fail "not active with pid $pid after reload"
 log "systemctl reload: still active, same pid (ExecReload's /bin/kill from procps)"
+
+# Socket activation as docs/operations.md describes it: the service takes the socket
+# (--web.systemd-socket), systemd listens; the first scrape starts the service.
+in_container systemctl stop tcpstatesd.service
+mkdir -p "$root/etc/systemd/system/tcpstatesd.service.d"
+printf '[Service]\nExecStart=\nExecStart=/usr/sbin/tcpstatesd --config /etc/tcpstatesd/tcpstatesd.yaml --web.systemd-socket\n' \
+    >"$root/etc/systemd/system/tcpstatesd.service.d/socket.conf"
+in_container systemctl daemon-reload
+in_container systemctl start tcpstatesd.socket || fail "systemctl start tcpstatesd.socket failed"
+[[ $(prop ActiveState) == inactive ]] || fail "the service is $(prop ActiveState) before any connection"
+# The host's curl in the container's network namespace (the root has no curl).
+metrics=$(timeout 60 nsenter -t "$container_leader" -n curl -sS --max-time 30 http://127.0.0.1:9977/metrics) ||
+    fail "no answer on the socket's port 9977: $(in_container journalctl -u tcpstatesd.service -o cat --no-pager | tail -n 8)"
+grep -q '^tcpstatesd_build_info{' <<<"$metrics" || fail "the scrape through the socket has no tcpstatesd_build_info"
+[[ $(prop ActiveState) == active ]] || fail "after the scrape the service is $(prop ActiveState)"
+in_container journalctl -u tcpstatesd.service -o cat --no-pager | grep -q 'listening on "systemd socket' ||
+    fail "the service does not serve on the systemd socket"
+log "tcpstatesd.socket: the first scrape started the service ($(wc -l <<<"$metrics") lines of metrics)"
+in_container systemctl stop tcpstatesd.socket tcpstatesd.service
+rm -r "$root/etc/systemd/system/tcpstatesd.service.d"
+in_container systemctl daemon-reload
 
 # --- Remove and purge -----------------------------------------------------------------------
 

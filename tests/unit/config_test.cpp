@@ -60,6 +60,7 @@ TEST_CASE("config: built-in defaults") {
     CHECK(c.events.ring_buffer_bytes == 4194304);
     CHECK(c.events.perf_buffer_pages == 64);
     CHECK(c.events.socket_table_size == 65536);
+    CHECK(c.events.btf_path.empty());
     CHECK(c.filters == EventFilters{});
     CHECK(c.logging.level == spdlog::level::info);
     CHECK(c.logging.format == LogFormat::Text);
@@ -106,6 +107,7 @@ events:
   ring_buffer_bytes: 1073741824
   perf_buffer_pages: 4096
   socket_table_size: 16777216
+  btf_path: /var/lib/btf/5.4.0-42-generic.btf
 filters:
   families: [ipv6]
   local_ports: [443, "8000-8002", 80, 22-23]
@@ -127,6 +129,7 @@ logging:
     CHECK(c.events.ring_buffer_bytes == 1u << 30);
     CHECK(c.events.perf_buffer_pages == 4096);
     CHECK(c.events.socket_table_size == 1u << 24);
+    CHECK(c.events.btf_path == "/var/lib/btf/5.4.0-42-generic.btf");
     CHECK(c.filters.family == AF_INET6);
     CHECK(c.filters.local_ports == std::vector<uint16_t>{22, 23, 80, 443, 8000, 8001, 8002});
     CHECK(c.filters.remote_ports == std::vector<uint16_t>{5432});
@@ -172,10 +175,10 @@ TEST_CASE("config: the repository's config/tcpstatesd.yaml is exactly the built-
     // every key, since it is the documented default.
     std::ifstream in(path);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    for (const char* key :
-         {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
-          "ring_buffer_bytes:", "perf_buffer_pages:", "socket_table_size:", "families:",
-          "local_ports:", "remote_ports:", "duration_buckets_seconds:", "level:", "format:"})
+    for (const char* key : {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
+                            "ring_buffer_bytes:", "perf_buffer_pages:", "socket_table_size:",
+                            "btf_path:", "families:", "local_ports:", "remote_ports:",
+                            "duration_buckets_seconds:", "level:", "format:"})
         CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
 }
 
@@ -522,10 +525,12 @@ TEST_CASE("config: keys needing a restart") {
     next.events.ring_buffer_bytes = 4096;
     next.events.perf_buffer_pages = 1;
     next.events.socket_table_size = 1;
+    next.events.btf_path = "/x.btf";
     CHECK(keys_needing_restart(running, next) ==
           std::vector<std::string>{"web.listen_addresses", "web.telemetry_path", "web.max_threads",
                                    "events.transport", "events.ring_buffer_bytes",
-                                   "events.perf_buffer_pages", "events.socket_table_size"});
+                                   "events.perf_buffer_pages", "events.socket_table_size",
+                                   "events.btf_path"});
 
     Config one = running;
     one.events.socket_table_size = 1024;

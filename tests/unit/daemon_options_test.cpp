@@ -56,17 +56,21 @@ TEST_CASE("daemon options: none given") {
     CHECK(o.listen_addresses.empty());
     CHECK_FALSE(o.telemetry_path);
     CHECK_FALSE(o.log_level);
+    CHECK_FALSE(o.btf_path);
+    CHECK_FALSE(o.systemd_socket);
 }
 
 TEST_CASE("daemon options: every flag, both spellings of values") {
     const auto o = parse({"--config", "/a.yaml", "--check-config", "--web.listen-address=:1",
                           "--web.listen-address", "[::1]:2", "--web.telemetry-path", "/m",
-                          "--log.level=debug"});
+                          "--log.level=debug", "--btf.path", "/k.btf", "--web.systemd-socket"});
     CHECK(o.config_path == "/a.yaml");
     CHECK(o.check_config);
     CHECK(o.listen_addresses == std::vector<std::string>{":1", "[::1]:2"});
     CHECK(o.telemetry_path == "/m");
     CHECK(o.log_level == "debug");
+    CHECK(o.btf_path == "/k.btf");
+    CHECK(o.systemd_socket);
     // The last --config wins; parsing twice in one process starts afresh.
     CHECK(parse({"--config=/a", "--config=/b"}).config_path == "/b");
 }
@@ -92,12 +96,13 @@ TEST_CASE("daemon options: flags override the file") {
     CHECK(config == from_file);
 
     apply_overrides(config, parse({"--web.listen-address", "127.0.0.1:3", "--web.telemetry-path",
-                                   "/b", "--log.level", "trace"}));
+                                   "/b", "--log.level", "trace", "--btf.path", "/k.btf"}));
     // Repeated or not, --web.listen-address replaces the whole list.
     REQUIRE(config.web.listen_addresses.size() == 1);
     CHECK(config.web.listen_addresses[0].text == "127.0.0.1:3");
     CHECK(config.web.telemetry_path == "/b");
     CHECK(config.logging.level == spdlog::level::trace);
+    CHECK(config.events.btf_path == "/k.btf");
     CHECK(config.web.max_threads == from_file.web.max_threads);
 }
 
@@ -114,6 +119,8 @@ TEST_CASE("daemon options: override values are validated, errors name the flag")
                       "--log.level: expected one of trace, debug, info, warn, error, critical, "
                       "off, got \"loud\"");
     CHECK_THROWS_AS(apply_overrides(config, parse({"--log.level", "loud"})), ConfigError);
+    CHECK_THROWS_WITH(apply_overrides(config, parse({"--btf.path="})),
+                      "--btf.path: expected a BTF file path, got nothing");
     // Nothing is half-applied by a rejected override.
     CHECK(config == Config{});
 }

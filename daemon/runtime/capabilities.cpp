@@ -1,0 +1,44 @@
+#include "runtime/capabilities.hpp"
+
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <system_error>
+
+namespace tcpstatesd {
+
+namespace {
+
+[[noreturn]] void fail(const char* call) {
+    throw std::system_error(errno, std::generic_category(),
+                            std::string("dropping capabilities: ") + call);
+}
+
+// The raw system calls, as glibc has no wrapper and libcap would be a dependency for two calls.
+bool has_effective(unsigned capability) {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    if (syscall(SYS_capget, &header, data) != 0) fail("capget");
+    return (data[capability / 32].effective & (1u << (capability % 32))) != 0;
+}
+
+}  // namespace
+
+void drop_capabilities() {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("prctl(PR_SET_NO_NEW_PRIVS)");
+    if (has_effective(CAP_SETPCAP))
+        // PR_CAPBSET_READ fails (EINVAL) past the kernel's last capability.
+        for (unsigned cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; ++cap)
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) fail("prctl(PR_CAPBSET_DROP)");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
+        fail("prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {};
+    if (syscall(SYS_capset, &header, none) != 0) fail("capset");
+}
+
+}  // namespace tcpstatesd
