@@ -21,7 +21,7 @@ target_compile_options(http_fuzz PRIVATE ${TCPSTATESD_WARNINGS} ${HTTP_FUZZ_FLAG
 target_link_options(http_fuzz PRIVATE ${HTTP_FUZZ_FLAGS})
 target_link_libraries(http_fuzz PRIVATE prometheus-cpp::core PkgConfig::LIBMICROHTTPD
                       PkgConfig::GNUTLS PkgConfig::LIBCRYPT ZLIB::ZLIB spdlog::spdlog yaml-cpp
-                      PkgConfig::LIBBPF Threads::Threads)
+                      PkgConfig::LIBBPF PkgConfig::LIBSYSTEMD Threads::Threads)
 
 # A bounded run on top of the corpus in the repository; new inputs go to a scratch directory
 # in the build tree, a crash leaves crash-* there (to be added to corpus/http/ as a
