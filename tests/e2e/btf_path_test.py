@@ -17,12 +17,9 @@ stands for the file BTFHub would provide.
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 
-from e2e_support import Daemon, connections, fail, failed_start, free_port, require_root, sample, \
-    wait_for
-from faults_test import expect_one_error, in_private_mounts
+from e2e_support import (Daemon, connections, expect_one_error, fail, failed_start, free_port,
+                         in_private_mounts, sample, scratch_dir, test_arguments, wait_for)
 
 HIDE_BTF = "mount -t tmpfs none /sys/kernel/btf"
 
@@ -72,12 +69,8 @@ def trace_part(binary, btf):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail(__doc__)
-    if not require_root():
-        return
-    binary = sys.argv[1]
-    workdir = tempfile.mkdtemp(prefix="tcpstatesd-btf-")
+    [binary] = test_arguments(__doc__, 1)
+    workdir = scratch_dir("btf")
     btf = os.path.join(workdir, "vmlinux.btf")
     shutil.copyfile("/sys/kernel/btf/vmlinux", btf)
 

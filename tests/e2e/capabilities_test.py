@@ -13,11 +13,9 @@ Usage: capabilities_test.py TCPSTATESD_BINARY
 """
 import glob
 import signal
-import sys
-import tempfile
 
-from e2e_support import Daemon, connections, fail, free_port, program_ids_of, require_root, \
-    sample, wait_for
+from e2e_support import (Daemon, connections, fail, free_port, program_ids_of, sample, scratch_dir,
+                         test_arguments, wait_for)
 
 EXPECTED = {"CapInh": "0000000000000000", "CapPrm": "0000000000000000",
             "CapEff": "0000000000000000", "CapBnd": "0000000000000000",
@@ -39,12 +37,8 @@ def transitions(daemon):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail(__doc__)
-    if not require_root():
-        return
-    binary = sys.argv[1]
-    workdir = tempfile.mkdtemp(prefix="tcpstatesd-caps-")
+    [binary] = test_arguments(__doc__, 1)
+    workdir = scratch_dir("caps")
     port_a, port_b = free_port(), free_port()
     with Daemon(binary, f"filters:\n  local_ports: [{port_a}]\n", workdir) as daemon:
         pid = daemon.process.pid

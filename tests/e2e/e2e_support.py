@@ -200,6 +200,26 @@ def failed_start(binary, body, workdir, wrapper=()):
     return result.returncode, (result.stdout + result.stderr).strip().splitlines()
 
 
+def expect_one_error(what, code, lines, patterns):
+    """A start that failed as it should: exit 1 and exactly one error line, matching every
+    pattern."""
+    errors = [line for line in lines if re.search(r"\berror\b|critical", line, re.I)]
+    if code != 1:
+        fail(f"{what}: exit code {code}, expected 1; output:\n" + "\n".join(lines))
+    if len(errors) != 1:
+        fail(f"{what}: expected one error line, got:\n" + "\n".join(lines))
+    for pattern in patterns:
+        if not re.search(pattern, errors[0]):
+            fail(f"{what}: the error line does not match {pattern!r}: {errors[0]}")
+    print(f"{what}: {errors[0]}")
+
+
+def in_private_mounts(script):
+    """A wrapper that runs `script` (shell) in a mount namespace of its own, then the daemon."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'{script} && exec "$0" "$@"']
+
+
 FAMILIES = {"ipv4": (socket.AF_INET, "127.0.0.1"), "ipv6": (socket.AF_INET6, "::1")}
 
 

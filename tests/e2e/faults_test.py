@@ -16,8 +16,9 @@ import os
 import re
 import shlex
 
-from e2e_support import (Daemon, connections, fail, failed_start, free_port, loaded_program_ids,
-                         sample, scratch_dir, test_arguments, wait_for)
+from e2e_support import (Daemon, connections, expect_one_error, fail, failed_start, free_port,
+                         in_private_mounts, loaded_program_ids, sample, scratch_dir,
+                         test_arguments, wait_for)
 
 
 def transitions(values):
@@ -50,24 +51,6 @@ def sigkill_part(binary, workdir):
             fail("the restarted daemon reuses the killed daemon's programs")
         second.stop()
     print(f"SIGKILL: programs {sorted(ids)} unloaded; restart counts from zero")
-
-
-def expect_one_error(what, code, lines, patterns):
-    errors = [line for line in lines if re.search(r"\berror\b|critical", line, re.I)]
-    if code != 1:
-        fail(f"{what}: exit code {code}, expected 1; output:\n" + "\n".join(lines))
-    if len(errors) != 1:
-        fail(f"{what}: expected one error line, got:\n" + "\n".join(lines))
-    for pattern in patterns:
-        if not re.search(pattern, errors[0]):
-            fail(f"{what}: the error line does not match {pattern!r}: {errors[0]}")
-    print(f"{what}: {errors[0]}")
-
-
-def in_private_mounts(script):
-    """A wrapper that runs `script` (shell) in a mount namespace of its own, then the daemon."""
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            f'{script} && exec "$0" "$@"']
 
 
 def main():

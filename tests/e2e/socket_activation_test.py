@@ -14,11 +14,9 @@ Usage: socket_activation_test.py TCPSTATESD_BINARY
 """
 import socket
 import subprocess
-import sys
-import tempfile
 
-from e2e_support import Daemon, fail, failed_start, free_port, http_status, require_root, scrape
-from faults_test import expect_one_error
+from e2e_support import (Daemon, expect_one_error, fail, failed_start, free_port, http_status,
+                         scrape, scratch_dir, test_arguments)
 
 WITH_FLAG = ["sh", "-c", 'exec "$0" "$@" --web.systemd-socket']
 
@@ -62,12 +60,8 @@ def datagram_part(binary, workdir):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail(__doc__)
-    if not require_root():
-        return
-    binary = sys.argv[1]
-    workdir = tempfile.mkdtemp(prefix="tcpstatesd-socket-")
+    [binary] = test_arguments(__doc__, 1)
+    workdir = scratch_dir("socket")
     activated_part(binary, workdir)
 
     code, lines = failed_start(binary, "", workdir, WITH_FLAG)
