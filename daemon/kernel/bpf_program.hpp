@@ -24,6 +24,13 @@ constexpr uint32_t kDefaultSocketTableSize = 65536;
 constexpr uint32_t kDefaultRingBufferBytes = 4u << 20;
 constexpr uint32_t kDefaultPerfBufferPages = 64;
 
+// The wake-up threshold of a batching reader (the daemon and `trace`): an eighth of the ring
+// (512 KiB of the default 4 MiB; docs/performance.md, "Wake-up threshold", measured 256 KiB
+// and 1 MiB alike).
+constexpr uint32_t batched_wakeup_bytes(uint32_t ring_buffer_bytes) {
+    return ring_buffer_bytes / 8;
+}
+
 // What user space asks the kernel side to report. Empty port lists mean "every port".
 struct EventFilters {
     int family = 0;  // 0 (both), AF_INET or AF_INET6

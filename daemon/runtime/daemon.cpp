@@ -35,7 +35,7 @@ BpfOptions bpf_options(const Config& config) {
     options.perf_buffer_pages = config.events.perf_buffer_pages;
     options.socket_table_size = config.events.socket_table_size;
     options.event_details = false;  // the metrics need only the compact transitions
-    options.ring_buffer_wakeup_bytes = config.events.ring_buffer_bytes / 8;
+    options.ring_buffer_wakeup_bytes = batched_wakeup_bytes(config.events.ring_buffer_bytes);
     options.filters = config.filters;
     options.btf_path = config.events.btf_path;
     return options;

@@ -161,7 +161,7 @@ int run_trace_command(int argc, char** argv) {
         return 2;
     }
 
-    bpf.ring_buffer_wakeup_bytes = bpf.ring_buffer_bytes / 8;
+    bpf.ring_buffer_wakeup_bytes = batched_wakeup_bytes(bpf.ring_buffer_bytes);
     try {
         // A closed pipe (`| head`) ends the trace through a failed write, not a signal.
         signal(SIGPIPE, SIG_IGN);
