@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 # PID 1 of the test guest (see boot_kernel.py): the environment the tests have on the host
-# (proc, sysfs with the guest kernel's own /sys/kernel/btf, a tmpfs, loopback up, root,
+# (proc, sysfs with the guest kernel's own /sys/kernel/btf, a writable /tmp, loopback up, root,
 # CI=true so that BPF tests fail instead of skipping), then the command given after "--" on
 # the kernel command line, its exit status as a marker line on the console, power off.
 /bin/busybox mount -t proc proc /proc
@@ -8,7 +8,8 @@
 export PATH=/bin HOME=/tmp TMPDIR=/tmp CI=true
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
+# /tmp is the initramfs's own (rootfs is writable): a tmpfs mounted over it would hide the
+# binaries of a build tree under /tmp, which the initramfs holds at their host paths.
 ip link set lo up
 echo "guest: $(uname -r), $(nproc) CPUs; running: $*"
 "$@"
