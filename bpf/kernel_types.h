@@ -16,6 +16,7 @@ struct in6_addr {
 
 struct sock_common {
 	__be32 skc_daddr;
+	volatile unsigned char skc_state;
 	__be32 skc_rcv_saddr;
 	__be16 skc_dport;
 	__u16 skc_num;
@@ -35,6 +36,27 @@ struct sock {
 struct inet_sock {
 	struct sock sk;
 	__be16 inet_sport;
+} __attribute__((preserve_access_index));
+
+/* What the start-up walk (iter/tcp) reads of the two mini sockets the tracepoint never sees. */
+struct inet_timewait_sock {
+	volatile unsigned char tw_substate; /* FIN_WAIT2 or TIME_WAIT: what `ss` reports */
+} __attribute__((preserve_access_index));
+
+struct tcp_timewait_sock {
+	struct inet_timewait_sock tw_sk;
+} __attribute__((preserve_access_index));
+
+struct tcp_sock; /* only passed on: a full socket for the socket-local storage helpers */
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
 } __attribute__((preserve_access_index));
 
 #endif

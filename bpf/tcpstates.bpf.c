@@ -1,13 +1,25 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Kernel half of tcpstatesd: one BTF-enabled raw tracepoint on sock/inet_sock_set_state.
+ * Kernel half of tcpstatesd: programs on the tracepoint sock/inet_sock_set_state, and a walk
+ * of the existing sockets.
  *
- * For every TCP state change it looks the socket up in an LRU socket table to learn when
- * the socket entered its previous state, updates the table, applies the filters user space
- * configured, and emits one record: a struct tcpstates_transition for the daemon's metrics,
- * or a struct tcpstates_event (that transition followed by the socket's addresses, pid and
- * comm) for `trace`. Two entry points share that logic and differ only in transport (ring
- * buffer or perf buffer); user space loads exactly one.
+ * For every TCP state change the program looks up what it stored of the socket (when it
+ * entered its previous state), stores the new state, keeps the per-state socket counts (the
+ * gauge), applies the filters user space configured, and emits one record: a struct
+ * tcpstates_transition for the daemon's metrics, or a struct tcpstates_event (that transition
+ * followed by the socket's addresses, pid and comm) for `trace`.
+ *
+ * Per-socket state lives in the socket's own storage (BPF_MAP_TYPE_SK_STORAGE): created with
+ * the socket's first transition, freed with the socket, no capacity, no shared lock, never
+ * confused with a later socket at the same address. The plain raw tracepoint (for kernels
+ * without BTF, which cannot use socket storage) keeps it in a bounded hash table instead.
+ *
+ * Nested transitions: the kernel does not run a program that is already running on the CPU
+ * (a softirq's transition interrupting it); it skips and counts the run. So every transition
+ * goes to two programs: the first one does the work and marks its CPU busy meanwhile; the
+ * nested one does the work only when it finds the mark, i.e. exactly when the first one was
+ * interrupted. A transition is lost only when both are busy on its CPU (user space counts
+ * first-program misses minus nested runs).
  *
  * tp_btf rather than the classic tracepoint: it attaches through bpf_link without tracefs
  * (not mounted on many hosts). Their cost per event measured the same (docs/performance.md).
@@ -37,18 +49,33 @@ const volatile __u8 event_details = 1;
  * times the rest of the program. With batching, user space drains on a timer as well. */
 const volatile __u64 ringbuf_wakeup_bytes = 0;
 
-/* Filters, written by user space through the skeleton's mmap of .data. They are read on
- * every event, so a reload changes them without detaching the program. */
+/* Filters, written by user space through the skeleton's mmap of .bss. They are read on
+ * every event, so a reload changes them without detaching the program. They select the
+ * transitions reported, not the sockets counted: the gauge counts every socket. */
 volatile __u16 filter_family = 0;     /* 0: every family; else AF_INET or AF_INET6 */
 volatile __u8 filter_local_ports = 0; /* 1: only ports present in local_ports */
 volatile __u8 filter_remote_ports = 0;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536); /* resized from the config before load */
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct tcpstates_socket);
+} socket_storage SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1); /* sized from the config before load when the raw tracepoint runs */
 	__type(key, __u64);
 	__type(value, struct tcpstates_socket);
-} sockets SEC(".maps");
+} socket_table SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TCPSTATES_WRITERS * TCPSTATES_SOCKET_COUNT_SLOTS);
+	__type(key, __u32);
+	__type(value, __s64);
+} socket_counts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -66,10 +93,18 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TCPSTATES_COUNTER_MAX);
+	__uint(max_entries, TCPSTATES_WRITERS * TCPSTATES_COUNTER_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+/* Set while the first program runs on a CPU: what the nested program looks for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8);
+} first_running SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -82,30 +117,78 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } perf_events SEC(".maps");
 
-static __always_inline void count(__u32 counter)
+/* Compile-time choices of each entry point, passed down as constants so that each program
+ * holds only its own branch. */
+enum transport { RING_BUFFER, PERF_BUFFER };
+enum state_store { SOCKET_STORAGE, SOCKET_TABLE };
+
+static __always_inline void count(enum tcpstates_writer writer, __u32 counter)
 {
-	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
+	__u32 slot = writer * TCPSTATES_COUNTER_MAX + counter;
+	__u64 *value = bpf_map_lookup_elem(&counters, &slot);
 
 	if (value)
-		*value += 1; /* per-CPU slot: no atomics needed */
+		*value += 1; /* this writer's per-CPU slot: nothing else writes it meanwhile */
+}
+
+static __always_inline void add_socket_count(enum tcpstates_writer writer, __u16 family,
+					     __u8 state, __s64 delta)
+{
+	__u32 slot = writer * TCPSTATES_SOCKET_COUNT_SLOTS +
+		     tcpstates_socket_count_slot(family == AF_INET6, state);
+	__s64 *value = bpf_map_lookup_elem(&socket_counts, &slot);
+
+	if (value)
+		*value += delta;
+}
+
+static __always_inline struct tcpstates_socket *stored_state(const struct sock *sk,
+							     enum state_store store)
+{
+	__u64 key = (__u64)sk;
+
+	if (store == SOCKET_STORAGE)
+		return bpf_sk_storage_get(&socket_storage, (void *)sk, 0, 0);
+	return bpf_map_lookup_elem(&socket_table, &key);
+}
+
+/* Returns 0 when the socket's state is stored. */
+static __always_inline int store_new_state(const struct sock *sk,
+					   struct tcpstates_socket *fresh,
+					   enum state_store store)
+{
+	__u64 key = (__u64)sk;
+
+	if (store == SOCKET_STORAGE)
+		return bpf_sk_storage_get(&socket_storage, (void *)sk, fresh,
+					  BPF_SK_STORAGE_GET_F_CREATE) ? 0 : -1;
+	return bpf_map_update_elem(&socket_table, &key, fresh, BPF_NOEXIST) == 0 ? 0 : -1;
+}
+
+static __always_inline void forget_state(const struct sock *sk, enum state_store store)
+{
+	__u64 key = (__u64)sk;
+
+	if (store == SOCKET_STORAGE)
+		bpf_sk_storage_delete(&socket_storage, (void *)sk);
+	else
+		bpf_map_delete_elem(&socket_table, &key);
 }
 
 /*
- * Updates the socket table for this transition and fills *t (now: the transition's time).
- * Returns 0 when the transition is to be emitted, -1 when a filter drops it. The table is
- * updated before the port filters run: an active open's first event has local port 0, and a
- * filter on the local port must not stop its SYN_SENT start time from being recorded.
+ * Updates the socket's stored state and the socket counts for this transition, and fills *t
+ * (now: the transition's time). Returns 0 when the transition is to be emitted, -1 when a
+ * filter drops it. The filters run last: every socket is counted, and an active open's first
+ * event has local port 0, which must not keep its SYN_SENT start time from being stored.
  */
 static __always_inline int track(const struct sock *sk, int old_state, int new_state,
-				 __u64 now, struct tcpstates_transition *t)
+				 __u64 now, struct tcpstates_transition *t,
+				 enum tcpstates_writer writer, enum state_store store)
 {
-	__u64 key = (__u64)sk;
 	struct tcpstates_socket *known;
 
 	__builtin_memset(t, 0, sizeof(*t)); /* no stack bytes leave uninitialized */
 	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (filter_family && t->family != filter_family)
-		return -1;
 	/* Every read of the socket is a probe read: the raw_tp programs get it as a plain
 	 * number, and inet_sport lies past struct sock, outside what tp_btf lets a program
 	 * dereference directly. */
@@ -114,41 +197,45 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 	t->old_state = old_state;
 	t->new_state = new_state;
 
-	known = bpf_map_lookup_elem(&sockets, &key);
-	if (known && known->state != old_state) {
-		/* Same address, different life: a CLOSE we never saw. Its time is meaningless. */
-		count(TCPSTATES_COUNTER_TABLE_STALE);
-		t->flags = TCPSTATES_EVENT_START_UNKNOWN;
-	} else if (known) {
-		t->duration_ns = now - known->since_ns;
+	known = stored_state(sk, store);
+	if (known) {
+		if (known->state != old_state) {
+			/* A missed transition, or in the table a socket at a freed one's address. */
+			count(writer, TCPSTATES_COUNTER_STATE_MISMATCH);
+			t->flags = TCPSTATES_EVENT_START_UNKNOWN;
+		} else if (known->since_ns) {
+			t->duration_ns = now - known->since_ns;
+		} else {
+			t->flags = TCPSTATES_EVENT_START_UNKNOWN; /* found by a walk */
+		}
+		add_socket_count(writer, known->family, known->state, -1);
 	} else {
 		t->flags = TCPSTATES_EVENT_START_UNKNOWN;
 	}
 
 	if (new_state == TCPSTATES_CLOSE) {
-		if (known && bpf_map_delete_elem(&sockets, &key) == 0)
-			count(TCPSTATES_COUNTER_TABLE_DELETE);
+		if (known)
+			forget_state(sk, store);
 	} else if (known) {
 		known->since_ns = now;
 		known->state = new_state;
-		known->family = t->family; /* a stale entry's new life may be of another family */
-		known->lport = t->lport;
-		known->rport = t->rport;
+		known->family = t->family; /* a table entry's new socket may be of another family */
+		add_socket_count(writer, t->family, new_state, 1);
 	} else {
 		struct tcpstates_socket fresh = {
 			.since_ns = now,
 			.family = t->family,
-			.lport = t->lport,
-			.rport = t->rport,
 			.state = new_state,
 		};
 
-		if (bpf_map_update_elem(&sockets, &key, &fresh, BPF_ANY) == 0)
-			count(TCPSTATES_COUNTER_TABLE_INSERT);
+		if (store_new_state(sk, &fresh, store) == 0)
+			add_socket_count(writer, t->family, new_state, 1);
 		else
-			count(TCPSTATES_COUNTER_TABLE_INSERT_FAILED);
+			count(writer, TCPSTATES_COUNTER_STATE_FAILED);
 	}
 
+	if (filter_family && t->family != filter_family)
+		return -1;
 	if (filter_local_ports && !bpf_map_lookup_elem(&local_ports, &t->lport))
 		return -1;
 	if (filter_remote_ports && !bpf_map_lookup_elem(&remote_ports, &t->rport))
@@ -198,86 +285,160 @@ static __always_inline int is_tcp(const struct sock *sk)
 	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP;
 }
 
-static __always_inline int emit_ringbuf(const struct sock *sk, int old_state, int new_state)
+static __always_inline void output_ringbuf(const struct sock *sk, __u64 now,
+					   const struct tcpstates_transition *t,
+					   enum tcpstates_writer writer)
 {
-	__u64 now = bpf_ktime_get_ns();
-	struct tcpstates_transition t;
-
-	if (!is_tcp(sk) || track(sk, old_state, new_state, now, &t) != 0)
-		return 0;
 	if (event_details) {
 		struct tcpstates_event *e = bpf_ringbuf_reserve(&ring_events, sizeof(*e), 0);
 
 		if (!e) {
-			count(TCPSTATES_COUNTER_RINGBUF_FULL);
-			return 0;
+			count(writer, TCPSTATES_COUNTER_RINGBUF_FULL);
+			return;
 		}
-		fill_event(sk, now, &t, e);
+		fill_event(sk, now, t, e);
 		bpf_ringbuf_submit(e, ringbuf_submit_flags(sizeof(*e)));
 	} else {
 		struct tcpstates_transition *e = bpf_ringbuf_reserve(&ring_events, sizeof(*e), 0);
 
 		if (!e) {
-			count(TCPSTATES_COUNTER_RINGBUF_FULL);
-			return 0;
+			count(writer, TCPSTATES_COUNTER_RINGBUF_FULL);
+			return;
 		}
-		*e = t;
+		*e = *t;
 		bpf_ringbuf_submit(e, ringbuf_submit_flags(sizeof(*e)));
 	}
-	return 0;
 }
 
-static __always_inline int emit_perfbuf(void *ctx, const struct sock *sk, int old_state,
-					int new_state)
+static __always_inline void output_perfbuf(void *ctx, const struct sock *sk, __u64 now,
+					   const struct tcpstates_transition *t,
+					   enum tcpstates_writer writer)
 {
-	__u64 now = bpf_ktime_get_ns();
-	struct tcpstates_transition t;
 	long err;
 
-	if (!is_tcp(sk) || track(sk, old_state, new_state, now, &t) != 0)
-		return 0;
 	if (event_details) {
 		struct tcpstates_event e;
 
-		fill_event(sk, now, &t, &e);
+		fill_event(sk, now, t, &e);
 		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &e, sizeof(e));
 	} else {
-		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &t, sizeof(t));
+		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, (void *)t,
+					    sizeof(*t));
 	}
 	/* -ENOSPC (buffer full) reaches user space as a lost-sample record; count the rest. */
 	if (err && err != -28)
-		count(TCPSTATES_COUNTER_PERFBUF_ERROR);
+		count(writer, TCPSTATES_COUNTER_PERFBUF_ERROR);
+}
+
+static __always_inline void handle(void *ctx, const struct sock *sk, int old_state,
+				   int new_state, enum tcpstates_writer writer,
+				   enum transport transport, enum state_store store)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct tcpstates_transition t;
+
+	if (!is_tcp(sk) || track(sk, old_state, new_state, now, &t, writer, store) != 0)
+		return;
+	if (transport == RING_BUFFER)
+		output_ringbuf(sk, now, &t, writer);
+	else
+		output_perfbuf(ctx, sk, now, &t, writer);
+}
+
+/* One transition as seen by the first or the nested program (see the top of this file). */
+static __always_inline int run(void *ctx, const struct sock *sk, int old_state, int new_state,
+			       enum tcpstates_writer writer, enum transport transport,
+			       enum state_store store)
+{
+	__u32 zero = 0;
+	__u8 *busy = bpf_map_lookup_elem(&first_running, &zero);
+
+	if (!busy)
+		return 0;
+	if (writer == TCPSTATES_WRITER_NESTED) {
+		if (!*busy)
+			return 0; /* the first program is handling (or has handled) this one */
+		count(writer, TCPSTATES_COUNTER_NESTED_RUNS);
+		handle(ctx, sk, old_state, new_state, writer, transport, store);
+		return 0;
+	}
+	*busy = 1;
+	handle(ctx, sk, old_state, new_state, writer, transport, store);
+	*busy = 0;
 	return 0;
 }
 
 /*
- * One program per transport and per attach type; user space loads one of the four. The
- * BTF raw tracepoint is the default; the plain raw tracepoint is for kernels without BTF
- * (events.btf_path): attaching it needs no kernel BTF, and its field reads are relocated
- * against the BTF file given instead.
+ * The entry points, a first and a nested program for each transport and attach type; user
+ * space loads one pair. The BTF raw tracepoint is the default; the plain raw tracepoint is for
+ * kernels without BTF (events.btf_path): attaching it needs no kernel BTF, its field reads
+ * are relocated against the BTF file given instead, and it keeps socket state in the table.
  */
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tcpstates_ringbuf, const struct sock *sk, int old_state, int new_state)
-{
-	(void)ctx; /* BPF_PROG's raw context: only the perf buffer helper needs it */
-	return emit_ringbuf(sk, old_state, new_state);
-}
+#define ENTRY_POINTS(name, section, transport, store)                                        \
+	SEC(section)                                                                          \
+	int BPF_PROG(name, const struct sock *sk, int old_state, int new_state)                \
+	{                                                                                     \
+		return run(ctx, sk, old_state, new_state, TCPSTATES_WRITER_FIRST, transport,  \
+			   store);                                                            \
+	}                                                                                     \
+	SEC(section)                                                                          \
+	int BPF_PROG(name##_nested, const struct sock *sk, int old_state, int new_state)       \
+	{                                                                                     \
+		return run(ctx, sk, old_state, new_state, TCPSTATES_WRITER_NESTED, transport, \
+			   store);                                                            \
+	}
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tcpstates_perfbuf, const struct sock *sk, int old_state, int new_state)
-{
-	return emit_perfbuf(ctx, sk, old_state, new_state);
-}
+ENTRY_POINTS(tcpstates_ringbuf, "tp_btf/inet_sock_set_state", RING_BUFFER, SOCKET_STORAGE)
+ENTRY_POINTS(tcpstates_perfbuf, "tp_btf/inet_sock_set_state", PERF_BUFFER, SOCKET_STORAGE)
+ENTRY_POINTS(tcpstates_ringbuf_raw, "raw_tp/inet_sock_set_state", RING_BUFFER, SOCKET_TABLE)
+ENTRY_POINTS(tcpstates_perfbuf_raw, "raw_tp/inet_sock_set_state", PERF_BUFFER, SOCKET_TABLE)
 
-SEC("raw_tp/inet_sock_set_state")
-int BPF_PROG(tcpstates_ringbuf_raw, const struct sock *sk, int old_state, int new_state)
+/*
+ * The walk of every TCP socket of the caller's network namespace (iter/tcp), run by the
+ * daemon at start and at each scrape. Full sockets without stored state (older than the
+ * daemon) are stored in their current state, start unknown, and counted; the socket is locked
+ * meanwhile (the iterator takes lock_sock_fast), so no transition of it interleaves. Timewait
+ * and request sockets make no transition the tracepoint sees: each is written to the
+ * iterator's output as a struct tcpstates_mini_socket, for user space to count.
+ */
+SEC("iter/tcp")
+int tcpstates_walk(struct bpf_iter__tcp *ctx)
 {
-	(void)ctx;
-	return emit_ringbuf(sk, old_state, new_state);
-}
+	struct sock_common *common = ctx->sk_common;
+	struct tcpstates_mini_socket mini = {};
+	struct tcpstates_socket fresh = {};
+	struct tcp_sock *full;
 
-SEC("raw_tp/inet_sock_set_state")
-int BPF_PROG(tcpstates_perfbuf_raw, const struct sock *sk, int old_state, int new_state)
-{
-	return emit_perfbuf(ctx, sk, old_state, new_state);
+	if (!common)
+		return 0;
+	mini.family = common->skc_family;
+	switch (common->skc_state) {
+	case TCPSTATES_TIME_WAIT: {
+		struct tcp_timewait_sock *timewait = bpf_skc_to_tcp_timewait_sock(common);
+
+		if (!timewait)
+			return 0;
+		mini.state = timewait->tw_sk.tw_substate;
+		bpf_seq_write(ctx->meta->seq, &mini, sizeof(mini));
+		return 0;
+	}
+	case TCPSTATES_NEW_SYN_RECV:
+		mini.state = TCPSTATES_SYN_RECV;
+		bpf_seq_write(ctx->meta->seq, &mini, sizeof(mini));
+		return 0;
+	case TCPSTATES_CLOSE:
+		return 0;
+	}
+	full = bpf_skc_to_tcp_sock(common);
+	if (!full || bpf_sk_storage_get(&socket_storage, full, 0, 0))
+		return 0;
+	fresh.family = mini.family;
+	fresh.state = common->skc_state;
+	if (!bpf_sk_storage_get(&socket_storage, full, &fresh, BPF_SK_STORAGE_GET_F_CREATE)) {
+		count(TCPSTATES_WRITER_WALK, TCPSTATES_COUNTER_STATE_FAILED);
+		return 0;
+	}
+	count(TCPSTATES_WRITER_WALK, TCPSTATES_COUNTER_WALK_SEEDED);
+	add_socket_count(TCPSTATES_WRITER_WALK, fresh.family, fresh.state, 1);
+	return 0;
 }

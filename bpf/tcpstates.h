@@ -2,8 +2,9 @@
 /*
  * The one header shared by the kernel program (bpf/tcpstates.bpf.c), the daemon (daemon/)
  * and the tests: the TCP states, the records the program writes (a compact transition for the
- * metrics, the same transition followed by the socket's identity for `trace`), the per-socket
- * record of the socket table, and the indexes of the program's counters. Everything here is
+ * metrics, the same transition followed by the socket's identity for `trace`, the mini sockets a
+ * walk reports), the per-socket record, the per-state socket counts, and the indexes of the
+ * program's counters. Everything here is
  * ABI between the two halves of one binary: change both sides together.
  */
 #ifndef TCPSTATESD_BPF_TCPSTATES_H
@@ -31,9 +32,10 @@ enum tcpstates_tcp_state {
 
 #define TCPSTATES_COMM_LEN 16
 
-/* Set on a transition when the socket table had no (trustworthy) record of when the socket
- * entered old_state: the daemon's first sight of the socket, an LRU eviction, or a stale
- * entry left by a missed CLOSE. duration_ns is 0 and must not be used. */
+/* Set on a transition when the program had no (trustworthy) record of when the socket entered
+ * old_state: its first sight of the socket (new, passively opened, or older than the daemon),
+ * a full socket table, or a stored state that did not match (a transition was missed).
+ * duration_ns is 0 and must not be used. */
 #define TCPSTATES_EVENT_START_UNKNOWN 0x1
 
 /* One TCP state transition: all the metrics need, the record the daemon asks for (so that
@@ -62,24 +64,54 @@ struct tcpstates_event {
 	char comm[TCPSTATES_COMM_LEN];
 };
 
-/* What the socket table (an LRU hash keyed by skaddr) remembers per socket. */
+/* What the program remembers of each socket it has seen: in the socket's own storage
+ * (BPF_MAP_TYPE_SK_STORAGE, freed with the socket), or on kernels without BTF in a bounded hash
+ * table keyed by the socket's address. */
 struct tcpstates_socket {
-	__u64 since_ns; /* when the socket entered `state` */
+	__u64 since_ns; /* when the socket entered `state`; 0: unknown (found by a walk) */
 	__u16 family;
-	__u16 lport;
-	__u16 rport;
+	__u8 state;
+	__u8 pad[5];
+};
+
+/* Who writes a per-CPU slot of the `counters` and `socket_counts` arrays: each writer has
+ * slots of its own, so that a program interrupted on its CPU by the other (see the nested
+ * program in tcpstates.bpf.c) never loses an update. User space sums them all. */
+enum tcpstates_writer {
+	TCPSTATES_WRITER_FIRST = 0, /* the tracepoint's first program */
+	TCPSTATES_WRITER_NESTED,    /* the program that runs when the first one is interrupted */
+	TCPSTATES_WRITER_WALK,      /* the walk of the sockets (iter/tcp) */
+	TCPSTATES_WRITERS,
+};
+
+/* The gauge: sockets per family and state, kept by the programs as per-CPU deltas in the
+ * `socket_counts` array (a state's value is the sum over CPUs and writers). A socket is
+ * counted in its stored state from the moment it has a `struct tcpstates_socket` until CLOSE. */
+#define TCPSTATES_STATE_SLOTS (TCPSTATES_MAX_STATE + 1)
+#define TCPSTATES_SOCKET_COUNT_SLOTS (2 * TCPSTATES_STATE_SLOTS)
+
+static inline __u32 tcpstates_socket_count_slot(int is_ipv6, __u32 state)
+{
+	return (is_ipv6 ? TCPSTATES_STATE_SLOTS : 0) + (state % TCPSTATES_STATE_SLOTS);
+}
+
+/* What a walk of the network namespace's sockets (iter/tcp) writes for each socket that is
+ * not a full socket: a timewait socket (state: its substate, TIME_WAIT or FIN_WAIT2) or a
+ * request socket (state: SYN_RECV), as `ss` reports them. */
+struct tcpstates_mini_socket {
+	__u16 family;
 	__u8 state;
 	__u8 pad;
 };
 
 /* Indexes into the per-CPU `counters` array map. */
 enum tcpstates_counter {
-	TCPSTATES_COUNTER_RINGBUF_FULL = 0,     /* bpf_ringbuf_reserve failed: event lost */
-	TCPSTATES_COUNTER_PERFBUF_ERROR,        /* perf output failed for a reason other than a full buffer */
-	TCPSTATES_COUNTER_TABLE_INSERT,         /* sockets added to the socket table */
-	TCPSTATES_COUNTER_TABLE_DELETE,         /* sockets removed on CLOSE */
-	TCPSTATES_COUNTER_TABLE_INSERT_FAILED,  /* the table refused an insert: socket untracked */
-	TCPSTATES_COUNTER_TABLE_STALE,          /* entry whose state did not match old_state (missed CLOSE) */
+	TCPSTATES_COUNTER_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed: event lost */
+	TCPSTATES_COUNTER_PERFBUF_ERROR,    /* perf output failed for a reason other than a full buffer */
+	TCPSTATES_COUNTER_STATE_FAILED,     /* a socket's state could not be stored: not counted */
+	TCPSTATES_COUNTER_STATE_MISMATCH,   /* stored state was not the transition's old state */
+	TCPSTATES_COUNTER_WALK_SEEDED,      /* sockets a walk found without stored state and seeded */
+	TCPSTATES_COUNTER_NESTED_RUNS,      /* runs of the nested program: events the first one missed */
 	TCPSTATES_COUNTER_MAX,
 };
 

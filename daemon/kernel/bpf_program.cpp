@@ -11,7 +11,11 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
+#include "common/fd.hpp"
 #include "tcpstates.skel.h"
 
 namespace tcpstatesd {
@@ -90,11 +94,33 @@ void check_btf(const std::string& custom_path) {
     }
 }
 
-// The entry point to load: by transport, and by whether the kernel's own BTF is used.
-bpf_program* entry_program(tcpstates_bpf& skel, bool ring, bool custom_btf) {
+// The pair of tracepoint programs to load (bpf/tcpstates.bpf.c, "Nested transitions"): by
+// transport, and by whether the kernel's own BTF is used.
+std::pair<bpf_program*, bpf_program*> entry_programs(tcpstates_bpf& skel, bool ring,
+                                                     bool custom_btf) {
+    auto& p = skel.progs;
     if (custom_btf)
-        return ring ? skel.progs.tcpstates_ringbuf_raw : skel.progs.tcpstates_perfbuf_raw;
-    return ring ? skel.progs.tcpstates_ringbuf : skel.progs.tcpstates_perfbuf;
+        return ring ? std::pair{p.tcpstates_ringbuf_raw, p.tcpstates_ringbuf_raw_nested}
+                    : std::pair{p.tcpstates_perfbuf_raw, p.tcpstates_perfbuf_raw_nested};
+    return ring ? std::pair{p.tcpstates_ringbuf, p.tcpstates_ringbuf_nested}
+                : std::pair{p.tcpstates_perfbuf, p.tcpstates_perfbuf_nested};
+}
+
+// Sums a per-CPU array of `writers` x `slots` 64-bit values over CPUs and writers.
+template <typename Value, size_t Slots>
+std::array<Value, Slots> sum_per_cpu(int map_fd, uint32_t writers) {
+    std::array<Value, Slots> totals{};
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) throw BpfError("counting the possible CPUs: " + std::string(strerror(-cpus)));
+    std::vector<Value> per_cpu(cpus);
+    for (uint32_t writer = 0; writer < writers; ++writer)
+        for (uint32_t slot = 0; slot < Slots; ++slot) {
+            const uint32_t key = writer * Slots + slot;
+            if (bpf_map_lookup_elem(map_fd, &key, per_cpu.data()) != 0)
+                throw BpfError("reading the program's counters: " + std::string(strerror(errno)));
+            for (Value v : per_cpu) totals[slot] += v;
+        }
+    return totals;
 }
 
 bool is_power_of_two(uint64_t v) {
@@ -102,6 +128,13 @@ bool is_power_of_two(uint64_t v) {
 }
 
 }  // namespace
+
+int64_t total_sockets(const SocketCounts& counts) {
+    int64_t sum = 0;
+    for (const auto& family : counts)
+        for (int64_t n : family) sum += n;
+    return sum;
+}
 
 bool kernel_has_ring_buffer() {
     return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 1;
@@ -129,11 +162,13 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     event_details_ = options.event_details;
     skel_->rodata->event_details = options.event_details ? 1 : 0;
     const bool ring = transport_ == Transport::RingBuffer;
-    entry_ = entry_program(*skel_, ring, !options.btf_path.empty());
-    for (bpf_program* candidate :
-         {skel_->progs.tcpstates_ringbuf, skel_->progs.tcpstates_perfbuf,
-          skel_->progs.tcpstates_ringbuf_raw, skel_->progs.tcpstates_perfbuf_raw})
-        bpf_program__set_autoload(candidate, candidate == entry_);
+    const bool socket_storage = options.btf_path.empty();
+    std::tie(first_, nested_) = entry_programs(*skel_, ring, !socket_storage);
+    for (bpf_program* candidate = bpf_object__next_program(skel_->obj, nullptr); candidate;
+         candidate = bpf_object__next_program(skel_->obj, candidate))
+        bpf_program__set_autoload(candidate, candidate == first_ || candidate == nested_);
+    // The walk is a tracing program on the kernel's own BTF, like socket storage.
+    bpf_program__set_autoload(skel_->progs.tcpstates_walk, socket_storage);
     if (ring) {
         const long page = sysconf(_SC_PAGESIZE);
         if (!is_power_of_two(options.ring_buffer_bytes) || options.ring_buffer_bytes < page)
@@ -153,12 +188,14 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
         // Kernels without ring buffers cannot create the map: leave it out entirely.
         bpf_map__set_autocreate(skel_->maps.ring_events, false);
     }
-    if (int err = bpf_map__set_max_entries(skel_->maps.sockets, options.socket_table_size))
-        fail("sizing the socket table", err);
-    socket_table_capacity_ = options.socket_table_size;
+    if (!socket_storage) {
+        if (int err = bpf_map__set_max_entries(skel_->maps.socket_table, options.socket_table_size))
+            fail("sizing the socket table", err);
+        socket_table_capacity_ = options.socket_table_size;
+    }
 
     if (int err = tcpstates_bpf__load(skel_.get()))
-        fail(std::string("loading the BPF program (") + bpf_program__section_name(entry_) + ")",
+        fail(std::string("loading the BPF program (") + bpf_program__section_name(first_) + ")",
              err);
     apply_filters(options.filters);
     if (int err = tcpstates_bpf__attach(skel_.get()))
@@ -223,47 +260,62 @@ EventFilters BpfProgram::filters() const {
 
 KernelCounters BpfProgram::read_counters() const {
     KernelCounters totals;
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) return totals;
-    std::vector<uint64_t> per_cpu(cpus);
-    const int fd = bpf_map__fd(skel_->maps.counters);
-    for (uint32_t i = 0; i < TCPSTATES_COUNTER_MAX; ++i) {
-        if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) != 0) continue;
-        for (uint64_t v : per_cpu) totals.values[i] += v;
-    }
+    const auto sums = sum_per_cpu<uint64_t, TCPSTATES_COUNTER_MAX>(
+        bpf_map__fd(skel_->maps.counters), TCPSTATES_WRITERS);
+    std::copy(sums.begin(), sums.end(), totals.values);
     return totals;
 }
 
-uint64_t BpfProgram::recursion_misses() const {
+uint64_t BpfProgram::recursion_losses() const {
+    // Nested runs first: each follows the first program's miss it makes up for, so the
+    // misses read afterwards are never fewer.
+    const uint64_t nested_runs = read_counters()[TCPSTATES_COUNTER_NESTED_RUNS];
     bpf_prog_info info{};
     uint32_t size = sizeof info;
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(entry_), &info, &size) != 0) return 0;
-    return info.recursion_misses;
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(first_), &info, &size) != 0)
+        throw BpfError("reading the program's recursion misses: " + std::string(strerror(errno)));
+    return info.recursion_misses > nested_runs ? info.recursion_misses - nested_runs : 0;
 }
 
-size_t BpfProgram::for_each_socket(
-    const std::function<void(const tcpstates_socket&)>& visit) const {
-    const int fd = bpf_map__fd(skel_->maps.sockets);
-    constexpr uint32_t kChunk = 4096;
-    std::vector<uint64_t> keys(kChunk);
-    std::vector<tcpstates_socket> values(kChunk);
-    uint64_t cursor = 0;
-    bool first = true;
-    size_t visited = 0;
+SocketCounts BpfProgram::socket_counts() const {
+    const auto sums = sum_per_cpu<int64_t, TCPSTATES_SOCKET_COUNT_SLOTS>(
+        bpf_map__fd(skel_->maps.socket_counts), TCPSTATES_WRITERS);
+    SocketCounts counts{};
+    for (int ipv6 = 0; ipv6 < 2; ++ipv6)
+        for (uint32_t state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
+            counts[ipv6][state] = sums[tcpstates_socket_count_slot(ipv6, state)];
+    return counts;
+}
+
+bool BpfProgram::can_walk_sockets() const {
+    return skel_->links.tcpstates_walk != nullptr;
+}
+
+SocketCounts BpfProgram::walk_sockets() const {
+    if (!can_walk_sockets()) throw BpfError("walking the TCP sockets needs the kernel's BTF");
+    std::lock_guard lock(walk_mutex_);
+    const Fd walk(bpf_iter_create(bpf_link__fd(skel_->links.tcpstates_walk)));
+    if (!walk)
+        throw BpfError("starting a walk of the TCP sockets: " + std::string(strerror(errno)));
+    std::vector<char> output;
+    char chunk[16384];
     for (;;) {
-        uint32_t count = kChunk;
-        int err = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &cursor, keys.data(),
-                                       values.data(), &count, nullptr);
-        first = false;
-        for (uint32_t i = 0; i < count; ++i) visit(values[i]);
-        visited += count;
-        if (err != 0) {
-            if (errno != ENOENT)
-                spdlog::warn("reading the socket table stopped early: {}", std::strerror(errno));
-            break;
-        }
+        const ssize_t n = read(walk.get(), chunk, sizeof chunk);
+        if (n == 0) break;
+        // EAGAIN: the kernel pauses a read that visited a million sockets without output;
+        // reading again goes on from there.
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (n < 0) throw BpfError("walking the TCP sockets: " + std::string(strerror(errno)));
+        output.insert(output.end(), chunk, chunk + n);
     }
-    return visited;
+    SocketCounts mini{};
+    tcpstates_mini_socket record;
+    for (size_t at = 0; at + sizeof record <= output.size(); at += sizeof record) {
+        std::memcpy(&record, output.data() + at, sizeof record);
+        if (record.state < TCPSTATES_STATE_SLOTS)
+            ++mini[record.family == AF_INET6 ? 1 : 0][record.state];
+    }
+    return mini;
 }
 
 }  // namespace tcpstatesd

@@ -3,8 +3,8 @@
 // line that names the cause and the fix.
 #pragma once
 
+#include <array>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -53,12 +53,19 @@ struct BpfOptions {
     uint32_t ring_buffer_wakeup_bytes = 0;
     EventFilters filters;
     // Empty: relocate against the kernel's own BTF and attach as a BTF raw tracepoint
-    // (tp_btf). Else a BTF file for a kernel without /sys/kernel/btf/vmlinux: the program
-    // attaches as a plain raw tracepoint, which needs no kernel BTF.
+    // (tp_btf), socket state in socket storage. Else a BTF file for a kernel without
+    // /sys/kernel/btf/vmlinux: the program attaches as a plain raw tracepoint, which needs no
+    // kernel BTF, keeps socket state in a table of socket_table_size sockets, and cannot walk
+    // the existing sockets.
     std::string btf_path;
 };
 
-// Totals of the kernel's per-CPU counters (enum tcpstates_counter), summed over CPUs.
+// Sockets per family and state: [0] IPv4, [1] IPv6, indexed by enum tcpstates_tcp_state.
+using SocketCounts = std::array<std::array<int64_t, TCPSTATES_STATE_SLOTS>, 2>;
+int64_t total_sockets(const SocketCounts& counts);
+
+// Totals of the kernel's per-CPU counters (enum tcpstates_counter), summed over CPUs and
+// writers.
 struct KernelCounters {
     uint64_t values[TCPSTATES_COUNTER_MAX] = {};
     uint64_t operator[](tcpstates_counter c) const { return values[c]; }
@@ -81,6 +88,7 @@ public:
     int events_map_fd() const;
     uint32_t perf_buffer_pages() const { return perf_buffer_pages_; }
     bool event_details() const { return event_details_; }
+    // 0 when socket state lives in socket storage (no capacity), else the table's size.
     uint32_t socket_table_capacity() const { return socket_table_capacity_; }
 
     // Replaces the filters in place while the program stays attached. No event is dropped
@@ -92,14 +100,20 @@ public:
     EventFilters filters() const;
 
     KernelCounters read_counters() const;
-    // Transitions the kernel did not run the program for, because the program was already
-    // running on that CPU (a softirq interrupted it, or a task preempted it): lost events
-    // that the program cannot count itself. From bpf_prog_info.recursion_misses (Linux >=
-    // 5.12; 0 on older kernels).
-    uint64_t recursion_misses() const;
-    // Visits every entry of the socket table (a moving target: an entry may be seen twice
-    // or missed while sockets change concurrently). Returns the number visited.
-    size_t for_each_socket(const std::function<void(const tcpstates_socket&)>& visit) const;
+    // Transitions the kernel ran neither program for: the first one was already running on
+    // that CPU (an interrupt's transition arrived meanwhile) and so was the nested one. The
+    // first program's bpf_prog_info.recursion_misses (Linux >= 5.12; 0 before) minus the
+    // nested program's runs.
+    uint64_t recursion_losses() const;
+    // Sockets now in each state, as the programs count them: every socket with stored state
+    // (seen changing state, or found by a walk), in any network namespace.
+    SocketCounts socket_counts() const;
+    // Whether walk_sockets() can run: not with the raw tracepoint (no kernel BTF).
+    bool can_walk_sockets() const;
+    // Walks every TCP socket of the caller's network namespace: stores the state of each full
+    // socket not known yet (counted from now on) and returns the timewait and request sockets
+    // per family and state (which make no transition the programs see). Throws BpfError.
+    SocketCounts walk_sockets() const;
 
 private:
     void replace_ports(int map_fd, const std::vector<uint16_t>& old_ports,
@@ -109,7 +123,9 @@ private:
         void operator()(tcpstates_bpf* skeleton) const;
     };
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
-    bpf_program* entry_ = nullptr;  // the one program loaded and attached
+    bpf_program* first_ = nullptr;  // the pair of tracepoint programs loaded and attached
+    bpf_program* nested_ = nullptr;
+    mutable std::mutex walk_mutex_;  // one walk at a time: the walk's counter slots are shared
     Transport transport_ = Transport::RingBuffer;
     uint32_t perf_buffer_pages_ = 0;
     bool event_details_ = true;

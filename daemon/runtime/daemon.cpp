@@ -14,7 +14,7 @@
 #include "metrics/event_loss_collector.hpp"
 #include "metrics/process_collector.hpp"
 #include "metrics/self_metrics.hpp"
-#include "metrics/socket_table_collector.hpp"
+#include "metrics/socket_state_collector.hpp"
 #include "metrics/transition_metrics.hpp"
 #include "runtime/capabilities.hpp"
 #include "runtime/logging.hpp"
@@ -84,10 +84,20 @@ int run_daemon(const DaemonOptions& options) {
         auto registry = std::make_shared<prometheus::Registry>();
         SelfMetrics self_metrics(*registry);
         BpfProgram program(bpf_options(settings.config));
-        spdlog::info(
-            "BPF program attached to sock:inet_sock_set_state (tp_btf), transport {}, "
-            "socket table {} entries",
-            transport_name(program.transport()), program.socket_table_capacity());
+        if (program.socket_table_capacity() == 0)
+            spdlog::info(
+                "BPF programs attached to sock:inet_sock_set_state (tp_btf), transport {}, "
+                "socket state in socket storage",
+                transport_name(program.transport()));
+        else
+            spdlog::info(
+                "BPF programs attached to sock:inet_sock_set_state (raw_tp), transport {}, "
+                "socket table {} sockets, no start-up walk (needs the kernel's BTF)",
+                transport_name(program.transport()), program.socket_table_capacity());
+        auto socket_states = std::make_shared<SocketStateCollector>(program);
+        if (program.can_walk_sockets())
+            spdlog::info("found {} TCP sockets older than the daemon in {:.3f} s",
+                         socket_states->startup_sockets(), socket_states->startup_seconds());
         TransitionMetrics metrics(*registry, settings.config.metrics.duration_buckets);
         EventSource source(program, metrics);
         reactor.on_readable(source.fd(), "reading events", [&] { source.consume(); });
@@ -104,8 +114,8 @@ int run_daemon(const DaemonOptions& options) {
         HttpServer server(
             http_options(settings), std::move(sockets), registry, [&] { return status.healthy(); },
             [&] { return ready.load(); },
-            {std::make_shared<SocketTableCollector>(program),
-             std::make_shared<EventLossCollector>(source), std::make_shared<ProcessCollector>()});
+            {socket_states, std::make_shared<EventLossCollector>(source),
+             std::make_shared<ProcessCollector>()});
 
         Reloader reloader(options, std::move(settings), {program, metrics, server, self_metrics});
         reload = [&] {

@@ -27,7 +27,7 @@ void StatusReport::tick() {
     if (now - last_status_ < kStatusInterval) return;
     const uint64_t received = metrics_.events_received();
     const double seconds = std::chrono::duration<double>(now - last_status_).count();
-    const size_t tracked = program_.for_each_socket([](const tcpstates_socket&) {});
+    const int64_t tracked = total_sockets(program_.socket_counts());
     systemd_.status(fmt::format("{:.0f} events/s, {} sockets tracked, {} events lost",
                                 static_cast<double>(received - last_received_) / seconds, tracked,
                                 source_.losses().total()));

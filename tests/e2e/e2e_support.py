@@ -253,8 +253,8 @@ class Connections:
         self.close()
 
     def close_side(self, side):
-        """Closes the ends of `side` ("client" or "server"), newest first (the newest are the
-        ones a full LRU socket table still holds); their peers wait in CLOSE_WAIT."""
+        """Closes the ends of `side` ("client" or "server"), newest first; their peers wait
+        in CLOSE_WAIT."""
         while self.ends[side]:
             self.ends[side].pop().close()
 

@@ -1,0 +1,102 @@
+#include "metrics/socket_state_collector.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <string>
+
+#include "kernel/tcp_state.hpp"
+#include "metrics/metric_family.hpp"
+
+namespace tcpstatesd {
+
+namespace {
+
+// The states `ss -tan` reports a socket in, each exported for both families even at 0. CLOSE
+// sockets are forgotten; request sockets (NEW_SYN_RECV) are reported as SYN_RECV, as ss does.
+constexpr unsigned kSocketStates[] = {
+    TCPSTATES_ESTABLISHED, TCPSTATES_SYN_SENT,  TCPSTATES_SYN_RECV,   TCPSTATES_FIN_WAIT1,
+    TCPSTATES_FIN_WAIT2,   TCPSTATES_TIME_WAIT, TCPSTATES_CLOSE_WAIT, TCPSTATES_LAST_ACK,
+    TCPSTATES_LISTEN,      TCPSTATES_CLOSING,
+};
+
+}  // namespace
+
+SocketStateCollector::SocketStateCollector(const BpfProgram& program) : program_(program) {
+    if (!program_.can_walk_sockets()) return;
+    const uint64_t seeded_before = program_.read_counters()[TCPSTATES_COUNTER_WALK_SEEDED];
+    const auto start = std::chrono::steady_clock::now();
+    program_.walk_sockets();
+    startup_seconds_ =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    startup_sockets_ = program_.read_counters()[TCPSTATES_COUNTER_WALK_SEEDED] - seeded_before;
+}
+
+std::vector<prometheus::MetricFamily> SocketStateCollector::Collect() const {
+    using prometheus::MetricType;
+    SocketCounts mini{};
+    if (program_.can_walk_sockets()) {
+        try {
+            mini = program_.walk_sockets();  // first: it may store sockets the counts then hold
+        } catch (const BpfError& e) {
+            walk_failures_.fetch_add(1, std::memory_order_relaxed);
+            spdlog::warn("{}; tcpstates_sockets leaves out TIME_WAIT and request sockets",
+                         e.what());
+        }
+    }
+    const SocketCounts full = program_.socket_counts();
+    const KernelCounters kernel = program_.read_counters();
+
+    std::vector<prometheus::MetricFamily> out;
+    prometheus::MetricFamily gauge = metric_family(
+        "tcpstates_sockets",
+        "TCP sockets now in each state, as ss -tan counts them: every socket seen changing state "
+        "in any network namespace, plus those of the daemon's namespace found at start, plus "
+        "its TIME_WAIT and request sockets counted at scrape. Not limited by the filters.",
+        MetricType::Gauge);
+    for (int ipv6 = 0; ipv6 < 2; ++ipv6)
+        for (unsigned state : kSocketStates)
+            add_sample(gauge,
+                       {{"family", std::string(family_name(ipv6 ? AF_INET6 : AF_INET))},
+                        {"state", std::string(tcp_state_name(state))}},
+                       static_cast<double>(full[ipv6][state] + mini[ipv6][state]));
+    out.push_back(std::move(gauge));
+
+    out.push_back(single_sample(
+        "tcpstatesd_sockets_tracked",
+        "Full sockets whose state the kernel programs keep (any namespace, before filters).",
+        MetricType::Gauge, static_cast<double>(total_sockets(full))));
+    out.push_back(single_sample(
+        "tcpstatesd_socket_state_failures_total",
+        "Sockets whose state could not be stored (out of memory, or the socket table of the "
+        "raw tracepoint full): not counted in tcpstates_sockets, transitions start unknown.",
+        MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_STATE_FAILED])));
+    out.push_back(single_sample(
+        "tcpstatesd_socket_state_mismatches_total",
+        "Transitions whose old state was not the socket's stored state (a transition was "
+        "missed); treated as unknown start.",
+        MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_STATE_MISMATCH])));
+    out.push_back(single_sample(
+        "tcpstatesd_sockets_seeded_total",
+        "Full sockets found by a walk without stored state and stored (at start: those older "
+        "than the daemon).",
+        MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_WALK_SEEDED])));
+    out.push_back(single_sample("tcpstatesd_socket_walk_failures_total",
+                                "Scrape-time walks of the sockets that failed (logged).",
+                                MetricType::Counter, static_cast<double>(walk_failures_.load())));
+    out.push_back(single_sample("tcpstatesd_startup_snapshot_sockets",
+                                "Sockets older than the daemon found and stored at start.",
+                                MetricType::Gauge, static_cast<double>(startup_sockets_)));
+    out.push_back(single_sample("tcpstatesd_startup_snapshot_duration_seconds",
+                                "How long the start-up walk of the sockets took.",
+                                MetricType::Gauge, startup_seconds_));
+    if (program_.socket_table_capacity() != 0)
+        out.push_back(single_sample(
+            "tcpstatesd_socket_table_capacity",
+            "Sockets the raw tracepoint's socket table holds (events.socket_table_size).",
+            MetricType::Gauge, program_.socket_table_capacity()));
+    return out;
+}
+
+}  // namespace tcpstatesd
