@@ -9,8 +9,10 @@ per-round figures and of per-round ratios to the no-tracer run of the same round
 Per run of a tracer it records: transitions expected (from the churn's exact count) and seen
 (from the tracer's output or /metrics counters), events lost, the tracer's CPU time
 (utime+stime from /proc/PID/stat), its peak RSS (VmHWM) and the in-kernel cost of its BPF
-programs (run_time_ns / run_cnt with kernel.bpf_stats_enabled). Then, if the daemon is among
-the configurations, a scrape benchmark: /metrics latency and size while churn runs.
+programs per transition (run_time_ns / run_cnt with BPF statistics on). Then, if the daemon is
+among the configurations, a scrape benchmark: /metrics latency and size while churn runs; and
+for each daemon configuration the kernel memory per tracked socket (slab growth holding
+connections with and without it) and its BPF maps' memory at start.
 
 Needs root (BPF statistics, tracefs for tcpstates, network namespaces). Python 3 standard
 library only. It changes nothing on the host that outlives it: BPF statistics are held on by
@@ -323,6 +325,7 @@ def run_one(args, tracer, workdir):
                 "tcpstatesd_events_received_total")
             record["lost"] = delta("tcpstatesd_events_lost_total")
             record["lost_by_reason"] = {k[5:]: delta(k) for k in after if k.startswith("lost:")}
+            record["nested"] = delta("tcpstatesd_nested_transitions_total")
         tracer.stop()
     except BaseException:
         tracer.kill()  # never leave a tracer attached behind a failed run
@@ -379,11 +382,85 @@ def scrape_benchmark(args, tracer, workdir):
             "latencies_ms": [round(1e3 * x, 3) for x in latencies]}
 
 
+# --------------------------------------------------------------------------- kernel memory
+
+HOLDER = os.path.join(REPO, "bench", "hold_connections.py")
+
+
+def slab_kib():
+    return int(re.search(r"^Slab:\s*(\d+) kB", read_text("/proc/meminfo"), re.M).group(1))
+
+
+def maps_memlock_kib(pid):
+    """Kernel memory of the BPF maps a process holds (fdinfo memlock), in KiB."""
+    total = 0
+    for name in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            text = read_text(f"/proc/{pid}/fdinfo/{name}")
+        except OSError:
+            continue
+        if "map_type:" in text:
+            total += int(re.search(r"^memlock:\s*(\d+)", text, re.M).group(1))
+    return total / 1024
+
+
+def slab_growth_holding(args, tracer=None):
+    """Slab growth (KiB) while args.memory_connections connections are held, in a network
+    namespace of their own; with a daemon running, once it tracks them all."""
+    tracked = (lambda: tracer.metrics().get("tcpstatesd_sockets_tracked", 0)) if tracer else None
+    tracked_before = tracked() if tracer else 0
+    before = slab_kib()
+    holder = subprocess.Popen(
+        ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
+         sys.executable, HOLDER, str(args.memory_connections)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if holder.stdout.readline().strip() != "ready":
+            raise RuntimeError("hold_connections.py did not get ready")
+        sockets = 2 * args.memory_connections + 1
+        deadline = time.monotonic() + 10
+        while tracer and tracked() - tracked_before < sockets and time.monotonic() < deadline:
+            time.sleep(0.1)
+        growth = slab_kib() - before
+        counted = tracked() - tracked_before if tracer else None
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    time.sleep(1)  # sockets are freed after an RCU grace period
+    return growth, counted
+
+
+def memory_benchmark(args, tracer, workdir):
+    """Kernel memory per tracked socket: slab growth holding the same connections with the
+    daemon running and without, alternately; medians of each, difference per socket."""
+    with_daemon, without, counted = [], [], []
+    for _ in range(args.memory_rounds):
+        without.append(slab_growth_holding(args)[0])
+        tracer.start(workdir)
+        try:
+            memlock = maps_memlock_kib(tracer.proc.pid)
+            growth, tracked = slab_growth_holding(args, tracer)
+        finally:
+            tracer.stop()
+        with_daemon.append(growth)
+        counted.append(tracked)
+    sockets = 2 * args.memory_connections + 1
+    return {"sockets": sockets, "tracked_min": min(counted),
+            "slab_growth_kib_with": with_daemon, "slab_growth_kib_without": without,
+            "bytes_per_tracked_socket":
+                (median(with_daemon) - median(without)) * 1024 / sockets,
+            "maps_memlock_kib": memlock}
+
+
 # --------------------------------------------------------------------------- summary
 
-def bpf_ns_per_run(record):
-    runs = sum(p["run_cnt"] for p in record["bpf_progs"].values())
-    return sum(p["run_time_ns"] for p in record["bpf_progs"].values()) / runs if runs else None
+def bpf_ns_per_transition(record):
+    """In-kernel time of all the tracer's tracepoint programs per transition: each transition
+    runs every program once (tcpstatesd's first and nested ones), so the most-run program's
+    count is the transitions'. The daemon's walk (an iterator, run at scrapes) is left out."""
+    progs = [p for name, p in record["bpf_progs"].items() if "walk" not in name]
+    runs = max((p["run_cnt"] for p in progs), default=0)
+    return sum(p["run_time_ns"] for p in progs) / runs if runs else None
 
 
 def median(values):
@@ -435,13 +512,17 @@ def summarize(records, names):
                 "missing": sum(r["missing"] for r in runs) if all(
                     "missing" in r for r in runs) else None,
                 "seen_beyond_expected": sum(r["seen_beyond_expected"] for r in runs),
+                # handled by the nested program: lost to the recursion guard without it
+                "nested": sum(r.get("nested", 0) for r in runs) if all(
+                    "nested" in r for r in runs) else None,
                 # per million events the tracer handled: its own traffic and everyone else's
                 "cpu_s_per_million_median": median(
                     [r["cpu_seconds"] / (r["handled"] / 1e6) if r["handled"] else None
                      for r in runs]),
                 "peak_rss_kib_max": max((r["peak_rss_kib"] or 0) for r in runs),
                 "peak_rss_kib_min": min((r["peak_rss_kib"] or 0) for r in runs),
-                "bpf_ns_per_run_median": median([bpf_ns_per_run(r) for r in runs]),
+                "bpf_ns_per_transition_median": median(
+                    [bpf_ns_per_transition(r) for r in runs]),
             })
         summary[name] = s
     base = "tcpstates"
@@ -461,7 +542,7 @@ def fmt(value, spec):
     return "-".rjust(width) if value is None else format(value, spec)
 
 
-def print_table(summary, scrape_result):
+def print_table(summary, scrape_result, memory_result):
     columns = [  # header, width, format, summary key
         ("conn/s", 8, ".0f", "connections_per_second_median"),
         ("ratio", 6, ".3f", "ratio_to_none_median"),
@@ -470,9 +551,10 @@ def print_table(summary, scrape_result):
         ("seen", 10, "d", "transitions_seen"),
         ("missing", 8, "d", "missing"),
         ("lost", 8, "d", "lost"),
+        ("nested", 6, "d", "nested"),
         ("cpu s/M", 8, ".2f", "cpu_s_per_million_median"),
         ("rss MiB", 8, ".1f", "peak_rss_mib_max"),
-        ("bpf ns", 7, ".0f", "bpf_ns_per_run_median"),
+        ("bpf ns", 7, ".0f", "bpf_ns_per_transition_median"),
         ("+ns/tr", 7, ".0f", "traffic_extra_ns_per_transition_median"),
         ("others", 6, ".0%", "others_cpu_fraction_median"),
     ]
@@ -483,6 +565,10 @@ def print_table(summary, scrape_result):
         if s.get("peak_rss_kib_max"):
             s["peak_rss_mib_max"] = s["peak_rss_kib_max"] / 1024
         print(f"{name:<16}" + "".join(f" {fmt(s.get(k), f'{w}{f}')}" for _, w, f, k in columns))
+    for name, m in (memory_result or {}).items():
+        print(f"kernel memory {name}: {m['bytes_per_tracked_socket']:.0f} B per tracked socket "
+              f"({m['sockets']} sockets held, {m['tracked_min']:.0f} tracked), BPF maps "
+              f"{m['maps_memlock_kib']:.0f} KiB at start")
     for name, r in (scrape_result or {}).items():
         print(f"scrape {name}: {r['scrapes']} scrapes, median {r['latency_median_ms']:.2f} ms, "
               f"p99 {r['latency_p99_ms']:.2f} ms, max {r['latency_max_ms']:.2f} ms, "
@@ -571,11 +657,16 @@ def main():
                         "their own as tcpstates (for variants that attach classic tracepoints)")
     p.add_argument("--scrapes", type=int, help="scrapes in the scrape benchmark (default 200)")
     p.add_argument("--scrape-interval", type=float, default=0.02)
+    p.add_argument("--memory-connections", type=int, default=9000,
+                   help="connections held to measure kernel memory per tracked socket "
+                        "(two sockets each; one process: bounded by its open-file limit)")
+    p.add_argument("--memory-rounds", type=int, help="rounds of it (default 3; quick 1)")
     p.add_argument("--output", default="bench-results.json", help="raw figures (JSON)")
     args = p.parse_args()
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.duration = args.duration or (3 if args.quick else 8)
     args.scrapes = args.scrapes or (50 if args.quick else 200)
+    args.memory_rounds = args.memory_rounds or (1 if args.quick else 3)
     args.scrape_seconds = 4 if args.quick else 8
     if os.geteuid() != 0:
         sys.exit("bench/run.py needs root (BPF programs, sysctl, tracefs)")
@@ -612,7 +703,7 @@ def main():
     if "none" not in names:
         names.insert(0, "none")  # ratios need the baseline in every round
 
-    records, scrape_result = [], {}
+    records, scrape_result, memory_result = [], {}, {}
     started = time.time()
     stats_fd = enable_bpf_stats()
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None,
@@ -630,6 +721,9 @@ def main():
                        if "seen" in record else ""))
         if "tcpstatesd" in names:
             scrape_result["default"] = scrape_benchmark(args, tracers["tcpstatesd"], workdir)
+        for name in names:
+            if tracers[name] and tracers[name].kind == "metrics":
+                memory_result[name] = memory_benchmark(args, tracers[name], workdir)
     os.close(stats_fd)
 
     summary = summarize(records, names)
@@ -638,13 +732,14 @@ def main():
               "cpus": os.cpu_count(), "wall_seconds": round(time.time() - started, 1),
               "args": {k: v for k, v in vars(args).items()},
               "commands": {n: (t.argv if t else None) for n, t in tracers.items()},
-              "summary": summary, "scrape": scrape_result, "runs": records}
+              "summary": summary, "scrape": scrape_result, "memory": memory_result,
+              "runs": records}
     with open(args.output, "w") as f:
         json.dump(result, f, indent=1)
     print(f"{result['date']} commit {result['commit']} kernel {result['kernel']}, "
           f"{args.rounds} rounds x {len(names)} configs x {args.duration:g} s churn "
           f"({args.family}, {args.threads} client threads), {result['wall_seconds']} s")
-    print_table(summary, scrape_result)
+    print_table(summary, scrape_result, memory_result)
     print(f"raw figures: {args.output}")
 
 

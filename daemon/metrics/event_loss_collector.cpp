@@ -17,7 +17,13 @@ std::vector<prometheus::MetricFamily> EventLossCollector::Collect() const {
         add_sample(lost, {{"reason", std::string(loss_reason_name(reason))}},
                    static_cast<double>(losses[reason]));
     }
-    return {std::move(lost)};
+    return {std::move(lost),
+            single_sample(
+                "tcpstatesd_nested_transitions_total",
+                "Transitions that arrived while the first program ran on the same CPU (an "
+                "interrupt): the kernel skipped it, the nested program handled them.",
+                prometheus::MetricType::Counter,
+                static_cast<double>(program_.read_counters()[TCPSTATES_COUNTER_NESTED_RUNS]))};
 }
 
 }  // namespace tcpstatesd

@@ -1,22 +1,25 @@
-// tcpstatesd_events_lost_total{reason}: the event source's loss accounting, read at scrape
-// time.
+// tcpstatesd_events_lost_total{reason}: the event source's loss accounting, and the
+// transitions the nested program saved from the recursion guard, read at scrape time.
 #pragma once
 
 #include <prometheus/collectable.h>
 
+#include "kernel/bpf_program.hpp"
 #include "kernel/event_source.hpp"
 
 namespace tcpstatesd {
 
 class EventLossCollector : public prometheus::Collectable {
 public:
-    // The source must outlive the collector (and every scrape that uses it).
-    explicit EventLossCollector(const EventSource& source) : source_(source) {}
+    // Both must outlive the collector (and every scrape that uses it).
+    EventLossCollector(const EventSource& source, const BpfProgram& program)
+        : source_(source), program_(program) {}
 
     std::vector<prometheus::MetricFamily> Collect() const override;
 
 private:
     const EventSource& source_;
+    const BpfProgram& program_;
 };
 
 }  // namespace tcpstatesd

@@ -114,7 +114,7 @@ int run_daemon(const DaemonOptions& options) {
         HttpServer server(
             http_options(settings), std::move(sockets), registry, [&] { return status.healthy(); },
             [&] { return ready.load(); },
-            {socket_states, std::make_shared<EventLossCollector>(source),
+            {socket_states, std::make_shared<EventLossCollector>(source, program),
              std::make_shared<ProcessCollector>()});
 
         Reloader reloader(options, std::move(settings), {program, metrics, server, self_metrics});

@@ -93,11 +93,14 @@ def main():
         after = daemon.metrics()
         seen = established(after) - established(before)
         events_lost = lost(after) - lost(before)
+        nested = (after["tcpstatesd_nested_transitions_total"]
+                  - before["tcpstatesd_nested_transitions_total"])
         warm = [kib for t, kib in samples if t <= WARMUP_S]
         steady = [kib for t, kib in samples if t > WARMUP_S]
         print(f"churn: {report['connections']} connections in {report['seconds']:.1f} s "
               f"({report['connections_per_second']:.0f}/s); SYN_SENT->ESTABLISHED counted "
-              f"{seen:.0f}; events lost {events_lost:.0f}; events received "
+              f"{seen:.0f}; events lost {events_lost:.0f} (nested transitions handled "
+              f"{nested:.0f}); events received "
               f"{after['tcpstatesd_events_received_total'] - before['tcpstatesd_events_received_total']:.0f}")
         print("VmRSS KiB per second: " + " ".join(str(kib) for _, kib in samples))
         if not warm or len(steady) < 5:
