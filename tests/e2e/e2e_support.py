@@ -1,4 +1,5 @@
 """Helpers shared by the end-to-end tests that run the real daemon."""
+import itertools
 import os
 import re
 import signal
@@ -229,9 +230,11 @@ class Connections:
     the first connect until close(). So the traffic includes the listener's CLOSE->LISTEN and
     LISTEN->CLOSE, and, when the client closes first, 5 transitions of the server's socket per
     connection (LISTEN->SYN_RECV->ESTABLISHED->CLOSE_WAIT->LAST_ACK->CLOSE). Every socket
-    has a 10 s timeout."""
+    has a 10 s timeout. `sources`, when given, holds the (address, port) each client binds to
+    before it connects, one per connection (else the kernel picks the client's address and
+    port)."""
 
-    def __init__(self, count, family="ipv4", port=0):
+    def __init__(self, count, family="ipv4", port=0, sources=None):
         address_family, host = FAMILIES[family]
         self.listener = socket.socket(address_family)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -239,8 +242,10 @@ class Connections:
         self.listener.listen(64)
         self.port = self.listener.getsockname()[1]
         self.ends = {"client": [], "server": []}
+        sources = iter(sources) if sources is not None else itertools.repeat(None)
         for _ in range(count):
-            client = socket.create_connection((host, self.port), timeout=10)
+            client = socket.create_connection((host, self.port), timeout=10,
+                                              source_address=next(sources))
             server, _ = self.listener.accept()
             server.settimeout(10)
             self.ends["client"].append(client)
@@ -271,9 +276,10 @@ class Connections:
         self.listener.close()
 
 
-def connections(count, family="ipv4", port=0, first="client"):
-    """Connections(count, family, port), closed at once with `first` closing first."""
-    Connections(count, family, port).close(first)
+def connections(count, family="ipv4", port=0, first="client", sources=None):
+    """Connections(count, family, port, sources), closed at once with `first` closing
+    first."""
+    Connections(count, family, port, sources).close(first)
 
 
 def refused_connect(family="ipv4"):
@@ -289,17 +295,32 @@ def refused_connect(family="ipv4"):
     fail("a connect to a port without listener succeeded")
 
 
+def sample_name_and_labels(key):
+    """'name{a="x",b="y"}' (a key of scrape()) as ('name', {'a': 'x', 'b': 'y'})."""
+    name, _, rest = key.partition("{")
+    return name, dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+
 def sample(values, name, **wanted):
     """Sum of the samples of `name` whose labels include `wanted` (any label order)."""
     total = 0.0
     for key, value in values.items():
-        base, _, rest = key.partition("{")
-        if base != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', rest))
-        if all(have.get(k) == str(v) for k, v in wanted.items()):
+        base, have = sample_name_and_labels(key)
+        if base == name and all(have.get(k) == str(v) for k, v in wanted.items()):
             total += value
     return total
+
+
+def series(values, name, *labels):
+    """The samples of `name` summed per value of `labels`: {(value of each label): sum},
+    without the sums that are 0."""
+    sums = {}
+    for key, value in values.items():
+        base, have = sample_name_and_labels(key)
+        if base == name:
+            label_values = tuple(have.get(label, "") for label in labels)
+            sums[label_values] = sums.get(label_values, 0.0) + value
+    return {label_values: total for label_values, total in sums.items() if total != 0}
 
 
 class Background:

@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""Scale: 200,000 loopback connections older than the daemon, all in the gauge at its first
+scrape, then churned with every transition counted and every later duration known.
+
+Usage: scale_test.py TCPSTATESD_BINARY
+
+Setting. A process may hold at most 20000 open files here (a hard limit root cannot raise),
+so HOLDERS processes (socket_holder.py) hold the 400,000 sockets: 8000 connections (16000
+sockets) each, in two groups of 4000 with a listener each; IPV6_HOLDERS of them over IPv6
+(servers on ::1), the rest over IPv4. Every client binds a port from CLIENT_PORTS on a source
+address of its group's (127.G.H.K, or fd00:G::H:K added to lo), so ephemeral ports never run
+out and each connection is known by its ports. The whole test runs in a network namespace
+of its own: its 400,000 sockets and ~120,000 TIME_WAIT entries occupy no port of the host and
+vanish with the test, no sysctl of the host is touched, and `ss` and the gauge (counted in
+the daemon's network namespace) see exactly the test's sockets and the daemon's own. The
+tracepoint still sees every namespace, so the daemon's port filter is CLIENT_PORTS and the
+listeners' ports (all below the ephemeral range, 32768-60999): other jobs' connections on
+the machine cannot reach the counters compared exactly below. The gauge counts every socket
+regardless of the filter.
+
+Sequence and checks:
+1. The holders open their connections and report them ESTABLISHED; `ss -tan` counts the
+   sockets per family and state (exactly 2 x CONNECTIONS ESTABLISHED, or the test stops).
+2. The daemon starts. Measured: time to /-/ready and to the first scrape; kernel memory
+   (/proc/meminfo Slab + Percpu + VmallocUsed, host-wide) before the start and after the
+   first scrape. Checked at the first scrape:
+   - tcpstates_sockets{family,state} lies between ss's count before the start and after the
+     scrape for every family and state. The only other sockets in the namespace are the
+     daemon's: its listener (in the count after) and its HTTP connections; the scrape's own
+     connection may add both its ends to the IPv4 ESTABLISHED count, hence up to +2 there.
+   - tcpstatesd_startup_snapshot_sockets is ss's count before the start (every socket then
+     is a full socket: ESTABLISHED or LISTEN), +1 at most for the daemon's own listener.
+3. Churn: each holder closes half its connections (clients first, so the clients end in
+   TIME_WAIT; then the servers once they read the FIN; then that group's listener), then
+   opens NEW_SOURCES x len(CLIENT_PORTS) new connections to a new listener and closes them
+   the same way. Checked once the daemon has counted as many transitions as the churn made
+   (or has counted nothing new for a second):
+   - tcpstates_transitions_total, per family and transition, is exactly what the churn made
+     (6 per closed connection, 10 per new one, and the listeners': see expected_churn);
+   - tcpstatesd_transitions_unknown_start_total is exactly the inherent ones: for a socket
+     older than the daemon only its first transition (ESTABLISHED -> FIN_WAIT1 / CLOSE_WAIT,
+     an old listener's LISTEN -> CLOSE), for a new one `CLOSE -> *` and `LISTEN -> SYN_RECV`;
+   - every other transition is observed in tcpstates_state_duration_seconds (its _count);
+   - tcpstatesd_events_lost_total is 0 for every reason, tcpstatesd_socket_state_failures_total
+     and tcpstatesd_socket_state_mismatches_total are exported and 0;
+   - at rest, the gauge again lies between ss before and after the scrape, TIME_WAIT included.
+4. Recorded: daemon RSS, kernel memory per tracked socket (tcpstatesd_sockets_tracked), the
+   start-up walk's own duration, the client-side time of SCRAPES scrapes at rest (median,
+   max), printed as one `scale:` line for docs/performance.md. The daemon must stop cleanly.
+
+Every failed check is listed (the test goes on where it can), then the test fails.
+"""
+import collections
+import contextlib
+import ctypes
+import json
+import os
+import select
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+from e2e_support import (Daemon, fail, sample_name_and_labels, scratch_dir, series,
+                         test_arguments, wait_for)
+
+HOLDERS = 25
+IPV6_HOLDERS = 3
+# A client binds one of these ports on each of its group's source addresses: 5 addresses x
+# 800 ports = 4000 connections per group, two held groups (kept, closed) per holder.
+CLIENT_PORTS = range(10000, 10800)
+HELD_SOURCES = {"kept": range(1, 6), "closed": range(6, 11)}
+NEW_SOURCES = range(1, 2)
+# Each holder listens on three ports from here: kept, closed, new.
+FIRST_LISTENER_PORT = CLIENT_PORTS.stop
+LISTENER_PORTS_PER_HOLDER = 3
+CONNECTIONS = HOLDERS * sum(len(s) for s in HELD_SOURCES.values()) * len(CLIENT_PORTS)
+SCRAPES = 10
+
+# Bounds, with room over what was measured here (docs/performance.md, "Scale").
+OPEN_TIMEOUT_S = 120
+CHURN_TIMEOUT_S = 120
+COUNTED_TIMEOUT_S = 60
+SS_TIMEOUT_S = 60
+TIME_LIMIT_S = 300  # the holders' own lifetime, and the CTest TIMEOUT
+
+CLONE_NEWNET = 0x40000000
+SS_STATES = {"ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV",
+             "FIN-WAIT-1": "FIN_WAIT1", "FIN-WAIT-2": "FIN_WAIT2", "TIME-WAIT": "TIME_WAIT",
+             "UNCONN": "CLOSE", "CLOSE-WAIT": "CLOSE_WAIT", "LAST-ACK": "LAST_ACK",
+             "LISTEN": "LISTEN", "CLOSING": "CLOSING"}
+# The scrape's own connection, both ends, while the daemon counts (see the docstring).
+SCRAPE_OWN_SOCKETS = {("ipv4", "ESTABLISHED"): 2}
+CLIENT_CLOSE = [("ESTABLISHED", "FIN_WAIT1"), ("FIN_WAIT1", "FIN_WAIT2"), ("FIN_WAIT2", "CLOSE")]
+SERVER_CLOSE = [("ESTABLISHED", "CLOSE_WAIT"), ("CLOSE_WAIT", "LAST_ACK"), ("LAST_ACK", "CLOSE")]
+OPEN = [("CLOSE", "SYN_SENT"), ("SYN_SENT", "ESTABLISHED"), ("LISTEN", "SYN_RECV"),
+        ("SYN_RECV", "ESTABLISHED")]
+
+failed_checks = []
+
+
+def expect(condition, what):
+    print(f"{'ok' if condition else 'FAILED'}: {what}", flush=True)
+    if not condition:
+        failed_checks.append(what)
+
+
+def source_address(family, group, holder, index):
+    """Source address `index` of a holder's held (group 1) or new (group 2) clients."""
+    if family == "ipv4":
+        return f"127.{group}.{holder}.{index}"
+    return f"fd00:{group}::{holder}:{index}"
+
+
+def holder_plans():
+    """What each holder holds (socket_holder.py's PLAN_JSON)."""
+    plans = []
+    for holder in range(HOLDERS):
+        family = "ipv6" if holder < IPV6_HOLDERS else "ipv4"
+        port = FIRST_LISTENER_PORT + LISTENER_PORTS_PER_HOLDER * holder
+        plan = {"family": family, "lifetime_s": TIME_LIMIT_S,
+                "client_ports": [CLIENT_PORTS.start, CLIENT_PORTS.stop],
+                "new": {"port": port + 2,
+                        "sources": [source_address(family, 2, holder, i) for i in NEW_SOURCES]}}
+        for offset, (group, indexes) in enumerate(HELD_SOURCES.items()):
+            plan[group] = {"port": port + offset,
+                           "sources": [source_address(family, 1, holder, i) for i in indexes]}
+        plans.append(plan)
+    return plans
+
+
+def connection_count(plan, group):
+    return len(plan[group]["sources"]) * len(CLIENT_PORTS)
+
+
+def enter_private_network(plans):
+    """Moves this process, and so everything it starts, into a network namespace of its own:
+    lo up, with the IPv6 source addresses on it."""
+    if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
+        fail(f"unshare(CLONE_NEWNET): {os.strerror(ctypes.get_errno())}")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    addresses = [address for plan in plans if plan["family"] == "ipv6"
+                 for group in ("kept", "closed", "new") for address in plan[group]["sources"]]
+    subprocess.run(["ip", "-6", "-batch", "-"], check=True, text=True,
+                   input="".join(f"addr add {address}/128 dev lo\n" for address in addresses))
+
+
+class Holders:
+    """One socket_holder.py per plan; killed at the end of a with block, whatever happened
+    (and each stops by itself at the end of its stdin or of its lifetime)."""
+
+    def __init__(self, plans):
+        holder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "socket_holder.py")
+        self.processes = [subprocess.Popen([sys.executable, holder, json.dumps(plan)],
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           text=True)
+                          for plan in plans]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        for process in self.processes:
+            process.kill()
+        for process in self.processes:
+            process.wait()
+
+    def tell(self, command):
+        for process in self.processes:
+            process.stdin.write(f"{command}\n")
+            process.stdin.flush()
+
+    def await_answer(self, answer, timeout):
+        """Waits up to `timeout` seconds in all for every holder to print `answer`."""
+        deadline = time.monotonic() + timeout
+        for index, process in enumerate(self.processes):
+            readable, _, _ = select.select([process.stdout], [], [],
+                                           max(0.0, deadline - time.monotonic()))
+            line = process.stdout.readline() if readable else ""
+            if line.strip() != answer:
+                fail(f"holder {index} did not print {answer!r} within {timeout} s (got "
+                     f"{line!r}, exit code {process.poll()})")
+
+
+def socket_counts():
+    """Sockets per (family, state) as `ss -tan` lists them, in the daemon's state names."""
+    listing = subprocess.run(["ss", "-Htan"], capture_output=True, text=True, check=True,
+                             timeout=SS_TIMEOUT_S).stdout
+    counts = collections.Counter()
+    for line in listing.splitlines():
+        state, _, _, local = line.split()[:4]
+        counts["ipv6" if local.startswith("[") else "ipv4", SS_STATES[state]] += 1
+    return counts
+
+
+def kernel_memory_kib():
+    """Slab + Percpu + VmallocUsed (/proc/meminfo): where BPF maps and socket-local storage
+    are allocated. Host-wide, so other jobs' allocations are noise in a difference."""
+    fields = dict(line.split(":") for line in open("/proc/meminfo"))
+    return sum(int(fields[name].split()[0]) for name in ("Slab", "Percpu", "VmallocUsed"))
+
+
+def expect_gauge_between(values, before, after, when):
+    """tcpstates_sockets within ss's counts before and after the scrape, per family and
+    state (+ the scrape's own connection)."""
+    gauge = series(values, "tcpstates_sockets", "family", "state")
+    for key in sorted(set(gauge) | set(before) | set(after)):
+        low = min(before[key], after[key])
+        high = max(before[key], after[key]) + SCRAPE_OWN_SOCKETS.get(key, 0)
+        value = gauge.get(key, 0)
+        expect(low <= value <= high,
+               f"{when}: tcpstates_sockets{{family={key[0]},state={key[1]}}} {value:.0f}, ss "
+               f"{before[key]} before and {after[key]} after the scrape")
+
+
+def expect_zero(values, name, *labels):
+    """`name` exported, and 0 (shown per value of `labels` when not)."""
+    exported = any(sample_name_and_labels(key)[0] == name for key in values)
+    nonzero = series(values, name, *labels)
+    expect(exported and not nonzero,
+           f"{name} is 0: {nonzero}" if exported else f"{name} is exported")
+
+
+def expected_churn(plans):
+    """(transitions, unknown starts) the churn makes, {(family, from, to): count} each."""
+    transitions, unknown = collections.Counter(), collections.Counter()
+    for plan in plans:
+        family = plan["family"]
+        closed, new = connection_count(plan, "closed"), connection_count(plan, "new")
+        for old_state, new_state in CLIENT_CLOSE + SERVER_CLOSE:
+            transitions[family, old_state, new_state] += closed + new
+        for old_state, new_state in OPEN:
+            transitions[family, old_state, new_state] += new
+        transitions[family, "CLOSE", "LISTEN"] += 1  # the new group's listener
+        transitions[family, "LISTEN", "CLOSE"] += 2  # the closed group's and the new group's
+        # A socket older than the daemon: the start-up walk saw its state, not since when.
+        unknown[family, "ESTABLISHED", "FIN_WAIT1"] += closed
+        unknown[family, "ESTABLISHED", "CLOSE_WAIT"] += closed
+        unknown[family, "LISTEN", "CLOSE"] += 1
+        # A new socket's first transition never has a start.
+        unknown[family, "CLOSE", "SYN_SENT"] += new
+        unknown[family, "LISTEN", "SYN_RECV"] += new
+        unknown[family, "CLOSE", "LISTEN"] += 1
+    return dict(transitions), dict(unknown)
+
+
+def increase(after, before):
+    """Per-label increase between two series() results, without the zeros."""
+    return {key: after.get(key, 0) - before.get(key, 0) for key in set(after) | set(before)
+            if after.get(key, 0) != before.get(key, 0)}
+
+
+def expect_counts(what, counted, expected):
+    differences = {key: (counted.get(key, 0), expected.get(key, 0))
+                   for key in sorted(set(counted) | set(expected))
+                   if counted.get(key, 0) != expected.get(key, 0)}
+    expect(not differences, f"{what}: {sum(expected.values()):.0f} as expected" if not differences
+           else f"{what}: (family, from, to): (counted, expected) differ: {differences}")
+
+
+def transitions_counted(values):
+    return series(values, "tcpstates_transitions_total", "family", "from_state", "to_state")
+
+
+def unknown_starts(values):
+    return series(values, "tcpstatesd_transitions_unknown_start_total", "family", "from_state",
+                  "to_state")
+
+
+def durations_observed(values):
+    return series(values, "tcpstates_state_duration_seconds_count", "family", "state",
+                  "next_state")
+
+
+def counted_scrape(daemon, first, expected):
+    """A scrape once the daemon has counted `expected` transitions since the `first` scrape,
+    or counted none for a second: it drains its ring buffer every 100 ms, so what is missing
+    then is lost, and the checks say where."""
+    totals = []
+
+    def counted():
+        values = daemon.metrics()
+        totals.append(sum(increase(transitions_counted(values),
+                                   transitions_counted(first)).values()))
+        stalled = len(totals) > 1 and totals[-1] == totals[-2]
+        return values if totals[-1] >= expected or stalled else None
+
+    return wait_for(f"the daemon to count the churn's {expected} transitions", counted,
+                    timeout=COUNTED_TIMEOUT_S, interval=1.0)
+
+
+def scrape_seconds(target):
+    """Client-side time of one full scrape (request to the last byte of the body)."""
+    started = time.monotonic()
+    with urllib.request.urlopen(f"http://{target}/metrics", timeout=30) as response:
+        response.read()
+    return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def timed(phases, name):
+    """Records the with block's duration in `phases` as `name`."""
+    started = time.monotonic()
+    yield
+    phases[name] = time.monotonic() - started
+
+
+def check_first_scrape(first, before_start, after_first):
+    expect_gauge_between(first, before_start, after_first, "first scrape")
+    snapshot = first.get("tcpstatesd_startup_snapshot_sockets")
+    sockets = sum(before_start.values())
+    expect(snapshot is not None and sockets <= snapshot <= sockets + 1,
+           f"tcpstatesd_startup_snapshot_sockets {snapshot}, ss {sockets} before the start (+1 "
+           f"for the daemon's listener)")
+
+
+def churn_and_check(daemon, holders, plans, first, phases):
+    """Step 3 of the docstring; returns the scrape that counted the churn."""
+    with timed(phases, "churn"):
+        holders.tell("churn")
+        holders.await_answer("churned", CHURN_TIMEOUT_S)
+    transitions, unknown = expected_churn(plans)
+    with timed(phases, "churned to counted"):
+        churned = counted_scrape(daemon, first, sum(transitions.values()))
+    expect_counts("transitions",
+                  increase(transitions_counted(churned), transitions_counted(first)),
+                  transitions)
+    expect_counts("unknown starts", increase(unknown_starts(churned), unknown_starts(first)),
+                  unknown)
+    expect_counts("durations observed",
+                  increase(durations_observed(churned), durations_observed(first)),
+                  {key: n - unknown.get(key, 0) for key, n in transitions.items()
+                   if n != unknown.get(key, 0)})
+    expect_zero(churned, "tcpstatesd_events_lost_total", "reason")
+    expect_zero(churned, "tcpstatesd_socket_state_failures_total")
+    expect_zero(churned, "tcpstatesd_socket_state_mismatches_total")
+    return churned
+
+
+def check_at_rest(daemon):
+    """The gauge against ss once the churn is over; returns ss's counts after the scrape."""
+    before = socket_counts()
+    values = daemon.metrics()
+    after = socket_counts()
+    print(f"at rest, ss: {dict(after)}", flush=True)
+    expect_gauge_between(values, before, after, "at rest")
+    return after
+
+
+def run(binary, holders, plans, phases):
+    """Steps 1 to 4 of the docstring; returns the figures to record."""
+    with timed(phases, "open"):
+        holders.await_answer("established", OPEN_TIMEOUT_S)
+    before_start = socket_counts()
+    print(f"{CONNECTIONS} connections open in {phases['open']:.1f} s; ss: {dict(before_start)}",
+          flush=True)
+    if sum(n for (_, state), n in before_start.items() if state == "ESTABLISHED") \
+            != 2 * CONNECTIONS:
+        fail(f"expected {2 * CONNECTIONS} ESTABLISHED sockets before the start")
+
+    last_port = FIRST_LISTENER_PORT + LISTENER_PORTS_PER_HOLDER * HOLDERS - 1
+    kernel_before_kib = kernel_memory_kib()
+    started = time.monotonic()
+    with Daemon(binary, f'filters:\n  local_ports: ["{CLIENT_PORTS.start}-{last_port}"]\n',
+                scratch_dir("scale")) as daemon:
+        phases["start to ready"] = time.monotonic() - started
+        with timed(phases, "first scrape"):
+            first = daemon.metrics()
+        phases["start to first scrape"] = time.monotonic() - started
+        kernel_kib = kernel_memory_kib() - kernel_before_kib
+        check_first_scrape(first, before_start, socket_counts())
+        churn_and_check(daemon, holders, plans, first, phases)
+        at_rest = check_at_rest(daemon)
+        scrapes = [scrape_seconds(daemon.target) for _ in range(SCRAPES)]
+        rss_mib = daemon.rss_kib() / 1024
+        daemon.stop()
+    return {"sockets": sum(before_start.values()), "first": first, "kernel_kib": kernel_kib,
+            "rss_mib": rss_mib, "scrapes": scrapes, "sockets_at_rest": sum(at_rest.values())}
+
+
+def summary(figures, phases):
+    """The one line docs/performance.md quotes."""
+    first = figures["first"]
+    tracked = first.get("tcpstatesd_sockets_tracked")
+    per_socket = f"{figures['kernel_kib'] * 1024 / tracked:.0f} B" if tracked else "n/a"
+    walk_seconds = first.get("tcpstatesd_startup_snapshot_duration_seconds", float("nan"))
+    scrapes_ms = [seconds * 1000 for seconds in figures["scrapes"]]
+    return (f"scale: {CONNECTIONS} connections ({figures['sockets']} sockets) older than the "
+            f"daemon; first /metrics {phases['start to first scrape']:.2f} s after the start "
+            f"(start-up walk: {first.get('tcpstatesd_startup_snapshot_sockets')} sockets in "
+            f"{walk_seconds:.2f} s); RSS {figures['rss_mib']:.1f} MiB; kernel memory "
+            f"+{figures['kernel_kib'] / 1024:.1f} MiB for {tracked} tracked sockets "
+            f"({per_socket} each); scrape at rest ({figures['sockets_at_rest']} sockets) "
+            f"median {statistics.median(scrapes_ms):.1f} ms, max {max(scrapes_ms):.1f} ms; "
+            f"test {phases['test']:.0f} s")
+
+
+def main():
+    (binary,) = test_arguments(__doc__, 1)
+    phases = {}  # name -> seconds
+    with timed(phases, "test"):
+        plans = holder_plans()
+        enter_private_network(plans)
+        with Holders(plans) as holders:
+            figures = run(binary, holders, plans, phases)
+    print("phases: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items()))
+    print(summary(figures, phases))
+    if failed_checks:
+        fail(f"{len(failed_checks)} checks failed:\n" + "\n".join(failed_checks))
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
