@@ -69,8 +69,9 @@ std::vector<prometheus::MetricFamily> SocketStateCollector::Collect() const {
         MetricType::Gauge, static_cast<double>(total_sockets(full))));
     out.push_back(single_sample(
         "tcpstatesd_socket_state_failures_total",
-        "Sockets whose state could not be stored (out of memory, or the socket table of the "
-        "raw tracepoint full): not counted in tcpstates_sockets, transitions start unknown.",
+        "Times a socket's state could not be stored, at a transition or by a walk (out of "
+        "memory, or the socket table of the raw tracepoint full): until it is stored the socket "
+        "is not counted in tcpstates_sockets and its next transition has an unknown start.",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_STATE_FAILED])));
     out.push_back(single_sample(
         "tcpstatesd_socket_state_mismatches_total",
@@ -82,9 +83,11 @@ std::vector<prometheus::MetricFamily> SocketStateCollector::Collect() const {
         "Full sockets found by a walk without stored state and stored (at start: those older "
         "than the daemon).",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_WALK_SEEDED])));
-    out.push_back(single_sample("tcpstatesd_socket_walk_failures_total",
-                                "Scrape-time walks of the sockets that failed (logged).",
-                                MetricType::Counter, static_cast<double>(walk_failures_.load())));
+    out.push_back(
+        single_sample("tcpstatesd_socket_walk_failures_total",
+                      "Scrape-time walks of the sockets that failed (logged); those scrapes' "
+                      "tcpstates_sockets leave out TIME_WAIT and request sockets.",
+                      MetricType::Counter, static_cast<double>(walk_failures_.load())));
     out.push_back(single_sample("tcpstatesd_startup_snapshot_sockets",
                                 "Sockets older than the daemon found and stored at start.",
                                 MetricType::Gauge, static_cast<double>(startup_sockets_)));
