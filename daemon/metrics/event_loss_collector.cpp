@@ -21,7 +21,8 @@ std::vector<prometheus::MetricFamily> EventLossCollector::Collect() const {
             single_sample(
                 "tcpstatesd_nested_transitions_total",
                 "Transitions that arrived while the first program ran on the same CPU (an "
-                "interrupt): the kernel skipped it, the nested program handled them.",
+                "interrupt): the kernel skipped the first program for them, the nested program "
+                "handled them.",
                 prometheus::MetricType::Counter,
                 static_cast<double>(program_.read_counters()[TCPSTATES_COUNTER_NESTED_RUNS]))};
 }
