@@ -407,7 +407,7 @@ def maps_memlock_kib(pid):
 def slab_growth_holding(args, tracer=None):
     """Slab growth (KiB) while args.memory_connections connections are held, in a network
     namespace of their own; with a daemon running, once it tracks them all."""
-    tracked = (lambda: tracer.metrics().get("tcpstatesd_sockets_tracked", 0)) if tracer else None
+    tracked = (lambda: tracer.metrics().get("tcpstates_sockets", 0)) if tracer else None
     tracked_before = tracked() if tracer else 0
     before = slab_kib()
     holder = subprocess.Popen(

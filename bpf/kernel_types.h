@@ -14,8 +14,17 @@ struct in6_addr {
 	__u8 u6_addr8[16];
 };
 
+struct net {
+	__u64 net_cookie;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
 struct sock_common {
 	__be32 skc_daddr;
+	possible_net_t skc_net;
 	volatile unsigned char skc_state;
 	__be32 skc_rcv_saddr;
 	__be16 skc_dport;
@@ -38,7 +47,7 @@ struct inet_sock {
 	__be16 inet_sport;
 } __attribute__((preserve_access_index));
 
-/* What the start-up walk (iter/tcp) reads of the two mini sockets the tracepoint never sees. */
+/* What the walk (iter/tcp) reads of the timewait sockets, which the tracepoint never sees. */
 struct inet_timewait_sock {
 	volatile unsigned char tw_substate; /* FIN_WAIT2 or TIME_WAIT: what `ss` reports */
 } __attribute__((preserve_access_index));
@@ -47,11 +56,11 @@ struct tcp_timewait_sock {
 	struct inet_timewait_sock tw_sk;
 } __attribute__((preserve_access_index));
 
-struct tcp_sock; /* only passed on: a full socket for the socket-local storage helpers */
 struct seq_file;
 
 struct bpf_iter_meta {
 	struct seq_file *seq;
+	__u64 seq_num; /* sockets visited so far in this walk */
 } __attribute__((preserve_access_index));
 
 struct bpf_iter__tcp {

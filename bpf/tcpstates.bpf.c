@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Kernel half of tcpstatesd: programs on the tracepoint sock/inet_sock_set_state, and a walk
- * of the existing sockets.
+ * of the existing sockets that counts them per state.
  *
  * For every TCP state change the program looks up what it stored of the socket (when it
- * entered its previous state), stores the new state, keeps the per-state socket counts (the
- * gauge), applies the filters user space configured, and emits one record: a struct
+ * entered its previous state), stores the new state, keeps the per-state count of the sockets
+ * the walk does not see (other network namespaces'), applies the filters user space
+ * configured, and emits one record: a struct
  * tcpstates_transition for the daemon's metrics, or a struct tcpstates_event (that transition
  * followed by the socket's addresses, pid and comm) for `trace`.
  *
@@ -48,6 +49,10 @@ const volatile __u8 event_details = 1;
  * exit on virtual machines: measured at ~2 us per event on this project's test VMs, twenty
  * times the rest of the program. With batching, user space drains on a timer as well. */
 const volatile __u64 ringbuf_wakeup_bytes = 0;
+
+/* The network namespace whose sockets the walk counts (its cookie, SO_NETNS_COOKIE): the
+ * programs count the sockets of every other one. 0: no walk, they count every socket. */
+const volatile __u64 walked_netns_cookie = 0;
 
 /* Filters, written by user space through the skeleton's mmap of .bss. They are read on
  * every event, so a reload changes them without detaching the program. They select the
@@ -175,17 +180,26 @@ static __always_inline void forget_state(const struct sock *sk, enum state_store
 		bpf_map_delete_elem(&socket_table, &key);
 }
 
+/* Whether the programs count this socket in `socket_counts`: the walk counts those of its own
+ * network namespace. */
+static __always_inline int counted_here(const struct sock *sk)
+{
+	return !walked_netns_cookie ||
+	       BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie) != walked_netns_cookie;
+}
+
 /*
- * Updates the socket's stored state and the socket counts for this transition, and fills *t
- * (now: the transition's time). Returns 0 when the transition is to be emitted, -1 when a
- * filter drops it. The filters run last: every socket is counted, and an active open's first
- * event has local port 0, which must not keep its SYN_SENT start time from being stored.
+ * Updates the socket's stored state (and the socket counts, see counted_here()) for this
+ * transition, and fills *t (now: the transition's time). Returns 0 when the transition is to
+ * be emitted, -1 when a filter drops it. The filters run last: an active open's first event
+ * has local port 0, which must not keep its SYN_SENT start time from being stored.
  */
 static __always_inline int track(const struct sock *sk, int old_state, int new_state,
 				 __u64 now, struct tcpstates_transition *t,
 				 enum tcpstates_writer writer, enum state_store store)
 {
 	struct tcpstates_socket *known;
+	int counted = counted_here(sk);
 
 	__builtin_memset(t, 0, sizeof(*t)); /* no stack bytes leave uninitialized */
 	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -203,12 +217,11 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 			/* A missed transition, or in the table a socket at a freed one's address. */
 			count(writer, TCPSTATES_COUNTER_STATE_MISMATCH);
 			t->flags = TCPSTATES_EVENT_START_UNKNOWN;
-		} else if (known->since_ns) {
-			t->duration_ns = now - known->since_ns;
 		} else {
-			t->flags = TCPSTATES_EVENT_START_UNKNOWN; /* found by a walk */
+			t->duration_ns = now - known->since_ns;
 		}
-		add_socket_count(writer, known->family, known->state, -1);
+		if (counted)
+			add_socket_count(writer, known->family, known->state, -1);
 	} else {
 		t->flags = TCPSTATES_EVENT_START_UNKNOWN;
 	}
@@ -220,7 +233,8 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 		known->since_ns = now;
 		known->state = new_state;
 		known->family = t->family; /* a table entry's new socket may be of another family */
-		add_socket_count(writer, t->family, new_state, 1);
+		if (counted)
+			add_socket_count(writer, t->family, new_state, 1);
 	} else {
 		struct tcpstates_socket fresh = {
 			.since_ns = now,
@@ -228,10 +242,10 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 			.state = new_state,
 		};
 
-		if (store_new_state(sk, &fresh, store) == 0)
-			add_socket_count(writer, t->family, new_state, 1);
-		else
+		if (store_new_state(sk, &fresh, store) != 0)
 			count(writer, TCPSTATES_COUNTER_STATE_FAILED);
+		else if (counted)
+			add_socket_count(writer, t->family, new_state, 1);
 	}
 
 	if (filter_family && t->family != filter_family)
@@ -394,51 +408,40 @@ ENTRY_POINTS(tcpstates_ringbuf_raw, "raw_tp/inet_sock_set_state", RING_BUFFER, S
 ENTRY_POINTS(tcpstates_perfbuf_raw, "raw_tp/inet_sock_set_state", PERF_BUFFER, SOCKET_TABLE)
 
 /*
- * The walk of every TCP socket of the caller's network namespace (iter/tcp), run by the
- * daemon at start and at each scrape. Full sockets without stored state (older than the
- * daemon) are stored in their current state, start unknown, and counted; the socket is locked
- * meanwhile (the iterator takes lock_sock_fast), so no transition of it interleaves. Timewait
- * and request sockets make no transition the tracepoint sees: each is written to the
- * iterator's output as a struct tcpstates_mini_socket, for user space to count.
+ * The walk of every TCP socket of the caller's network namespace (iter/tcp), run by the daemon
+ * at start and at each scrape: it counts each socket in the state `ss` reports, timewait and
+ * request sockets included (they make no transition the tracepoint sees), and once it has
+ * visited them all (a last call without a socket) writes the counts to the iterator's output.
+ * The counts live in .bss across the calls of one walk; user space runs one walk at a time.
  */
+struct tcpstates_walk_counts walk_counts = {};
+
 SEC("iter/tcp")
 int tcpstates_walk(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *common = ctx->sk_common;
-	struct tcpstates_mini_socket mini = {};
-	struct tcpstates_socket fresh = {};
-	struct tcp_sock *full;
+	__u32 slot;
+	__u8 state;
 
-	if (!common)
+	if (ctx->meta->seq_num == 0)
+		__builtin_memset(&walk_counts, 0, sizeof(walk_counts));
+	if (!common) {
+		bpf_seq_write(ctx->meta->seq, &walk_counts, sizeof(walk_counts));
 		return 0;
-	mini.family = common->skc_family;
-	switch (common->skc_state) {
-	case TCPSTATES_TIME_WAIT: {
+	}
+	state = common->skc_state;
+	if (state == TCPSTATES_TIME_WAIT) {
 		struct tcp_timewait_sock *timewait = bpf_skc_to_tcp_timewait_sock(common);
 
 		if (!timewait)
 			return 0;
-		mini.state = timewait->tw_sk.tw_substate;
-		bpf_seq_write(ctx->meta->seq, &mini, sizeof(mini));
-		return 0;
+		state = timewait->tw_sk.tw_substate;
+	} else if (state == TCPSTATES_NEW_SYN_RECV) {
+		state = TCPSTATES_SYN_RECV;
 	}
-	case TCPSTATES_NEW_SYN_RECV:
-		mini.state = TCPSTATES_SYN_RECV;
-		bpf_seq_write(ctx->meta->seq, &mini, sizeof(mini));
-		return 0;
-	case TCPSTATES_CLOSE:
-		return 0;
-	}
-	full = bpf_skc_to_tcp_sock(common);
-	if (!full || bpf_sk_storage_get(&socket_storage, full, 0, 0))
-		return 0;
-	fresh.family = mini.family;
-	fresh.state = common->skc_state;
-	if (!bpf_sk_storage_get(&socket_storage, full, &fresh, BPF_SK_STORAGE_GET_F_CREATE)) {
-		count(TCPSTATES_WRITER_WALK, TCPSTATES_COUNTER_STATE_FAILED);
-		return 0;
-	}
-	count(TCPSTATES_WRITER_WALK, TCPSTATES_COUNTER_WALK_SEEDED);
-	add_socket_count(TCPSTATES_WRITER_WALK, fresh.family, fresh.state, 1);
+	slot = tcpstates_socket_count_slot(common->skc_family == AF_INET6, state);
+	barrier_var(slot); /* keep the bound check, which the compiler knows to be true */
+	if (slot < TCPSTATES_SOCKET_COUNT_SLOTS)
+		walk_counts.sockets[slot] += 1;
 	return 0;
 }

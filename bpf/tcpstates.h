@@ -2,8 +2,8 @@
 /*
  * The one header shared by the kernel program (bpf/tcpstates.bpf.c), the daemon (daemon/)
  * and the tests: the TCP states, the records the program writes (a compact transition for the
- * metrics, the same transition followed by the socket's identity for `trace`, the mini sockets a
- * walk reports), the per-socket record, the per-state socket counts, and the indexes of the
+ * metrics, the same transition followed by the socket's identity for `trace`, the counts a walk
+ * of the sockets reports), the per-socket record, the per-state socket counts, and the indexes of the
  * program's counters. Everything here is
  * ABI between the two halves of one binary: change both sides together.
  */
@@ -68,7 +68,7 @@ struct tcpstates_event {
  * (BPF_MAP_TYPE_SK_STORAGE, freed with the socket), or on kernels without BTF in a bounded hash
  * table keyed by the socket's address. */
 struct tcpstates_socket {
-	__u64 since_ns; /* when the socket entered `state`; 0: unknown (found by a walk) */
+	__u64 since_ns; /* when the socket entered `state` */
 	__u16 family;
 	__u8 state;
 	__u8 pad[5];
@@ -80,37 +80,36 @@ struct tcpstates_socket {
 enum tcpstates_writer {
 	TCPSTATES_WRITER_FIRST = 0, /* the tracepoint's first program */
 	TCPSTATES_WRITER_NESTED,    /* the program that runs when the first one is interrupted */
-	TCPSTATES_WRITER_WALK,      /* the walk of the sockets (iter/tcp) */
 	TCPSTATES_WRITERS,
 };
 
-/* The gauge: sockets per family and state, kept by the programs as per-CPU deltas in the
- * `socket_counts` array (a state's value is the sum over CPUs and writers). A socket is
- * counted in its stored state from the moment it has a `struct tcpstates_socket` until CLOSE. */
+/* Sockets per family and state, in slots of these. The walk (iter/tcp) counts every socket of
+ * the daemon's network namespace this way; the tracepoint programs keep the count of other
+ * namespaces' sockets as per-CPU deltas in the `socket_counts` array (a state's value is the
+ * sum over CPUs and writers): such a socket is counted in its stored state from the moment it
+ * has a `struct tcpstates_socket` until CLOSE. */
 #define TCPSTATES_STATE_SLOTS (TCPSTATES_MAX_STATE + 1)
 #define TCPSTATES_SOCKET_COUNT_SLOTS (2 * TCPSTATES_STATE_SLOTS)
 
+/* The slot of a family and state (an unknown state goes to slot 0 of its family, unused). */
 static inline __u32 tcpstates_socket_count_slot(int is_ipv6, __u32 state)
 {
-	return (is_ipv6 ? TCPSTATES_STATE_SLOTS : 0) + (state % TCPSTATES_STATE_SLOTS);
+	return (is_ipv6 ? TCPSTATES_STATE_SLOTS : 0) + (state < TCPSTATES_STATE_SLOTS ? state : 0);
 }
 
-/* What a walk of the network namespace's sockets (iter/tcp) writes for each socket that is
- * not a full socket: a timewait socket (state: its substate, TIME_WAIT or FIN_WAIT2) or a
- * request socket (state: SYN_RECV), as `ss` reports them. */
-struct tcpstates_mini_socket {
-	__u16 family;
-	__u8 state;
-	__u8 pad;
+/* What a walk of the network namespace's sockets (iter/tcp) writes once it has visited them
+ * all: sockets per slot, in the states `ss` reports (a timewait socket in its substate,
+ * TIME_WAIT or FIN_WAIT2; a request socket in SYN_RECV). */
+struct tcpstates_walk_counts {
+	__u64 sockets[TCPSTATES_SOCKET_COUNT_SLOTS];
 };
 
 /* Indexes into the per-CPU `counters` array map. */
 enum tcpstates_counter {
 	TCPSTATES_COUNTER_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed: event lost */
 	TCPSTATES_COUNTER_PERFBUF_ERROR,    /* perf output failed for a reason other than a full buffer */
-	TCPSTATES_COUNTER_STATE_FAILED,     /* a socket's state could not be stored: not counted */
+	TCPSTATES_COUNTER_STATE_FAILED,     /* a socket's state could not be stored: no durations */
 	TCPSTATES_COUNTER_STATE_MISMATCH,   /* stored state was not the transition's old state */
-	TCPSTATES_COUNTER_WALK_SEEDED,      /* sockets a walk found without stored state and seeded */
 	TCPSTATES_COUNTER_NESTED_RUNS,      /* runs of the nested program: events the first one missed */
 	TCPSTATES_COUNTER_MAX,
 };

@@ -123,6 +123,19 @@ std::array<Value, Slots> sum_per_cpu(int map_fd, uint32_t writers) {
     return totals;
 }
 
+// The cookie of the caller's network namespace (Linux >= 5.14): what the programs compare a
+// socket's namespace with.
+uint64_t own_network_namespace_cookie() {
+    const Fd probe(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    uint64_t cookie = 0;
+    socklen_t size = sizeof cookie;
+    if (!probe || getsockopt(probe.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &size) != 0)
+        throw BpfError(
+            "reading this network namespace's cookie (SO_NETNS_COOKIE, Linux >= 5.14): " +
+            std::string(strerror(errno)));
+    return cookie;
+}
+
 bool is_power_of_two(uint64_t v) {
     return v && !(v & (v - 1));
 }
@@ -167,8 +180,10 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     for (bpf_program* candidate = bpf_object__next_program(skel_->obj, nullptr); candidate;
          candidate = bpf_object__next_program(skel_->obj, candidate))
         bpf_program__set_autoload(candidate, candidate == first_ || candidate == nested_);
-    // The walk is a tracing program on the kernel's own BTF, like socket storage.
+    // The walk is a tracing program on the kernel's own BTF, like socket storage. It counts the
+    // sockets of this network namespace; the tracepoint programs count the others.
     bpf_program__set_autoload(skel_->progs.tcpstates_walk, socket_storage);
+    if (socket_storage) skel_->rodata->walked_netns_cookie = own_network_namespace_cookie();
     if (ring) {
         const long page = sysconf(_SC_PAGESIZE);
         if (!is_power_of_two(options.ring_buffer_bytes) || options.ring_buffer_bytes < page)
@@ -297,25 +312,27 @@ SocketCounts BpfProgram::walk_sockets() const {
     const Fd walk(bpf_iter_create(bpf_link__fd(skel_->links.tcpstates_walk)));
     if (!walk)
         throw BpfError("starting a walk of the TCP sockets: " + std::string(strerror(errno)));
-    std::vector<char> output;
-    char chunk[16384];
+    tcpstates_walk_counts counts{};
+    size_t received = 0;
     for (;;) {
-        const ssize_t n = read(walk.get(), chunk, sizeof chunk);
+        const ssize_t n =
+            read(walk.get(), reinterpret_cast<char*>(&counts) + received, sizeof counts - received);
         if (n == 0) break;
         // EAGAIN: the kernel pauses a read that visited a million sockets without output;
         // reading again goes on from there.
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (n < 0) throw BpfError("walking the TCP sockets: " + std::string(strerror(errno)));
-        output.insert(output.end(), chunk, chunk + n);
+        received += static_cast<size_t>(n);
+        if (received == sizeof counts) break;
     }
-    SocketCounts mini{};
-    tcpstates_mini_socket record;
-    for (size_t at = 0; at + sizeof record <= output.size(); at += sizeof record) {
-        std::memcpy(&record, output.data() + at, sizeof record);
-        if (record.state < TCPSTATES_STATE_SLOTS)
-            ++mini[record.family == AF_INET6 ? 1 : 0][record.state];
-    }
-    return mini;
+    if (received != sizeof counts)
+        throw BpfError("walking the TCP sockets: the walk ended without its counts");
+    SocketCounts sockets{};
+    for (int ipv6 = 0; ipv6 < 2; ++ipv6)
+        for (uint32_t state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
+            sockets[ipv6][state] =
+                static_cast<int64_t>(counts.sockets[tcpstates_socket_count_slot(ipv6, state)]);
+    return sockets;
 }
 
 }  // namespace tcpstatesd

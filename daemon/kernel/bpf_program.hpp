@@ -105,14 +105,15 @@ public:
     // first program's bpf_prog_info.recursion_misses (Linux >= 5.12; 0 before) minus the
     // nested program's runs.
     uint64_t recursion_losses() const;
-    // Sockets now in each state, as the programs count them: every socket with stored state
-    // (seen changing state, or found by a walk), in any network namespace.
+    // Sockets now in each state, as the tracepoint programs count them: those with stored
+    // state (seen changing state since the start) of the network namespaces the walk does not
+    // see; with the raw tracepoint (no walk), of every namespace.
     SocketCounts socket_counts() const;
     // Whether walk_sockets() can run: not with the raw tracepoint (no kernel BTF).
     bool can_walk_sockets() const;
-    // Walks every TCP socket of the caller's network namespace: stores the state of each full
-    // socket not known yet (counted from now on) and returns the timewait and request sockets
-    // per family and state (which make no transition the programs see). Throws BpfError.
+    // Counts every TCP socket of the network namespace the program was loaded in, per family
+    // and state as `ss -tan` reports them (timewait and request sockets included). Throws
+    // BpfError.
     SocketCounts walk_sockets() const;
 
 private:
@@ -125,7 +126,7 @@ private:
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
     bpf_program* first_ = nullptr;  // the pair of tracepoint programs loaded and attached
     bpf_program* nested_ = nullptr;
-    mutable std::mutex walk_mutex_;  // one walk at a time: the walk's counter slots are shared
+    mutable std::mutex walk_mutex_;  // one walk at a time: a walk's counts live in .bss
     Transport transport_ = Transport::RingBuffer;
     uint32_t perf_buffer_pages_ = 0;
     bool event_details_ = true;

@@ -25,71 +25,66 @@ constexpr unsigned kSocketStates[] = {
 
 SocketStateCollector::SocketStateCollector(const BpfProgram& program) : program_(program) {
     if (!program_.can_walk_sockets()) return;
-    const uint64_t seeded_before = program_.read_counters()[TCPSTATES_COUNTER_WALK_SEEDED];
     const auto start = std::chrono::steady_clock::now();
-    program_.walk_sockets();
+    startup_sockets_ = static_cast<uint64_t>(total_sockets(program_.walk_sockets()));
     startup_seconds_ =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    startup_sockets_ = program_.read_counters()[TCPSTATES_COUNTER_WALK_SEEDED] - seeded_before;
 }
 
 std::vector<prometheus::MetricFamily> SocketStateCollector::Collect() const {
     using prometheus::MetricType;
-    SocketCounts mini{};
+    std::vector<prometheus::MetricFamily> out;
+    SocketCounts sockets = program_.socket_counts();
+    bool complete = true;
     if (program_.can_walk_sockets()) {
         try {
-            mini = program_.walk_sockets();  // first: it may store sockets the counts then hold
+            const SocketCounts walked = program_.walk_sockets();
+            for (int ipv6 = 0; ipv6 < 2; ++ipv6)
+                for (unsigned state : kSocketStates) sockets[ipv6][state] += walked[ipv6][state];
         } catch (const BpfError& e) {
+            // No gauge rather than one without this namespace's sockets.
+            complete = false;
             walk_failures_.fetch_add(1, std::memory_order_relaxed);
-            spdlog::warn("{}; tcpstates_sockets leaves out TIME_WAIT and request sockets",
-                         e.what());
+            spdlog::warn("{}; tcpstates_sockets left out of this scrape", e.what());
         }
     }
-    const SocketCounts full = program_.socket_counts();
+    if (complete) {
+        prometheus::MetricFamily gauge = metric_family(
+            "tcpstates_sockets",
+            "TCP sockets now in each state, as ss -tan counts them: every socket of the daemon's "
+            "network namespace (counted at scrape, TIME_WAIT and request sockets included), and "
+            "those of other namespaces seen changing state since the start. Not limited by the "
+            "filters.",
+            MetricType::Gauge);
+        for (int ipv6 = 0; ipv6 < 2; ++ipv6)
+            for (unsigned state : kSocketStates)
+                add_sample(gauge,
+                           {{"family", std::string(family_name(ipv6 ? AF_INET6 : AF_INET))},
+                            {"state", std::string(tcp_state_name(state))}},
+                           static_cast<double>(sockets[ipv6][state]));
+        out.push_back(std::move(gauge));
+    }
+
     const KernelCounters kernel = program_.read_counters();
-
-    std::vector<prometheus::MetricFamily> out;
-    prometheus::MetricFamily gauge = metric_family(
-        "tcpstates_sockets",
-        "TCP sockets now in each state, as ss -tan counts them: every socket seen changing state "
-        "in any network namespace, plus those of the daemon's namespace found at start, plus "
-        "its TIME_WAIT and request sockets counted at scrape. Not limited by the filters.",
-        MetricType::Gauge);
-    for (int ipv6 = 0; ipv6 < 2; ++ipv6)
-        for (unsigned state : kSocketStates)
-            add_sample(gauge,
-                       {{"family", std::string(family_name(ipv6 ? AF_INET6 : AF_INET))},
-                        {"state", std::string(tcp_state_name(state))}},
-                       static_cast<double>(full[ipv6][state] + mini[ipv6][state]));
-    out.push_back(std::move(gauge));
-
-    out.push_back(single_sample(
-        "tcpstatesd_sockets_tracked",
-        "Full sockets whose state the kernel programs keep (any namespace, before filters).",
-        MetricType::Gauge, static_cast<double>(total_sockets(full))));
     out.push_back(single_sample(
         "tcpstatesd_socket_state_failures_total",
-        "Times a socket's state could not be stored, at a transition or by a walk (out of "
-        "memory, or the socket table of the raw tracepoint full): until it is stored the socket "
-        "is not counted in tcpstates_sockets and its next transition has an unknown start.",
+        "Times a socket's state could not be stored at a transition (out of memory, or the "
+        "socket table of the raw tracepoint full): its next transition has an unknown start, "
+        "and a socket of another network namespace (or any, with the raw tracepoint) is not "
+        "counted in tcpstates_sockets until it is stored.",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_STATE_FAILED])));
     out.push_back(single_sample(
         "tcpstatesd_socket_state_mismatches_total",
         "Transitions whose old state was not the socket's stored state (a transition was "
         "missed); treated as unknown start.",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_STATE_MISMATCH])));
-    out.push_back(single_sample(
-        "tcpstatesd_sockets_seeded_total",
-        "Full sockets found by a walk without stored state and stored (at start: those older "
-        "than the daemon).",
-        MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_WALK_SEEDED])));
     out.push_back(
         single_sample("tcpstatesd_socket_walk_failures_total",
-                      "Scrape-time walks of the sockets that failed (logged); those scrapes' "
-                      "tcpstates_sockets leave out TIME_WAIT and request sockets.",
+                      "Scrape-time walks of the sockets that failed (logged); those scrapes "
+                      "have no tcpstates_sockets.",
                       MetricType::Counter, static_cast<double>(walk_failures_.load())));
     out.push_back(single_sample("tcpstatesd_startup_snapshot_sockets",
-                                "Sockets older than the daemon found and stored at start.",
+                                "Sockets of the daemon's network namespace found at start.",
                                 MetricType::Gauge, static_cast<double>(startup_sockets_)));
     out.push_back(single_sample("tcpstatesd_startup_snapshot_duration_seconds",
                                 "How long the start-up walk of the sockets took.",

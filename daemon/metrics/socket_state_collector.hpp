@@ -1,8 +1,7 @@
-// The gauge of sockets per state and the accounting of per-socket state. Sockets with stored
-// state are counted by the kernel programs as they change state; at each scrape a walk of the
-// daemon's network namespace adds the timewait and request sockets (which make no transition
-// the programs see) and stores any full socket not known yet. The first walk, at start, makes
-// sockets older than the daemon known.
+// The gauge of sockets per state and the accounting of per-socket state. At each scrape a walk
+// counts every socket of the daemon's network namespace as ss does; the kernel programs count
+// the sockets of other namespaces as they change state. A first walk at start checks that
+// walks work and measures them.
 #pragma once
 
 #include <prometheus/collectable.h>
@@ -16,12 +15,11 @@ namespace tcpstatesd {
 
 class SocketStateCollector : public prometheus::Collectable {
 public:
-    // Runs the start-up walk (when the program can walk), so construct it once the programs
-    // are attached: a socket changing state meanwhile is then seen by one or the other. The
-    // program must outlive the collector (and every scrape that uses it). Throws BpfError.
+    // Runs the start-up walk (when the program can walk). The program must outlive the
+    // collector (and every scrape that uses it). Throws BpfError.
     explicit SocketStateCollector(const BpfProgram& program);
 
-    // Sockets the start-up walk found and stored, and how long it took.
+    // Sockets the start-up walk found, and how long it took.
     uint64_t startup_sockets() const { return startup_sockets_; }
     double startup_seconds() const { return startup_seconds_; }
 

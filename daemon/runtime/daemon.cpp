@@ -96,14 +96,14 @@ int run_daemon(const DaemonOptions& options) {
                 transport_name(program.transport()), program.socket_table_capacity());
         auto socket_states = std::make_shared<SocketStateCollector>(program);
         if (program.can_walk_sockets())
-            spdlog::info("found {} TCP sockets older than the daemon in {:.3f} s",
+            spdlog::info("found {} TCP sockets in this network namespace in {:.3f} s",
                          socket_states->startup_sockets(), socket_states->startup_seconds());
         TransitionMetrics metrics(*registry, settings.config.metrics.duration_buckets);
         EventSource source(program, metrics);
         reactor.on_readable(source.fd(), "reading events", [&] { source.consume(); });
         reactor.every(EventSource::kDrainInterval, "reading events", [&] { source.consume(); });
 
-        StatusReport status(systemd, metrics, program, source);
+        StatusReport status(systemd, metrics, source);
         reactor.every(StatusReport::kTickInterval, "reporting status", [&] { status.tick(); });
         std::atomic<bool> ready{false};
         // Every kernel object and socket exists now; the HTTP threads are yet to start and

@@ -13,10 +13,9 @@ constexpr std::chrono::seconds kStatusInterval{10};
 }  // namespace
 
 StatusReport::StatusReport(const SystemdNotifier& systemd, const TransitionMetrics& metrics,
-                           const BpfProgram& program, const EventSource& source)
+                           const EventSource& source)
     : systemd_(systemd),
       metrics_(metrics),
-      program_(program),
       source_(source),
       heartbeat_(Clock::now().time_since_epoch().count()),
       last_status_(Clock::now()) {}
@@ -27,9 +26,8 @@ void StatusReport::tick() {
     if (now - last_status_ < kStatusInterval) return;
     const uint64_t received = metrics_.events_received();
     const double seconds = std::chrono::duration<double>(now - last_status_).count();
-    const int64_t tracked = total_sockets(program_.socket_counts());
-    systemd_.status(fmt::format("{:.0f} events/s, {} sockets tracked, {} events lost",
-                                static_cast<double>(received - last_received_) / seconds, tracked,
+    systemd_.status(fmt::format("{:.0f} events/s, {} events lost",
+                                static_cast<double>(received - last_received_) / seconds,
                                 source_.losses().total()));
     last_received_ = received;
     last_status_ = now;

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdint>
 
-#include "kernel/bpf_program.hpp"
 #include "kernel/event_source.hpp"
 #include "metrics/transition_metrics.hpp"
 #include "runtime/systemd_notify.hpp"
@@ -20,7 +19,7 @@ public:
 
     // Everything given must outlive the report.
     StatusReport(const SystemdNotifier& systemd, const TransitionMetrics& metrics,
-                 const BpfProgram& program, const EventSource& source);
+                 const EventSource& source);
 
     // On the reactor thread, every kTickInterval.
     void tick();
@@ -32,7 +31,6 @@ private:
 
     const SystemdNotifier& systemd_;
     const TransitionMetrics& metrics_;
-    const BpfProgram& program_;
     const EventSource& source_;
     std::atomic<Clock::rep> heartbeat_;
     Clock::time_point last_status_;

@@ -44,7 +44,7 @@ Sequence and checks:
    - tcpstatesd_events_lost_total is 0 for every reason, tcpstatesd_socket_state_failures_total
      and tcpstatesd_socket_state_mismatches_total are exported and 0;
    - at rest, the gauge again lies between ss before and after the scrape, TIME_WAIT included.
-4. Recorded: daemon RSS, kernel memory per tracked socket (tcpstatesd_sockets_tracked), the
+4. Recorded: daemon RSS, the kernel memory the daemon's start added, the
    start-up walk's own duration, the client-side time of SCRAPES scrapes at rest (median,
    max), printed as one `scale:` line for docs/performance.md. The daemon must stop cleanly.
 
@@ -382,16 +382,14 @@ def run(binary, holders, plans, phases):
 def summary(figures, phases):
     """The one line docs/performance.md quotes."""
     first = figures["first"]
-    tracked = first.get("tcpstatesd_sockets_tracked")
-    per_socket = f"{figures['kernel_kib'] * 1024 / tracked:.0f} B" if tracked else "n/a"
     walk_seconds = first.get("tcpstatesd_startup_snapshot_duration_seconds", float("nan"))
     scrapes_ms = [seconds * 1000 for seconds in figures["scrapes"]]
     return (f"scale: {CONNECTIONS} connections ({figures['sockets']} sockets) older than the "
             f"daemon; first /metrics {phases['start to first scrape']:.2f} s after the start "
             f"(start-up walk: {first.get('tcpstatesd_startup_snapshot_sockets')} sockets in "
             f"{walk_seconds:.2f} s); RSS {figures['rss_mib']:.1f} MiB; kernel memory "
-            f"+{figures['kernel_kib'] / 1024:.1f} MiB for {tracked} tracked sockets "
-            f"({per_socket} each); scrape at rest ({figures['sockets_at_rest']} sockets) "
+            f"+{figures['kernel_kib'] / 1024:.1f} MiB (sockets older than the daemon hold no "
+            f"per-socket state until they change state); scrape at rest ({figures['sockets_at_rest']} sockets) "
             f"median {statistics.median(scrapes_ms):.1f} ms, max {max(scrapes_ms):.1f} ms; "
             f"test {phases['test']:.0f} s")
 

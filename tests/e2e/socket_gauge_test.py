@@ -16,6 +16,10 @@ sockets change state while it compares.
    (two ESTABLISHED sockets while it is served).
 3. After churn (connections opened and closed, some left in CLOSE_WAIT, FIN_WAIT2, TIME_WAIT;
    old ones closed), at rest: equal again.
+4. Sockets of another network namespace (a child of the test's) are counted once they change
+   state: FOREIGN connections opened there add 2 x FOREIGN ESTABLISHED and their listener to
+   what ss shows in the test's namespace; once closed, their TIME_WAIT is not counted (only the daemon's own
+   namespace is walked) and the gauge equals ss again.
 """
 import os
 import socket
@@ -44,6 +48,18 @@ def in_own_network_namespace():
     os.execvp("unshare", ["unshare", "--net", sys.executable, *sys.argv])
 
 
+FOREIGN = 8
+
+
+def in_child_namespace(code):
+    """A Python process running `code` in a new network namespace (loopback up), with
+    e2e_support importable; it prints "ready" when set up and ends when its stdin closes."""
+    script = f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n{code}"
+    return subprocess.Popen(
+        ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable,
+         "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
 def ss_counts():
     """{(family, state): sockets} as `ss -tan` reports them."""
     counts = {}
@@ -64,10 +80,13 @@ def gauge_counts(daemon):
             for family in ("ipv4", "ipv6") for state in GAUGE_STATES}
 
 
-def expect_gauge_equals_ss(daemon, when, required_states=()):
-    """One scrape against ss just before it: equal but for the scrape's own two sockets. ss
-    must show each of `required_states` in both families (else the test tests nothing)."""
+def expect_gauge_equals_ss(daemon, when, required_states=(), elsewhere=None):
+    """One scrape against ss just before it: equal but for the scrape's own two sockets and
+    the IPv4 sockets of another namespace `elsewhere` counts per state. ss must show each of
+    `required_states` in both families (else the test tests nothing)."""
     expected = ss_counts()
+    for state, count in (elsewhere or {}).items():
+        expected[("ipv4", state)] = expected.get(("ipv4", state), 0) + count
     missing = [(f, s) for f in FAMILIES for s in required_states if not expected.get((f, s))]
     if missing:
         fail(f"{when}: the test made no sockets in {missing}")
@@ -171,6 +190,18 @@ def main():
         established.close()
         unfinished["ipv6"].close()
         expect_gauge_equals_ss(daemon, "all test connections closed")
+
+        foreign = in_child_namespace(
+            f"from e2e_support import Connections\nheld = Connections({FOREIGN})\n"
+            "print('ready', flush=True)\nsys.stdin.read()\nheld.close()")
+        if foreign.stdout.readline().strip() != "ready":
+            fail("the child namespace's connections did not open")
+        expect_gauge_equals_ss(daemon, f"{FOREIGN} connections in a child namespace",
+                               elsewhere={"ESTABLISHED": 2 * FOREIGN, "LISTEN": 1})
+        foreign.stdin.close()
+        if foreign.wait(timeout=30) != 0:
+            fail("the child namespace's connections did not close cleanly")
+        expect_gauge_equals_ss(daemon, "the child namespace's connections closed")
         lost = sample(daemon.metrics(), "tcpstatesd_events_lost_total")
         if lost:
             fail(f"{lost:.0f} events lost")
