@@ -14,9 +14,7 @@ fi
 # shellcheck source-path=SCRIPTDIR source=../support/test_lib.sh
 source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
 
-for tool in dpkg-buildpackage dh; do
-    command -v "$tool" >/dev/null || cannot_run "$tool is missing (.ci/install-deps installs it)"
-done
+require_tools dpkg-buildpackage dh
 
 rm -rf "$2"
 log "packaging/build-deb.sh $2"

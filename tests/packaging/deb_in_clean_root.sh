@@ -28,10 +28,8 @@ fi
 source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
 
 [[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, mount, chroot)"
-for tool in lintian debootstrap unshare flock systemd-nspawn nsenter; do
-    command -v "$tool" >/dev/null || cannot_run "$tool is missing (.ci/install-deps installs it)"
-done
-[[ -r /sys/kernel/btf/vmlinux ]] || cannot_run "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+require_tools lintian debootstrap unshare flock systemd-nspawn nsenter
+require_btf
 
 # Mounts made from here on vanish with the namespace, whatever way the test ends.
 if [[ -z ${TCPSTATESD_PRIVATE_MOUNTS:-} ]]; then
