@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <linux/capability.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "common/fd.hpp"
+#include "runtime/capabilities.hpp"
 #include "tcpstates.skel.h"
 
 namespace tcpstatesd {
@@ -34,11 +36,23 @@ int route_libbpf_log(enum libbpf_print_level level, const char* format, va_list 
     return n;
 }
 
+// What to do about EPERM from the kernel.
 std::string privilege_hint() {
+    const auto effective = effective_capabilities();
+    const auto holds = [&](unsigned capability) {
+        return effective.has_value() && ((*effective >> capability) & 1) != 0;
+    };
+    // Holding the capabilities and still refused: something else said no. In a container
+    // that is usually the runtime's default seccomp profile (podman's allows bpf() only
+    // with CAP_SYS_ADMIN).
+    if (holds(CAP_BPF) && holds(CAP_PERFMON))
+        return "the process holds CAP_BPF and CAP_PERFMON, so a seccomp filter, kernel lockdown "
+               "or a security module refused it; in a container, its seccomp profile must "
+               "allow bpf and perf_event_open (docs/operations.md, \"Container\")";
     std::string hint =
         "tcpstatesd needs root, or CAP_BPF + CAP_PERFMON (Linux >= 5.8; CAP_SYS_ADMIN before)";
     if (geteuid() != 0) hint += "; it runs as uid " + std::to_string(geteuid()) + " now";
-    return hint;
+    return hint + "; also check kernel.unprivileged_bpf_disabled and kernel lockdown";
 }
 
 // Turns a failed libbpf call into one line: what failed, why, and what to do.
@@ -48,8 +62,7 @@ std::string privilege_hint() {
     switch (err) {
         case EPERM:
         case EACCES:
-            message += " (" + privilege_hint() +
-                       "; also check kernel.unprivileged_bpf_disabled and kernel lockdown)";
+            message += " (" + privilege_hint() + ")";
             break;
         case ENOMEM:
             message +=

@@ -18,19 +18,21 @@ namespace {
                             std::string("dropping capabilities: ") + call);
 }
 
+}  // namespace
+
 // The raw system calls, as glibc has no wrapper and libcap would be a dependency for two calls.
-bool has_effective(unsigned capability) {
+std::optional<std::uint64_t> effective_capabilities() {
     __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-    if (syscall(SYS_capget, &header, data) != 0) fail("capget");
-    return (data[capability / 32].effective & (1u << (capability % 32))) != 0;
+    if (syscall(SYS_capget, &header, data) != 0) return std::nullopt;
+    return data[0].effective | static_cast<std::uint64_t>(data[1].effective) << 32;
 }
-
-}  // namespace
 
 void drop_capabilities() {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("prctl(PR_SET_NO_NEW_PRIVS)");
-    if (has_effective(CAP_SETPCAP))
+    const auto effective = effective_capabilities();
+    if (!effective) fail("capget");
+    if (((*effective >> CAP_SETPCAP) & 1) != 0)
         // PR_CAPBSET_READ fails (EINVAL) past the kernel's last capability.
         for (unsigned cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; ++cap)
             if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) fail("prctl(PR_CAPBSET_DROP)");

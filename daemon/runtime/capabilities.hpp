@@ -5,7 +5,14 @@
 // experiment.
 #pragma once
 
+#include <cstdint>
+#include <optional>
+
 namespace tcpstatesd {
+
+// The calling thread's effective capabilities (bit N set: capability N), or nothing when
+// capget fails.
+std::optional<std::uint64_t> effective_capabilities();
 
 // Sets no_new_privs, empties the effective, permitted, inheritable and ambient sets and, where
 // the process may change it (CAP_SETPCAP, as when started by root), the bounding set; a

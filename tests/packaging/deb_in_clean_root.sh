@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # dpkg-query's ${Field} syntax
-# Builds the Debian package with packaging/build-deb.sh, checks it with lintian, then installs
-# it with apt (dependencies from the Debian mirror) into a clean minimal Debian root and checks
-# what it installed: the binary runs (--version, --check-config on the packaged configuration),
-# files are in place, the conffile is registered and kept across a reinstall, the unit is
-# enabled, the man page is found. Then it boots that root with systemd-nspawn and checks,
-# under a real systemd, that the enabled unit started at boot, that installing the package
-# again (what an upgrade does) restarts it, that it reloads, that tcpstatesd.socket (installed
-# disabled) starts the service on the first scrape, that removing the package stops it, and
-# that a purge leaves nothing.
+# Checks the Debian package (built by the fixture test "packaging: build the .deb",
+# tests/packaging/build_deb.sh) with lintian, then installs it with apt (dependencies from the
+# Debian mirror) into a clean minimal Debian root and checks what it installed: the binary
+# runs (--version, --check-config on the packaged configuration), files are in place, the
+# conffile is registered and kept across a reinstall, the unit is enabled, the man page is
+# found. Then it boots that root with systemd-nspawn and checks, under a real systemd, that
+# the enabled unit started at boot, that installing the package again (what an upgrade does)
+# restarts it, that it reloads, that tcpstatesd.socket (installed disabled) starts the service
+# on the first scrape, that removing the package stops it, and that a purge leaves nothing.
 #
-# Usage: deb_in_clean_root.sh SOURCE_DIR WORK_DIR        (as root)
+# Usage: deb_in_clean_root.sh SOURCE_DIR DEB_DIR WORK_DIR        (as root)
 #
 # The root (debootstrap --variant=minbase plus man-db and systemd; none of the daemon's
 # libraries) is built once and cached under /var/cache/tcpstatesd-test/packaging/ by
@@ -19,8 +19,8 @@
 # and no mount outlives the test.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-    echo "usage: $0 SOURCE_DIR WORK_DIR" >&2
+if [[ $# -ne 3 ]]; then
+    echo "usage: $0 SOURCE_DIR DEB_DIR WORK_DIR" >&2
     exit 2
 fi
 
@@ -28,10 +28,8 @@ fi
 source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
 
 [[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, mount, chroot)"
-for tool in dpkg-buildpackage dh lintian debootstrap unshare flock systemd-nspawn nsenter; do
-    command -v "$tool" >/dev/null || cannot_run "$tool is missing (.ci/install-deps installs it)"
-done
-[[ -r /sys/kernel/btf/vmlinux ]] || cannot_run "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+require_tools lintian debootstrap unshare flock systemd-nspawn nsenter
+require_btf
 
 # Mounts made from here on vanish with the namespace, whatever way the test ends.
 if [[ -z ${TCPSTATESD_PRIVATE_MOUNTS:-} ]]; then
@@ -39,16 +37,15 @@ if [[ -z ${TCPSTATESD_PRIVATE_MOUNTS:-} ]]; then
 fi
 
 source_dir=$(realpath "$1")
-work=$(realpath -m "$2")
+deb_dir=$(realpath -m "$2")
+work=$(realpath -m "$3")
 rm -rf "$work"
 mkdir -p "$work"
 
-# --- Build and lint -------------------------------------------------------------------------
+# --- Lint -----------------------------------------------------------------------------------
 
-log "packaging/build-deb.sh"
-"$source_dir/packaging/build-deb.sh" "$work/deb" || fail "the package build failed"
-deb=$(find "$work/deb" -name 'tcpstatesd_*.deb')
-[[ -f $deb ]] || fail "no tcpstatesd_*.deb in $work/deb"
+deb=$(find "$deb_dir" -maxdepth 1 -name 'tcpstatesd_*.deb' 2>/dev/null)
+[[ -f $deb ]] || cannot_run "no tcpstatesd_*.deb in $deb_dir (the fixture test \"packaging: build the .deb\" builds it)"
 version=$(dpkg-deb -f "$deb" Version)
 log "built $(basename "$deb"): Depends: $(dpkg-deb -f "$deb" Depends)"
 
@@ -57,7 +54,7 @@ log "lintian"
 # overridden in packaging/debian/tcpstatesd.lintian-overrides and explained in
 # docs/operations.md.
 lintian --display-info --display-experimental --pedantic \
-    --fail-on error,warning,info,pedantic,experimental "$work"/deb/*.changes ||
+    --fail-on error,warning,info,pedantic,experimental "$deb_dir"/*.changes ||
     fail "lintian reports the tags above"
 log "lintian: no tags"
 

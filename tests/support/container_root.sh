@@ -5,41 +5,35 @@
 # has sourced test_lib.sh (log, fail), runs as root and has checked that debootstrap, flock,
 # systemd-nspawn and nsenter are installed.
 
+# shellcheck source-path=SCRIPTDIR source=../../packaging/container/debian_root.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../packaging/container/debian_root.sh"
+
 container_cache=/var/cache/tcpstatesd-test
-container_codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
 container_machine="tcpstatesd-test-$$"
 container_nspawn_pid=""
 container_leader=""  # the container's systemd, the target of nsenter
+# The file that marks a cached root complete, in the root itself.
+container_root_marker=.complete
 
-# The mirror apt is configured with for this release's main component (CI machines reach
-# only that mirror).
-container_mirror() {
-    # shellcheck disable=SC2016 # apt's own $(FIELD) syntax
-    apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' |
-        awk -v suite="$container_codename" '$2 == suite && $3 == "main" {print $1; exit}'
-}
-
-# Prints the path of a root (debootstrap --variant=minbase) holding PACKAGES (comma
-# separated), built on first use and cached under $container_cache/NAME/. Each test has its
-# own NAME, so that its stale roots (other package sets) can go without touching another
-# test's. Callers never write into the root: they boot an overlay of it.
+# Prints the path of a root (debootstrap --variant=minbase, packaging/container/debian_root.sh)
+# holding PACKAGES (comma separated, may be empty), built on first use and cached under
+# $container_cache/NAME/. Each test has its own NAME, so that its stale roots (other package
+# sets) can go without touching another test's. Callers never write into the root: they
+# boot an overlay of it, or copy it.
 container_root() {  # NAME PACKAGES
-    local dir="$container_cache/$1" packages=$2 root mirror
-    root="$dir/$container_codename-$(printf '%s' "$packages" | sha256sum | cut -c1-12)"
+    local dir="$container_cache/$1" packages=$2 root
+    root="$dir/$debian_codename-$(printf '%s' "$packages" | sha256sum | cut -c1-12)"
     mkdir -p "$dir"
     (
         flock 9
-        if [[ ! -f $root/.complete ]]; then
-            mirror=$(container_mirror)
-            [[ -n $mirror ]] || fail "no $container_codename main source in apt's configuration"
-            log "building the container root $root from $mirror ($packages)" >&2
+        if [[ ! -f $root/$container_root_marker ]]; then
+            log "building the container root $root" >&2
             rm -rf "$root.partial"
-            debootstrap --variant=minbase --include="$packages" "$container_codename" \
-                "$root.partial" "$mirror" >"$dir/debootstrap.log" 2>&1 ||
-                fail "debootstrap failed, see $dir/debootstrap.log"
-            touch "$root.partial/.complete"
+            debian_root "$root.partial" "$dir/debootstrap.log" "$packages" ||
+                fail "could not build the container root $root (the line above says why)"
+            touch "$root.partial/$container_root_marker"
             mv "$root.partial" "$root"
-            find "$dir" -mindepth 1 -maxdepth 1 -type d -name "$container_codename-*" \
+            find "$dir" -mindepth 1 -maxdepth 1 -type d -name "$debian_codename-*" \
                 ! -path "$root" -exec rm -rf {} +
         fi
     ) 9>"$dir/lock" || exit  # called in $(...), where set -e does not apply

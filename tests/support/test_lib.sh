@@ -10,3 +10,14 @@ cannot_run() {
     echo "WARNING: test not run: $*" >&2
     exit 0
 }
+# cannot_run unless every TOOL (a command) is installed.
+require_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || cannot_run "$tool is missing (.ci/install-deps installs it)"
+    done
+}
+# cannot_run without the kernel BTF that loading the program needs.
+require_btf() {
+    [[ -r /sys/kernel/btf/vmlinux ]] || cannot_run "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+}

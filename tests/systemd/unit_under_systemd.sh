@@ -22,10 +22,8 @@ binary=$(realpath "$1") unit=$(realpath "$2") config=$(realpath "$3")
 source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
 
 [[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, systemd-nspawn, bpftool)"
-for tool in debootstrap systemd-nspawn nsenter bpftool curl flock; do
-    command -v "$tool" >/dev/null || cannot_run "$tool is missing (.ci/install-deps installs it)"
-done
-[[ -r /sys/kernel/btf/vmlinux ]] || cannot_run "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+require_tools debootstrap systemd-nspawn nsenter bpftool curl flock
+require_btf
 for file in "$binary" "$unit" "$config"; do [[ -f $file ]] || fail "$file does not exist"; done
 
 # --- The container root, cached, booted ------------------------------------------------------

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The Debian package the packaging tests share (CTest fixture `tcpstatesd_deb`): built once
+# per run with packaging/build-deb.sh into OUTPUT_DIR, which is emptied first so that it
+# holds this build only. The package test and the container image test take it from there.
+#
+# Usage: build_deb.sh SOURCE_DIR OUTPUT_DIR
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+    echo "usage: $0 SOURCE_DIR OUTPUT_DIR" >&2
+    exit 2
+fi
+
+# shellcheck source-path=SCRIPTDIR source=../support/test_lib.sh
+source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
+
+require_tools dpkg-buildpackage dh
+
+rm -rf "$2"
+log "packaging/build-deb.sh $2"
+"$1/packaging/build-deb.sh" "$2" || fail "the package build failed"
