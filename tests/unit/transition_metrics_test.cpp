@@ -86,8 +86,8 @@ TEST_CASE_METHOD(Fixture,
 TEST_CASE_METHOD(Fixture, "aggregation: unknown-start transitions are counted, never observed") {
     metrics.on_transition(transition(AF_INET, TCPSTATES_CLOSE, TCPSTATES_SYN_SENT, 0, false));
     metrics.on_transition(transition(AF_INET, TCPSTATES_LISTEN, TCPSTATES_SYN_RECV, 0, false));
-    metrics.on_transition(
-        transition(AF_INET, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0, false));  // e.g. older than the daemon
+    metrics.on_transition(transition(AF_INET, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0,
+                                     false));  // e.g. older than the daemon
     const std::string text = scrape(registry);
     CHECK(has_line(
         text,
