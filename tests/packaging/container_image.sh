@@ -39,8 +39,7 @@ require_btf
 source_dir=$(realpath "$1")
 deb_dir=$(realpath -m "$2")
 work=$(realpath -m "$3")
-deb=$(find "$deb_dir" -maxdepth 1 -name 'tcpstatesd_*.deb' 2>/dev/null)
-[[ -f $deb ]] || cannot_run "no tcpstatesd_*.deb in $deb_dir (the fixture test \"packaging: build the .deb\" builds it)"
+find_built_deb "$deb_dir"
 version=$(dpkg-deb -f "$deb" Version)
 rm -rf "$work"
 mkdir -p "$work/config"

@@ -44,8 +44,7 @@ mkdir -p "$work"
 
 # --- Lint -----------------------------------------------------------------------------------
 
-deb=$(find "$deb_dir" -maxdepth 1 -name 'tcpstatesd_*.deb' 2>/dev/null)
-[[ -f $deb ]] || cannot_run "no tcpstatesd_*.deb in $deb_dir (the fixture test \"packaging: build the .deb\" builds it)"
+find_built_deb "$deb_dir"
 version=$(dpkg-deb -f "$deb" Version)
 log "built $(basename "$deb"): Depends: $(dpkg-deb -f "$deb" Depends)"
 

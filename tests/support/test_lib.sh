@@ -21,3 +21,9 @@ require_tools() {
 require_btf() {
     [[ -r /sys/kernel/btf/vmlinux ]] || cannot_run "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
 }
+# Sets `deb` to the package the fixture test "packaging: build the .deb" built into DIR
+# (cannot_run without one). Not a command substitution: cannot_run must end the test itself.
+find_built_deb() {
+    deb=$(find "$1" -maxdepth 1 -name 'tcpstatesd_*.deb' 2>/dev/null)
+    [[ -f $deb ]] || cannot_run "no tcpstatesd_*.deb in $1 (the fixture test \"packaging: build the .deb\" builds it)"
+}
