@@ -6,9 +6,9 @@
  * For every TCP state change the program looks up what it stored of the socket (when it
  * entered its previous state), stores the new state, keeps the per-state count of the sockets
  * the walk does not see (other network namespaces'), applies the filters user space
- * configured, and emits one record: a struct
- * tcpstates_transition for the daemon's metrics, or a struct tcpstates_event (that transition
- * followed by the socket's addresses, pid and comm) for `trace`.
+ * configured, and emits one record: a struct tcpstates_transition for the daemon's metrics,
+ * or a struct tcpstates_event (that transition followed by the socket's addresses, pid and
+ * comm) for `trace`.
  *
  * Per-socket state lives in the socket's own storage (BPF_MAP_TYPE_SK_STORAGE): created with
  * the socket's first transition, freed with the socket, no capacity, no shared lock, never
@@ -20,7 +20,8 @@
  * goes to two programs: the first one does the work and marks its CPU busy meanwhile; the
  * nested one does the work only when it finds the mark, i.e. exactly when the first one was
  * interrupted. A transition is lost only when both are busy on its CPU (user space counts
- * first-program misses minus nested runs).
+ * first-program misses minus nested runs), or when the kernel calls neither, which it was
+ * seen to do, uncounted, when many sockets close at once (docs/performance.md).
  *
  * tp_btf rather than the classic tracepoint: it attaches through bpf_link without tracefs
  * (not mounted on many hosts). Their cost per event measured the same (docs/performance.md).
