@@ -294,10 +294,8 @@ KernelCounters BpfProgram::read_counters() const {
     return totals;
 }
 
-uint64_t BpfProgram::recursion_losses() const {
-    // Nested runs first: each follows the first program's miss it makes up for, so the
-    // misses read afterwards are never fewer.
-    const uint64_t nested_runs = read_counters()[TCPSTATES_COUNTER_NESTED_RUNS];
+uint64_t BpfProgram::recursion_losses(const KernelCounters& counters) const {
+    const uint64_t nested_runs = counters[TCPSTATES_COUNTER_NESTED_RUNS];
     bpf_prog_info info{};
     uint32_t size = sizeof info;
     if (bpf_obj_get_info_by_fd(bpf_program__fd(first_), &info, &size) != 0)

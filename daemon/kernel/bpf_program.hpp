@@ -103,8 +103,9 @@ public:
     // Transitions the kernel ran neither program for: the first one was already running on
     // that CPU (an interrupt's transition arrived meanwhile) and so was the nested one. The
     // first program's bpf_prog_info.recursion_misses (Linux >= 5.12; 0 before) minus the
-    // nested program's runs.
-    uint64_t recursion_losses() const;
+    // nested program's runs in `counters`, which must have been read before this call: each
+    // nested run follows the miss it makes up for, so misses read afterwards are never fewer.
+    uint64_t recursion_losses(const KernelCounters& counters) const;
     // Sockets now in each state, as the tracepoint programs count them: those with stored
     // state (seen changing state since the start) of the network namespaces the walk does not
     // see; with the raw tracepoint (no walk), of every namespace.

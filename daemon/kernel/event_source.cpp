@@ -88,7 +88,7 @@ EventLosses EventSource::losses() const {
     auto set = [&](LossReason reason, uint64_t count) {
         losses.counts[static_cast<size_t>(reason)] = count;
     };
-    set(LossReason::Recursion, program_.recursion_losses());
+    set(LossReason::Recursion, program_.recursion_losses(kernel));
     set(LossReason::RingBufferFull, kernel[TCPSTATES_COUNTER_RINGBUF_FULL]);
     set(LossReason::PerfBufferFull, perf_buffer_lost_.load(std::memory_order_relaxed));
     set(LossReason::PerfBufferError, kernel[TCPSTATES_COUNTER_PERFBUF_ERROR]);

@@ -207,7 +207,8 @@ std::unique_ptr<OpenAtOnce> run_open_at_once(uint32_t table_size) {
         run = std::make_unique<OpenAtOnce>(table_size, bind_loopback(AF_INET));
         if (run->run()) return run;
         uint64_t losses = 0;
-        for (const Tracer* tracer : run->tracers()) losses += tracer->program.recursion_losses();
+        for (const Tracer* tracer : run->tracers())
+            losses += tracer->program.recursion_losses(tracer->program.read_counters());
         if (losses == 0) break;
         WARN("attempt " << attempt << " incomplete; " << losses << " recursion losses\n"
                         << unfinished(run->sockets));
