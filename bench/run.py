@@ -258,6 +258,11 @@ def host_cpu_seconds():
     return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
 
 
+def in_new_network_namespace(argv):
+    """argv run in a network namespace of its own, with its loopback up."""
+    return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *argv]
+
+
 def churn_command(args, duration):
     """The churn, in a network namespace of its own.
 
@@ -266,9 +271,9 @@ def churn_command(args, duration):
     ephemeral port is taken by some connect()). Its own namespace keeps that away from the
     rest of the host; the tracepoint is global, so the tracers see the traffic all the same.
     """
-    return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
-            args.churn, "--" + args.family, "--duration", str(duration),
-            "--connections", str(args.max_connections), "--threads", str(args.threads)]
+    return in_new_network_namespace(
+        [args.churn, "--" + args.family, "--duration", str(duration),
+         "--connections", str(args.max_connections), "--threads", str(args.threads)])
 
 
 def run_churn(args, duration):
@@ -411,8 +416,7 @@ def slab_growth_holding(args, tracer=None):
     tracked_before = tracked() if tracer else 0
     before = slab_kib()
     holder = subprocess.Popen(
-        ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
-         sys.executable, HOLDER, str(args.memory_connections)],
+        in_new_network_namespace([sys.executable, HOLDER, str(args.memory_connections)]),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         if holder.stdout.readline().strip() != "ready":

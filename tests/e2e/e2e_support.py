@@ -38,6 +38,11 @@ def test_arguments(usage, count):
     return sys.argv[1:]
 
 
+def in_new_network_namespace(argv):
+    """argv run in a network namespace of its own, with its loopback up."""
+    return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *argv]
+
+
 def scratch_dir(name):
     """A new directory for one test's files, named after the test."""
     return tempfile.mkdtemp(prefix=f"tcpstatesd-{name}-")

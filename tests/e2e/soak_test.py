@@ -30,7 +30,8 @@ import tempfile
 import threading
 import time
 
-from e2e_support import Daemon, fail, http_status, require_root, sample, wait_for
+from e2e_support import (Daemon, fail, http_status, in_new_network_namespace, require_root, sample,
+                         wait_for)
 
 WARMUP_S = 10
 RSS_GROWTH_KIB = 1024
@@ -74,8 +75,8 @@ def main():
         thread.start()
         try:
             result = subprocess.run(
-                ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "churn",
-                 churn, "-6", "--connections", str(connections), "--duration", str(TIME_LIMIT_S)],
+                in_new_network_namespace([churn, "-6", "--connections", str(connections),
+                                          "--duration", str(TIME_LIMIT_S)]),
                 capture_output=True, text=True, timeout=TIME_LIMIT_S + 60)
             wait_for("the daemon to catch up with the churn",
                      lambda: established(daemon.metrics()) - established(before)

@@ -26,7 +26,8 @@ import socket
 import subprocess
 import sys
 
-from e2e_support import FAMILIES, Connections, Daemon, fail, sample, scratch_dir, test_arguments
+from e2e_support import (FAMILIES, Connections, Daemon, fail, in_new_network_namespace, sample,
+                         scratch_dir, test_arguments)
 
 # ss's names of the states, as the gauge names them.
 SS_STATES = {"ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV",
@@ -42,22 +43,16 @@ GAUGE_STATES_AT_REST = ["ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT2", "TIM
 def in_own_network_namespace():
     """Re-executes this script in a new network namespace with loopback up (once)."""
     if os.environ.get("TCPSTATESD_TEST_NETNS") == "1":
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         return
     os.environ["TCPSTATESD_TEST_NETNS"] = "1"
-    os.execvp("unshare", ["unshare", "--net", sys.executable, *sys.argv])
+    argv = in_new_network_namespace([sys.executable, *sys.argv])
+    os.execvp(argv[0], argv)
 
 
 FOREIGN = 8
-
-
-def in_child_namespace(code):
-    """A Python process running `code` in a new network namespace (loopback up), with
-    e2e_support importable; it prints "ready" when set up and ends when its stdin closes."""
-    script = f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n{code}"
-    return subprocess.Popen(
-        ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable,
-         "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+# bench's holder of loopback connections: N held, "ready", closed in order at end of stdin.
+HOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__)))), "bench", "hold_connections.py")
 
 
 def ss_counts():
@@ -191,9 +186,9 @@ def main():
         unfinished["ipv6"].close()
         expect_gauge_equals_ss(daemon, "all test connections closed")
 
-        foreign = in_child_namespace(
-            f"from e2e_support import Connections\nheld = Connections({FOREIGN})\n"
-            "print('ready', flush=True)\nsys.stdin.read()\nheld.close()")
+        foreign = subprocess.Popen(
+            in_new_network_namespace([sys.executable, HOLDER, str(FOREIGN)]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if foreign.stdout.readline().strip() != "ready":
             fail("the child namespace's connections did not open")
         expect_gauge_equals_ss(daemon, f"{FOREIGN} connections in a child namespace",
