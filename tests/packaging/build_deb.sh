@@ -6,13 +6,9 @@
 # Usage: build_deb.sh SOURCE_DIR OUTPUT_DIR
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-    echo "usage: $0 SOURCE_DIR OUTPUT_DIR" >&2
-    exit 2
-fi
-
 # shellcheck source-path=SCRIPTDIR source=../support/test_lib.sh
 source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
+expect_arguments 2 "SOURCE_DIR OUTPUT_DIR" "$@"
 
 require_tools dpkg-buildpackage dh
 

@@ -24,13 +24,9 @@
 # on every exit path.
 set -euo pipefail
 
-if [[ $# -ne 3 ]]; then
-    echo "usage: $0 SOURCE_DIR DEB_DIR WORK_DIR" >&2
-    exit 2
-fi
-
 # shellcheck source-path=SCRIPTDIR source=../support/test_lib.sh
 source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
+expect_arguments 3 "SOURCE_DIR DEB_DIR WORK_DIR" "$@"
 
 [[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, chroot, podman)"
 require_tools podman debootstrap flock python3 curl

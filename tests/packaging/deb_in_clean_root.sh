@@ -19,13 +19,9 @@
 # and no mount outlives the test.
 set -euo pipefail
 
-if [[ $# -ne 3 ]]; then
-    echo "usage: $0 SOURCE_DIR DEB_DIR WORK_DIR" >&2
-    exit 2
-fi
-
 # shellcheck source-path=SCRIPTDIR source=../support/test_lib.sh
 source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
+expect_arguments 3 "SOURCE_DIR DEB_DIR WORK_DIR" "$@"
 
 [[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, mount, chroot)"
 require_tools lintian debootstrap unshare flock systemd-nspawn nsenter

@@ -3,6 +3,16 @@
 
 log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+# Ends the test with its usage (exit 2) unless it got exactly COUNT arguments:
+# `expect_arguments COUNT "ARG_NAMES" "$@"`.
+expect_arguments() {
+    local count=$1 names=$2
+    shift 2
+    if [[ $# -ne $count ]]; then
+        echo "usage: $0 $names" >&2
+        exit 2
+    fi
+}
 # A test that cannot run here: a warning and exit 0 on a developer's machine, a failure in
 # CI (CI=true), so that CI never passes by skipping.
 cannot_run() {

@@ -12,14 +12,10 @@
 # the cache stays pristine.
 set -euo pipefail
 
-if [[ $# -ne 3 ]]; then
-    echo "usage: $0 BINARY UNIT CONFIG" >&2
-    exit 2
-fi
-binary=$(realpath "$1") unit=$(realpath "$2") config=$(realpath "$3")
-
 # shellcheck source-path=SCRIPTDIR source=../support/test_lib.sh
 source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
+expect_arguments 3 "BINARY UNIT CONFIG" "$@"
+binary=$(realpath "$1") unit=$(realpath "$2") config=$(realpath "$3")
 
 [[ $(id -u) -eq 0 ]] || cannot_run "needs root (debootstrap, systemd-nspawn, bpftool)"
 require_tools debootstrap systemd-nspawn nsenter bpftool curl flock
