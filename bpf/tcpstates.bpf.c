@@ -4,11 +4,11 @@
  * of the existing sockets that counts them per state.
  *
  * For every TCP state change the program looks up what it stored of the socket (when it
- * entered its previous state), stores the new state, keeps the per-state count of the sockets
- * the walk does not see (other network namespaces'), applies the filters user space
- * configured, and emits one record: a struct tcpstates_transition for the daemon's metrics,
- * or a struct tcpstates_event (that transition followed by the socket's addresses, pid and
- * comm) for `trace`.
+ * entered its previous state, how it was opened, who owns it), stores the new state, keeps
+ * the per-state count of the sockets the walk does not see (other network namespaces'),
+ * applies the filters user space configured, and emits one record: a struct
+ * tcpstates_transition for the daemon's metrics, or a struct tcpstates_event (that transition
+ * followed by the socket's addresses and owner) for `trace`.
  *
  * Per-socket state lives in the socket's own storage (BPF_MAP_TYPE_SK_STORAGE): created with
  * the socket's first transition, freed with the socket, no capacity, no shared lock, never
@@ -62,9 +62,11 @@ volatile __u16 filter_family = 0;     /* 0: every family; else AF_INET or AF_INE
 volatile __u8 filter_local_ports = 0; /* 1: only ports present in local_ports */
 volatile __u8 filter_remote_ports = 0;
 
+/* BPF_F_CLONE: a listener's record is copied into each child the kernel clones from it,
+ * which is how a passively opened socket learns its owner (see track()). */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
 	__type(key, int);
 	__type(value, struct tcpstates_socket);
 } socket_storage SEC(".maps");
@@ -189,20 +191,50 @@ static __always_inline int counted_here(const struct sock *sk)
 	       BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie) != walked_netns_cookie;
 }
 
+/* The task on the CPU, as the owner of the socket whose connect() or listen() it runs. */
+static __always_inline void current_owner(struct tcpstates_owner *owner)
+{
+	owner->cgroup_id = bpf_get_current_cgroup_id();
+	owner->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(owner->comm, sizeof(owner->comm));
+}
+
+/* What a transition says of how the socket was opened (enum tcpstates_origin). */
+static __always_inline __u8 origin_of(int old_state, int new_state)
+{
+	if (old_state == TCPSTATES_CLOSE && new_state == TCPSTATES_SYN_SENT)
+		return TCPSTATES_ORIGIN_ACTIVE;
+	if (old_state == TCPSTATES_CLOSE && new_state == TCPSTATES_LISTEN)
+		return TCPSTATES_ORIGIN_LISTENER;
+	if (old_state == TCPSTATES_LISTEN && new_state == TCPSTATES_SYN_RECV)
+		return TCPSTATES_ORIGIN_PASSIVE;
+	return TCPSTATES_ORIGIN_UNKNOWN;
+}
+
 /*
  * Updates the socket's stored state (and the socket counts, see counted_here()) for this
- * transition, and fills *t (now: the transition's time). Returns 0 when the transition is to
- * be emitted, -1 when a filter drops it. The filters run last: an active open's first event
- * has local port 0, which must not keep its SYN_SENT start time from being stored.
+ * transition, and fills *t and *owner (now: the transition's time). Returns 0 when the
+ * transition is to be emitted, -1 when a filter drops it. The filters run last: an active
+ * open's first event has local port 0, which must not keep its SYN_SENT start time from being
+ * stored.
+ *
+ * The owner is recorded where the task on the CPU is the socket's: at connect() (CLOSE ->
+ * SYN_SENT) and listen() (CLOSE -> LISTEN). A passively opened child's first transition
+ * (LISTEN -> SYN_RECV) finds its listener's record in its own storage, copied by the kernel
+ * when it cloned the child (BPF_F_CLONE): it keeps the owner and starts the rest anew.
  */
 static __always_inline int track(const struct sock *sk, int old_state, int new_state,
 				 __u64 now, struct tcpstates_transition *t,
-				 enum tcpstates_writer writer, enum state_store store)
+				 struct tcpstates_owner *owner, enum tcpstates_writer writer,
+				 enum state_store store)
 {
 	struct tcpstates_socket *known;
 	int counted = counted_here(sk);
+	__u8 origin = origin_of(old_state, new_state);
+	int child = origin == TCPSTATES_ORIGIN_PASSIVE;
 
 	__builtin_memset(t, 0, sizeof(*t)); /* no stack bytes leave uninitialized */
+	__builtin_memset(owner, 0, sizeof(*owner));
 	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	/* Every read of the socket is a probe read: the raw_tp programs get it as a plain
 	 * number, and inet_sport lies past struct sock, outside what tp_btf lets a program
@@ -213,7 +245,12 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 	t->new_state = new_state;
 
 	known = stored_state(sk, store);
-	if (known) {
+	if (known && child && store == SOCKET_TABLE) {
+		/* No cloning in the table: an entry at a child's address is a freed socket's. */
+		forget_state(sk, store);
+		known = 0;
+	}
+	if (known && !child) {
 		if (known->state != old_state) {
 			/* A missed transition, or in the table a socket at a freed one's address. */
 			count(writer, TCPSTATES_COUNTER_STATE_MISMATCH);
@@ -228,12 +265,21 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 	}
 
 	if (new_state == TCPSTATES_CLOSE) {
-		if (known)
+		if (known) {
+			*owner = known->owner;
+			t->origin = known->origin;
 			forget_state(sk, store);
+		}
 	} else if (known) {
+		if (origin == TCPSTATES_ORIGIN_ACTIVE || origin == TCPSTATES_ORIGIN_LISTENER)
+			current_owner(&known->owner);
+		if (origin != TCPSTATES_ORIGIN_UNKNOWN)
+			known->origin = origin;
 		known->since_ns = now;
 		known->state = new_state;
 		known->family = t->family; /* a table entry's new socket may be of another family */
+		*owner = known->owner;
+		t->origin = known->origin;
 		if (counted)
 			add_socket_count(writer, t->family, new_state, 1);
 	} else {
@@ -241,13 +287,19 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 			.since_ns = now,
 			.family = t->family,
 			.state = new_state,
+			.origin = origin,
 		};
 
+		if (origin == TCPSTATES_ORIGIN_ACTIVE || origin == TCPSTATES_ORIGIN_LISTENER)
+			current_owner(&fresh.owner);
+		*owner = fresh.owner;
+		t->origin = origin;
 		if (store_new_state(sk, &fresh, store) != 0)
 			count(writer, TCPSTATES_COUNTER_STATE_FAILED);
 		else if (counted)
 			add_socket_count(writer, t->family, new_state, 1);
 	}
+	t->cgroup_id = owner->cgroup_id;
 
 	if (filter_family && t->family != filter_family)
 		return -1;
@@ -261,13 +313,13 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 /* The full event: the transition, then who and where. */
 static __always_inline void fill_event(const struct sock *sk, __u64 now,
 				       const struct tcpstates_transition *t,
+				       const struct tcpstates_owner *owner,
 				       struct tcpstates_event *e)
 {
 	e->transition = *t;
 	e->skaddr = (__u64)sk;
 	e->ts_ns = now;
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->owner = *owner;
 	if (t->family == AF_INET) {
 		__builtin_memset(e->laddr, 0, sizeof(e->laddr));
 		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
@@ -277,7 +329,6 @@ static __always_inline void fill_event(const struct sock *sk, __u64 now,
 		bpf_core_read(e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
 /* Submit flags for a record of `size` bytes just reserved: one forced wake-up when the
@@ -302,6 +353,7 @@ static __always_inline int is_tcp(const struct sock *sk)
 
 static __always_inline void output_ringbuf(const struct sock *sk, __u64 now,
 					   const struct tcpstates_transition *t,
+					   const struct tcpstates_owner *owner,
 					   enum tcpstates_writer writer)
 {
 	if (event_details) {
@@ -311,7 +363,7 @@ static __always_inline void output_ringbuf(const struct sock *sk, __u64 now,
 			count(writer, TCPSTATES_COUNTER_RINGBUF_FULL);
 			return;
 		}
-		fill_event(sk, now, t, e);
+		fill_event(sk, now, t, owner, e);
 		bpf_ringbuf_submit(e, ringbuf_submit_flags(sizeof(*e)));
 	} else {
 		struct tcpstates_transition *e = bpf_ringbuf_reserve(&ring_events, sizeof(*e), 0);
@@ -327,6 +379,7 @@ static __always_inline void output_ringbuf(const struct sock *sk, __u64 now,
 
 static __always_inline void output_perfbuf(void *ctx, const struct sock *sk, __u64 now,
 					   const struct tcpstates_transition *t,
+					   const struct tcpstates_owner *owner,
 					   enum tcpstates_writer writer)
 {
 	long err;
@@ -334,7 +387,7 @@ static __always_inline void output_perfbuf(void *ctx, const struct sock *sk, __u
 	if (event_details) {
 		struct tcpstates_event e;
 
-		fill_event(sk, now, t, &e);
+		fill_event(sk, now, t, owner, &e);
 		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &e, sizeof(e));
 	} else {
 		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, (void *)t,
@@ -351,13 +404,14 @@ static __always_inline void handle(void *ctx, const struct sock *sk, int old_sta
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct tcpstates_transition t;
+	struct tcpstates_owner owner;
 
-	if (!is_tcp(sk) || track(sk, old_state, new_state, now, &t, writer, store) != 0)
+	if (!is_tcp(sk) || track(sk, old_state, new_state, now, &t, &owner, writer, store) != 0)
 		return;
 	if (transport == RING_BUFFER)
-		output_ringbuf(sk, now, &t, writer);
+		output_ringbuf(sk, now, &t, &owner, writer);
 	else
-		output_perfbuf(ctx, sk, now, &t, writer);
+		output_perfbuf(ctx, sk, now, &t, &owner, writer);
 }
 
 /* One transition as seen by the first or the nested program (see the top of this file). */
@@ -411,21 +465,45 @@ ENTRY_POINTS(tcpstates_perfbuf_raw, "raw_tp/inet_sock_set_state", PERF_BUFFER, S
 /*
  * The walk of every TCP socket of the caller's network namespace (iter/tcp), run by the daemon
  * at start and at each scrape: it counts each socket in the state `ss` reports, timewait and
- * request sockets included (they make no transition the tracepoint sees), and once it has
- * visited them all (a last call without a socket) writes the counts to the iterator's output.
- * The counts live in .bss across the calls of one walk; user space runs one walk at a time.
+ * request sockets included (they make no transition the tracepoint sees), notes the ports
+ * listened on, and once it has visited them all (a last call without a socket) writes the
+ * counts to the iterator's output. The counts live in .bss across the calls of one walk: user
+ * space zeroes them before each walk, and runs one walk at a time.
+ *
+ * A detailed walk (walk_details, set by user space when the gauge has labels) also writes a
+ * struct tcpstates_walked_socket per socket, with its owner and origin where it has a record.
  */
 struct tcpstates_walk_counts walk_counts = {};
+volatile __u8 walk_details = 0;
+
+static __always_inline void write_walked(struct seq_file *seq, __u16 family, __u16 lport,
+					 __u16 rport, __u8 state,
+					 const struct tcpstates_socket *known, __u8 origin)
+{
+	struct tcpstates_walked_socket walked = {
+		.family = family,
+		.lport = lport,
+		.rport = rport,
+		.state = state,
+		.origin = origin,
+	};
+
+	if (known) {
+		walked.cgroup_id = known->owner.cgroup_id;
+		walked.origin = known->origin;
+	}
+	bpf_seq_write(seq, &walked, sizeof(walked));
+}
 
 SEC("iter/tcp")
 int tcpstates_walk(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *common = ctx->sk_common;
+	struct tcpstates_socket *known = 0;
+	__u8 origin = TCPSTATES_ORIGIN_UNKNOWN;
 	__u32 slot;
 	__u8 state;
 
-	if (ctx->meta->seq_num == 0)
-		__builtin_memset(&walk_counts, 0, sizeof(walk_counts));
 	if (!common) {
 		bpf_seq_write(ctx->meta->seq, &walk_counts, sizeof(walk_counts));
 		return 0;
@@ -439,10 +517,24 @@ int tcpstates_walk(struct bpf_iter__tcp *ctx)
 		state = timewait->tw_sk.tw_substate;
 	} else if (state == TCPSTATES_NEW_SYN_RECV) {
 		state = TCPSTATES_SYN_RECV;
+		origin = TCPSTATES_ORIGIN_PASSIVE; /* a request to a listener */
+	} else if (walk_details) {
+		struct tcp_sock *full = bpf_skc_to_tcp_sock(common);
+
+		if (full)
+			known = bpf_sk_storage_get(&socket_storage, (struct sock *)full, 0, 0);
 	}
 	slot = tcpstates_socket_count_slot(common->skc_family == AF_INET6, state);
 	barrier_var(slot); /* keep the bound check, which the compiler knows to be true */
 	if (slot < TCPSTATES_SOCKET_COUNT_SLOTS)
 		walk_counts.sockets[slot] += 1;
+	if (state == TCPSTATES_LISTEN) {
+		__u16 port = common->skc_num;
+
+		walk_counts.listening_ports[port / 64] |= 1ULL << (port % 64);
+	}
+	if (walk_details)
+		write_walked(ctx->meta->seq, common->skc_family, common->skc_num,
+			     bpf_ntohs(common->skc_dport), state, known, origin);
 	return 0;
 }

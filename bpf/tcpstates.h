@@ -32,6 +32,24 @@ enum tcpstates_tcp_state {
 
 #define TCPSTATES_COMM_LEN 16
 
+/* How a socket came to be, as its transitions tell: what its service port is (the remote port
+ * of an active open, the local port of a listener and of its passively opened children). */
+enum tcpstates_origin {
+	TCPSTATES_ORIGIN_UNKNOWN = 0, /* first seen later in its life (older than the daemon) */
+	TCPSTATES_ORIGIN_ACTIVE,      /* CLOSE -> SYN_SENT: connect() */
+	TCPSTATES_ORIGIN_LISTENER,    /* CLOSE -> LISTEN: listen() */
+	TCPSTATES_ORIGIN_PASSIVE,     /* LISTEN -> SYN_RECV: a child of a listener */
+};
+
+/* Who owns a socket: the task that called connect() or listen() (a passively opened child
+ * inherits its listener's owner). All zero when unknown. */
+struct tcpstates_owner {
+	__u64 cgroup_id; /* the task's cgroup v2 id (the cgroup directory's inode number) */
+	__u32 pid;       /* tgid */
+	char comm[TCPSTATES_COMM_LEN];
+	__u8 pad[4];
+};
+
 /* Set on a transition when the program had no (trustworthy) record of when the socket entered
  * old_state: its first sight of the socket (new, passively opened, or older than the daemon),
  * a full socket table, or a stored state that did not match (a transition was missed).
@@ -43,25 +61,25 @@ enum tcpstates_tcp_state {
  * addresses or command names). */
 struct tcpstates_transition {
 	__u64 duration_ns; /* time spent in old_state; valid unless START_UNKNOWN */
+	__u64 cgroup_id;   /* the owner's (struct tcpstates_owner); 0: owner unknown */
 	__u16 family;      /* AF_INET or AF_INET6 */
 	__u16 lport;       /* local port, host byte order (0 before an active open binds) */
 	__u16 rport;       /* remote port, host byte order */
 	__u8 old_state;    /* enum tcpstates_tcp_state */
 	__u8 new_state;
 	__u8 flags;        /* TCPSTATES_EVENT_* */
-	__u8 pad[7];
+	__u8 origin;       /* enum tcpstates_origin */
+	__u8 pad[6];
 };
 
-/* A transition with the socket's identity and context: what `trace` prints. */
+/* A transition with the socket's identity and owner: what `trace` prints. */
 struct tcpstates_event {
 	struct tcpstates_transition transition; /* first: a full event is also a transition */
 	__u64 skaddr;   /* kernel address of the struct sock: an identity, not a pointer */
 	__u64 ts_ns;    /* bpf_ktime_get_ns() at the transition (CLOCK_MONOTONIC) */
-	__u32 pid;      /* tgid of the task on the CPU: often not the socket's owner */
-	__u8 pad[4];
+	struct tcpstates_owner owner; /* not the task on the CPU, which in softirq is anyone */
 	__u8 laddr[16]; /* IPv4: first 4 bytes, network byte order */
 	__u8 raddr[16];
-	char comm[TCPSTATES_COMM_LEN];
 };
 
 /* What the program remembers of each socket it has seen: in the socket's own storage
@@ -69,9 +87,11 @@ struct tcpstates_event {
  * table keyed by the socket's address. */
 struct tcpstates_socket {
 	__u64 since_ns; /* when the socket entered `state` */
+	struct tcpstates_owner owner;
 	__u16 family;
 	__u8 state;
-	__u8 pad[5];
+	__u8 origin; /* enum tcpstates_origin */
+	__u8 pad[4];
 };
 
 /* Who writes a per-CPU slot of the `counters` and `socket_counts` arrays: each writer has
@@ -99,9 +119,22 @@ static inline __u32 tcpstates_socket_count_slot(int is_ipv6, __u32 state)
 
 /* What a walk of the network namespace's sockets (iter/tcp) writes once it has visited them
  * all: sockets per slot, in the states `ss` reports (a timewait socket in its substate,
- * TIME_WAIT or FIN_WAIT2; a request socket in SYN_RECV). */
+ * TIME_WAIT or FIN_WAIT2; a request socket in SYN_RECV), and the local ports that have a
+ * listener (bit p % 64 of listening_ports[p / 64]). */
 struct tcpstates_walk_counts {
 	__u64 sockets[TCPSTATES_SOCKET_COUNT_SLOTS];
+	__u64 listening_ports[65536 / 64];
+};
+
+/* One socket as a detailed walk reports it (walk_details): what its gauge labels are made of.
+ * A detailed walk writes one per socket, then its struct tcpstates_walk_counts. */
+struct tcpstates_walked_socket {
+	__u64 cgroup_id; /* the owner's; 0: unknown */
+	__u16 family;
+	__u16 lport; /* host byte order */
+	__u16 rport;
+	__u8 state;  /* as in struct tcpstates_walk_counts */
+	__u8 origin; /* enum tcpstates_origin */
 };
 
 /* Indexes into the per-CPU `counters` array map. */

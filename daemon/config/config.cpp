@@ -57,11 +57,21 @@ int families(const Reader& r, const Field& field) {
     return ipv4 && ipv6 ? 0 : ipv4 ? AF_INET : AF_INET6;
 }
 
-std::vector<uint16_t> ports(const Reader& r, const Field& field) {
-    const std::string what = "a port from 1 to 65535 or a range \"first-last\"";
+// A list of ports and ranges. With `listening`, the item "listening" is allowed as well and
+// sets *listening.
+std::vector<uint16_t> ports(const Reader& r, const Field& field, bool* listening = nullptr) {
+    const std::string what = listening
+                                 ? "a port from 1 to 65535, a range \"first-last\" or listening"
+                                 : "a port from 1 to 65535 or a range \"first-last\"";
     std::map<uint16_t, YAML::Mark> seen;
+    if (listening) *listening = false;
     for (const auto& item : r.sequence(field, "a list of ports and port ranges")) {
         const std::string& text = r.scalar(item, what);
+        if (listening && text == "listening") {
+            if (*listening) r.fail(item, "\"listening\" is listed twice");
+            *listening = true;
+            continue;
+        }
         if (text.find(',') != std::string::npos)
             r.fail(item, "expected " + what + ", got " + quoted(text) +
                              " (write one port or range per list item)");
@@ -77,7 +87,7 @@ std::vector<uint16_t> ports(const Reader& r, const Field& field) {
                 r.fail(item, "port " + std::to_string(port) + " is listed twice (first at " +
                                  position(first->second) + ")");
         }
-        if (seen.size() > TCPSTATES_MAX_FILTER_PORTS)
+        if (!listening && seen.size() > TCPSTATES_MAX_FILTER_PORTS)
             r.fail(item, "more than " + std::to_string(TCPSTATES_MAX_FILTER_PORTS) +
                              " ports, the kernel filter's capacity");
     }
@@ -109,6 +119,20 @@ std::vector<double> buckets(const Reader& r, const Field& field) {
         bounds.push_back(*value);
     }
     return bounds;
+}
+
+// The metric families a label is put on: a list of transitions, state_durations, sockets.
+LabelledFamilies labelled_families(const Reader& r, const Field& field) {
+    LabelledFamilies families;
+    for (const auto& item : r.sequence(field, "a list of transitions, state_durations, sockets")) {
+        const size_t which = r.choice(item, {"transitions", "state_durations", "sockets"});
+        bool& flag = which == 0   ? families.transitions
+                     : which == 1 ? families.state_durations
+                                  : families.sockets;
+        if (flag) r.fail(item, quoted(item.node.Scalar()) + " is listed twice");
+        flag = true;
+    }
+    return families;
 }
 
 using Keys = std::vector<Reader::Key>;
@@ -171,6 +195,41 @@ Keys metrics_keys(const Reader& r, MetricsConfig& metrics) {
     };
 }
 
+Keys labels_keys(const Reader& r, LabelsConfig& labels) {
+    const auto max_values = [&r](const Field& f) {
+        return static_cast<uint32_t>(r.whole(f, 1, kMaxLabelValues));
+    };
+    return {
+        {"max_series",
+         [&](const Field& f) {
+             labels.max_series = static_cast<uint32_t>(r.whole(f, 0, kMaxLabelledSeries));
+         }},
+        {"port",
+         [&, max_values](const Field& f) {
+             PortLabelConfig& port = labels.port;
+             r.mapping(
+                 f,
+                 {
+                     {"families", [&](const Field& g) { port.families = labelled_families(r, g); }},
+                     {"ports", [&](const Field& g) { port.ports = ports(r, g, &port.listening); }},
+                     {"max_values",
+                      [&, max_values](const Field& g) { port.max_values = max_values(g); }},
+                 });
+         }},
+        {"cgroup",
+         [&, max_values](const Field& f) {
+             CgroupLabelConfig& cgroup = labels.cgroup;
+             r.mapping(f,
+                       {
+                           {"families",
+                            [&](const Field& g) { cgroup.families = labelled_families(r, g); }},
+                           {"max_values",
+                            [&, max_values](const Field& g) { cgroup.max_values = max_values(g); }},
+                       });
+         }},
+    };
+}
+
 Keys logging_keys(const Reader& r, LoggingConfig& logging) {
     return {
         {"level",
@@ -195,6 +254,7 @@ Config parse_document(const Reader& r, const YAML::Node& root, const std::string
                                                 section("events", events_keys(r, config.events)),
                                                 section("filters", filters_keys(r, config.filters)),
                                                 section("metrics", metrics_keys(r, config.metrics)),
+                                                section("labels", labels_keys(r, config.labels)),
                                                 section("logging", logging_keys(r, config.logging)),
                                             });
     return config;

@@ -15,6 +15,7 @@
 #include "config/listen_address.hpp"
 #include "kernel/bpf_program.hpp"
 #include "kernel/transport.hpp"
+#include "labels/labels_config.hpp"
 #include "runtime/logging.hpp"
 
 namespace tcpstatesd {
@@ -60,6 +61,7 @@ struct Config {
     EventsConfig events;
     EventFilters filters;  // ports sorted, without duplicates
     MetricsConfig metrics;
+    LabelsConfig labels;
     LoggingConfig logging;
     std::string source = "built-in defaults";  // the file it came from
 
@@ -88,7 +90,8 @@ Config load_config(const std::optional<std::string>& path,
 
 // The dotted keys that differ between the two configs and that a reload cannot apply:
 // everything under events (new kernel objects) and everything under web (the HTTP server's
-// sockets, threads and handlers are set up once). Filters, buckets and logging are live.
+// sockets, threads and handlers are set up once). Filters, buckets, labels and logging are
+// live.
 std::vector<std::string> keys_needing_restart(const Config& running, const Config& next);
 
 // The rules behind web.telemetry_path and logging.level (web.listen_addresses: see

@@ -317,33 +317,51 @@ bool BpfProgram::can_walk_sockets() const {
     return skel_->links.tcpstates_walk != nullptr;
 }
 
-SocketCounts BpfProgram::walk_sockets() const {
-    if (!can_walk_sockets()) throw BpfError("walking the TCP sockets needs the kernel's BTF");
-    std::lock_guard lock(walk_mutex_);
-    const Fd walk(bpf_iter_create(bpf_link__fd(skel_->links.tcpstates_walk)));
-    if (!walk)
-        throw BpfError("starting a walk of the TCP sockets: " + std::string(strerror(errno)));
-    tcpstates_walk_counts counts{};
-    size_t received = 0;
+namespace {
+
+// Everything one run of an iterator writes. Throws BpfError.
+std::string read_iterator(bpf_link* link, const char* what) {
+    const Fd walk(bpf_iter_create(bpf_link__fd(link)));
+    if (!walk) throw BpfError(std::string("starting a walk of ") + what + ": " + strerror(errno));
+    std::string out;
+    char buffer[1 << 16];
     for (;;) {
-        const ssize_t n =
-            read(walk.get(), reinterpret_cast<char*>(&counts) + received, sizeof counts - received);
-        if (n == 0) break;
+        const ssize_t n = read(walk.get(), buffer, sizeof buffer);
+        if (n == 0) return out;
         // EAGAIN: the kernel pauses a read that visited a million sockets without output;
         // reading again goes on from there.
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-        if (n < 0) throw BpfError("walking the TCP sockets: " + std::string(strerror(errno)));
-        received += static_cast<size_t>(n);
-        if (received == sizeof counts) break;
+        if (n < 0) throw BpfError(std::string("walking ") + what + ": " + strerror(errno));
+        out.append(buffer, static_cast<size_t>(n));
     }
-    if (received != sizeof counts)
+}
+
+}  // namespace
+
+SocketWalk BpfProgram::walk_sockets(bool details) const {
+    if (!can_walk_sockets()) throw BpfError("walking the TCP sockets needs the kernel's BTF");
+    std::lock_guard lock(walk_mutex_);
+    std::memset(&skel_->bss->walk_counts, 0, sizeof skel_->bss->walk_counts);
+    skel_->bss->walk_details = details ? 1 : 0;
+    const std::string out = read_iterator(skel_->links.tcpstates_walk, "the TCP sockets");
+    // The counts come last, after the detailed walk's sockets.
+    tcpstates_walk_counts counts{};
+    if (out.size() < sizeof counts ||
+        (out.size() - sizeof counts) % sizeof(tcpstates_walked_socket) != 0)
         throw BpfError("walking the TCP sockets: the walk ended without its counts");
-    SocketCounts sockets{};
+    std::memcpy(&counts, out.data() + out.size() - sizeof counts, sizeof counts);
+
+    SocketWalk result;
     for (int ipv6 = 0; ipv6 < 2; ++ipv6)
         for (uint32_t state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
-            sockets[ipv6][state] =
+            result.sockets[ipv6][state] =
                 static_cast<int64_t>(counts.sockets[tcpstates_socket_count_slot(ipv6, state)]);
-    return sockets;
+    static_assert(sizeof result.listening_ports == sizeof counts.listening_ports);
+    std::memcpy(result.listening_ports, counts.listening_ports, sizeof result.listening_ports);
+    result.detailed.resize((out.size() - sizeof counts) / sizeof(tcpstates_walked_socket));
+    std::memcpy(result.detailed.data(), out.data(),
+                result.detailed.size() * sizeof(tcpstates_walked_socket));
+    return result;
 }
 
 }  // namespace tcpstatesd

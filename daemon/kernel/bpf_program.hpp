@@ -64,6 +64,15 @@ struct BpfOptions {
 using SocketCounts = std::array<std::array<int64_t, TCPSTATES_STATE_SLOTS>, 2>;
 int64_t total_sockets(const SocketCounts& counts);
 
+// What a walk of the network namespace's sockets found.
+struct SocketWalk {
+    SocketCounts sockets{};
+    // The local ports with a listener: bit p % 64 of listening_ports[p / 64].
+    uint64_t listening_ports[65536 / 64] = {};
+    // A detailed walk's sockets, one by one (this network namespace's only).
+    std::vector<tcpstates_walked_socket> detailed;
+};
+
 // Totals of the kernel's per-CPU counters (enum tcpstates_counter), summed over CPUs and
 // writers.
 struct KernelCounters {
@@ -113,9 +122,10 @@ public:
     // Whether walk_sockets() can run: not with the raw tracepoint (no kernel BTF).
     bool can_walk_sockets() const;
     // Counts every TCP socket of the network namespace the program was loaded in, per family
-    // and state as `ss -tan` reports them (timewait and request sockets included). Throws
+    // and state as `ss -tan` reports them (timewait and request sockets included), and finds
+    // the ports listened on; with `details`, lists the sockets one by one as well. Throws
     // BpfError.
-    SocketCounts walk_sockets() const;
+    SocketWalk walk_sockets(bool details = false) const;
 
 private:
     void replace_ports(int map_fd, const std::vector<uint16_t>& old_ports,

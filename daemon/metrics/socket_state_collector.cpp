@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <string>
 
 #include "kernel/tcp_state.hpp"
@@ -23,46 +25,114 @@ constexpr unsigned kSocketStates[] = {
 
 }  // namespace
 
-SocketStateCollector::SocketStateCollector(const BpfProgram& program) : program_(program) {
+SocketStateCollector::SocketStateCollector(const BpfProgram& program, ListeningPorts& listening,
+                                           SocketLabels& labels, SeriesBudget& budget)
+    : program_(program), listening_(listening), labels_(labels), budget_(budget) {
     if (!program_.can_walk_sockets()) return;
     const auto start = std::chrono::steady_clock::now();
-    startup_sockets_ = static_cast<uint64_t>(total_sockets(program_.walk_sockets()));
+    const SocketWalk walk = program_.walk_sockets();
+    listening_.replace(walk.listening_ports);
+    startup_sockets_ = static_cast<uint64_t>(total_sockets(walk.sockets));
     startup_seconds_ =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+namespace {
+
+constexpr const char* kGaugeHelp =
+    "TCP sockets now in each state, as ss -tan counts them: every socket of the daemon's network "
+    "namespace (counted at scrape, TIME_WAIT and request sockets included), and those of other "
+    "namespaces seen changing state since the start. Not limited by the filters.";
+
+struct GaugeKey {
+    int ipv6;
+    unsigned state;
+    uint32_t port, cgroup;
+    auto operator<=>(const GaugeKey&) const = default;
+};
+
+}  // namespace
+
+prometheus::MetricFamily SocketStateCollector::gauge(bool port, bool cgroup) const {
+    using prometheus::MetricType;
+    prometheus::MetricFamily family =
+        metric_family("tcpstates_sockets", kGaugeHelp, MetricType::Gauge);
+    const bool labelled = port || cgroup;
+    std::map<GaugeKey, int64_t> counts;
+    SocketLabels::WalkedLabels names;
+    names.port_names = {"other"};
+    names.cgroup_names = {"other"};
+    if (labelled && program_.can_walk_sockets()) {
+        const SocketWalk walk = program_.walk_sockets(true);
+        listening_.replace(walk.listening_ports);
+        names = labels_.label_walked(walk.detailed);
+        for (size_t i = 0; i < walk.detailed.size(); ++i) {
+            const tcpstates_walked_socket& socket = walk.detailed[i];
+            const SocketLabels::Values& values = names.values[i];
+            const unsigned state = socket.state <= TCPSTATES_MAX_STATE ? socket.state : 0;
+            ++counts[{socket.family == AF_INET6, state, port ? values.port : 0,
+                      cgroup ? values.cgroup : 0}];
+        }
+        // Within the budget: label sets beyond it are folded into "other".
+        uint64_t available = budget_.available(), folded = 0;
+        for (auto it = counts.begin(); it != counts.end();) {
+            if (it->first.port == 0 && it->first.cgroup == 0) {
+                ++it;
+            } else if (available > 0) {
+                --available;
+                ++it;
+            } else {
+                counts[{it->first.ipv6, it->first.state, 0, 0}] += it->second;
+                ++folded;
+                it = counts.erase(it);
+            }
+        }
+        if (folded) budget_.overflowed(LabelledMetric::Sockets, folded);
+        // Other network namespaces' sockets, counted by the programs, have no labels here:
+        // the walk sees this namespace only (docs/metrics.md, "Labels").
+        const SocketCounts others = program_.socket_counts();
+        for (int ipv6 = 0; ipv6 < 2; ++ipv6)
+            for (unsigned state : kSocketStates)
+                if (others[ipv6][state] != 0) counts[{ipv6, state, 0, 0}] += others[ipv6][state];
+    } else {
+        SocketCounts sockets = program_.socket_counts();
+        if (program_.can_walk_sockets()) {
+            const SocketWalk walk = program_.walk_sockets();
+            listening_.replace(walk.listening_ports);
+            for (int ipv6 = 0; ipv6 < 2; ++ipv6)
+                for (unsigned state : kSocketStates)
+                    sockets[ipv6][state] += walk.sockets[ipv6][state];
+        }
+        for (int ipv6 = 0; ipv6 < 2; ++ipv6)
+            for (unsigned state : kSocketStates)
+                if (sockets[ipv6][state] != 0) counts[{ipv6, state, 0, 0}] = sockets[ipv6][state];
+    }
+    // Every state of both families is exported (at 0 too), unlabelled or under "other".
+    for (int ipv6 = 0; ipv6 < 2; ++ipv6)
+        for (unsigned state : kSocketStates) counts.try_emplace({ipv6, state, 0, 0}, 0);
+    for (const auto& [key, count] : counts) {
+        if (std::find(std::begin(kSocketStates), std::end(kSocketStates), key.state) ==
+            std::end(kSocketStates))
+            continue;  // CLOSE: bound, not yet listening or connecting; ss -tan has no such line
+        std::vector<prometheus::ClientMetric::Label> sample_labels{
+            {"family", std::string(family_name(key.ipv6 ? AF_INET6 : AF_INET))},
+            {"state", std::string(tcp_state_name(key.state))}};
+        if (port) sample_labels.push_back({"port", names.port_names[key.port]});
+        if (cgroup) sample_labels.push_back({"cgroup", names.cgroup_names[key.cgroup]});
+        add_sample(family, std::move(sample_labels), static_cast<double>(count));
+    }
+    return family;
 }
 
 std::vector<prometheus::MetricFamily> SocketStateCollector::Collect() const {
     using prometheus::MetricType;
     std::vector<prometheus::MetricFamily> out;
-    SocketCounts sockets = program_.socket_counts();
-    bool complete = true;
-    if (program_.can_walk_sockets()) {
-        try {
-            const SocketCounts walked = program_.walk_sockets();
-            for (int ipv6 = 0; ipv6 < 2; ++ipv6)
-                for (unsigned state : kSocketStates) sockets[ipv6][state] += walked[ipv6][state];
-        } catch (const BpfError& e) {
-            // No gauge rather than one without this namespace's sockets.
-            complete = false;
-            walk_failures_.fetch_add(1, std::memory_order_relaxed);
-            spdlog::warn("{}; tcpstates_sockets left out of this scrape", e.what());
-        }
-    }
-    if (complete) {
-        prometheus::MetricFamily gauge = metric_family(
-            "tcpstates_sockets",
-            "TCP sockets now in each state, as ss -tan counts them: every socket of the daemon's "
-            "network namespace (counted at scrape, TIME_WAIT and request sockets included), and "
-            "those of other namespaces seen changing state since the start. Not limited by the "
-            "filters.",
-            MetricType::Gauge);
-        for (int ipv6 = 0; ipv6 < 2; ++ipv6)
-            for (unsigned state : kSocketStates)
-                add_sample(gauge,
-                           {{"family", std::string(family_name(ipv6 ? AF_INET6 : AF_INET))},
-                            {"state", std::string(tcp_state_name(state))}},
-                           static_cast<double>(sockets[ipv6][state]));
-        out.push_back(std::move(gauge));
+    try {
+        out.push_back(gauge(labels_.port_families().sockets, labels_.cgroup_families().sockets));
+    } catch (const BpfError& e) {
+        // No gauge rather than one without this namespace's sockets.
+        walk_failures_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("{}; tcpstates_sockets left out of this scrape", e.what());
     }
 
     const KernelCounters kernel = program_.read_counters();

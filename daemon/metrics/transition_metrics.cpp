@@ -47,94 +47,224 @@ unsigned state_index(unsigned state) {
     return state <= TCPSTATES_MAX_STATE ? state : 0;
 }
 
+constexpr const char* kTransitionsName = "tcpstates_transitions_total";
+constexpr const char* kDurationsName = "tcpstates_state_duration_seconds";
+
 }  // namespace
 
+uint64_t TransitionMetrics::Key::packed() const {
+    return uint64_t(family) | uint64_t(from) << 1 | uint64_t(to) << 5 | uint64_t(port) << 9 |
+           uint64_t(cgroup) << 33;
+}
+
 TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
-                                     std::vector<double> duration_buckets)
-    : transitions_(prometheus::BuildCounter()
-                       .Name("tcpstates_transitions_total")
-                       .Help("TCP state transitions, by address family, previous state "
-                             "(from_state) and new state (to_state).")
-                       .Register(registry)),
+                                     std::vector<double> duration_buckets,
+                                     const LabelsConfig& config, SocketLabels& labels,
+                                     SeriesBudget& budget)
+    : labels_(labels),
+      budget_(budget),
+      config_(config),
+      transitions_family_(prometheus::BuildCounter()
+                              .Name(kTransitionsName)
+                              .Help("TCP state transitions, by address family, previous state "
+                                    "(from_state) and new state (to_state).")
+                              .Register(registry)),
       unknown_start_(prometheus::BuildCounter()
                          .Name("tcpstatesd_transitions_unknown_start_total")
                          .Help("Transitions whose start was not seen (new socket, child "
                                "socket, socket older than the daemon, or evicted from the "
                                "socket table): counted, never observed as a duration.")
                          .Register(registry)),
-      durations_(prometheus::BuildHistogram()
-                     .Name("tcpstates_state_duration_seconds")
-                     .Help("Time a TCP socket spent in `state` before it moved to "
-                           "`next_state`.")
-                     .Register(registry)),
+      durations_family_(prometheus::BuildHistogram()
+                            .Name(kDurationsName)
+                            .Help("Time a TCP socket spent in `state` before it moved to "
+                                  "`next_state`.")
+                            .Register(registry)),
       events_received_(prometheus::BuildCounter()
                            .Name("tcpstatesd_events_received_total")
                            .Help("Transition events delivered by the kernel to the daemon.")
                            .Register(registry)
                            .Add({})),
+      label_values_(prometheus::BuildGauge()
+                        .Name("tcpstatesd_label_values")
+                        .Help("Values a label has now, besides \"other\" and \"unknown\".")
+                        .Register(registry)),
+      label_value_overflows_(
+          prometheus::BuildCounter()
+              .Name("tcpstatesd_label_value_overflows_total")
+              .Help("Events counted under \"other\" because their value found the label's "
+                    "max_values full.")
+              .Register(registry)),
+      label_values_replaced_(prometheus::BuildCounter()
+                                 .Name("tcpstatesd_label_values_replaced_total")
+                                 .Help("Values of cgroups removed or ports no longer listened on "
+                                       "that made room for a new value (their series removed).")
+                                 .Register(registry)),
       buckets_(std::move(duration_buckets)) {
+    for (const char* label : {"port", "cgroup"}) {
+        label_values_.Add({{"label", label}});
+        label_value_overflows_.Add({{"label", label}});
+        label_values_replaced_.Add({{"label", label}});
+    }
+    labels_.on_eviction([this](Label label, uint32_t index) { remove_value(label, index); });
     export_common_series();
+}
+
+TransitionMetrics::Key TransitionMetrics::key_for(bool port, bool cgroup, const Key& full) const {
+    return {full.family, full.from, full.to, port ? full.port : LabelValues::kOther,
+            cgroup ? full.cgroup : LabelValues::kOther};
+}
+
+prometheus::Labels TransitionMetrics::labels_of(const Key& key, bool port, bool cgroup) const {
+    prometheus::Labels labels;
+    if (port) labels.emplace("port", std::string(labels_.name(Label::Port, key.port)));
+    if (cgroup) labels.emplace("cgroup", std::string(labels_.name(Label::Cgroup, key.cgroup)));
+    labels.emplace("family", std::string(family_name(family_of_index(key.family))));
+    return labels;
+}
+
+prometheus::Counter& TransitionMetrics::transitions(const Key& full) {
+    const bool port = config_.port.families.transitions;
+    const bool cgroup = config_.cgroup.families.transitions;
+    Key key = key_for(port, cgroup, full);
+    if (auto found = transitions_.find(key.packed()); found != transitions_.end())
+        return *found->second;
+    if (key.labelled() && !budget_.reserve(1, LabelledMetric::Transitions)) {
+        key = key_for(false, false, key);
+        if (auto found = transitions_.find(key.packed()); found != transitions_.end())
+            return *found->second;
+    }
+    prometheus::Labels labels = labels_of(key, port, cgroup);
+    labels.emplace("from_state", std::string(tcp_state_name(key.from)));
+    labels.emplace("to_state", std::string(tcp_state_name(key.to)));
+    prometheus::Counter& counter = transitions_family_.Add(labels);
+    transitions_.emplace(key.packed(), &counter);
+    return counter;
+}
+
+prometheus::Histogram& TransitionMetrics::duration(const Key& full) {
+    const bool port = config_.port.families.state_durations;
+    const bool cgroup = config_.cgroup.families.state_durations;
+    Key key = key_for(port, cgroup, full);
+    if (auto found = durations_.find(key.packed()); found != durations_.end())
+        return *found->second;
+    if (key.labelled() && !budget_.reserve(histogram_cost(), LabelledMetric::StateDurations)) {
+        key = key_for(false, false, key);
+        if (auto found = durations_.find(key.packed()); found != durations_.end())
+            return *found->second;
+    }
+    prometheus::Labels labels = labels_of(key, port, cgroup);
+    labels.emplace("state", std::string(tcp_state_name(key.from)));
+    labels.emplace("next_state", std::string(tcp_state_name(key.to)));
+    prometheus::Histogram& histogram = durations_family_.Add(labels, buckets_);
+    durations_.emplace(key.packed(), &histogram);
+    return histogram;
 }
 
 void TransitionMetrics::export_common_series() {
     for (unsigned f = 0; f < kFamilies; ++f)
         for (auto [from, to] : kCommonTransitions) {
-            slot(f, from, to);
-            if (can_have_duration(from, to)) duration(f, from, to);
+            const Key key{f, from, to, LabelValues::kOther, LabelValues::kOther};
+            const bool labelled_transitions =
+                config_.port.families.transitions || config_.cgroup.families.transitions;
+            const bool labelled_durations =
+                config_.port.families.state_durations || config_.cgroup.families.state_durations;
+            if (!labelled_transitions) transitions(key);
+            if (!labelled_durations && can_have_duration(from, to)) duration(key);
         }
-}
-
-TransitionMetrics::Slot& TransitionMetrics::slot(unsigned family, unsigned from, unsigned to) {
-    Slot& s = slots_[family][from][to];
-    if (!s.transitions) {
-        const std::string fam(family_name(family_of_index(family)));
-        const std::string from_name(tcp_state_name(from));
-        const std::string to_name(tcp_state_name(to));
-        s.transitions =
-            &transitions_.Add({{"family", fam}, {"from_state", from_name}, {"to_state", to_name}});
-    }
-    return s;
-}
-
-prometheus::Histogram& TransitionMetrics::duration(unsigned family, unsigned from, unsigned to) {
-    Slot& s = slots_[family][from][to];
-    if (!s.duration)
-        s.duration = &durations_.Add({{"family", std::string(family_name(family_of_index(family)))},
-                                      {"state", std::string(tcp_state_name(from))},
-                                      {"next_state", std::string(tcp_state_name(to))}},
-                                     buckets_);
-    return *s.duration;
 }
 
 void TransitionMetrics::on_transition(const tcpstates_transition& transition) {
     events_received_.Increment();
-    const unsigned f = family_index(transition.family);
-    const unsigned from = state_index(transition.old_state);
-    const unsigned to = state_index(transition.new_state);
-    Slot& s = slot(f, from, to);
-    s.transitions->Increment();
+    const SocketLabels::Values values = labels_.of(transition);
+    const Key key{family_index(transition.family), state_index(transition.old_state),
+                  state_index(transition.new_state), values.port, values.cgroup};
+    transitions(key).Increment();
+    if (values.port_refused) label_value_overflows_.Add({{"label", "port"}}).Increment();
+    if (values.cgroup_refused) label_value_overflows_.Add({{"label", "cgroup"}}).Increment();
+    if (values.admitted) update_label_gauges();
     if (transition.flags & TCPSTATES_EVENT_START_UNKNOWN) {
-        if (!s.unknown_start)
-            s.unknown_start =
-                &unknown_start_.Add({{"family", std::string(family_name(transition.family))},
-                                     {"from_state", std::string(tcp_state_name(from))},
-                                     {"to_state", std::string(tcp_state_name(to))}});
-        s.unknown_start->Increment();
+        prometheus::Counter*& unknown = unknown_start_slots_[key.family][key.from][key.to];
+        if (!unknown)
+            unknown = &unknown_start_.Add({{"family", std::string(family_name(transition.family))},
+                                           {"from_state", std::string(tcp_state_name(key.from))},
+                                           {"to_state", std::string(tcp_state_name(key.to))}});
+        unknown->Increment();
         return;
     }
-    duration(f, from, to).Observe(static_cast<double>(transition.duration_ns) * 1e-9);
+    duration(key).Observe(static_cast<double>(transition.duration_ns) * 1e-9);
+}
+
+void TransitionMetrics::update_label_gauges() {
+    for (Label label : {Label::Port, Label::Cgroup})
+        label_values_.Add({{"label", label == Label::Port ? "port" : "cgroup"}})
+            .Set(static_cast<double>(labels_.values(label).admitted()));
+}
+
+namespace {
+
+bool is_labelled(uint64_t packed_key) {
+    return (packed_key >> 9) != 0;
+}
+
+// The value index of `label` in a packed key (see Key::packed).
+uint32_t value_of(uint64_t packed_key, Label label) {
+    return label == Label::Port ? uint32_t(packed_key >> 9 & 0xffffff) : uint32_t(packed_key >> 33);
+}
+
+// Removes the series `remove` selects from a family and the map, giving their cost back.
+template <typename Metric, typename Select>
+void remove_series(prometheus::Family<Metric>& family,
+                   std::unordered_map<uint64_t, Metric*>& series, uint64_t cost,
+                   SeriesBudget& budget, Select remove) {
+    for (auto it = series.begin(); it != series.end();) {
+        if (!remove(it->first)) {
+            ++it;
+            continue;
+        }
+        family.Remove(it->second);
+        if (is_labelled(it->first)) budget.release(cost);
+        it = series.erase(it);
+    }
+}
+
+}  // namespace
+
+void TransitionMetrics::remove_value(Label label, uint32_t index) {
+    const auto with_value = [label, index](uint64_t key) { return value_of(key, label) == index; };
+    remove_series(transitions_family_, transitions_, 1, budget_, with_value);
+    remove_series(durations_family_, durations_, histogram_cost(), budget_, with_value);
+    label_values_replaced_.Add({{"label", label == Label::Port ? "port" : "cgroup"}}).Increment();
+}
+
+void TransitionMetrics::remove_all_transitions() {
+    remove_series(transitions_family_, transitions_, 1, budget_, [](uint64_t) { return true; });
+}
+
+void TransitionMetrics::remove_all_durations() {
+    remove_series(durations_family_, durations_, histogram_cost(), budget_,
+                  [](uint64_t) { return true; });
 }
 
 void TransitionMetrics::set_duration_buckets(std::vector<double> buckets) {
     if (buckets == buckets_) return;
+    remove_all_durations();
     buckets_ = std::move(buckets);
-    for (auto& by_from : slots_)
-        for (auto& by_to : by_from)
-            for (Slot& s : by_to)
-                if (s.duration) {
-                    durations_.Remove(s.duration);
-                    s.duration = nullptr;
-                }
+    export_common_series();
+}
+
+void TransitionMetrics::set_labels(const LabelsConfig& config) {
+    const bool transitions_change =
+        config.port.families.transitions != config_.port.families.transitions ||
+        config.cgroup.families.transitions != config_.cgroup.families.transitions;
+    const bool durations_change =
+        config.port.families.state_durations != config_.port.families.state_durations ||
+        config.cgroup.families.state_durations != config_.cgroup.families.state_durations;
+    if (transitions_change) remove_all_transitions();
+    if (durations_change) remove_all_durations();
+    config_ = config;
+    labels_.configure(config);
+    budget_.set_limit(config.max_series);
     export_common_series();
 }
 

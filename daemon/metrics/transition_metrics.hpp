@@ -1,54 +1,86 @@
 // The aggregator: turns each kernel event into counter increments and histogram
-// observations in a prometheus-cpp Registry. Runs on the reactor thread; scrapes read the
-// same metric objects from the HTTP threads through prometheus-cpp's own per-metric locks.
+// observations in a prometheus-cpp Registry, under the optional `port` and `cgroup` labels
+// (daemon/labels/) within the labelled-series cap. Runs on the reactor thread; scrapes read
+// the same metric objects from the HTTP threads through prometheus-cpp's own locks.
 #pragma once
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <array>
-#include <memory>
+#include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "kernel/event_source.hpp"
+#include "labels/labels_config.hpp"
+#include "labels/socket_labels.hpp"
+#include "metrics/series_budget.hpp"
 
 namespace tcpstatesd {
 
 class TransitionMetrics : public TransitionSink {
 public:
-    TransitionMetrics(prometheus::Registry& registry, std::vector<double> duration_buckets);
+    // `labels` and `budget` must outlive the metrics; evictions of label values are routed
+    // here.
+    TransitionMetrics(prometheus::Registry& registry, std::vector<double> duration_buckets,
+                      const LabelsConfig& config, SocketLabels& labels, SeriesBudget& budget);
 
     void on_transition(const tcpstates_transition& transition) override;
 
     // Replaces the duration histograms' buckets: those histograms start over, every other
     // metric keeps counting. Call on the thread that delivers events.
     void set_duration_buckets(std::vector<double> buckets);
+    // Applies a new labels configuration: a family whose set of labels changes starts its
+    // series over; the others keep counting, and values already admitted stay.
+    void set_labels(const LabelsConfig& config);
     uint64_t events_received() const { return static_cast<uint64_t>(events_received_.Value()); }
 
 private:
     static constexpr unsigned kFamilies = 2;  // ipv4, ipv6
     static constexpr unsigned kStates = TCPSTATES_MAX_STATE + 1;
 
-    // Metric objects of one (family, from, to), resolved on first use, then reused: the
-    // per-event path does no label lookup and no allocation.
-    struct Slot {
-        prometheus::Counter* transitions = nullptr;
-        prometheus::Counter* unknown_start = nullptr;
-        prometheus::Histogram* duration = nullptr;
+    // A series' identity: family, states, and the index of each label value it carries (0,
+    // "other", for a label the metric family does not carry).
+    struct Key {
+        unsigned family, from, to;
+        uint32_t port, cgroup;
+        uint64_t packed() const;
+        bool labelled() const {
+            return port != LabelValues::kOther || cgroup != LabelValues::kOther;
+        }
     };
-    Slot& slot(unsigned family, unsigned from, unsigned to);
-    // Exports the transitions of ordinary connections at zero before they first happen.
+    Key key_for(bool port, bool cgroup, const Key& full) const;
+    prometheus::Labels labels_of(const Key& key, bool port, bool cgroup) const;
+    prometheus::Counter& transitions(const Key& full);
+    prometheus::Histogram& duration(const Key& full);
+    uint64_t histogram_cost() const { return buckets_.size() + 3; }
+    // Exports the transitions of ordinary connections at zero before they first happen
+    // (for the unlabelled series only: labelled ones appear with their first transition).
     void export_common_series();
-    prometheus::Histogram& duration(unsigned family, unsigned from, unsigned to);
+    void remove_value(Label label, uint32_t index);
+    void remove_all_transitions();
+    void remove_all_durations();
+    void update_label_gauges();
 
-    prometheus::Family<prometheus::Counter>& transitions_;
+    SocketLabels& labels_;
+    SeriesBudget& budget_;
+    LabelsConfig config_;
+    prometheus::Family<prometheus::Counter>& transitions_family_;
     prometheus::Family<prometheus::Counter>& unknown_start_;
-    prometheus::Family<prometheus::Histogram>& durations_;
+    prometheus::Family<prometheus::Histogram>& durations_family_;
     prometheus::Counter& events_received_;
+    prometheus::Family<prometheus::Gauge>& label_values_;
+    prometheus::Family<prometheus::Counter>& label_value_overflows_;
+    prometheus::Family<prometheus::Counter>& label_values_replaced_;
     std::vector<double> buckets_;
-    std::array<std::array<std::array<Slot, kStates>, kStates>, kFamilies> slots_{};
+    std::unordered_map<uint64_t, prometheus::Counter*> transitions_;
+    std::unordered_map<uint64_t, prometheus::Histogram*> durations_;
+    std::array<std::array<std::array<prometheus::Counter*, kStates>, kStates>, kFamilies>
+        unknown_start_slots_{};
 };
 
 }  // namespace tcpstatesd

@@ -11,9 +11,13 @@
 #include "http/http_server.hpp"
 #include "kernel/bpf_program.hpp"
 #include "kernel/event_source.hpp"
+#include "labels/cgroup_names.hpp"
+#include "labels/listening_ports.hpp"
+#include "labels/socket_labels.hpp"
 #include "metrics/event_loss_collector.hpp"
 #include "metrics/process_collector.hpp"
 #include "metrics/self_metrics.hpp"
+#include "metrics/series_budget.hpp"
 #include "metrics/socket_state_collector.hpp"
 #include "metrics/transition_metrics.hpp"
 #include "runtime/capabilities.hpp"
@@ -94,11 +98,18 @@ int run_daemon(const DaemonOptions& options) {
                 "BPF programs attached to sock:inet_sock_set_state (raw_tp), transport {}, "
                 "socket table {} sockets, no start-up walk (needs the kernel's BTF)",
                 transport_name(program.transport()), program.socket_table_capacity());
-        auto socket_states = std::make_shared<SocketStateCollector>(program);
+        ListeningPorts listening_ports;
+        CgroupNames cgroup_names;
+        SocketLabels socket_labels(settings.config.labels, cgroup_names, listening_ports);
+        SeriesBudget series_budget(*registry, settings.config.labels.max_series);
+        auto socket_states = std::make_shared<SocketStateCollector>(program, listening_ports,
+                                                                    socket_labels, series_budget);
+        socket_labels.admit_listening_ports();
         if (program.can_walk_sockets())
             spdlog::info("found {} TCP sockets in this network namespace in {:.3f} s",
                          socket_states->startup_sockets(), socket_states->startup_seconds());
-        TransitionMetrics metrics(*registry, settings.config.metrics.duration_buckets);
+        TransitionMetrics metrics(*registry, settings.config.metrics.duration_buckets,
+                                  settings.config.labels, socket_labels, series_budget);
         EventSource source(program, metrics);
         reactor.on_readable(source.fd(), "reading events", [&] { source.consume(); });
         reactor.every(EventSource::kDrainInterval, "reading events", [&] { source.consume(); });

@@ -34,6 +34,7 @@ void Reloader::apply(Settings next) {
     if (next.web != running_.web) targets_.server.set_security(next.web);
     targets_.program.apply_filters(next.config.filters);
     targets_.metrics.set_duration_buckets(next.config.metrics.duration_buckets);
+    targets_.metrics.set_labels(next.config.labels);
     setup_logging(next.config.logging.level, next.config.logging.format);
     running_ = std::move(next);
 }

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <ctime>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -15,6 +16,7 @@
 #include "kernel/event_losses.hpp"
 #include "kernel/event_source.hpp"
 #include "kernel/transport.hpp"
+#include "labels/cgroup_names.hpp"
 #include "runtime/reactor.hpp"
 #include "trace/trace_format.hpp"
 
@@ -23,10 +25,12 @@ namespace tcpstatesd {
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json]\n"
+    "Usage: tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json] [--cgroup]\n"
     "                        [--transport auto|ringbuf|perfbuf] [--btf.path FILE]\n"
     "Print one line per TCP state transition until interrupted (columns as libbpf-tools\n"
     "tcpstates; MS is the time spent in OLDSTATE, '-' when the socket was not seen entering it).\n"
+    "PID and COMM are the socket's owner, the process that called connect() or listen() (an\n"
+    "accepted socket: its listener's), '-' for a socket opened before the trace started.\n"
     "\n"
     "  -4, --ipv4             IPv4 sockets only\n"
     "  -6, --ipv6             IPv6 sockets only\n"
@@ -35,6 +39,7 @@ constexpr const char* kUsage =
     "  -T, --timestamp        leading wall-clock time column\n"
     "  -w, --wide             wide columns (IPv6 addresses fit)\n"
     "      --json             one JSON object per line\n"
+    "      --cgroup           the owner's cgroup (v2 path) as a last column\n"
     "      --transport T      kernel-to-user transport (default auto: ring buffer if the\n"
     "                         kernel has it, else perf buffer)\n"
     "      --btf.path FILE    kernel BTF from this file, for kernels without\n"
@@ -54,14 +59,19 @@ public:
 
     void begin_batch() { clock_offset_ns_ = realtime_minus_monotonic_ns(); }
     void on_event(const tcpstates_event& event) override {
-        const std::string line =
-            trace_line(event, format_, static_cast<int64_t>(event.ts_ns) + clock_offset_ns_);
+        std::string cgroup;
+        if (cgroup_names_ && event.owner.pid != 0)
+            cgroup = cgroup_names_->path(event.owner.cgroup_id).value_or("?");
+        const std::string line = trace_line(
+            event, format_, static_cast<int64_t>(event.ts_ns) + clock_offset_ns_, cgroup);
         std::fwrite(line.data(), 1, line.size(), stdout);
     }
 
 private:
     TraceFormat format_;
     int64_t clock_offset_ns_ = 0;
+    std::optional<CgroupNames> cgroup_names_ =
+        format_.cgroup ? std::make_optional<CgroupNames>() : std::nullopt;
 };
 
 Transport transport_option(const char* name) {
@@ -95,7 +105,7 @@ private:
 }  // namespace
 
 int run_trace_command(int argc, char** argv) {
-    enum { kJson = 1000, kTransport, kBtfPath };
+    enum { kJson = 1000, kCgroup, kTransport, kBtfPath };
     static const option kOptions[] = {
         {"ipv4", no_argument, nullptr, '4'},
         {"ipv6", no_argument, nullptr, '6'},
@@ -104,6 +114,7 @@ int run_trace_command(int argc, char** argv) {
         {"timestamp", no_argument, nullptr, 'T'},
         {"wide", no_argument, nullptr, 'w'},
         {"json", no_argument, nullptr, kJson},
+        {"cgroup", no_argument, nullptr, kCgroup},
         {"transport", required_argument, nullptr, kTransport},
         {"btf.path", required_argument, nullptr, kBtfPath},
         {"help", no_argument, nullptr, 'h'},
@@ -135,6 +146,9 @@ int run_trace_command(int argc, char** argv) {
                     break;
                 case kJson:
                     format.json = true;
+                    break;
+                case kCgroup:
+                    format.cgroup = true;
                     break;
                 case kTransport:
                     bpf.transport = transport_option(optarg);

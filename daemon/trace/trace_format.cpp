@@ -20,10 +20,14 @@ std::string printf_string(const char* format, auto... args) {
 }
 
 std::string_view comm_of(const tcpstates_event& event) {
-    const char* comm = event.comm;
+    const char* comm = event.owner.comm;
     size_t n = 0;
-    while (n < sizeof event.comm && comm[n] != '\0') ++n;
+    while (n < sizeof event.owner.comm && comm[n] != '\0') ++n;
     return {comm, n};
+}
+
+bool owner_known(const tcpstates_event& event) {
+    return event.owner.pid != 0;
 }
 
 bool start_known(const tcpstates_transition& t) {
@@ -50,14 +54,17 @@ std::string trace_header(const TraceFormat& format) {
         line += printf_string("%-16s %-7s %-10s %-15s %-5s %-15s %-5s %-11s -> %-11s %s\n",
                               "SKADDR", "PID", "COMM", "LADDR", "LPORT", "RADDR", "RPORT",
                               "OLDSTATE", "NEWSTATE", "MS");
+    if (format.cgroup) line.insert(line.size() - 1, " CGROUP");
     return line;
 }
 
-std::string trace_line(const tcpstates_event& event, const TraceFormat& format, int64_t wall_ns) {
+std::string trace_line(const tcpstates_event& event, const TraceFormat& format, int64_t wall_ns,
+                       std::string_view cgroup) {
     const tcpstates_transition& t = event.transition;
     const std::string laddr = format_address(t.family, event.laddr);
     const std::string raddr = format_address(t.family, event.raddr);
-    const std::string comm(comm_of(event));
+    const std::string comm = owner_known(event) ? std::string(comm_of(event)) : "-";
+    const std::string pid = owner_known(event) ? std::to_string(event.owner.pid) : "-";
     const std::string old_state(tcp_state_name(t.old_state));
     const std::string new_state(tcp_state_name(t.new_state));
     const double ms = static_cast<double>(t.duration_ns) / 1e6;
@@ -71,9 +78,19 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
         std::string out = "{\"time\":\"";
         out += stamp;
         out += printf_string(".%06ldZ\"", static_cast<long>(wall_ns % 1000000000 / 1000));
-        out += printf_string(",\"skaddr\":\"%llx\",\"pid\":%u,\"comm\":",
-                             static_cast<unsigned long long>(event.skaddr), event.pid);
-        append_json_string(out, comm);
+        out += printf_string(",\"skaddr\":\"%llx\"", static_cast<unsigned long long>(event.skaddr));
+        if (owner_known(event)) {
+            out += ",\"pid\":" + pid + ",\"comm\":";
+            append_json_string(out, comm);
+        } else {
+            out += ",\"pid\":null,\"comm\":null";
+        }
+        if (format.cgroup && owner_known(event)) {
+            out += ",\"cgroup\":";
+            append_json_string(out, cgroup);
+        } else if (format.cgroup) {
+            out += ",\"cgroup\":null";
+        }
         out += ",\"family\":\"";
         out += family_name(t.family);
         out += "\",\"laddr\":\"" + laddr + "\"";
@@ -98,16 +115,20 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
     const std::string duration = start_known(t) ? printf_string("%.3f", ms) : "-";
     const auto skaddr = static_cast<unsigned long long>(event.skaddr);
     if (format.wide)
-        line += printf_string("%-16llx %-7u %-16s %-2d %-26s %-5u %-26s %-5u %-11s -> %-11s %s\n",
-                              skaddr, event.pid, comm.c_str(), t.family == AF_INET ? 4 : 6,
+        line += printf_string("%-16llx %-7s %-16s %-2d %-26s %-5u %-26s %-5u %-11s -> %-11s %s",
+                              skaddr, pid.c_str(), comm.c_str(), t.family == AF_INET ? 4 : 6,
                               laddr.c_str(), t.lport, raddr.c_str(), t.rport, old_state.c_str(),
                               new_state.c_str(), duration.c_str());
     else
         line +=
-            printf_string("%-16llx %-7u %-10.10s %-15s %-5u %-15s %-5u %-11s -> %-11s %s\n", skaddr,
-                          event.pid, comm.c_str(), laddr.c_str(), t.lport, raddr.c_str(), t.rport,
+            printf_string("%-16llx %-7s %-10.10s %-15s %-5u %-15s %-5u %-11s -> %-11s %s", skaddr,
+                          pid.c_str(), comm.c_str(), laddr.c_str(), t.lport, raddr.c_str(), t.rport,
                           old_state.c_str(), new_state.c_str(), duration.c_str());
-    return line;
+    if (format.cgroup) {
+        line += ' ';
+        line += owner_known(event) ? cgroup : "-";
+    }
+    return line + '\n';
 }
 
 }  // namespace tcpstatesd

@@ -16,13 +16,13 @@ import re
 import signal
 import time
 
-from e2e_support import (Daemon, connections, fail, free_port, program_ids_of, scratch_dir,
-                         test_arguments, wait_for)
+from e2e_support import (Daemon, connections, fail, free_port, program_ids_of, sample,
+                         scratch_dir, test_arguments, wait_for)
 
 
 def established(values):
-    return values.get('tcpstates_transitions_total{family="ipv4",from_state="SYN_SENT",'
-                      'to_state="ESTABLISHED"}', 0.0)
+    return sample(values, "tcpstates_transitions_total", family="ipv4", from_state="SYN_SENT",
+                  to_state="ESTABLISHED")
 
 
 def main():

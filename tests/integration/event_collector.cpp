@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 
@@ -10,7 +11,9 @@
 #include <cstring>
 #include <system_error>
 
+#include "common/read_file.hpp"
 #include "kernel/tcp_state.hpp"
+#include "labels/cgroup_names.hpp"
 #include "trace/trace_format.hpp"
 
 namespace itest {
@@ -122,7 +125,7 @@ std::vector<std::string> transitions(const std::vector<tcpstates_event>& events)
 }
 
 std::string comm_of(const tcpstates_event& event) {
-    return std::string(event.comm, strnlen(event.comm, sizeof event.comm));
+    return std::string(event.owner.comm, strnlen(event.owner.comm, sizeof event.owner.comm));
 }
 
 std::string describe(const tcpstates_event& e) {
@@ -135,7 +138,7 @@ std::string describe(const tcpstates_event& e) {
            std::to_string(e.transition.rport) + " " +
            std::string(tcpstatesd::tcp_state_name(e.transition.old_state)) + "->" +
            std::string(tcpstatesd::tcp_state_name(e.transition.new_state)) +
-           " flags=" + std::to_string(e.transition.flags) + " pid=" + std::to_string(e.pid) +
+           " flags=" + std::to_string(e.transition.flags) + " pid=" + std::to_string(e.owner.pid) +
            " comm=" + comm_of(e);
 }
 
@@ -144,6 +147,22 @@ std::string current_comm() {
     if (prctl(PR_GET_NAME, name) != 0)
         throw std::system_error(errno, std::generic_category(), "prctl(PR_GET_NAME)");
     return name;
+}
+
+uint64_t current_cgroup_id() {
+    const auto mount =
+        tcpstatesd::find_cgroup2_mount(tcpstatesd::read_file("/proc/self/mountinfo", 1 << 20));
+    if (!mount) throw std::runtime_error("no cgroup2 file system is mounted");
+    // The v2 line of /proc/self/cgroup is "0::/path".
+    const std::string cgroups = tcpstatesd::read_file("/proc/self/cgroup", 1 << 16);
+    const size_t line = cgroups.find("0::");
+    if (line == std::string::npos)
+        throw std::runtime_error("no cgroup v2 line in /proc/self/cgroup");
+    const std::string path = cgroups.substr(line + 3, cgroups.find('\n', line) - line - 3);
+    struct stat st {};
+    if (stat((*mount + path).c_str(), &st) != 0)
+        throw std::system_error(errno, std::generic_category(), "stat " + *mount + path);
+    return st.st_ino;
 }
 
 uint64_t steady_ns(std::chrono::steady_clock::time_point t) {

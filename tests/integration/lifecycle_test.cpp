@@ -39,12 +39,18 @@ void check_timing(const std::vector<tcpstates_event>& life, Clock::time_point wi
     }
 }
 
-// For transitions made by a system call of this test (connect, listen, close), the kernel's
-// current task is this process.
-void check_made_by_us(const tcpstates_event& event) {
-    INFO(describe(event));
-    CHECK(event.pid == static_cast<uint32_t>(getpid()));
-    CHECK(comm_of(event) == current_comm());
+// Sockets this test opens (connect, listen, and the children of its listeners) are owned by
+// this process, whichever task the kernel ran their transitions on (softirq, mostly), and are
+// of the origin their first transition says.
+void check_owned_by_us(const std::vector<tcpstates_event>& life, uint8_t origin) {
+    for (const auto& event : life) {
+        INFO(describe(event));
+        CHECK(event.owner.pid == static_cast<uint32_t>(getpid()));
+        CHECK(comm_of(event) == current_comm());
+        CHECK(event.owner.cgroup_id == current_cgroup_id());
+        CHECK(event.transition.cgroup_id == current_cgroup_id());
+        CHECK(event.transition.origin == origin);
+    }
 }
 
 void check_endpoints(const tcpstates_event& event, int family, uint16_t lport, uint16_t rport) {
@@ -161,8 +167,7 @@ TEST_CASE("a connection's full life, client closing first, is reported exactly",
         check_endpoints(life[0], family, 0, server_port);
         for (size_t i = 1; i < life.size(); ++i)
             check_endpoints(life[i], family, client_port, server_port);
-        check_made_by_us(life[0]);  // connect()
-        check_made_by_us(life[2]);  // close()
+        check_owned_by_us(life, TCPSTATES_ORIGIN_ACTIVE);
         check_timing(life, begin, end);
         CHECK(life[1].ts_ns >= steady_ns(connect_start));
         CHECK(life[2].ts_ns >= steady_ns(client_close_start));
@@ -181,7 +186,7 @@ TEST_CASE("a connection's full life, client closing first, is reported exactly",
                         child_has_peer_on_syn_recv() ? client_port : 0);
         for (size_t i = 1; i < life.size(); ++i)
             check_endpoints(life[i], family, server_port, client_port);
-        check_made_by_us(life[3]);  // close()
+        check_owned_by_us(life, TCPSTATES_ORIGIN_PASSIVE);  // inherited from the listener
         check_timing(life, begin, end);
         // ESTABLISHED from the client's handshake (before accept() returned) until its FIN
         // arrived (before recv() saw the end of the stream).
@@ -195,10 +200,8 @@ TEST_CASE("a connection's full life, client closing first, is reported exactly",
         INFO("the listener");
         const auto life = life_of(server_side.events(), is_listener);
         REQUIRE(transitions(life) == Strings{"CLOSE->LISTEN", "LISTEN->CLOSE"});
-        for (const auto& e : life) {
-            check_endpoints(e, family, server_port, 0);
-            check_made_by_us(e);  // listen(), close()
-        }
+        for (const auto& e : life) check_endpoints(e, family, server_port, 0);
+        check_owned_by_us(life, TCPSTATES_ORIGIN_LISTENER);
         check_timing(life, begin, end);
         CHECK(life[1].transition.duration_ns >=
               nanoseconds(hold_end - hold_start) +
@@ -239,6 +242,6 @@ TEST_CASE("a refused connect goes from SYN_SENT back to CLOSE", "[lifecycle]") {
     check_endpoints(life[0], family, 0, port);
     CHECK(is_loopback(family, life[1].laddr));
     CHECK(is_loopback(family, life[1].raddr));
-    check_made_by_us(life[0]);  // connect()
+    check_owned_by_us(life, TCPSTATES_ORIGIN_ACTIVE);
     check_timing(life, begin, end);
 }

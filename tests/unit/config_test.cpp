@@ -65,6 +65,58 @@ TEST_CASE("config: built-in defaults") {
     CHECK(c.logging.level == spdlog::level::info);
     CHECK(c.logging.format == LogFormat::Text);
     CHECK(c.source == "built-in defaults");
+    // `port` on the transitions and the gauge, for the host's listening ports; `cgroup` on the
+    // transitions; both bounded.
+    CHECK(c.labels.port.families == LabelledFamilies{.transitions = true, .sockets = true});
+    CHECK(c.labels.port.listening);
+    CHECK(c.labels.port.ports.empty());
+    CHECK(c.labels.port.max_values == 64);
+    CHECK(c.labels.cgroup.families == LabelledFamilies{.transitions = true});
+    CHECK(c.labels.cgroup.max_values == 64);
+    CHECK(c.labels.max_series == 10000);
+}
+
+TEST_CASE("config: labels, each on the families listed, with their values and bounds") {
+    const Config c = parse_config(
+        "labels:\n"
+        "  max_series: 500\n"
+        "  port:\n"
+        "    families: [state_durations]\n"
+        "    ports: [5432, \"8000-8002\"]\n"
+        "    max_values: 3\n"
+        "  cgroup:\n"
+        "    families: []\n"
+        "    max_values: 7\n",
+        "x");
+    CHECK(c.labels.max_series == 500);
+    CHECK(c.labels.port.families == LabelledFamilies{.state_durations = true});
+    CHECK_FALSE(c.labels.port.listening);
+    CHECK(c.labels.port.ports == std::vector<uint16_t>{5432, 8000, 8001, 8002});
+    CHECK(c.labels.port.max_values == 3);
+    CHECK_FALSE(c.labels.cgroup.families.any());
+    CHECK(c.labels.cgroup.max_values == 7);
+    CHECK(parse_config("labels: {port: {ports: [80, listening]}}", "x").labels.port.listening);
+}
+
+TEST_CASE("config errors: labels") {
+    CHECK(error_of("labels:\n  port:\n    families: [transitions, histograms]\n") ==
+          "x.yaml:3:29: labels.port.families: expected one of transitions, state_durations, "
+          "sockets, got \"histograms\"");
+    CHECK(error_of("labels:\n  cgroup:\n    families: [sockets, sockets]\n") ==
+          "x.yaml:3:25: labels.cgroup.families: \"sockets\" is listed twice");
+    CHECK(error_of("labels:\n  port:\n    ports: [listening, 80, listening]\n") ==
+          "x.yaml:3:28: labels.port.ports: \"listening\" is listed twice");
+    CHECK(error_of("labels:\n  port:\n    ports: [listen]\n") ==
+          "x.yaml:3:13: labels.port.ports: invalid port 'listen': ports are whole numbers from 1 "
+          "to 65535");
+    CHECK(error_of("labels:\n  port:\n    max_values: 0\n") ==
+          "x.yaml:3:17: labels.port.max_values: expected a whole number from 1 to 10000, got "
+          "\"0\"");
+    CHECK(error_of("labels:\n  max_series: 2000000\n") ==
+          "x.yaml:2:15: labels.max_series: expected a whole number from 0 to 1000000, got "
+          "\"2000000\"");
+    CHECK(error_of("labels:\n  pod: {}\n") ==
+          "x.yaml:2:3: labels: unknown key \"pod\", expected one of max_series, port, cgroup");
 }
 
 TEST_CASE("config: default buckets run 1-2.5-5 per decade from 10 us to 2.5 ks, then 1 h") {
@@ -178,8 +230,12 @@ TEST_CASE("config: the repository's config/tcpstatesd.yaml is exactly the built-
     for (const char* key : {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
                             "ring_buffer_bytes:", "perf_buffer_pages:", "socket_table_size:",
                             "btf_path:", "families:", "local_ports:", "remote_ports:",
-                            "duration_buckets_seconds:", "level:", "format:"})
+                            "duration_buckets_seconds:", "max_series:", "level:", "format:"})
         CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
+    for (const char* key : {"port:", "cgroup:"})
+        CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
+    for (const char* key : {"families:", "ports:", "max_values:"})  // under labels.port
+        CHECK(text.find(std::string("\n    ") + key) != std::string::npos);
 }
 
 TEST_CASE("config errors: YAML syntax, document shape") {
@@ -187,10 +243,10 @@ TEST_CASE("config errors: YAML syntax, document shape") {
     CHECK(error_of("web:\n  a: b: c\n") == "x.yaml:2:7: invalid YAML: illegal map value");
     CHECK(error_of("- web\n") ==
           "x.yaml:1:1: expected a mapping with the keys web, events, filters, metrics, "
-          "logging, got a list");
+          "labels, logging, got a list");
     CHECK(error_of("hello\n") ==
           "x.yaml:1:1: expected a mapping with the keys web, events, filters, metrics, "
-          "logging, got \"hello\"");
+          "labels, logging, got \"hello\"");
     // The position is the second document's "---".
     CHECK(error_of("web: {}\n---\nweb: {}\n") ==
           "x.yaml:2:1: a second YAML document; the configuration is one document");
@@ -199,7 +255,7 @@ TEST_CASE("config errors: YAML syntax, document shape") {
 TEST_CASE("config errors: unknown keys, duplicate keys, keys that are not names") {
     CHECK(error_of("wbe: {}\n") ==
           "x.yaml:1:1: unknown key \"wbe\", expected one of web, events, filters, metrics, "
-          "logging");
+          "labels, logging");
     CHECK(error_of("web:\n  port: 80\n") ==
           "x.yaml:2:3: web: unknown key \"port\", expected one of listen_addresses, "
           "telemetry_path, max_threads");

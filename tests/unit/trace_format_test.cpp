@@ -15,13 +15,14 @@ tcpstates_event make_event(int family) {
     e.skaddr = 0xffff8881055d40c0ull;
     e.ts_ns = 1;
     e.transition.duration_ns = 548123;
-    e.pid = 3281;
+    e.owner.pid = 3281;
+    e.owner.cgroup_id = 77;
     e.transition.family = static_cast<uint16_t>(family);
     e.transition.lport = 44600;
     e.transition.rport = 46443;
     e.transition.old_state = TCPSTATES_SYN_SENT;
     e.transition.new_state = TCPSTATES_ESTABLISHED;
-    std::strcpy(e.comm, "python3");
+    std::strcpy(e.owner.comm, "python3");
     if (family == AF_INET) {
         inet_pton(AF_INET, "127.0.0.1", e.laddr);
         inet_pton(AF_INET, "10.1.2.3", e.raddr);
@@ -81,7 +82,7 @@ TEST_CASE("trace: timestamp column is wall-clock HH:MM:SS") {
 
 TEST_CASE("trace: JSON lines are complete and escape the command name") {
     tcpstates_event e = make_event(AF_INET6);
-    std::strcpy(e.comm, "a\"b\\c\nd");
+    std::strcpy(e.owner.comm, "a\"b\\c\nd");
     TraceFormat json;
     json.json = true;
     const int64_t wall = int64_t(1700000000) * 1000000000 + 123456789;
@@ -91,4 +92,32 @@ TEST_CASE("trace: JSON lines are complete and escape the command name") {
           "\"pid\":3281,\"comm\":\"a\\\"b\\\\c\\nd\",\"family\":\"ipv6\",\"laddr\":\"::1\","
           "\"lport\":44600,\"raddr\":\"fe80::1:2\",\"rport\":46443,\"old_state\":\"SYN_SENT\","
           "\"new_state\":\"ESTABLISHED\",\"duration_ms\":0.548123}\n");
+}
+
+TEST_CASE("trace: an unknown owner shows '-' and JSON null, never a made-up process") {
+    tcpstates_event e = make_event(AF_INET);
+    e.owner = {};
+    TraceFormat plain;
+    plain.cgroup = true;
+    CHECK(trace_line(e, plain, 0, "/ignored") ==
+          "ffff8881055d40c0 -       -          127.0.0.1       44600 10.1.2.3        46443 "
+          "SYN_SENT    -> ESTABLISHED 0.548 -\n");
+    TraceFormat json;
+    json.json = true;
+    json.cgroup = true;
+    CHECK_THAT(trace_line(e, json, 0, "/ignored"),
+               Catch::Contains("\"pid\":null,\"comm\":null,\"cgroup\":null,"));
+}
+
+TEST_CASE("trace: --cgroup adds the owner's cgroup as the last column and a JSON field") {
+    TraceFormat plain;
+    plain.cgroup = true;
+    CHECK_THAT(trace_header(plain), Catch::EndsWith(" MS CGROUP\n"));
+    CHECK_THAT(trace_line(make_event(AF_INET), plain, 0, "/system.slice/nginx.service"),
+               Catch::EndsWith(" ESTABLISHED 0.548 /system.slice/nginx.service\n"));
+    TraceFormat json;
+    json.json = true;
+    json.cgroup = true;
+    CHECK_THAT(trace_line(make_event(AF_INET), json, 0, "/a b"),
+               Catch::Contains("\"comm\":\"python3\",\"cgroup\":\"/a b\",\"family\""));
 }

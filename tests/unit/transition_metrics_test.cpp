@@ -29,9 +29,21 @@ bool has_line(const std::string& text, const std::string& line) {
     return text.find("\n" + line + "\n") != std::string::npos;
 }
 
+// No labels: the families as they are without labels.* configured.
+LabelsConfig no_labels() {
+    LabelsConfig config;
+    config.port.families = {};
+    config.cgroup.families = {};
+    return config;
+}
+
 struct Fixture {
     prometheus::Registry registry;
-    TransitionMetrics metrics{registry, {0.001, 0.01, 0.1}};
+    CgroupNames cgroup_names{"/nonexistent"};
+    ListeningPorts listening;
+    SocketLabels socket_labels{no_labels(), cgroup_names, listening};
+    SeriesBudget budget{registry, 10000};
+    TransitionMetrics metrics{registry, {0.001, 0.01, 0.1}, no_labels(), socket_labels, budget};
 };
 
 }  // namespace
@@ -127,4 +139,114 @@ TEST_CASE_METHOD(Fixture, "aggregation: new buckets restart only the duration hi
     CHECK(has_line(
         text,
         R"(tcpstates_state_duration_seconds_count{family="ipv6",next_state="CLOSE",state="LAST_ACK"} 0)"));
+}
+
+namespace {
+
+// A passively opened socket's transition on `port` (the service port: listened on).
+tcpstates_transition on_port(uint16_t port, unsigned from, unsigned to, double seconds) {
+    tcpstates_transition t = transition(AF_INET, from, to, seconds);
+    t.origin = TCPSTATES_ORIGIN_PASSIVE;
+    t.lport = port;
+    t.rport = 40000;
+    return t;
+}
+
+// `port` on the transitions, both labels on nothing else unless a test says so.
+LabelsConfig port_on_transitions(uint32_t max_series) {
+    LabelsConfig config = no_labels();
+    config.port.families.transitions = true;
+    config.max_series = max_series;
+    return config;
+}
+
+struct LabelledFixture {
+    explicit LabelledFixture(LabelsConfig config)
+        : labels(config, cgroup_names, listening),
+          budget(registry, config.max_series),
+          metrics(registry, {0.001, 0.01, 0.1}, config, labels, budget) {}
+
+    prometheus::Registry registry;
+    CgroupNames cgroup_names{"/nonexistent"};
+    ListeningPorts listening;
+    SocketLabels labels;
+    SeriesBudget budget;
+    TransitionMetrics metrics;
+};
+
+}  // namespace
+
+TEST_CASE("labels: transitions carry the port where configured, durations do not") {
+    LabelledFixture f(port_on_transitions(100));
+    f.metrics.on_transition(on_port(8080, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.002));
+    f.metrics.on_transition(on_port(8081, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.002));
+    const std::string text = scrape(f.registry);
+    CHECK(has_line(
+        text,
+        R"(tcpstates_transitions_total{family="ipv4",from_state="ESTABLISHED",port="8080",to_state="FIN_WAIT1"} 1)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_transitions_total{family="ipv4",from_state="ESTABLISHED",port="8081",to_state="FIN_WAIT1"} 1)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_state_duration_seconds_count{family="ipv4",next_state="FIN_WAIT1",state="ESTABLISHED"} 2)"));
+    CHECK(has_line(text, "tcpstatesd_labelled_series 2"));
+    CHECK(has_line(text, R"(tcpstatesd_label_values{label="port"} 2)"));
+}
+
+TEST_CASE("labels: series beyond max_series are folded into other and counted") {
+    LabelledFixture f(port_on_transitions(3));
+    for (uint16_t port = 9000; port < 9005; ++port)
+        f.metrics.on_transition(on_port(port, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.002));
+    const std::string text = scrape(f.registry);
+    CHECK(has_line(
+        text,
+        R"(tcpstates_transitions_total{family="ipv4",from_state="ESTABLISHED",port="9002",to_state="FIN_WAIT1"} 1)"));
+    CHECK(text.find(R"(port="9003")") == std::string::npos);
+    CHECK(has_line(
+        text,
+        R"(tcpstates_transitions_total{family="ipv4",from_state="ESTABLISHED",port="other",to_state="FIN_WAIT1"} 2)"));
+    CHECK(has_line(text, "tcpstatesd_labelled_series 3"));
+    CHECK(has_line(text, "tcpstatesd_labelled_series_limit 3"));
+    CHECK(has_line(text,
+                   R"(tcpstatesd_series_overflows_total{metric="tcpstates_transitions_total"} 2)"));
+}
+
+TEST_CASE("labels: a histogram series costs its buckets, +Inf, sum and count") {
+    LabelsConfig config = port_on_transitions(7);
+    config.port.families.state_durations = true;
+    LabelledFixture f(config);
+    // 1 transition series + 6 histogram samples (3 buckets + 3) = 7: the cap exactly.
+    f.metrics.on_transition(on_port(8080, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.002));
+    f.metrics.on_transition(on_port(8081, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.002));
+    const std::string text = scrape(f.registry);
+    CHECK(has_line(text, "tcpstatesd_labelled_series 7"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_state_duration_seconds_count{family="ipv4",next_state="FIN_WAIT1",port="8080",state="ESTABLISHED"} 1)"));
+    CHECK(has_line(
+        text,
+        R"(tcpstates_state_duration_seconds_count{family="ipv4",next_state="FIN_WAIT1",port="other",state="ESTABLISHED"} 1)"));
+}
+
+TEST_CASE("labels: a reload keeps the counts of the families whose labels stay") {
+    LabelsConfig config = port_on_transitions(100);
+    config.port.families.state_durations = true;
+    LabelledFixture f(config);
+    f.metrics.on_transition(on_port(8080, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.002));
+    config.port.families.state_durations = false;
+    config.max_series = 50;
+    f.metrics.set_labels(config);
+    f.metrics.on_transition(on_port(8080, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.002));
+    const std::string text = scrape(f.registry);
+    CHECK(has_line(
+        text,
+        R"(tcpstates_transitions_total{family="ipv4",from_state="ESTABLISHED",port="8080",to_state="FIN_WAIT1"} 2)"));
+    // The histogram lost its label: it starts over without it.
+    CHECK(has_line(
+        text,
+        R"(tcpstates_state_duration_seconds_count{family="ipv4",next_state="FIN_WAIT1",state="ESTABLISHED"} 1)"));
+    CHECK(text.find(R"(port="8080",state=)") == std::string::npos);
+    CHECK(has_line(text, "tcpstatesd_labelled_series 1"));
+    CHECK(has_line(text, "tcpstatesd_labelled_series_limit 50"));
 }

@@ -1,0 +1,50 @@
+// The configuration of the optional `port` and `cgroup` labels (labels.* in the YAML file,
+// docs/configuration.md): which metric families carry each, its values, and the cap on the
+// series they make.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace tcpstatesd {
+
+// The metric families a label can be put on.
+struct LabelledFamilies {
+    bool transitions = false;      // tcpstates_transitions_total
+    bool state_durations = false;  // tcpstates_state_duration_seconds
+    bool sockets = false;          // tcpstates_sockets
+
+    bool any() const { return transitions || state_durations || sockets; }
+    bool operator==(const LabelledFamilies&) const = default;
+};
+
+struct PortLabelConfig {
+    LabelledFamilies families{.transitions = true, .sockets = true};
+    bool listening = true;        // every port the host listens on
+    std::vector<uint16_t> ports;  // and these, sorted
+    uint32_t max_values = 64;
+
+    bool operator==(const PortLabelConfig&) const = default;
+};
+
+struct CgroupLabelConfig {
+    LabelledFamilies families{.transitions = true};
+    uint32_t max_values = 64;
+
+    bool operator==(const CgroupLabelConfig&) const = default;
+};
+
+// Label values beyond max_values (each label) and series beyond max_series (all labelled
+// families together) are folded into "other".
+constexpr uint32_t kMaxLabelValues = 10000;
+constexpr uint32_t kMaxLabelledSeries = 1000000;
+
+struct LabelsConfig {
+    PortLabelConfig port;
+    CgroupLabelConfig cgroup;
+    uint32_t max_series = 10000;
+
+    bool operator==(const LabelsConfig&) const = default;
+};
+
+}  // namespace tcpstatesd

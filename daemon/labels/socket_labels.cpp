@@ -1,0 +1,231 @@
+#include "labels/socket_labels.hpp"
+
+#include <charconv>
+#include <string>
+
+namespace tcpstatesd {
+
+namespace {
+
+// cgroup ids remembered between two walks of the cgroup file system.
+constexpr size_t kMaxCachedCgroups = 4096;
+
+// What service_port() needs of a walked socket.
+tcpstates_transition walked_transition(const tcpstates_walked_socket& socket) {
+    tcpstates_transition t{};
+    t.origin = socket.origin;
+    t.lport = socket.lport;
+    t.rport = socket.rport;
+    return t;
+}
+
+}  // namespace
+
+uint16_t service_port(const tcpstates_transition& t, bool listening,
+                      const std::function<bool(uint16_t)>& is_service) {
+    switch (t.origin) {
+        case TCPSTATES_ORIGIN_ACTIVE:
+            return t.rport != 0 && is_service(t.rport) ? t.rport : 0;
+        case TCPSTATES_ORIGIN_LISTENER:
+        case TCPSTATES_ORIGIN_PASSIVE:
+            return t.lport != 0 && (listening || is_service(t.lport)) ? t.lport : 0;
+        default:
+            if (t.lport != 0 && is_service(t.lport)) return t.lport;
+            return t.rport != 0 && is_service(t.rport) ? t.rport : 0;
+    }
+}
+
+SocketLabels::SocketLabels(const LabelsConfig& config, CgroupNames& cgroups,
+                           ListeningPorts& listening)
+    : cgroup_names_(cgroups),
+      listening_(listening),
+      ports_({"other"}, config.port.max_values),
+      cgroups_({"other", std::string(kUnknownCgroup)}, config.cgroup.max_values) {
+    port_index_.fill(kNotCached);
+    apply(config);
+}
+
+void SocketLabels::configure(const LabelsConfig& config) {
+    std::lock_guard lock(mutex_);
+    apply(config);
+}
+
+void SocketLabels::admit_listening_ports() {
+    std::lock_guard lock(mutex_);
+    if (!config_.port.listening || !config_.port.families.any()) return;
+    for (uint32_t port = 1; port < 65536 && ports_.admitted() < config_.port.max_values; ++port)
+        if (listening_.contains(static_cast<uint16_t>(port)) && port_index_[port] == kNotCached)
+            port_index_[port] = ports_.admit(std::to_string(port), events_).index;
+}
+
+void SocketLabels::apply(const LabelsConfig& config) {
+    config_ = config;
+    listed_.fill(false);
+    for (uint16_t port : config.port.ports) listed_[port] = true;
+    ports_.set_limit(config.port.max_values);
+    cgroups_.set_limit(config.cgroup.max_values);
+    ports_.mark_gone([this](std::string_view name) {
+        uint16_t port = 0;
+        std::from_chars(name.data(), name.data() + name.size(), port);
+        return !is_service(port);
+    });
+}
+
+bool SocketLabels::is_service(uint16_t port) const {
+    return listed_[port] || (config_.port.listening && listening_.contains(port));
+}
+
+SocketLabels::Values SocketLabels::of(const tcpstates_transition& t) {
+    std::lock_guard lock(mutex_);
+    ++events_;
+    Values values;
+    if (config_.port.families.any()) port_value(t, values);
+    if (config_.cgroup.families.any()) cgroup_value(t.cgroup_id, values);
+    return values;
+}
+
+void SocketLabels::port_value(const tcpstates_transition& t, Values& values) {
+    if (t.origin == TCPSTATES_ORIGIN_LISTENER || t.origin == TCPSTATES_ORIGIN_PASSIVE) {
+        // A listener's port listens from now on, in whatever network namespace.
+        if (t.lport != 0 && t.new_state != TCPSTATES_CLOSE) listening_.add(t.lport);
+    }
+    if (const uint64_t walks = listening_.walks(); walks != listening_walks_seen_) {
+        listening_walks_seen_ = walks;
+        apply(config_);  // which ports are gone may have changed
+    }
+    const uint16_t port =
+        service_port(t, config_.port.listening, [this](uint16_t p) { return is_service(p); });
+    if (port == 0) return;
+    if (port_index_[port] != kNotCached) {
+        ports_.touch(port_index_[port], events_);
+        values.port = port_index_[port];
+        return;
+    }
+    const auto admission = ports_.admit(std::to_string(port), events_);
+    if (admission.refused) {
+        values.port_refused = true;
+        return;
+    }
+    if (admission.evicted) evicted(Label::Port, admission.index);
+    port_index_[port] = admission.index;
+    values.port = admission.index;
+    values.admitted = true;
+}
+
+void SocketLabels::cgroup_value(uint64_t cgroup_id, Values& values) {
+    if (cgroup_id == 0) {
+        values.cgroup = cgroups_.admit(kUnknownCgroup, events_).index;
+        return;
+    }
+    if (cgroup_names_.walks() != cgroup_walks_seen_ || cgroup_index_.size() >= kMaxCachedCgroups) {
+        cgroup_index_.clear();
+        cgroup_walks_seen_ = cgroup_names_.walks();
+    }
+    if (auto cached = cgroup_index_.find(cgroup_id); cached != cgroup_index_.end()) {
+        if (cached->second == kRefused) {
+            values.cgroup_refused = true;
+            return;
+        }
+        cgroups_.touch(cached->second, events_);
+        values.cgroup = cached->second;
+        return;
+    }
+    const auto path = cgroup_names_.path(cgroup_id);
+    if (cgroup_names_.walks() != cgroup_walks_seen_) {
+        // The walk just made may have removed cgroups: their names can make room.
+        cgroup_index_.clear();
+        cgroup_walks_seen_ = cgroup_names_.walks();
+        cgroups_.mark_gone([this](std::string_view name) { return !cgroup_names_.exists(name); });
+    }
+    const auto admission =
+        cgroups_.admit(path ? cgroup_display_name(*path) : std::string(kUnknownCgroup), events_);
+    if (admission.refused) {
+        values.cgroup_refused = true;
+        cgroup_index_.emplace(cgroup_id, kRefused);
+        return;
+    }
+    if (admission.evicted) evicted(Label::Cgroup, admission.index);
+    cgroup_index_.emplace(cgroup_id, admission.index);
+    values.cgroup = admission.index;
+    values.admitted = true;
+}
+
+void SocketLabels::evicted(Label label, uint32_t index) {
+    if (label == Label::Port) {
+        for (auto& cached : port_index_)
+            if (cached == index) cached = kNotCached;
+    } else {
+        std::erase_if(cgroup_index_, [index](const auto& entry) { return entry.second == index; });
+    }
+    if (on_eviction_) on_eviction_(label, index);
+}
+
+LabelledFamilies SocketLabels::port_families() const {
+    std::lock_guard lock(mutex_);
+    return config_.port.families;
+}
+
+LabelledFamilies SocketLabels::cgroup_families() const {
+    std::lock_guard lock(mutex_);
+    return config_.cgroup.families;
+}
+
+SocketLabels::WalkedLabels SocketLabels::label_walked(
+    const std::vector<tcpstates_walked_socket>& sockets) {
+    WalkedLabels out;
+    out.values.resize(sockets.size());
+    std::vector<uint32_t> port_index;
+    std::vector<bool> service;
+    std::unordered_map<uint64_t, uint32_t> cgroup_index;
+    bool listening = false, by_port = false, by_cgroup = false;
+    {
+        // Copies what the lookups need, so that the event path waits only that long.
+        std::lock_guard lock(mutex_);
+        by_port = config_.port.families.sockets;
+        by_cgroup = config_.cgroup.families.sockets;
+        listening = config_.port.listening;
+        if (by_port) {
+            service.resize(65536);
+            for (uint32_t p = 1; p < 65536; ++p) service[p] = is_service(static_cast<uint16_t>(p));
+            for (const auto& socket : sockets) {
+                const uint16_t port =
+                    service_port(walked_transition(socket), listening,
+                                 [&service](uint16_t p) { return bool(service[p]); });
+                if (port == 0 || port_index_[port] != kNotCached) continue;
+                const auto admission = ports_.admit(std::to_string(port), events_, false);
+                if (!admission.refused) port_index_[port] = admission.index;
+            }
+            port_index.assign(port_index_.begin(), port_index_.end());
+        }
+        if (by_cgroup)
+            for (const auto& socket : sockets) {
+                if (cgroup_index.contains(socket.cgroup_id)) continue;
+                uint32_t index = LabelValues::kOther;
+                if (socket.cgroup_id == 0) {
+                    index = cgroups_.find(kUnknownCgroup);
+                } else if (auto cached = cgroup_index_.find(socket.cgroup_id);
+                           cached != cgroup_index_.end() && cached->second != kRefused) {
+                    index = cached->second;
+                } else if (auto path = cgroup_names_.known_path(socket.cgroup_id)) {
+                    index = cgroups_.admit(cgroup_display_name(*path), events_, false).index;
+                }
+                cgroup_index.emplace(socket.cgroup_id, index);
+            }
+        for (uint32_t i = 0; i < ports_.size(); ++i) out.port_names.emplace_back(ports_.name(i));
+        for (uint32_t i = 0; i < cgroups_.size(); ++i)
+            out.cgroup_names.emplace_back(cgroups_.name(i));
+    }
+    for (size_t i = 0; i < sockets.size(); ++i) {
+        const tcpstates_walked_socket& socket = sockets[i];
+        Values& values = out.values[i];
+        if (by_port) {
+            const uint16_t port = service_port(walked_transition(socket), listening,
+                                               [&service](uint16_t p) { return bool(service[p]); });
+            if (port != 0 && port_index[port] != kNotCached) values.port = port_index[port];
+        }
+        if (by_cgroup) values.cgroup = cgroup_index[socket.cgroup_id];
+    }
+    return out;
+}
+
+}  // namespace tcpstatesd

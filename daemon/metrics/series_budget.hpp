@@ -1,0 +1,43 @@
+// The cap on the series that carry a `port` or `cgroup` value (labels.max_series), shared by
+// every labelled metric family, with its self metrics. Counted in samples: a counter or gauge
+// series is one, a histogram's is its buckets + 3 (+Inf, sum, count). Thread-safe: the
+// counters and histograms reserve on the reactor thread, the gauge at scrape time.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace tcpstatesd {
+
+// The labelled metric families, as tcpstatesd_series_overflows_total names them.
+enum class LabelledMetric { Transitions, StateDurations, Sockets };
+
+class SeriesBudget {
+public:
+    SeriesBudget(prometheus::Registry& registry, uint32_t max_series);
+
+    void set_limit(uint32_t max_series);
+    // Takes `cost` samples for a new series that lives in the registry, or, if they would pass
+    // the cap, counts one overflow of `metric` and returns false.
+    bool reserve(uint64_t cost, LabelledMetric metric);
+    void release(uint64_t cost);
+    // Samples left for the gauge's labelled samples at this scrape.
+    uint64_t available() const;
+    // Counts `count` overflows of `metric` (folded into "other").
+    void overflowed(LabelledMetric metric, uint64_t count = 1);
+
+private:
+    std::atomic<uint64_t> used_{0};
+    std::atomic<uint64_t> limit_;
+    prometheus::Family<prometheus::Counter>& overflows_;
+    prometheus::Counter* overflow_counters_[3];
+    prometheus::Gauge& used_gauge_;
+    prometheus::Gauge& limit_gauge_;
+};
+
+}  // namespace tcpstatesd
