@@ -54,7 +54,7 @@ void SocketLabels::admit_listening_ports() {
     std::lock_guard lock(mutex_);
     if (!config_.port.listening || !config_.port.families.any()) return;
     for (uint32_t port = 1; port < 65536 && ports_.admitted() < config_.port.max_values; ++port)
-        if (listening_.contains(static_cast<uint16_t>(port)) && port_index_[port] == kNotCached)
+        if (listening_.listened_on_now(static_cast<uint16_t>(port)) && port_index_[port] == kNotCached)
             port_index_[port] = ports_.admit(std::to_string(port), events_).index;
 }
 
@@ -67,12 +67,12 @@ void SocketLabels::apply(const LabelsConfig& config) {
     ports_.mark_gone([this](std::string_view name) {
         uint16_t port = 0;
         std::from_chars(name.data(), name.data() + name.size(), port);
-        return !is_service(port);
+        return !listed_[port] && !listening_.listened_on_now(port);
     });
 }
 
 bool SocketLabels::is_service(uint16_t port) const {
-    return listed_[port] || (config_.port.listening && listening_.contains(port));
+    return listed_[port] || (config_.port.listening && listening_.seen(port));
 }
 
 SocketLabels::Values SocketLabels::of(const tcpstates_transition& t) {

@@ -31,7 +31,7 @@ SocketStateCollector::SocketStateCollector(const BpfProgram& program, ListeningP
     if (!program_.can_walk_sockets()) return;
     const auto start = std::chrono::steady_clock::now();
     const SocketWalk walk = program_.walk_sockets();
-    listening_.replace(walk.listening_ports);
+    listening_.walked(walk.listening_ports);
     startup_sockets_ = static_cast<uint64_t>(total_sockets(walk.sockets));
     startup_seconds_ =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -64,7 +64,7 @@ prometheus::MetricFamily SocketStateCollector::gauge(bool port, bool cgroup) con
     names.cgroup_names = {"other"};
     if (labelled && program_.can_walk_sockets()) {
         const SocketWalk walk = program_.walk_sockets(true);
-        listening_.replace(walk.listening_ports);
+        listening_.walked(walk.listening_ports);
         names = labels_.label_walked(walk.detailed);
         for (size_t i = 0; i < walk.detailed.size(); ++i) {
             const tcpstates_walked_socket& socket = walk.detailed[i];
@@ -98,7 +98,7 @@ prometheus::MetricFamily SocketStateCollector::gauge(bool port, bool cgroup) con
         SocketCounts sockets = program_.socket_counts();
         if (program_.can_walk_sockets()) {
             const SocketWalk walk = program_.walk_sockets();
-            listening_.replace(walk.listening_ports);
+            listening_.walked(walk.listening_ports);
             for (int ipv6 = 0; ipv6 < 2; ++ipv6)
                 for (unsigned state : kSocketStates)
                     sockets[ipv6][state] += walk.sockets[ipv6][state];

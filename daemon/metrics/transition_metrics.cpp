@@ -89,6 +89,10 @@ TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
                         .Name("tcpstatesd_label_values")
                         .Help("Values a label has now, besides \"other\" and \"unknown\".")
                         .Register(registry)),
+      label_values_limit_(prometheus::BuildGauge()
+                              .Name("tcpstatesd_label_values_limit")
+                              .Help("The label's max_values: the cap on tcpstatesd_label_values.")
+                              .Register(registry)),
       label_value_overflows_(
           prometheus::BuildCounter()
               .Name("tcpstatesd_label_value_overflows_total")
@@ -107,6 +111,7 @@ TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
         label_values_replaced_.Add({{"label", label}});
     }
     labels_.on_eviction([this](Label label, uint32_t index) { remove_value(label, index); });
+    update_label_limits();
     export_common_series();
 }
 
@@ -195,6 +200,11 @@ void TransitionMetrics::on_transition(const tcpstates_transition& transition) {
     duration(key).Observe(static_cast<double>(transition.duration_ns) * 1e-9);
 }
 
+void TransitionMetrics::update_label_limits() {
+    label_values_limit_.Add({{"label", "port"}}).Set(config_.port.max_values);
+    label_values_limit_.Add({{"label", "cgroup"}}).Set(config_.cgroup.max_values);
+}
+
 void TransitionMetrics::update_label_gauges() {
     for (Label label : {Label::Port, Label::Cgroup})
         label_values_.Add({{"label", label == Label::Port ? "port" : "cgroup"}})
@@ -265,6 +275,7 @@ void TransitionMetrics::set_labels(const LabelsConfig& config) {
     config_ = config;
     labels_.configure(config);
     budget_.set_limit(config.max_series);
+    update_label_limits();
     export_common_series();
 }
 

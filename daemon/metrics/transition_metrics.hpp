@@ -65,6 +65,7 @@ private:
     void remove_all_transitions();
     void remove_all_durations();
     void update_label_gauges();
+    void update_label_limits();
 
     SocketLabels& labels_;
     SeriesBudget& budget_;
@@ -74,6 +75,7 @@ private:
     prometheus::Family<prometheus::Histogram>& durations_family_;
     prometheus::Counter& events_received_;
     prometheus::Family<prometheus::Gauge>& label_values_;
+    prometheus::Family<prometheus::Gauge>& label_values_limit_;
     prometheus::Family<prometheus::Counter>& label_value_overflows_;
     prometheus::Family<prometheus::Counter>& label_values_replaced_;
     std::vector<double> buckets_;

@@ -43,6 +43,75 @@ def in_new_network_namespace(argv):
     return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *argv]
 
 
+def in_own_network_namespace():
+    """Re-executes the running script in a new network namespace with loopback up (once), so
+    that the daemon, the traffic and the scrapes are the test's alone."""
+    if os.environ.get("TCPSTATESD_TEST_NETNS") == "1":
+        return
+    os.environ["TCPSTATESD_TEST_NETNS"] = "1"
+    argv = in_new_network_namespace([sys.executable, *sys.argv])
+    os.execvp(argv[0], argv)
+
+
+def cgroup2_mount():
+    """Where the cgroup v2 file system is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified
+    in systemd's hybrid layout)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields, _, after = line.partition(" - ")
+            if after.split()[:1] == ["cgroup2"]:
+                return fields.split()[4]
+    fail("no cgroup2 file system is mounted")
+
+
+class Cgroups:
+    """Cgroups of the test's own, `names` under one parent made for it in the cgroup2 mount,
+    removed (with the parent) at the end of a with block, once their processes have exited.
+    `path(name)` is the directory, `cgroup_path(name)` the path as /proc/PID/cgroup and
+    `trace --cgroup` show it."""
+
+    def __init__(self, test, names):
+        self.mount = cgroup2_mount()
+        self.parent = f"/tcpstatesd-{test}-{os.getpid()}"
+        self.names = list(names)
+        for name in ["", *self.names]:
+            os.mkdir(self.path(name) if name else self.mount + self.parent)
+
+    def path(self, name):
+        return self.mount + self.cgroup_path(name)
+
+    def cgroup_path(self, name):
+        return f"{self.parent}/{name}"
+
+    def wrap(self, name, argv):
+        """argv run in cgroup `name` (its shell moves itself there, then execs argv)."""
+        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.path(name), *argv]
+
+    def enter(self, name):
+        """Moves this process into cgroup `name` ("" : back to the mount's root)."""
+        with open((self.path(name) if name else self.mount) + "/cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        for name in [*self.names, ""]:
+            path = self.path(name) if name else self.mount + self.parent
+            wait_for(f"cgroup {path} to be removable",
+                     lambda: _try_rmdir(path), timeout=10, interval=0.1)
+
+
+def _try_rmdir(path):
+    try:
+        os.rmdir(path)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
 def scratch_dir(name):
     """A new directory for one test's files, named after the test."""
     return tempfile.mkdtemp(prefix=f"tcpstatesd-{name}-")

@@ -26,7 +26,8 @@ import socket
 import subprocess
 import sys
 
-from e2e_support import (FAMILIES, Connections, Daemon, fail, in_new_network_namespace, sample,
+from e2e_support import (FAMILIES, Connections, Daemon, fail, in_new_network_namespace,
+                         in_own_network_namespace, sample,
                          scratch_dir, test_arguments)
 
 # ss's names of the states, as the gauge names them.
@@ -38,15 +39,6 @@ GAUGE_STATES = sorted(SS_STATES.values())
 # What the test leaves sockets in before the daemon starts (the others are passed through).
 GAUGE_STATES_AT_REST = ["ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT2", "TIME_WAIT",
                         "CLOSE_WAIT", "LISTEN"]
-
-
-def in_own_network_namespace():
-    """Re-executes this script in a new network namespace with loopback up (once)."""
-    if os.environ.get("TCPSTATESD_TEST_NETNS") == "1":
-        return
-    os.environ["TCPSTATESD_TEST_NETNS"] = "1"
-    argv = in_new_network_namespace([sys.executable, *sys.argv])
-    os.execvp(argv[0], argv)
 
 
 FOREIGN = 8
