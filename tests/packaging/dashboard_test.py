@@ -5,18 +5,30 @@ Usage: dashboard_test.py TCPSTATESD_BINARY DASHBOARD_JSON RULES_YML
 
 Extracts every PromQL expression of the dashboard (all panel targets, and the template
 variable queries: label_values(EXPR, LABEL) runs EXPR and needs LABEL in its result),
-substitutes the Grafana variables with real values and short windows, starts the daemon and
-a Prometheus that loads the recording rules and scrapes it every second, makes real
+substitutes the Grafana variables with real values and short windows, starts the daemon (its
+default configuration: port and cgroup labels on the transitions, port on the socket gauge)
+and a Prometheus that loads the recording rules and scrapes it every second, makes real
 loopback traffic over IPv4 and IPv6 (connections that succeed, connects that are refused,
-sockets held in CLOSE_WAIT for a while and some for the whole test), and asserts that every
-expression parses and returns at least one series with a number (not NaN), and that every rule of the rules file
-evaluates without error. Prints expression -> number of series (and of those with a number).
+connections aborted with a reset, sockets held in CLOSE_WAIT for a while and some for the
+whole test), and asserts that every expression parses and returns at least one series with a
+number (not NaN), and that every rule of the rules file evaluates without error.
+
+Port and Cgroup are substituted as All first (".*", which also matches series without the
+label). Then every expression that uses them runs again with the test's own services
+selected, as Grafana interpolates a multi-value selection: Port = the two ports the traffic
+listens on for the whole test (one per family), which get successful, refused (from the other
+family) and aborted connects and hold CLOSE_WAIT and ESTABLISHED sockets; Cgroup = the
+cgroup the daemon reports for them. Those must return a number too, only for the selected
+values, and the variables' own queries must offer them. Prints expression -> number of
+series (and of those with a number).
 """
 import collections
 import json
 import os
 import re
 import shutil
+import socket
+import struct
 import sys
 import tempfile
 import time
@@ -25,13 +37,15 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from e2e_support import (Background, Connections, Daemon, Prometheus, connections, fail,  # noqa: E402
-                         refused_connect, require_root, wait_for)
+from e2e_support import (FAMILIES, Background, Connections, Daemon, Prometheus,  # noqa: E402
+                         connections, fail, refused_connect, require_root, wait_for)
 
 # Grafana's $__rate_interval is at least four scrape intervals; 10 s of 1 s scrapes keeps
 # the test short and still gives rate() several samples.
 RATE_WINDOW = "10s"
 LABEL_VALUES = re.compile(r"^\s*label_values\((.+),\s*(\w+)\s*\)\s*$", re.S)
+SERVICE_VARIABLES = ("port", "cgroup")
+ALL = {"port": ".*", "cgroup": ".*"}
 
 
 def walk_panels(panels):
@@ -53,6 +67,19 @@ def check_structure(dashboard):
     if not (family.get("multi") and family.get("includeAll")) or \
             sorted(family.get("query", "").split(",")) != ["ipv4", "ipv6"]:
         fail(f"the family variable must be multi-value ipv4,ipv6 with All: {family}")
+    for name in SERVICE_VARIABLES:
+        # All must be ".*": Grafana's default All, an alternation of the values it listed,
+        # would miss series without the label and values admitted since the list was loaded.
+        variable = variables.get(name, {})
+        query = variable.get("query", {})
+        query = query.get("query", "") if isinstance(query, dict) else query
+        match = LABEL_VALUES.match(query)
+        if not (variable.get("type") == "query" and variable.get("multi") and
+                variable.get("includeAll") and variable.get("allValue") == ".*" and match and
+                match.group(1).startswith("tcpstates_transitions_total") and
+                match.group(2) == name):
+            fail(f"the {name} variable must be a multi-value label_values("
+                 f"tcpstates_transitions_total..., {name}) with All = .*: {variable}")
     if not any(i.get("pluginId") == "prometheus" for i in dashboard.get("__inputs", [])):
         fail("__inputs has no prometheus datasource")
     ids = [p["id"] for p in walk_panels(dashboard["panels"])]
@@ -88,11 +115,26 @@ def expressions(dashboard):
     return found
 
 
-def substitute(expression, instance):
-    # As Grafana interpolates: a single value as it is, the All of a multi-value variable as
-    # a regex alternation.
+def grafana_regex(values):
+    """A multi-value selection as Grafana's Prometheus data source interpolates it: each value
+    with its regex metacharacters escaped for a PromQL string, one value as it is, several
+    as an alternation."""
+    def escape(value):
+        value = value.replace("\\", "\\" * 4)  # a backslash (systemd's \x2d) as four
+        return re.sub(r"[$^*{}\[\]'+?.()|]", lambda m: "\\\\" + m.group(0), value)
+    escaped = [escape(value) for value in values]
+    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
+def uses_services(expression):
+    return any(re.search(rf"\${{?{name}\b", expression) for name in SERVICE_VARIABLES)
+
+
+def substitute(expression, instance, services=ALL):
+    # As Grafana interpolates: a single value as it is, the All of family (no custom All
+    # value) as a regex alternation, port and cgroup as `services` says.
     values = {"__rate_interval": RATE_WINDOW, "__interval": "2s", "__range": "60s",
-              "instance": instance, "family": "(ipv4|ipv6)"}
+              "instance": instance, "family": "(ipv4|ipv6)", **services}
     result = re.sub(r"\$\{(\w+)\}|\$(\w+)",
                     lambda m: values.get(m.group(1) or m.group(2), m.group(0)), expression)
     if "$" in result:
@@ -111,16 +153,53 @@ def api(prometheus, path, params=None):
         raise  # 503 while Prometheus starts: an OSError, which wait_for retries
 
 
+def connect_to(listener, family):
+    """A connection to `listener` (the listening socket of a Connections): (client, server)."""
+    client = socket.create_connection((FAMILIES[family][1], listener.getsockname()[1]),
+                                      timeout=10)
+    server, _ = listener.accept()
+    server.settimeout(10)
+    return client, server
+
+
+def abort(client, server):
+    """Closes `client` with a reset (SO_LINGER 0): both ends go ESTABLISHED -> CLOSE."""
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    try:
+        if server.recv(1) != b"":
+            fail("data after a reset")
+    except ConnectionResetError:
+        pass
+    server.close()
+
+
+def connect_refused(family, port):
+    """Whether a connect to `port` of `family`'s loopback address is refused."""
+    with socket.socket(FAMILIES[family][0]) as client:
+        client.settimeout(2)
+        try:
+            client.connect((FAMILIES[family][1], port))
+        except ConnectionRefusedError:
+            return True
+    return False  # something listens there after all: not counted
+
+
 class Traffic(Background):
     """Loopback traffic in a thread until stopped, for both families: successful
     connections closed by either side, refused connects, CLOSE_WAIT sockets closed after
-    about a second, and HELD_CLOSE_WAIT sockets per family held until the end."""
+    about a second, and HELD_CLOSE_WAIT sockets per family held until the end. The listener
+    of the held sockets of each family stays for the whole test: its port is one of
+    `service_ports` (the host listens on it, so it is a value of the port label), and gets
+    per round a connection closed normally, one aborted with a reset, and a connect from the
+    other family, refused (nothing listens on that port in that family: same port value)."""
     HELD_CLOSE_WAIT = 3
     MAX_ROUNDS = 3000  # bounded even if the test forgets to stop it
 
     def __init__(self):
         super().__init__(None, None)  # run() is its own loop
-        self.rounds, self.refused, self.error = 0, 0, None
+        self.rounds, self.refused, self.service_refused, self.error = 0, 0, 0, None
+        self.service_ports = {}
 
     def run(self):
         try:
@@ -129,9 +208,14 @@ class Traffic(Background):
             self.error = error
 
     def loop(self):
-        held = [Connections(self.HELD_CLOSE_WAIT, family) for family in ("ipv4", "ipv6")]
-        for connection in held:
+        held = {family: Connections(self.HELD_CLOSE_WAIT, family)
+                for family in ("ipv4", "ipv6")}
+        other_family = {"ipv4": "ipv6", "ipv6": "ipv4"}
+        established = []
+        for family, connection in held.items():
             connection.close_side("server")
+            self.service_ports[family] = connection.port
+            established.append(connect_to(connection.listener, family))
         waiting = collections.deque()
         while not self.stop_event.is_set() and self.rounds < self.MAX_ROUNDS:
             for family in ("ipv4", "ipv6"):
@@ -139,6 +223,12 @@ class Traffic(Background):
                 connections(1, family, first="server")
                 refused_connect(family)
                 self.refused += 1
+                client, server = connect_to(held[family].listener, family)
+                client.close()
+                server.close()
+                abort(*connect_to(held[family].listener, family))
+                if connect_refused(other_family[family], self.service_ports[family]):
+                    self.service_refused += 1
                 close_wait = Connections(1, family)
                 close_wait.close_side("server")
                 waiting.append((time.monotonic(), close_wait))
@@ -148,7 +238,10 @@ class Traffic(Background):
             self.stop_event.wait(0.1)
         for _, connection in waiting:
             connection.close()
-        for connection in held:
+        for client, server in established:
+            client.close()
+            server.close()
+        for connection in held.values():
             connection.close()
 
 
@@ -203,10 +296,10 @@ def main():
             with Traffic() as traffic:
                 wait_for(f"a {RATE_WINDOW} rate window filled with traffic",
                          window_filled_with_traffic, timeout=60)
-                results = []
                 deadline = time.monotonic() + 30
-                for where, raw, label in queries:
-                    expression = substitute(raw, target)
+
+                def run(where, expression, label):
+                    """The series of `expression`, waiting up to the deadline for some."""
                     while True:
                         answer = api(url, "/api/v1/query", {"query": expression})
                         if answer.get("status") != "success":
@@ -217,8 +310,42 @@ def main():
                         time.sleep(0.5)  # a recorded series may need one more evaluation
                     if label and series and not all(label in s["metric"] for s in series):
                         fail(f"{where}: label {label!r} missing in {series}")
-                    numbers = sum(1 for s in series if s["value"][1] not in ("NaN", "+Inf", "-Inf"))
-                    results.append((where, expression, len(series), numbers))
+                    return series
+
+                def with_number(series):
+                    return sum(1 for s in series if s["value"][1] not in ("NaN", "+Inf", "-Inf"))
+
+                results = []
+                offered = {}  # variable name -> the values its query offers
+                for where, raw, label in queries:
+                    expression = substitute(raw, target)
+                    series = run(where, expression, label)
+                    if label:
+                        offered[where.split()[-1]] = {s["metric"].get(label) for s in series}
+                    results.append((where, expression, len(series), with_number(series)))
+
+                # The test's own services selected: its two service ports and their cgroups.
+                ports = sorted(str(port) for port in traffic.service_ports.values())
+                cgroups = sorted({s["metric"].get("cgroup", "") for s in run(
+                    "the traffic's cgroups", "group by (cgroup) (tcpstates_transitions_total"
+                    f'{{instance="{target}",port=~"{"|".join(ports)}"}})', "cgroup")})
+                for name, wanted in (("port", ports), ("cgroup", cgroups)):
+                    if not wanted or not set(wanted) <= offered.get(name, set()):
+                        fail(f"the {name} variable offers {sorted(offered.get(name, []))}, "
+                             f"not the traffic's {wanted}")
+                selection = {"port": grafana_regex(ports), "cgroup": grafana_regex(cgroups)}
+                for where, raw, label in queries:
+                    if not uses_services(raw):
+                        continue
+                    expression = substitute(raw, target, selection)
+                    series = run(where, expression, label)
+                    for name, wanted in (("port", ports), ("cgroup", cgroups)):
+                        other = [s["metric"] for s in series
+                                 if name in s["metric"] and s["metric"][name] not in wanted]
+                        if other:
+                            fail(f"{where}: {expression!r} with {name} {wanted} selected "
+                                 f"returns {other}")
+                    results.append((where, expression, len(series), with_number(series)))
             if traffic.error:
                 fail(f"traffic generator: {traffic.error}")
 
@@ -239,7 +366,8 @@ def main():
             if not rules or broken:
                 fail(f"rules not evaluating cleanly ({len(rules)} loaded): {broken}")
             print(f"{len(results)} expressions, all returning data; {len(rules)} rules healthy; "
-                  f"{traffic.rounds} traffic rounds, {traffic.refused} refused connects; "
+                  f"{traffic.rounds} traffic rounds, {traffic.refused} refused connects "
+                  f"({traffic.service_refused} to the service ports {ports}, cgroup {cgroups}); "
                   f"{time.monotonic() - started:.0f} s of traffic")
         daemon.stop()
     shutil.rmtree(workdir, ignore_errors=True)
