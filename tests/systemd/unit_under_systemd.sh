@@ -28,12 +28,19 @@ for file in "$binary" "$unit" "$config"; do [[ -f $file ]] || fail "$file does n
 source "$(dirname "$(realpath "$0")")/../support/container_root.sh"
 
 # The Debian packages that hold the binary's shared libraries, so that it runs in the root.
+# One dpkg query for all of them, each under its path and its real path (dpkg knows one of
+# the two, /lib being a link to /usr/lib): 1.4 s here, where up to two queries per library
+# took 17 s, minutes on a busy machine.
 runtime_packages() {
-    local lib
-    ldd "$binary" | awk '/=> \//{print $3}' | while read -r lib; do
-        dpkg -S "$lib" 2>/dev/null || dpkg -S "$(realpath "$lib")" 2>/dev/null ||
-            fail "no Debian package holds $lib (needed by $binary)"
-    done | cut -d: -f1 | sort -u
+    local libs lib owners
+    libs=$(ldd "$binary" | awk '/=> \//{print $3}')
+    owners=$(for lib in $libs; do printf '%s\n' "$lib" "$(realpath "$lib")"; done | sort -u |
+        xargs dpkg -S 2>/dev/null || true)
+    for lib in $libs; do
+        awk -v path="$lib" -v real="$(realpath "$lib")" '$NF == path || $NF == real {found = 1}
+            END {exit !found}' <<<"$owners" || fail "no Debian package holds $lib (needed by $binary)"
+    done
+    cut -d: -f1 <<<"$owners" | sort -u
 }
 
 # procps: ExecReload's /bin/kill (minbase leaves it out; the Debian package depends on it).
