@@ -77,19 +77,30 @@ container_boot "$root" "$work/nspawn.log" --volatile=overlay \
 
 prop() { in_container systemctl show -P "$1" tcpstatesd.service; }
 recent_log() { in_container journalctl -u tcpstatesd.service -o cat --no-pager | tail -n 8; }
-# Ids of the BPF programs named tcpstates_* that user $1 loaded. Programs are global, so the
-# container's show up on the host; the unit's dynamic uid tells them from those of other
-# tcpstatesd processes on the machine (which run as root).
-prog_ids_of_uid() {
+# The ids of the BPF programs named tcpstates_* that user UID loaded with ids above ABOVE.
+# Programs are global, so the container's show up on the host: the unit's dynamic uid tells
+# them from those of tcpstatesd processes on the host (which run as root), ids above the
+# highest before the start (ids only grow) from those of the same unit in another container
+# (whose dynamic uid is the same, a hash of the unit's name).
+prog_ids() {  # UID ABOVE
     bpftool prog show --json | python3 -c '
 import json, sys
-uid = int(sys.argv[1])
+uid, above = int(sys.argv[1]), int(sys.argv[2])
 print(" ".join(str(p["id"]) for p in json.load(sys.stdin)
-               if p.get("name", "").startswith("tcpstates_") and p.get("uid") == uid))' "$1"
+               if p.get("name", "").startswith("tcpstates_") and p.get("uid") == uid
+               and p["id"] > above))' "$1" "$2"
+}
+# Which of the program IDS are still loaded.
+loaded_prog_ids() {  # IDS...
+    bpftool prog show --json | python3 -c '
+import json, sys
+print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if str(p["id"]) in sys.argv[1:]))' "$@"
 }
 
 # --- Start ------------------------------------------------------------------------------------
 
+highest_prog_id=$(bpftool prog show --json |
+    python3 -c 'import json, sys; print(max((p["id"] for p in json.load(sys.stdin)), default=0))')
 log "systemctl start tcpstatesd"
 # For Type=notify this returns once the daemon has sent READY=1.
 timeout 90 nsenter -t "$container_leader" -a systemctl start tcpstatesd.service ||
@@ -113,7 +124,7 @@ caps=$(awk '/^(CapEff|CapPrm|CapAmb|CapBnd|NoNewPrivs):/{printf "%s%s ", $1, $2}
     fail "capabilities $caps, want none but the unit's bounding set CAP_BPF+CAP_PERFMON, and no_new_privs"
 log "runs as uid $uid with $caps"
 
-ours=$(prog_ids_of_uid "$uid")  # attached before READY=1
+ours=$(prog_ids "$uid" "$highest_prog_id")  # attached before READY=1
 [[ -n $ours ]] || fail "no tcpstates_ BPF program loaded while the unit is active"
 log "BPF program ids of the unit: $ours"
 
@@ -181,7 +192,8 @@ log "$info info lines from the daemon in the unit's journal"
 # The kernel frees a program once its last reference (link, fd) is gone: wait for that.
 left=""
 for ((i = 0; i < 100; i++)); do
-    left=$(prog_ids_of_uid "$uid")
+    # shellcheck disable=SC2086 # a list of ids
+    left=$(loaded_prog_ids $ours)
     [[ -z $left ]] && break
     sleep 0.1
 done
