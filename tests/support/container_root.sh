@@ -12,6 +12,7 @@ container_cache=/var/cache/tcpstatesd-test
 container_machine="tcpstatesd-test-$$"
 container_nspawn_pid=""
 container_leader=""  # the container's systemd, the target of nsenter
+container_cgroups=()  # the container's own cgroups, see container_own_cgroups
 # The file that marks a cached root complete, in the root itself.
 container_root_marker=.complete
 
@@ -49,17 +50,45 @@ container_init() {  # PID
     for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do container_init "$child"; done
 }
 
+# Makes the cgroup $container_machine below this process's own in each hierarchy nspawn uses
+# (cgroup2, and in the hybrid layout also the name=systemd one) and lists them in
+# container_cgroups. With --keep-unit nspawn puts the container into "payload" below the
+# cgroup it runs in: two containers started from one cgroup (here both from the root, where
+# every process runs) would share it, the cgroup namespace and the units' cgroups with it, and
+# each systemd would stop the other's processes with its own units.
+container_own_cgroups() {
+    local mount fstype own
+    # mountinfo: "ID PARENT DEV ROOT MOUNT_POINT OPTIONS... - FSTYPE SOURCE SUPER_OPTIONS"
+    while read -r mount fstype; do
+        if [[ $fstype == cgroup2 ]]; then
+            own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+        else
+            own=$(sed -n 's/^[0-9]*:name=systemd://p' /proc/self/cgroup)
+        fi
+        mkdir "$mount${own%/}/$container_machine" ||
+            fail "cannot make the container's cgroup $mount${own%/}/$container_machine"
+        container_cgroups+=("$mount${own%/}/$container_machine")
+    done < <(awk '{ for (i = 7; $i != "-"; i++); fstype = $(i + 1) }
+        fstype == "cgroup2" && !v2++ { print $5, fstype }
+        fstype == "cgroup" && ("," $(i + 3) ",") ~ /,name=systemd,/ && !v1++ { print $5, fstype }' \
+        /proc/self/mountinfo)
+}
+
 # Boots ROOT under systemd-nspawn, detached, its console in CONSOLE_LOG, and returns once
 # its systemd has finished booting. The caller's EXIT trap calls container_poweroff.
 container_boot() {  # ROOT CONSOLE_LOG [NSPAWN OPTION...]
-    local root=$1 console=$2 i state=""
+    local root=$1 console=$2 i state="" cgroup
     shift 2
     # nspawn's default seccomp filter and capability set refuse BPF; these two options add
     # just what the daemon needs. /sys/kernel/btf is visible in the container's read-only
     # /sys as it is.
-    setsid systemd-nspawn --quiet -D "$root" -M "$container_machine" -b --private-network \
-        --register=no --keep-unit --capability=CAP_BPF,CAP_PERFMON \
-        --system-call-filter="bpf perf_event_open" "$@" </dev/null >"$console" 2>&1 &
+    container_own_cgroups
+    (
+        for cgroup in "${container_cgroups[@]}"; do echo "$BASHPID" >"$cgroup/cgroup.procs"; done
+        exec setsid systemd-nspawn --quiet -D "$root" -M "$container_machine" -b --private-network \
+            --register=no --keep-unit --capability=CAP_BPF,CAP_PERFMON \
+            --system-call-filter="bpf perf_event_open" "$@"
+    ) </dev/null >"$console" 2>&1 &
     container_nspawn_pid=$!
     for ((i = 0; i < 300; i++)); do
         container_leader=$(container_init "$container_nspawn_pid" | head -n1)
@@ -88,7 +117,7 @@ in_container() { nsenter -t "$container_leader" -a "$@"; }
 
 # Powers the container off (killing it after 30 s); safe to call when none is running.
 container_poweroff() {
-    local i
+    local i cgroup
     if [[ -n $container_leader ]] && kill -0 "$container_leader" 2>/dev/null; then
         timeout 10 nsenter -t "$container_leader" -a systemctl poweroff >/dev/null 2>&1 || true
     fi
@@ -104,5 +133,10 @@ container_poweroff() {
     fi
     # nspawn leaves this empty directory behind when the container was killed.
     rmdir "/run/systemd/nspawn/propagate/$container_machine" 2>/dev/null || true
+    # The container's cgroups, innermost first (one still holding a process stays).
+    for cgroup in "${container_cgroups[@]}"; do
+        find "$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
+    container_cgroups=()
     container_leader="" container_nspawn_pid=""
 }
