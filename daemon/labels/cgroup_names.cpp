@@ -101,8 +101,15 @@ bool CgroupNames::exists(std::string_view display_name) const {
     return display_names_.contains(std::string(display_name));
 }
 
+bool CgroupNames::refresh(std::chrono::steady_clock::duration age) {
+    if (root_.empty() || std::chrono::steady_clock::now() - last_walk_ < age) return false;
+    walk();
+    return true;
+}
+
 void CgroupNames::walk() {
     ++walks_;
+    last_walk_ = std::chrono::steady_clock::now();
     paths_.clear();
     display_names_.clear();
     struct stat root_stat {};

@@ -4,6 +4,7 @@
 // never a system call per event.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,6 +36,9 @@ public:
 
     // The path as of the last walk, without walking: nullopt if the id was not found then.
     std::optional<std::string> known_path(uint64_t id) const;
+    // Walks the file system again if the last walk is at least `age` old; returns whether it
+    // did. For finding removed cgroups when nothing else would walk.
+    bool refresh(std::chrono::steady_clock::duration age);
     // Whether a cgroup with this display name existed at the last walk.
     bool exists(std::string_view display_name) const;
     // Walks of the file system so far: a lookup cache keyed by id is stale after one.
@@ -49,6 +53,7 @@ private:
     std::unordered_set<std::string> display_names_;
     std::unordered_set<uint64_t> missing_;  // ids a walk did not find
     uint64_t walks_ = 0;
+    std::chrono::steady_clock::time_point last_walk_{};
 };
 
 }  // namespace tcpstatesd

@@ -9,6 +9,8 @@ namespace {
 
 // cgroup ids remembered between two walks of the cgroup file system.
 constexpr size_t kMaxCachedCgroups = 4096;
+// How often a full cgroup label may walk the file system to find removed cgroups.
+constexpr std::chrono::seconds kCgroupRefresh{1};
 
 // What service_port() needs of a walked socket.
 tcpstates_transition walked_transition(const tcpstates_walked_socket& socket) {
@@ -117,10 +119,8 @@ void SocketLabels::cgroup_value(uint64_t cgroup_id, Values& values) {
         values.cgroup = cgroups_.admit(kUnknownCgroup, events_).index;
         return;
     }
-    if (cgroup_names_.walks() != cgroup_walks_seen_ || cgroup_index_.size() >= kMaxCachedCgroups) {
-        cgroup_index_.clear();
-        cgroup_walks_seen_ = cgroup_names_.walks();
-    }
+    sync_with_cgroup_walks();
+    if (cgroup_index_.size() >= kMaxCachedCgroups) cgroup_index_.clear();
     if (auto cached = cgroup_index_.find(cgroup_id); cached != cgroup_index_.end()) {
         if (cached->second == kRefused) {
             values.cgroup_refused = true;
@@ -130,15 +130,11 @@ void SocketLabels::cgroup_value(uint64_t cgroup_id, Values& values) {
         values.cgroup = cached->second;
         return;
     }
-    const auto path = cgroup_names_.path(cgroup_id);
-    if (cgroup_names_.walks() != cgroup_walks_seen_) {
-        // The walk just made may have removed cgroups: their names can make room.
-        cgroup_index_.clear();
-        cgroup_walks_seen_ = cgroup_names_.walks();
-        cgroups_.mark_gone([this](std::string_view name) { return !cgroup_names_.exists(name); });
-    }
-    const auto admission =
-        cgroups_.admit(path ? cgroup_display_name(*path) : std::string(kUnknownCgroup), events_);
+    auto admission = admit_cgroup(cgroup_id);
+    // Full: a cgroup removed since the last walk may make room, found by walking again, at
+    // most once per kCgroupRefresh.
+    if (admission.refused && cgroup_names_.refresh(kCgroupRefresh))
+        admission = admit_cgroup(cgroup_id);
     if (admission.refused) {
         values.cgroup_refused = true;
         cgroup_index_.emplace(cgroup_id, kRefused);
@@ -148,6 +144,21 @@ void SocketLabels::cgroup_value(uint64_t cgroup_id, Values& values) {
     cgroup_index_.emplace(cgroup_id, admission.index);
     values.cgroup = admission.index;
     values.admitted = true;
+}
+
+void SocketLabels::sync_with_cgroup_walks() {
+    if (cgroup_names_.walks() == cgroup_walks_seen_) return;
+    // A new walk: cached ids may be stale, and removed cgroups' names can make room.
+    cgroup_index_.clear();
+    cgroup_walks_seen_ = cgroup_names_.walks();
+    cgroups_.mark_gone([this](std::string_view name) { return !cgroup_names_.exists(name); });
+}
+
+LabelValues::Admission SocketLabels::admit_cgroup(uint64_t cgroup_id) {
+    const auto path = cgroup_names_.path(cgroup_id);  // may walk
+    sync_with_cgroup_walks();
+    return cgroups_.admit(path ? cgroup_display_name(*path) : std::string(kUnknownCgroup),
+                          events_);
 }
 
 void SocketLabels::evicted(Label label, uint32_t index) {

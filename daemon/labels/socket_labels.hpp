@@ -79,6 +79,8 @@ private:
     void apply(const LabelsConfig& config);
     void port_value(const tcpstates_transition& transition, Values& values);
     void cgroup_value(uint64_t cgroup_id, Values& values);
+    LabelValues::Admission admit_cgroup(uint64_t cgroup_id);
+    void sync_with_cgroup_walks();
     bool is_service(uint16_t port) const;
     void evicted(Label label, uint32_t index);
 

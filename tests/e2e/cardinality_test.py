@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Thousands of ports and hundreds of cgroups stay within the label and series caps, nothing
+lost, and values that are gone make room.
+
+In a network namespace of its own, the test listens on PORTS ports and connects once to each,
+from CGROUPS cgroups of its own in turn (the test process moves itself into each before
+connect()), with the daemon capped at MAX_PORTS port values, MAX_CGROUPS cgroup values and
+MAX_SERIES labelled samples, both labels on the transitions and the gauge. It asserts:
+
+1. each label has exactly its max_values values, the labelled samples (the transitions'
+   series and the gauge's label sets) stay within MAX_SERIES, and what did not fit was
+   counted in the overflow metrics;
+2. every transition is counted, summed over the labels (folded into "other", not dropped);
+3. once the listeners are closed and the cgroups removed (gone), new ports and new cgroups
+   take their places: their names appear and the replacements are counted.
+
+Usage: cardinality_test.py BINARY
+"""
+import os
+import re
+import socket
+import time
+
+from e2e_support import (Cgroups, Daemon, fail, in_own_network_namespace, sample, scratch_dir,
+                         test_arguments, wait_for)
+
+PORTS = 2000
+CGROUPS = 200
+MAX_PORTS = 50
+MAX_CGROUPS = 20
+MAX_SERIES = 600
+NEW = 5
+CONFIG = f"""labels:
+  max_series: {MAX_SERIES}
+  port:
+    families: [transitions, sockets]
+    max_values: {MAX_PORTS}
+  cgroup:
+    families: [transitions, sockets]
+    max_values: {MAX_CGROUPS}
+"""
+
+
+def connect_each(listeners, cgroups, names):
+    """One connection to each listener, the client in names[i % len(names)]; closed by the
+    client first. The test process is back in the root cgroup afterwards."""
+    for i, listener in enumerate(listeners):
+        cgroups.enter(names[i % len(names)])
+        client = socket.create_connection(listener.getsockname(), timeout=10)
+        server, _ = listener.accept()
+        client.close()
+        if server.recv(1) != b"":
+            fail("expected EOF")
+        server.close()
+    cgroups.enter("")
+
+
+def listeners(count):
+    opened = []
+    for _ in range(count):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        opened.append(listener)
+    return opened
+
+
+def labelled_samples(values):
+    """Samples of the transitions and the gauge that carry a value other than "other"."""
+    count = 0
+    for key in values:
+        if key.startswith(("tcpstates_transitions_total{", "tcpstates_sockets{")):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', key))
+            count += labels.get("port", "other") != "other" or labels.get("cgroup",
+                                                                            "other") != "other"
+    return count
+
+
+def main():
+    [binary] = test_arguments(__doc__, 1)
+    in_own_network_namespace()
+    names = [f"c{i}.scope" for i in range(CGROUPS)]
+    fresh = [f"new{i}.scope" for i in range(NEW)]
+    with Cgroups("cardinality", names + fresh) as cgroups, \
+            Daemon(binary, CONFIG, scratch_dir("cardinality")) as daemon:
+        opened = listeners(PORTS)
+        connect_each(opened, cgroups, names)
+        for listener in opened:
+            listener.close()
+        wait_for("every listener's close", lambda: sample(
+            daemon.metrics(), "tcpstates_transitions_total", from_state="LISTEN",
+            to_state="CLOSE") == PORTS)
+        values = daemon.metrics()
+        for label, limit in (("port", MAX_PORTS), ("cgroup", MAX_CGROUPS)):
+            have = values[f'tcpstatesd_label_values{{label="{label}"}}']
+            overflows = values[f'tcpstatesd_label_value_overflows_total{{label="{label}"}}']
+            if have != limit or overflows == 0:
+                fail(f"{label}: {have} values ({limit} allowed), {overflows} overflows")
+            print(f"{label}: {have:.0f} values of {limit} allowed, {overflows:.0f} transitions "
+                  "counted under other")
+        used = values["tcpstatesd_labelled_series"]
+        seen = labelled_samples(values)
+        if used > MAX_SERIES or seen > MAX_SERIES:
+            fail(f"labelled samples: {used:.0f} counted, {seen} in the scrape, cap {MAX_SERIES}")
+        print(f"labelled samples: {seen} in the scrape ({used:.0f} of the counters), cap "
+              f"{MAX_SERIES}")
+        for (from_state, to_state), count in {("CLOSE", "LISTEN"): PORTS + 1,
+                                              ("LISTEN", "CLOSE"): PORTS}.items():
+            got = sample(values, "tcpstates_transitions_total", from_state=from_state,
+                         to_state=to_state)
+            if got != count:
+                fail(f"{from_state} -> {to_state}: {got}, expected {count}")
+        lost = sum(v for k, v in values.items() if k.startswith("tcpstatesd_events_lost_total"))
+        if lost:
+            fail(f"{lost} events lost")
+        print(f"every transition counted: {PORTS} listeners opened and closed, summed over "
+              "the labels; none lost")
+
+        # The closed ports and the cgroups about to be removed are gone: new ones replace them.
+        for name in names:
+            os.rmdir(cgroups.path(name))
+        cgroups.names = fresh
+        daemon.metrics()  # a walk: the closed ports are no longer listened on
+        # A full cgroup label looks for removed cgroups at most once a second.
+        time.sleep(1.1)
+        new_listeners = listeners(NEW)
+        connect_each(new_listeners, cgroups, fresh)
+        new_ports = [str(listener.getsockname()[1]) for listener in new_listeners]
+
+        def replaced(values):
+            return all(sample(values, "tcpstates_transitions_total", port=port, cgroup=name,
+                              from_state="CLOSE", to_state="SYN_SENT") == 1
+                       for port, name in zip(new_ports, fresh))
+        values = wait_for("the new ports and cgroups to get values of their own",
+                          lambda: (lambda v: v if replaced(v) else None)(daemon.metrics()),
+                          timeout=10)
+        for label in ("port", "cgroup"):
+            count = values[f'tcpstatesd_label_values_replaced_total{{label="{label}"}}']
+            if count < NEW:
+                fail(f"{label}: {count} values replaced, expected at least {NEW}")
+        print(f"{NEW} new ports and {NEW} new cgroups replaced gone values; the caps hold")
+        for listener in new_listeners:
+            listener.close()
+        daemon.stop()
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
