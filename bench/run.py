@@ -10,8 +10,10 @@ Per run of a tracer it records: transitions expected (from the churn's exact cou
 (from the tracer's output or /metrics counters), events lost, the tracer's CPU time
 (utime+stime from /proc/PID/stat), its peak RSS (VmHWM) and the in-kernel cost of its BPF
 programs per transition (run_time_ns / run_cnt with BPF statistics on). Then, if the daemon is
-among the configurations, a scrape benchmark: /metrics latency and size while churn runs; and
-for each daemon configuration the kernel memory per tracked socket (slab growth holding
+among the configurations, scrape benchmarks: /metrics latency and size over a kept-alive
+connection on a quiet host and while churn runs, with the default configuration and at the
+labelled-series cap (every label on every family, many ports connected to first); and for each
+daemon configuration the kernel memory per tracked socket (slab growth holding
 connections with and without it) and its BPF maps' memory at start.
 
 Needs root (BPF statistics, tracefs for tcpstates, network namespaces). Python 3 standard
@@ -27,6 +29,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shlex
 import signal
 import socket
@@ -356,11 +359,15 @@ def run_one(args, tracer, workdir):
 
 # --------------------------------------------------------------------------- scrape benchmark
 
-def scrape_benchmark(args, tracer, workdir):
-    """/metrics latency and size while churn runs in the background."""
+def scrape_benchmark(args, tracer, workdir, before=None, churn=True):
+    """/metrics latency and size over one kept-alive connection, as Prometheus scrapes,
+    while churn runs in the background (or on a quiet host); `before(tracer)`, if given, runs
+    once the daemon is up and returns figures reported with the result."""
     tracer.start(workdir)
     try:
-        churn = subprocess.Popen(churn_command(args, args.scrape_seconds),
+        prepared = before(tracer) if before else {}
+        churn = subprocess.Popen(churn_command(args, args.scrape_seconds) if churn else
+                                 ["sleep", str(args.scrape_seconds)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # every series the churn produces exists by now
         conn = http.client.HTTPConnection("127.0.0.1", tracer.port, timeout=10)
@@ -378,13 +385,57 @@ def scrape_benchmark(args, tracer, workdir):
     finally:
         tracer.stop()
     latencies.sort()
-    return {"scrapes": len(latencies),
+    return {**prepared, "scrapes": len(latencies),
             "latency_median_ms": 1e3 * statistics.median(latencies),
             "latency_p99_ms": 1e3 * latencies[min(len(latencies) - 1,
                                                   int(0.99 * len(latencies)))],
             "latency_max_ms": 1e3 * latencies[-1],
             "body_bytes": plain, "gzip_bytes": wire, "series": series,
             "latencies_ms": [round(1e3 * x, 3) for x in latencies]}
+
+
+# Labels on every family with room for a value per port: connections to many ports fill
+# labels.max_series (its default) before the scrapes.
+AT_CAP_CONFIG = """labels:
+  port:
+    families: [transitions, state_durations, sockets]
+    max_values: 10000
+  cgroup:
+    families: [transitions, state_durations, sockets]
+"""
+
+
+def fill_series_cap(ports):
+    """A `before` for scrape_benchmark: one connection to each of `ports` listeners, then
+    waits until the daemon counted a series overflow (the cap reached)."""
+    def fill(tracer):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, ports + 1024)), hard))
+        listeners = []
+        for _ in range(ports):
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4)
+            listeners.append(listener)
+        for listener in listeners:
+            client = socket.create_connection(listener.getsockname(), timeout=10)
+            server, _ = listener.accept()
+            client.close()
+            server.recv(1)
+            server.close()
+            listener.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            values = parse_metrics(scrape(tracer.port, "/metrics")[0])
+            overflows = sum(v for k, v in values.items()
+                            if k.startswith("tcpstatesd_series_overflows_total"))
+            if overflows:
+                return {"labelled_series": values["tcpstatesd_labelled_series"],
+                        "labelled_series_limit": values["tcpstatesd_labelled_series_limit"],
+                        "fill_ports": ports}
+            time.sleep(0.2)
+        sys.exit(f"{ports} ports did not fill labels.max_series")
+    return fill
 
 
 # --------------------------------------------------------------------------- kernel memory
@@ -576,7 +627,9 @@ def print_table(summary, scrape_result, memory_result):
     for name, r in (scrape_result or {}).items():
         print(f"scrape {name}: {r['scrapes']} scrapes, median {r['latency_median_ms']:.2f} ms, "
               f"p99 {r['latency_p99_ms']:.2f} ms, max {r['latency_max_ms']:.2f} ms, "
-              f"body {r['body_bytes']} B ({r['gzip_bytes']} B gzip), {r['series']} samples")
+              f"body {r['body_bytes']} B ({r['gzip_bytes']} B gzip), {r['series']} samples"
+              + (f", labelled {r['labelled_series']:.0f} of {r['labelled_series_limit']:.0f}"
+                 if "labelled_series" in r else ""))
 
 
 # --------------------------------------------------------------------------- environment
@@ -661,6 +714,8 @@ def main():
                         "their own as tcpstates (for variants that attach classic tracepoints)")
     p.add_argument("--scrapes", type=int, help="scrapes in the scrape benchmark (default 200)")
     p.add_argument("--scrape-interval", type=float, default=0.02)
+    p.add_argument("--cap-fill-ports", type=int, default=2000,
+                   help="ports connected to before the scrapes at the series cap (default 2000)")
     p.add_argument("--memory-connections", type=int, default=9000,
                    help="connections held to measure kernel memory per tracked socket "
                         "(two sockets each; one process: bounded by its open-file limit)")
@@ -724,7 +779,17 @@ def main():
                     + (f"  seen {record['seen']}/{record['expected']} lost {record['lost']}"
                        if "seen" in record else ""))
         if "tcpstatesd" in names:
-            scrape_result["default"] = scrape_benchmark(args, tracers["tcpstatesd"], workdir)
+            for churn in (False, True):
+                scrape_result["default, " + ("churn" if churn else "quiet")] = scrape_benchmark(
+                    args, tracers["tcpstatesd"], workdir, churn=churn)
+            config = os.path.join(workdir, "at-cap.yaml")
+            with open(config, "w") as f:
+                f.write(AT_CAP_CONFIG)
+            for churn in (False, True):
+                at_cap = daemon_tracer("at-cap", args.tcpstatesd, ["--config", config])
+                scrape_result["at the series cap, " + ("churn" if churn else "quiet")] = \
+                    scrape_benchmark(args, at_cap, workdir,
+                                     before=fill_series_cap(args.cap_fill_ports), churn=churn)
         for name in names:
             if tracers[name] and tracers[name].kind == "metrics":
                 memory_result[name] = memory_benchmark(args, tracers[name], workdir)

@@ -56,9 +56,10 @@ bool accepts_gzip(const char* accept_encoding) {
 
 std::string gzip(const std::string& data) {
     z_stream stream{};
-    // windowBits 15 + 16 selects the gzip wrapper rather than raw zlib.
-    if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-        Z_OK) {
+    // windowBits 15 + 16 selects the gzip wrapper rather than raw zlib. Level 1: the
+    // exposition's repeated names and labels compress about as well as at the default level 6,
+    // at a third of the time (1.3 MB at the series cap: docs/performance.md, "Scrapes").
+    if (deflateInit2(&stream, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         throw std::runtime_error("zlib deflateInit2 failed");
     }
     // Ends the stream on every way out, an allocation failure below included.

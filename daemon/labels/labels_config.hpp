@@ -42,7 +42,7 @@ constexpr uint32_t kMaxLabelledSeries = 1000000;
 struct LabelsConfig {
     PortLabelConfig port;
     CgroupLabelConfig cgroup;
-    uint32_t max_series = 10000;
+    uint32_t max_series = 2500;
 
     bool operator==(const LabelsConfig&) const = default;
 };

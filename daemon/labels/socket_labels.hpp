@@ -81,6 +81,7 @@ private:
     void cgroup_value(uint64_t cgroup_id, Values& values);
     LabelValues::Admission admit_cgroup(uint64_t cgroup_id);
     void sync_with_cgroup_walks();
+    uint32_t walked_cgroup_value(uint64_t cgroup_id);
     bool is_service(uint16_t port) const;
     void evicted(Label label, uint32_t index);
 
