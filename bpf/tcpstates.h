@@ -57,7 +57,7 @@ struct tcpstates_owner {
 #define TCPSTATES_EVENT_START_UNKNOWN 0x1
 
 /* One TCP state transition: all the metrics need, the record the daemon asks for (so that
- * the ring buffer holds three times as many as full events, and the program copies no
+ * the ring buffer holds 3.5 times as many as full events, and the program copies no
  * addresses or command names). */
 struct tcpstates_transition {
 	__u64 duration_ns; /* time spent in old_state; valid unless START_UNKNOWN */

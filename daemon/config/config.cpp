@@ -79,7 +79,7 @@ std::vector<uint16_t> ports(const Reader& r, const Field& field, bool* listening
         try {
             expanded = parse_port_list(text);
         } catch (const std::invalid_argument& e) {
-            r.fail(item, e.what());
+            r.fail(item, std::string(e.what()) + (listening ? " (or the word listening)" : ""));
         }
         for (uint16_t port : expanded) {
             auto [first, inserted] = seen.emplace(port, item.mark());

@@ -20,7 +20,8 @@ using yaml_reader::Reader;
 // yaml-cpp recurses once per nesting level while parsing ("[[[[..." or "- - - - ..."), so
 // hostile input could exhaust the stack before yaml-cpp's own guard (2000 levels, too deep for
 // a sanitizer build's frames) trips. A real configuration is a few KiB and nests at most
-// three levels; these bounds leave a wide margin and are checked before yaml-cpp sees a byte.
+// four levels (labels.port.families: [...]); these bounds leave a wide margin and are checked
+// before yaml-cpp sees a byte.
 constexpr int kMaxNesting = 32;
 constexpr int kMaxIndent = 128;  // bounds the nesting of block mappings
 
@@ -51,10 +52,10 @@ void check_input_bounds(std::string_view text, const Reader& reader) {
         line_start = line_start && (c == ' ' || c == '-' || c == '?' || c == '\t');
         if (flow + block > kMaxNesting)
             reader.fail(mark, "nested more than " + std::to_string(kMaxNesting) +
-                                  " levels deep; a configuration nests at most 3");
+                                  " levels deep; a configuration nests at most 4");
         if (line_start && mark.column >= kMaxIndent)
             reader.fail(mark, "indented more than " + std::to_string(kMaxIndent) +
-                                  " columns; a configuration nests at most 3 levels");
+                                  " columns; a configuration nests at most 4 levels");
         ++mark.column;
     }
 }

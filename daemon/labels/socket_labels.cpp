@@ -56,7 +56,8 @@ void SocketLabels::admit_listening_ports() {
     std::lock_guard lock(mutex_);
     if (!config_.port.listening || !config_.port.families.any()) return;
     for (uint32_t port = 1; port < 65536 && ports_.admitted() < config_.port.max_values; ++port)
-        if (listening_.listened_on_now(static_cast<uint16_t>(port)) && port_index_[port] == kNotCached)
+        if (listening_.listened_on_now(static_cast<uint16_t>(port)) &&
+            port_index_[port] == kNotCached)
             port_index_[port] = ports_.admit(std::to_string(port), events_).index;
 }
 
@@ -66,6 +67,10 @@ void SocketLabels::apply(const LabelsConfig& config) {
     for (uint16_t port : config.port.ports) listed_[port] = true;
     ports_.set_limit(config.port.max_values);
     cgroups_.set_limit(config.cgroup.max_values);
+    mark_gone_ports();
+}
+
+void SocketLabels::mark_gone_ports() {
     ports_.mark_gone([this](std::string_view name) {
         uint16_t port = 0;
         std::from_chars(name.data(), name.data() + name.size(), port);
@@ -93,7 +98,7 @@ void SocketLabels::port_value(const tcpstates_transition& t, Values& values) {
     }
     if (const uint64_t walks = listening_.walks(); walks != listening_walks_seen_) {
         listening_walks_seen_ = walks;
-        apply(config_);  // which ports are gone may have changed
+        mark_gone_ports();
     }
     const uint16_t port =
         service_port(t, config_.port.listening, [this](uint16_t p) { return is_service(p); });
@@ -157,8 +162,7 @@ void SocketLabels::sync_with_cgroup_walks() {
 LabelValues::Admission SocketLabels::admit_cgroup(uint64_t cgroup_id) {
     const auto path = cgroup_names_.path(cgroup_id);  // may walk
     sync_with_cgroup_walks();
-    return cgroups_.admit(path ? cgroup_display_name(*path) : std::string(kUnknownCgroup),
-                          events_);
+    return cgroups_.admit(path ? cgroup_display_name(*path) : std::string(kUnknownCgroup), events_);
 }
 
 void SocketLabels::evicted(Label label, uint32_t index) {
@@ -204,7 +208,8 @@ SocketLabels::WalkedLabels SocketLabels::label_walked(
             if (port != 0 && port_index_[port] != kNotCached) values.port = port_index_[port];
         }
         if (by_cgroup) {
-            auto [known, inserted] = cgroup_index.try_emplace(socket.cgroup_id, LabelValues::kOther);
+            auto [known, inserted] =
+                cgroup_index.try_emplace(socket.cgroup_id, LabelValues::kOther);
             if (inserted) known->second = walked_cgroup_value(socket.cgroup_id);
             values.cgroup = known->second;
         }

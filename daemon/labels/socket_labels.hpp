@@ -77,6 +77,8 @@ private:
     static constexpr uint32_t kRefused = UINT32_MAX - 1;  // until the next walk
 
     void apply(const LabelsConfig& config);
+    // Ports neither listed nor listened on at the last walk may have their values replaced.
+    void mark_gone_ports();
     void port_value(const tcpstates_transition& transition, Values& values);
     void cgroup_value(uint64_t cgroup_id, Values& values);
     LabelValues::Admission admit_cgroup(uint64_t cgroup_id);

@@ -44,6 +44,12 @@ constexpr const char* kGaugeHelp =
     "namespace (counted at scrape, TIME_WAIT and request sockets included), and those of other "
     "namespaces seen changing state since the start. Not limited by the filters.";
 
+// CLOSE (bound, not yet listening or connecting) has no line in ss -tan, nor in the gauge.
+bool in_gauge(unsigned state) {
+    return std::find(std::begin(kSocketStates), std::end(kSocketStates), state) !=
+           std::end(kSocketStates);
+}
+
 struct GaugeKey {
     int ipv6;
     unsigned state;
@@ -68,9 +74,9 @@ prometheus::MetricFamily SocketStateCollector::gauge(bool port, bool cgroup) con
         names = labels_.label_walked(walk.detailed);
         for (size_t i = 0; i < walk.detailed.size(); ++i) {
             const tcpstates_walked_socket& socket = walk.detailed[i];
+            if (!in_gauge(socket.state)) continue;
             const SocketLabels::Values& values = names.values[i];
-            const unsigned state = socket.state <= TCPSTATES_MAX_STATE ? socket.state : 0;
-            ++counts[{socket.family == AF_INET6, state, port ? values.port : 0,
+            ++counts[{socket.family == AF_INET6, socket.state, port ? values.port : 0,
                       cgroup ? values.cgroup : 0}];
         }
         // Within the budget: label sets beyond it are folded into "other".
@@ -111,9 +117,6 @@ prometheus::MetricFamily SocketStateCollector::gauge(bool port, bool cgroup) con
     for (int ipv6 = 0; ipv6 < 2; ++ipv6)
         for (unsigned state : kSocketStates) counts.try_emplace({ipv6, state, 0, 0}, 0);
     for (const auto& [key, count] : counts) {
-        if (std::find(std::begin(kSocketStates), std::end(kSocketStates), key.state) ==
-            std::end(kSocketStates))
-            continue;  // CLOSE: bound, not yet listening or connecting; ss -tan has no such line
         std::vector<prometheus::ClientMetric::Label> sample_labels{
             {"family", std::string(family_name(key.ipv6 ? AF_INET6 : AF_INET))},
             {"state", std::string(tcp_state_name(key.state))}};

@@ -128,9 +128,9 @@ TEST_CASE("web config errors: stray flow tokens, a second document, NUL and inva
 
 TEST_CASE("web config errors: size and nesting bounds protect the YAML parser") {
     CHECK(error_of(std::string(100000, '[')) ==
-          "web.yml:1:33: nested more than 32 levels deep; a configuration nests at most 3");
+          "web.yml:1:33: nested more than 32 levels deep; a configuration nests at most 4");
     CHECK(error_of("basic_auth_users:\n" + std::string(200, ' ') + "a: x\n") ==
-          "web.yml:2:129: indented more than 128 columns; a configuration nests at most 3 levels");
+          "web.yml:2:129: indented more than 128 columns; a configuration nests at most 4 levels");
     CHECK(error_of(std::string((1u << 20) + 1, '#')) ==
           "web.yml: the file is 1048577 bytes, more than the 1048576 a configuration may have");
 }
