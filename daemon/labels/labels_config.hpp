@@ -42,7 +42,7 @@ constexpr uint32_t kMaxLabelledSeries = 1000000;
 struct LabelsConfig {
     PortLabelConfig port;
     CgroupLabelConfig cgroup;
-    uint32_t max_series = 2500;
+    uint32_t max_series = 1000;
 
     bool operator==(const LabelsConfig&) const = default;
 };

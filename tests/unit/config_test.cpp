@@ -73,7 +73,7 @@ TEST_CASE("config: built-in defaults") {
     CHECK(c.labels.port.max_values == 64);
     CHECK(c.labels.cgroup.families == LabelledFamilies{.transitions = true});
     CHECK(c.labels.cgroup.max_values == 64);
-    CHECK(c.labels.max_series == 2500);
+    CHECK(c.labels.max_series == 1000);
 }
 
 TEST_CASE("config: labels, each on the families listed, with their values and bounds") {
