@@ -359,8 +359,9 @@ SocketWalk BpfProgram::walk_sockets(bool details) const {
     static_assert(sizeof result.listening_ports == sizeof counts.listening_ports);
     std::memcpy(result.listening_ports, counts.listening_ports, sizeof result.listening_ports);
     result.detailed.resize((out.size() - sizeof counts) / sizeof(tcpstates_walked_socket));
-    std::memcpy(result.detailed.data(), out.data(),
-                result.detailed.size() * sizeof(tcpstates_walked_socket));
+    if (!result.detailed.empty())  // data() may be null
+        std::memcpy(result.detailed.data(), out.data(),
+                    result.detailed.size() * sizeof(tcpstates_walked_socket));
     return result;
 }
 

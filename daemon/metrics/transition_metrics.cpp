@@ -128,17 +128,26 @@ prometheus::Labels TransitionMetrics::labels_of(const Key& key, bool port, bool 
     return labels;
 }
 
+template <typename Metric>
+std::pair<TransitionMetrics::Key, Metric*> TransitionMetrics::place(
+    std::unordered_map<uint64_t, Metric*>& series, bool port, bool cgroup, const Key& full,
+    uint64_t cost, LabelledMetric metric) {
+    Key key = key_for(port, cgroup, full);
+    if (auto found = series.find(key.packed()); found != series.end()) return {key, found->second};
+    if (key.labelled() && !budget_.reserve(cost, metric)) {
+        key = key_for(false, false, key);
+        if (auto found = series.find(key.packed()); found != series.end())
+            return {key, found->second};
+    }
+    return {key, nullptr};
+}
+
 prometheus::Counter& TransitionMetrics::transitions(const Key& full) {
     const bool port = config_.port.families.transitions;
     const bool cgroup = config_.cgroup.families.transitions;
-    Key key = key_for(port, cgroup, full);
-    if (auto found = transitions_.find(key.packed()); found != transitions_.end())
-        return *found->second;
-    if (key.labelled() && !budget_.reserve(1, LabelledMetric::Transitions)) {
-        key = key_for(false, false, key);
-        if (auto found = transitions_.find(key.packed()); found != transitions_.end())
-            return *found->second;
-    }
+    const auto [key, existing] =
+        place(transitions_, port, cgroup, full, 1, LabelledMetric::Transitions);
+    if (existing) return *existing;
     prometheus::Labels labels = labels_of(key, port, cgroup);
     labels.emplace("from_state", std::string(tcp_state_name(key.from)));
     labels.emplace("to_state", std::string(tcp_state_name(key.to)));
@@ -150,14 +159,9 @@ prometheus::Counter& TransitionMetrics::transitions(const Key& full) {
 prometheus::Histogram& TransitionMetrics::duration(const Key& full) {
     const bool port = config_.port.families.state_durations;
     const bool cgroup = config_.cgroup.families.state_durations;
-    Key key = key_for(port, cgroup, full);
-    if (auto found = durations_.find(key.packed()); found != durations_.end())
-        return *found->second;
-    if (key.labelled() && !budget_.reserve(histogram_cost(), LabelledMetric::StateDurations)) {
-        key = key_for(false, false, key);
-        if (auto found = durations_.find(key.packed()); found != durations_.end())
-            return *found->second;
-    }
+    const auto [key, existing] =
+        place(durations_, port, cgroup, full, histogram_cost(), LabelledMetric::StateDurations);
+    if (existing) return *existing;
     prometheus::Labels labels = labels_of(key, port, cgroup);
     labels.emplace("state", std::string(tcp_state_name(key.from)));
     labels.emplace("next_state", std::string(tcp_state_name(key.to)));

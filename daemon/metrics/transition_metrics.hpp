@@ -13,6 +13,7 @@
 #include <array>
 #include <cstdint>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kernel/event_source.hpp"
@@ -54,6 +55,13 @@ private:
         }
     };
     Key key_for(bool port, bool cgroup, const Key& full) const;
+    // Where a sample of `full` goes in a family that carries `port` and/or `cgroup`: its key,
+    // and its series if it exists. A new labelled series takes `cost` samples from the budget,
+    // or the sample goes to the family's "other" series instead.
+    template <typename Metric>
+    std::pair<Key, Metric*> place(std::unordered_map<uint64_t, Metric*>& series, bool port,
+                                  bool cgroup, const Key& full, uint64_t cost,
+                                  LabelledMetric metric);
     prometheus::Labels labels_of(const Key& key, bool port, bool cgroup) const;
     prometheus::Counter& transitions(const Key& full);
     prometheus::Histogram& duration(const Key& full);
