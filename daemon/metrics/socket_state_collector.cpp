@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <tuple>
 
 #include "kernel/tcp_state.hpp"
 #include "metrics/metric_family.hpp"
@@ -54,7 +55,10 @@ struct GaugeKey {
     int ipv6;
     unsigned state;
     uint32_t port, cgroup;
-    auto operator<=>(const GaugeKey&) const = default;
+    bool operator<(const GaugeKey& other) const {
+        return std::tie(ipv6, state, port, cgroup) <
+               std::tie(other.ipv6, other.state, other.port, other.cgroup);
+    }
 };
 
 }  // namespace
