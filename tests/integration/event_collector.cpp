@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <system_error>
 
 #include "common/read_file.hpp"
@@ -149,10 +150,10 @@ std::string current_comm() {
     return name;
 }
 
-uint64_t current_cgroup_id() {
+std::optional<uint64_t> current_cgroup_id() {
     const auto mount =
         tcpstatesd::find_cgroup2_mount(tcpstatesd::read_file("/proc/self/mountinfo", 1 << 20));
-    if (!mount) throw std::runtime_error("no cgroup2 file system is mounted");
+    if (!mount) return std::nullopt;
     // The v2 line of /proc/self/cgroup is "0::/path".
     const std::string cgroups = tcpstatesd::read_file("/proc/self/cgroup", 1 << 16);
     const size_t line = cgroups.find("0::");

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -83,8 +84,9 @@ std::string comm_of(const tcpstates_event& event);
 // The calling thread's comm, as bpf_get_current_comm() reports it.
 std::string current_comm();
 // This process's cgroup v2 id, as bpf_get_current_cgroup_id() reports it: the inode number
-// of its cgroup's directory.
-uint64_t current_cgroup_id();
+// of its cgroup's directory; nullopt where no cgroup2 file system is mounted (the kernel
+// matrix's guests).
+std::optional<uint64_t> current_cgroup_id();
 
 // CLOCK_MONOTONIC in nanoseconds, the clock of bpf_ktime_get_ns() and, in libstdc++ on
 // Linux, of std::chrono::steady_clock.

@@ -11,10 +11,12 @@ fail() {
     exit 1
 }
 
-# ipv4 SYN_SENT -> ESTABLISHED: one per connection this guest makes (scrapes included).
+# ipv4 SYN_SENT -> ESTABLISHED: one per connection this guest makes (scrapes included), summed
+# over the port and cgroup labels.
 established() {
     wget -q -O - "http://$address/metrics" |
-        awk '/^tcpstates_transitions_total\{family="ipv4",from_state="SYN_SENT",to_state="ESTABLISHED"\}/ { n = $2 }
+        awk '/^tcpstates_transitions_total\{/ && /family="ipv4"/ && /from_state="SYN_SENT"/ &&
+             /to_state="ESTABLISHED"/ { n += $NF }
              END { print n + 0 }'
 }
 
