@@ -43,7 +43,6 @@ public:
     bool exists(std::string_view display_name) const;
     // Walks of the file system so far: a lookup cache keyed by id is stale after one.
     uint64_t walks() const { return walks_; }
-    const std::string& root() const { return root_; }
 
 private:
     void walk();

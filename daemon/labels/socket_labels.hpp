@@ -21,6 +21,12 @@
 namespace tcpstatesd {
 
 enum class Label { Port, Cgroup };
+constexpr Label kLabels[] = {Label::Port, Label::Cgroup};
+
+// The label's name in the exposition and in the self metrics' `label` label.
+constexpr std::string_view label_name(Label label) {
+    return label == Label::Port ? "port" : "cgroup";
+}
 
 // The service port of a transition, or 0 if it has none: the remote port of an actively
 // opened socket, the local port of a listener and of its children, and for a socket first

@@ -61,71 +61,71 @@ struct GaugeKey {
     }
 };
 
+// Keeps as many labelled label sets as the series budget has room for; folds the others into
+// their family and state's "other" one, and counts them.
+void fold_over_budget(std::map<GaugeKey, int64_t>& counts, SeriesBudget& budget) {
+    uint64_t available = budget.available(), folded = 0;
+    for (auto it = counts.begin(); it != counts.end();) {
+        if (it->first.port == 0 && it->first.cgroup == 0) {
+            ++it;
+        } else if (available > 0) {
+            --available;
+            ++it;
+        } else {
+            counts[{it->first.ipv6, it->first.state, 0, 0}] += it->second;
+            ++folded;
+            it = counts.erase(it);
+        }
+    }
+    if (folded) budget.overflowed(LabelledMetric::Sockets, folded);
+}
+
 }  // namespace
 
 prometheus::MetricFamily SocketStateCollector::gauge(bool port, bool cgroup) const {
     using prometheus::MetricType;
     prometheus::MetricFamily family =
         metric_family("tcpstates_sockets", kGaugeHelp, MetricType::Gauge);
-    const bool labelled = port || cgroup;
     std::map<GaugeKey, int64_t> counts;
     SocketLabels::WalkedLabels names;
     names.port_names = {"other"};
     names.cgroup_names = {"other"};
-    if (labelled && program_.can_walk_sockets()) {
-        const SocketWalk walk = program_.walk_sockets(true);
+    // Counted without labels: other network namespaces' sockets (the programs count them; the
+    // walk sees this namespace only), and this one's too unless the walk reports each socket.
+    SocketCounts unlabelled = program_.socket_counts();
+    if (program_.can_walk_sockets()) {
+        const bool detailed = port || cgroup;
+        const SocketWalk walk = program_.walk_sockets(detailed);
         listening_.walked(walk.listening_ports);
-        names = labels_.label_walked(walk.detailed);
-        for (size_t i = 0; i < walk.detailed.size(); ++i) {
-            const tcpstates_walked_socket& socket = walk.detailed[i];
-            if (!in_gauge(socket.state)) continue;
-            const SocketLabels::Values& values = names.values[i];
-            ++counts[{socket.family == AF_INET6, socket.state, port ? values.port : 0,
-                      cgroup ? values.cgroup : 0}];
-        }
-        // Within the budget: label sets beyond it are folded into "other".
-        uint64_t available = budget_.available(), folded = 0;
-        for (auto it = counts.begin(); it != counts.end();) {
-            if (it->first.port == 0 && it->first.cgroup == 0) {
-                ++it;
-            } else if (available > 0) {
-                --available;
-                ++it;
-            } else {
-                counts[{it->first.ipv6, it->first.state, 0, 0}] += it->second;
-                ++folded;
-                it = counts.erase(it);
+        if (detailed) {
+            names = labels_.label_walked(walk.detailed);
+            for (size_t i = 0; i < walk.detailed.size(); ++i) {
+                const tcpstates_walked_socket& socket = walk.detailed[i];
+                if (!in_gauge(socket.state)) continue;
+                const SocketLabels::Values& values = names.values[i];
+                ++counts[{socket.family == AF_INET6, socket.state, port ? values.port : 0,
+                          cgroup ? values.cgroup : 0}];
             }
-        }
-        if (folded) budget_.overflowed(LabelledMetric::Sockets, folded);
-        // Other network namespaces' sockets, counted by the programs, have no labels here:
-        // the walk sees this namespace only (docs/metrics.md, "Labels").
-        const SocketCounts others = program_.socket_counts();
-        for (int ipv6 = 0; ipv6 < 2; ++ipv6)
-            for (unsigned state : kSocketStates)
-                if (others[ipv6][state] != 0) counts[{ipv6, state, 0, 0}] += others[ipv6][state];
-    } else {
-        SocketCounts sockets = program_.socket_counts();
-        if (program_.can_walk_sockets()) {
-            const SocketWalk walk = program_.walk_sockets();
-            listening_.walked(walk.listening_ports);
+            fold_over_budget(counts, budget_);
+        } else {
             for (int ipv6 = 0; ipv6 < 2; ++ipv6)
                 for (unsigned state : kSocketStates)
-                    sockets[ipv6][state] += walk.sockets[ipv6][state];
+                    unlabelled[ipv6][state] += walk.sockets[ipv6][state];
         }
-        for (int ipv6 = 0; ipv6 < 2; ++ipv6)
-            for (unsigned state : kSocketStates)
-                if (sockets[ipv6][state] != 0) counts[{ipv6, state, 0, 0}] = sockets[ipv6][state];
     }
-    // Every state of both families is exported (at 0 too), unlabelled or under "other".
     for (int ipv6 = 0; ipv6 < 2; ++ipv6)
-        for (unsigned state : kSocketStates) counts.try_emplace({ipv6, state, 0, 0}, 0);
+        for (unsigned state : kSocketStates) counts[{ipv6, state, 0, 0}] += unlabelled[ipv6][state];
+    // Every state of both families is exported (at 0 too), unlabelled or under "other".
     for (const auto& [key, count] : counts) {
         std::vector<prometheus::ClientMetric::Label> sample_labels{
             {"family", std::string(family_name(key.ipv6 ? AF_INET6 : AF_INET))},
             {"state", std::string(tcp_state_name(key.state))}};
-        if (port) sample_labels.push_back({"port", names.port_names[key.port]});
-        if (cgroup) sample_labels.push_back({"cgroup", names.cgroup_names[key.cgroup]});
+        if (port)
+            sample_labels.push_back(
+                {std::string(label_name(Label::Port)), names.port_names[key.port]});
+        if (cgroup)
+            sample_labels.push_back(
+                {std::string(label_name(Label::Cgroup)), names.cgroup_names[key.cgroup]});
         add_sample(family, std::move(sample_labels), static_cast<double>(count));
     }
     return family;

@@ -52,9 +52,16 @@ constexpr const char* kDurationsName = "tcpstates_state_duration_seconds";
 
 }  // namespace
 
+// family: 1 bit, from and to: 4 bits each, port: 24 bits, cgroup: the rest (value indexes stay
+// below kMaxLabelValues plus the reserved ones).
 uint64_t TransitionMetrics::Key::packed() const {
     return uint64_t(family) | uint64_t(from) << 1 | uint64_t(to) << 5 | uint64_t(port) << 9 |
            uint64_t(cgroup) << 33;
+}
+
+TransitionMetrics::Key TransitionMetrics::Key::unpacked(uint64_t packed) {
+    return {unsigned(packed & 1), unsigned(packed >> 1 & 0xf), unsigned(packed >> 5 & 0xf),
+            uint32_t(packed >> 9 & 0xffffff), uint32_t(packed >> 33)};
 }
 
 TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
@@ -85,30 +92,31 @@ TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
                            .Help("Transition events delivered by the kernel to the daemon.")
                            .Register(registry)
                            .Add({})),
-      label_values_(prometheus::BuildGauge()
-                        .Name("tcpstatesd_label_values")
-                        .Help("Values a label has now, besides \"other\" and \"unknown\".")
-                        .Register(registry)),
-      label_values_limit_(prometheus::BuildGauge()
-                              .Name("tcpstatesd_label_values_limit")
-                              .Help("The label's max_values: the cap on tcpstatesd_label_values.")
-                              .Register(registry)),
-      label_value_overflows_(
-          prometheus::BuildCounter()
-              .Name("tcpstatesd_label_value_overflows_total")
-              .Help("Events counted under \"other\" because their value found the label's "
-                    "max_values full.")
-              .Register(registry)),
-      label_values_replaced_(prometheus::BuildCounter()
-                                 .Name("tcpstatesd_label_values_replaced_total")
-                                 .Help("Values of cgroups removed or ports no longer listened on "
-                                       "that made room for a new value (their series removed).")
-                                 .Register(registry)),
       buckets_(std::move(duration_buckets)) {
-    for (const char* label : {"port", "cgroup"}) {
-        label_values_.Add({{"label", label}});
-        label_value_overflows_.Add({{"label", label}});
-        label_values_replaced_.Add({{"label", label}});
+    auto& values = prometheus::BuildGauge()
+                       .Name("tcpstatesd_label_values")
+                       .Help("Values a label has now, besides \"other\" and \"unknown\".")
+                       .Register(registry);
+    auto& limits = prometheus::BuildGauge()
+                       .Name("tcpstatesd_label_values_limit")
+                       .Help("The label's max_values: the cap on tcpstatesd_label_values.")
+                       .Register(registry);
+    auto& overflows = prometheus::BuildCounter()
+                          .Name("tcpstatesd_label_value_overflows_total")
+                          .Help(
+                              "Events counted under \"other\" because their value found the "
+                              "label's max_values full.")
+                          .Register(registry);
+    auto& replaced = prometheus::BuildCounter()
+                         .Name("tcpstatesd_label_values_replaced_total")
+                         .Help(
+                             "Values of cgroups removed or ports no longer listened on that "
+                             "made room for a new value (their series removed).")
+                         .Register(registry);
+    for (Label label : kLabels) {
+        const prometheus::Labels which{{"label", std::string(label_name(label))}};
+        accounting(label) = {&values.Add(which), &limits.Add(which), &overflows.Add(which),
+                             &replaced.Add(which)};
     }
     labels_.on_eviction([this](Label label, uint32_t index) { remove_value(label, index); });
     update_label_limits();
@@ -122,8 +130,10 @@ TransitionMetrics::Key TransitionMetrics::key_for(bool port, bool cgroup, const 
 
 prometheus::Labels TransitionMetrics::labels_of(const Key& key, bool port, bool cgroup) const {
     prometheus::Labels labels;
-    if (port) labels.emplace("port", std::string(labels_.name(Label::Port, key.port)));
-    if (cgroup) labels.emplace("cgroup", std::string(labels_.name(Label::Cgroup, key.cgroup)));
+    for (Label label : kLabels)
+        if (label == Label::Port ? port : cgroup)
+            labels.emplace(std::string(label_name(label)),
+                           std::string(labels_.name(label, key.value(label))));
     labels.emplace("family", std::string(family_name(family_of_index(key.family))));
     return labels;
 }
@@ -171,13 +181,13 @@ prometheus::Histogram& TransitionMetrics::duration(const Key& full) {
 }
 
 void TransitionMetrics::export_common_series() {
+    const bool labelled_transitions =
+        config_.port.families.transitions || config_.cgroup.families.transitions;
+    const bool labelled_durations =
+        config_.port.families.state_durations || config_.cgroup.families.state_durations;
     for (unsigned f = 0; f < kFamilies; ++f)
         for (auto [from, to] : kCommonTransitions) {
             const Key key{f, from, to, LabelValues::kOther, LabelValues::kOther};
-            const bool labelled_transitions =
-                config_.port.families.transitions || config_.cgroup.families.transitions;
-            const bool labelled_durations =
-                config_.port.families.state_durations || config_.cgroup.families.state_durations;
             if (!labelled_transitions) transitions(key);
             if (!labelled_durations && can_have_duration(from, to)) duration(key);
         }
@@ -189,8 +199,8 @@ void TransitionMetrics::on_transition(const tcpstates_transition& transition) {
     const Key key{family_index(transition.family), state_index(transition.old_state),
                   state_index(transition.new_state), values.port, values.cgroup};
     transitions(key).Increment();
-    if (values.port_refused) label_value_overflows_.Add({{"label", "port"}}).Increment();
-    if (values.cgroup_refused) label_value_overflows_.Add({{"label", "cgroup"}}).Increment();
+    if (values.port_refused) accounting(Label::Port).overflows->Increment();
+    if (values.cgroup_refused) accounting(Label::Cgroup).overflows->Increment();
     if (values.admitted) update_label_gauges();
     if (transition.flags & TCPSTATES_EVENT_START_UNKNOWN) {
         prometheus::Counter*& unknown = unknown_start_slots_[key.family][key.from][key.to];
@@ -205,59 +215,44 @@ void TransitionMetrics::on_transition(const tcpstates_transition& transition) {
 }
 
 void TransitionMetrics::update_label_limits() {
-    label_values_limit_.Add({{"label", "port"}}).Set(config_.port.max_values);
-    label_values_limit_.Add({{"label", "cgroup"}}).Set(config_.cgroup.max_values);
+    accounting(Label::Port).limit->Set(config_.port.max_values);
+    accounting(Label::Cgroup).limit->Set(config_.cgroup.max_values);
 }
 
 void TransitionMetrics::update_label_gauges() {
-    for (Label label : {Label::Port, Label::Cgroup})
-        label_values_.Add({{"label", label == Label::Port ? "port" : "cgroup"}})
-            .Set(static_cast<double>(labels_.values(label).admitted()));
+    for (Label label : kLabels)
+        accounting(label).values->Set(static_cast<double>(labels_.values(label).admitted()));
 }
 
-namespace {
-
-bool is_labelled(uint64_t packed_key) {
-    return (packed_key >> 9) != 0;
-}
-
-// The value index of `label` in a packed key (see Key::packed).
-uint32_t value_of(uint64_t packed_key, Label label) {
-    return label == Label::Port ? uint32_t(packed_key >> 9 & 0xffffff) : uint32_t(packed_key >> 33);
-}
-
-// Removes the series `remove` selects from a family and the map, giving their cost back.
 template <typename Metric, typename Select>
-void remove_series(prometheus::Family<Metric>& family,
-                   std::unordered_map<uint64_t, Metric*>& series, uint64_t cost,
-                   SeriesBudget& budget, Select remove) {
+void TransitionMetrics::remove_series(prometheus::Family<Metric>& family,
+                                      std::unordered_map<uint64_t, Metric*>& series, uint64_t cost,
+                                      Select remove) {
     for (auto it = series.begin(); it != series.end();) {
-        if (!remove(it->first)) {
+        const Key key = Key::unpacked(it->first);
+        if (!remove(key)) {
             ++it;
             continue;
         }
         family.Remove(it->second);
-        if (is_labelled(it->first)) budget.release(cost);
+        if (key.labelled()) budget_.release(cost);
         it = series.erase(it);
     }
 }
 
-}  // namespace
-
 void TransitionMetrics::remove_value(Label label, uint32_t index) {
-    const auto with_value = [label, index](uint64_t key) { return value_of(key, label) == index; };
-    remove_series(transitions_family_, transitions_, 1, budget_, with_value);
-    remove_series(durations_family_, durations_, histogram_cost(), budget_, with_value);
-    label_values_replaced_.Add({{"label", label == Label::Port ? "port" : "cgroup"}}).Increment();
+    const auto with_value = [label, index](const Key& key) { return key.value(label) == index; };
+    remove_series(transitions_family_, transitions_, 1, with_value);
+    remove_series(durations_family_, durations_, histogram_cost(), with_value);
+    accounting(label).replaced->Increment();
 }
 
 void TransitionMetrics::remove_all_transitions() {
-    remove_series(transitions_family_, transitions_, 1, budget_, [](uint64_t) { return true; });
+    remove_series(transitions_family_, transitions_, 1, [](const Key&) { return true; });
 }
 
 void TransitionMetrics::remove_all_durations() {
-    remove_series(durations_family_, durations_, histogram_cost(), budget_,
-                  [](uint64_t) { return true; });
+    remove_series(durations_family_, durations_, histogram_cost(), [](const Key&) { return true; });
 }
 
 void TransitionMetrics::set_duration_buckets(std::vector<double> buckets) {

@@ -49,7 +49,10 @@ private:
     struct Key {
         unsigned family, from, to;
         uint32_t port, cgroup;
+        // One number per key, for the maps of series; unpacked() undoes it.
         uint64_t packed() const;
+        static Key unpacked(uint64_t packed);
+        uint32_t value(Label label) const { return label == Label::Port ? port : cgroup; }
         bool labelled() const {
             return port != LabelValues::kOther || cgroup != LabelValues::kOther;
         }
@@ -69,6 +72,11 @@ private:
     // Exports the transitions of ordinary connections at zero before they first happen
     // (for the unlabelled series only: labelled ones appear with their first transition).
     void export_common_series();
+    // Removes the series whose key `remove` selects from a family and its map, giving their
+    // cost back to the budget.
+    template <typename Metric, typename Select>
+    void remove_series(prometheus::Family<Metric>& family,
+                       std::unordered_map<uint64_t, Metric*>& series, uint64_t cost, Select remove);
     void remove_value(Label label, uint32_t index);
     void remove_all_transitions();
     void remove_all_durations();
@@ -82,10 +90,17 @@ private:
     prometheus::Family<prometheus::Counter>& unknown_start_;
     prometheus::Family<prometheus::Histogram>& durations_family_;
     prometheus::Counter& events_received_;
-    prometheus::Family<prometheus::Gauge>& label_values_;
-    prometheus::Family<prometheus::Gauge>& label_values_limit_;
-    prometheus::Family<prometheus::Counter>& label_value_overflows_;
-    prometheus::Family<prometheus::Counter>& label_values_replaced_;
+    // Each label's self metrics (tcpstatesd_label_*), indexed by Label.
+    struct LabelAccounting {
+        prometheus::Gauge* values;
+        prometheus::Gauge* limit;
+        prometheus::Counter* overflows;
+        prometheus::Counter* replaced;
+    };
+    LabelAccounting& accounting(Label label) {
+        return label_accounting_[static_cast<size_t>(label)];
+    }
+    std::array<LabelAccounting, std::size(kLabels)> label_accounting_{};
     std::vector<double> buckets_;
     std::unordered_map<uint64_t, prometheus::Counter*> transitions_;
     std::unordered_map<uint64_t, prometheus::Histogram*> durations_;
