@@ -39,7 +39,8 @@ Sequence and checks:
      (6 per closed connection, 10 per new one, and the listeners': see expected_churn), never
      more; fewer only by transitions the kernel delivered to neither program (reported; at
      most UNDELIVERED_AT_MOST of them), each of which may make one later transition of its
-     socket a mismatch, an unknown start without a duration;
+     socket start unknown, without a duration (a mismatch, or no stored state at all when
+     the missed one was an old socket's first);
    - tcpstatesd_transitions_unknown_start_total is exactly the inherent ones (but for those
      missed and mismatched): for a socket older than the daemon only its first transition
      (ESTABLISHED -> FIN_WAIT1 / CLOSE_WAIT, an old listener's LISTEN -> CLOSE), for a new
@@ -260,9 +261,11 @@ def increase(after, before):
 # Transitions the kernel (6.18) sometimes dispatches to neither program, without counting a
 # miss, when many sockets close at once (docs/performance.md, "Tracepoint hits the kernel
 # delivered to neither program"): at most this share of the churn's transitions may be
-# missing, never more counted than made. Each one missed makes at most one later transition
-# of its socket a mismatch (an unknown start, no duration).
-UNDELIVERED_AT_MOST = 0.002
+# missing, never more counted than made. Seen: 0 to 0.08% on the development machine, 0.33%
+# (2638 of 800075) once in CI; the bound is three times that. Each one missed makes at most
+# one later transition of its socket start unknown (a mismatch with the stored state, or no
+# stored state at all for a socket older than the daemon), without a duration.
+UNDELIVERED_AT_MOST = 0.01
 
 
 def expect_within_undelivered(what, counted, expected, shortfall_allowed, excess_allowed=0):
@@ -356,12 +359,12 @@ def churn_and_check(daemon, holders, plans, first, phases):
            f"transition ({missed:.0f})")
     expect_within_undelivered(
         "unknown starts", increase(unknown_starts(churned), unknown_starts(first)), unknown,
-        missed, mismatches)
+        missed, missed)
     observed = {key: n - unknown.get(key, 0) for key, n in transitions.items()
                 if n != unknown.get(key, 0)}
     expect_within_undelivered(
         "durations observed", increase(durations_observed(churned), durations_observed(first)),
-        observed, missed + mismatches)
+        observed, 2 * missed)
     # The recursion guard's losses are among the missed transitions (a close storm can keep
     # both programs busy on a CPU); no other reason may lose any.
     lost = increase(series(churned, "tcpstatesd_events_lost_total", "reason"),
