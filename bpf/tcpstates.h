@@ -56,6 +56,16 @@ struct tcpstates_owner {
  * duration_ns is 0 and must not be used. */
 #define TCPSTATES_EVENT_START_UNKNOWN 0x1
 
+/* What a record reports. Resets and retransmissions travel in the same record as the state
+ * changes, in the socket's state at that moment (old_state == new_state). */
+enum tcpstates_record_kind {
+	TCPSTATES_KIND_TRANSITION = 0,  /* old_state -> new_state */
+	TCPSTATES_KIND_RESET_SENT,      /* a RST sent; a segment with no socket: state CLOSE */
+	TCPSTATES_KIND_RESET_RECEIVED,  /* a RST accepted by the socket */
+	TCPSTATES_KIND_RETRANSMIT,      /* a segment sent again (SYN_RECV: the SYN-ACK) */
+	TCPSTATES_KINDS,
+};
+
 /* One TCP state transition: all the metrics need, the record the daemon asks for (so that
  * the ring buffer holds 3.5 times as many as full events, and the program copies no
  * addresses or command names). */
@@ -69,13 +79,15 @@ struct tcpstates_transition {
 	__u8 new_state;
 	__u8 flags;        /* TCPSTATES_EVENT_* */
 	__u8 origin;       /* enum tcpstates_origin */
-	__u8 pad[6];
+	__u8 kind;         /* enum tcpstates_record_kind */
+	__u8 close_error;  /* to CLOSE: the socket's pending error (sk_err, an errno), else 0 */
+	__u8 pad[4];
 };
 
 /* A transition with the socket's identity and owner: what `trace` prints. */
 struct tcpstates_event {
 	struct tcpstates_transition transition; /* first: a full event is also a transition */
-	__u64 skaddr;   /* kernel address of the struct sock: an identity, not a pointer */
+	__u64 skaddr;   /* kernel address of the struct sock: an identity, not a pointer (0: none) */
 	__u64 ts_ns;    /* bpf_ktime_get_ns() at the transition (CLOCK_MONOTONIC) */
 	struct tcpstates_owner owner; /* not the task on the CPU, which in softirq is anyone */
 	__u8 laddr[16]; /* IPv4: first 4 bytes, network byte order */
@@ -100,6 +112,7 @@ struct tcpstates_socket {
 enum tcpstates_writer {
 	TCPSTATES_WRITER_FIRST = 0, /* the tracepoint's first program */
 	TCPSTATES_WRITER_NESTED,    /* the program that runs when the first one is interrupted */
+	TCPSTATES_WRITER_PACKETS,   /* the reset and retransmission programs (atomic adds) */
 	TCPSTATES_WRITERS,
 };
 
