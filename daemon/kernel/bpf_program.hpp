@@ -52,6 +52,13 @@ struct BpfOptions {
     // (0). The reader must then also drain on a timer (EventSource::kDrainInterval).
     uint32_t ring_buffer_wakeup_bytes = 0;
     EventFilters filters;
+    // Also attach the programs on the reset tracepoints (tcp:tcp_send_reset,
+    // tcp:tcp_receive_reset) and the retransmission ones (tcp:tcp_retransmit_skb,
+    // tcp:tcp_retransmit_synack): their records come through the same buffer (kind
+    // TCPSTATES_KIND_RESET_* / RETRANSMIT). They need the kernel's own BTF: ignored with
+    // btf_path.
+    bool resets = true;
+    bool retransmits = true;
     // Empty: relocate against the kernel's own BTF and attach as a BTF raw tracepoint
     // (tp_btf), socket state in socket storage. Else a BTF file for a kernel without
     // /sys/kernel/btf/vmlinux: the program attaches as a plain raw tracepoint, which needs no
