@@ -37,6 +37,20 @@ struct sock_common {
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;
+	int sk_err; /* the pending error a failed connection leaves for the application */
+} __attribute__((preserve_access_index));
+
+/* A request socket (a handshake in progress on a listener): the SYN-ACK retransmissions'. */
+struct request_sock {
+	struct sock_common __req_common;
+} __attribute__((preserve_access_index));
+
+/* What the reset program reads of the segment a RST answers: its IP and TCP headers. */
+struct sk_buff {
+	unsigned char *head;
+	__u16 transport_header;
+	__u16 network_header;
+	__be16 protocol;
 } __attribute__((preserve_access_index));
 
 /* inet_sport, not skc_num, is the local port: skc_num is already 0 when a socket that

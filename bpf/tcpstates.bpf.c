@@ -114,6 +114,35 @@ struct {
 	__type(value, __u8);
 } first_running SEC(".maps");
 
+/*
+ * Per CPU: the sockets that last moved to CLOSE on it, what they left and who owned them. When
+ * the kernel aborts a connection (close() with unread data, SO_LINGER 0, a listener's close()
+ * for the children not yet accepted) it moves the socket to CLOSE first, forgetting its record,
+ * then sends the RST in the same call: the reset program finds the socket here and counts the
+ * RST in the state it aborted, under its owner. Several, because on loopback the peer handles
+ * that RST (and closes) before the sender's tracepoint fires.
+ */
+#define RECENT_CLOSES 4 /* a power of two */
+
+struct closed_socket {
+	__u64 sk;
+	struct tcpstates_owner owner;
+	__u8 from_state;
+	__u8 origin;
+};
+
+struct recent_closes {
+	struct closed_socket sockets[RECENT_CLOSES];
+	__u32 next;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct recent_closes);
+} recent_closes SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22); /* resized from the config before load */
@@ -135,8 +164,14 @@ static __always_inline void count(enum tcpstates_writer writer, __u32 counter)
 	__u32 slot = writer * TCPSTATES_COUNTER_MAX + counter;
 	__u64 *value = bpf_map_lookup_elem(&counters, &slot);
 
-	if (value)
-		*value += 1; /* this writer's per-CPU slot: nothing else writes it meanwhile */
+	if (!value)
+		return;
+	/* The first and the nested program each have their per-CPU slot, which nothing else
+	 * writes meanwhile. The packet programs share theirs, and one can interrupt another. */
+	if (writer == TCPSTATES_WRITER_PACKETS)
+		__sync_fetch_and_add(value, 1);
+	else
+		*value += 1;
 }
 
 static __always_inline void add_socket_count(enum tcpstates_writer writer, __u16 family,
@@ -209,6 +244,18 @@ static __always_inline __u8 origin_of(int old_state, int new_state)
 	if (old_state == TCPSTATES_LISTEN && new_state == TCPSTATES_SYN_RECV)
 		return TCPSTATES_ORIGIN_PASSIVE;
 	return TCPSTATES_ORIGIN_UNKNOWN;
+}
+
+/* -1 when user space's filters drop the record, else 0. */
+static __always_inline int filtered_out(const struct tcpstates_transition *t)
+{
+	if (filter_family && t->family != filter_family)
+		return -1;
+	if (filter_local_ports && !bpf_map_lookup_elem(&local_ports, &t->lport))
+		return -1;
+	if (filter_remote_ports && !bpf_map_lookup_elem(&remote_ports, &t->rport))
+		return -1;
+	return 0;
 }
 
 /*
@@ -300,19 +347,47 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 			add_socket_count(writer, t->family, new_state, 1);
 	}
 	t->cgroup_id = owner->cgroup_id;
+	if (new_state == TCPSTATES_CLOSE) {
+		__u32 zero = 0;
+		struct recent_closes *recent = bpf_map_lookup_elem(&recent_closes, &zero);
+		int error = BPF_CORE_READ(sk, sk_err);
 
-	if (filter_family && t->family != filter_family)
-		return -1;
-	if (filter_local_ports && !bpf_map_lookup_elem(&local_ports, &t->lport))
-		return -1;
-	if (filter_remote_ports && !bpf_map_lookup_elem(&remote_ports, &t->rport))
-		return -1;
-	return 0;
+		/* Set before the move to CLOSE on refused, timed-out, reset and unreachable
+		 * connections (docs/metrics.md, "Close reasons"). Errnos fit a byte. */
+		t->close_error = error > 0 && error < 256 ? error : 0;
+		if (recent) {
+			struct closed_socket *closed =
+				&recent->sockets[recent->next++ & (RECENT_CLOSES - 1)];
+
+			closed->sk = (__u64)sk;
+			closed->owner = *owner;
+			closed->from_state = old_state;
+			closed->origin = t->origin;
+		}
+	}
+	return filtered_out(t);
 }
 
-/* The full event: the transition, then who and where. */
-static __always_inline void fill_event(const struct sock *sk, __u64 now,
-				       const struct tcpstates_transition *t,
+/* The addresses of the segment a RST answers when it found no socket, seen from our side:
+ * its destination is the local address. */
+static __always_inline void segment_addresses(const struct sk_buff *segment, __u16 family,
+					      struct tcpstates_event *e)
+{
+	unsigned char *ip = BPF_CORE_READ(segment, head) + BPF_CORE_READ(segment, network_header);
+
+	if (family == AF_INET) {
+		bpf_probe_read_kernel(e->raddr, 4, ip + 12); /* saddr */
+		bpf_probe_read_kernel(e->laddr, 4, ip + 16); /* daddr */
+	} else {
+		bpf_probe_read_kernel(e->raddr, 16, ip + 8);
+		bpf_probe_read_kernel(e->laddr, 16, ip + 24);
+	}
+}
+
+/* The full event: the record, then who and where: the socket's addresses, or without a
+ * socket the segment's. */
+static __always_inline void fill_event(const struct sock *sk, const struct sk_buff *segment,
+				       __u64 now, const struct tcpstates_transition *t,
 				       const struct tcpstates_owner *owner,
 				       struct tcpstates_event *e)
 {
@@ -320,9 +395,11 @@ static __always_inline void fill_event(const struct sock *sk, __u64 now,
 	e->skaddr = (__u64)sk;
 	e->ts_ns = now;
 	e->owner = *owner;
-	if (t->family == AF_INET) {
-		__builtin_memset(e->laddr, 0, sizeof(e->laddr));
-		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
+	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	if (!sk) {
+		segment_addresses(segment, t->family, e);
+	} else if (t->family == AF_INET) {
 		bpf_core_read(e->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
 		bpf_core_read(e->raddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
@@ -351,7 +428,8 @@ static __always_inline int is_tcp(const struct sock *sk)
 	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP;
 }
 
-static __always_inline void output_ringbuf(const struct sock *sk, __u64 now,
+static __always_inline void output_ringbuf(const struct sock *sk,
+					   const struct sk_buff *segment, __u64 now,
 					   const struct tcpstates_transition *t,
 					   const struct tcpstates_owner *owner,
 					   enum tcpstates_writer writer)
@@ -363,7 +441,7 @@ static __always_inline void output_ringbuf(const struct sock *sk, __u64 now,
 			count(writer, TCPSTATES_COUNTER_RINGBUF_FULL);
 			return;
 		}
-		fill_event(sk, now, t, owner, e);
+		fill_event(sk, segment, now, t, owner, e);
 		bpf_ringbuf_submit(e, ringbuf_submit_flags(sizeof(*e)));
 	} else {
 		struct tcpstates_transition *e = bpf_ringbuf_reserve(&ring_events, sizeof(*e), 0);
@@ -377,7 +455,8 @@ static __always_inline void output_ringbuf(const struct sock *sk, __u64 now,
 	}
 }
 
-static __always_inline void output_perfbuf(void *ctx, const struct sock *sk, __u64 now,
+static __always_inline void output_perfbuf(void *ctx, const struct sock *sk,
+					   const struct sk_buff *segment, __u64 now,
 					   const struct tcpstates_transition *t,
 					   const struct tcpstates_owner *owner,
 					   enum tcpstates_writer writer)
@@ -387,7 +466,7 @@ static __always_inline void output_perfbuf(void *ctx, const struct sock *sk, __u
 	if (event_details) {
 		struct tcpstates_event e;
 
-		fill_event(sk, now, t, owner, &e);
+		fill_event(sk, segment, now, t, owner, &e);
 		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &e, sizeof(e));
 	} else {
 		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, (void *)t,
@@ -396,6 +475,18 @@ static __always_inline void output_perfbuf(void *ctx, const struct sock *sk, __u
 	/* -ENOSPC (buffer full) reaches user space as a lost-sample record; count the rest. */
 	if (err && err != -28)
 		count(writer, TCPSTATES_COUNTER_PERFBUF_ERROR);
+}
+
+static __always_inline void output(void *ctx, const struct sock *sk,
+				   const struct sk_buff *segment, __u64 now,
+				   const struct tcpstates_transition *t,
+				   const struct tcpstates_owner *owner, enum tcpstates_writer writer,
+				   enum transport transport)
+{
+	if (transport == RING_BUFFER)
+		output_ringbuf(sk, segment, now, t, owner, writer);
+	else
+		output_perfbuf(ctx, sk, segment, now, t, owner, writer);
 }
 
 static __always_inline void handle(void *ctx, const struct sock *sk, int old_state,
@@ -408,10 +499,7 @@ static __always_inline void handle(void *ctx, const struct sock *sk, int old_sta
 
 	if (!is_tcp(sk) || track(sk, old_state, new_state, now, &t, &owner, writer, store) != 0)
 		return;
-	if (transport == RING_BUFFER)
-		output_ringbuf(sk, now, &t, &owner, writer);
-	else
-		output_perfbuf(ctx, sk, now, &t, &owner, writer);
+	output(ctx, sk, 0, now, &t, &owner, writer, transport);
 }
 
 /* One transition as seen by the first or the nested program (see the top of this file). */
@@ -461,6 +549,167 @@ ENTRY_POINTS(tcpstates_ringbuf, "tp_btf/inet_sock_set_state", RING_BUFFER, SOCKE
 ENTRY_POINTS(tcpstates_perfbuf, "tp_btf/inet_sock_set_state", PERF_BUFFER, SOCKET_STORAGE)
 ENTRY_POINTS(tcpstates_ringbuf_raw, "raw_tp/inet_sock_set_state", RING_BUFFER, SOCKET_TABLE)
 ENTRY_POINTS(tcpstates_perfbuf_raw, "raw_tp/inet_sock_set_state", PERF_BUFFER, SOCKET_TABLE)
+
+/*
+ * Resets and retransmissions (tracepoints tcp:tcp_send_reset, tcp_receive_reset,
+ * tcp_retransmit_skb, tcp_retransmit_synack). Each is reported in the socket's state at that
+ * moment, with the owner and origin its record holds; the filters apply as to transitions. They
+ * keep no state of their own. The kernel skips one of these programs when it is already running
+ * on the CPU, as it does the transition programs; user space counts those misses as losses.
+ */
+#define ETH_P_IPV6 0x86DD
+
+/* Set by user space before load: whether tcp_retransmit_skb passes the transmission's result
+ * (Linux >= 6.15 also fires it for failed attempts, which retransmitted nothing). */
+const volatile __u8 retransmit_reports_errors = 0;
+
+/* `closed`: the socket just closed (see recent_closes), whose record is gone; else its record
+ * is looked up. */
+static __always_inline void report_packet(void *ctx, const struct sock *sk,
+					  const struct sk_buff *segment, __u8 kind, __u8 state,
+					  __u16 family, __u16 lport, __u16 rport,
+					  const struct closed_socket *closed, enum transport transport)
+{
+	struct tcpstates_socket *known = 0;
+	struct tcpstates_transition t;
+	struct tcpstates_owner owner;
+
+	__builtin_memset(&t, 0, sizeof(t));
+	__builtin_memset(&owner, 0, sizeof(owner));
+	t.kind = kind;
+	t.family = family;
+	t.lport = lport;
+	t.rport = rport;
+	t.old_state = state;
+	t.new_state = state;
+	if (closed) {
+		owner = closed->owner;
+		t.origin = closed->origin;
+	} else if (sk) { /* a socket that is not a full one (timewait, request) has none */
+		known = bpf_sk_storage_get(&socket_storage, (void *)sk, 0, 0);
+	}
+	if (known) {
+		owner = known->owner;
+		t.origin = known->origin;
+		/* A listener's record, for one of its handshakes: what its child will be. */
+		if (t.origin == TCPSTATES_ORIGIN_LISTENER && state != TCPSTATES_LISTEN)
+			t.origin = TCPSTATES_ORIGIN_PASSIVE;
+	}
+	t.cgroup_id = owner.cgroup_id;
+	if (filtered_out(&t) != 0)
+		return;
+	output(ctx, sk, segment, bpf_ktime_get_ns(), &t, &owner, TCPSTATES_WRITER_PACKETS,
+	       transport);
+}
+
+/* An aborted socket among those that just closed on this CPU (see recent_closes), or NULL. */
+static __always_inline const struct closed_socket *just_closed(const struct sock *sk)
+{
+	__u32 zero = 0;
+	struct recent_closes *recent = bpf_map_lookup_elem(&recent_closes, &zero);
+
+	if (!recent)
+		return 0;
+	for (int i = 0; i < RECENT_CLOSES; i++)
+		if (recent->sockets[i].sk == (__u64)sk)
+			return &recent->sockets[i];
+	return 0;
+}
+
+/* The state a RST was sent in: CLOSE without a socket (RFC 793's CLOSED: no connection). */
+static __always_inline int reset_sent(void *ctx, const struct sock *sk,
+				      const struct sk_buff *segment, enum transport transport)
+{
+	const struct closed_socket *closed = 0;
+	__u16 family, lport, rport;
+	__u8 state;
+
+	if (segment) {
+		/* In answer to a segment (with or without a socket): its ports, from our side. */
+		unsigned char *tcp = BPF_CORE_READ(segment, head) +
+				     BPF_CORE_READ(segment, transport_header);
+		__be16 ports[2] = {};
+
+		bpf_probe_read_kernel(ports, sizeof(ports), tcp);
+		rport = bpf_ntohs(ports[0]);
+		lport = bpf_ntohs(ports[1]);
+		family = bpf_ntohs(BPF_CORE_READ(segment, protocol)) == ETH_P_IPV6 ? AF_INET6
+										    : AF_INET;
+	} else if (sk) {
+		/* An abort, from the socket (a full one) alone. */
+		lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+		rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	} else {
+		return 0;
+	}
+	if (!sk) {
+		state = TCPSTATES_CLOSE;
+	} else {
+		/* an IPv4 peer of an IPv6 socket: the socket's family, as in its transitions */
+		family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		if (state == TCPSTATES_NEW_SYN_RECV)
+			state = TCPSTATES_SYN_RECV; /* a request's handshake */
+		else if (state == TCPSTATES_CLOSE && !segment && (closed = just_closed(sk)))
+			state = closed->from_state; /* an abort: the state it aborted */
+	}
+	report_packet(ctx, sk, segment, TCPSTATES_KIND_RESET_SENT, state, family, lport, rport,
+		      closed, transport);
+	return 0;
+}
+
+/* A full socket's own state and ports. */
+static __always_inline void report_socket(void *ctx, const struct sock *sk, __u8 kind,
+					  enum transport transport)
+{
+	report_packet(ctx, sk, 0, kind, BPF_CORE_READ(sk, __sk_common.skc_state),
+		      BPF_CORE_READ(sk, __sk_common.skc_family),
+		      bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport)),
+		      bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)), 0, transport);
+}
+
+/* A listener's SYN-ACK sent again: the handshake of a request socket, reported as SYN_RECV
+ * with the request's ports and the listener's owner. */
+static __always_inline void report_synack(void *ctx, const struct sock *listener,
+					  const struct request_sock *req, enum transport transport)
+{
+	report_packet(ctx, listener, 0, TCPSTATES_KIND_RETRANSMIT, TCPSTATES_SYN_RECV,
+		      BPF_CORE_READ(req, __req_common.skc_family),
+		      BPF_CORE_READ(req, __req_common.skc_num),
+		      bpf_ntohs(BPF_CORE_READ(req, __req_common.skc_dport)), 0, transport);
+}
+
+#define PACKET_ENTRY_POINTS(suffix, transport)                                                 \
+	SEC("tp_btf/tcp_send_reset")                                                            \
+	int BPF_PROG(tcpstates_reset_sent##suffix, const struct sock *sk,                       \
+		     const struct sk_buff *skb)                                                 \
+	{                                                                                       \
+		return reset_sent(ctx, sk, skb, transport);                                     \
+	}                                                                                       \
+	SEC("tp_btf/tcp_receive_reset")                                                         \
+	int BPF_PROG(tcpstates_reset_received##suffix, const struct sock *sk)                   \
+	{                                                                                       \
+		report_socket(ctx, sk, TCPSTATES_KIND_RESET_RECEIVED, transport);               \
+		return 0;                                                                       \
+	}                                                                                       \
+	SEC("tp_btf/tcp_retransmit_skb")                                                        \
+	int BPF_PROG(tcpstates_retransmit##suffix, const struct sock *sk)                       \
+	{                                                                                       \
+		if (retransmit_reports_errors && (int)ctx[2] != 0)                              \
+			return 0;                                                               \
+		report_socket(ctx, sk, TCPSTATES_KIND_RETRANSMIT, transport);                   \
+		return 0;                                                                       \
+	}                                                                                       \
+	SEC("tp_btf/tcp_retransmit_synack")                                                     \
+	int BPF_PROG(tcpstates_retransmit_synack##suffix, const struct sock *sk,                \
+		     const struct request_sock *req)                                            \
+	{                                                                                       \
+		report_synack(ctx, sk, req, transport);                                         \
+		return 0;                                                                       \
+	}
+
+PACKET_ENTRY_POINTS(_ringbuf, RING_BUFFER)
+PACKET_ENTRY_POINTS(_perfbuf, PERF_BUFFER)
 
 /*
  * The walk of every TCP socket of the caller's network namespace (iter/tcp), run by the daemon

@@ -121,14 +121,13 @@ std::vector<double> buckets(const Reader& r, const Field& field) {
     return bounds;
 }
 
-// The metric families a label is put on: a list of transitions, state_durations, sockets.
+// The metric families a label is put on: a list of their names (kLabelledFamilyNames).
 LabelledFamilies labelled_families(const Reader& r, const Field& field) {
     LabelledFamilies families;
-    for (const auto& item : r.sequence(field, "a list of transitions, state_durations, sockets")) {
-        const size_t which = r.choice(item, {"transitions", "state_durations", "sockets"});
-        bool& flag = which == 0   ? families.transitions
-                     : which == 1 ? families.state_durations
-                                  : families.sockets;
+    std::vector<std::string_view> names;
+    for (const auto& [name, flag] : kLabelledFamilyNames) names.push_back(name);
+    for (const auto& item : r.sequence(field, "a list of " + join(names))) {
+        bool& flag = families.*kLabelledFamilyNames[r.choice(item, names)].second;
         if (flag) r.fail(item, quoted(item.node.Scalar()) + " is listed twice");
         flag = true;
     }
@@ -177,6 +176,8 @@ Keys events_keys(const Reader& r, EventsConfig& events) {
          [&](const Field& f) {
              events.btf_path = r.scalar(f, "a BTF file path, or \"\" for the kernel's own");
          }},
+        {"resets", [&](const Field& f) { events.resets = r.boolean(f); }},
+        {"retransmits", [&](const Field& f) { events.retransmits = r.boolean(f); }},
     };
 }
 
@@ -339,6 +340,8 @@ std::vector<std::string> keys_needing_restart(const Config& running, const Confi
     check(running.events.socket_table_size != next.events.socket_table_size,
           "events.socket_table_size");
     check(running.events.btf_path != next.events.btf_path, "events.btf_path");
+    check(running.events.resets != next.events.resets, "events.resets");
+    check(running.events.retransmits != next.events.retransmits, "events.retransmits");
     return keys;
 }
 

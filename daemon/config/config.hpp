@@ -39,6 +39,8 @@ struct EventsConfig {
     uint32_t perf_buffer_pages = kDefaultPerfBufferPages;
     uint32_t socket_table_size = kDefaultSocketTableSize;
     std::string btf_path;  // empty: the kernel's own (BpfOptions::btf_path)
+    bool resets = true;    // BpfOptions::resets
+    bool retransmits = true;
 
     bool operator==(const EventsConfig&) const = default;
 };

@@ -193,6 +193,8 @@ public:
         return *value;
     }
 
+    bool boolean(const Field& field) const { return choice(field, {"false", "true"}) == 1; }
+
     // The index of the value in choices.
     size_t choice(const Field& field, const std::vector<std::string_view>& choices) const {
         const std::string what = "one of " + join(choices);

@@ -119,6 +119,40 @@ std::pair<bpf_program*, bpf_program*> entry_programs(tcpstates_bpf& skel, bool r
                 : std::pair{p.tcpstates_perfbuf, p.tcpstates_perfbuf_nested};
 }
 
+// The programs on the reset and retransmission tracepoints of one transport (bpf/tcpstates.bpf.c,
+// "Resets and retransmissions"), and which of them the options ask for.
+std::vector<bpf_program*> packet_programs(tcpstates_bpf& skel, bool ring,
+                                          const BpfOptions& options) {
+    auto& p = skel.progs;
+    std::vector<bpf_program*> chosen;
+    if (options.resets) {
+        chosen.push_back(ring ? p.tcpstates_reset_sent_ringbuf : p.tcpstates_reset_sent_perfbuf);
+        chosen.push_back(ring ? p.tcpstates_reset_received_ringbuf
+                              : p.tcpstates_reset_received_perfbuf);
+    }
+    if (options.retransmits) {
+        chosen.push_back(ring ? p.tcpstates_retransmit_ringbuf : p.tcpstates_retransmit_perfbuf);
+        chosen.push_back(ring ? p.tcpstates_retransmit_synack_ringbuf
+                              : p.tcpstates_retransmit_synack_perfbuf);
+    }
+    return chosen;
+}
+
+// Whether the kernel's tcp:tcp_retransmit_skb passes the transmission's result (a third
+// argument, Linux >= 6.15), which it then fires for failed attempts too.
+bool retransmit_reports_errors() {
+    const std::unique_ptr<btf, decltype(&btf__free)> vmlinux(btf__load_vmlinux_btf(), btf__free);
+    if (!vmlinux) return false;
+    const int id =
+        btf__find_by_name_kind(vmlinux.get(), "btf_trace_tcp_retransmit_skb", BTF_KIND_TYPEDEF);
+    if (id < 0) return false;
+    // typedef -> pointer -> function prototype (void *, sock, sk_buff[, int err])
+    const btf_type* pointer =
+        btf__type_by_id(vmlinux.get(), btf__type_by_id(vmlinux.get(), id)->type);
+    const btf_type* prototype = pointer ? btf__type_by_id(vmlinux.get(), pointer->type) : nullptr;
+    return prototype && btf_is_func_proto(prototype) && btf_vlen(prototype) >= 4;
+}
+
 // Sums a per-CPU array of `writers` x `slots` 64-bit values over CPUs and writers.
 template <typename Value, size_t Slots>
 std::array<Value, Slots> sum_per_cpu(int map_fd, uint32_t writers) {
@@ -190,9 +224,16 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     const bool ring = transport_ == Transport::RingBuffer;
     const bool socket_storage = options.btf_path.empty();
     std::tie(first_, nested_) = entry_programs(*skel_, ring, !socket_storage);
+    // The packet programs read socket storage and attach as tp_btf: not with a BTF file.
+    if (socket_storage) packet_programs_ = packet_programs(*skel_, ring, options);
     for (bpf_program* candidate = bpf_object__next_program(skel_->obj, nullptr); candidate;
          candidate = bpf_object__next_program(skel_->obj, candidate))
-        bpf_program__set_autoload(candidate, candidate == first_ || candidate == nested_);
+        bpf_program__set_autoload(
+            candidate, candidate == first_ || candidate == nested_ ||
+                           std::find(packet_programs_.begin(), packet_programs_.end(), candidate) !=
+                               packet_programs_.end());
+    if (options.retransmits && socket_storage)
+        skel_->rodata->retransmit_reports_errors = retransmit_reports_errors() ? 1 : 0;
     // The walk is a tracing program on the kernel's own BTF, like socket storage. It counts the
     // sockets of this network namespace; the tracepoint programs count the others.
     bpf_program__set_autoload(skel_->progs.tcpstates_walk, socket_storage);
@@ -227,7 +268,11 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
              err);
     apply_filters(options.filters);
     if (int err = tcpstates_bpf__attach(skel_.get()))
-        fail("attaching to the tracepoint sock:inet_sock_set_state", err);
+        fail(packet_programs_.empty()
+                 ? "attaching to the tracepoint sock:inet_sock_set_state"
+                 : "attaching to the tracepoints sock:inet_sock_set_state and tcp:tcp_send_reset, "
+                   "tcp_receive_reset, tcp_retransmit_skb, tcp_retransmit_synack",
+             err);
 }
 
 void BpfProgram::DestroySkeleton::operator()(tcpstates_bpf* skeleton) const {
@@ -294,13 +339,26 @@ KernelCounters BpfProgram::read_counters() const {
     return totals;
 }
 
-uint64_t BpfProgram::recursion_losses(const KernelCounters& counters) const {
-    const uint64_t nested_runs = counters[TCPSTATES_COUNTER_NESTED_RUNS];
+namespace {
+
+uint64_t recursion_misses(const bpf_program* program) {
     bpf_prog_info info{};
     uint32_t size = sizeof info;
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(first_), &info, &size) != 0)
-        throw BpfError("reading the program's recursion misses: " + std::string(strerror(errno)));
-    return info.recursion_misses > nested_runs ? info.recursion_misses - nested_runs : 0;
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(program), &info, &size) != 0)
+        throw BpfError(std::string("reading the recursion misses of the program ") +
+                       bpf_program__name(program) + ": " + strerror(errno));
+    return info.recursion_misses;
+}
+
+}  // namespace
+
+uint64_t BpfProgram::recursion_losses(const KernelCounters& counters) const {
+    const uint64_t nested_runs = counters[TCPSTATES_COUNTER_NESTED_RUNS];
+    const uint64_t first_misses = recursion_misses(first_);
+    uint64_t losses = first_misses > nested_runs ? first_misses - nested_runs : 0;
+    // Nothing makes up for a packet program's miss.
+    for (const bpf_program* program : packet_programs_) losses += recursion_misses(program);
+    return losses;
 }
 
 SocketCounts BpfProgram::socket_counts() const {

@@ -121,6 +121,8 @@ public:
     // first program's bpf_prog_info.recursion_misses (Linux >= 5.12; 0 before) minus the
     // nested program's runs in `counters`, which must have been read before this call: each
     // nested run follows the miss it makes up for, so misses read afterwards are never fewer.
+    // Plus the misses of the reset and retransmission programs: resets and retransmissions
+    // lost.
     uint64_t recursion_losses(const KernelCounters& counters) const;
     // Sockets now in each state, as the tracepoint programs count them: those with stored
     // state (seen changing state since the start) of the network namespaces the walk does not
@@ -144,6 +146,8 @@ private:
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
     bpf_program* first_ = nullptr;  // the pair of tracepoint programs loaded and attached
     bpf_program* nested_ = nullptr;
+    std::vector<bpf_program*>
+        packet_programs_;            // those loaded and attached (BpfOptions::resets...)
     mutable std::mutex walk_mutex_;  // one walk at a time: a walk's counts live in .bss
     Transport transport_ = Transport::RingBuffer;
     uint32_t perf_buffer_pages_ = 0;

@@ -22,13 +22,14 @@ const tcpstates_transition& transition_of(const tcpstates_event& event) {
 }
 
 // Copies the record out whole (perf records are not aligned for the structs) when it is one:
-// long enough, and of a family the program reports.
+// long enough, of a family and a kind the program reports.
 template <typename Record>
 bool read_record(const void* data, size_t size, Record& record) {
     if (size < sizeof record) return false;
     std::memcpy(&record, data, sizeof record);
-    const uint16_t family = transition_of(record).family;
-    return family == AF_INET || family == AF_INET6;
+    const tcpstates_transition& transition = transition_of(record);
+    return (transition.family == AF_INET || transition.family == AF_INET6) &&
+           transition.kind < TCPSTATES_KINDS;
 }
 
 }  // namespace

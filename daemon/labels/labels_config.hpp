@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace tcpstatesd {
@@ -13,13 +15,33 @@ struct LabelledFamilies {
     bool transitions = false;      // tcpstates_transitions_total
     bool state_durations = false;  // tcpstates_state_duration_seconds
     bool sockets = false;          // tcpstates_sockets
+    bool closes = false;           // tcpstates_closes_total
+    bool resets = false;           // tcpstates_resets_total
+    bool retransmits = false;      // tcpstates_retransmits_total
 
-    bool any() const { return transitions || state_durations || sockets; }
+    bool any() const;
     bool operator==(const LabelledFamilies&) const = default;
 };
 
+// Each family's name in the configuration (labels.*.families), and its flag.
+inline constexpr std::pair<std::string_view, bool LabelledFamilies::*> kLabelledFamilyNames[] = {
+    {"transitions", &LabelledFamilies::transitions},
+    {"state_durations", &LabelledFamilies::state_durations},
+    {"sockets", &LabelledFamilies::sockets},
+    {"closes", &LabelledFamilies::closes},
+    {"resets", &LabelledFamilies::resets},
+    {"retransmits", &LabelledFamilies::retransmits},
+};
+
+inline bool LabelledFamilies::any() const {
+    for (const auto& [name, flag] : kLabelledFamilyNames)
+        if (this->*flag) return true;
+    return false;
+}
+
 struct PortLabelConfig {
-    LabelledFamilies families{.transitions = true, .sockets = true};
+    LabelledFamilies families{
+        .transitions = true, .sockets = true, .closes = true, .resets = true, .retransmits = true};
     bool listening = true;        // every port the host listens on
     std::vector<uint16_t> ports;  // and these, sorted
     uint32_t max_values = 64;
@@ -28,7 +50,8 @@ struct PortLabelConfig {
 };
 
 struct CgroupLabelConfig {
-    LabelledFamilies families{.transitions = true};
+    LabelledFamilies families{
+        .transitions = true, .closes = true, .resets = true, .retransmits = true};
     uint32_t max_values = 64;
 
     bool operator==(const CgroupLabelConfig&) const = default;

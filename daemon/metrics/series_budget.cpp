@@ -1,5 +1,7 @@
 #include "metrics/series_budget.hpp"
 
+#include <string>
+
 namespace tcpstatesd {
 
 SeriesBudget::SeriesBudget(prometheus::Registry& registry, uint32_t max_series)
@@ -10,9 +12,6 @@ SeriesBudget::SeriesBudget(prometheus::Registry& registry, uint32_t max_series)
                            "port=\"other\", cgroup=\"other\": events for the counters and "
                            "histograms, label sets at each scrape for the gauge.")
                      .Register(registry)),
-      overflow_counters_{&overflows_.Add({{"metric", "tcpstates_transitions_total"}}),
-                         &overflows_.Add({{"metric", "tcpstates_state_duration_seconds"}}),
-                         &overflows_.Add({{"metric", "tcpstates_sockets"}})},
       used_gauge_(prometheus::BuildGauge()
                       .Name("tcpstatesd_labelled_series")
                       .Help("Samples of the counters and histograms that carry a port or cgroup "
@@ -26,6 +25,9 @@ SeriesBudget::SeriesBudget(prometheus::Registry& registry, uint32_t max_series)
                              "family together, the gauge's included.")
                        .Register(registry)
                        .Add({})) {
+    for (LabelledMetric metric : kLabelledMetrics)
+        overflow_counters_[static_cast<size_t>(metric)] =
+            &overflows_.Add({{"metric", std::string(metric_name(metric))}});
     limit_gauge_.Set(max_series);
 }
 
@@ -55,7 +57,7 @@ uint64_t SeriesBudget::available() const {
 }
 
 void SeriesBudget::overflowed(LabelledMetric metric, uint64_t count) {
-    overflow_counters_[static_cast<int>(metric)]->Increment(static_cast<double>(count));
+    overflow_counters_[static_cast<size_t>(metric)]->Increment(static_cast<double>(count));
 }
 
 }  // namespace tcpstatesd

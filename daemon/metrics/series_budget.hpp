@@ -9,13 +9,27 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
+#include <string_view>
 
 namespace tcpstatesd {
 
-// The labelled metric families, as tcpstatesd_series_overflows_total names them.
-enum class LabelledMetric { Transitions, StateDurations, Sockets };
+// The labelled metric families.
+enum class LabelledMetric { Transitions, StateDurations, Sockets, Closes, Resets, Retransmits };
+constexpr LabelledMetric kLabelledMetrics[] = {
+    LabelledMetric::Transitions, LabelledMetric::StateDurations, LabelledMetric::Sockets,
+    LabelledMetric::Closes,      LabelledMetric::Resets,         LabelledMetric::Retransmits};
+
+// The metric family's name: "tcpstates_transitions_total", ...
+constexpr std::string_view metric_name(LabelledMetric metric) {
+    constexpr std::string_view names[] = {
+        "tcpstates_transitions_total", "tcpstates_state_duration_seconds",
+        "tcpstates_sockets",           "tcpstates_closes_total",
+        "tcpstates_resets_total",      "tcpstates_retransmits_total"};
+    return names[static_cast<size_t>(metric)];
+}
 
 class SeriesBudget {
 public:
@@ -35,7 +49,7 @@ private:
     std::atomic<uint64_t> used_{0};
     std::atomic<uint64_t> limit_;
     prometheus::Family<prometheus::Counter>& overflows_;
-    prometheus::Counter* overflow_counters_[3];
+    std::array<prometheus::Counter*, std::size(kLabelledMetrics)> overflow_counters_{};
     prometheus::Gauge& used_gauge_;
     prometheus::Gauge& limit_gauge_;
 };

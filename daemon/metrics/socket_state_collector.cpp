@@ -85,7 +85,7 @@ void fold_over_budget(std::map<GaugeKey, int64_t>& counts, SeriesBudget& budget)
 prometheus::MetricFamily SocketStateCollector::gauge(bool port, bool cgroup) const {
     using prometheus::MetricType;
     prometheus::MetricFamily family =
-        metric_family("tcpstates_sockets", kGaugeHelp, MetricType::Gauge);
+        metric_family(metric_name(LabelledMetric::Sockets).data(), kGaugeHelp, MetricType::Gauge);
     std::map<GaugeKey, int64_t> counts;
     SocketLabels::WalkedLabels names;
     names.port_names = {"other"};

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "kernel/close_reason.hpp"
 #include "kernel/tcp_state.hpp"
 
 namespace tcpstatesd {
@@ -47,8 +48,16 @@ unsigned state_index(unsigned state) {
     return state <= TCPSTATES_MAX_STATE ? state : 0;
 }
 
-constexpr const char* kTransitionsName = "tcpstates_transitions_total";
-constexpr const char* kDurationsName = "tcpstates_state_duration_seconds";
+prometheus::Family<prometheus::Counter>& counter_family(prometheus::Registry& registry,
+                                                        LabelledMetric metric, const char* help) {
+    return prometheus::BuildCounter()
+        .Name(std::string(metric_name(metric)))
+        .Help(help)
+        .Register(registry);
+}
+
+// The `direction` of a reset: Key::from of tcpstates_resets_total.
+constexpr unsigned kResetSent = 0, kResetReceived = 1;
 
 }  // namespace
 
@@ -71,11 +80,38 @@ TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
     : labels_(labels),
       budget_(budget),
       config_(config),
-      transitions_family_(prometheus::BuildCounter()
-                              .Name(kTransitionsName)
-                              .Help("TCP state transitions, by address family, previous state "
-                                    "(from_state) and new state (to_state).")
-                              .Register(registry)),
+      transitions_{counter_family(registry, LabelledMetric::Transitions,
+                                  "TCP state transitions, by address family, previous state "
+                                  "(from_state) and new state (to_state)."),
+                   LabelledMetric::Transitions, &LabelledFamilies::transitions,
+                   [](const Key& key, prometheus::Labels& labels) {
+                       labels.emplace("from_state", std::string(tcp_state_name(key.from)));
+                       labels.emplace("to_state", std::string(tcp_state_name(key.to)));
+                   }},
+      closes_{counter_family(registry, LabelledMetric::Closes,
+                             "Transitions to CLOSE, by the state left (from_state) and why "
+                             "(reason: normal, refused, timeout, reset, unreachable, canceled, "
+                             "other)."),
+              LabelledMetric::Closes, &LabelledFamilies::closes,
+              [](const Key& key, prometheus::Labels& labels) {
+                  labels.emplace("from_state", std::string(tcp_state_name(key.from)));
+                  labels.emplace("reason", std::string(close_reason_name(kCloseReasons[key.to])));
+              }},
+      resets_{counter_family(registry, LabelledMetric::Resets,
+                             "TCP resets (RST) sent and received, by the socket's state then "
+                             "(CLOSE: sent for a segment that found no socket)."),
+              LabelledMetric::Resets, &LabelledFamilies::resets,
+              [](const Key& key, prometheus::Labels& labels) {
+                  labels.emplace("direction", key.from == kResetReceived ? "received" : "sent");
+                  labels.emplace("state", std::string(tcp_state_name(key.to)));
+              }},
+      retransmits_{counter_family(registry, LabelledMetric::Retransmits,
+                                  "TCP segments retransmitted, by the socket's state (SYN_SENT: "
+                                  "the SYN, SYN_RECV: the SYN-ACK)."),
+                   LabelledMetric::Retransmits, &LabelledFamilies::retransmits,
+                   [](const Key& key, prometheus::Labels& labels) {
+                       labels.emplace("state", std::string(tcp_state_name(key.to)));
+                   }},
       unknown_start_(prometheus::BuildCounter()
                          .Name("tcpstatesd_transitions_unknown_start_total")
                          .Help("Transitions whose start was not seen (new socket, child "
@@ -83,13 +119,14 @@ TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
                                "socket table): counted, never observed as a duration.")
                          .Register(registry)),
       durations_family_(prometheus::BuildHistogram()
-                            .Name(kDurationsName)
+                            .Name(std::string(metric_name(LabelledMetric::StateDurations)))
                             .Help("Time a TCP socket spent in `state` before it moved to "
                                   "`next_state`.")
                             .Register(registry)),
       events_received_(prometheus::BuildCounter()
                            .Name("tcpstatesd_events_received_total")
-                           .Help("Transition events delivered by the kernel to the daemon.")
+                           .Help("Records (transitions, resets, retransmissions) delivered by "
+                                 "the kernel to the daemon.")
                            .Register(registry)
                            .Add({})),
       buckets_(std::move(duration_buckets)) {
@@ -152,23 +189,21 @@ std::pair<TransitionMetrics::Key, Metric*> TransitionMetrics::place(
     return {key, nullptr};
 }
 
-prometheus::Counter& TransitionMetrics::transitions(const Key& full) {
-    const bool port = config_.port.families.transitions;
-    const bool cgroup = config_.cgroup.families.transitions;
-    const auto [key, existing] =
-        place(transitions_, port, cgroup, full, 1, LabelledMetric::Transitions);
+prometheus::Counter& TransitionMetrics::counter(Counters& counters, const Key& full) {
+    const bool port = carries(Label::Port, counters.labelled);
+    const bool cgroup = carries(Label::Cgroup, counters.labelled);
+    const auto [key, existing] = place(counters.series, port, cgroup, full, 1, counters.metric);
     if (existing) return *existing;
     prometheus::Labels labels = labels_of(key, port, cgroup);
-    labels.emplace("from_state", std::string(tcp_state_name(key.from)));
-    labels.emplace("to_state", std::string(tcp_state_name(key.to)));
-    prometheus::Counter& counter = transitions_family_.Add(labels);
-    transitions_.emplace(key.packed(), &counter);
+    counters.name(key, labels);
+    prometheus::Counter& counter = counters.family.Add(labels);
+    counters.series.emplace(key.packed(), &counter);
     return counter;
 }
 
 prometheus::Histogram& TransitionMetrics::duration(const Key& full) {
-    const bool port = config_.port.families.state_durations;
-    const bool cgroup = config_.cgroup.families.state_durations;
+    const bool port = carries(Label::Port, &LabelledFamilies::state_durations);
+    const bool cgroup = carries(Label::Cgroup, &LabelledFamilies::state_durations);
     const auto [key, existing] =
         place(durations_, port, cgroup, full, histogram_cost(), LabelledMetric::StateDurations);
     if (existing) return *existing;
@@ -188,20 +223,44 @@ void TransitionMetrics::export_common_series() {
     for (unsigned f = 0; f < kFamilies; ++f)
         for (auto [from, to] : kCommonTransitions) {
             const Key key{f, from, to, LabelValues::kOther, LabelValues::kOther};
-            if (!labelled_transitions) transitions(key);
+            if (!labelled_transitions) counter(transitions_, key);
             if (!labelled_durations && can_have_duration(from, to)) duration(key);
         }
 }
 
-void TransitionMetrics::on_transition(const tcpstates_transition& transition) {
+void TransitionMetrics::on_transition(const tcpstates_transition& record) {
     events_received_.Increment();
-    const SocketLabels::Values values = labels_.of(transition);
-    const Key key{family_index(transition.family), state_index(transition.old_state),
-                  state_index(transition.new_state), values.port, values.cgroup};
-    transitions(key).Increment();
+    const SocketLabels::Values values = labels_.of(record);
     if (values.port_refused) accounting(Label::Port).overflows->Increment();
     if (values.cgroup_refused) accounting(Label::Cgroup).overflows->Increment();
     if (values.admitted) update_label_gauges();
+    const unsigned family = family_index(record.family);
+    const unsigned state = state_index(record.new_state);
+    switch (record.kind) {
+        case TCPSTATES_KIND_RESET_SENT:
+        case TCPSTATES_KIND_RESET_RECEIVED: {
+            const unsigned direction =
+                record.kind == TCPSTATES_KIND_RESET_RECEIVED ? kResetReceived : kResetSent;
+            counter(resets_, {family, direction, state, values.port, values.cgroup}).Increment();
+            return;
+        }
+        case TCPSTATES_KIND_RETRANSMIT:
+            counter(retransmits_, {family, 0, state, values.port, values.cgroup}).Increment();
+            return;
+        default:  // a transition (EventSource delivers no other kind)
+            count_transition(
+                record, {family, state_index(record.old_state), state, values.port, values.cgroup});
+    }
+}
+
+void TransitionMetrics::count_transition(const tcpstates_transition& transition, const Key& key) {
+    counter(transitions_, key).Increment();
+    if (key.to == TCPSTATES_CLOSE) {
+        const auto reason = close_reason(key.from, transition.close_error);
+        counter(closes_,
+                {key.family, key.from, static_cast<unsigned>(reason), key.port, key.cgroup})
+            .Increment();
+    }
     if (transition.flags & TCPSTATES_EVENT_START_UNKNOWN) {
         prometheus::Counter*& unknown = unknown_start_slots_[key.family][key.from][key.to];
         if (!unknown)
@@ -242,13 +301,14 @@ void TransitionMetrics::remove_series(prometheus::Family<Metric>& family,
 
 void TransitionMetrics::remove_value(Label label, uint32_t index) {
     const auto with_value = [label, index](const Key& key) { return key.value(label) == index; };
-    remove_series(transitions_family_, transitions_, 1, with_value);
+    for (Counters* counters : counter_families())
+        remove_series(counters->family, counters->series, 1, with_value);
     remove_series(durations_family_, durations_, histogram_cost(), with_value);
     accounting(label).replaced->Increment();
 }
 
-void TransitionMetrics::remove_all_transitions() {
-    remove_series(transitions_family_, transitions_, 1, [](const Key&) { return true; });
+void TransitionMetrics::remove_all(Counters& counters) {
+    remove_series(counters.family, counters.series, 1, [](const Key&) { return true; });
 }
 
 void TransitionMetrics::remove_all_durations() {
@@ -263,14 +323,13 @@ void TransitionMetrics::set_duration_buckets(std::vector<double> buckets) {
 }
 
 void TransitionMetrics::set_labels(const LabelsConfig& config) {
-    const bool transitions_change =
-        config.port.families.transitions != config_.port.families.transitions ||
-        config.cgroup.families.transitions != config_.cgroup.families.transitions;
-    const bool durations_change =
-        config.port.families.state_durations != config_.port.families.state_durations ||
-        config.cgroup.families.state_durations != config_.cgroup.families.state_durations;
-    if (transitions_change) remove_all_transitions();
-    if (durations_change) remove_all_durations();
+    const auto changes = [&](bool LabelledFamilies::*family) {
+        return config.port.families.*family != config_.port.families.*family ||
+               config.cgroup.families.*family != config_.cgroup.families.*family;
+    };
+    for (Counters* counters : counter_families())
+        if (changes(counters->labelled)) remove_all(*counters);
+    if (changes(&LabelledFamilies::state_durations)) remove_all_durations();
     config_ = config;
     labels_.configure(config);
     budget_.set_limit(config.max_series);

@@ -1,7 +1,8 @@
-// The aggregator: turns each kernel event into counter increments and histogram
-// observations in a prometheus-cpp Registry, under the optional `port` and `cgroup` labels
-// (daemon/labels/) within the labelled-series cap. Runs on the reactor thread; scrapes read
-// the same metric objects from the HTTP threads through prometheus-cpp's own locks.
+// The aggregator: turns each kernel record (a transition, a reset, a retransmission) into
+// counter increments and histogram observations in a prometheus-cpp Registry, under the
+// optional `port` and `cgroup` labels (daemon/labels/) within the labelled-series cap. Runs on the
+// reactor thread; scrapes read the same metric objects from the HTTP threads through
+// prometheus-cpp's own locks.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -44,8 +45,10 @@ private:
     static constexpr unsigned kFamilies = 2;  // ipv4, ipv6
     static constexpr unsigned kStates = TCPSTATES_MAX_STATE + 1;
 
-    // A series' identity: family, states, and the index of each label value it carries (0,
-    // "other", for a label the metric family does not carry).
+    // A series' identity: family, two fields of the metric family's own (the transition's
+    // states; a close's state and reason; a reset's direction and state; a retransmission's
+    // state in `to`), and the index of each label value it carries (0, "other", for a label
+    // the metric family does not carry).
     struct Key {
         unsigned family, from, to;
         uint32_t port, cgroup;
@@ -57,6 +60,21 @@ private:
             return port != LabelValues::kOther || cgroup != LabelValues::kOther;
         }
     };
+    // A labelled counter family and its series.
+    struct Counters {
+        prometheus::Family<prometheus::Counter>& family;
+        LabelledMetric metric;
+        bool LabelledFamilies::*labelled;  // whose flag puts a label on it
+        // Adds the labels of the key's own fields.
+        void (*name)(const Key& key, prometheus::Labels& labels);
+        std::unordered_map<uint64_t, prometheus::Counter*> series;
+    };
+    std::array<Counters*, 4> counter_families() {
+        return {&transitions_, &closes_, &resets_, &retransmits_};
+    }
+    bool carries(Label label, bool LabelledFamilies::*family) const {
+        return (label == Label::Port ? config_.port.families : config_.cgroup.families).*family;
+    }
     Key key_for(bool port, bool cgroup, const Key& full) const;
     // Where a sample of `full` goes in a family that carries `port` and/or `cgroup`: its key,
     // and its series if it exists. A new labelled series takes `cost` samples from the budget,
@@ -66,8 +84,9 @@ private:
                                   bool cgroup, const Key& full, uint64_t cost,
                                   LabelledMetric metric);
     prometheus::Labels labels_of(const Key& key, bool port, bool cgroup) const;
-    prometheus::Counter& transitions(const Key& full);
+    prometheus::Counter& counter(Counters& counters, const Key& full);
     prometheus::Histogram& duration(const Key& full);
+    void count_transition(const tcpstates_transition& transition, const Key& key);
     uint64_t histogram_cost() const { return buckets_.size() + 3; }
     // Exports the transitions of ordinary connections at zero before they first happen
     // (for the unlabelled series only: labelled ones appear with their first transition).
@@ -78,7 +97,7 @@ private:
     void remove_series(prometheus::Family<Metric>& family,
                        std::unordered_map<uint64_t, Metric*>& series, uint64_t cost, Select remove);
     void remove_value(Label label, uint32_t index);
-    void remove_all_transitions();
+    void remove_all(Counters& counters);
     void remove_all_durations();
     void update_label_gauges();
     void update_label_limits();
@@ -86,7 +105,10 @@ private:
     SocketLabels& labels_;
     SeriesBudget& budget_;
     LabelsConfig config_;
-    prometheus::Family<prometheus::Counter>& transitions_family_;
+    Counters transitions_;
+    Counters closes_;
+    Counters resets_;
+    Counters retransmits_;
     prometheus::Family<prometheus::Counter>& unknown_start_;
     prometheus::Family<prometheus::Histogram>& durations_family_;
     prometheus::Counter& events_received_;
@@ -102,7 +124,6 @@ private:
     }
     std::array<LabelAccounting, std::size(kLabels)> label_accounting_{};
     std::vector<double> buckets_;
-    std::unordered_map<uint64_t, prometheus::Counter*> transitions_;
     std::unordered_map<uint64_t, prometheus::Histogram*> durations_;
     std::array<std::array<std::array<prometheus::Counter*, kStates>, kStates>, kFamilies>
         unknown_start_slots_{};

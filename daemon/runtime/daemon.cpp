@@ -42,6 +42,8 @@ BpfOptions bpf_options(const Config& config) {
     options.ring_buffer_wakeup_bytes = batched_wakeup_bytes(config.events.ring_buffer_bytes);
     options.filters = config.filters;
     options.btf_path = config.events.btf_path;
+    options.resets = config.events.resets;
+    options.retransmits = config.events.retransmits;
     return options;
 }
 

@@ -65,13 +65,21 @@ TEST_CASE("config: built-in defaults") {
     CHECK(c.logging.level == spdlog::level::info);
     CHECK(c.logging.format == LogFormat::Text);
     CHECK(c.source == "built-in defaults");
-    // `port` on the transitions and the gauge, for the host's listening ports; `cgroup` on the
-    // transitions; both bounded.
-    CHECK(c.labels.port.families == LabelledFamilies{.transitions = true, .sockets = true});
+    CHECK(c.events.resets);
+    CHECK(c.events.retransmits);
+    // `port` on the counters and the gauge, for the host's listening ports; `cgroup` on the
+    // counters; both bounded.
+    CHECK(c.labels.port.families == LabelledFamilies{.transitions = true,
+                                                     .sockets = true,
+                                                     .closes = true,
+                                                     .resets = true,
+                                                     .retransmits = true});
     CHECK(c.labels.port.listening);
     CHECK(c.labels.port.ports.empty());
     CHECK(c.labels.port.max_values == 64);
-    CHECK(c.labels.cgroup.families == LabelledFamilies{.transitions = true});
+    CHECK(
+        c.labels.cgroup.families ==
+        LabelledFamilies{.transitions = true, .closes = true, .resets = true, .retransmits = true});
     CHECK(c.labels.cgroup.max_values == 64);
     CHECK(c.labels.max_series == 1000);
 }
@@ -98,10 +106,15 @@ TEST_CASE("config: labels, each on the families listed, with their values and bo
     CHECK(parse_config("labels: {port: {ports: [80, listening]}}", "x").labels.port.listening);
 }
 
+TEST_CASE("config errors: events.resets and retransmits are true or false") {
+    CHECK(error_of("events:\n  resets: yes\n") ==
+          "x.yaml:2:11: events.resets: expected one of false, true, got \"yes\"");
+}
+
 TEST_CASE("config errors: labels") {
     CHECK(error_of("labels:\n  port:\n    families: [transitions, histograms]\n") ==
           "x.yaml:3:29: labels.port.families: expected one of transitions, state_durations, "
-          "sockets, got \"histograms\"");
+          "sockets, closes, resets, retransmits, got \"histograms\"");
     CHECK(error_of("labels:\n  cgroup:\n    families: [sockets, sockets]\n") ==
           "x.yaml:3:25: labels.cgroup.families: \"sockets\" is listed twice");
     CHECK(error_of("labels:\n  port:\n    ports: [listening, 80, listening]\n") ==
@@ -160,6 +173,8 @@ events:
   perf_buffer_pages: 4096
   socket_table_size: 16777216
   btf_path: /var/lib/btf/5.4.0-42-generic.btf
+  resets: false
+  retransmits: true
 filters:
   families: [ipv6]
   local_ports: [443, "8000-8002", 80, 22-23]
@@ -182,6 +197,8 @@ logging:
     CHECK(c.events.perf_buffer_pages == 4096);
     CHECK(c.events.socket_table_size == 1u << 24);
     CHECK(c.events.btf_path == "/var/lib/btf/5.4.0-42-generic.btf");
+    CHECK_FALSE(c.events.resets);
+    CHECK(c.events.retransmits);
     CHECK(c.filters.family == AF_INET6);
     CHECK(c.filters.local_ports == std::vector<uint16_t>{22, 23, 80, 443, 8000, 8001, 8002});
     CHECK(c.filters.remote_ports == std::vector<uint16_t>{5432});
@@ -227,10 +244,11 @@ TEST_CASE("config: the repository's config/tcpstatesd.yaml is exactly the built-
     // every key, since it is the documented default.
     std::ifstream in(path);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    for (const char* key : {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
-                            "ring_buffer_bytes:", "perf_buffer_pages:", "socket_table_size:",
-                            "btf_path:", "families:", "local_ports:", "remote_ports:",
-                            "duration_buckets_seconds:", "max_series:", "level:", "format:"})
+    for (const char* key :
+         {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
+          "ring_buffer_bytes:", "perf_buffer_pages:", "socket_table_size:", "btf_path:", "resets:",
+          "retransmits:", "families:", "local_ports:", "remote_ports:", "duration_buckets_seconds:",
+          "max_series:", "level:", "format:"})
         CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
     for (const char* key : {"port:", "cgroup:"})
         CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
@@ -582,11 +600,13 @@ TEST_CASE("config: keys needing a restart") {
     next.events.perf_buffer_pages = 1;
     next.events.socket_table_size = 1;
     next.events.btf_path = "/x.btf";
+    next.events.resets = false;
+    next.events.retransmits = false;
     CHECK(keys_needing_restart(running, next) ==
           std::vector<std::string>{"web.listen_addresses", "web.telemetry_path", "web.max_threads",
                                    "events.transport", "events.ring_buffer_bytes",
                                    "events.perf_buffer_pages", "events.socket_table_size",
-                                   "events.btf_path"});
+                                   "events.btf_path", "events.resets", "events.retransmits"});
 
     Config one = running;
     one.events.socket_table_size = 1024;

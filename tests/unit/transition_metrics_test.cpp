@@ -2,6 +2,8 @@
 #include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 
+#include <cerrno>
+
 #include <catch2/catch.hpp>
 
 #include "metrics/transition_metrics.hpp"
@@ -249,4 +251,99 @@ TEST_CASE("labels: a reload keeps the counts of the families whose labels stay")
     CHECK(text.find(R"(port="8080",state=)") == std::string::npos);
     CHECK(has_line(text, "tcpstatesd_labelled_series 1"));
     CHECK(has_line(text, "tcpstatesd_labelled_series_limit 50"));
+}
+
+namespace {
+
+tcpstates_transition packet(unsigned kind, unsigned state) {
+    tcpstates_transition t = transition(AF_INET, state, state, 0);
+    t.kind = static_cast<uint8_t>(kind);
+    t.flags = 0;
+    return t;
+}
+
+tcpstates_transition closing(unsigned from, unsigned error) {
+    tcpstates_transition t = transition(AF_INET, from, TCPSTATES_CLOSE, 0.002);
+    t.close_error = static_cast<uint8_t>(error);
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(Fixture, "aggregation: every transition to CLOSE is a close, with its reason") {
+    metrics.on_transition(closing(TCPSTATES_SYN_SENT, ECONNREFUSED));
+    metrics.on_transition(closing(TCPSTATES_SYN_SENT, ETIMEDOUT));
+    metrics.on_transition(closing(TCPSTATES_SYN_SENT, 0));
+    metrics.on_transition(closing(TCPSTATES_ESTABLISHED, ECONNRESET));
+    metrics.on_transition(closing(TCPSTATES_LAST_ACK, 0));
+    metrics.on_transition(transition(AF_INET, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1, 0.002));
+    const std::string text = scrape(registry);
+    for (
+        const char* line : {
+            R"(tcpstates_closes_total{family="ipv4",from_state="SYN_SENT",reason="refused"} 1)",
+            R"(tcpstates_closes_total{family="ipv4",from_state="SYN_SENT",reason="timeout"} 1)",
+            R"(tcpstates_closes_total{family="ipv4",from_state="SYN_SENT",reason="canceled"} 1)",
+            R"(tcpstates_closes_total{family="ipv4",from_state="ESTABLISHED",reason="reset"} 1)",
+            R"(tcpstates_closes_total{family="ipv4",from_state="LAST_ACK",reason="normal"} 1)",
+            R"(tcpstates_transitions_total{family="ipv4",from_state="SYN_SENT",to_state="CLOSE"} 3)",
+        })
+        CHECK(has_line(text, line));
+    CHECK(text.find(
+              R"(tcpstates_closes_total{family="ipv4",from_state="ESTABLISHED",reason="normal")") ==
+          std::string::npos);
+}
+
+TEST_CASE_METHOD(Fixture,
+                 "aggregation: resets and retransmissions are counted in their state, "
+                 "never as transitions") {
+    metrics.on_transition(packet(TCPSTATES_KIND_RESET_SENT, TCPSTATES_CLOSE));
+    metrics.on_transition(packet(TCPSTATES_KIND_RESET_SENT, TCPSTATES_ESTABLISHED));
+    metrics.on_transition(packet(TCPSTATES_KIND_RESET_RECEIVED, TCPSTATES_SYN_SENT));
+    metrics.on_transition(packet(TCPSTATES_KIND_RETRANSMIT, TCPSTATES_SYN_SENT));
+    metrics.on_transition(packet(TCPSTATES_KIND_RETRANSMIT, TCPSTATES_SYN_SENT));
+    const std::string text = scrape(registry);
+    for (const char* line : {
+             R"(tcpstates_resets_total{direction="sent",family="ipv4",state="CLOSE"} 1)",
+             R"(tcpstates_resets_total{direction="sent",family="ipv4",state="ESTABLISHED"} 1)",
+             R"(tcpstates_resets_total{direction="received",family="ipv4",state="SYN_SENT"} 1)",
+             R"(tcpstates_retransmits_total{family="ipv4",state="SYN_SENT"} 2)",
+             "tcpstatesd_events_received_total 5",
+         })
+        CHECK(has_line(text, line));
+    CHECK(text.find(R"(to_state="CLOSE"} 1)") == std::string::npos);
+    CHECK(text.find("tcpstates_closes_total{") == std::string::npos);
+    CHECK(text.find("tcpstatesd_transitions_unknown_start_total{") == std::string::npos);
+}
+
+TEST_CASE(
+    "labels: closes, resets and retransmissions carry the port where configured, "
+    "within the same cap") {
+    LabelsConfig config = no_labels();
+    config.port.families.closes = true;
+    config.port.families.retransmits = true;
+    config.max_series = 2;
+    LabelledFixture f(config);
+    tcpstates_transition refused = on_port(5432, TCPSTATES_SYN_SENT, TCPSTATES_CLOSE, 0.001);
+    refused.close_error = ECONNREFUSED;
+    f.metrics.on_transition(refused);
+    tcpstates_transition retransmit =
+        on_port(5432, TCPSTATES_ESTABLISHED, TCPSTATES_ESTABLISHED, 0);
+    retransmit.kind = TCPSTATES_KIND_RETRANSMIT;
+    f.metrics.on_transition(retransmit);
+    tcpstates_transition reset = retransmit;
+    reset.kind = TCPSTATES_KIND_RESET_RECEIVED;
+    f.metrics.on_transition(reset);
+    retransmit.lport = 5433;  // a third labelled series: over the cap
+    f.metrics.on_transition(retransmit);
+    const std::string text = scrape(f.registry);
+    for (
+        const char* line : {
+            R"(tcpstates_closes_total{family="ipv4",from_state="SYN_SENT",port="5432",reason="refused"} 1)",
+            R"(tcpstates_retransmits_total{family="ipv4",port="5432",state="ESTABLISHED"} 1)",
+            R"(tcpstates_retransmits_total{family="ipv4",port="other",state="ESTABLISHED"} 1)",
+            R"(tcpstates_resets_total{direction="received",family="ipv4",state="ESTABLISHED"} 1)",
+            R"(tcpstatesd_series_overflows_total{metric="tcpstates_retransmits_total"} 1)",
+            "tcpstatesd_labelled_series 2",
+        })
+        CHECK(has_line(text, line));
 }

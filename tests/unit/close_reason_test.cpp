@@ -1,0 +1,45 @@
+#include "kernel/close_reason.hpp"
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+
+#include "tcpstates.h"
+
+using tcpstatesd::close_reason;
+using tcpstatesd::close_reason_name;
+using tcpstatesd::CloseReason;
+
+TEST_CASE("close reason: the socket's pending error says why, whatever the state it leaves") {
+    for (unsigned from : {TCPSTATES_SYN_SENT, TCPSTATES_ESTABLISHED, TCPSTATES_LAST_ACK}) {
+        CHECK(close_reason(from, ECONNREFUSED) == CloseReason::Refused);
+        CHECK(close_reason(from, ETIMEDOUT) == CloseReason::Timeout);
+        CHECK(close_reason(from, ECONNRESET) == CloseReason::Reset);
+        CHECK(close_reason(from, EPIPE) == CloseReason::Reset);
+        for (int unreachable : {ENETUNREACH, EHOSTUNREACH, EHOSTDOWN, ENETDOWN, ENONET, EACCES})
+            CHECK(close_reason(from, unreachable) == CloseReason::Unreachable);
+        CHECK(close_reason(from, EMSGSIZE) == CloseReason::Other);
+        CHECK(close_reason(from, ECONNABORTED) == CloseReason::Other);
+    }
+}
+
+TEST_CASE("close reason: without an error, the state left tells a cancel, an abort and an end") {
+    CHECK(close_reason(TCPSTATES_SYN_SENT, 0) == CloseReason::Canceled);
+    CHECK(close_reason(TCPSTATES_SYN_RECV, 0) == CloseReason::Canceled);
+    // Only an abort, which sends a RST, leaves these for CLOSE without an error.
+    CHECK(close_reason(TCPSTATES_ESTABLISHED, 0) == CloseReason::Reset);
+    CHECK(close_reason(TCPSTATES_CLOSE_WAIT, 0) == CloseReason::Reset);
+    CHECK(close_reason(TCPSTATES_FIN_WAIT1, 0) == CloseReason::Reset);
+    for (unsigned from :
+         {TCPSTATES_FIN_WAIT2, TCPSTATES_LAST_ACK, TCPSTATES_CLOSING, TCPSTATES_LISTEN})
+        CHECK(close_reason(from, 0) == CloseReason::Normal);
+}
+
+TEST_CASE("close reason: names are the metric's label values") {
+    CHECK(close_reason_name(CloseReason::Normal) == "normal");
+    CHECK(close_reason_name(CloseReason::Refused) == "refused");
+    CHECK(close_reason_name(CloseReason::Timeout) == "timeout");
+    CHECK(close_reason_name(CloseReason::Reset) == "reset");
+    CHECK(close_reason_name(CloseReason::Unreachable) == "unreachable");
+    CHECK(close_reason_name(CloseReason::Canceled) == "canceled");
+    CHECK(close_reason_name(CloseReason::Other) == "other");
+}
