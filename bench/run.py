@@ -353,7 +353,10 @@ def run_one(args, tracer, workdir):
     record["bpf_progs"] = {}
     for prog_id, (name, ns, cnt) in stats_after.items():
         _, ns0, cnt0 = stats_before.get(prog_id, (name, 0, 0))
-        record["bpf_progs"][name] = {"run_time_ns": ns - ns0, "run_cnt": cnt - cnt0}
+        # Keyed by id too: the kernel keeps 15 characters of a name, which two programs share
+        # (tcpstates_reset_sent_*, tcpstates_reset_received_*).
+        record["bpf_progs"][f"{name} #{prog_id}"] = {"run_time_ns": ns - ns0,
+                                                    "run_cnt": cnt - cnt0}
     return record
 
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Kernel half of tcpstatesd: programs on the tracepoint sock/inet_sock_set_state, and a walk
- * of the existing sockets that counts them per state.
+ * Kernel half of tcpstatesd: programs on the tracepoint sock/inet_sock_set_state, programs on
+ * the reset and retransmission tracepoints (tcp:*, "Resets and retransmissions" below), and a
+ * walk of the existing sockets that counts them per state.
  *
  * For every TCP state change the program looks up what it stored of the socket (when it
  * entered its previous state, how it was opened, who owns it), stores the new state, keeps
