@@ -401,10 +401,10 @@ def scrape_benchmark(args, tracer, workdir, before=None, churn=True):
 # labels.max_series (its default) before the scrapes.
 AT_CAP_CONFIG = """labels:
   port:
-    families: [transitions, state_durations, sockets]
+    families: [transitions, state_durations, sockets, closes, resets, retransmits]
     max_values: 10000
   cgroup:
-    families: [transitions, state_durations, sockets]
+    families: [transitions, state_durations, sockets, closes, resets, retransmits]
 """
 
 

@@ -9,7 +9,7 @@ namespace tcpstatesd {
 
 enum class CloseReason { Normal, Refused, Timeout, Reset, Unreachable, Canceled, Other };
 constexpr CloseReason kCloseReasons[] = {
-    CloseReason::Normal, CloseReason::Refused,     CloseReason::Timeout, CloseReason::Reset,
+    CloseReason::Normal,      CloseReason::Refused,  CloseReason::Timeout, CloseReason::Reset,
     CloseReason::Unreachable, CloseReason::Canceled, CloseReason::Other};
 
 // `from_state`: enum tcpstates_tcp_state; `error`: the record's close_error (an errno, 0: none).

@@ -93,7 +93,8 @@ std::vector<tcpstates_event> life_of(const std::vector<tcpstates_event>& receive
     const uint64_t skaddr = named->skaddr;
     const auto same = [skaddr](const tcpstates_event& e) { return e.skaddr == skaddr; };
     const auto is_close = [](const tcpstates_event& e) {
-        return e.transition.new_state == TCPSTATES_CLOSE;
+        return e.transition.kind == TCPSTATES_KIND_TRANSITION &&
+               e.transition.new_state == TCPSTATES_CLOSE;
     };
 
     // Back from the named event to just after the previous CLOSE of the same address.
@@ -114,14 +115,36 @@ std::vector<tcpstates_event> life_of(const std::vector<tcpstates_event>& receive
 }
 
 bool ended(const std::vector<tcpstates_event>& life) {
-    return !life.empty() && life.back().transition.new_state == TCPSTATES_CLOSE;
+    return !life.empty() && life.back().transition.kind == TCPSTATES_KIND_TRANSITION &&
+           life.back().transition.new_state == TCPSTATES_CLOSE;
+}
+
+std::vector<tcpstates_event> state_changes(const std::vector<tcpstates_event>& events) {
+    std::vector<tcpstates_event> changes;
+    for (const auto& e : events)
+        if (e.transition.kind == TCPSTATES_KIND_TRANSITION) changes.push_back(e);
+    return changes;
 }
 
 std::vector<std::string> transitions(const std::vector<tcpstates_event>& events) {
     std::vector<std::string> names;
-    for (const auto& e : events)
-        names.push_back(std::string(tcpstatesd::tcp_state_name(e.transition.old_state)) + "->" +
-                        std::string(tcpstatesd::tcp_state_name(e.transition.new_state)));
+    for (const auto& e : events) {
+        const std::string state(tcpstatesd::tcp_state_name(e.transition.new_state));
+        switch (e.transition.kind) {
+            case TCPSTATES_KIND_RESET_SENT:
+                names.push_back("RST sent in " + state);
+                break;
+            case TCPSTATES_KIND_RESET_RECEIVED:
+                names.push_back("RST received in " + state);
+                break;
+            case TCPSTATES_KIND_RETRANSMIT:
+                names.push_back("retransmit in " + state);
+                break;
+            default:
+                names.push_back(std::string(tcpstatesd::tcp_state_name(e.transition.old_state)) +
+                                "->" + state);
+        }
+    }
     return names;
 }
 

@@ -71,8 +71,10 @@ std::vector<tcpstates_event> life_of(const std::vector<tcpstates_event>& events,
 
 // True when the life has ended: its last event is a transition to CLOSE.
 bool ended(const std::vector<tcpstates_event>& life);
+// The transitions among the events, without the resets and retransmissions.
+std::vector<tcpstates_event> state_changes(const std::vector<tcpstates_event>& events);
 
-// "CLOSE->SYN_SENT", ... : readable in a failed assertion.
+// "CLOSE->SYN_SENT", "RST received in SYN_SENT", ... : readable in a failed assertion.
 std::vector<std::string> transitions(const std::vector<tcpstates_event>& events);
 
 // Everything about an event except its timing (ts_ns, duration_ns), as one readable line:

@@ -214,7 +214,8 @@ TEST_CASE("a connection's full life, client closing first, is reported exactly",
     }
 }
 
-TEST_CASE("a refused connect goes from SYN_SENT back to CLOSE", "[lifecycle]") {
+TEST_CASE("a refused connect goes from SYN_SENT back to CLOSE, refused by a RST sent for no socket",
+          "[lifecycle]") {
     REQUIRE_BPF();
     const int family = GENERATE(AF_INET, AF_INET6);
     INFO(family_label(family));
@@ -239,13 +240,96 @@ TEST_CASE("a refused connect goes from SYN_SENT back to CLOSE", "[lifecycle]") {
         return e.transition.family == family && e.transition.lport == 0 &&
                e.transition.rport == port;
     };
-    REQUIRE(tracer.wait_until([&] { return ended(life_of(tracer.events(), is_client)); }));
+    // The RST answering the SYN: sent for a segment that found no socket (our port is bound,
+    // not listening), so in CLOSE, with the segment's ports seen from our side and no owner.
+    const auto is_refusal = [&](const tcpstates_event& e) {
+        return e.transition.kind == TCPSTATES_KIND_RESET_SENT && e.transition.family == family &&
+               e.transition.lport == port;
+    };
+    const auto refusal = [&]() -> const tcpstates_event* {
+        for (const auto& e : tracer.events())
+            if (is_refusal(e)) return &e;
+        return nullptr;
+    };
+    REQUIRE(tracer.wait_until(
+        [&] { return ended(life_of(tracer.events(), is_client)) && refusal() != nullptr; }));
     CHECK(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
     const auto life = life_of(tracer.events(), is_client);
-    REQUIRE(transitions(life) == Strings{"CLOSE->SYN_SENT", "SYN_SENT->CLOSE"});
+    REQUIRE(transitions(life) ==
+            Strings{"CLOSE->SYN_SENT", "RST received in SYN_SENT", "SYN_SENT->CLOSE"});
     check_endpoints(life[0], family, 0, port);
-    CHECK(is_loopback(family, life[1].laddr));
-    CHECK(is_loopback(family, life[1].raddr));
+    CHECK(is_loopback(family, life[2].laddr));
+    CHECK(is_loopback(family, life[2].raddr));
     check_owned_by_us(life, TCPSTATES_ORIGIN_ACTIVE);
-    check_timing(life, begin, end);
+    check_timing(state_changes(life), begin, end);
+    // The reason is on the socket when it moves to CLOSE.
+    CHECK(life[2].transition.close_error == ECONNREFUSED);
+    CHECK(life[1].transition.close_error == 0);
+
+    const tcpstates_event& rst = *refusal();
+    CHECK(rst.skaddr == 0);
+    CHECK(rst.transition.new_state == TCPSTATES_CLOSE);
+    CHECK(rst.transition.old_state == TCPSTATES_CLOSE);
+    CHECK(rst.transition.rport == life[2].transition.lport);
+    CHECK(rst.owner.pid == 0);
+    CHECK(rst.transition.cgroup_id == 0);
+    CHECK(is_loopback(family, rst.laddr));
+    CHECK(is_loopback(family, rst.raddr));
+}
+
+TEST_CASE(
+    "an abort (SO_LINGER 0) sends its RST in the state it aborted, under its owner; both "
+    "ends close",
+    "[lifecycle]") {
+    REQUIRE_BPF();
+    const int family = GENERATE(AF_INET, AF_INET6);
+    INFO(family_label(family));
+    tcpstatesd::BpfOptions options;
+    options.transport = tcpstatesd::Transport::RingBuffer;
+    options.ring_buffer_bytes = 32u << 20;
+    Tracer tracer(options);
+
+    Fd listener = listen_on_loopback(family);
+    const uint16_t port = local_port(listener);
+    Fd client = connect_loopback(family, port);
+    Fd server = accept_one(listener);
+    const uint16_t client_port = local_port(client);
+    const linger abort_on_close{1, 0};
+    REQUIRE(setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &abort_on_close,
+                       sizeof abort_on_close) == 0);
+    client = Fd();  // close(): the kernel moves it to CLOSE, then sends the RST
+
+    const auto is_client = [&](const tcpstates_event& e) {
+        return e.transition.family == family && e.transition.lport == client_port &&
+               e.transition.rport == port;
+    };
+    const auto is_server = [&](const tcpstates_event& e) {
+        return e.transition.family == family && e.transition.lport == port &&
+               e.transition.rport == client_port;
+    };
+    const auto abort_rst = [&]() -> const tcpstates_event* {
+        for (const auto& e : tracer.events())
+            if (e.transition.kind == TCPSTATES_KIND_RESET_SENT && is_client(e)) return &e;
+        return nullptr;
+    };
+    REQUIRE(tracer.wait_until([&] {
+        return ended(life_of(tracer.events(), is_client)) &&
+               ended(life_of(tracer.events(), is_server)) && abort_rst() != nullptr;
+    }));
+    const auto client_life = life_of(tracer.events(), is_client);
+    const auto server_life = life_of(tracer.events(), is_server);
+    CHECK(transitions(client_life) ==
+          Strings{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED", "ESTABLISHED->CLOSE"});
+    CHECK(transitions(server_life) == Strings{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED",
+                                              "RST received in ESTABLISHED", "ESTABLISHED->CLOSE"});
+    // The aborting side has no error yet when it moves to CLOSE (the close reason says reset
+    // from the state it leaves); the receiving side has ECONNRESET.
+    CHECK(client_life.back().transition.close_error == 0);
+    CHECK(server_life.back().transition.close_error == ECONNRESET);
+
+    const tcpstates_event& rst = *abort_rst();
+    CHECK(rst.transition.new_state == TCPSTATES_ESTABLISHED);
+    CHECK(rst.skaddr == client_life.back().skaddr);
+    check_owned_by_us({rst}, TCPSTATES_ORIGIN_ACTIVE);
+    check_owned_by_us(server_life, TCPSTATES_ORIGIN_PASSIVE);
 }
