@@ -603,7 +603,8 @@ static __always_inline void report_packet(void *ctx, const struct sock *sk,
 	       transport);
 }
 
-/* An aborted socket among those that just closed on this CPU (see recent_closes), or NULL. */
+/* An aborted socket among those that just closed on this CPU (see recent_closes), or NULL. A
+ * socket aborted by data arriving after its close() sends its RST with that segment. */
 static __always_inline const struct closed_socket *just_closed(const struct sock *sk)
 {
 	__u32 zero = 0;
@@ -651,7 +652,7 @@ static __always_inline int reset_sent(void *ctx, const struct sock *sk,
 		state = BPF_CORE_READ(sk, __sk_common.skc_state);
 		if (state == TCPSTATES_NEW_SYN_RECV)
 			state = TCPSTATES_SYN_RECV; /* a request's handshake */
-		else if (state == TCPSTATES_CLOSE && !segment && (closed = just_closed(sk)))
+		else if (state == TCPSTATES_CLOSE && (closed = just_closed(sk)))
 			state = closed->from_state; /* an abort: the state it aborted */
 	}
 	report_packet(ctx, sk, segment, TCPSTATES_KIND_RESET_SENT, state, family, lport, rport,

@@ -225,7 +225,13 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     const bool socket_storage = options.btf_path.empty();
     std::tie(first_, nested_) = entry_programs(*skel_, ring, !socket_storage);
     // The packet programs read socket storage and attach as tp_btf: not with a BTF file.
-    if (socket_storage) packet_programs_ = packet_programs(*skel_, ring, options);
+    if (socket_storage)
+        packet_programs_ = packet_programs(*skel_, ring, options);
+    else if (options.resets || options.retransmits)
+        spdlog::warn(
+            "resets and retransmissions are not counted with a BTF file (events.btf_path): their "
+            "programs need the kernel's own BTF; set events.resets and events.retransmits to "
+            "false to silence this");
     for (bpf_program* candidate = bpf_object__next_program(skel_->obj, nullptr); candidate;
          candidate = bpf_object__next_program(skel_->obj, candidate))
         bpf_program__set_autoload(
@@ -264,8 +270,13 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     }
 
     if (int err = tcpstates_bpf__load(skel_.get()))
-        fail(std::string("loading the BPF program (") + bpf_program__section_name(first_) + ")",
-             err);
+        fail(
+            packet_programs_.empty()
+                ? std::string("loading the BPF program (") + bpf_program__section_name(first_) + ")"
+                : std::string("loading the BPF programs (") + bpf_program__section_name(first_) +
+                      " and the tp_btf/tcp_* ones of events.resets and events.retransmits, which "
+                      "can be turned off)",
+            err);
     apply_filters(options.filters);
     if (int err = tcpstates_bpf__attach(skel_.get()))
         fail(packet_programs_.empty()

@@ -83,35 +83,44 @@ TransitionMetrics::TransitionMetrics(prometheus::Registry& registry,
       transitions_{counter_family(registry, LabelledMetric::Transitions,
                                   "TCP state transitions, by address family, previous state "
                                   "(from_state) and new state (to_state)."),
-                   LabelledMetric::Transitions, &LabelledFamilies::transitions,
-                   [](const Key& key, prometheus::Labels& labels) {
-                       labels.emplace("from_state", std::string(tcp_state_name(key.from)));
-                       labels.emplace("to_state", std::string(tcp_state_name(key.to)));
-                   }},
+                   LabelledMetric::Transitions,
+                   &LabelledFamilies::transitions,
+                   [](const Key& key, prometheus::Labels& named) {
+                       named.emplace("from_state", std::string(tcp_state_name(key.from)));
+                       named.emplace("to_state", std::string(tcp_state_name(key.to)));
+                   },
+                   {}},
       closes_{counter_family(registry, LabelledMetric::Closes,
                              "Transitions to CLOSE, by the state left (from_state) and why "
                              "(reason: normal, refused, timeout, reset, unreachable, canceled, "
                              "other)."),
-              LabelledMetric::Closes, &LabelledFamilies::closes,
-              [](const Key& key, prometheus::Labels& labels) {
-                  labels.emplace("from_state", std::string(tcp_state_name(key.from)));
-                  labels.emplace("reason", std::string(close_reason_name(kCloseReasons[key.to])));
-              }},
+              LabelledMetric::Closes,
+              &LabelledFamilies::closes,
+              [](const Key& key, prometheus::Labels& named) {
+                  named.emplace("from_state", std::string(tcp_state_name(key.from)));
+                  named.emplace("reason", std::string(close_reason_name(kCloseReasons[key.to])));
+              },
+              {}},
       resets_{counter_family(registry, LabelledMetric::Resets,
                              "TCP resets (RST) sent and received, by the socket's state then "
                              "(CLOSE: sent for a segment that found no socket)."),
-              LabelledMetric::Resets, &LabelledFamilies::resets,
-              [](const Key& key, prometheus::Labels& labels) {
-                  labels.emplace("direction", key.from == kResetReceived ? "received" : "sent");
-                  labels.emplace("state", std::string(tcp_state_name(key.to)));
-              }},
+              LabelledMetric::Resets,
+              &LabelledFamilies::resets,
+              [](const Key& key, prometheus::Labels& named) {
+                  named.emplace("direction", key.from == kResetReceived ? "received" : "sent");
+                  named.emplace("state", std::string(tcp_state_name(key.to)));
+              },
+              {}},
       retransmits_{counter_family(registry, LabelledMetric::Retransmits,
-                                  "TCP segments retransmitted, by the socket's state (SYN_SENT: "
-                                  "the SYN, SYN_RECV: the SYN-ACK)."),
-                   LabelledMetric::Retransmits, &LabelledFamilies::retransmits,
-                   [](const Key& key, prometheus::Labels& labels) {
-                       labels.emplace("state", std::string(tcp_state_name(key.to)));
-                   }},
+                                  "TCP retransmissions (each may carry several segments), by "
+                                  "the socket's state (SYN_SENT: the SYN, SYN_RECV: the "
+                                  "SYN-ACK)."),
+                   LabelledMetric::Retransmits,
+                   &LabelledFamilies::retransmits,
+                   [](const Key& key, prometheus::Labels& named) {
+                       named.emplace("state", std::string(tcp_state_name(key.to)));
+                   },
+                   {}},
       unknown_start_(prometheus::BuildCounter()
                          .Name("tcpstatesd_transitions_unknown_start_total")
                          .Help("Transitions whose start was not seen (new socket, child "

@@ -166,7 +166,7 @@ TEST_CASE("a burst into a tiny buffer counts every event it cannot deliver", "[t
     CHECK(losses.total() - losses[LossReason::Recursion] == lost());
 }
 
-TEST_CASE("an exception thrown by the sink comes out of consume(); no other event is lost",
+TEST_CASE("an exception thrown by the sink comes out of consume(), and no other event is lost",
           "[transport]") {
     REQUIRE_BPF();
     const auto transport = GENERATE(Transport::RingBuffer, Transport::PerfBuffer);
