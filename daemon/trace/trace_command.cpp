@@ -25,9 +25,7 @@ namespace tcpstatesd {
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json] [--cgroup]\n"
-    "                        [--reason] [--resets] [--retransmits]\n"
-    "                        [--transport auto|ringbuf|perfbuf] [--btf.path FILE]\n"
+    "Usage: " TCPSTATESD_TRACE_SYNOPSIS
     "Print one line per TCP state transition until interrupted (columns as libbpf-tools\n"
     "tcpstates; MS is the time spent in OLDSTATE, '-' when the socket was not seen entering it).\n"
     "PID and COMM are the socket's owner, the process that called connect() or listen() (an\n"
