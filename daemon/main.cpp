@@ -13,8 +13,7 @@ namespace {
 constexpr const char* kUsage =
     "Usage: tcpstatesd [--config PATH] [FLAGS]    run the daemon\n"
     "       tcpstatesd --check-config [--config PATH] [FLAGS]\n"
-    "       tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json] [--cgroup]\n"
-    "                        [--transport auto|ringbuf|perfbuf] [--btf.path FILE]\n"
+    "       " TCPSTATESD_TRACE_SYNOPSIS
     "       tcpstatesd --version | --help\n"
     "\n"
     "TCP state transitions from the kernel (eBPF, tracepoint sock:inet_sock_set_state)\n"

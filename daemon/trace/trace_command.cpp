@@ -25,8 +25,7 @@ namespace tcpstatesd {
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: tcpstatesd trace [-4|-6] [-L PORTS] [-D PORTS] [-T] [-w] [--json] [--cgroup]\n"
-    "                        [--transport auto|ringbuf|perfbuf] [--btf.path FILE]\n"
+    "Usage: " TCPSTATESD_TRACE_SYNOPSIS
     "Print one line per TCP state transition until interrupted (columns as libbpf-tools\n"
     "tcpstates; MS is the time spent in OLDSTATE, '-' when the socket was not seen entering it).\n"
     "PID and COMM are the socket's owner, the process that called connect() or listen() (an\n"
@@ -42,6 +41,13 @@ constexpr const char* kUsage =
     "      --json             one JSON object per line\n"
     "      --cgroup           the owner's cgroup (v2 path) as a last column ('?' if it is\n"
     "                         gone or outside this cgroup namespace)\n"
+    "      --reason           why the socket closed (normal, refused, timeout, reset, ...),\n"
+    "                         a REASON column before MS on lines that end in CLOSE, '-' on\n"
+    "                         others (JSON lines to CLOSE always have a \"reason\" field)\n"
+    "      --resets           also a line per TCP reset sent or received, in the socket's\n"
+    "                         state: RST_SENT in STATE, RST_RECV in STATE (a reset answering\n"
+    "                         a segment that no socket took: in CLOSE, SKADDR and owner '-')\n"
+    "      --retransmits      also a line per retransmitted segment: RETRANS in STATE\n"
     "      --transport T      kernel-to-user transport (default auto: ring buffer if the\n"
     "                         kernel has it, else perf buffer)\n"
     "      --btf.path FILE    kernel BTF from this file, for kernels without\n"
@@ -61,6 +67,7 @@ public:
 
     void begin_batch() { clock_offset_ns_ = realtime_minus_monotonic_ns(); }
     void on_event(const tcpstates_event& event) override {
+        if (!trace_shows(event, format_)) return;
         std::string cgroup;
         if (cgroup_names_ && event.owner.pid != 0)
             cgroup = cgroup_names_->path(event.owner.cgroup_id).value_or("?");
@@ -107,7 +114,7 @@ private:
 }  // namespace
 
 int run_trace_command(int argc, char** argv) {
-    enum { kJson = 1000, kCgroup, kTransport, kBtfPath };
+    enum { kJson = 1000, kCgroup, kReason, kResets, kRetransmits, kTransport, kBtfPath };
     static const option kOptions[] = {
         {"ipv4", no_argument, nullptr, '4'},
         {"ipv6", no_argument, nullptr, '6'},
@@ -117,6 +124,9 @@ int run_trace_command(int argc, char** argv) {
         {"wide", no_argument, nullptr, 'w'},
         {"json", no_argument, nullptr, kJson},
         {"cgroup", no_argument, nullptr, kCgroup},
+        {"reason", no_argument, nullptr, kReason},
+        {"resets", no_argument, nullptr, kResets},
+        {"retransmits", no_argument, nullptr, kRetransmits},
         {"transport", required_argument, nullptr, kTransport},
         {"btf.path", required_argument, nullptr, kBtfPath},
         {"help", no_argument, nullptr, 'h'},
@@ -152,6 +162,15 @@ int run_trace_command(int argc, char** argv) {
                 case kCgroup:
                     format.cgroup = true;
                     break;
+                case kReason:
+                    format.reason = true;
+                    break;
+                case kResets:
+                    format.resets = true;
+                    break;
+                case kRetransmits:
+                    format.retransmits = true;
+                    break;
                 case kTransport:
                     bpf.transport = transport_option(optarg);
                     break;
@@ -177,6 +196,18 @@ int run_trace_command(int argc, char** argv) {
         return 2;
     }
 
+    // Attach the reset and retransmission programs only when their lines are asked for: plain
+    // `trace` costs the traced host no more than the state changes.
+    bpf.resets = format.resets;
+    bpf.retransmits = format.retransmits;
+    // Those programs need the kernel's own BTF (BpfOptions): with --btf.path their lines would
+    // silently never come.
+    if ((bpf.resets || bpf.retransmits) && !bpf.btf_path.empty()) {
+        std::fprintf(stderr,
+                     "tcpstatesd trace: --resets and --retransmits need the kernel's own BTF "
+                     "(/sys/kernel/btf/vmlinux), not --btf.path\n");
+        return 2;
+    }
     bpf.ring_buffer_wakeup_bytes = batched_wakeup_bytes(bpf.ring_buffer_bytes);
     try {
         // A closed pipe (`| head`) ends the trace through a failed write, not a signal.

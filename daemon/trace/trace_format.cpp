@@ -4,9 +4,11 @@
 #include <sys/socket.h>
 
 #include <cstdio>
+#include <optional>
 #include <string_view>
 
 #include "common/json.hpp"
+#include "kernel/close_reason.hpp"
 #include "kernel/tcp_state.hpp"
 
 namespace tcpstatesd {
@@ -34,6 +36,37 @@ bool start_known(const tcpstates_transition& t) {
     return !(t.flags & TCPSTATES_EVENT_START_UNKNOWN);
 }
 
+bool is_transition(const tcpstates_transition& t) {
+    return t.kind == TCPSTATES_KIND_TRANSITION;
+}
+
+// The name of each kind of record: in place of OLDSTATE on a text line (a transition has its
+// states there, so no such name) and as JSON's "event".
+struct KindNames {
+    const char* column;
+    const char* json;
+};
+
+KindNames kind_names(unsigned kind) {
+    switch (kind) {
+        case TCPSTATES_KIND_TRANSITION:
+            return {"", "transition"};
+        case TCPSTATES_KIND_RESET_SENT:
+            return {"RST_SENT", "reset_sent"};
+        case TCPSTATES_KIND_RESET_RECEIVED:
+            return {"RST_RECV", "reset_received"};
+        case TCPSTATES_KIND_RETRANSMIT:
+            return {"RETRANS", "retransmit"};
+    }
+    return {"UNKNOWN", "unknown"};
+}
+
+// Why the socket closed, on a transition to CLOSE; nothing on any other line.
+std::optional<std::string_view> reason_of(const tcpstates_transition& t) {
+    if (!is_transition(t) || t.new_state != TCPSTATES_CLOSE) return std::nullopt;
+    return close_reason_name(close_reason(t.old_state, t.close_error));
+}
+
 }  // namespace
 
 std::string format_address(unsigned family, const uint8_t (&address)[16]) {
@@ -43,19 +76,34 @@ std::string format_address(unsigned family, const uint8_t (&address)[16]) {
     return text;
 }
 
+bool trace_shows(const tcpstates_event& event, const TraceFormat& format) {
+    switch (event.transition.kind) {
+        case TCPSTATES_KIND_TRANSITION:
+            return true;
+        case TCPSTATES_KIND_RESET_SENT:
+        case TCPSTATES_KIND_RESET_RECEIVED:
+            return format.resets;
+        case TCPSTATES_KIND_RETRANSMIT:
+            return format.retransmits;
+    }
+    return false;
+}
+
 std::string trace_header(const TraceFormat& format) {
     if (format.json) return {};
     std::string line = format.timestamp ? printf_string("%-8s ", "TIME(s)") : std::string();
     if (format.wide)
-        line += printf_string("%-16s %-7s %-16s %-2s %-26s %-5s %-26s %-5s %-11s -> %-11s %s\n",
+        line += printf_string("%-16s %-7s %-16s %-2s %-26s %-5s %-26s %-5s %-11s -> %-11s",
                               "SKADDR", "PID", "COMM", "IP", "LADDR", "LPORT", "RADDR", "RPORT",
-                              "OLDSTATE", "NEWSTATE", "MS");
+                              "OLDSTATE", "NEWSTATE");
     else
-        line += printf_string("%-16s %-7s %-10s %-15s %-5s %-15s %-5s %-11s -> %-11s %s\n",
-                              "SKADDR", "PID", "COMM", "LADDR", "LPORT", "RADDR", "RPORT",
-                              "OLDSTATE", "NEWSTATE", "MS");
-    if (format.cgroup) line.insert(line.size() - 1, " CGROUP");
-    return line;
+        line +=
+            printf_string("%-16s %-7s %-10s %-15s %-5s %-15s %-5s %-11s -> %-11s", "SKADDR", "PID",
+                          "COMM", "LADDR", "LPORT", "RADDR", "RPORT", "OLDSTATE", "NEWSTATE");
+    if (format.reason) line += printf_string(" %-11s", "REASON");
+    line += " MS";
+    if (format.cgroup) line += " CGROUP";
+    return line + '\n';
 }
 
 std::string trace_line(const tcpstates_event& event, const TraceFormat& format, int64_t wall_ns,
@@ -65,8 +113,14 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
     const std::string raddr = format_address(t.family, event.raddr);
     const std::string comm = owner_known(event) ? std::string(comm_of(event)) : "-";
     const std::string pid = owner_known(event) ? std::to_string(event.owner.pid) : "-";
+    // A reset sent for a segment no socket took has no socket.
+    const std::string skaddr =
+        event.skaddr != 0 ? printf_string("%llx", static_cast<unsigned long long>(event.skaddr))
+                          : "-";
     const std::string old_state(tcp_state_name(t.old_state));
     const std::string new_state(tcp_state_name(t.new_state));
+    const KindNames kind = kind_names(t.kind);
+    const std::optional<std::string_view> reason = reason_of(t);
     const double ms = static_cast<double>(t.duration_ns) / 1e6;
 
     if (format.json) {
@@ -78,7 +132,7 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
         std::string out = "{\"time\":\"";
         out += stamp;
         out += printf_string(".%06ldZ\"", static_cast<long>(wall_ns % 1000000000 / 1000));
-        out += printf_string(",\"skaddr\":\"%llx\"", static_cast<unsigned long long>(event.skaddr));
+        out += event.skaddr != 0 ? ",\"skaddr\":\"" + skaddr + "\"" : ",\"skaddr\":null";
         if (owner_known(event)) {
             out += ",\"pid\":" + pid + ",\"comm\":";
             append_json_string(out, comm);
@@ -97,7 +151,11 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
         out += printf_string(",\"lport\":%u", t.lport);
         out += ",\"raddr\":\"" + raddr + "\"";
         out += printf_string(",\"rport\":%u", t.rport);
+        if (format.resets || format.retransmits || !is_transition(t))
+            out += printf_string(",\"event\":\"%s\"", kind.json);
+        if (!is_transition(t)) return out + ",\"state\":\"" + new_state + "\"}\n";
         out += ",\"old_state\":\"" + old_state + "\",\"new_state\":\"" + new_state + "\"";
+        if (reason) out += ",\"reason\":\"" + std::string(*reason) + "\"";
         out += start_known(t) ? printf_string(",\"duration_ms\":%.6f}\n", ms)
                               : std::string(",\"duration_ms\":null}\n");
         return out;
@@ -112,18 +170,23 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
         std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
         line += printf_string("%8s ", stamp);
     }
-    const std::string duration = start_known(t) ? printf_string("%.3f", ms) : "-";
-    const auto skaddr = static_cast<unsigned long long>(event.skaddr);
+    // "OLDSTATE -> NEWSTATE", or "RST_SENT in STATE": the same words and widths.
+    const std::string states =
+        is_transition(t) ? printf_string("%-11s -> %-11s", old_state.c_str(), new_state.c_str())
+                         : printf_string("%-11s in %-11s", kind.column, new_state.c_str());
+    const std::string duration =
+        is_transition(t) && start_known(t) ? printf_string("%.3f", ms) : "-";
     if (format.wide)
-        line += printf_string("%-16llx %-7s %-16s %-2d %-26s %-5u %-26s %-5u %-11s -> %-11s %s",
-                              skaddr, pid.c_str(), comm.c_str(), t.family == AF_INET ? 4 : 6,
-                              laddr.c_str(), t.lport, raddr.c_str(), t.rport, old_state.c_str(),
-                              new_state.c_str(), duration.c_str());
+        line += printf_string("%-16s %-7s %-16s %-2d %-26s %-5u %-26s %-5u %s", skaddr.c_str(),
+                              pid.c_str(), comm.c_str(), t.family == AF_INET ? 4 : 6, laddr.c_str(),
+                              t.lport, raddr.c_str(), t.rport, states.c_str());
     else
-        line +=
-            printf_string("%-16llx %-7s %-10.10s %-15s %-5u %-15s %-5u %-11s -> %-11s %s", skaddr,
-                          pid.c_str(), comm.c_str(), laddr.c_str(), t.lport, raddr.c_str(), t.rport,
-                          old_state.c_str(), new_state.c_str(), duration.c_str());
+        line += printf_string("%-16s %-7s %-10.10s %-15s %-5u %-15s %-5u %s", skaddr.c_str(),
+                              pid.c_str(), comm.c_str(), laddr.c_str(), t.lport, raddr.c_str(),
+                              t.rport, states.c_str());
+    if (format.reason) line += printf_string(" %-11s", reason ? std::string(*reason).c_str() : "-");
+    line += ' ';
+    line += duration;
     if (format.cgroup) {
         line += ' ';
         line += owner_known(event) ? cgroup : "-";

@@ -10,7 +10,9 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstring>
 #include <functional>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <system_error>
@@ -144,6 +146,47 @@ bool is_duration(const std::string& ms) {
     return !ms.empty() && *end == '\0' && value >= 0;
 }
 
+// JSON output has no header to say the program is attached: connects to `probe`, a listener
+// the trace's port filter lets through, until a line for its port shows up.
+bool wait_until_attached(TraceProcess& trace, const Fd& probe) {
+    const std::string probe_lport = "\"lport\":" + std::to_string(local_port(probe)) + ",";
+    for (int attempt = 0; attempt < 50; ++attempt) {
+        run_connection(AF_INET, probe);
+        if (trace.read_until(
+                [&](const std::string& out) { return out.find(probe_lport) != out.npos; },
+                std::chrono::milliseconds(200)))
+            return true;
+    }
+    return false;
+}
+
+// The value of a field of a trace JSON line as written (a string without its quotes), or
+// nothing when the line has no such field. Enough for trace's flat objects: no value the tests
+// look up contains quotes or commas.
+std::optional<std::string> json_field(const std::string& line, const std::string& name) {
+    const std::string key = "\"" + name + "\":";
+    const size_t at = line.find(key);
+    if (at == line.npos) return std::nullopt;
+    size_t begin = at + key.size();
+    size_t end = line.find_first_of(",}", begin);
+    if (line[begin] == '"') end = line.find('"', ++begin);
+    return line.substr(begin, end - begin);
+}
+
+// What a JSON line of `trace --resets` says, in a few words: its event and state(s), the
+// close reason if any, the owner (this process or none) and the socket (one or none).
+std::string describe_json(const std::string& line) {
+    const auto field = [&](const char* name) { return json_field(line, name).value_or("?"); };
+    std::string what = field("event") == "transition"
+                           ? field("old_state") + " -> " + field("new_state")
+                           : field("event") + " in " + field("state");
+    if (const auto reason = json_field(line, "reason")) what += ", reason " + *reason;
+    const std::string pid = field("pid");
+    what += pid == std::to_string(getpid()) ? ", this process" : ", owner " + pid;
+    what += field("skaddr") == "null" ? ", no socket" : ", a socket";
+    return what;
+}
+
 }  // namespace
 
 TEST_CASE("tcpstatesd trace prints a connection's transitions on its port", "[trace]") {
@@ -206,19 +249,7 @@ TEST_CASE("tcpstatesd trace --json prints one object per transition", "[trace]")
     const std::string probe_port = std::to_string(local_port(probe));
     const std::string port = std::to_string(local_port(listener));
     TraceProcess trace({"trace", "--json", "-L", probe_port + "," + port});
-
-    // JSON output has no header to say the program is attached: connect to the probe port
-    // until a line for it shows up.
-    bool attached = false;
-    for (int attempt = 0; attempt < 50 && !attached; ++attempt) {
-        run_connection(AF_INET, probe);
-        attached = trace.read_until(
-            [&](const std::string& out) {
-                return out.find("\"lport\":" + probe_port + ",") != out.npos;
-            },
-            std::chrono::milliseconds(200));
-    }
-    REQUIRE(attached);
+    REQUIRE(wait_until_attached(trace, probe));
 
     start_listening(listener);
     const std::string client_port = std::to_string(run_connection(AF_INET, listener));
@@ -237,7 +268,7 @@ TEST_CASE("tcpstatesd trace --json prints one object per transition", "[trace]")
         R"re(^\{"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z","skaddr":"[0-9a-f]+","pid":(\d+|null),)re"
         R"re("comm":(?:"[^"]*"|null),"family":"ipv4","laddr":"127\.0\.0\.1","lport":(\d+),)re"
         R"re("raddr":"([0-9.]+)","rport":(\d+),"old_state":"([A-Z_0-9]+)",)re"
-        R"re("new_state":"([A-Z_0-9]+)","duration_ms":(null|\d+\.\d{6})\}$)re");
+        R"re("new_state":"([A-Z_0-9]+)",(?:"reason":"([a-z]+)",)?"duration_ms":(null|\d+\.\d{6})\}$)re");
     Strings seen;
     for (const auto& line : lines_of(trace.out())) {
         std::smatch m;
@@ -245,7 +276,7 @@ TEST_CASE("tcpstatesd trace --json prints one object per transition", "[trace]")
         if (m[2] != port) continue;  // the probe's connections, opened before the trace: no owner
         CHECK(m[1] == std::to_string(getpid()));
         seen.push_back(m[3].str() + " " + m[4].str() + " " + m[5].str() + "->" + m[6].str() + " " +
-                       (m[7] == "null" ? "null" : "ms"));
+                       (m[7].matched ? m[7].str() + " " : "") + (m[8] == "null" ? "null" : "ms"));
     }
     const std::string child_peer =
         child_has_peer_on_syn_recv() ? "127.0.0.1 " + client_port : "0.0.0.0 0";
@@ -255,8 +286,103 @@ TEST_CASE("tcpstatesd trace --json prints one object per transition", "[trace]")
                       "127.0.0.1 " + client_port + " SYN_RECV->ESTABLISHED ms",
                       "127.0.0.1 " + client_port + " ESTABLISHED->CLOSE_WAIT ms",
                       "127.0.0.1 " + client_port + " CLOSE_WAIT->LAST_ACK ms",
-                      "127.0.0.1 " + client_port + " LAST_ACK->CLOSE ms",
-                      "0.0.0.0 0 LISTEN->CLOSE ms",
+                      "127.0.0.1 " + client_port + " LAST_ACK->CLOSE normal ms",
+                      "0.0.0.0 0 LISTEN->CLOSE normal ms",
+                  });
+}
+
+TEST_CASE("tcpstatesd trace --resets --reason --json shows a refused connect's resets and reason",
+          "[trace]") {
+    REQUIRE_BPF();
+    Fd probe = listen_on_loopback(AF_INET);
+    // Bound but not listening: the client's SYN finds no socket, and the kernel answers it
+    // with a RST of no socket's, whose local port is the SYN's destination.
+    Fd closed = bind_loopback(AF_INET);
+    Fd client = bind_loopback(AF_INET);
+    const uint16_t closed_port = local_port(closed);
+    const uint16_t client_port = local_port(client);
+    TraceProcess trace({"trace", "--resets", "--reason", "--json", "-L",
+                        std::to_string(local_port(probe)) + "," + std::to_string(closed_port) +
+                            "," + std::to_string(client_port)});
+    REQUIRE(wait_until_attached(trace, probe));
+
+    REQUIRE(try_connect(client, AF_INET, closed_port) == ECONNREFUSED);
+    const std::string client_closed =
+        "\"lport\":" + std::to_string(client_port) +
+        ",\"raddr\":\"127.0.0.1\",\"rport\":" + std::to_string(closed_port) +
+        ",\"event\":\"transition\",\"old_state\":\"SYN_SENT\"";
+    REQUIRE(trace.read_until(
+        [&](const std::string& out) { return out.find(client_closed) != out.npos; }));
+    trace.interrupt();
+    CHECK(trace.wait() == 0);
+    INFO("stdout:\n" << trace.out() << "stderr:\n" << trace.err());
+
+    // The client's lines (its local port) and the RST sent to it (the closed port's), in the
+    // order they happen: the SYN, the RST sent for it, the RST received, the move to CLOSE.
+    Strings seen;
+    for (const auto& line : lines_of(trace.out())) {
+        const auto lport = json_field(line, "lport");
+        const auto rport = json_field(line, "rport");
+        const std::string from_client = std::to_string(client_port);
+        const std::string to_closed = std::to_string(closed_port);
+        if (lport == from_client && rport == to_closed)
+            seen.push_back("client: " + describe_json(line));
+        if (lport == to_closed && rport == from_client)
+            seen.push_back("closed: " + describe_json(line));
+    }
+    CHECK(seen == Strings{
+                      "client: CLOSE -> SYN_SENT, this process, a socket",
+                      "closed: reset_sent in CLOSE, owner null, no socket",
+                      "client: reset_received in SYN_SENT, this process, a socket",
+                      "client: SYN_SENT -> CLOSE, reason refused, this process, a socket",
+                  });
+}
+
+TEST_CASE("tcpstatesd trace --retransmits --reason shows a dropped SYN sent again, then canceled",
+          "[trace]") {
+    REQUIRE_BPF();
+    // A listener whose accept queue is full (backlog 1 holds two connections nobody accepts)
+    // drops every further SYN: the client sends it again after its initial timeout, 1 s.
+    Fd listener = bind_loopback(AF_INET);
+    if (listen(listener.get(), 1) != 0) FAIL("listen: " << std::strerror(errno));
+    const uint16_t port = local_port(listener);
+    Fd queued[] = {connect_loopback(AF_INET, port), connect_loopback(AF_INET, port)};
+    Fd client = bind_loopback(AF_INET);
+    const std::string client_port = std::to_string(local_port(client));
+    TraceProcess trace({"trace", "--retransmits", "--reason", "-L", client_port});
+    REQUIRE(trace.read_until([](const std::string& out) { return out.find('\n') != out.npos; }));
+    CHECK(words_of(lines_of(trace.out()).front()) == Strings{"SKADDR", "PID", "COMM", "LADDR",
+                                                             "LPORT", "RADDR", "RPORT", "OLDSTATE",
+                                                             "->", "NEWSTATE", "REASON", "MS"});
+
+    fcntl(client.get(), F_SETFL, O_NONBLOCK);
+    REQUIRE(try_connect(client, AF_INET, port) == EINPROGRESS);
+    REQUIRE(
+        trace.read_until([](const std::string& out) { return out.find(" RETRANS ") != out.npos; }));
+    // Closed by the application before the handshake completed: canceled.
+    client.reset();
+    REQUIRE(trace.read_until(
+        [](const std::string& out) { return out.find(" SYN_SENT    -> CLOSE ") != out.npos; }));
+    trace.interrupt();
+    CHECK(trace.wait() == 0);
+    INFO("stdout:\n" << trace.out() << "stderr:\n" << trace.err());
+
+    // Per line: OLDSTATE -> NEWSTATE (or RETRANS in STATE), REASON, whether MS is known.
+    Strings seen;
+    const Strings lines = lines_of(trace.out());
+    for (size_t i = 1; i < lines.size(); ++i) {
+        const Strings w = words_of(lines[i]);
+        REQUIRE(w.size() == 12);
+        CHECK(w[1] == std::to_string(getpid()));
+        const std::string ms = w[11] == "-" ? "-" : is_duration(w[11]) ? "ms" : w[11];
+        const std::string line = w[7] + " " + w[8] + " " + w[9] + " " + w[10] + " " + ms;
+        // The SYN may go out more than twice if the trace is slow to show the first.
+        if (seen.empty() || seen.back() != line) seen.push_back(line);
+    }
+    CHECK(seen == Strings{
+                      "CLOSE -> SYN_SENT - -",
+                      "RETRANS in SYN_SENT - -",
+                      "SYN_SENT -> CLOSE canceled ms",
                   });
 }
 
@@ -268,6 +394,8 @@ TEST_CASE("tcpstatesd trace rejects bad arguments with exit code 2 and a message
         {{"trace", "-D", "http"}, "tcpstatesd trace:"},
         {{"trace", "--transport", "pigeon"}, "unknown transport 'pigeon'"},
         {{"trace", "unexpected"}, "unexpected argument 'unexpected'"},
+        {{"trace", "--resets", "--btf.path", "/x"}, "need the kernel's own BTF"},
+        {{"trace", "--retransmits", "--btf.path", "/x"}, "need the kernel's own BTF"},
     }));
     TraceProcess trace(args);
     const int code = trace.wait();
