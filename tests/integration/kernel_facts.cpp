@@ -21,4 +21,8 @@ bool child_has_peer_on_syn_recv() {
     return kernel_at_least(6, 15);
 }
 
+bool traces_socketless_resets() {
+    return kernel_at_least(6, 10);
+}
+
 }  // namespace itest

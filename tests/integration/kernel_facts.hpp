@@ -13,4 +13,10 @@ bool kernel_at_least(int major, int minor);
 // among them, make it first, so it shows the listener's endpoints (remote unspecified, port 0).
 bool child_has_peer_on_syn_recv();
 
+// Whether tcp:tcp_send_reset fires for a RST sent in answer to a segment that found no socket
+// (and for timewait and request sockets). Linux 6.10 (19822a980e19, "trace: tcp: fully support
+// trace_tcp_send_reset") calls it for them; older kernels, 6.1 among them, for full sockets
+// only.
+bool traces_socketless_resets();
+
 }  // namespace itest
