@@ -31,7 +31,7 @@ public:
     TransitionMetrics(prometheus::Registry& registry, std::vector<double> duration_buckets,
                       const LabelsConfig& config, SocketLabels& labels, SeriesBudget& budget);
 
-    void on_transition(const tcpstates_transition& transition) override;
+    void on_transition(const tcpstates_transition& record) override;
 
     // Replaces the duration histograms' buckets: those histograms start over, every other
     // metric keeps counting. Call on the thread that delivers events.
