@@ -10,25 +10,31 @@ default configuration: port and cgroup labels on the transitions, port on the so
 and a Prometheus that loads the recording rules and scrapes it every second, makes real
 loopback traffic over IPv4 and IPv6 (connections that succeed, connects that are refused,
 connections aborted with a reset, sockets held in CLOSE_WAIT for a while and some for the
-whole test), and asserts that every expression parses and returns at least one series with a
-number (not NaN), and that every rule of the rules file evaluates without error.
+whole test, and, in a network namespace of the test's own where a firewall rule drops their
+SYNs, connects whose SYN is retransmitted until they time out), and asserts that every
+expression parses and returns at least one series with a number (not NaN), and that every
+rule of the rules file evaluates without error.
 
 Port and Cgroup are substituted as All first (".*", which also matches series without the
 label). Then every expression that uses them runs again with the test's own services
 selected, as Grafana interpolates a multi-value selection: Port = the two ports the traffic
 listens on for the whole test (one per family), which get successful, refused (from the other
-family) and aborted connects and hold CLOSE_WAIT and ESTABLISHED sockets; Cgroup = the
+family), aborted and timed-out (from the namespace) connects and hold CLOSE_WAIT and
+ESTABLISHED sockets; Cgroup = the
 cgroup the daemon reports for them. Those must return a number too, only for the selected
 values, and the variables' own queries must offer them. Prints expression -> number of
 series (and of those with a number).
 """
 import collections
+import errno
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -185,6 +191,41 @@ def connect_refused(family, port):
     return False  # something listens there after all: not counted
 
 
+# Run in a network namespace whose firewall drops the SYNs to PORT: connects to PORT of
+# FAMILY's loopback address, one after the other, each with one SYN retransmission
+# (TCP_SYNCNT 1) before it times out, about 3 s later. Prints a line per timeout.
+SYN_TIMEOUTS = """
+import socket, sys
+family, host, port, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+for _ in range(count):
+    with socket.socket(family) as client:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+        client.settimeout(30)  # far above the kernel's 3 s: the kernel gives up, not Python
+        try:
+            client.connect((host, port))
+        except TimeoutError as error:
+            print(error.errno, flush=True)  # 110 (ETIMEDOUT) from the kernel, None from Python
+            continue
+    sys.exit("connected through a firewall that drops every SYN")
+"""
+
+
+def syn_timeouts(family, port, count):
+    """A process connecting `count` times to `port` of `family`'s loopback address in a network
+    namespace of its own, where a firewall rule drops the SYNs: each connect retransmits its
+    SYN (tcpstates_retransmits_total{state="SYN_SENT"}) and times out (tcpstates_closes_total
+    {reason="timeout"}). The daemon's tracepoints see every namespace, and `port` is a service
+    port's number (a port listened on in any namespace is one), so the series carry it."""
+    iptables = {"ipv4": "iptables", "ipv6": "ip6tables"}[family]
+    address_family, host = FAMILIES[family]
+    return subprocess.Popen(
+        ["unshare", "--net", "--", "sh", "-c",
+         f"ip link set lo up && {iptables} -A INPUT -p tcp --dport {port} -j DROP && "
+         'exec "$0" "$@"', sys.executable, "-c", SYN_TIMEOUTS,
+         str(int(address_family)), host, str(port), str(count)],
+        stdout=subprocess.PIPE, text=True)
+
+
 class Traffic(Background):
     """Loopback traffic in a thread until stopped, for both families: successful
     connections closed by either side, refused connects, CLOSE_WAIT sockets closed after
@@ -192,14 +233,18 @@ class Traffic(Background):
     of the held sockets of each family stays for the whole test: its port is one of
     `service_ports` (the host listens on it, so it is a value of the port label), and gets
     per round a connection closed normally, one aborted with a reset, and a connect from the
-    other family, refused (nothing listens on that port in that family: same port value)."""
+    other family, refused (nothing listens on that port in that family: same port value). Per
+    family a process in a namespace of its own connects to that port number meanwhile, every
+    connect timing out after a SYN retransmission (syn_timeouts)."""
     HELD_CLOSE_WAIT = 3
     MAX_ROUNDS = 3000  # bounded even if the test forgets to stop it
+    MAX_SYN_TIMEOUTS = 60  # per family, about 3 s each: longer than the test waits
 
     def __init__(self):
         super().__init__(None, None)  # run() is its own loop
         self.rounds, self.refused, self.service_refused, self.error = 0, 0, 0, None
         self.service_ports = {}
+        self.timeouts = {}  # family -> connects that timed out
 
     def run(self):
         try:
@@ -210,12 +255,34 @@ class Traffic(Background):
     def loop(self):
         held = {family: Connections(self.HELD_CLOSE_WAIT, family)
                 for family in ("ipv4", "ipv6")}
-        other_family = {"ipv4": "ipv6", "ipv6": "ipv4"}
         established = []
         for family, connection in held.items():
             connection.close_side("server")
             self.service_ports[family] = connection.port
             established.append(connect_to(connection.listener, family))
+        timing_out = {family: syn_timeouts(family, port, self.MAX_SYN_TIMEOUTS)
+                      for family, port in self.service_ports.items()}
+        try:
+            self.rounds_until_stopped(held)
+        finally:
+            for family, process in timing_out.items():
+                process.terminate()
+                lines = process.communicate(timeout=10)[0].split()
+                # Only the kernel's timeouts (errno 110) count; a child that failed (no
+                # iptables, connected after all) is reported with its exit status.
+                self.timeouts[family] = lines.count(str(errno.ETIMEDOUT))
+                if process.returncode not in (0, -signal.SIGTERM) or \
+                        len(lines) != self.timeouts[family]:
+                    self.error = self.error or OSError(
+                        f"{family} SYN timeouts: exit status {process.returncode}, {lines}")
+        for client, server in established:
+            client.close()
+            server.close()
+        for connection in held.values():
+            connection.close()
+
+    def rounds_until_stopped(self, held):
+        other_family = {"ipv4": "ipv6", "ipv6": "ipv4"}
         waiting = collections.deque()
         while not self.stop_event.is_set() and self.rounds < self.MAX_ROUNDS:
             for family in ("ipv4", "ipv6"):
@@ -238,11 +305,6 @@ class Traffic(Background):
             self.stop_event.wait(0.1)
         for _, connection in waiting:
             connection.close()
-        for client, server in established:
-            client.close()
-            server.close()
-        for connection in held.values():
-            connection.close()
 
 
 def main():
@@ -254,7 +316,7 @@ def main():
     queries = expressions(dashboard)
     if not require_root():
         return
-    for tool in ("prometheus", "bpftool"):
+    for tool in ("prometheus", "bpftool", "unshare", "iptables", "ip6tables"):
         if not shutil.which(tool):
             fail(f"{tool} is not installed (.ci/install-deps installs it)")
 
@@ -367,7 +429,8 @@ def main():
                 fail(f"rules not evaluating cleanly ({len(rules)} loaded): {broken}")
             print(f"{len(results)} expressions, all returning data; {len(rules)} rules healthy; "
                   f"{traffic.rounds} traffic rounds, {traffic.refused} refused connects "
-                  f"({traffic.service_refused} to the service ports {ports}, cgroup {cgroups}); "
+                  f"({traffic.service_refused} to the service ports {ports}, cgroup {cgroups}), "
+                  f"connects timed out in the namespace {traffic.timeouts}; "
                   f"{time.monotonic() - started:.0f} s of traffic")
         daemon.stop()
     shutil.rmtree(workdir, ignore_errors=True)
