@@ -331,28 +331,34 @@ def main():
                      f"    static_configs:\n      - targets: ['{target}']\n") as prometheus:
             url = prometheus.url
 
-            def values(expression):
-                """{family: value} of a query whose series have a family label."""
+            def by_series(expression):
+                """{labels without __name__, as a sorted tuple: value} of a query."""
                 prometheus.check_running()
                 result = api(url, "/api/v1/query", {"query": expression})
-                return {s["metric"].get("family"): float(s["value"][1])
-                        for s in result.get("data", {}).get("result", [])}
+                return {tuple(sorted((k, v) for k, v in s["metric"].items() if k != "__name__")):
+                        float(s["value"][1]) for s in result.get("data", {}).get("result", [])}
 
             refused = 'tcpstates_transitions_total{from_state="SYN_SENT",to_state="CLOSE"}'
             # Traffic only once Prometheus listens: its connections take ephemeral ports, one
             # of which could be the port picked for Prometheus before it binds it.
             wait_for("Prometheus to scrape the daemon",
-                     lambda: values('up{job="tcpstatesd"}') == {None: 1.0}, timeout=60)
-            before = values(refused)
+                     lambda: list(by_series('up{job="tcpstatesd"}').values()) == [1.0],
+                     timeout=60)
+            before = by_series(refused)
 
             def window_filled_with_traffic():
-                """Every sample of the refused-connect counters in the rate window was taken
-                after the traffic began, and there are at least 7 of them per family (a loaded
+                """In each family, a refused-connect counter series (they have port and cgroup
+                labels: other processes on the host may have theirs) whose every sample in the
+                rate window was taken after the traffic began, at least 7 of them (a loaded
                 box may skip a scrape or two; rate() needs two)."""
-                oldest = values(f"min_over_time({refused}[{RATE_WINDOW}])")
-                count = values(f"count_over_time({refused}[{RATE_WINDOW}])")
-                return all(oldest.get(f, -1) > before.get(f, -1) and count.get(f, 0) >= 7
-                           for f in ("ipv4", "ipv6"))
+                if traffic.error:  # no use waiting for traffic that stopped
+                    fail(f"traffic generator: {traffic.error}")
+                oldest = by_series(f"min_over_time({refused}[{RATE_WINDOW}])")
+                count = by_series(f"count_over_time({refused}[{RATE_WINDOW}])")
+                return all(any(dict(labels).get("family") == family and
+                               value > before.get(labels, -1) and count.get(labels, 0) >= 7
+                               for labels, value in oldest.items())
+                           for family in ("ipv4", "ipv6"))
 
             started = time.monotonic()
             with Traffic() as traffic:
