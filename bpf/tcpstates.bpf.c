@@ -604,7 +604,8 @@ static __always_inline void report_packet(void *ctx, const struct sock *sk,
 }
 
 /* An aborted socket among those that just closed on this CPU (see recent_closes), or NULL. A
- * socket aborted by data arriving after its close() sends its RST with that segment. */
+ * socket aborted by data arriving after its close() sends its RST with that segment. Newest
+ * first: an older entry at the same address is a freed socket's, whose memory this one reuses. */
 static __always_inline const struct closed_socket *just_closed(const struct sock *sk)
 {
 	__u32 zero = 0;
@@ -612,9 +613,13 @@ static __always_inline const struct closed_socket *just_closed(const struct sock
 
 	if (!recent)
 		return 0;
-	for (int i = 0; i < RECENT_CLOSES; i++)
-		if (recent->sockets[i].sk == (__u64)sk)
-			return &recent->sockets[i];
+	for (__u32 age = 1; age <= RECENT_CLOSES; age++) {
+		struct closed_socket *closed =
+			&recent->sockets[(recent->next - age) & (RECENT_CLOSES - 1)];
+
+		if (closed->sk == (__u64)sk)
+			return closed;
+	}
 	return 0;
 }
 
