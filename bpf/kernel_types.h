@@ -37,7 +37,8 @@ struct sock_common {
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;
-	int sk_err; /* the pending error a failed connection leaves for the application */
+	int sk_err;      /* the pending error a failed connection leaves for the application */
+	int sk_err_soft; /* an ICMP error that came while the application held the socket */
 } __attribute__((preserve_access_index));
 
 /* A request socket (a handshake in progress on a listener): the SYN-ACK retransmissions'. */

@@ -354,7 +354,11 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 		int error = BPF_CORE_READ(sk, sk_err);
 
 		/* Set before the move to CLOSE on refused, timed-out, reset and unreachable
-		 * connections (docs/metrics.md, "Close reasons"). Errnos fit a byte. */
+		 * connections (docs/metrics.md, "Close reasons"). An ICMP error that reached a
+		 * connecting socket while its connect() held it is only the soft error: the
+		 * application then sees it and closes the socket itself. Errnos fit a byte. */
+		if (!error && old_state == TCPSTATES_SYN_SENT)
+			error = BPF_CORE_READ(sk, sk_err_soft);
 		t->close_error = error > 0 && error < 256 ? error : 0;
 		if (recent) {
 			struct closed_socket *closed =

@@ -32,8 +32,10 @@ with what it did, as before/after deltas:
    has retransmitted its SYN-ACK once. retransmits{SYN_RECV} = N, = TCPSynRetrans delta.
 Data and synack end with orderly closes: closes{FIN_WAIT2,normal} and {LAST_ACK,normal} = N.
 In every scenario each transition on its ports counts exactly, the totals of closes, resets
-and retransmits on its ports are exactly the sum of the expected series (nothing else is
-counted there), and at the end tcpstatesd_events_lost_total is 0.
+and retransmits on its ports are exactly the sum of the expected series, no series that no
+check expects changes there, and at the end tcpstatesd_events_lost_total is 0. A scenario
+whose counts only fell short (nothing counted elsewhere, nothing extra) runs once more on ports
+of its own, for the tracepoint hits kernel 6.18 sometimes runs no program for (ATTEMPTS).
 
 One line per check (ok: / FAILED:), and on a failed one what changed instead and the
 daemon's own counters; exit 1 if any failed.
@@ -86,13 +88,20 @@ SERVER_LIFE = {("LISTEN", "SYN_RECV"): 1, ("SYN_RECV", "ESTABLISHED"): 1,
                ("LAST_ACK", "CLOSE"): 1}
 FAILED_CONNECT = {("CLOSE", "SYN_SENT"): N, ("SYN_SENT", "CLOSE"): N}
 
+# (what, shortfall): a shortfall is a count below the expected one with nothing counted
+# elsewhere instead, which a scenario may retry once (see run_scenario).
 failures = []
 
 
-def expect(condition, what):
+def expect(condition, what, shortfall=False):
     print(f"{'ok' if condition else 'FAILED'}: {what}", flush=True)
     if not condition:
-        failures.append(what)
+        failures.append((what, shortfall))
+
+
+def series_key(metric, labels):
+    """A sample's key as e2e_support's parsing gives it (prometheus-cpp sorts the labels)."""
+    return metric + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
 
 def enter_own_network_namespace():
@@ -266,15 +275,24 @@ def settle_and_check(daemon, name, before, checks, sums=()):
         time.sleep(0.05)
     time.sleep(QUIET_S)
     after = daemon.metrics()
+    # Anything counted on the scenario's ports in a series no check expects (an event counted
+    # in the wrong state, say) is a failure of its own, which no retry may hide.
+    ports = {labels["port"] for _, labels, _ in checks if "port" in labels}
+    expected_series = {series_key(metric, labels) for metric, labels, _ in checks}
+    for metric in (TRANSITIONS, CLOSES, RESETS, RETRANSMITS):
+        for labels, delta in changed(before, after, metric).items():
+            key = metric + labels
+            if key not in expected_series and any(f'port="{p}"' in labels for p in ports):
+                expect(False, f"{name}: {key} +{delta:g}, which no check expects")
     for metric, labels, want in checks:
         value = got(after, metric, labels)
         expect(value == want, f"{name}: {describe(metric, labels)} +{value:g}"
                + ("" if value == want else f", expected +{want}; what changed: "
-                  + str(changed(before, after, metric))))
+                  + str(changed(before, after, metric))), shortfall=value < want)
     for what, parts, want in sums:
         value = sum(got(after, metric, labels) for metric, labels in parts)
         expect(value == want, f"{name}: {what}: +{value:g}"
-               + ("" if value == want else f", expected +{want}"))
+               + ("" if value == want else f", expected +{want}"), shortfall=value < want)
     if failed(after):
         print(f"{name}: the daemon's own counters meanwhile: " + str({
             key: value - before.get(key, 0) for key, value in after.items()
@@ -486,6 +504,27 @@ def scenario_synack(daemon, ports):
          retransmits_on(ports.values()), kernel["TCPSynRetrans"])])
 
 
+# A scenario whose counts only fell short runs once more on ports of its own: kernel 6.18
+# sometimes runs no program for a tracepoint hit and counts no miss (docs/performance.md,
+# "Tracepoint hits the kernel delivered to neither program"), seen here in 3-5% of the runs
+# on a loaded machine, a whole timer's round of retransmissions at once. A count above the
+# expected one, a count in a series no check expects, or a second shortfall fails the test.
+ATTEMPTS = 2
+
+
+def run_scenario(daemon, name, attempt_ports):
+    for attempt, ports in enumerate(attempt_ports, 1):
+        started, mark = time.monotonic(), len(failures)
+        globals()[f"scenario_{name}"](daemon, ports)
+        print(f"{name}: {time.monotonic() - started:.2f} s", flush=True)
+        failed = failures[mark:]
+        if not failed or attempt == len(attempt_ports) or not all(short for _, short in failed):
+            return
+        del failures[mark:]
+        print(f"note: {name}: {len(failed)} counts fell short, nothing counted elsewhere: once "
+              f"more on other ports (the kernel ran no program for some hits)", flush=True)
+
+
 def main():
     [binary] = test_arguments(__doc__, 1)
     enter_own_network_namespace()
@@ -494,16 +533,17 @@ def main():
     if os.path.exists("/proc/sys/net/ipv4/tcp_syn_linear_timeouts"):
         # Else the first SYN retransmissions are 1 s apart: 2 of them within the 3 s.
         write_sysctl("tcp_syn_linear_timeouts", 0)
-    numbers = random.sample(PORT_RANGE, len(SCENARIOS) * len(FAMILIES))
-    ports = {name: {family: numbers.pop() for family in FAMILIES} for name in SCENARIOS}
-    listed = ", ".join(str(p) for name in SCENARIOS for p in ports[name].values())
+    # Ports for each scenario's attempts: one per family and attempt.
+    numbers = random.sample(PORT_RANGE, ATTEMPTS * len(SCENARIOS) * len(FAMILIES))
+    ports = {name: [{family: numbers.pop() for family in FAMILIES} for _ in range(ATTEMPTS)]
+             for name in SCENARIOS}
+    listed = ", ".join(str(p) for name in SCENARIOS for each in ports[name]
+                       for p in each.values())
     print("ports: " + ", ".join(f"{name} {ports[name]}" for name in SCENARIOS))
     workdir = scratch_dir("close-reasons")
     with Daemon(binary, CONFIG.format(ports=listed), workdir) as daemon:
         for name in os.environ.get("CLOSE_REASONS_SCENARIOS", " ".join(SCENARIOS)).split():
-            scenario_started = time.monotonic()
-            globals()[f"scenario_{name}"](daemon, ports[name])
-            print(f"{name}: {time.monotonic() - scenario_started:.2f} s", flush=True)
+            run_scenario(daemon, name, ports[name])
         values = daemon.metrics()
         lost = sample(values, "tcpstatesd_events_lost_total")
         by_reason = {key: value for key, value in values.items()
