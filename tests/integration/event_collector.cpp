@@ -119,6 +119,12 @@ bool ended(const std::vector<tcpstates_event>& life) {
            life.back().transition.new_state == TCPSTATES_CLOSE;
 }
 
+const tcpstates_event* first_of(const std::vector<tcpstates_event>& events,
+                                const EventMatch& match) {
+    const auto found = std::find_if(events.begin(), events.end(), match);
+    return found == events.end() ? nullptr : &*found;
+}
+
 std::vector<tcpstates_event> state_changes(const std::vector<tcpstates_event>& events) {
     std::vector<tcpstates_event> changes;
     for (const auto& e : events)

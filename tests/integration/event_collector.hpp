@@ -71,6 +71,9 @@ std::vector<tcpstates_event> life_of(const std::vector<tcpstates_event>& events,
 
 // True when the life has ended: its last event is a transition to CLOSE.
 bool ended(const std::vector<tcpstates_event>& life);
+// The first event that `match` matches, or nullptr.
+const tcpstates_event* first_of(const std::vector<tcpstates_event>& events,
+                                const EventMatch& match);
 // The transitions among the events, without the resets and retransmissions.
 std::vector<tcpstates_event> state_changes(const std::vector<tcpstates_event>& events);
 
