@@ -73,7 +73,8 @@ std::string privilege_hint() {
         case ESRCH:
             message +=
                 " (the kernel lacks the tracepoint sock:inet_sock_set_state or its BTF: "
-                "Linux >= 5.5 built with CONFIG_DEBUG_INFO_BTF=y is required)";
+                "Linux >= 5.5 built with CONFIG_DEBUG_INFO_BTF=y is required; or a tcp:* "
+                "tracepoint of events.resets / events.retransmits, which can be set to false)";
             break;
         default:
             break;
@@ -270,13 +271,8 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     }
 
     if (int err = tcpstates_bpf__load(skel_.get()))
-        fail(
-            packet_programs_.empty()
-                ? std::string("loading the BPF program (") + bpf_program__section_name(first_) + ")"
-                : std::string("loading the BPF programs (") + bpf_program__section_name(first_) +
-                      " and the tp_btf/tcp_* ones of events.resets and events.retransmits, which "
-                      "can be turned off)",
-            err);
+        fail(std::string("loading the BPF program (") + bpf_program__section_name(first_) + ")",
+             err);
     apply_filters(options.filters);
     if (int err = tcpstates_bpf__attach(skel_.get()))
         fail(packet_programs_.empty()
