@@ -247,6 +247,19 @@ static __always_inline __u8 origin_of(int old_state, int new_state)
 	return TCPSTATES_ORIGIN_UNKNOWN;
 }
 
+/* A full socket's ports, host byte order. Every read of the socket is a probe read: the raw_tp
+ * programs get it as a plain number, and inet_sport lies past struct sock, outside what tp_btf
+ * lets a program dereference directly. */
+static __always_inline __u16 local_port(const struct sock *sk)
+{
+	return bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+}
+
+static __always_inline __u16 remote_port(const struct sock *sk)
+{
+	return bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
 /* -1 when user space's filters drop the record, else 0. */
 static __always_inline int filtered_out(const struct tcpstates_transition *t)
 {
@@ -284,11 +297,8 @@ static __always_inline int track(const struct sock *sk, int old_state, int new_s
 	__builtin_memset(t, 0, sizeof(*t)); /* no stack bytes leave uninitialized */
 	__builtin_memset(owner, 0, sizeof(*owner));
 	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	/* Every read of the socket is a probe read: the raw_tp programs get it as a plain
-	 * number, and inet_sport lies past struct sock, outside what tp_btf lets a program
-	 * dereference directly. */
-	t->lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
-	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	t->lport = local_port(sk);
+	t->rport = remote_port(sk);
 	t->old_state = old_state;
 	t->new_state = new_state;
 
@@ -648,8 +658,8 @@ static __always_inline int reset_sent(void *ctx, const struct sock *sk,
 										    : AF_INET;
 	} else if (sk) {
 		/* An abort, from the socket (a full one) alone. */
-		lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
-		rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		lport = local_port(sk);
+		rport = remote_port(sk);
 	} else {
 		return 0;
 	}
@@ -674,9 +684,8 @@ static __always_inline void report_socket(void *ctx, const struct sock *sk, __u8
 					  enum transport transport)
 {
 	report_packet(ctx, sk, 0, kind, BPF_CORE_READ(sk, __sk_common.skc_state),
-		      BPF_CORE_READ(sk, __sk_common.skc_family),
-		      bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport)),
-		      bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)), 0, transport);
+		      BPF_CORE_READ(sk, __sk_common.skc_family), local_port(sk), remote_port(sk), 0,
+		      transport);
 }
 
 /* A listener's SYN-ACK sent again: the handshake of a request socket, reported as SYN_RECV
