@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The one header shared by the kernel program (bpf/tcpstates.bpf.c), the daemon (daemon/)
- * and the tests: the TCP states, the records the program writes (a compact transition for the
- * metrics, the same transition followed by the socket's identity for `trace`, the counts a walk
- * of the sockets reports), the per-socket record, the per-state socket counts, and the indexes of the
- * program's counters. Everything here is
- * ABI between the two halves of one binary: change both sides together.
+ * The one header shared by the kernel programs (bpf/) and the daemon (daemon/): the TCP states,
+ * the close reasons, the per-socket record, the counts the programs keep per label tuple, the
+ * duration histograms, the records the ring buffer carries (a trace event, a new tuple) and the
+ * indexes of the programs' own counters. Everything here is ABI between the two halves of one
+ * binary: change both sides together. Sizes are asserted at the end.
  */
 #ifndef TCPSTATESD_BPF_TCPSTATES_H
 #define TCPSTATESD_BPF_TCPSTATES_H
@@ -30,6 +29,17 @@ enum tcpstates_tcp_state {
 	TCPSTATES_MAX_STATE = TCPSTATES_BOUND_INACTIVE,
 };
 
+/* The states a full socket moves between (ESTABLISHED .. CLOSING), each the index of its slot in
+ * the counts below; slot 0 is unused. A request socket (NEW_SYN_RECV) and the diagnostic
+ * BOUND_INACTIVE make no transition; the programs count a transition outside these slots in
+ * TCPSTATES_COUNTER_STRANGE_STATE instead. */
+#define TCPSTATES_STATE_SLOTS (TCPSTATES_CLOSING + 1)
+
+static inline int tcpstates_state_has_slot(unsigned int state)
+{
+	return state >= TCPSTATES_ESTABLISHED && state <= TCPSTATES_CLOSING;
+}
+
 #define TCPSTATES_COMM_LEN 16
 
 /* How a socket came to be, as its transitions tell: what its service port is (the remote port
@@ -40,6 +50,174 @@ enum tcpstates_origin {
 	TCPSTATES_ORIGIN_LISTENER,    /* CLOSE -> LISTEN: listen() */
 	TCPSTATES_ORIGIN_PASSIVE,     /* LISTEN -> SYN_RECV: a child of a listener */
 };
+
+/*
+ * Why a socket closed (the `reason` of tcpstates_closes_total, trace's REASON), from what the
+ * kernel leaves on the socket at its transition to CLOSE: its pending error (an errno) and the
+ * state it leaves. docs/metrics.md, "Close reasons", is the table.
+ */
+enum tcpstates_close_reason {
+	TCPSTATES_CLOSE_NORMAL = 0,
+	TCPSTATES_CLOSE_REFUSED,
+	TCPSTATES_CLOSE_TIMEOUT,
+	TCPSTATES_CLOSE_RESET,
+	TCPSTATES_CLOSE_UNREACHABLE,
+	TCPSTATES_CLOSE_CANCELED,
+	TCPSTATES_CLOSE_OTHER,
+	TCPSTATES_CLOSE_REASONS,
+};
+
+/* The errnos close reasons are made of (asm-generic/errno*.h, the same on every architecture
+ * Linux runs BPF on). */
+#define TCPSTATES_EACCES 13
+#define TCPSTATES_EPIPE 32
+#define TCPSTATES_ENONET 64
+#define TCPSTATES_ENETDOWN 100
+#define TCPSTATES_ENETUNREACH 101
+#define TCPSTATES_ECONNRESET 104
+#define TCPSTATES_ETIMEDOUT 110
+#define TCPSTATES_ECONNREFUSED 111
+#define TCPSTATES_EHOSTDOWN 112
+#define TCPSTATES_EHOSTUNREACH 113
+
+static inline enum tcpstates_close_reason tcpstates_close_reason(unsigned int from_state,
+								  unsigned int error)
+{
+	switch (error) {
+	case 0:
+		break;
+	case TCPSTATES_ECONNREFUSED: /* a RST in answer to the SYN, or ICMP port unreachable */
+		return TCPSTATES_CLOSE_REFUSED;
+	case TCPSTATES_ETIMEDOUT: /* retransmissions or keepalive probes unanswered */
+		return TCPSTATES_CLOSE_TIMEOUT;
+	case TCPSTATES_ECONNRESET: /* a RST received */
+	case TCPSTATES_EPIPE:      /* a RST received in CLOSE_WAIT */
+		return TCPSTATES_CLOSE_RESET;
+	/* What ICMP destination-unreachable codes become (icmp_err_convert, icmpv6_err_convert):
+	 * no route, host unknown or isolated, administratively prohibited. */
+	case TCPSTATES_ENETUNREACH:
+	case TCPSTATES_EHOSTUNREACH:
+	case TCPSTATES_EHOSTDOWN:
+	case TCPSTATES_ENETDOWN:
+	case TCPSTATES_ENONET:
+	case TCPSTATES_EACCES:
+		return TCPSTATES_CLOSE_UNREACHABLE;
+	default:
+		return TCPSTATES_CLOSE_OTHER;
+	}
+	switch (from_state) {
+	/* The application closed the socket before the handshake completed. */
+	case TCPSTATES_SYN_SENT:
+	case TCPSTATES_SYN_RECV:
+		return TCPSTATES_CLOSE_CANCELED;
+	/* Without an error, the kernel leaves these states for CLOSE only by aborting the
+	 * connection, and then sends a RST: close() with unread data or SO_LINGER 0, a listener's
+	 * close() for the children not yet accepted, shutdown by memory pressure. */
+	case TCPSTATES_ESTABLISHED:
+	case TCPSTATES_CLOSE_WAIT:
+	case TCPSTATES_FIN_WAIT1:
+		return TCPSTATES_CLOSE_RESET;
+	/* The end of an orderly close (FIN_WAIT2, LAST_ACK, CLOSING), a listener's close(). */
+	default:
+		return TCPSTATES_CLOSE_NORMAL;
+	}
+}
+
+/*
+ * What the programs remember of each socket they have seen, in a hash table keyed by the
+ * socket's address (the `socket_records` map): from its first transition (or the daemon's walk
+ * of the existing sockets) until the kernel destroys the socket (tcp:tcp_destroy_sock). It
+ * names the label tuple the socket is counted under, so that every change of its state moves
+ * one count within that tuple, whatever the labels' configuration has become meanwhile.
+ */
+struct tcpstates_socket {
+	__u64 since_ns;  /* when the socket entered `state` (bpf_ktime_get_ns); 0: unknown */
+	__u64 cgroup_id; /* the owner's cgroup id (its tuple's); 0: unknown */
+	__u16 port;      /* its service port (its tuple's); 0: none */
+	__u8 state;      /* enum tcpstates_tcp_state */
+	__u8 left_state; /* in CLOSE: the state it left (what an abort's RST was sent in) */
+	__u8 origin;     /* enum tcpstates_origin */
+	__u8 flags;      /* TCPSTATES_SOCKET_* */
+	__u8 pad[2];
+};
+#define TCPSTATES_SOCKET_IPV6 0x1
+/* Its tuple is the overflow tuple: the tuple table was full when its tuple was first needed. */
+#define TCPSTATES_SOCKET_OVERFLOW 0x2
+
+/*
+ * A label tuple: what a series' optional labels are made of. The programs count every
+ * transition, close, reset, retransmission and socket under its socket's tuple; user space turns
+ * the port and the cgroup id into label values (or "other") when scraped. A label no family
+ * carries is 0 in every tuple (user space tells the programs, see `label_port`).
+ */
+struct tcpstates_tuple_key {
+	__u64 cgroup_id; /* 0: unknown owner */
+	__u16 port;      /* the service port; 0: none */
+	__u8 ipv6;       /* 0: IPv4, 1: IPv6 */
+	__u8 flags;      /* TCPSTATES_TUPLE_* */
+	__u8 pad[4];
+};
+/* The tuple that takes the counts of tuples the table had no room for (cgroup_id and port 0). */
+#define TCPSTATES_TUPLE_OVERFLOW 0x1
+
+/* Everything counted under one tuple. The gauge is signed: after the tuple table was swapped
+ * (user space folds its old counts into totals of its own) a socket counted in the old table
+ * leaves its state in the new one. */
+struct tcpstates_tuple_counts {
+	__u64 transitions[TCPSTATES_STATE_SLOTS][TCPSTATES_STATE_SLOTS]; /* [from][to] */
+	__u64 closes[TCPSTATES_STATE_SLOTS][TCPSTATES_CLOSE_REASONS];    /* [from][reason] */
+	__s64 sockets[TCPSTATES_STATE_SLOTS];                           /* full sockets now */
+	__u64 resets[2][TCPSTATES_STATE_SLOTS]; /* [TCPSTATES_RESET_*][state] */
+	__u64 retransmits[TCPSTATES_STATE_SLOTS];
+};
+#define TCPSTATES_RESET_SENT 0
+#define TCPSTATES_RESET_RECEIVED 1
+
+/*
+ * Duration histograms (tcpstates_state_duration_seconds): the time a socket spent in `from`
+ * before it moved to `to`, bucketed by the programs with the configured upper bounds. buckets[i]
+ * counts the observations in (bound[i-1], bound[i]]; the one after the last bound is +Inf.
+ * Observations whose start is unknown are not made.
+ */
+#define TCPSTATES_MAX_BUCKETS 64
+struct tcpstates_histogram {
+	__u64 sum_ns;
+	__u64 buckets[TCPSTATES_MAX_BUCKETS + 1];
+};
+
+/* The bucket bounds in force, in nanoseconds: `count` finite bounds, strictly increasing. Two
+ * generations: user space writes the one not in use, then switches `bucket_generation`. */
+struct tcpstates_bucket_bounds {
+	__u64 bound_ns[TCPSTATES_MAX_BUCKETS];
+	__u32 count;
+	__u32 pad;
+};
+
+/* The histograms without labels (and those whose labelled key found no room) are an array:
+ * this slot of it. */
+static inline __u32 tcpstates_duration_slot(__u32 generation, __u32 ipv6, __u32 from, __u32 to)
+{
+	return ((generation * 2 + ipv6) * TCPSTATES_STATE_SLOTS + from) * TCPSTATES_STATE_SLOTS + to;
+}
+#define TCPSTATES_DURATION_SLOTS (2 * 2 * TCPSTATES_STATE_SLOTS * TCPSTATES_STATE_SLOTS)
+
+/* A labelled histogram's key (when durations carry a label). */
+struct tcpstates_duration_key {
+	__u64 cgroup_id;
+	__u16 port;
+	__u8 ipv6;
+	__u8 from;
+	__u8 to;
+	__u8 generation;
+	__u8 pad[2];
+};
+
+/* Transitions whose start was not seen, per family, from and to (never a duration). */
+static inline __u32 tcpstates_unknown_start_slot(__u32 ipv6, __u32 from, __u32 to)
+{
+	return (ipv6 * TCPSTATES_STATE_SLOTS + from) * TCPSTATES_STATE_SLOTS + to;
+}
+#define TCPSTATES_UNKNOWN_START_SLOTS (2 * TCPSTATES_STATE_SLOTS * TCPSTATES_STATE_SLOTS)
 
 /* Who owns a socket: the task that called connect() or listen() (a passively opened child
  * inherits its listener's owner). All zero when unknown. */
@@ -56,8 +234,8 @@ struct tcpstates_owner {
  * duration_ns is 0 and must not be used. */
 #define TCPSTATES_EVENT_START_UNKNOWN 0x1
 
-/* What a record reports. Resets and retransmissions travel in the same record as the state
- * changes, in the socket's state at that moment (old_state == new_state). */
+/* What a trace event reports. Resets and retransmissions are reported in the socket's state at
+ * that moment (old_state == new_state). */
 enum tcpstates_record_kind {
 	TCPSTATES_KIND_TRANSITION = 0,  /* old_state -> new_state */
 	TCPSTATES_KIND_RESET_SENT,      /* a RST sent; a segment with no socket: state CLOSE */
@@ -66,9 +244,7 @@ enum tcpstates_record_kind {
 	TCPSTATES_KINDS,
 };
 
-/* One TCP state transition: all the metrics need, the record the daemon asks for (so that
- * the ring buffer holds 3.5 times as many as full events, and the program copies no
- * addresses or command names). */
+/* One transition, reset or retransmission as `trace` reports it. */
 struct tcpstates_transition {
 	__u64 duration_ns; /* time spent in old_state; valid unless START_UNKNOWN */
 	__u64 cgroup_id;   /* the owner's (struct tcpstates_owner); 0: owner unknown */
@@ -86,7 +262,7 @@ struct tcpstates_transition {
 
 /* A transition with the socket's identity and owner: what `trace` prints. */
 struct tcpstates_event {
-	struct tcpstates_transition transition; /* first: a full event is also a transition */
+	struct tcpstates_transition transition; /* first: the ring buffer record starts with it */
 	__u64 skaddr;   /* kernel address of the struct sock: an identity, not a pointer (0: none) */
 	__u64 ts_ns;    /* bpf_ktime_get_ns() at the transition (CLOCK_MONOTONIC) */
 	struct tcpstates_owner owner; /* not the task on the CPU, which in softirq is anyone */
@@ -94,73 +270,85 @@ struct tcpstates_event {
 	__u8 raddr[16];
 };
 
-/* What the program remembers of each socket it has seen: in the socket's own storage
- * (BPF_MAP_TYPE_SK_STORAGE, freed with the socket), or on kernels without BTF in a bounded hash
- * table keyed by the socket's address. */
-struct tcpstates_socket {
-	__u64 since_ns; /* when the socket entered `state` */
+/* What the daemon's ring buffer carries (no trace events): a tuple the programs counted under
+ * for the first time, so that user space names its cgroup while the cgroup still exists. */
+struct tcpstates_new_tuple {
+	struct tcpstates_tuple_key key;
+};
+
+/* The owner's task (pid, comm) of a socket, kept for `trace` only. */
+struct tcpstates_task {
+	__u32 pid;
+	char comm[TCPSTATES_COMM_LEN];
+};
+
+/* A listener, by network namespace, family and port: how a passively opened child, which the
+ * kernel clones without a record, finds its owner. */
+struct tcpstates_listener_key {
+	__u64 net; /* the struct net's address: an identity */
+	__u16 port;
+	__u16 ipv6;
+	__u32 pad;
+};
+struct tcpstates_listener {
+	__u64 sk; /* the listening socket (several may share a port: the last listen() names it) */
 	struct tcpstates_owner owner;
-	__u16 family;
+};
+
+/*
+ * What a walk of the network namespace's sockets (iter/tcp) finds besides the full sockets,
+ * which it records (a socket older than the daemon gets its record and its count there): per
+ * family, state and service port, the sockets it could not record (the table full), the
+ * timewait sockets (in their substate, TIME_WAIT or FIN_WAIT2, as `ss` reports them) and the
+ * request sockets (SYN_RECV), which make no transition; the full sockets whose record's state
+ * was not the socket's (a transition missed: corrected); and the ports listened on.
+ */
+struct tcpstates_walk_key {
+	__u16 port;
+	__u8 ipv6;
 	__u8 state;
-	__u8 origin; /* enum tcpstates_origin */
-	__u8 pad[4];
 };
-
-/* Who writes a per-CPU slot of the `counters` and `socket_counts` arrays: each writer has
- * slots of its own, so that a program interrupted on its CPU by the other (see the nested
- * program in tcpstates.bpf.c) never loses an update. User space sums them all. */
-enum tcpstates_writer {
-	TCPSTATES_WRITER_FIRST = 0, /* the tracepoint's first program */
-	TCPSTATES_WRITER_NESTED,    /* the program that runs when the first one is interrupted */
-	TCPSTATES_WRITER_PACKETS,   /* the reset and retransmission programs (atomic adds) */
-	TCPSTATES_WRITERS,
-};
-
-/* Sockets per family and state, in slots of these. The walk (iter/tcp) counts every socket of
- * the daemon's network namespace this way; the tracepoint programs keep the count of other
- * namespaces' sockets as per-CPU deltas in the `socket_counts` array (a state's value is the
- * sum over CPUs and writers): such a socket is counted in its stored state from the moment it
- * has a `struct tcpstates_socket` until CLOSE. */
-#define TCPSTATES_STATE_SLOTS (TCPSTATES_MAX_STATE + 1)
-#define TCPSTATES_SOCKET_COUNT_SLOTS (2 * TCPSTATES_STATE_SLOTS)
-
-/* The slot of a family and state (an unknown state goes to slot 0 of its family, unused). */
-static inline __u32 tcpstates_socket_count_slot(int is_ipv6, __u32 state)
-{
-	return (is_ipv6 ? TCPSTATES_STATE_SLOTS : 0) + (state < TCPSTATES_STATE_SLOTS ? state : 0);
-}
-
-/* What a walk of the network namespace's sockets (iter/tcp) writes once it has visited them
- * all: sockets per slot, in the states `ss` reports (a timewait socket in its substate,
- * TIME_WAIT or FIN_WAIT2; a request socket in SYN_RECV), and the local ports that have a
- * listener (bit p % 64 of listening_ports[p / 64]). */
-struct tcpstates_walk_counts {
-	__u64 sockets[TCPSTATES_SOCKET_COUNT_SLOTS];
-	__u64 listening_ports[65536 / 64];
-};
-
-/* One socket as a detailed walk reports it (walk_details): what its gauge labels are made of.
- * A detailed walk writes one per socket, then its struct tcpstates_walk_counts. */
-struct tcpstates_walked_socket {
-	__u64 cgroup_id; /* the owner's; 0: unknown */
-	__u16 family;
-	__u16 lport; /* host byte order */
-	__u16 rport;
-	__u8 state;  /* as in struct tcpstates_walk_counts */
-	__u8 origin; /* enum tcpstates_origin */
+struct tcpstates_walk_totals {
+	__u64 sockets;      /* every socket visited */
+	__u64 recorded;     /* full sockets the walk gave a record */
+	__u64 unrecorded;   /* full sockets without a record (the table full) */
+	__u64 corrected;    /* records whose state the walk corrected */
+	__u64 listening_ports[65536 / 64]; /* bit p % 64 of [p / 64]: a listener on port p */
 };
 
 /* Indexes into the per-CPU `counters` array map. */
 enum tcpstates_counter {
-	TCPSTATES_COUNTER_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed: event lost */
-	TCPSTATES_COUNTER_PERFBUF_ERROR,    /* perf output failed for a reason other than a full buffer */
-	TCPSTATES_COUNTER_STATE_FAILED,     /* a socket's state could not be stored: no durations */
-	TCPSTATES_COUNTER_STATE_MISMATCH,   /* stored state was not the transition's old state */
-	TCPSTATES_COUNTER_NESTED_RUNS,      /* runs of the nested program: events the first one missed */
+	TCPSTATES_COUNTER_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed: a record lost */
+	TCPSTATES_COUNTER_PERFBUF_ERROR,    /* perf output failed for a reason other than full */
+	TCPSTATES_COUNTER_STATE_FAILED,     /* no record could be stored: socket table full */
+	TCPSTATES_COUNTER_STATE_MISMATCH,   /* the record's state was not the transition's old one */
+	TCPSTATES_COUNTER_NESTED_HANDLED,   /* transitions the first program missed, the nested one
+					     * handled */
+	TCPSTATES_COUNTER_TUPLE_OVERFLOW,   /* counts put under the overflow tuple */
+	TCPSTATES_COUNTER_DURATION_OVERFLOW, /* observations a labelled histogram had no room for */
+	TCPSTATES_COUNTER_GAUGE_LOST,       /* a socket's state change its tuple had no room for */
+	TCPSTATES_COUNTER_STRANGE_STATE,    /* a transition from or to a state without a slot */
+	TCPSTATES_COUNTER_WALK_RECORD_FAILED, /* the walk found the table full */
 	TCPSTATES_COUNTER_MAX,
 };
 
 /* Upper bound for each port allow-list (source, destination). */
 #define TCPSTATES_MAX_FILTER_PORTS 1024
+
+/* The layouts user space reads and docs/architecture.md promises: a change must be deliberate. */
+#ifdef __cplusplus
+#define TCPSTATES_ASSERT_SIZE(type, bytes) static_assert(sizeof(type) == (bytes), #type)
+#else
+#define TCPSTATES_ASSERT_SIZE(type, bytes) _Static_assert(sizeof(type) == (bytes), #type)
+#endif
+TCPSTATES_ASSERT_SIZE(struct tcpstates_socket, 24);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_key, 16);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_counts, 2208);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_histogram, 528);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_duration_key, 16);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_transition, 32);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_event, 112);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_listener_key, 16);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_walk_key, 4);
 
 #endif

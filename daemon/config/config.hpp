@@ -37,7 +37,8 @@ struct EventsConfig {
     Transport transport = Transport::Auto;
     uint32_t ring_buffer_bytes = kDefaultRingBufferBytes;
     uint32_t perf_buffer_pages = kDefaultPerfBufferPages;
-    uint32_t socket_table_size = kDefaultSocketTableSize;
+    // Unset: kDefaultSocketTableSize, or kDefaultPreallocatedSocketTableSize with btf_path.
+    std::optional<uint32_t> socket_table_size;
     std::string btf_path;  // empty: the kernel's own (BpfOptions::btf_path)
     bool resets = true;    // BpfOptions::resets
     bool retransmits = true;

@@ -4,8 +4,8 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/capability.h>
-#include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/fd.hpp"
+#include "kernel/bpf_maps.hpp"
 #include "runtime/capabilities.hpp"
 #include "tcpstates.skel.h"
 
@@ -27,9 +27,12 @@ namespace {
 constexpr const char* kBtfPath = "/sys/kernel/btf/vmlinux";
 
 int route_libbpf_log(enum libbpf_print_level level, const char* format, va_list args) {
-    char line[1024];
-    int n = vsnprintf(line, sizeof line, format, args);
-    std::string_view text(line, n > 0 ? std::min<size_t>(n, sizeof line - 1) : 0);
+    // Whole: a verifier log is one message of many lines.
+    char* message = nullptr;
+    const int n = vasprintf(&message, format, args);
+    if (n < 0) return n;
+    const std::unique_ptr<char, decltype(&free)> owned(message, free);
+    std::string_view text(message, static_cast<size_t>(n));
     while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
     // libbpf's warnings are detail behind our own one-line errors: shown at debug level.
     spdlog::debug("libbpf{}: {}", level == LIBBPF_WARN ? " warning" : "", text);
@@ -55,34 +58,7 @@ std::string privilege_hint() {
     return hint + "; also check kernel.unprivileged_bpf_disabled and kernel lockdown";
 }
 
-// Turns a failed libbpf call into one line: what failed, why, and what to do.
-[[noreturn]] void fail(const std::string& what, int err) {
-    err = err < 0 ? -err : err;
-    std::string message = what + ": " + std::strerror(err);
-    switch (err) {
-        case EPERM:
-        case EACCES:
-            message += " (" + privilege_hint() + ")";
-            break;
-        case ENOMEM:
-            message +=
-                " (locked memory limit too low on kernels < 5.11: set LimitMEMLOCK=infinity or "
-                "`ulimit -l unlimited`; or lower socket_table_size / the buffer sizes)";
-            break;
-        case ENOENT:
-        case ESRCH:
-            message +=
-                " (the kernel lacks the tracepoint sock:inet_sock_set_state or its BTF: "
-                "Linux >= 5.5 built with CONFIG_DEBUG_INFO_BTF=y is required; or a tcp:* "
-                "tracepoint of events.resets / events.retransmits, which can be set to false)";
-            break;
-        default:
-            break;
-    }
-    throw BpfError(message);
-}
-
-// The BTF that the program's field reads are relocated against must be there, or the load
+// The BTF that the programs' field reads are relocated against must be there, or the load
 // fails with a bare ENOENT: checked first, for an error line that says what to do.
 void check_btf(const std::string& custom_path) {
     if (custom_path.empty()) {
@@ -108,10 +84,10 @@ void check_btf(const std::string& custom_path) {
     }
 }
 
-// The pair of tracepoint programs to load (bpf/tcpstates.bpf.c, "Nested transitions"): by
-// transport, and by whether the kernel's own BTF is used.
-std::pair<bpf_program*, bpf_program*> entry_programs(tcpstates_bpf& skel, bool ring,
-                                                     bool custom_btf) {
+// The pair of transition programs to load (bpf/transitions.bpf.h says why two): by transport,
+// and by whether the kernel's own BTF is used.
+std::pair<bpf_program*, bpf_program*> transition_programs(tcpstates_bpf& skel, bool ring,
+                                                          bool custom_btf) {
     auto& p = skel.progs;
     if (custom_btf)
         return ring ? std::pair{p.tcpstates_ringbuf_raw, p.tcpstates_ringbuf_raw_nested}
@@ -120,8 +96,8 @@ std::pair<bpf_program*, bpf_program*> entry_programs(tcpstates_bpf& skel, bool r
                 : std::pair{p.tcpstates_perfbuf, p.tcpstates_perfbuf_nested};
 }
 
-// The programs on the reset and retransmission tracepoints of one transport (bpf/tcpstates.bpf.c,
-// "Resets and retransmissions"), and which of them the options ask for.
+// The programs on the reset and retransmission tracepoints of one transport (bpf/packets.bpf.h),
+// and which of them the options ask for.
 std::vector<bpf_program*> packet_programs(tcpstates_bpf& skel, bool ring,
                                           const BpfOptions& options) {
     auto& p = skel.progs;
@@ -154,52 +130,69 @@ bool retransmit_reports_errors() {
     return prototype && btf_is_func_proto(prototype) && btf_vlen(prototype) >= 4;
 }
 
-// Sums a per-CPU array of `writers` x `slots` 64-bit values over CPUs and writers.
-template <typename Value, size_t Slots>
-std::array<Value, Slots> sum_per_cpu(int map_fd, uint32_t writers) {
-    std::array<Value, Slots> totals{};
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) throw BpfError("counting the possible CPUs: " + std::string(strerror(-cpus)));
-    std::vector<Value> per_cpu(cpus);
-    for (uint32_t writer = 0; writer < writers; ++writer)
-        for (uint32_t slot = 0; slot < Slots; ++slot) {
-            const uint32_t key = writer * Slots + slot;
-            if (bpf_map_lookup_elem(map_fd, &key, per_cpu.data()) != 0)
-                throw BpfError("reading the program's counters: " + std::string(strerror(errno)));
-            for (Value v : per_cpu) totals[slot] += v;
-        }
-    return totals;
-}
-
-// The cookie of the caller's network namespace (Linux >= 5.14): what the programs compare a
-// socket's namespace with.
-uint64_t own_network_namespace_cookie() {
-    const Fd probe(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    uint64_t cookie = 0;
-    socklen_t size = sizeof cookie;
-    if (!probe || getsockopt(probe.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &size) != 0)
-        throw BpfError(
-            "reading this network namespace's cookie (SO_NETNS_COOKIE, Linux >= 5.14): " +
-            std::string(strerror(errno)));
-    return cookie;
-}
-
 bool is_power_of_two(uint64_t v) {
     return v && !(v & (v - 1));
 }
 
+uint64_t recursion_misses(const bpf_program* program) {
+    bpf_prog_info info{};
+    uint32_t size = sizeof info;
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(program), &info, &size) != 0)
+        throw BpfError(std::string("reading the recursion misses of the program ") +
+                       bpf_program__name(program) + ": " + strerror(errno));
+    return info.recursion_misses;
+}
+
+void set_or_fail(int err, const char* what) {
+    if (err) throw_bpf_error(what, err);
+}
+
+// Installs a count table in slot 0 of its outer map.
+void install_table(int outer_fd, int table_fd, const char* what) {
+    const uint32_t slot = 0;
+    if (bpf_map_update_elem(outer_fd, &slot, &table_fd, BPF_ANY) != 0)
+        throw_bpf_error(std::string("installing the ") + what, errno);
+}
+
 }  // namespace
 
-int64_t total_sockets(const SocketCounts& counts) {
-    int64_t sum = 0;
-    for (const auto& family : counts)
-        for (int64_t n : family) sum += n;
-    return sum;
+void add_overflow_tuples(int table_fd) {
+    const tcpstates_tuple_counts zero{};
+    for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6) {
+        tcpstates_tuple_key key{};
+        key.ipv6 = ipv6;
+        key.flags = TCPSTATES_TUPLE_OVERFLOW;
+        if (bpf_map_update_elem(table_fd, &key, &zero, BPF_NOEXIST) != 0 && errno != EEXIST)
+            throw_bpf_error("adding the overflow tuples to a tuple table", errno);
+    }
 }
 
-bool kernel_has_ring_buffer() {
-    return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 1;
+[[noreturn]] void throw_bpf_error(const std::string& what, int err) {
+    err = err < 0 ? -err : err;
+    std::string message = what + ": " + std::strerror(err);
+    switch (err) {
+        case EPERM:
+        case EACCES:
+            message += " (" + privilege_hint() + ")";
+            break;
+        case ENOMEM:
+            message +=
+                " (locked memory limit too low on kernels < 5.11: set LimitMEMLOCK=infinity or "
+                "`ulimit -l unlimited`; or lower socket_table_size / the buffer sizes)";
+            break;
+        case ENOENT:
+        case ESRCH:
+            message +=
+                " (the kernel lacks the tracepoint sock:inet_sock_set_state or its BTF: "
+                "Linux >= 5.8 built with CONFIG_DEBUG_INFO_BTF=y is required; or a tcp:* "
+                "tracepoint of events.resets / events.retransmits, which can be set to false)";
+            break;
+        default:
+            break;
+    }
+    throw BpfError(message);
 }
+
 
 BpfProgram::BpfProgram(const BpfOptions& options) {
     libbpf_set_print(route_libbpf_log);
@@ -208,9 +201,10 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     if (options.socket_table_size == 0) throw BpfError("socket_table_size must be at least 1");
 
     transport_ = options.transport;
+    const bool has_ring_buffer = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 1;
     if (transport_ == Transport::Auto)
-        transport_ = kernel_has_ring_buffer() ? Transport::RingBuffer : Transport::PerfBuffer;
-    else if (transport_ == Transport::RingBuffer && !kernel_has_ring_buffer())
+        transport_ = has_ring_buffer ? Transport::RingBuffer : Transport::PerfBuffer;
+    else if (transport_ == Transport::RingBuffer && !has_ring_buffer)
         throw BpfError(
             "transport ringbuf is not supported by this kernel (needs Linux >= 5.8): "
             "use transport auto or perfbuf");
@@ -218,15 +212,18 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     LIBBPF_OPTS(bpf_object_open_opts, open_options);
     if (!options.btf_path.empty()) open_options.btf_custom_path = options.btf_path.c_str();
     skel_.reset(tcpstates_bpf__open_opts(&open_options));
-    if (!skel_) fail("opening the embedded BPF object", errno);
+    if (!skel_) throw_bpf_error("opening the embedded BPF object", errno);
 
     event_details_ = options.event_details;
     skel_->rodata->event_details = options.event_details ? 1 : 0;
     const bool ring = transport_ == Transport::RingBuffer;
-    const bool socket_storage = options.btf_path.empty();
-    std::tie(first_, nested_) = entry_programs(*skel_, ring, !socket_storage);
-    // The packet programs read socket storage and attach as tp_btf: not with a BTF file.
-    if (socket_storage)
+    const bool kernel_btf = options.btf_path.empty();
+    // The raw tracepoint serves older kernels, whose verifier wants its hash maps preallocated.
+    preallocated_ = !kernel_btf;
+    std::tie(first_, nested_) = transition_programs(*skel_, ring, !kernel_btf);
+    destroy_ = kernel_btf ? skel_->progs.tcpstates_destroy : skel_->progs.tcpstates_destroy_raw;
+    // The packet programs attach as tp_btf: not with a BTF file.
+    if (kernel_btf)
         packet_programs_ = packet_programs(*skel_, ring, options);
     else if (options.resets || options.retransmits)
         spdlog::warn(
@@ -236,23 +233,22 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     for (bpf_program* candidate = bpf_object__next_program(skel_->obj, nullptr); candidate;
          candidate = bpf_object__next_program(skel_->obj, candidate))
         bpf_program__set_autoload(
-            candidate, candidate == first_ || candidate == nested_ ||
+            candidate, candidate == first_ || candidate == nested_ || candidate == destroy_ ||
                            std::find(packet_programs_.begin(), packet_programs_.end(), candidate) !=
                                packet_programs_.end());
-    if (options.retransmits && socket_storage)
+    if (options.retransmits && kernel_btf)
         skel_->rodata->retransmit_reports_errors = retransmit_reports_errors() ? 1 : 0;
-    // The walk is a tracing program on the kernel's own BTF, like socket storage. It counts the
-    // sockets of this network namespace; the tracepoint programs count the others.
-    bpf_program__set_autoload(skel_->progs.tcpstates_walk, socket_storage);
-    if (socket_storage) skel_->rodata->walked_netns_cookie = own_network_namespace_cookie();
+    // The walk is a tracing program on the kernel's own BTF.
+    bpf_program__set_autoload(skel_->progs.tcpstates_walk, kernel_btf);
+
     if (ring) {
         const long page = sysconf(_SC_PAGESIZE);
         if (!is_power_of_two(options.ring_buffer_bytes) || options.ring_buffer_bytes < page)
             throw BpfError("ring buffer size " + std::to_string(options.ring_buffer_bytes) +
                            " must be a power of two and at least the page size (" +
                            std::to_string(page) + ")");
-        if (int err = bpf_map__set_max_entries(skel_->maps.ring_events, options.ring_buffer_bytes))
-            fail("sizing the ring buffer", err);
+        set_or_fail(bpf_map__set_max_entries(skel_->maps.ring_events, options.ring_buffer_bytes),
+                    "sizing the ring buffer");
         if (options.ring_buffer_wakeup_bytes >= options.ring_buffer_bytes)
             throw BpfError("the ring buffer wake-up threshold must be below its size");
         skel_->rodata->ringbuf_wakeup_bytes = options.ring_buffer_wakeup_bytes;
@@ -264,23 +260,54 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
         // Kernels without ring buffers cannot create the map: leave it out entirely.
         bpf_map__set_autocreate(skel_->maps.ring_events, false);
     }
-    if (!socket_storage) {
-        if (int err = bpf_map__set_max_entries(skel_->maps.socket_table, options.socket_table_size))
-            fail("sizing the socket table", err);
-        socket_table_capacity_ = options.socket_table_size;
-    }
 
-    if (int err = tcpstates_bpf__load(skel_.get()))
-        fail(std::string("loading the BPF program (") + bpf_program__section_name(first_) + ")",
-             err);
+    // The tables: sized, and allocated as used unless preallocated.
+    const uint32_t no_prealloc = preallocated_ ? 0 : BPF_F_NO_PREALLOC;
+    socket_table_capacity_ = options.socket_table_size;
+    set_or_fail(bpf_map__set_max_entries(skel_->maps.socket_records, socket_table_capacity_),
+                "sizing the socket table");
+    set_or_fail(bpf_map__set_max_entries(skel_->maps.socket_tasks,
+                                         options.event_details ? socket_table_capacity_ : 1),
+                "sizing the socket owners' table");
+    for (bpf_map* map : {skel_->maps.socket_records, skel_->maps.socket_tasks,
+                         skel_->maps.listeners, skel_->maps.walked})
+        set_or_fail(bpf_map__set_map_flags(map, no_prealloc), "choosing a table's allocation");
+    // The count tables, installed once the programs are loaded; the first of each kind is also
+    // the template its outer map is made for (tables must match it: type, sizes, flags, and
+    // before Linux 5.10 max_entries). Creating them is part of loading: a failure reads so.
+    const std::string loading =
+        std::string("loading the BPF program (") + bpf_program__section_name(first_) + ")";
+    first_tuple_table_ = create_hash_map(
+        "tuples", sizeof(tcpstates_tuple_key), sizeof(tcpstates_tuple_counts),
+        std::max<uint32_t>(options.tuple_table_size, 1), preallocated_, loading);
+    first_duration_table_ = create_hash_map(
+        "durations", sizeof(tcpstates_duration_key), sizeof(tcpstates_histogram),
+        std::max<uint32_t>(options.duration_table_size, 1), preallocated_, loading);
+    set_or_fail(bpf_map__set_inner_map_fd(skel_->maps.tuple_tables, first_tuple_table_.get()),
+                "setting the tuple tables' template");
+    set_or_fail(
+        bpf_map__set_inner_map_fd(skel_->maps.duration_tables, first_duration_table_.get()),
+        "setting the duration tables' template");
+
+    if (int err = tcpstates_bpf__load(skel_.get())) throw_bpf_error(loading, err);
+    add_overflow_tuples(first_tuple_table_.get());
+    install_table(bpf_map__fd(skel_->maps.tuple_tables), first_tuple_table_.get(),
+                  "tuple table");
+    install_table(bpf_map__fd(skel_->maps.duration_tables), first_duration_table_.get(),
+                  "duration table");
     apply_filters(options.filters);
+    apply_labels(options.labels);
+    switch_bucket_bounds(options.duration_bounds_ns);
     if (int err = tcpstates_bpf__attach(skel_.get()))
-        fail(packet_programs_.empty()
-                 ? "attaching to the tracepoint sock:inet_sock_set_state"
-                 : "attaching to the tracepoints sock:inet_sock_set_state and tcp:tcp_send_reset, "
-                   "tcp_receive_reset, tcp_retransmit_skb, tcp_retransmit_synack",
-             err);
+        throw_bpf_error(
+            packet_programs_.empty()
+                ? "attaching to the tracepoints sock:inet_sock_set_state and tcp:tcp_destroy_sock"
+                : "attaching to the tracepoints sock:inet_sock_set_state and tcp:tcp_destroy_sock, "
+                  "tcp_send_reset, tcp_receive_reset, tcp_retransmit_skb, tcp_retransmit_synack",
+            err);
 }
+
+BpfProgram::~BpfProgram() = default;
 
 void BpfProgram::DestroySkeleton::operator()(tcpstates_bpf* skeleton) const {
     tcpstates_bpf__destroy(skeleton);
@@ -289,6 +316,31 @@ void BpfProgram::DestroySkeleton::operator()(tcpstates_bpf* skeleton) const {
 int BpfProgram::events_map_fd() const {
     return bpf_map__fd(transport_ == Transport::RingBuffer ? skel_->maps.ring_events
                                                            : skel_->maps.perf_events);
+}
+
+int BpfProgram::tuple_tables_fd() const {
+    return bpf_map__fd(skel_->maps.tuple_tables);
+}
+int BpfProgram::duration_tables_fd() const {
+    return bpf_map__fd(skel_->maps.duration_tables);
+}
+int BpfProgram::durations_fd() const {
+    return bpf_map__fd(skel_->maps.durations);
+}
+int BpfProgram::unknown_starts_fd() const {
+    return bpf_map__fd(skel_->maps.unknown_starts);
+}
+int BpfProgram::walked_fd() const {
+    return bpf_map__fd(skel_->maps.walked);
+}
+tcpstates_walk_totals& BpfProgram::walk_totals() const {
+    return skel_->bss->walk_totals;
+}
+bool BpfProgram::can_walk_sockets() const {
+    return skel_->links.tcpstates_walk != nullptr;
+}
+bpf_link* BpfProgram::walk_link() const {
+    return skel_->links.tcpstates_walk;
 }
 
 void BpfProgram::replace_ports(int map_fd, const std::vector<uint16_t>& old_ports,
@@ -300,15 +352,15 @@ void BpfProgram::replace_ports(int map_fd, const std::vector<uint16_t>& old_port
     const uint8_t allowed = 1;
     for (uint16_t port : new_ports)
         if (bpf_map_update_elem(map_fd, &port, &allowed, BPF_ANY) != 0)
-            fail(std::string("adding port ") + std::to_string(port) + " to the " + which +
-                     " port filter",
-                 errno);
+            throw_bpf_error(std::string("adding port ") + std::to_string(port) + " to the " +
+                                which + " port filter",
+                            errno);
     for (uint16_t port : old_ports)
         if (std::find(new_ports.begin(), new_ports.end(), port) == new_ports.end() &&
             bpf_map_delete_elem(map_fd, &port) != 0 && errno != ENOENT)
-            fail(std::string("removing port ") + std::to_string(port) + " from the " + which +
-                     " port filter",
-                 errno);
+            throw_bpf_error(std::string("removing port ") + std::to_string(port) + " from the " +
+                                which + " port filter",
+                            errno);
 }
 
 void BpfProgram::apply_filters(const EventFilters& requested) {
@@ -319,7 +371,7 @@ void BpfProgram::apply_filters(const EventFilters& requested) {
     std::sort(next.remote_ports.begin(), next.remote_ports.end());
     auto* bss = skel_->bss;
     // A switch goes off before its list is emptied and on after its list is filled, so the
-    // program never applies an enabled, empty or half-filled allow-list.
+    // programs never apply an enabled, empty or half-filled allow-list.
     if (next.local_ports.empty()) bss->filter_local_ports = 0;
     if (next.remote_ports.empty()) bss->filter_remote_ports = 0;
     replace_ports(bpf_map__fd(skel_->maps.local_ports), filters_.local_ports, next.local_ports,
@@ -329,105 +381,78 @@ void BpfProgram::apply_filters(const EventFilters& requested) {
     if (!next.local_ports.empty()) bss->filter_local_ports = 1;
     if (!next.remote_ports.empty()) bss->filter_remote_ports = 1;
     bss->filter_family = static_cast<uint16_t>(next.family);
-    std::lock_guard lock(filters_mutex_);
     filters_ = std::move(next);
 }
 
-EventFilters BpfProgram::filters() const {
-    std::lock_guard lock(filters_mutex_);
-    return filters_;
+void BpfProgram::apply_labels(const TupleLabelSettings& labels) {
+    auto* bss = skel_->bss;
+    // `trace` shows the owner's cgroup: its records keep it whatever the labels.
+    bss->label_cgroup = labels.cgroup || event_details_ ? 1 : 0;
+    bss->label_port = labels.port ? 1 : 0;
+    bss->duration_label_port = labels.duration_port ? 1 : 0;
+    bss->duration_label_cgroup = labels.duration_cgroup ? 1 : 0;
+    bss->port_listening = labels.listening ? 1 : 0;
+    // Listed ports are set; others stay as the programs and walks found them (a port once
+    // listened on stays a service port, so that a connection's transitions keep one tuple).
+    for (uint16_t port : labels.ports)
+        __atomic_fetch_or(&bss->service_ports[port / 64], uint64_t{1} << (port % 64),
+                          __ATOMIC_RELAXED);
+}
+
+void BpfProgram::add_listening_ports(const uint64_t (&words)[65536 / 64]) {
+    auto* bss = skel_->bss;
+    if (!bss->port_listening) return;
+    for (size_t i = 0; i < 65536 / 64; ++i)
+        if (words[i]) __atomic_fetch_or(&bss->service_ports[i], words[i], __ATOMIC_RELAXED);
+}
+
+uint32_t BpfProgram::switch_bucket_bounds(const std::vector<uint64_t>& bounds_ns) {
+    auto* bss = skel_->bss;
+    const uint32_t next = (bss->bucket_generation + 1) & 1;
+    tcpstates_bucket_bounds& bounds = bss->bucket_bounds[next];
+    const size_t count = std::min<size_t>(bounds_ns.size(), TCPSTATES_MAX_BUCKETS);
+    std::copy_n(bounds_ns.begin(), count, bounds.bound_ns);
+    bounds.count = static_cast<uint32_t>(count);
+    __atomic_store_n(&bss->bucket_generation, next, __ATOMIC_RELEASE);
+    return next;
+}
+
+uint32_t BpfProgram::bucket_generation() const {
+    return skel_->bss->bucket_generation & 1;
 }
 
 KernelCounters BpfProgram::read_counters() const {
     KernelCounters totals;
-    const auto sums = sum_per_cpu<uint64_t, TCPSTATES_COUNTER_MAX>(
-        bpf_map__fd(skel_->maps.counters), TCPSTATES_WRITERS);
-    std::copy(sums.begin(), sums.end(), totals.values);
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) throw BpfError("counting the possible CPUs: " + std::string(strerror(-cpus)));
+    std::vector<uint64_t> per_cpu(cpus);
+    const int fd = bpf_map__fd(skel_->maps.counters);
+    for (uint32_t counter = 0; counter < TCPSTATES_COUNTER_MAX; ++counter) {
+        if (bpf_map_lookup_elem(fd, &counter, per_cpu.data()) != 0)
+            throw BpfError("reading the programs' counters: " + std::string(strerror(errno)));
+        for (uint64_t v : per_cpu) totals.values[counter] += v;
+    }
     return totals;
 }
 
-namespace {
-
-uint64_t recursion_misses(const bpf_program* program) {
-    bpf_prog_info info{};
-    uint32_t size = sizeof info;
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(program), &info, &size) != 0)
-        throw BpfError(std::string("reading the recursion misses of the program ") +
-                       bpf_program__name(program) + ": " + strerror(errno));
-    return info.recursion_misses;
-}
-
-}  // namespace
-
-uint64_t BpfProgram::recursion_losses(const KernelCounters& counters) const {
-    const uint64_t nested_runs = counters[TCPSTATES_COUNTER_NESTED_RUNS];
+uint64_t BpfProgram::recursion_losses() const {
+    // Misses first: each handled one follows its miss, so the handled count read afterwards
+    // covers every miss already handled, and the difference never counts one in progress.
     const uint64_t first_misses = recursion_misses(first_);
-    uint64_t losses = first_misses > nested_runs ? first_misses - nested_runs : 0;
-    // Nothing makes up for a packet program's miss.
-    for (const bpf_program* program : packet_programs_) losses += recursion_misses(program);
-    return losses;
+    uint64_t packet_misses = 0;
+    for (const bpf_program* program : packet_programs_) packet_misses += recursion_misses(program);
+    const uint64_t handled = read_counters()[TCPSTATES_COUNTER_NESTED_HANDLED];
+    const uint64_t losses =
+        (first_misses > handled ? first_misses - handled : 0) + packet_misses;
+    // A miss handled between the two reads makes the difference smaller than the last one:
+    // a counter never goes down.
+    std::lock_guard lock(losses_mutex_);
+    recursion_losses_ = std::max(recursion_losses_, losses);
+    return recursion_losses_;
 }
 
-SocketCounts BpfProgram::socket_counts() const {
-    const auto sums = sum_per_cpu<int64_t, TCPSTATES_SOCKET_COUNT_SLOTS>(
-        bpf_map__fd(skel_->maps.socket_counts), TCPSTATES_WRITERS);
-    SocketCounts counts{};
-    for (int ipv6 = 0; ipv6 < 2; ++ipv6)
-        for (uint32_t state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
-            counts[ipv6][state] = sums[tcpstates_socket_count_slot(ipv6, state)];
-    return counts;
-}
-
-bool BpfProgram::can_walk_sockets() const {
-    return skel_->links.tcpstates_walk != nullptr;
-}
-
-namespace {
-
-// Everything one run of an iterator writes. Throws BpfError.
-std::string read_iterator(bpf_link* link, const char* what) {
-    const Fd walk(bpf_iter_create(bpf_link__fd(link)));
-    if (!walk) throw BpfError(std::string("starting a walk of ") + what + ": " + strerror(errno));
-    std::string out;
-    char buffer[1 << 16];
-    for (;;) {
-        const ssize_t n = read(walk.get(), buffer, sizeof buffer);
-        if (n == 0) return out;
-        // EAGAIN: the kernel pauses a read that visited a million sockets without output;
-        // reading again goes on from there.
-        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-        if (n < 0) throw BpfError(std::string("walking ") + what + ": " + strerror(errno));
-        out.append(buffer, static_cast<size_t>(n));
-    }
-}
-
-}  // namespace
-
-SocketWalk BpfProgram::walk_sockets(bool details) const {
-    if (!can_walk_sockets()) throw BpfError("walking the TCP sockets needs the kernel's BTF");
-    std::lock_guard lock(walk_mutex_);
-    std::memset(&skel_->bss->walk_counts, 0, sizeof skel_->bss->walk_counts);
-    skel_->bss->walk_details = details ? 1 : 0;
-    const std::string out = read_iterator(skel_->links.tcpstates_walk, "the TCP sockets");
-    // The counts come last, after the detailed walk's sockets.
-    tcpstates_walk_counts counts{};
-    if (out.size() < sizeof counts ||
-        (out.size() - sizeof counts) % sizeof(tcpstates_walked_socket) != 0)
-        throw BpfError("walking the TCP sockets: the walk ended without its counts");
-    std::memcpy(&counts, out.data() + out.size() - sizeof counts, sizeof counts);
-
-    SocketWalk result;
-    for (int ipv6 = 0; ipv6 < 2; ++ipv6)
-        for (uint32_t state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
-            result.sockets[ipv6][state] =
-                static_cast<int64_t>(counts.sockets[tcpstates_socket_count_slot(ipv6, state)]);
-    static_assert(sizeof result.listening_ports == sizeof counts.listening_ports);
-    std::memcpy(result.listening_ports, counts.listening_ports, sizeof result.listening_ports);
-    result.detailed.resize((out.size() - sizeof counts) / sizeof(tcpstates_walked_socket));
-    if (!result.detailed.empty())  // data() may be null
-        std::memcpy(result.detailed.data(), out.data(),
-                    result.detailed.size() * sizeof(tcpstates_walked_socket));
-    return result;
+uint64_t BpfProgram::destroy_misses() const {
+    return recursion_misses(destroy_);
 }
 
 }  // namespace tcpstatesd

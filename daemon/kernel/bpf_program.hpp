@@ -1,9 +1,9 @@
-// The kernel half, loaded and attached: one RAII object owning the BPF object, its maps
-// and its link. Construction either yields an attached program or throws BpfError with one
-// line that names the cause and the fix.
+// The kernel half, loaded and attached: one RAII object owning the BPF object, its maps and its
+// links. Construction either yields attached programs or throws BpfError with one line that
+// names the cause and the fix. The programs count into maps (kernel/count_tables.hpp reads
+// them) or, for `trace`, send one event per transition (kernel/event_source.hpp).
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -11,27 +11,32 @@
 #include <string>
 #include <vector>
 
+#include "common/fd.hpp"
 #include "kernel/transport.hpp"
 #include "tcpstates.h"
 
 struct tcpstates_bpf;
 struct bpf_program;
+struct bpf_link;
 
 namespace tcpstatesd {
 
 // The defaults of the kernel objects' sizes (the configuration's events.* keys).
-constexpr uint32_t kDefaultSocketTableSize = 65536;
+// Sockets the record table holds at once: allocated as used with the kernel's BTF (about 112
+// bytes a socket, docs/performance.md), preallocated with a BTF file (events.btf_path), where
+// the raw tracepoint needs it: a smaller default there.
+constexpr uint32_t kDefaultSocketTableSize = 1u << 20;
+constexpr uint32_t kDefaultPreallocatedSocketTableSize = 65536;
 constexpr uint32_t kDefaultRingBufferBytes = 4u << 20;
 constexpr uint32_t kDefaultPerfBufferPages = 64;
 
-// The wake-up threshold of a batching reader (the daemon and `trace`): an eighth of the ring
-// (512 KiB of the default 4 MiB; docs/performance.md, "Wake-up threshold", measured 256 KiB
-// and 1 MiB alike).
+// The wake-up threshold of a batching reader (`trace`): an eighth of the ring (512 KiB of the
+// default 4 MiB; docs/performance.md, "Wake-up threshold", measured 256 KiB and 1 MiB alike).
 constexpr uint32_t batched_wakeup_bytes(uint32_t ring_buffer_bytes) {
     return ring_buffer_bytes / 8;
 }
 
-// What user space asks the kernel side to report. Empty port lists mean "every port".
+// What user space asks the kernel side to count or report. Empty port lists mean "every port".
 struct EventFilters {
     int family = 0;  // 0 (both), AF_INET or AF_INET6
     std::vector<uint16_t> local_ports;
@@ -40,48 +45,51 @@ struct EventFilters {
     bool operator==(const EventFilters&) const = default;
 };
 
+// Which labels the programs put in the tuples they count under (struct tcpstates_tuple_key),
+// and what a service port is. Live: a socket keeps the tuple it was first counted under.
+struct TupleLabelSettings {
+    bool port = false;    // some family carries `port`
+    bool cgroup = false;  // some family carries `cgroup`
+    bool duration_port = false;  // tcpstates_state_duration_seconds carries `port`
+    bool duration_cgroup = false;
+    bool listening = false;           // every port listened on is a service port
+    std::vector<uint16_t> ports;      // and these (labels.port.ports)
+
+    bool operator==(const TupleLabelSettings&) const = default;
+};
+
 struct BpfOptions {
     Transport transport = Transport::Auto;
     uint32_t socket_table_size = kDefaultSocketTableSize;
     uint32_t ring_buffer_bytes = kDefaultRingBufferBytes;  // power of two, >= the page size
     uint32_t perf_buffer_pages = kDefaultPerfBufferPages;  // per CPU, power of two
-    // Full events (addresses, pid, comm, socket address, timestamp: what `trace` prints) or
-    // compact transitions (what the metrics need; a third of the ring buffer space each).
+    // `trace`'s events (addresses, pid, comm, socket address, timestamp) through the buffer,
+    // or counts in the maps (the daemon).
     bool event_details = true;
     // Ring buffer only: wake the reader when this many bytes wait, not after every event
     // (0). The reader must then also drain on a timer (EventSource::kDrainInterval).
     uint32_t ring_buffer_wakeup_bytes = 0;
     EventFilters filters;
+    TupleLabelSettings labels;
+    // The duration buckets' upper bounds in nanoseconds (at most TCPSTATES_MAX_BUCKETS).
+    std::vector<uint64_t> duration_bounds_ns;
+    // Label tuples and labelled duration histograms the count tables hold (each of the two
+    // tables CountTables alternates between).
+    uint32_t tuple_table_size = 1;
+    uint32_t duration_table_size = 1;
     // Also attach the programs on the reset tracepoints (tcp:tcp_send_reset,
     // tcp:tcp_receive_reset) and the retransmission ones (tcp:tcp_retransmit_skb,
-    // tcp:tcp_retransmit_synack): their records come through the same buffer (kind
-    // TCPSTATES_KIND_RESET_* / RETRANSMIT). They need the kernel's own BTF: ignored with
-    // btf_path.
+    // tcp:tcp_retransmit_synack). They need the kernel's own BTF: ignored with btf_path.
     bool resets = true;
     bool retransmits = true;
-    // Empty: relocate against the kernel's own BTF and attach as a BTF raw tracepoint
-    // (tp_btf), socket state in socket storage. Else a BTF file for a kernel without
-    // /sys/kernel/btf/vmlinux: the program attaches as a plain raw tracepoint, which needs no
-    // kernel BTF, keeps socket state in a table of socket_table_size sockets, and cannot walk
-    // the existing sockets.
+    // Empty: relocate against the kernel's own BTF and attach as BTF raw tracepoints (tp_btf).
+    // Else a BTF file for a kernel without /sys/kernel/btf/vmlinux: the programs attach as
+    // plain raw tracepoints, which need no kernel BTF, their tables are preallocated, and the
+    // existing sockets cannot be walked.
     std::string btf_path;
 };
 
-// Sockets per family and state: [0] IPv4, [1] IPv6, indexed by enum tcpstates_tcp_state.
-using SocketCounts = std::array<std::array<int64_t, TCPSTATES_STATE_SLOTS>, 2>;
-int64_t total_sockets(const SocketCounts& counts);
-
-// What a walk of the network namespace's sockets found.
-struct SocketWalk {
-    SocketCounts sockets{};
-    // The local ports with a listener: bit p % 64 of listening_ports[p / 64].
-    uint64_t listening_ports[65536 / 64] = {};
-    // A detailed walk's sockets, one by one (this network namespace's only).
-    std::vector<tcpstates_walked_socket> detailed;
-};
-
-// Totals of the kernel's per-CPU counters (enum tcpstates_counter), summed over CPUs and
-// writers.
+// Totals of the programs' per-CPU counters (enum tcpstates_counter).
 struct KernelCounters {
     uint64_t values[TCPSTATES_COUNTER_MAX] = {};
     uint64_t operator[](tcpstates_counter c) const { return values[c]; }
@@ -92,11 +100,19 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// Turns a failed libbpf or bpf() call into a BpfError: what failed, why, and what to do.
+[[noreturn]] void throw_bpf_error(const std::string& what, int err);
+
+// Adds both families' overflow tuples (TCPSTATES_TUPLE_OVERFLOW), which the programs expect in
+// every tuple table, to an empty one.
+void add_overflow_tuples(int table_fd);
+
 class BpfProgram {
 public:
     explicit BpfProgram(const BpfOptions& options);
     BpfProgram(const BpfProgram&) = delete;
     BpfProgram& operator=(const BpfProgram&) = delete;
+    ~BpfProgram();
 
     // The transport actually in use (Auto resolved against the running kernel).
     Transport transport() const { return transport_; }
@@ -104,37 +120,50 @@ public:
     int events_map_fd() const;
     uint32_t perf_buffer_pages() const { return perf_buffer_pages_; }
     bool event_details() const { return event_details_; }
-    // 0 when socket state lives in socket storage (no capacity), else the table's size.
     uint32_t socket_table_capacity() const { return socket_table_capacity_; }
+    // Whether the tables are preallocated (the raw tracepoint, events.btf_path).
+    bool preallocated() const { return preallocated_; }
 
-    // Replaces the filters in place while the program stays attached. No event is dropped
-    // that both the old and the new filters would report (new ports are added before old
-    // ones are removed; a switch is off while its list is empty). The program is the one
-    // owner of the filters: whoever needs them asks filters().
+    // Replaces the filters in place while the programs stay attached. No event is dropped
+    // that both the old and the new filters would report (new ports are added before old ones
+    // are removed; a switch is off while its list is empty).
     void apply_filters(const EventFilters& requested);
-    // The filters in force, port lists sorted. Thread-safe (scrapes read them).
-    EventFilters filters() const;
+    // Changes the labels new tuples carry and the service ports. Never throws.
+    void apply_labels(const TupleLabelSettings& labels);
+    // The ports found listened on since the last call (the programs note them at listen()):
+    // OR-ed into `words`, one bit per port.
+    void add_listening_ports(const uint64_t (&words)[65536 / 64]);
 
     KernelCounters read_counters() const;
-    // Transitions the kernel ran neither program for: the first one was already running on
-    // that CPU (an interrupt's transition arrived meanwhile) and so was the nested one. The
-    // first program's bpf_prog_info.recursion_misses (Linux >= 5.12; 0 before) minus the
-    // nested program's runs in `counters`, which must have been read before this call: each
-    // nested run follows the miss it makes up for, so misses read afterwards are never fewer.
-    // Plus the misses of the reset and retransmission programs: resets and retransmissions
-    // lost.
-    uint64_t recursion_losses(const KernelCounters& counters) const;
-    // Sockets now in each state, as the tracepoint programs count them: those with stored
-    // state (seen changing state since the start) of the network namespaces the walk does not
-    // see; with the raw tracepoint (no walk), of every namespace.
-    SocketCounts socket_counts() const;
-    // Whether walk_sockets() can run: not with the raw tracepoint (no kernel BTF).
+    // The transition programs' recursion misses that the nested program did not handle, plus
+    // the packet programs' misses (nothing makes up for those): counts lost. A lower bound read
+    // so that it never counts a miss whose handling is under way: the misses first, the
+    // nested program's handled count after.
+    uint64_t recursion_losses() const;
+    // The destroy program's misses: records left behind (freed at their address's reuse).
+    uint64_t destroy_misses() const;
+
+    // The maps other parts of the daemon read and write (kernel/count_tables.hpp,
+    // kernel/socket_walk.hpp).
+    int tuple_tables_fd() const;
+    int duration_tables_fd() const;
+    int durations_fd() const;
+    int unknown_starts_fd() const;
+    int walked_fd() const;
+    // The count tables installed at load.
+    int first_tuple_table_fd() const { return first_tuple_table_.get(); }
+    int first_duration_table_fd() const { return first_duration_table_.get(); }
+    // The walk's totals (mmapped .bss), written by the walk program.
+    tcpstates_walk_totals& walk_totals() const;
+    // Whether the existing sockets can be walked: not with a BTF file (iter/tcp needs the
+    // kernel's own BTF).
     bool can_walk_sockets() const;
-    // Counts every TCP socket of the network namespace the program was loaded in, per family
-    // and state as `ss -tan` reports them (timewait and request sockets included), and finds
-    // the ports listened on; with `details`, lists the sockets one by one as well. Throws
-    // BpfError.
-    SocketWalk walk_sockets(bool details = false) const;
+    bpf_link* walk_link() const;
+    // Writes the duration buckets' bounds (nanoseconds) into the generation not in use and
+    // switches to it; returns the new generation. The caller must make sure no program still
+    // uses the old one before it writes again (CountTables::swap() waits for them).
+    uint32_t switch_bucket_bounds(const std::vector<uint64_t>& bounds_ns);
+    uint32_t bucket_generation() const;
 
 private:
     void replace_ports(int map_fd, const std::vector<uint16_t>& old_ports,
@@ -143,21 +172,21 @@ private:
     struct DestroySkeleton {
         void operator()(tcpstates_bpf* skeleton) const;
     };
+    Fd first_tuple_table_;
+    Fd first_duration_table_;
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
-    bpf_program* first_ = nullptr;  // the pair of tracepoint programs loaded and attached
+    bpf_program* first_ = nullptr;  // the pair of transition programs loaded and attached
     bpf_program* nested_ = nullptr;
-    std::vector<bpf_program*>
-        packet_programs_;            // those loaded and attached (BpfOptions::resets...)
-    mutable std::mutex walk_mutex_;  // one walk at a time: a walk's counts live in .bss
+    bpf_program* destroy_ = nullptr;
+    std::vector<bpf_program*> packet_programs_;  // those loaded (BpfOptions::resets...)
     Transport transport_ = Transport::RingBuffer;
     uint32_t perf_buffer_pages_ = 0;
     bool event_details_ = true;
+    bool preallocated_ = false;
     uint32_t socket_table_capacity_ = 0;
-    mutable std::mutex filters_mutex_;
-    EventFilters filters_;
+    EventFilters filters_;  // in force; only the caller of apply_filters changes them
+    mutable std::mutex losses_mutex_;
+    mutable uint64_t recursion_losses_ = 0;  // the last value returned: never less
 };
-
-// True when the running kernel supports BPF ring buffers (Linux >= 5.8).
-bool kernel_has_ring_buffer();
 
 }  // namespace tcpstatesd

@@ -1,20 +1,38 @@
 // Why a socket closed (the `reason` of tcpstates_closes_total, and trace's), read from what the
 // kernel leaves on the socket at its transition to CLOSE: its pending error (sk_err) and the
-// state it leaves. docs/metrics.md, "Close reasons", is the table.
+// state it leaves. The mapping is tcpstates_close_reason() in bpf/tcpstates.h, which the
+// programs run; docs/metrics.md, "Close reasons", is the table.
 #pragma once
 
+#include <array>
 #include <string_view>
+
+#include "tcpstates.h"
 
 namespace tcpstatesd {
 
-enum class CloseReason { Normal, Refused, Timeout, Reset, Unreachable, Canceled, Other };
-constexpr CloseReason kCloseReasons[] = {
-    CloseReason::Normal,      CloseReason::Refused,  CloseReason::Timeout, CloseReason::Reset,
-    CloseReason::Unreachable, CloseReason::Canceled, CloseReason::Other};
+enum class CloseReason {
+    Normal = TCPSTATES_CLOSE_NORMAL,
+    Refused = TCPSTATES_CLOSE_REFUSED,
+    Timeout = TCPSTATES_CLOSE_TIMEOUT,
+    Reset = TCPSTATES_CLOSE_RESET,
+    Unreachable = TCPSTATES_CLOSE_UNREACHABLE,
+    Canceled = TCPSTATES_CLOSE_CANCELED,
+    Other = TCPSTATES_CLOSE_OTHER,
+};
 
-// `from_state`: enum tcpstates_tcp_state; `error`: the record's close_error (an errno, 0: none).
-CloseReason close_reason(unsigned from_state, unsigned error);
+// Each reason's name, indexed by the reason.
+inline constexpr std::array<std::string_view, TCPSTATES_CLOSE_REASONS> kCloseReasonNames = {
+    "normal", "refused", "timeout", "reset", "unreachable", "canceled", "other"};
+
+// `from_state`: enum tcpstates_tcp_state; `error`: the socket's pending error (an errno, 0:
+// none).
+inline CloseReason close_reason(unsigned from_state, unsigned error) {
+    return CloseReason(tcpstates_close_reason(from_state, error));
+}
 // "normal", "refused", ...
-std::string_view close_reason_name(CloseReason reason);
+inline std::string_view close_reason_name(CloseReason reason) {
+    return kCloseReasonNames[static_cast<size_t>(reason)];
+}
 
 }  // namespace tcpstatesd

@@ -14,39 +14,36 @@ namespace tcpstatesd {
 
 namespace {
 
-const tcpstates_transition& transition_of(const tcpstates_transition& transition) {
-    return transition;
-}
-const tcpstates_transition& transition_of(const tcpstates_event& event) {
-    return event.transition;
-}
-
 // Copies the record out whole (perf records are not aligned for the structs) when it is one:
-// long enough, of a family and a kind the program reports.
-template <typename Record>
-bool read_record(const void* data, size_t size, Record& record) {
-    if (size < sizeof record) return false;
-    std::memcpy(&record, data, sizeof record);
-    const tcpstates_transition& transition = transition_of(record);
+// long enough, of a family (and a kind) the programs report.
+bool read_record(const void* data, size_t size, tcpstates_event& event) {
+    if (size < sizeof event) return false;
+    std::memcpy(&event, data, sizeof event);
+    const tcpstates_transition& transition = event.transition;
     return (transition.family == AF_INET || transition.family == AF_INET6) &&
            transition.kind < TCPSTATES_KINDS;
 }
 
+bool read_record(const void* data, size_t size, tcpstates_new_tuple& tuple) {
+    if (size < sizeof tuple) return false;
+    std::memcpy(&tuple, data, sizeof tuple);
+    return tuple.key.ipv6 <= 1;
+}
+
 }  // namespace
 
-EventSource::EventSource(const BpfProgram& program, TransitionSink& sink)
+EventSource::EventSource(const BpfProgram& program, TupleSink& sink)
     : EventSource(program, &sink, nullptr) {}
 
 EventSource::EventSource(const BpfProgram& program, EventSink& sink)
     : EventSource(program, nullptr, &sink) {}
 
-EventSource::EventSource(const BpfProgram& program, TransitionSink* transitions, EventSink* events)
-    : program_(program), transitions_(transitions), events_(events) {
+EventSource::EventSource(const BpfProgram& program, TupleSink* tuples, EventSink* events)
+    : program_(program), tuples_(tuples), events_(events) {
     if (program.event_details() != (events != nullptr))
         throw BpfError(program.event_details()
                            ? "the program sends full events: read them with an EventSink"
-                           : "the program sends compact transitions: read them with a "
-                             "TransitionSink");
+                           : "the program sends new tuples: read them with a TupleSink");
     if (program.transport() == Transport::RingBuffer) {
         ring_.reset(ring_buffer__new(program.events_map_fd(), on_ring_record, this, nullptr));
         if (!ring_)
@@ -89,7 +86,7 @@ EventLosses EventSource::losses() const {
     auto set = [&](LossReason reason, uint64_t count) {
         losses.counts[static_cast<size_t>(reason)] = count;
     };
-    set(LossReason::Recursion, program_.recursion_losses(kernel));
+    set(LossReason::Recursion, program_.recursion_losses());
     set(LossReason::RingBufferFull, kernel[TCPSTATES_COUNTER_RINGBUF_FULL]);
     set(LossReason::PerfBufferFull, perf_buffer_lost_.load(std::memory_order_relaxed));
     set(LossReason::PerfBufferError, kernel[TCPSTATES_COUNTER_PERFBUF_ERROR]);
@@ -99,12 +96,13 @@ EventLosses EventSource::losses() const {
 
 void EventSource::deliver(const void* data, size_t size) {
     try {
+        received_.fetch_add(1, std::memory_order_relaxed);
         if (events_) {
             tcpstates_event event;
             if (read_record(data, size, event)) return events_->on_event(event);
         } else {
-            tcpstates_transition transition;
-            if (read_record(data, size, transition)) return transitions_->on_transition(transition);
+            tcpstates_new_tuple tuple;
+            if (read_record(data, size, tuple)) return tuples_->on_new_tuple(tuple.key);
         }
         malformed_.fetch_add(1, std::memory_order_relaxed);
     } catch (...) {

@@ -43,6 +43,8 @@ public:
     uint32_t size() const { return static_cast<uint32_t>(values_.size()); }
     // Admitted values now (reserved ones not included).
     size_t admitted() const { return index_.size(); }
+    // Whether an admitted value is marked gone (so a new one could take its place).
+    bool has_gone() const { return gone_ > 0; }
     uint64_t evictions() const { return evictions_; }
 
 private:

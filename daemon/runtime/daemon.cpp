@@ -3,6 +3,7 @@
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <functional>
@@ -11,16 +12,16 @@
 #include "http/http_server.hpp"
 #include "kernel/bpf_program.hpp"
 #include "kernel/event_source.hpp"
+#include "kernel/count_tables.hpp"
 #include "labels/cgroup_names.hpp"
-#include "labels/listening_ports.hpp"
-#include "labels/socket_labels.hpp"
+#include "labels/tuple_labels.hpp"
+#include "metrics/counted_metrics.hpp"
 #include "metrics/event_loss_collector.hpp"
 #include "metrics/process_collector.hpp"
 #include "metrics/self_metrics.hpp"
 #include "metrics/series_budget.hpp"
-#include "metrics/socket_state_collector.hpp"
-#include "metrics/transition_metrics.hpp"
 #include "runtime/capabilities.hpp"
+#include "runtime/count_upkeep.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/reactor.hpp"
 #include "runtime/reload.hpp"
@@ -32,15 +33,34 @@ namespace tcpstatesd {
 
 namespace {
 
+// The tuple table's capacity: a tuple makes at least one series, so more tuples than
+// labels.max_series are never exported on their own; room for four times as many keeps the
+// table from filling between swaps. Fixed at start (a raised max_series reaches the kernel at
+// the next restart).
+uint32_t tuple_table_size(const LabelsConfig& labels) {
+    return std::clamp<uint32_t>(4 * labels.max_series, 1024, 65536);
+}
+
+// Labelled histograms: each costs buckets + 3 samples of labels.max_series.
+uint32_t duration_table_size(const Config& config) {
+    const auto cost = static_cast<uint32_t>(config.metrics.duration_buckets.size() + 3);
+    return std::clamp<uint32_t>(4 * config.labels.max_series / cost, 64, 65536);
+}
+
 BpfOptions bpf_options(const Config& config) {
     BpfOptions options;
     options.transport = config.events.transport;
     options.ring_buffer_bytes = config.events.ring_buffer_bytes;
     options.perf_buffer_pages = config.events.perf_buffer_pages;
-    options.socket_table_size = config.events.socket_table_size;
-    options.event_details = false;  // the metrics need only the compact transitions
-    options.ring_buffer_wakeup_bytes = batched_wakeup_bytes(config.events.ring_buffer_bytes);
+    options.socket_table_size = config.events.socket_table_size.value_or(
+        config.events.btf_path.empty() ? kDefaultSocketTableSize
+                                       : kDefaultPreallocatedSocketTableSize);
+    options.event_details = false;  // counts in the maps
     options.filters = config.filters;
+    options.labels = tuple_label_settings(config.labels);
+    options.duration_bounds_ns = bounds_ns(config.metrics.duration_buckets);
+    options.tuple_table_size = tuple_table_size(config.labels);
+    options.duration_table_size = duration_table_size(config);
     options.btf_path = config.events.btf_path;
     options.resets = config.events.resets;
     options.retransmits = config.events.retransmits;
@@ -89,34 +109,32 @@ int run_daemon(const DaemonOptions& options) {
 
         auto registry = std::make_shared<prometheus::Registry>();
         SelfMetrics self_metrics(*registry);
-        BpfProgram program(bpf_options(settings.config));
-        if (program.socket_table_capacity() == 0)
-            spdlog::info(
-                "BPF programs attached to sock:inet_sock_set_state (tp_btf), transport {}, "
-                "socket state in socket storage",
-                transport_name(program.transport()));
-        else
-            spdlog::info(
-                "BPF programs attached to sock:inet_sock_set_state (raw_tp), transport {}, "
-                "socket table {} sockets, no start-up walk (needs the kernel's BTF)",
-                transport_name(program.transport()), program.socket_table_capacity());
-        ListeningPorts listening_ports;
+        const BpfOptions kernel_options = bpf_options(settings.config);
+        BpfProgram program(kernel_options);
+        spdlog::info(
+            "BPF programs attached to sock:inet_sock_set_state ({}), counting in the kernel, "
+            "socket table {} sockets ({}){}",
+            program.preallocated() ? "raw_tp" : "tp_btf", program.socket_table_capacity(),
+            program.preallocated() ? "preallocated" : "allocated as used",
+            program.can_walk_sockets() ? "" : ", no walk of the sockets (needs the kernel's BTF)");
+        CountTables tables(program, kernel_options.tuple_table_size,
+                           kernel_options.duration_table_size);
         CgroupNames cgroup_names;
-        SocketLabels socket_labels(settings.config.labels, cgroup_names, listening_ports);
+        TupleLabeler labeler(settings.config.labels, cgroup_names);
         SeriesBudget series_budget(*registry, settings.config.labels.max_series);
-        auto socket_states = std::make_shared<SocketStateCollector>(program, listening_ports,
-                                                                    socket_labels, series_budget);
-        socket_labels.admit_listening_ports();
+        auto metrics = std::make_shared<CountedMetrics>(program, tables, labeler, series_budget,
+                                                        settings.config.labels,
+                                                        settings.config.metrics.duration_buckets);
+        CountUpkeep upkeep(program, *metrics);
         if (program.can_walk_sockets())
-            spdlog::info("found {} TCP sockets in this network namespace in {:.3f} s",
-                         socket_states->startup_sockets(), socket_states->startup_seconds());
-        TransitionMetrics metrics(*registry, settings.config.metrics.duration_buckets,
-                                  settings.config.labels, socket_labels, series_budget);
-        EventSource source(program, metrics);
-        reactor.on_readable(source.fd(), "reading events", [&] { source.consume(); });
-        reactor.every(EventSource::kDrainInterval, "reading events", [&] { source.consume(); });
+            spdlog::info("found {} TCP socket{} in this network namespace in {:.3f} s",
+                         upkeep.startup_sockets(), upkeep.startup_sockets() == 1 ? "" : "s",
+                         upkeep.startup_seconds());
+        reactor.every(CountUpkeep::kTickInterval, "walking the sockets", [&] { upkeep.tick(); });
+        EventSource source(program, *metrics);
+        reactor.on_readable(source.fd(), "reading new tuples", [&] { source.consume(); });
 
-        StatusReport status(systemd, metrics, source);
+        StatusReport status(systemd, *metrics, source);
         reactor.every(StatusReport::kTickInterval, "reporting status", [&] { status.tick(); });
         std::atomic<bool> ready{false};
         // Every kernel object and socket exists now; the HTTP threads are yet to start and
@@ -127,10 +145,10 @@ int run_daemon(const DaemonOptions& options) {
         HttpServer server(
             http_options(settings), std::move(sockets), registry, [&] { return status.healthy(); },
             [&] { return ready.load(); },
-            {socket_states, std::make_shared<EventLossCollector>(source, program),
+            {metrics, std::make_shared<EventLossCollector>(source, program),
              std::make_shared<ProcessCollector>()});
 
-        Reloader reloader(options, std::move(settings), {program, metrics, server, self_metrics});
+        Reloader reloader(options, std::move(settings), {program, *metrics, server, self_metrics});
         reload = [&] {
             systemd.reloading();
             reloader.reload();
@@ -146,8 +164,7 @@ int run_daemon(const DaemonOptions& options) {
 
         systemd.stopping();
         ready = false;
-        source.consume();  // what the kernel already handed over still counts
-        spdlog::info("stopping: detaching the BPF program");
+        spdlog::info("stopping: detaching the BPF programs");
         return code;
     } catch (const std::exception& e) {
         spdlog::error("{}", e.what());

@@ -33,8 +33,7 @@ void Reloader::apply(Settings next) {
     // has changed.
     if (next.web != running_.web) targets_.server.set_security(next.web);
     targets_.program.apply_filters(next.config.filters);
-    targets_.metrics.set_duration_buckets(next.config.metrics.duration_buckets);
-    targets_.metrics.set_labels(next.config.labels);
+    targets_.metrics.configure(next.config.labels, next.config.metrics.duration_buckets);
     setup_logging(next.config.logging.level, next.config.logging.format);
     running_ = std::move(next);
 }

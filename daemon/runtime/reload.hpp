@@ -6,14 +6,14 @@
 #include "http/http_server.hpp"
 #include "kernel/bpf_program.hpp"
 #include "metrics/self_metrics.hpp"
-#include "metrics/transition_metrics.hpp"
+#include "metrics/counted_metrics.hpp"
 
 namespace tcpstatesd {
 
 // What a reload reconfigures; each must outlive the Reloader.
 struct ReloadTargets {
     BpfProgram& program;
-    TransitionMetrics& metrics;
+    CountedMetrics& metrics;
     HttpServer& server;
     SelfMetrics& self_metrics;
 };

@@ -12,7 +12,7 @@ constexpr std::chrono::seconds kStatusInterval{10};
 
 }  // namespace
 
-StatusReport::StatusReport(const SystemdNotifier& systemd, const TransitionMetrics& metrics,
+StatusReport::StatusReport(const SystemdNotifier& systemd, const CountedMetrics& metrics,
                            const EventSource& source)
     : systemd_(systemd),
       metrics_(metrics),
@@ -24,12 +24,17 @@ void StatusReport::tick() {
     const auto now = Clock::now();
     heartbeat_ = now.time_since_epoch().count();
     if (now - last_status_ < kStatusInterval) return;
-    const uint64_t received = metrics_.events_received();
+    uint64_t counted = 0;
+    try {
+        counted = metrics_.transitions_total();
+    } catch (const std::exception&) {
+        return;  // a scrape reports the error; the status line waits for the next time
+    }
     const double seconds = std::chrono::duration<double>(now - last_status_).count();
-    systemd_.status(fmt::format("{:.0f} events/s, {} events lost",
-                                static_cast<double>(received - last_received_) / seconds,
+    systemd_.status(fmt::format("{:.0f} transitions/s, {} events lost",
+                                static_cast<double>(counted - last_counted_) / seconds,
                                 source_.losses().total()));
-    last_received_ = received;
+    last_counted_ = counted;
     last_status_ = now;
 }
 

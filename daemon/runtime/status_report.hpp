@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "kernel/event_source.hpp"
-#include "metrics/transition_metrics.hpp"
+#include "metrics/counted_metrics.hpp"
 #include "runtime/systemd_notify.hpp"
 
 namespace tcpstatesd {
@@ -18,7 +18,7 @@ public:
     static constexpr std::chrono::seconds kTickInterval{1};
 
     // Everything given must outlive the report.
-    StatusReport(const SystemdNotifier& systemd, const TransitionMetrics& metrics,
+    StatusReport(const SystemdNotifier& systemd, const CountedMetrics& metrics,
                  const EventSource& source);
 
     // On the reactor thread, every kTickInterval.
@@ -30,11 +30,11 @@ private:
     using Clock = std::chrono::steady_clock;
 
     const SystemdNotifier& systemd_;
-    const TransitionMetrics& metrics_;
+    const CountedMetrics& metrics_;
     const EventSource& source_;
     std::atomic<Clock::rep> heartbeat_;
     Clock::time_point last_status_;
-    uint64_t last_received_ = 0;
+    uint64_t last_counted_ = 0;
 };
 
 }  // namespace tcpstatesd

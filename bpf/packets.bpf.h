@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Resets and retransmissions (tracepoints tcp:tcp_send_reset, tcp_receive_reset,
+ * tcp_retransmit_skb, tcp_retransmit_synack), each counted in the socket's state at that moment
+ * under its record's tuple; the filters apply as to transitions. The kernel skips one of these
+ * programs when it is already running on the CPU, as it does the transition programs; user space
+ * counts those misses as losses.
+ */
+#ifndef TCPSTATESD_BPF_PACKETS_BPF_H
+#define TCPSTATESD_BPF_PACKETS_BPF_H
+
+#include "counts.bpf.h"
+#include "records.bpf.h"
+#include "trace_events.bpf.h"
+#include "transitions.bpf.h"
+
+#define ETH_P_IPV6 0x86DD
+
+/* What a packet report is about. */
+struct packet {
+	const struct sock *sk; /* a full socket, or NULL (a segment that found no socket) */
+	const struct tcpstates_socket *record; /* the full socket's, if it has one */
+	__u64 listener_cgroup; /* a SYN-ACK's: the listener's owner, whose child it makes */
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u8 kind;  /* enum tcpstates_record_kind */
+	__u8 state;
+	__u8 origin; /* if known from the report itself (a handshake's: PASSIVE), else 0 */
+};
+
+static __always_inline void count_packet(const struct packet *p)
+{
+	int ipv6 = is_ipv6(p->family), overflow = 0;
+	struct tcpstates_tuple_counts *counts, *gauge;
+	__u32 state = p->state;
+
+	if (!tcpstates_state_has_slot(state)) {
+		count(TCPSTATES_COUNTER_STRANGE_STATE);
+		return;
+	}
+	if (p->record)
+		counts = record_counts(p->record, &gauge, 1);
+	else
+		counts = tuple_counts(ipv6, service_port(p->origin, p->lport, p->rport),
+				      label_cgroup ? p->listener_cgroup : 0, &overflow, 1);
+	if (!counts)
+		return;
+	if (p->kind == TCPSTATES_KIND_RETRANSMIT)
+		__sync_fetch_and_add(&counts->retransmits[state_slot(state)], 1);
+	else
+		__sync_fetch_and_add(&counts->resets[p->kind == TCPSTATES_KIND_RESET_RECEIVED]
+						    [state_slot(state)],
+				     1);
+}
+
+static __always_inline void report_packet(void *ctx, const struct packet *p,
+					  const struct sk_buff *segment, enum transport transport)
+{
+	struct tcpstates_transition t = {
+		.family = p->family,
+		.lport = p->lport,
+		.rport = p->rport,
+		.old_state = p->state,
+		.new_state = p->state,
+		.kind = p->kind,
+		.origin = p->origin ? p->origin : p->record ? p->record->origin : 0,
+	};
+	struct tcpstates_owner owner = {};
+
+	if (filtered_out(p->family, p->lport, p->rport))
+		return;
+	if (!event_details) {
+		count_packet(p);
+		return;
+	}
+	if (p->record)
+		owner_of(p->sk, p->record, &owner);
+	t.cgroup_id = owner.cgroup_id;
+	send_event(ctx, p->sk, segment, bpf_ktime_get_ns(), &t, &owner, transport);
+}
+
+/* A RST sent: in answer to a segment (with or without a socket), or an abort. Without a socket
+ * it is in CLOSE (RFC 793's CLOSED: no connection); a socket the kernel aborted (close() with
+ * unread data, SO_LINGER 0, data after close(), a listener's unaccepted children) was moved to
+ * CLOSE just before: its record says which state it left. */
+static __always_inline int reset_sent(void *ctx, const struct sock *sk,
+				      const struct sk_buff *segment, enum transport transport)
+{
+	struct packet p = {.sk = sk, .kind = TCPSTATES_KIND_RESET_SENT};
+
+	if (segment) {
+		/* Its ports, from our side. */
+		unsigned char *tcp = BPF_CORE_READ(segment, head) +
+				     BPF_CORE_READ(segment, transport_header);
+		__be16 ports[2] = {};
+
+		bpf_probe_read_kernel(ports, sizeof(ports), tcp);
+		p.rport = bpf_ntohs(ports[0]);
+		p.lport = bpf_ntohs(ports[1]);
+		p.family = bpf_ntohs(BPF_CORE_READ(segment, protocol)) == ETH_P_IPV6 ? AF_INET6
+										       : AF_INET;
+	} else if (sk) {
+		p.lport = local_port(sk);
+		p.rport = remote_port(sk);
+	} else {
+		return 0;
+	}
+	if (!sk) {
+		p.state = TCPSTATES_CLOSE;
+	} else {
+		/* an IPv4 peer of an IPv6 socket: the socket's family, as in its transitions */
+		p.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		p.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		if (p.state == TCPSTATES_NEW_SYN_RECV) {
+			p.state = TCPSTATES_SYN_RECV; /* a request's handshake: no record */
+			p.origin = TCPSTATES_ORIGIN_PASSIVE;
+		} else {
+			p.record = find_record(sk);
+			if (p.state == TCPSTATES_CLOSE && p.record &&
+			    p.record->state == TCPSTATES_CLOSE && p.record->left_state)
+				p.state = p.record->left_state;
+		}
+	}
+	report_packet(ctx, &p, segment, transport);
+	return 0;
+}
+
+/* A full socket's RST received or segment retransmitted, in its own state. */
+static __always_inline void report_socket(void *ctx, const struct sock *sk, __u8 kind,
+					  enum transport transport)
+{
+	struct packet p = {
+		.sk = sk,
+		.record = find_record(sk),
+		.family = BPF_CORE_READ(sk, __sk_common.skc_family),
+		.lport = local_port(sk),
+		.rport = remote_port(sk),
+		.kind = kind,
+		.state = BPF_CORE_READ(sk, __sk_common.skc_state),
+	};
+
+	report_packet(ctx, &p, 0, transport);
+}
+
+/* A listener's SYN-ACK sent again: the handshake of a request socket, in SYN_RECV with the
+ * request's ports, under the child it would make (the listener's owner, its port). */
+static __always_inline void report_synack(void *ctx, const struct sock *listener,
+					  const struct request_sock *req, enum transport transport)
+{
+	const struct tcpstates_socket *listening = find_record(listener);
+	struct packet p = {
+		.sk = listener,
+		.family = BPF_CORE_READ(req, __req_common.skc_family),
+		.lport = BPF_CORE_READ(req, __req_common.skc_num),
+		.rport = bpf_ntohs(BPF_CORE_READ(req, __req_common.skc_dport)),
+		.kind = TCPSTATES_KIND_RETRANSMIT,
+		.state = TCPSTATES_SYN_RECV,
+		.origin = TCPSTATES_ORIGIN_PASSIVE,
+		.listener_cgroup = listening ? listening->cgroup_id : 0,
+	};
+
+	/* trace shows the listener's owner; the counts go to the child's tuple */
+	if (event_details)
+		p.record = listening;
+	report_packet(ctx, &p, 0, transport);
+}
+
+/* The kernel destroys a socket: its record goes (uncounting it, should it not be in CLOSE). */
+static __always_inline void destroyed(const struct sock *sk)
+{
+	struct tcpstates_socket *record = find_record(sk);
+	struct tcpstates_tuple_counts *gauge;
+
+	if (!record)
+		return;
+	if (record->state != TCPSTATES_CLOSE) {
+		record_counts(record, &gauge, 0);
+		gauge_add(gauge, record->state, -1);
+	}
+	forget_socket(sk);
+}
+
+#endif

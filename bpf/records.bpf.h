@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What the programs know of a socket: its record (struct tcpstates_socket), its ports and
+ * service port, its owner (the task that called connect() or listen(); a passively opened
+ * child's is its listener's, found in `listeners`), and for `trace` the owner's pid and comm.
+ */
+#ifndef TCPSTATESD_BPF_RECORDS_BPF_H
+#define TCPSTATESD_BPF_RECORDS_BPF_H
+
+#include "maps.bpf.h"
+
+static __always_inline struct tcpstates_socket *find_record(const void *sk)
+{
+	__u64 key = (__u64)sk;
+
+	return bpf_map_lookup_elem(&socket_records, &key);
+}
+
+/* Stores a new record; NULL when the table is full (counted) or the socket has one already. */
+static __always_inline struct tcpstates_socket *add_record(const void *sk,
+							   const struct tcpstates_socket *fresh)
+{
+	__u64 key = (__u64)sk;
+
+	if (bpf_map_update_elem(&socket_records, &key, fresh, BPF_NOEXIST) != 0)
+		return 0;
+	return bpf_map_lookup_elem(&socket_records, &key);
+}
+
+static __always_inline void forget_socket(const void *sk)
+{
+	__u64 key = (__u64)sk;
+
+	bpf_map_delete_elem(&socket_records, &key);
+	if (event_details)
+		bpf_map_delete_elem(&socket_tasks, &key);
+}
+
+/* A full socket's ports, host byte order. Every read of the socket is a probe read: the raw_tp
+ * programs get it as a plain number, and inet_sport lies past struct sock, outside what tp_btf
+ * lets a program dereference directly. inet_sport, not skc_num: skc_num is already 0 when a
+ * socket that released its port reaches CLOSE. */
+static __always_inline __u16 local_port(const struct sock *sk)
+{
+	return bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+}
+
+static __always_inline __u16 remote_port(const struct sock *sk)
+{
+	return bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+static __always_inline int is_tcp(const struct sock *sk)
+{
+	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP;
+}
+
+static __always_inline int is_service_port(__u16 port)
+{
+	return port && (service_ports[port / 64] >> (port % 64)) & 1;
+}
+
+static __always_inline void add_service_port(__u16 port)
+{
+	__sync_fetch_and_or(&service_ports[port / 64], 1ULL << (port % 64));
+}
+
+/* A socket's service port, 0 if none (docs/metrics.md, "Labels"): the remote port of an active
+ * open, the local port of a listener and its children, and for a socket first seen later in
+ * its life whichever of its ports is a service port. */
+static __always_inline __u16 service_port(__u8 origin, __u16 lport, __u16 rport)
+{
+	if (!label_port)
+		return 0;
+	switch (origin) {
+	case TCPSTATES_ORIGIN_ACTIVE:
+		return is_service_port(rport) ? rport : 0;
+	case TCPSTATES_ORIGIN_LISTENER:
+	case TCPSTATES_ORIGIN_PASSIVE:
+		return lport && (port_listening || is_service_port(lport)) ? lport : 0;
+	default:
+		if (is_service_port(lport))
+			return lport;
+		return is_service_port(rport) ? rport : 0;
+	}
+}
+
+/* What a transition says of how the socket was opened (enum tcpstates_origin). */
+static __always_inline __u8 origin_of(int old_state, int new_state)
+{
+	if (old_state == TCPSTATES_CLOSE && new_state == TCPSTATES_SYN_SENT)
+		return TCPSTATES_ORIGIN_ACTIVE;
+	if (old_state == TCPSTATES_CLOSE && new_state == TCPSTATES_LISTEN)
+		return TCPSTATES_ORIGIN_LISTENER;
+	if (old_state == TCPSTATES_LISTEN && new_state == TCPSTATES_SYN_RECV)
+		return TCPSTATES_ORIGIN_PASSIVE;
+	return TCPSTATES_ORIGIN_UNKNOWN;
+}
+
+/* The task on the CPU, as the owner of the socket whose connect() or listen() it runs. */
+static __always_inline void current_owner(struct tcpstates_owner *owner)
+{
+	owner->cgroup_id = bpf_get_current_cgroup_id();
+	owner->pid = bpf_get_current_pid_tgid() >> 32;
+	if (event_details)
+		bpf_get_current_comm(owner->comm, sizeof(owner->comm));
+}
+
+static __always_inline struct tcpstates_listener_key listener_key(const struct sock *sk, int ipv6,
+								  __u16 port)
+{
+	struct tcpstates_listener_key key = {
+		.net = (__u64)BPF_CORE_READ(sk, __sk_common.skc_net.net),
+		.port = port,
+		.ipv6 = ipv6,
+	};
+	return key;
+}
+
+/* At listen(): the listener its children will find. Several sockets may listen on one port
+ * (SO_REUSEPORT): the last listen() names their children's owner. */
+static __always_inline void remember_listener(const struct sock *sk, int ipv6, __u16 port,
+					      const struct tcpstates_owner *owner)
+{
+	struct tcpstates_listener_key key = listener_key(sk, ipv6, port);
+	struct tcpstates_listener listener = {
+		.sk = (__u64)sk,
+		.owner = *owner,
+	};
+
+	bpf_map_update_elem(&listeners, &key, &listener, BPF_ANY);
+	if (port_listening)
+		add_service_port(port);
+}
+
+static __always_inline void forget_listener(const struct sock *sk, int ipv6, __u16 port)
+{
+	struct tcpstates_listener_key key = listener_key(sk, ipv6, port);
+	struct tcpstates_listener *listener = bpf_map_lookup_elem(&listeners, &key);
+
+	if (listener && listener->sk == (__u64)sk)
+		bpf_map_delete_elem(&listeners, &key);
+}
+
+/* A passively opened child's owner: its listener's (zero if the listener was not seen). */
+static __always_inline void listener_owner(const struct sock *child, int ipv6, __u16 port,
+					   struct tcpstates_owner *owner)
+{
+	struct tcpstates_listener_key key = listener_key(child, ipv6, port);
+	struct tcpstates_listener *listener = bpf_map_lookup_elem(&listeners, &key);
+
+	if (listener)
+		*owner = listener->owner;
+}
+
+/* For `trace`: the owner's pid and comm, kept beside the record. */
+static __always_inline void remember_task(const void *sk, const struct tcpstates_owner *owner)
+{
+	__u64 key = (__u64)sk;
+	struct tcpstates_task task = {.pid = owner->pid};
+
+	if (!event_details)
+		return;
+	__builtin_memcpy(task.comm, owner->comm, sizeof(task.comm));
+	bpf_map_update_elem(&socket_tasks, &key, &task, BPF_ANY);
+}
+
+/* A socket's owner for `trace`: cgroup from its record, pid and comm from its task. */
+static __always_inline void owner_of(const void *sk, const struct tcpstates_socket *record,
+				     struct tcpstates_owner *owner)
+{
+	__u64 key = (__u64)sk;
+	struct tcpstates_task *task;
+
+	if (!record)
+		return;
+	owner->cgroup_id = record->cgroup_id;
+	task = bpf_map_lookup_elem(&socket_tasks, &key);
+	if (task) {
+		owner->pid = task->pid;
+		__builtin_memcpy(owner->comm, task->comm, sizeof(owner->comm));
+	}
+}
+
+#endif

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * One TCP state transition (sock:inet_sock_set_state): the socket's record moves to the new
+ * state, its count in the gauge with it; the transition, its close reason and the time spent in
+ * the old state are counted under the socket's tuple (or, for `trace`, sent as an event).
+ *
+ * Two programs are attached to the tracepoint, a first and a nested one, because the kernel does
+ * not run a program that is already running on the CPU (an interrupt's transition arriving
+ * during a run): it skips it and counts a recursion miss. The nested program runs after the
+ * first for every transition; it handles one exactly when the first did not, which it tells from
+ * the socket's record: the first program leaves it in the transition's new state. A socket
+ * whose record could not be stored (the table full) leaves the same mark per CPU instead.
+ */
+#ifndef TCPSTATESD_BPF_TRANSITIONS_BPF_H
+#define TCPSTATESD_BPF_TRANSITIONS_BPF_H
+
+#include "counts.bpf.h"
+#include "records.bpf.h"
+#include "trace_events.bpf.h"
+
+/* The last transition the first program handled on this CPU without a record. */
+struct unrecorded_transition {
+	__u64 sk;
+	__u8 old_state;
+	__u8 new_state;
+	__u8 pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct unrecorded_transition);
+} unrecorded SEC(".maps");
+
+static __always_inline void mark_unrecorded(const struct sock *sk, int old_state, int new_state)
+{
+	__u32 zero = 0;
+	struct unrecorded_transition *mark = bpf_map_lookup_elem(&unrecorded, &zero);
+
+	if (mark) {
+		mark->sk = (__u64)sk;
+		mark->old_state = old_state;
+		mark->new_state = new_state;
+	}
+}
+
+/* For the nested program: whether the first program handled this transition. */
+static __always_inline int handled_by_first(const struct sock *sk,
+					    const struct tcpstates_socket *record, int old_state,
+					    int new_state)
+{
+	__u32 zero = 0;
+	struct unrecorded_transition *mark;
+
+	if (record)
+		return record->state == new_state;
+	mark = bpf_map_lookup_elem(&unrecorded, &zero);
+	if (!mark || mark->sk != (__u64)sk || mark->old_state != old_state ||
+	    mark->new_state != new_state)
+		return 0;
+	mark->sk = 0;
+	return 1;
+}
+
+/* -1 when user space's filters leave this out of the counts, else 0. */
+static __always_inline int filtered_out(__u16 family, __u16 lport, __u16 rport)
+{
+	if (filter_family && family != filter_family)
+		return -1;
+	if (filter_local_ports && !bpf_map_lookup_elem(&local_ports, &lport))
+		return -1;
+	if (filter_remote_ports && !bpf_map_lookup_elem(&remote_ports, &rport))
+		return -1;
+	return 0;
+}
+
+/* The socket's pending error at CLOSE: set before the move on refused, timed-out, reset and
+ * unreachable connections (docs/metrics.md, "Close reasons"). An ICMP error that reached a
+ * connecting socket while its connect() held it is only the soft error: the application then
+ * sees it and closes the socket itself. Errnos fit a byte. */
+static __always_inline __u8 close_error(const struct sock *sk, int old_state)
+{
+	int error = BPF_CORE_READ(sk, sk_err);
+
+	if (!error && old_state == TCPSTATES_SYN_SENT)
+		error = BPF_CORE_READ(sk, sk_err_soft);
+	return error > 0 && error < 256 ? error : 0;
+}
+
+/* The record of a socket that begins a life here (connect(), listen(), a listener's child), or
+ * that the programs see for the first time in the middle of one. */
+static __always_inline void start_record(struct tcpstates_socket *record, const struct sock *sk,
+					 int ipv6, __u16 lport, __u16 rport, __u8 origin,
+					 int new_state, __u64 now, struct tcpstates_owner *owner)
+{
+	if (origin == TCPSTATES_ORIGIN_ACTIVE || origin == TCPSTATES_ORIGIN_LISTENER)
+		current_owner(owner);
+	else if (origin == TCPSTATES_ORIGIN_PASSIVE)
+		listener_owner(sk, ipv6, lport, owner);
+	__builtin_memset(record, 0, sizeof(*record));
+	record->since_ns = now;
+	record->cgroup_id = label_cgroup || event_details ? owner->cgroup_id : 0;
+	record->port = service_port(origin, lport, rport);
+	record->state = new_state;
+	record->origin = origin;
+	record->flags = ipv6 ? TCPSTATES_SOCKET_IPV6 : 0;
+}
+
+static __always_inline void handle_transition(void *ctx, const struct sock *sk, int old_state,
+					      int new_state, int nested, enum transport transport)
+{
+	struct tcpstates_tuple_counts *counts = 0, *gauge = 0;
+	struct tcpstates_socket *record;
+	struct tcpstates_owner owner = {};
+	__u64 now, duration_ns = 0;
+	int known_start = 0, overflow = 0;
+	__u16 family, lport, rport;
+	__u8 origin;
+	int ipv6;
+
+	if (!is_tcp(sk))
+		return;
+	record = find_record(sk);
+	if (nested) {
+		if (handled_by_first(sk, record, old_state, new_state))
+			return;
+		count(TCPSTATES_COUNTER_NESTED_HANDLED);
+	}
+	if (!tcpstates_state_has_slot(old_state) || !tcpstates_state_has_slot(new_state)) {
+		count(TCPSTATES_COUNTER_STRANGE_STATE);
+		return;
+	}
+	now = bpf_ktime_get_ns();
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ipv6 = is_ipv6(family);
+	lport = local_port(sk);
+	rport = remote_port(sk);
+	origin = origin_of(old_state, new_state);
+
+	if (record && origin == TCPSTATES_ORIGIN_UNKNOWN) {
+		/* The same life goes on: the same tuple for the gauge's move and the counts. */
+		if (record->state != old_state)
+			count(TCPSTATES_COUNTER_STATE_MISMATCH);
+		else if (record->since_ns && old_state != TCPSTATES_CLOSE)
+			known_start = 1;
+		duration_ns = now - record->since_ns;
+		counts = record_counts(record, &gauge, notify_of(transport));
+		gauge_add(gauge, record->state, -1);
+		if (new_state == TCPSTATES_CLOSE)
+			record->left_state = old_state;
+		record->state = new_state;
+		record->since_ns = now;
+		gauge_add(gauge, new_state, 1);
+		if (event_details)
+			owner_of(sk, record, &owner);
+	} else {
+		/* A new life (a new owner, origin and tuple), or the first sight of the socket. */
+		struct tcpstates_socket fresh;
+
+		if (record && record->state != TCPSTATES_CLOSE) {
+			/* Left over from a socket destroyed unseen at this address: uncount it. */
+			record_counts(record, &gauge, 0);
+			gauge_add(gauge, record->state, -1);
+		}
+		start_record(&fresh, sk, ipv6, lport, rport, origin, new_state, now, &owner);
+		counts = tuple_counts(ipv6, fresh.port, fresh.cgroup_id, &overflow,
+				      notify_of(transport));
+		if (overflow)
+			fresh.flags |= TCPSTATES_SOCKET_OVERFLOW;
+		if (record)
+			*record = fresh;
+		else
+			record = add_record(sk, &fresh);
+		if (record) {
+			gauge_add(counts, new_state, 1);
+			if (origin != TCPSTATES_ORIGIN_UNKNOWN)
+				remember_task(sk, &owner);
+		} else {
+			count(TCPSTATES_COUNTER_STATE_FAILED);
+			mark_unrecorded(sk, old_state, new_state);
+		}
+		if (origin == TCPSTATES_ORIGIN_LISTENER)
+			remember_listener(sk, ipv6, lport, &owner);
+	}
+	if (old_state == TCPSTATES_LISTEN && new_state == TCPSTATES_CLOSE)
+		forget_listener(sk, ipv6, lport);
+
+	if (filtered_out(family, lport, rport))
+		return;
+	if (event_details) {
+		struct tcpstates_transition t = {
+			.duration_ns = known_start ? duration_ns : 0,
+			.cgroup_id = owner.cgroup_id,
+			.family = family,
+			.lport = lport,
+			.rport = rport,
+			.old_state = old_state,
+			.new_state = new_state,
+			.flags = known_start ? 0 : TCPSTATES_EVENT_START_UNKNOWN,
+			.origin = record ? record->origin : origin,
+			.close_error = new_state == TCPSTATES_CLOSE ? close_error(sk, old_state) : 0,
+		};
+
+		send_event(ctx, sk, 0, now, &t, &owner, transport);
+		return;
+	}
+	if (counts) {
+		__sync_fetch_and_add(
+			&counts->transitions[state_slot(old_state)][state_slot(new_state)], 1);
+		if (new_state == TCPSTATES_CLOSE) {
+			__u32 reason = tcpstates_close_reason(old_state, close_error(sk, old_state));
+
+			__sync_fetch_and_add(&counts->closes[state_slot(old_state)]
+							    [bounded(reason, TCPSTATES_CLOSE_REASONS)],
+					     1);
+		}
+	}
+	if (known_start) {
+		__u64 cgroup_id = record ? record->cgroup_id : 0;
+		__u16 port = record ? record->port : 0;
+
+		observe_duration(ipv6, port, cgroup_id, old_state, new_state, duration_ns);
+	} else {
+		count_unknown_start(ipv6, old_state, new_state);
+	}
+}
+
+#endif

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The walk of every TCP socket of the caller's network namespace (iter/tcp), run by the daemon
+ * at start and then in the background. The kernel runs it on each socket with the socket locked,
+ * so no transition of that socket runs meanwhile. For a full socket it makes sure of the record:
+ * a socket older than the daemon gets one (and its count in the gauge), a record whose state is
+ * not the socket's (a transition the programs missed) is corrected, counted. What makes no
+ * transition the tracepoint sees is counted per family, state and service port in `walked`:
+ * timewait sockets (in their substate, as `ss` reports them), request sockets (SYN_RECV), and
+ * full sockets the table had no room for. User space zeroes `walk_totals` and `walked` before
+ * each walk and runs one at a time.
+ */
+#ifndef TCPSTATESD_BPF_WALK_BPF_H
+#define TCPSTATESD_BPF_WALK_BPF_H
+
+#include "counts.bpf.h"
+#include "records.bpf.h"
+
+#define TCPSTATES_MAX_WALK_KEYS 16384
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TCPSTATES_MAX_WALK_KEYS);
+	__type(key, struct tcpstates_walk_key);
+	__type(value, __u64);
+} walked SEC(".maps");
+
+struct tcpstates_walk_totals walk_totals = {};
+
+/* Counts a socket the gauge takes from the walk. A key the map has no room for goes to port 0,
+ * whose keys user space adds before the walk. */
+static __always_inline void count_walked(int ipv6, __u8 state, __u16 port)
+{
+	struct tcpstates_walk_key key = {.port = port, .ipv6 = ipv6, .state = state};
+	__u64 one = 1, *value = bpf_map_lookup_elem(&walked, &key);
+
+	if (!value && bpf_map_update_elem(&walked, &key, &one, BPF_NOEXIST) == 0)
+		return;
+	if (!value) {
+		key.port = 0;
+		value = bpf_map_lookup_elem(&walked, &key);
+	}
+	if (value)
+		*value += 1;
+}
+
+static __always_inline void note_listener(const struct sock *sk, int ipv6, __u16 port,
+					  const struct tcpstates_socket *record)
+{
+	struct tcpstates_listener_key key = listener_key(sk, ipv6, port);
+	struct tcpstates_listener listener = {.sk = (__u64)sk};
+
+	walk_totals.listening_ports[port / 64] |= 1ULL << (port % 64);
+	if (port_listening)
+		add_service_port(port);
+	/* A listener older than the daemon: its children's owner stays unknown, but a listener the
+	 * map lost (another on its port closed) is found again. */
+	if (record && record->cgroup_id)
+		listener.owner.cgroup_id = record->cgroup_id;
+	bpf_map_update_elem(&listeners, &key, &listener, BPF_NOEXIST);
+}
+
+static __always_inline void walk_full_socket(const struct sock *sk, int ipv6, __u8 state,
+					     __u16 lport, __u16 rport)
+{
+	struct tcpstates_socket *record = find_record(sk);
+	struct tcpstates_tuple_counts *gauge;
+
+	if (state == TCPSTATES_LISTEN)
+		note_listener(sk, ipv6, lport, record);
+	if (record) {
+		if (record->state == state)
+			return;
+		/* A transition was missed: the count moves, the record's start is unknown. */
+		record_counts(record, &gauge, 0);
+		gauge_add(gauge, record->state, -1);
+		record->state = state;
+		record->since_ns = 0;
+		gauge_add(gauge, state, 1);
+		walk_totals.corrected += 1;
+		return;
+	}
+	{
+		__u8 origin = state == TCPSTATES_LISTEN ? TCPSTATES_ORIGIN_LISTENER
+							: TCPSTATES_ORIGIN_UNKNOWN;
+		struct tcpstates_socket fresh = {
+			.port = service_port(origin, lport, rport),
+			.state = state,
+			.origin = origin,
+			.flags = ipv6 ? TCPSTATES_SOCKET_IPV6 : 0,
+		};
+		int overflow = 0;
+		struct tcpstates_tuple_counts *counts =
+			tuple_counts(ipv6, fresh.port, 0, &overflow, 0);
+
+		if (overflow)
+			fresh.flags |= TCPSTATES_SOCKET_OVERFLOW;
+		if (!add_record(sk, &fresh)) {
+			/* The table is full (or a transition recorded it meanwhile: not under
+			 * the socket's lock, so the table is full). */
+			count(TCPSTATES_COUNTER_WALK_RECORD_FAILED);
+			walk_totals.unrecorded += 1;
+			count_walked(ipv6, state, fresh.port);
+			return;
+		}
+		gauge_add(counts, state, 1);
+		walk_totals.recorded += 1;
+	}
+}
+
+SEC("iter/tcp")
+int tcpstates_walk(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *common = ctx->sk_common;
+	__u16 lport, rport;
+	__u8 state;
+	int ipv6;
+
+	if (!common)
+		return 0;
+	walk_totals.sockets += 1;
+	state = common->skc_state;
+	ipv6 = common->skc_family == AF_INET6;
+	lport = common->skc_num;
+	rport = bpf_ntohs(common->skc_dport);
+	if (state == TCPSTATES_TIME_WAIT) {
+		struct tcp_timewait_sock *timewait = bpf_skc_to_tcp_timewait_sock(common);
+
+		if (!timewait)
+			return 0;
+		state = timewait->tw_sk.tw_substate;
+		count_walked(ipv6, state, service_port(TCPSTATES_ORIGIN_UNKNOWN, lport, rport));
+	} else if (state == TCPSTATES_NEW_SYN_RECV) {
+		count_walked(ipv6, TCPSTATES_SYN_RECV,
+			     service_port(TCPSTATES_ORIGIN_PASSIVE, lport, rport));
+	} else if (tcpstates_state_has_slot(state) && state != TCPSTATES_CLOSE) {
+		struct tcp_sock *full = bpf_skc_to_tcp_sock(common);
+
+		if (full)
+			walk_full_socket((const struct sock *)full, ipv6, state, lport, rport);
+	}
+	return 0;
+}
+
+#endif

@@ -1,0 +1,79 @@
+#include "kernel/bpf_maps.hpp"
+
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "kernel/bpf_program.hpp"
+
+namespace tcpstatesd {
+
+namespace {
+
+// Entries per batch: the kernel copies a bucket whole, so a batch must hold the largest bucket
+// (ENOSPC otherwise: the batch is doubled).
+constexpr uint32_t kBatchEntries = 256;
+
+}  // namespace
+
+Fd create_hash_map(const char* name, uint32_t key_size, uint32_t value_size,
+                   uint32_t max_entries, bool preallocated, const std::string& failing) {
+    LIBBPF_OPTS(bpf_map_create_opts, options);
+    options.map_flags = preallocated ? 0 : BPF_F_NO_PREALLOC;
+    Fd map(bpf_map_create(BPF_MAP_TYPE_HASH, name, key_size, value_size, max_entries, &options));
+    if (!map)
+        throw_bpf_error(failing.empty() ? std::string("creating the BPF map ") + name + " (" +
+                                              std::to_string(max_entries) + " entries)"
+                                        : failing,
+                        errno);
+    return map;
+}
+
+void for_each_entry(int map_fd, const char* name, uint32_t key_size, uint32_t value_size,
+                    const std::function<void(const void* key, const void* value)>& each) {
+    uint32_t batch = kBatchEntries;
+    std::vector<unsigned char> keys, values;
+    // The batch position: an opaque bucket cursor of the kernel's (4 bytes for a hash map).
+    uint64_t in = 0, out = 0;
+    bool first = true;
+    for (;;) {
+        keys.resize(size_t(batch) * key_size);
+        values.resize(size_t(batch) * value_size);
+        uint32_t count = batch;
+        LIBBPF_OPTS(bpf_map_batch_opts, options);
+        const int err = bpf_map_lookup_batch(map_fd, first ? nullptr : &in, &out, keys.data(),
+                                             values.data(), &count, &options);
+        const int code = err ? errno : 0;
+        if (code == ENOSPC && count == 0) {
+            batch *= 2;  // a bucket larger than the batch
+            continue;
+        }
+        if (code != 0 && code != ENOENT)
+            throw_bpf_error(std::string("reading the BPF map ") + name, code);
+        for (uint32_t i = 0; i < count; ++i)
+            each(keys.data() + size_t(i) * key_size, values.data() + size_t(i) * value_size);
+        if (code == ENOENT) return;  // the last batch
+        in = out;
+        first = false;
+    }
+}
+
+void clear_map(int map_fd, const char* name, uint32_t key_size) {
+    // The keys first, then the deletions: nothing adds entries meanwhile, and a walk of the
+    // keys is linear where restarting it after each deletion would not be.
+    std::vector<unsigned char> keys;
+    std::vector<unsigned char> key(key_size);
+    const void* previous = nullptr;
+    while (bpf_map_get_next_key(map_fd, previous, key.data()) == 0) {
+        keys.insert(keys.end(), key.begin(), key.end());
+        previous = keys.data() + keys.size() - key_size;
+    }
+    for (size_t at = 0; at < keys.size(); at += key_size)
+        if (bpf_map_delete_elem(map_fd, keys.data() + at) != 0 && errno != ENOENT)
+            throw_bpf_error(std::string("clearing the BPF map ") + name, errno);
+}
+
+}  // namespace tcpstatesd

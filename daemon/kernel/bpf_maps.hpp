@@ -1,0 +1,27 @@
+// Creating and reading plain BPF maps from user space: what the count tables and the walk
+// share. Each throws BpfError naming the map and the cause.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/fd.hpp"
+
+namespace tcpstatesd {
+
+// A BPF_MAP_TYPE_HASH, allocated as used or preallocated. Needs CAP_BPF: create before the
+// daemon drops its capabilities. A failure's error says `failing` if given, else which map.
+Fd create_hash_map(const char* name, uint32_t key_size, uint32_t value_size,
+                   uint32_t max_entries, bool preallocated, const std::string& failing = {});
+
+// Calls `each(key, value)` for every entry of a hash map, read in batches. Entries added or
+// removed meanwhile may or may not be seen.
+void for_each_entry(int map_fd, const char* name, uint32_t key_size, uint32_t value_size,
+                    const std::function<void(const void* key, const void* value)>& each);
+
+// Removes every entry of a hash map that no program writes (a table swapped out, or the walk's
+// counts between walks).
+void clear_map(int map_fd, const char* name, uint32_t key_size);
+
+}  // namespace tcpstatesd

@@ -1,0 +1,138 @@
+#include "kernel/count_tables.hpp"
+
+#include <bpf/bpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "kernel/bpf_maps.hpp"
+#include "kernel/bpf_program.hpp"
+
+namespace tcpstatesd {
+
+namespace {
+
+template <typename Entry, typename Key, typename Value>
+std::vector<Entry> entries_of(int map_fd, const char* name) {
+    std::vector<Entry> out;
+    for_each_entry(map_fd, name, sizeof(Key), sizeof(Value),
+                   [&](const void* key, const void* value) {
+                       Entry& entry = out.emplace_back();
+                       std::memcpy(&entry, key, sizeof(Key));
+                       std::memcpy(reinterpret_cast<unsigned char*>(&entry) + sizeof(Key), value,
+                                   sizeof(Value));
+                   });
+    return out;
+}
+
+static_assert(offsetof(TupleCounts, counts) == sizeof(tcpstates_tuple_key));
+static_assert(offsetof(LabelledHistogram, histogram) == sizeof(tcpstates_duration_key));
+
+void install(int outer_fd, int table_fd, const char* what) {
+    const uint32_t slot = 0;
+    // Returns once no running program uses the table it replaces.
+    if (bpf_map_update_elem(outer_fd, &slot, &table_fd, BPF_ANY) != 0)
+        throw_bpf_error(std::string("installing the ") + what, errno);
+}
+
+void insert_zero_tuples(int table_fd, const std::vector<tcpstates_tuple_key>& keys) {
+    const tcpstates_tuple_counts zero{};
+    for (const tcpstates_tuple_key& key : keys)
+        if (bpf_map_update_elem(table_fd, &key, &zero, BPF_NOEXIST) != 0 && errno != EEXIST &&
+            errno != E2BIG)  // full: the programs count those sockets' moves as gauge_lost
+            throw_bpf_error("carrying a tuple into the new tuple table", errno);
+}
+
+}  // namespace
+
+CountTables::CountTables(const BpfProgram& program, uint32_t tuple_capacity,
+                         uint32_t duration_capacity)
+    : program_(program), tuple_capacity_(tuple_capacity) {
+    tuple_tables_[0] = Fd(dup(program.first_tuple_table_fd()));
+    duration_tables_[0] = Fd(dup(program.first_duration_table_fd()));
+    if (!tuple_tables_[0] || !duration_tables_[0])
+        throw_bpf_error("keeping the count tables' descriptors", errno);
+    tuple_tables_[1] = create_hash_map("tuples", sizeof(tcpstates_tuple_key),
+                                       sizeof(tcpstates_tuple_counts), tuple_capacity,
+                                       program.preallocated());
+    duration_tables_[1] = create_hash_map("durations", sizeof(tcpstates_duration_key),
+                                          sizeof(tcpstates_histogram), duration_capacity,
+                                          program.preallocated());
+    add_overflow_tuples(tuple_tables_[1].get());
+}
+
+std::vector<TupleCounts> CountTables::tuples() const {
+    return entries_of<TupleCounts, tcpstates_tuple_key, tcpstates_tuple_counts>(
+        tuple_tables_[live_].get(), "tuples");
+}
+
+std::vector<LabelledHistogram> CountTables::labelled_durations() const {
+    return entries_of<LabelledHistogram, tcpstates_duration_key, tcpstates_histogram>(
+        duration_tables_[live_].get(), "durations");
+}
+
+std::vector<tcpstates_histogram> CountTables::durations(uint32_t generation) const {
+    constexpr uint32_t kSlots = TCPSTATES_DURATION_SLOTS / 2;
+    const uint32_t first = tcpstates_duration_slot(generation, 0, 0, 0);
+    std::vector<tcpstates_histogram> out(kSlots);
+    std::vector<uint32_t> keys(kSlots);
+    // An array's batch starts after the key given (none: at 0) and reads `count` slots.
+    uint32_t previous = first - 1, next = 0, count = kSlots;
+    LIBBPF_OPTS(bpf_map_batch_opts, options);
+    if (bpf_map_lookup_batch(program_.durations_fd(), first == 0 ? nullptr : &previous, &next,
+                             keys.data(), out.data(), &count, &options) != 0 &&
+        errno != ENOENT)
+        throw_bpf_error("reading the duration histograms", errno);
+    if (count != kSlots || keys.front() != first)
+        throw BpfError("reading the duration histograms: the kernel returned " +
+                       std::to_string(count) + " slots from " + std::to_string(keys.front()));
+    return out;
+}
+
+UnknownStarts CountTables::unknown_starts() const {
+    UnknownStarts out{};
+    for (uint32_t slot = 0; slot < out.size(); ++slot)
+        if (bpf_map_lookup_elem(program_.unknown_starts_fd(), &slot, &out[slot]) != 0)
+            throw_bpf_error("reading the unknown starts", errno);
+    return out;
+}
+
+void CountTables::prepare(const std::vector<tcpstates_tuple_key>& carried) {
+    const int spare = 1 - live_;
+    insert_zero_tuples(tuple_tables_[spare].get(), carried);
+    install(program_.tuple_tables_fd(), tuple_tables_[spare].get(), "new tuple table");
+    install(program_.duration_tables_fd(), duration_tables_[spare].get(),
+            "new duration table");
+}
+
+CountTables::Retired CountTables::retire() {
+    const int old = live_;
+    live_ = 1 - live_;
+    return {entries_of<TupleCounts, tcpstates_tuple_key, tcpstates_tuple_counts>(
+                tuple_tables_[old].get(), "tuples"),
+            entries_of<LabelledHistogram, tcpstates_duration_key, tcpstates_histogram>(
+                duration_tables_[old].get(), "durations")};
+}
+
+void CountTables::carry(const std::vector<tcpstates_tuple_key>& carried) {
+    insert_zero_tuples(tuple_tables_[live_].get(), carried);
+}
+
+void CountTables::clear_retired() {
+    const int old = 1 - live_;
+    clear_map(tuple_tables_[old].get(), "tuples", sizeof(tcpstates_tuple_key));
+    clear_map(duration_tables_[old].get(), "durations", sizeof(tcpstates_duration_key));
+    add_overflow_tuples(tuple_tables_[old].get());
+}
+
+void CountTables::clear_durations(uint32_t generation) {
+    const tcpstates_histogram zero{};
+    for (uint32_t i = 0; i < TCPSTATES_DURATION_SLOTS / 2; ++i) {
+        const uint32_t slot = tcpstates_duration_slot(generation, 0, 0, 0) + i;
+        if (bpf_map_update_elem(program_.durations_fd(), &slot, &zero, BPF_ANY) != 0)
+            throw_bpf_error("clearing the duration histograms", errno);
+    }
+}
+
+}  // namespace tcpstatesd

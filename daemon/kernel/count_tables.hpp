@@ -1,0 +1,77 @@
+// The counts the programs keep, read from user space: the label tuples' counts and the labelled
+// histograms, each in one of two tables of which the programs write one (bpf/maps.bpf.h); the
+// unlabelled histograms; the transitions with an unknown start.
+//
+// Swapping the tables is how user space takes counts out of the kernel without losing one: the
+// spare table is installed, which returns once no program uses the old one any more (a
+// map-in-map update waits for running programs), and the old table's counts are then final.
+// The caller folds them into totals of its own, so that a count never goes down, and the old
+// table, cleared, becomes the spare. Not thread-safe: the caller serializes (CountedMetrics).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "common/fd.hpp"
+#include "tcpstates.h"
+
+namespace tcpstatesd {
+
+class BpfProgram;
+
+struct TupleCounts {
+    tcpstates_tuple_key key;
+    tcpstates_tuple_counts counts;
+};
+
+struct LabelledHistogram {
+    tcpstates_duration_key key;
+    tcpstates_histogram histogram;
+};
+
+using UnknownStarts = std::array<uint64_t, TCPSTATES_UNKNOWN_START_SLOTS>;
+
+class CountTables {
+public:
+    // Creates the spare tables (as large as the program's): call before the daemon drops its
+    // capabilities, which creating a map needs.
+    CountTables(const BpfProgram& program, uint32_t tuple_capacity, uint32_t duration_capacity);
+
+    uint32_t tuple_capacity() const { return tuple_capacity_; }
+
+    // What the tables in use hold now.
+    std::vector<TupleCounts> tuples() const;
+    std::vector<LabelledHistogram> labelled_durations() const;
+    // The unlabelled histograms of a bucket generation, by tcpstates_duration_slot() of
+    // generation 0.
+    std::vector<tcpstates_histogram> durations(uint32_t generation) const;
+    UnknownStarts unknown_starts() const;
+
+    // The swap, in three steps so that the caller can hold its own lock only where it must:
+    // prepare() fills the spare tuple table with the tuples given (those whose sockets are still
+    // counted: their counts must move in the new table) and installs both spares, waiting for
+    // the programs to leave the old tables; then, under the caller's lock, retire() makes the
+    // spares the tables in use and returns the old ones' final contents; then clear_retired()
+    // empties the old tables, which become the spares.
+    void prepare(const std::vector<tcpstates_tuple_key>& carried);
+    struct Retired {
+        std::vector<TupleCounts> tuples;
+        std::vector<LabelledHistogram> durations;
+    };
+    Retired retire();
+    // Adds tuples to the table in use (those the prepare() step could not know of yet).
+    void carry(const std::vector<tcpstates_tuple_key>& carried);
+    void clear_retired();
+    // Zeroes the unlabelled histograms of a bucket generation no program uses any more.
+    void clear_durations(uint32_t generation);
+
+private:
+    const BpfProgram& program_;
+    uint32_t tuple_capacity_;
+    Fd tuple_tables_[2];
+    Fd duration_tables_[2];
+    int live_ = 0;  // which of each pair the programs write
+};
+
+}  // namespace tcpstatesd

@@ -1,0 +1,703 @@
+#include "metrics/counted_metrics.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "kernel/bpf_program.hpp"
+#include "kernel/close_reason.hpp"
+#include "kernel/tcp_state.hpp"
+#include "metrics/metric_family.hpp"
+
+namespace tcpstatesd {
+
+namespace {
+
+// The transitions every ordinary connection makes (see docs/metrics.md). A family without
+// labels exports them from the start, at zero, so that rate() and increase() see their first
+// increment.
+constexpr std::pair<unsigned, unsigned> kCommonTransitions[] = {
+    {TCPSTATES_CLOSE, TCPSTATES_SYN_SENT},
+    {TCPSTATES_SYN_SENT, TCPSTATES_ESTABLISHED},
+    {TCPSTATES_SYN_SENT, TCPSTATES_CLOSE},  // refused, timed out
+    {TCPSTATES_CLOSE, TCPSTATES_LISTEN},
+    {TCPSTATES_LISTEN, TCPSTATES_CLOSE},
+    {TCPSTATES_LISTEN, TCPSTATES_SYN_RECV},  // a child socket is born
+    {TCPSTATES_SYN_RECV, TCPSTATES_ESTABLISHED},
+    {TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1},
+    {TCPSTATES_ESTABLISHED, TCPSTATES_CLOSE_WAIT},
+    {TCPSTATES_ESTABLISHED, TCPSTATES_CLOSE},  // reset
+    {TCPSTATES_FIN_WAIT1, TCPSTATES_FIN_WAIT2},
+    {TCPSTATES_FIN_WAIT2, TCPSTATES_CLOSE},
+    {TCPSTATES_CLOSE_WAIT, TCPSTATES_LAST_ACK},
+    {TCPSTATES_LAST_ACK, TCPSTATES_CLOSE},
+};
+
+// The states `ss -tan` reports a socket in, each exported for both families even at 0. CLOSE
+// sockets have no line; request sockets (NEW_SYN_RECV) are reported as SYN_RECV, as ss does.
+constexpr unsigned kSocketStates[] = {
+    TCPSTATES_ESTABLISHED, TCPSTATES_SYN_SENT,  TCPSTATES_SYN_RECV,   TCPSTATES_FIN_WAIT1,
+    TCPSTATES_FIN_WAIT2,   TCPSTATES_TIME_WAIT, TCPSTATES_CLOSE_WAIT, TCPSTATES_LAST_ACK,
+    TCPSTATES_LISTEN,      TCPSTATES_CLOSING,
+};
+
+// A transition from CLOSE (a new socket) or a child's first (LISTEN -> SYN_RECV, cloned from its
+// listener) never has a start: no histogram.
+bool can_have_duration(unsigned from, unsigned to) {
+    return from != TCPSTATES_CLOSE && !(from == TCPSTATES_LISTEN && to == TCPSTATES_SYN_RECV);
+}
+
+constexpr const char* kSocketsHelp =
+    "TCP sockets now in each state, as ss -tan counts them: every socket of the daemon's network "
+    "namespace (TIME_WAIT and request sockets as of the last walk of the sockets), and those of "
+    "other namespaces seen changing state since the start. Not limited by the filters.";
+
+bool carried(const LabelsConfig& config, Label label, LabelledMetric metric) {
+    const LabelledFamilies& families =
+        label == Label::Port ? config.port.families : config.cgroup.families;
+    switch (metric) {
+        case LabelledMetric::Transitions:
+            return families.transitions;
+        case LabelledMetric::StateDurations:
+            return families.state_durations;
+        case LabelledMetric::Sockets:
+            return families.sockets;
+        case LabelledMetric::Closes:
+            return families.closes;
+        case LabelledMetric::Resets:
+            return families.resets;
+        case LabelledMetric::Retransmits:
+            return families.retransmits;
+    }
+    return false;
+}
+
+std::string family_label(uint8_t ipv6) {
+    return std::string(family_name(ipv6 ? AF_INET6 : AF_INET));
+}
+
+std::string state_label(unsigned state) {
+    return std::string(tcp_state_name(state));
+}
+
+}  // namespace
+
+void CountedMetrics::Histogram::add(const tcpstates_histogram& h) {
+    for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += h.buckets[i];
+    sum_ns += h.sum_ns;
+}
+
+void CountedMetrics::Histogram::add(const Histogram& h) {
+    for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += h.buckets[i];
+    sum_ns += h.sum_ns;
+}
+
+CountedMetrics::CountedMetrics(BpfProgram& program, CountTables& tables, TupleLabeler& labeler,
+                               SeriesBudget& budget, const LabelsConfig& labels,
+                               std::vector<double> duration_buckets)
+    : program_(program),
+      tables_(tables),
+      labeler_(labeler),
+      budget_(budget),
+      labels_(labels),
+      buckets_(std::move(duration_buckets)),
+      generation_(program.bucket_generation()) {}
+
+TupleLabelSettings tuple_label_settings(const LabelsConfig& labels) {
+    TupleLabelSettings settings;
+    settings.port = labels.port.families.any();
+    settings.cgroup = labels.cgroup.families.any();
+    settings.duration_port = labels.port.families.state_durations;
+    settings.duration_cgroup = labels.cgroup.families.state_durations;
+    settings.listening = labels.port.listening;
+    settings.ports = labels.port.ports;
+    return settings;
+}
+
+std::vector<uint64_t> bounds_ns(const std::vector<double>& buckets_seconds) {
+    std::vector<uint64_t> bounds;
+    for (double seconds : buckets_seconds) {
+        // A bound past what 64 bits of nanoseconds hold (584 years) is +Inf's equal.
+        const double ns = seconds * 1e9;
+        bounds.push_back(ns >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(ns));
+    }
+    return bounds;
+}
+
+bool CountedMetrics::carries(Label label, LabelledMetric metric) const {
+    return carried(labels_, label, metric);
+}
+
+uint64_t CountedMetrics::cost(LabelledMetric metric) const {
+    // A histogram's samples: its buckets, +Inf, sum and count.
+    return metric == LabelledMetric::StateDurations ? buckets_.size() + 3 : 1;
+}
+
+TupleLabeler::Values CountedMetrics::values_of(const tcpstates_tuple_key& key) const {
+    TupleId id{};
+    std::memcpy(id.data(), &key, sizeof key);
+    if (auto known = assigned_.find(id); known != assigned_.end()) return known->second;
+    TupleLabeler::Values values;
+    if (!(key.flags & TCPSTATES_TUPLE_OVERFLOW)) {
+        // Only the labels some family carries take values (and room).
+        const TupleLabeler::Values found =
+            labeler_.values(labels_.port.families.any() ? key.port : 0,
+                            labels_.cgroup.families.any() ? key.cgroup_id : 0);
+        if (labels_.port.families.any()) values.port = found.port;
+        if (labels_.cgroup.families.any()) values.cgroup = found.cgroup;
+    }
+    assigned_.emplace(id, values);
+    return values;
+}
+
+CountedMetrics::SeriesKey CountedMetrics::series(LabelledMetric metric, uint8_t ipv6, uint8_t a,
+                                                 uint8_t b, TupleLabeler::Values values) const {
+    return {metric,
+            ipv6,
+            a,
+            b,
+            carries(Label::Port, metric) ? values.port : LabelValues::kOther,
+            carries(Label::Cgroup, metric) ? values.cgroup : LabelValues::kOther};
+}
+
+CountedMetrics::SeriesKey CountedMetrics::place(const SeriesKey& key) const {
+    SeriesKey other = key;
+    other.port = LabelValues::kOther;
+    other.cgroup = LabelValues::kOther;
+    if (key == other || admitted_.contains(key)) return key;
+    if (folded_.contains(key)) return other;
+    if (budget_.reserve(cost(key.metric), key.metric)) {
+        admitted_.insert(key);
+        return key;
+    }
+    folded_.insert(key);
+    return other;
+}
+
+void CountedMetrics::add_counts(const tcpstates_tuple_key& key,
+                                const tcpstates_tuple_counts& counts,
+                                std::map<SeriesKey, uint64_t>& totals) const {
+    const TupleLabeler::Values values = values_of(key);
+    const uint8_t ipv6 = key.ipv6;
+    const auto add = [&](LabelledMetric metric, unsigned a, unsigned b, uint64_t n) {
+        if (n) totals[place(series(metric, ipv6, uint8_t(a), uint8_t(b), values))] += n;
+    };
+    for (unsigned from = 0; from < TCPSTATES_STATE_SLOTS; ++from) {
+        for (unsigned to = 0; to < TCPSTATES_STATE_SLOTS; ++to)
+            add(LabelledMetric::Transitions, from, to, counts.transitions[from][to]);
+        for (unsigned reason = 0; reason < TCPSTATES_CLOSE_REASONS; ++reason)
+            add(LabelledMetric::Closes, from, reason, counts.closes[from][reason]);
+        for (unsigned direction = 0; direction < 2; ++direction)
+            add(LabelledMetric::Resets, direction, from, counts.resets[direction][from]);
+        add(LabelledMetric::Retransmits, 0, from, counts.retransmits[from]);
+    }
+}
+
+void CountedMetrics::add_labelled_duration(const tcpstates_duration_key& key,
+                                           const tcpstates_histogram& h,
+                                           std::map<SeriesKey, Histogram>& totals) const {
+    // Histograms of another bucket generation started over with the new buckets.
+    if (key.generation != generation_ || key.from >= TCPSTATES_STATE_SLOTS ||
+        key.to >= TCPSTATES_STATE_SLOTS)
+        return;
+    tcpstates_tuple_key tuple{};
+    tuple.cgroup_id = key.cgroup_id;
+    tuple.port = key.port;
+    tuple.ipv6 = key.ipv6;
+    totals[place(series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to,
+                        values_of(tuple)))]
+        .add(h);
+}
+
+template <typename Select>
+void CountedMetrics::remove_series(Select remove) {
+    std::erase_if(counter_totals_, [&](const auto& entry) { return remove(entry.first); });
+    std::erase_if(duration_totals_, [&](const auto& entry) { return remove(entry.first); });
+    std::erase_if(folded_, remove);
+    for (auto it = admitted_.begin(); it != admitted_.end();) {
+        if (!remove(*it)) {
+            ++it;
+            continue;
+        }
+        budget_.release(cost(it->metric));
+        it = admitted_.erase(it);
+    }
+}
+
+std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
+    std::lock_guard lock(mutex_);
+    const std::vector<TupleCounts> live = tables_.tuples();
+    std::map<SeriesKey, uint64_t> counters = counter_totals_;
+    for (const TupleCounts& tuple : live) add_counts(tuple.key, tuple.counts, counters);
+
+    std::map<SeriesKey, Histogram> durations = duration_totals_;
+    const std::vector<tcpstates_histogram> unlabelled = tables_.durations(generation_);
+    for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
+        for (uint8_t from = 0; from < TCPSTATES_STATE_SLOTS; ++from)
+            for (uint8_t to = 0; to < TCPSTATES_STATE_SLOTS; ++to) {
+                const tcpstates_histogram& h =
+                    unlabelled[tcpstates_duration_slot(0, ipv6, from, to)];
+                const bool observed =
+                    std::any_of(std::begin(h.buckets), std::end(h.buckets),
+                                [](uint64_t n) { return n != 0; });
+                if (observed)
+                    durations[{LabelledMetric::StateDurations, ipv6, from, to, LabelValues::kOther,
+                               LabelValues::kOther}]
+                        .add(h);
+            }
+    for (const LabelledHistogram& h : tables_.labelled_durations())
+        add_labelled_duration(h.key, h.histogram, durations);
+
+    std::vector<prometheus::MetricFamily> out;
+    render_counters(counters, out);
+    out.push_back(durations_family(durations));
+    out.push_back(sockets_family(live));
+    for (auto& family : self_metrics(live)) out.push_back(std::move(family));
+    return out;
+}
+
+prometheus::ClientMetric::Label CountedMetrics::label_of(Label label, uint32_t index) const {
+    return {std::string(label_name(label)), std::string(labeler_.name(label, index))};
+}
+
+void CountedMetrics::render_counters(const std::map<SeriesKey, uint64_t>& totals,
+                                     std::vector<prometheus::MetricFamily>& out) const {
+    struct Family {
+        LabelledMetric metric;
+        const char* help;
+    };
+    const Family families[] = {
+        {LabelledMetric::Transitions,
+         "TCP state transitions, by address family, previous state (from_state) and new state "
+         "(to_state)."},
+        {LabelledMetric::Closes,
+         "Transitions to CLOSE, by the state left (from_state) and why (reason: normal, "
+         "refused, timeout, reset, unreachable, canceled, other)."},
+        {LabelledMetric::Resets,
+         "TCP resets (RST) sent and received, by the socket's state then (CLOSE: sent for a "
+         "segment that found no socket)."},
+        {LabelledMetric::Retransmits,
+         "TCP retransmissions (each may carry several segments), by the socket's state "
+         "(SYN_SENT: the SYN, SYN_RECV: the SYN-ACK)."},
+    };
+    for (const Family& f : families) {
+        prometheus::MetricFamily family = metric_family(
+            metric_name(f.metric).data(), f.help, prometheus::MetricType::Counter);
+        std::map<SeriesKey, uint64_t> samples;
+        const bool labelled = carries(Label::Port, f.metric) || carries(Label::Cgroup, f.metric);
+        if (f.metric == LabelledMetric::Transitions && !labelled)
+            for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
+                for (auto [from, to] : kCommonTransitions)
+                    samples[{f.metric, ipv6, uint8_t(from), uint8_t(to), LabelValues::kOther,
+                             LabelValues::kOther}] = 0;
+        for (auto it = totals.lower_bound({f.metric, 0, 0, 0, 0, 0});
+             it != totals.end() && it->first.metric == f.metric; ++it)
+            samples[it->first] += it->second;
+        for (const auto& [key, value] : samples) {
+            std::vector<prometheus::ClientMetric::Label> labels{{"family", family_label(key.ipv6)}};
+            switch (f.metric) {
+                case LabelledMetric::Transitions:
+                    labels.push_back({"from_state", state_label(key.a)});
+                    labels.push_back({"to_state", state_label(key.b)});
+                    break;
+                case LabelledMetric::Closes:
+                    labels.push_back({"from_state", state_label(key.a)});
+                    labels.push_back(
+                        {"reason", std::string(close_reason_name(CloseReason(key.b)))});
+                    break;
+                case LabelledMetric::Resets:
+                    labels.push_back({"direction", key.a == TCPSTATES_RESET_RECEIVED ? "received"
+                                                                                      : "sent"});
+                    labels.push_back({"state", state_label(key.b)});
+                    break;
+                default:
+                    labels.push_back({"state", state_label(key.b)});
+                    break;
+            }
+            if (carries(Label::Port, f.metric)) labels.push_back(label_of(Label::Port, key.port));
+            if (carries(Label::Cgroup, f.metric))
+                labels.push_back(label_of(Label::Cgroup, key.cgroup));
+            add_sample(family, std::move(labels), static_cast<double>(value));
+        }
+        out.push_back(std::move(family));
+    }
+}
+
+prometheus::MetricFamily CountedMetrics::durations_family(
+    const std::map<SeriesKey, Histogram>& totals) const {
+    prometheus::MetricFamily family =
+        metric_family(metric_name(LabelledMetric::StateDurations).data(),
+                      "Time a TCP socket spent in `state` before it moved to `next_state`.",
+                      prometheus::MetricType::Histogram);
+    std::map<SeriesKey, Histogram> samples = totals;
+    const bool labelled = carries(Label::Port, LabelledMetric::StateDurations) ||
+                          carries(Label::Cgroup, LabelledMetric::StateDurations);
+    if (!labelled)
+        for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
+            for (auto [from, to] : kCommonTransitions)
+                if (can_have_duration(from, to))
+                    samples[{LabelledMetric::StateDurations, ipv6, uint8_t(from), uint8_t(to),
+                             LabelValues::kOther, LabelValues::kOther}];
+    for (const auto& [key, histogram] : samples) {
+        prometheus::ClientMetric sample;
+        sample.label = {{"family", family_label(key.ipv6)},
+                        {"state", state_label(key.a)},
+                        {"next_state", state_label(key.b)}};
+        if (carries(Label::Port, key.metric)) sample.label.push_back(label_of(Label::Port, key.port));
+        if (carries(Label::Cgroup, key.metric))
+            sample.label.push_back(label_of(Label::Cgroup, key.cgroup));
+        uint64_t cumulative = 0;
+        for (size_t i = 0; i < buckets_.size() && i < TCPSTATES_MAX_BUCKETS; ++i) {
+            cumulative += histogram.buckets[i];
+            sample.histogram.bucket.push_back({cumulative, buckets_[i]});
+        }
+        uint64_t count = cumulative;
+        for (size_t i = buckets_.size(); i < histogram.buckets.size(); ++i)
+            count += histogram.buckets[i];
+        sample.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
+        sample.histogram.sample_count = count;
+        sample.histogram.sample_sum = static_cast<double>(histogram.sum_ns) * 1e-9;
+        family.metric.push_back(std::move(sample));
+    }
+    return family;
+}
+
+prometheus::MetricFamily CountedMetrics::sockets_family(const std::vector<TupleCounts>& live) const {
+    const bool by_port = carries(Label::Port, LabelledMetric::Sockets);
+    const bool by_cgroup = carries(Label::Cgroup, LabelledMetric::Sockets);
+    std::map<SeriesKey, int64_t> counts;
+    const auto add = [&](uint8_t ipv6, unsigned state, TupleLabeler::Values values, int64_t n) {
+        if (n) counts[series(LabelledMetric::Sockets, ipv6, 0, uint8_t(state), values)] += n;
+    };
+    std::map<TupleId, Gauge> gauges = gauge_totals_;
+    for (const TupleCounts& tuple : live) {
+        TupleId id{};
+        std::memcpy(id.data(), &tuple.key, sizeof tuple.key);
+        Gauge& gauge = gauges[id];
+        for (unsigned state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
+            gauge[state] += tuple.counts.sockets[state];
+    }
+    for (const auto& [id, gauge] : gauges) {
+        tcpstates_tuple_key key{};
+        std::memcpy(&key, id.data(), sizeof key);
+        const TupleLabeler::Values values = values_of(key);
+        for (unsigned state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
+            add(key.ipv6, state, values, gauge[state]);
+    }
+    // The walk's sockets have a service port but no owner known.
+    for (const SocketWalk::Count& walked : walked_) {
+        TupleLabeler::Values values;
+        if (by_port) values.port = labeler_.values(walked.key.port, 0).port;
+        if (by_cgroup) values.cgroup = labeler_.values(0, 0).cgroup;
+        add(walked.key.ipv6, walked.key.state, values, int64_t(walked.sockets));
+    }
+    // Labelled sets beyond what the budget has left fold into their state's "other" one.
+    uint64_t available = budget_.available(), folded = 0;
+    std::map<SeriesKey, int64_t> placed;
+    for (const auto& [key, n] : counts) {
+        SeriesKey other = key;
+        other.port = other.cgroup = LabelValues::kOther;
+        if (key == other || available > 0) {
+            if (key != other) --available;
+            placed[key] += n;
+        } else {
+            placed[other] += n;
+            ++folded;
+        }
+    }
+    if (folded) budget_.overflowed(LabelledMetric::Sockets, folded);
+    for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
+        for (unsigned state : kSocketStates)
+            placed[{LabelledMetric::Sockets, ipv6, 0, uint8_t(state), LabelValues::kOther,
+                    LabelValues::kOther}];
+    prometheus::MetricFamily family = metric_family(metric_name(LabelledMetric::Sockets).data(),
+                                                    kSocketsHelp, prometheus::MetricType::Gauge);
+    for (const auto& [key, n] : placed) {
+        if (std::find(std::begin(kSocketStates), std::end(kSocketStates), key.b) ==
+            std::end(kSocketStates))
+            continue;
+        std::vector<prometheus::ClientMetric::Label> labels{{"family", family_label(key.ipv6)},
+                                                            {"state", state_label(key.b)}};
+        if (by_port) labels.push_back(label_of(Label::Port, key.port));
+        if (by_cgroup) labels.push_back(label_of(Label::Cgroup, key.cgroup));
+        add_sample(family, std::move(labels), static_cast<double>(n));
+    }
+    return family;
+}
+
+std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
+    const std::vector<TupleCounts>& live) const {
+    using prometheus::MetricType;
+    std::vector<prometheus::MetricFamily> out;
+
+    prometheus::MetricFamily unknown = metric_family(
+        "tcpstatesd_transitions_unknown_start_total",
+        "Transitions whose start was not seen (new socket, child socket, socket older than the "
+        "daemon, or one whose record could not be stored): counted, never observed as a "
+        "duration.",
+        MetricType::Counter);
+    const UnknownStarts starts = tables_.unknown_starts();
+    for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
+        for (unsigned from = 0; from < TCPSTATES_STATE_SLOTS; ++from)
+            for (unsigned to = 0; to < TCPSTATES_STATE_SLOTS; ++to)
+                if (const uint64_t n = starts[tcpstates_unknown_start_slot(ipv6, from, to)])
+                    add_sample(unknown,
+                               {{"family", family_label(ipv6)},
+                                {"from_state", state_label(from)},
+                                {"to_state", state_label(to)}},
+                               static_cast<double>(n));
+    out.push_back(std::move(unknown));
+
+    prometheus::MetricFamily values = metric_family(
+        "tcpstatesd_label_values", "Values a label has now, besides \"other\" and \"unknown\".",
+        MetricType::Gauge);
+    prometheus::MetricFamily limits =
+        metric_family("tcpstatesd_label_values_limit",
+                      "The label's max_values: the cap on tcpstatesd_label_values.",
+                      MetricType::Gauge);
+    prometheus::MetricFamily refused = metric_family(
+        "tcpstatesd_label_value_overflows_total",
+        "Label tuples whose value found the label's max_values full: their counts went under "
+        "\"other\" (until a value that is gone made room).",
+        MetricType::Counter);
+    prometheus::MetricFamily replaced = metric_family(
+        "tcpstatesd_label_values_replaced_total",
+        "Values of cgroups removed or ports no longer listened on that made room for a new value "
+        "(their series removed).",
+        MetricType::Counter);
+    for (Label label : kLabels) {
+        const std::vector<prometheus::ClientMetric::Label> which{
+            {"label", std::string(label_name(label))}};
+        add_sample(values, which, static_cast<double>(labeler_.values_of(label).admitted()));
+        add_sample(limits, which,
+                   label == Label::Port ? labels_.port.max_values : labels_.cgroup.max_values);
+        add_sample(refused, which, static_cast<double>(labeler_.refusals(label)));
+        add_sample(replaced, which, static_cast<double>(labeler_.replacements(label)));
+    }
+    out.push_back(std::move(values));
+    out.push_back(std::move(limits));
+    out.push_back(std::move(refused));
+    out.push_back(std::move(replaced));
+
+    const KernelCounters kernel = program_.read_counters();
+    out.push_back(single_sample("tcpstatesd_kernel_tuples",
+                                "Label tuples in the programs' table in use.", MetricType::Gauge,
+                                static_cast<double>(live.size())));
+    out.push_back(single_sample(
+        "tcpstatesd_kernel_tuples_limit",
+        "The tuple table's capacity (from labels.max_series at start); beyond it counts go to "
+        "the overflow tuple, exported as port and cgroup \"other\".",
+        MetricType::Gauge, static_cast<double>(tables_.tuple_capacity())));
+    prometheus::MetricFamily overflows = metric_family(
+        "tcpstatesd_kernel_overflows_total",
+        "Counts the programs put under \"other\" because a table was full: table=\"tuples\" "
+        "(transitions, closes, resets, retransmissions), \"durations\" (labelled histograms' "
+        "observations).",
+        MetricType::Counter);
+    add_sample(overflows, {{"table", "tuples"}},
+               static_cast<double>(kernel[TCPSTATES_COUNTER_TUPLE_OVERFLOW]));
+    add_sample(overflows, {{"table", "durations"}},
+               static_cast<double>(kernel[TCPSTATES_COUNTER_DURATION_OVERFLOW]));
+    out.push_back(std::move(overflows));
+    out.push_back(single_sample(
+        "tcpstatesd_socket_gauge_moves_lost_total",
+        "Changes of state a socket's tuple had no room for in a full tuple table: "
+        "tcpstates_sockets is off by one per change until the socket is destroyed.",
+        MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_GAUGE_LOST])));
+    out.push_back(single_sample("tcpstatesd_count_table_swaps_total",
+                                "Swaps of the programs' count tables (their counts folded into "
+                                "the daemon's totals).",
+                                MetricType::Counter, static_cast<double>(swaps_)));
+    out.push_back(single_sample(
+        "tcpstatesd_socket_state_failures_total",
+        "Sockets whose record could not be stored (the socket table full, "
+        "events.socket_table_size): their transitions have an unknown start and no owner, and "
+        "tcpstates_sockets counts them from the walks.",
+        MetricType::Counter,
+        static_cast<double>(kernel[TCPSTATES_COUNTER_STATE_FAILED] +
+                            kernel[TCPSTATES_COUNTER_WALK_RECORD_FAILED])));
+    out.push_back(single_sample(
+        "tcpstatesd_socket_state_mismatches_total",
+        "Transitions whose old state was not the socket's recorded state (a transition was "
+        "missed); treated as unknown start.",
+        MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_STATE_MISMATCH])));
+    out.push_back(single_sample(
+        "tcpstatesd_socket_table_capacity",
+        "Sockets the programs' record table holds (events.socket_table_size).",
+        MetricType::Gauge, program_.socket_table_capacity()));
+    out.push_back(single_sample("tcpstatesd_strange_transitions_total",
+                                "Transitions from or to a state a full socket does not take "
+                                "(not counted elsewhere).",
+                                MetricType::Counter,
+                                static_cast<double>(kernel[TCPSTATES_COUNTER_STRANGE_STATE])));
+    out.push_back(single_sample("tcpstatesd_socket_walks_total",
+                                "Walks of this network namespace's sockets, at start and in "
+                                "the background.",
+                                MetricType::Counter, static_cast<double>(walks_)));
+    out.push_back(single_sample("tcpstatesd_socket_walk_duration_seconds",
+                                "How long the last walk of the sockets took.", MetricType::Gauge,
+                                walk_seconds_));
+    out.push_back(single_sample(
+        "tcpstatesd_socket_walk_timestamp_seconds",
+        "When the last walk of the sockets ended (Unix seconds): the TIME_WAIT and request "
+        "sockets of tcpstates_sockets are as of then.",
+        MetricType::Gauge,
+        walks_ ? std::chrono::duration<double>(last_walk_.time_since_epoch()).count() : 0));
+    out.push_back(single_sample(
+        "tcpstatesd_socket_walk_corrections_total",
+        "Records whose state a walk found wrong (a transition the programs missed) and "
+        "corrected, moving the socket's count in tcpstates_sockets.",
+        MetricType::Counter, static_cast<double>(walk_corrections_)));
+    out.push_back(single_sample("tcpstatesd_socket_walk_failures_total",
+                                "Background walks of the sockets that failed (logged); the "
+                                "gauge keeps the last walk's timewait and request sockets.",
+                                MetricType::Counter, static_cast<double>(walk_failures_)));
+    out.push_back(single_sample("tcpstatesd_socket_walk_sockets",
+                                "Sockets of this network namespace the last walk visited.",
+                                MetricType::Gauge, static_cast<double>(walk_totals_.sockets)));
+    return out;
+}
+
+void CountedMetrics::on_new_tuple(const tcpstates_tuple_key& key) {
+    if (key.cgroup_id == 0) return;
+    std::lock_guard lock(mutex_);
+    labeler_.name_cgroup(key.cgroup_id);
+}
+
+void CountedMetrics::walked(const SocketWalk& walk) {
+    std::lock_guard lock(mutex_);
+    walked_ = walk.walked;
+    walk_totals_ = walk.totals;
+    walk_seconds_ = walk.seconds;
+    walk_corrections_ += walk.totals.corrected;
+    ++walks_;
+    last_walk_ = std::chrono::system_clock::now();
+    std::copy(std::begin(walk.totals.listening_ports), std::end(walk.totals.listening_ports),
+              listening_now_);
+    program_.add_listening_ports(listening_now_);
+    // A full cgroup label walks the cgroup file system at most this often to find removed
+    // cgroups (else nothing would notice them).
+    labeler_.mark_gone(listening_now_, std::chrono::seconds(1));
+}
+
+void CountedMetrics::walk_failed() {
+    std::lock_guard lock(mutex_);
+    ++walk_failures_;
+}
+
+bool CountedMetrics::swap_wanted() const {
+    std::lock_guard lock(mutex_);
+    return labeler_.wants_room() || tables_.tuples().size() * 2 > tables_.tuple_capacity();
+}
+
+std::vector<tcpstates_tuple_key> CountedMetrics::counted_tuples(
+    const std::vector<TupleCounts>& live) const {
+    std::map<TupleId, bool> counted;
+    for (const auto& [id, gauge] : gauge_totals_)
+        counted[id] = counted[id] || std::any_of(gauge.begin(), gauge.end(),
+                                                 [](int64_t n) { return n != 0; });
+    for (const TupleCounts& tuple : live) {
+        TupleId id{};
+        std::memcpy(id.data(), &tuple.key, sizeof tuple.key);
+        const bool any = std::any_of(std::begin(tuple.counts.sockets),
+                                     std::end(tuple.counts.sockets),
+                                     [](int64_t n) { return n != 0; });
+        counted[id] = counted[id] || any;
+    }
+    std::vector<tcpstates_tuple_key> keys;
+    for (const auto& [id, any] : counted)
+        if (any) {
+            tcpstates_tuple_key key{};
+            std::memcpy(&key, id.data(), sizeof key);
+            keys.push_back(key);
+        }
+    return keys;
+}
+
+void CountedMetrics::swap() {
+    std::vector<tcpstates_tuple_key> carried;
+    {
+        std::lock_guard lock(mutex_);
+        carried = counted_tuples(tables_.tuples());
+    }
+    // Waits for the programs to leave the old tables: scrapes meanwhile read the old ones.
+    tables_.prepare(carried);
+    {
+        std::lock_guard lock(mutex_);
+        CountTables::Retired retired = tables_.retire();
+        for (const TupleCounts& tuple : retired.tuples) {
+            add_counts(tuple.key, tuple.counts, counter_totals_);
+            TupleId id{};
+            std::memcpy(id.data(), &tuple.key, sizeof tuple.key);
+            Gauge& gauge = gauge_totals_[id];
+            for (unsigned state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
+                gauge[state] += tuple.counts.sockets[state];
+        }
+        for (const LabelledHistogram& h : retired.durations)
+            add_labelled_duration(h.key, h.histogram, duration_totals_);
+        assigned_.clear();
+        folded_.clear();
+        for (const TupleLabeler::Eviction& evicted : labeler_.make_room())
+            remove_series([&](const SeriesKey& key) {
+                return (evicted.label == Label::Port ? key.port : key.cgroup) == evicted.index;
+            });
+        std::erase_if(gauge_totals_, [](const auto& entry) {
+            return std::all_of(entry.second.begin(), entry.second.end(),
+                               [](int64_t n) { return n == 0; });
+        });
+        // Tuples that got counted sockets after `carried` was read: their counts move in the new
+        // table now.
+        std::vector<tcpstates_tuple_key> late;
+        for (const auto& [id, gauge] : gauge_totals_) {
+            tcpstates_tuple_key key{};
+            std::memcpy(&key, id.data(), sizeof key);
+            late.push_back(key);
+        }
+        tables_.carry(late);
+        ++swaps_;
+    }
+    tables_.clear_retired();
+}
+
+void CountedMetrics::configure(const LabelsConfig& labels, std::vector<double> duration_buckets) {
+    const bool new_buckets = duration_buckets != buckets_;
+    // New buckets: the unused generation must be zero and no program may still write it, which
+    // a swap makes sure of (it waits for the programs).
+    if (new_buckets) swap();
+    std::lock_guard lock(mutex_);
+    const LabelsConfig old = labels_;
+    labels_ = labels;
+    for (LabelledMetric metric : kLabelledMetrics)
+        if (carried(old, Label::Port, metric) != carried(labels, Label::Port, metric) ||
+            carried(old, Label::Cgroup, metric) != carried(labels, Label::Cgroup, metric))
+            remove_series([metric](const SeriesKey& key) { return key.metric == metric; });
+    labeler_.configure(labels);
+    budget_.set_limit(labels.max_series);
+    program_.apply_labels(tuple_label_settings(labels));
+    if (new_buckets) {
+        tables_.clear_durations(1 - generation_);
+        remove_series([](const SeriesKey& key) {
+            return key.metric == LabelledMetric::StateDurations;
+        });
+        buckets_ = std::move(duration_buckets);
+        generation_ = program_.switch_bucket_bounds(bounds_ns(buckets_));
+        assigned_.clear();
+    }
+}
+
+uint64_t CountedMetrics::transitions_total() const {
+    std::lock_guard lock(mutex_);
+    uint64_t total = 0;
+    for (auto it = counter_totals_.lower_bound({LabelledMetric::Transitions, 0, 0, 0, 0, 0});
+         it != counter_totals_.end() && it->first.metric == LabelledMetric::Transitions; ++it)
+        total += it->second;
+    for (const TupleCounts& tuple : tables_.tuples())
+        for (const auto& row : tuple.counts.transitions)
+            for (uint64_t n : row) total += n;
+    return total;
+}
+
+}  // namespace tcpstatesd

@@ -1,0 +1,147 @@
+// The TCP state metrics, from what the programs counted (kernel/count_tables.hpp) and what the
+// walks found (kernel/socket_walk.hpp): at each scrape the tables are read and each label
+// tuple's counts are put under its series, within the labels' caps. Nothing here runs per
+// transition, so a scrape costs what the tables hold, not what the host did.
+//
+// Counts never go down: the tables are swapped now and then (swap()), to let label values of
+// things that are gone make room and to keep the tables from filling up, and the old table's
+// counts are folded into totals kept here, per series. A tuple keeps the label values it was
+// given until the next swap, and a series that found the cap full stays folded into "other"
+// until then, so that no count moves from one series to another.
+//
+// Thread-safe: scrapes (HTTP threads) and the reactor thread's work (swaps, walks, new tuples,
+// reloads) take one lock.
+#pragma once
+
+#include <prometheus/collectable.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "kernel/count_tables.hpp"
+#include "kernel/event_source.hpp"
+#include "kernel/socket_walk.hpp"
+#include "labels/labels_config.hpp"
+#include "labels/tuple_labels.hpp"
+#include "metrics/series_budget.hpp"
+
+namespace tcpstatesd {
+
+class BpfProgram;
+struct TupleLabelSettings;
+
+// What the programs need of the labels' configuration.
+TupleLabelSettings tuple_label_settings(const LabelsConfig& labels);
+// Duration bucket bounds in seconds, as the programs compare them: nanoseconds.
+std::vector<uint64_t> bounds_ns(const std::vector<double>& buckets_seconds);
+
+class CountedMetrics : public prometheus::Collectable, public TupleSink {
+public:
+    // Everything given must outlive the metrics; `budget`'s self metrics live in the registry.
+    CountedMetrics(BpfProgram& program, CountTables& tables, TupleLabeler& labeler,
+                   SeriesBudget& budget, const LabelsConfig& labels,
+                   std::vector<double> duration_buckets);
+
+    std::vector<prometheus::MetricFamily> Collect() const override;
+
+    // A tuple the programs counted under for the first time: its cgroup is named now.
+    void on_new_tuple(const tcpstates_tuple_key& key) override;
+    // What a walk found: the gauge takes its timewait, request and unrecorded sockets from it
+    // until the next walk; the ports listened on now mark the others' values gone.
+    void walked(const SocketWalk& walk);
+    // A walk failed (logged by the caller): counted.
+    void walk_failed();
+    // Whether a swap is due: values wait for room a gone value could make, or the tuple table
+    // is more than half full.
+    bool swap_wanted() const;
+    // Swaps the tables and folds the old one's counts in; evictions happen here. Throws
+    // BpfError (then the old tables stay in use and nothing is lost).
+    void swap();
+    // Reload: a family whose labels change starts its series over; new duration buckets start
+    // the histograms over.
+    void configure(const LabelsConfig& labels, std::vector<double> duration_buckets);
+
+    // Transitions counted so far (for the status line).
+    uint64_t transitions_total() const;
+
+    // The keys of series, one per (metric, family, two fields of the metric's own, label value
+    // indexes): public for the unit tests' sake.
+    struct SeriesKey {
+        LabelledMetric metric;
+        uint8_t ipv6;
+        uint8_t a, b;  // from/to, from/reason, direction/state, -/state, from/to
+        uint32_t port, cgroup;
+        auto operator<=>(const SeriesKey&) const = default;
+    };
+
+private:
+    using TupleId = std::array<uint64_t, 2>;  // the tuple key's bytes
+    struct Histogram {
+        std::array<uint64_t, TCPSTATES_MAX_BUCKETS + 1> buckets{};
+        uint64_t sum_ns = 0;
+        void add(const tcpstates_histogram& h);
+        void add(const Histogram& h);
+    };
+    using Gauge = std::array<int64_t, TCPSTATES_STATE_SLOTS>;
+
+    // The values a tuple carries in this epoch (since the last swap).
+    TupleLabeler::Values values_of(const tcpstates_tuple_key& key) const;
+    // The series a labelled sample goes to: its own, or its family's "other" (the cap).
+    SeriesKey place(const SeriesKey& key) const;
+    uint64_t cost(LabelledMetric metric) const;
+    bool carries(Label label, LabelledMetric metric) const;
+    SeriesKey series(LabelledMetric metric, uint8_t ipv6, uint8_t a, uint8_t b,
+                     TupleLabeler::Values values) const;
+    void add_counts(const tcpstates_tuple_key& key, const tcpstates_tuple_counts& counts,
+                    std::map<SeriesKey, uint64_t>& totals) const;
+    void add_labelled_duration(const tcpstates_duration_key& key, const tcpstates_histogram& h,
+                               std::map<SeriesKey, Histogram>& totals) const;
+    // Removes series (and gives their cost back) whose key `remove` selects.
+    template <typename Select>
+    void remove_series(Select remove);
+    std::vector<tcpstates_tuple_key> counted_tuples(const std::vector<TupleCounts>& live) const;
+
+    prometheus::MetricFamily sockets_family(const std::vector<TupleCounts>& live) const;
+    void render_counters(const std::map<SeriesKey, uint64_t>& totals,
+                         std::vector<prometheus::MetricFamily>& out) const;
+    prometheus::MetricFamily durations_family(const std::map<SeriesKey, Histogram>& totals) const;
+    std::vector<prometheus::MetricFamily> self_metrics(const std::vector<TupleCounts>& live) const;
+    prometheus::ClientMetric::Label label_of(Label label, uint32_t index) const;
+
+    BpfProgram& program_;
+    CountTables& tables_;
+    mutable std::mutex mutex_;
+    TupleLabeler& labeler_;
+    SeriesBudget& budget_;
+    LabelsConfig labels_;
+    std::vector<double> buckets_;
+    uint32_t generation_ = 0;  // the bucket generation in use
+
+    // This epoch's decisions (cleared at each swap): a tuple's values, the series folded.
+    mutable std::map<TupleId, TupleLabeler::Values> assigned_;
+    mutable std::set<SeriesKey> folded_;
+    // Labelled series holding their cost of the budget.
+    mutable std::set<SeriesKey> admitted_;
+    // Counts of the tables swapped out.
+    std::map<SeriesKey, uint64_t> counter_totals_;
+    std::map<SeriesKey, Histogram> duration_totals_;
+    std::map<TupleId, Gauge> gauge_totals_;  // by tuple: a socket leaves its state in it
+    uint64_t swaps_ = 0;
+    // The last walk's.
+    std::vector<SocketWalk::Count> walked_;
+    tcpstates_walk_totals walk_totals_{};
+    double walk_seconds_ = 0;
+    uint64_t walks_ = 0;
+    uint64_t walk_corrections_ = 0;
+    uint64_t walk_failures_ = 0;
+    std::chrono::system_clock::time_point last_walk_{};
+    uint64_t listening_now_[65536 / 64] = {};
+};
+
+}  // namespace tcpstatesd

@@ -1,0 +1,59 @@
+#include "runtime/count_upkeep.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "kernel/bpf_program.hpp"
+#include "kernel/socket_walk.hpp"
+#include "metrics/counted_metrics.hpp"
+
+namespace tcpstatesd {
+
+CountUpkeep::CountUpkeep(const BpfProgram& program, CountedMetrics& metrics)
+    : program_(program), metrics_(metrics) {
+    if (!program_.can_walk_sockets()) return;
+    const SocketWalk first = walk_sockets(program_);
+    metrics_.walked(first);
+    startup_sockets_ = first.totals.sockets;
+    startup_seconds_ = first.seconds;
+    next_walk_ = Clock::now() + std::max<Clock::duration>(
+                                    kMinWalkInterval,
+                                    std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(first.seconds) *
+                                        kWalkCostFactor));
+    next_swap_check_ = Clock::now() + kMinSwapInterval;
+}
+
+double CountUpkeep::walk() {
+    const SocketWalk walk = walk_sockets(program_);
+    metrics_.walked(walk);
+    return walk.seconds;
+}
+
+void CountUpkeep::tick() {
+    const auto now = Clock::now();
+    if (program_.can_walk_sockets() && now >= next_walk_) {
+        double seconds = 0;
+        try {
+            seconds = walk();
+        } catch (const std::exception& e) {
+            // The gauge keeps the last walk's timewait and request sockets meanwhile.
+            metrics_.walk_failed();
+            if (failed_walks_++ == 0) spdlog::warn("{}; the next walk will try again", e.what());
+        }
+        next_walk_ = now + std::max<Clock::duration>(
+                               kMinWalkInterval,
+                               std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(seconds) * kWalkCostFactor));
+    }
+    if (now >= next_swap_check_) {
+        next_swap_check_ = now + kMinSwapInterval;
+        try {
+            if (metrics_.swap_wanted()) metrics_.swap();
+        } catch (const std::exception& e) {
+            spdlog::warn("swapping the count tables: {}; the tables in use keep counting",
+                         e.what());
+        }
+    }
+}
+
+}  // namespace tcpstatesd

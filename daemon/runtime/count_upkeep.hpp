@@ -1,0 +1,49 @@
+// The reactor thread's work on the counts besides the new tuples: walking the sockets in the
+// background (the gauge's TIME_WAIT and request sockets, and corrections) and swapping the
+// count tables when labels want room or a table fills. docs/architecture.md, "The background
+// walk", says what each costs.
+#pragma once
+
+#include <chrono>
+
+namespace tcpstatesd {
+
+class BpfProgram;
+class CountedMetrics;
+
+class CountUpkeep {
+public:
+    // How often tick() must run.
+    static constexpr std::chrono::seconds kTickInterval{1};
+    // A walk runs at most this often, and never takes more than 1% of one CPU: the next waits
+    // a hundred times as long as the last took.
+    static constexpr std::chrono::seconds kMinWalkInterval{2};
+    static constexpr int kWalkCostFactor = 100;
+    // How often the tables may be swapped (each swap waits for the programs, milliseconds).
+    static constexpr std::chrono::seconds kMinSwapInterval{10};
+
+    // Both must outlive the upkeep. Runs the first walk (the start-up one) now when the program
+    // can walk; throws BpfError if it fails.
+    CountUpkeep(const BpfProgram& program, CountedMetrics& metrics);
+
+    // On the reactor thread, every kTickInterval. Logs what fails and goes on.
+    void tick();
+
+    uint64_t startup_sockets() const { return startup_sockets_; }
+    double startup_seconds() const { return startup_seconds_; }
+
+private:
+    using Clock = std::chrono::steady_clock;
+    // Walks now; returns how long it took.
+    double walk();
+
+    const BpfProgram& program_;
+    CountedMetrics& metrics_;
+    Clock::time_point next_walk_{};
+    Clock::time_point next_swap_check_{};
+    uint64_t startup_sockets_ = 0;
+    double startup_seconds_ = 0;
+    uint64_t failed_walks_ = 0;
+};
+
+}  // namespace tcpstatesd
