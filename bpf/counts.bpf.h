@@ -47,8 +47,11 @@ tuple_counts(int ipv6, __u16 port, __u64 cgroup_id, int *overflow, int notify)
 	};
 	struct tcpstates_tuple_counts *counts;
 	__u32 zero = 0;
-	void *table = bpf_map_lookup_elem(&tuple_tables, &zero);
+	void *table;
 
+	if (event_details)
+		return 0; /* `trace` counts nothing */
+	table = bpf_map_lookup_elem(&tuple_tables, &zero);
 	if (!table)
 		return 0;
 	if (*overflow)
@@ -94,7 +97,7 @@ record_counts(const struct tcpstates_socket *record, struct tcpstates_tuple_coun
 static __always_inline void gauge_add(struct tcpstates_tuple_counts *counts, __u8 state,
 				      __s64 delta)
 {
-	if (state == TCPSTATES_CLOSE || !tcpstates_state_has_slot(state))
+	if (event_details || state == TCPSTATES_CLOSE || !tcpstates_state_has_slot(state))
 		return;
 	if (!counts) {
 		count(TCPSTATES_COUNTER_GAUGE_LOST);

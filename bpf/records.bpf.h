@@ -55,34 +55,17 @@ static __always_inline int is_tcp(const struct sock *sk)
 	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP;
 }
 
-static __always_inline int is_service_port(__u16 port)
-{
-	return port && (service_ports[port / 64] >> (port % 64)) & 1;
-}
-
 static __always_inline void add_service_port(__u16 port)
 {
 	__sync_fetch_and_or(&service_ports[port / 64], 1ULL << (port % 64));
 }
 
-/* A socket's service port, 0 if none (docs/metrics.md, "Labels"): the remote port of an active
- * open, the local port of a listener and its children, and for a socket first seen later in
- * its life whichever of its ports is a service port. */
+/* The service port a socket's tuple carries (0 when no family carries the port label). */
 static __always_inline __u16 service_port(__u8 origin, __u16 lport, __u16 rport)
 {
 	if (!label_port)
 		return 0;
-	switch (origin) {
-	case TCPSTATES_ORIGIN_ACTIVE:
-		return is_service_port(rport) ? rport : 0;
-	case TCPSTATES_ORIGIN_LISTENER:
-	case TCPSTATES_ORIGIN_PASSIVE:
-		return lport && (port_listening || is_service_port(lport)) ? lport : 0;
-	default:
-		if (is_service_port(lport))
-			return lport;
-		return is_service_port(rport) ? rport : 0;
-	}
+	return tcpstates_service_port(service_ports, port_listening, origin, lport, rport);
 }
 
 /* What a transition says of how the socket was opened (enum tcpstates_origin). */

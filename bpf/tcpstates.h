@@ -51,6 +51,33 @@ enum tcpstates_origin {
 	TCPSTATES_ORIGIN_PASSIVE,     /* LISTEN -> SYN_RECV: a child of a listener */
 };
 
+/* Whether a port is a service port: bit p % 64 of service_ports[p / 64] (labels.port.ports, and
+ * with "listening" every port listened on). */
+static inline int tcpstates_is_service_port(const __u64 *service_ports, __u16 port)
+{
+	return port && (service_ports[port / 64] >> (port % 64)) & 1;
+}
+
+/* A socket's service port, 0 if none (docs/metrics.md, "Labels"): the remote port of an active
+ * open, the local port of a listener and its children (any listener's with `listening`), and for
+ * a socket first seen later in its life whichever of its ports is a service port, local first. */
+static inline __u16 tcpstates_service_port(const __u64 *service_ports, int listening,
+					   __u8 origin, __u16 lport, __u16 rport)
+{
+	switch (origin) {
+	case TCPSTATES_ORIGIN_ACTIVE:
+		return tcpstates_is_service_port(service_ports, rport) ? rport : 0;
+	case TCPSTATES_ORIGIN_LISTENER:
+	case TCPSTATES_ORIGIN_PASSIVE:
+		return lport && (listening || tcpstates_is_service_port(service_ports, lport)) ? lport
+											    : 0;
+	default:
+		if (tcpstates_is_service_port(service_ports, lport))
+			return lport;
+		return tcpstates_is_service_port(service_ports, rport) ? rport : 0;
+	}
+}
+
 /*
  * Why a socket closed (the `reason` of tcpstates_closes_total, trace's REASON), from what the
  * kernel leaves on the socket at its transition to CLOSE: its pending error (an errno) and the

@@ -156,6 +156,10 @@ void install_table(int outer_fd, int table_fd, const char* what) {
 
 }  // namespace
 
+uint32_t tuple_table_entries(uint32_t tuples) {
+    return tuples + 2;
+}
+
 void add_overflow_tuples(int table_fd) {
     const tcpstates_tuple_counts zero{};
     for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6) {
@@ -279,7 +283,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
         std::string("loading the BPF program (") + bpf_program__section_name(first_) + ")";
     first_tuple_table_ = create_hash_map(
         "tuples", sizeof(tcpstates_tuple_key), sizeof(tcpstates_tuple_counts),
-        std::max<uint32_t>(options.tuple_table_size, 1), preallocated_, loading);
+        tuple_table_entries(options.tuple_table_size), preallocated_, loading);
     first_duration_table_ = create_hash_map(
         "durations", sizeof(tcpstates_duration_key), sizeof(tcpstates_histogram),
         std::max<uint32_t>(options.duration_table_size, 1), preallocated_, loading);

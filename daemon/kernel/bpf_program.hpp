@@ -104,8 +104,9 @@ public:
 [[noreturn]] void throw_bpf_error(const std::string& what, int err);
 
 // Adds both families' overflow tuples (TCPSTATES_TUPLE_OVERFLOW), which the programs expect in
-// every tuple table, to an empty one.
+// every tuple table, to an empty one; a table for `tuples` tuples has room for them too.
 void add_overflow_tuples(int table_fd);
+uint32_t tuple_table_entries(uint32_t tuples);
 
 class BpfProgram {
 public:

@@ -54,8 +54,8 @@ CountTables::CountTables(const BpfProgram& program, uint32_t tuple_capacity,
     if (!tuple_tables_[0] || !duration_tables_[0])
         throw_bpf_error("keeping the count tables' descriptors", errno);
     tuple_tables_[1] = create_hash_map("tuples", sizeof(tcpstates_tuple_key),
-                                       sizeof(tcpstates_tuple_counts), tuple_capacity,
-                                       program.preallocated());
+                                       sizeof(tcpstates_tuple_counts),
+                                       tuple_table_entries(tuple_capacity), program.preallocated());
     duration_tables_[1] = create_hash_map("durations", sizeof(tcpstates_duration_key),
                                           sizeof(tcpstates_histogram), duration_capacity,
                                           program.preallocated());

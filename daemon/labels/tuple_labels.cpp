@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 
 namespace tcpstatesd {
 
@@ -10,11 +11,9 @@ namespace {
 // Cgroup ids whose names are kept: more than the tables' tuples can name at once; beyond it
 // the names are looked up again.
 constexpr size_t kMaxNamedCgroups = 65536;
-
-void remember(std::vector<std::string>& refused, std::string_view name) {
-    if (std::find(refused.begin(), refused.end(), name) == refused.end())
-        refused.emplace_back(name);
-}
+// How often a full cgroup label may walk the cgroup file system to find removed cgroups (else
+// nothing would notice them).
+constexpr std::chrono::seconds kCgroupRefresh{1};
 
 }  // namespace
 
@@ -30,28 +29,34 @@ void TupleLabeler::configure(const LabelsConfig& config) {
     cgroups_.set_limit(config.cgroup.max_values);
 }
 
-TupleLabeler::Values TupleLabeler::values(uint16_t port, uint64_t cgroup_id) {
+TupleLabeler::Values TupleLabeler::values(uint16_t port, uint64_t cgroup_id,
+                                          std::vector<Eviction>* evicted) {
     ++uses_;
-    return {port_value(port), cgroup_value(cgroup_id)};
+    Values values;
+    if (port != 0) values.port = admit(Label::Port, std::to_string(port), evicted);
+    values.cgroup = admit(Label::Cgroup, cgroup_name(cgroup_id), evicted);
+    return values;
 }
 
-uint32_t TupleLabeler::port_value(uint16_t port) {
-    if (port == 0) return LabelValues::kOther;
-    const std::string name = std::to_string(port);
-    const auto admission = ports_.admit(name, uses_, false);
-    if (admission.refused) {
-        ++refusals_[static_cast<size_t>(Label::Port)];
-        remember(refused_ports_, name);
+uint32_t TupleLabeler::admit(Label label, const std::string& name,
+                             std::vector<Eviction>* evicted) {
+    LabelValues& set = label == Label::Port ? ports_ : cgroups_;
+    const bool may_replace = evicted != nullptr;
+    auto admission = set.admit(name, uses_, may_replace);
+    // Full: a cgroup removed since the last walk may make room, found by walking again.
+    if (admission.refused && may_replace && label == Label::Cgroup &&
+        cgroup_names_.refresh(kCgroupRefresh)) {
+        mark_gone_cgroups();
+        admission = set.admit(name, uses_);
     }
-    return admission.index;
-}
-
-uint32_t TupleLabeler::cgroup_value(uint64_t cgroup_id) {
-    const std::string name = cgroup_name(cgroup_id);
-    const auto admission = cgroups_.admit(name, uses_, false);
+    const auto which = static_cast<size_t>(label);
     if (admission.refused) {
-        ++refusals_[static_cast<size_t>(Label::Cgroup)];
-        remember(refused_cgroups_, name);
+        ++refusals_[which];
+        refused_[which] = true;
+    }
+    if (admission.evicted) {
+        ++replacements_[which];
+        evicted->push_back({label, admission.index});
     }
     return admission.index;
 }
@@ -64,6 +69,8 @@ std::string TupleLabeler::cgroup_name(uint64_t cgroup_id) {
     const auto path = cgroup_names_.path(cgroup_id);  // may walk, once per id
     std::string name = path ? cgroup_display_name(*path) : std::string(kUnknownCgroup);
     cgroup_ids_.emplace(cgroup_id, name);
+    // A walk (for this id) also tells which cgroups were removed.
+    if (cgroup_names_.walks() != cgroup_walks_seen_) mark_gone_cgroups();
     return name;
 }
 
@@ -71,8 +78,7 @@ void TupleLabeler::name_cgroup(uint64_t cgroup_id) {
     cgroup_name(cgroup_id);
 }
 
-void TupleLabeler::mark_gone(const uint64_t (&listening_now)[65536 / 64],
-                             std::chrono::steady_clock::duration age) {
+void TupleLabeler::mark_gone(const uint64_t (&listening_now)[65536 / 64]) {
     ports_.mark_gone([&](std::string_view name) {
         uint16_t port = 0;
         std::from_chars(name.data(), name.data() + name.size(), port);
@@ -81,29 +87,18 @@ void TupleLabeler::mark_gone(const uint64_t (&listening_now)[65536 / 64],
         const bool listened = (listening_now[port / 64] >> (port % 64)) & 1;
         return !listed && !listened;
     });
-    cgroup_names_.refresh(age);
-    cgroups_.mark_gone([this](std::string_view name) { return !cgroup_names_.exists(name); });
+    if (refused_[static_cast<size_t>(Label::Cgroup)] && cgroup_names_.refresh(kCgroupRefresh))
+        mark_gone_cgroups();
 }
 
 bool TupleLabeler::wants_room() const {
-    return (!refused_ports_.empty() && ports_.has_gone()) ||
-           (!refused_cgroups_.empty() && cgroups_.has_gone());
+    return (refused_[static_cast<size_t>(Label::Port)] && ports_.has_gone()) ||
+           (refused_[static_cast<size_t>(Label::Cgroup)] && cgroups_.has_gone());
 }
 
-std::vector<TupleLabeler::Eviction> TupleLabeler::make_room() {
-    std::vector<Eviction> evicted;
-    for (auto [label, refused] : {std::pair{Label::Port, &refused_ports_},
-                                  std::pair{Label::Cgroup, &refused_cgroups_}}) {
-        LabelValues& set = label == Label::Port ? ports_ : cgroups_;
-        for (const std::string& name : *refused) {
-            const auto admission = set.admit(name, uses_, true);
-            if (!admission.evicted) continue;
-            ++replacements_[static_cast<size_t>(label)];
-            evicted.push_back({label, admission.index});
-        }
-        refused->clear();
-    }
-    return evicted;
+void TupleLabeler::mark_gone_cgroups() {
+    cgroup_walks_seen_ = cgroup_names_.walks();
+    cgroups_.mark_gone([this](std::string_view name) { return !cgroup_names_.exists(name); });
 }
 
 }  // namespace tcpstatesd

@@ -2,10 +2,9 @@
 // configuration, docs/metrics.md "Labels"). A tuple names a service port and an owner's cgroup
 // id; this turns them into label values within each label's max_values: a port's number, a
 // cgroup's unit or path, or "other" (and "unknown" for a cgroup nobody saw open the socket).
-// A value nothing uses any more (a port nobody listens on, a removed cgroup) is marked gone; a
-// new value refused while the set is full may take a gone value's place, but only where the
-// caller can drop the gone value's series first (CountedMetrics, at a swap of the tables).
-// Not thread-safe: the caller serializes.
+// A value nothing uses any more (a port nobody listens on, a removed cgroup) is marked gone;
+// when the set is full, a new value takes the place of the gone one used least recently, and
+// the caller drops the gone value's series. Not thread-safe: the caller serializes.
 #pragma once
 
 #include <array>
@@ -47,23 +46,22 @@ public:
     void configure(const LabelsConfig& config);
 
     // The values of a tuple's port (0: none) and cgroup id (0: unknown). A value not admitted
-    // yet is admitted if there is room; one refused is remembered, so that make_room() can
-    // replace a gone value for it. Looking up a cgroup id seen for the first time may walk the
-    // cgroup file system (once per id).
-    Values values(uint16_t port, uint64_t cgroup_id);
+    // yet is admitted if there is room, made if need be by replacing a gone value (added to
+    // `evicted`) unless `evicted` is null. Looking up a cgroup id seen for the first time may walk the cgroup file system
+    // (once per id); a full cgroup label walks it at most once per kCgroupRefresh to find
+    // removed cgroups.
+    Values values(uint16_t port, uint64_t cgroup_id, std::vector<Eviction>* evicted);
     // Names the cgroup of a tuple the programs reported new (while the cgroup exists).
     void name_cgroup(uint64_t cgroup_id);
 
-    // Marks the ports neither listed nor listened on now (bit p % 64 of [p / 64]) gone, and the
-    // cgroups no longer there (walking the cgroup file system, at most once per `age`).
-    void mark_gone(const uint64_t (&listening_now)[65536 / 64],
-                   std::chrono::steady_clock::duration age);
-    // Whether values were refused that a gone value could make room for.
+    // Marks the ports neither listed nor listened on now (bit p % 64 of [p / 64]) gone, and,
+    // when a cgroup value was refused for want of room, the cgroups removed since (walking the
+    // cgroup file system, at most once per kCgroupRefresh).
+    void mark_gone(const uint64_t (&listening_now)[65536 / 64]);
+    // Whether a value refused since the last forget_refused() could now take a gone value's
+    // place: the tuples given "other" for it would get it if assigned again.
     bool wants_room() const;
-    // Admits the refused values in gone values' places (least recently used first) and returns
-    // the values replaced. Forget every assignment made before: an index may name another
-    // value now.
-    std::vector<Eviction> make_room();
+    void forget_refused() { refused_.fill(false); }
 
     std::string_view name(Label label, uint32_t index) const {
         return label == Label::Port ? ports_.name(index) : cgroups_.name(index);
@@ -77,9 +75,10 @@ public:
     uint64_t replacements(Label label) const { return replacements_[static_cast<size_t>(label)]; }
 
 private:
-    uint32_t port_value(uint16_t port);
-    uint32_t cgroup_value(uint64_t cgroup_id);
+    uint32_t admit(Label label, const std::string& name, std::vector<Eviction>* evicted);
     std::string cgroup_name(uint64_t cgroup_id);
+    // After a walk of the cgroup file system: the removed cgroups' values are gone.
+    void mark_gone_cgroups();
 
     LabelsConfig config_;
     CgroupNames& cgroup_names_;
@@ -88,7 +87,8 @@ private:
     // Names of the cgroup ids seen, kept while their tuples may be read (bounded: cleared when
     // it outgrows the ids the tables can hold).
     std::unordered_map<uint64_t, std::string> cgroup_ids_;
-    std::vector<std::string> refused_ports_, refused_cgroups_;  // since the last make_room()
+    uint64_t cgroup_walks_seen_ = 0;
+    std::array<bool, std::size(kLabels)> refused_{};  // since forget_refused()
     std::array<uint64_t, std::size(kLabels)> refusals_{};
     std::array<uint64_t, std::size(kLabels)> replacements_{};
     uint64_t uses_ = 0;  // the clock of last use

@@ -136,18 +136,33 @@ uint64_t CountedMetrics::cost(LabelledMetric metric) const {
     return metric == LabelledMetric::StateDurations ? buckets_.size() + 3 : 1;
 }
 
-TupleLabeler::Values CountedMetrics::values_of(const tcpstates_tuple_key& key) const {
+std::optional<TupleLabeler::Values> CountedMetrics::values_of(
+    const tcpstates_tuple_key& key) const {
     TupleId id{};
     std::memcpy(id.data(), &key, sizeof key);
     if (auto known = assigned_.find(id); known != assigned_.end()) return known->second;
     TupleLabeler::Values values;
+    std::vector<TupleLabeler::Eviction> evicted;
     if (!(key.flags & TCPSTATES_TUPLE_OVERFLOW)) {
         // Only the labels some family carries take values (and room).
+        const bool by_port = labels_.port.families.any();
+        const bool by_cgroup = labels_.cgroup.families.any();
         const TupleLabeler::Values found =
-            labeler_.values(labels_.port.families.any() ? key.port : 0,
-                            labels_.cgroup.families.any() ? key.cgroup_id : 0);
-        if (labels_.port.families.any()) values.port = found.port;
-        if (labels_.cgroup.families.any()) values.cgroup = found.cgroup;
+            labeler_.values(by_port ? key.port : 0, by_cgroup ? key.cgroup_id : 0, &evicted);
+        if (by_port) values.port = found.port;
+        if (by_cgroup) values.cgroup = found.cgroup;
+    }
+    for (const TupleLabeler::Eviction& gone : evicted) {
+        // The gone value's series end; its tuples of this epoch count nowhere now (their
+        // counts would otherwise show under the value that took its place).
+        const auto has_gone = [&](const TupleLabeler::Values& v) {
+            return (gone.label == Label::Port ? v.port : v.cgroup) == gone.index;
+        };
+        remove_series([&](const SeriesKey& series) {
+            return (gone.label == Label::Port ? series.port : series.cgroup) == gone.index;
+        });
+        for (auto& [tuple, assigned] : assigned_)
+            if (assigned && has_gone(*assigned)) assigned.reset();
     }
     assigned_.emplace(id, values);
     return values;
@@ -180,7 +195,9 @@ CountedMetrics::SeriesKey CountedMetrics::place(const SeriesKey& key) const {
 void CountedMetrics::add_counts(const tcpstates_tuple_key& key,
                                 const tcpstates_tuple_counts& counts,
                                 std::map<SeriesKey, uint64_t>& totals) const {
-    const TupleLabeler::Values values = values_of(key);
+    const std::optional<TupleLabeler::Values> assigned = values_of(key);
+    if (!assigned) return;
+    const TupleLabeler::Values values = *assigned;
     const uint8_t ipv6 = key.ipv6;
     const auto add = [&](LabelledMetric metric, unsigned a, unsigned b, uint64_t n) {
         if (n) totals[place(series(metric, ipv6, uint8_t(a), uint8_t(b), values))] += n;
@@ -207,13 +224,13 @@ void CountedMetrics::add_labelled_duration(const tcpstates_duration_key& key,
     tuple.cgroup_id = key.cgroup_id;
     tuple.port = key.port;
     tuple.ipv6 = key.ipv6;
-    totals[place(series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to,
-                        values_of(tuple)))]
-        .add(h);
+    if (const auto values = values_of(tuple))
+        totals[place(series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to, *values))]
+            .add(h);
 }
 
 template <typename Select>
-void CountedMetrics::remove_series(Select remove) {
+void CountedMetrics::remove_series(Select remove) const {
     std::erase_if(counter_totals_, [&](const auto& entry) { return remove(entry.first); });
     std::erase_if(duration_totals_, [&](const auto& entry) { return remove(entry.first); });
     std::erase_if(folded_, remove);
@@ -349,6 +366,7 @@ prometheus::MetricFamily CountedMetrics::durations_family(
         if (carries(Label::Port, key.metric)) sample.label.push_back(label_of(Label::Port, key.port));
         if (carries(Label::Cgroup, key.metric))
             sample.label.push_back(label_of(Label::Cgroup, key.cgroup));
+        sort_labels(sample.label);
         uint64_t cumulative = 0;
         for (size_t i = 0; i < buckets_.size() && i < TCPSTATES_MAX_BUCKETS; ++i) {
             cumulative += histogram.buckets[i];
@@ -383,15 +401,20 @@ prometheus::MetricFamily CountedMetrics::sockets_family(const std::vector<TupleC
     for (const auto& [id, gauge] : gauges) {
         tcpstates_tuple_key key{};
         std::memcpy(&key, id.data(), sizeof key);
-        const TupleLabeler::Values values = values_of(key);
+        // A tuple whose value gave its place still has its sockets: under "other".
+        const TupleLabeler::Values values = values_of(key).value_or(TupleLabeler::Values{});
         for (unsigned state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
             add(key.ipv6, state, values, gauge[state]);
     }
-    // The walk's sockets have a service port but no owner known.
+    // The walk's sockets have a service port but no owner known. They take a value only where
+    // there is room: they have no counts whose series a replaced value would end, and timewait
+    // sockets of ports long closed must not push out the values of ports in use.
     for (const SocketWalk::Count& walked : walked_) {
         TupleLabeler::Values values;
-        if (by_port) values.port = labeler_.values(walked.key.port, 0).port;
-        if (by_cgroup) values.cgroup = labeler_.values(0, 0).cgroup;
+        const TupleLabeler::Values found =
+            labeler_.values(by_port ? walked.key.port : 0, 0, nullptr);
+        if (by_port) values.port = found.port;
+        if (by_cgroup) values.cgroup = found.cgroup;
         add(walked.key.ipv6, walked.key.state, values, int64_t(walked.sockets));
     }
     // Labelled sets beyond what the budget has left fold into their state's "other" one.
@@ -503,7 +526,7 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
                static_cast<double>(kernel[TCPSTATES_COUNTER_DURATION_OVERFLOW]));
     out.push_back(std::move(overflows));
     out.push_back(single_sample(
-        "tcpstatesd_socket_gauge_moves_lost_total",
+        "tcpstatesd_socket_count_moves_lost_total",
         "Changes of state a socket's tuple had no room for in a full tuple table: "
         "tcpstates_sockets is off by one per change until the socket is destroyed.",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_GAUGE_LOST])));
@@ -555,6 +578,12 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
                                 "Background walks of the sockets that failed (logged); the "
                                 "gauge keeps the last walk's timewait and request sockets.",
                                 MetricType::Counter, static_cast<double>(walk_failures_)));
+    out.push_back(single_sample("tcpstatesd_startup_snapshot_sockets",
+                                "Sockets of the daemon's network namespace found at start.",
+                                MetricType::Gauge, static_cast<double>(startup_sockets_)));
+    out.push_back(single_sample("tcpstatesd_startup_snapshot_duration_seconds",
+                                "How long the start-up walk of the sockets took.",
+                                MetricType::Gauge, startup_seconds_));
     out.push_back(single_sample("tcpstatesd_socket_walk_sockets",
                                 "Sockets of this network namespace the last walk visited.",
                                 MetricType::Gauge, static_cast<double>(walk_totals_.sockets)));
@@ -573,14 +602,15 @@ void CountedMetrics::walked(const SocketWalk& walk) {
     walk_totals_ = walk.totals;
     walk_seconds_ = walk.seconds;
     walk_corrections_ += walk.totals.corrected;
-    ++walks_;
+    if (walks_++ == 0) {
+        startup_sockets_ = walk.totals.sockets;
+        startup_seconds_ = walk.seconds;
+    }
     last_walk_ = std::chrono::system_clock::now();
     std::copy(std::begin(walk.totals.listening_ports), std::end(walk.totals.listening_ports),
               listening_now_);
     program_.add_listening_ports(listening_now_);
-    // A full cgroup label walks the cgroup file system at most this often to find removed
-    // cgroups (else nothing would notice them).
-    labeler_.mark_gone(listening_now_, std::chrono::seconds(1));
+    labeler_.mark_gone(listening_now_);
 }
 
 void CountedMetrics::walk_failed() {
@@ -640,10 +670,7 @@ void CountedMetrics::swap() {
             add_labelled_duration(h.key, h.histogram, duration_totals_);
         assigned_.clear();
         folded_.clear();
-        for (const TupleLabeler::Eviction& evicted : labeler_.make_room())
-            remove_series([&](const SeriesKey& key) {
-                return (evicted.label == Label::Port ? key.port : key.cgroup) == evicted.index;
-            });
+        labeler_.forget_refused();
         std::erase_if(gauge_totals_, [](const auto& entry) {
             return std::all_of(entry.second.begin(), entry.second.end(),
                                [](int64_t n) { return n == 0; });

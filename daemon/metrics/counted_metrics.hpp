@@ -3,11 +3,12 @@
 // tuple's counts are put under its series, within the labels' caps. Nothing here runs per
 // transition, so a scrape costs what the tables hold, not what the host did.
 //
-// Counts never go down: the tables are swapped now and then (swap()), to let label values of
-// things that are gone make room and to keep the tables from filling up, and the old table's
-// counts are folded into totals kept here, per series. A tuple keeps the label values it was
-// given until the next swap, and a series that found the cap full stays folded into "other"
-// until then, so that no count moves from one series to another.
+// Counts never go down: a tuple keeps the label values it was given, and a series that found
+// the cap full stays folded into "other", until the tables are swapped (swap(): when the tuple
+// table fills, or a value could now have a place of its own); the old table's counts are then folded into totals kept here, per series, so
+// that no count moves from one series to another. A label value that is gone (a port nobody
+// listens on, a removed cgroup) may give its place to a new one: its series go, and the tuples
+// that had it count nowhere until the next swap (as a removed container's series end).
 //
 // Thread-safe: scrapes (HTTP threads) and the reactor thread's work (swaps, walks, new tuples,
 // reloads) take one lock.
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -57,11 +59,11 @@ public:
     void walked(const SocketWalk& walk);
     // A walk failed (logged by the caller): counted.
     void walk_failed();
-    // Whether a swap is due: values wait for room a gone value could make, or the tuple table
-    // is more than half full.
+    // Whether a swap is due: a value given "other" for want of room could now replace a gone
+    // one, or the tuple table is more than half full.
     bool swap_wanted() const;
-    // Swaps the tables and folds the old one's counts in; evictions happen here. Throws
-    // BpfError (then the old tables stay in use and nothing is lost).
+    // Swaps the tables and folds the old one's counts in. Throws BpfError (then the old tables
+    // stay in use and nothing is lost).
     void swap();
     // Reload: a family whose labels change starts its series over; new duration buckets start
     // the histograms over.
@@ -90,8 +92,9 @@ private:
     };
     using Gauge = std::array<int64_t, TCPSTATES_STATE_SLOTS>;
 
-    // The values a tuple carries in this epoch (since the last swap).
-    TupleLabeler::Values values_of(const tcpstates_tuple_key& key) const;
+    // The values a tuple carries in this epoch (since the last swap); nullopt if they gave their
+    // place to others (the tuple's counts go nowhere until the next swap).
+    std::optional<TupleLabeler::Values> values_of(const tcpstates_tuple_key& key) const;
     // The series a labelled sample goes to: its own, or its family's "other" (the cap).
     SeriesKey place(const SeriesKey& key) const;
     uint64_t cost(LabelledMetric metric) const;
@@ -104,7 +107,7 @@ private:
                                std::map<SeriesKey, Histogram>& totals) const;
     // Removes series (and gives their cost back) whose key `remove` selects.
     template <typename Select>
-    void remove_series(Select remove);
+    void remove_series(Select remove) const;
     std::vector<tcpstates_tuple_key> counted_tuples(const std::vector<TupleCounts>& live) const;
 
     prometheus::MetricFamily sockets_family(const std::vector<TupleCounts>& live) const;
@@ -123,14 +126,17 @@ private:
     std::vector<double> buckets_;
     uint32_t generation_ = 0;  // the bucket generation in use
 
-    // This epoch's decisions (cleared at each swap): a tuple's values, the series folded.
-    mutable std::map<TupleId, TupleLabeler::Values> assigned_;
+    // Collect() is const (prometheus::Collectable) and may admit values, fold series and drop
+    // a gone value's series: what it changes is mutable, under mutex_.
+    // This epoch's decisions (cleared at each swap): a tuple's values (nullopt: evicted), the
+    // series folded.
+    mutable std::map<TupleId, std::optional<TupleLabeler::Values>> assigned_;
     mutable std::set<SeriesKey> folded_;
     // Labelled series holding their cost of the budget.
     mutable std::set<SeriesKey> admitted_;
     // Counts of the tables swapped out.
-    std::map<SeriesKey, uint64_t> counter_totals_;
-    std::map<SeriesKey, Histogram> duration_totals_;
+    mutable std::map<SeriesKey, uint64_t> counter_totals_;
+    mutable std::map<SeriesKey, Histogram> duration_totals_;
     std::map<TupleId, Gauge> gauge_totals_;  // by tuple: a socket leaves its state in it
     uint64_t swaps_ = 0;
     // The last walk's.
@@ -140,6 +146,8 @@ private:
     uint64_t walks_ = 0;
     uint64_t walk_corrections_ = 0;
     uint64_t walk_failures_ = 0;
+    uint64_t startup_sockets_ = 0;  // the first walk's
+    double startup_seconds_ = 0;
     std::chrono::system_clock::time_point last_walk_{};
     uint64_t listening_now_[65536 / 64] = {};
 };

@@ -1,5 +1,6 @@
 #include "metrics/metric_family.hpp"
 
+#include <algorithm>
 #include <utility>
 
 namespace tcpstatesd {
@@ -13,9 +14,15 @@ prometheus::MetricFamily metric_family(const char* name, const char* help,
     return family;
 }
 
+void sort_labels(std::vector<prometheus::ClientMetric::Label>& labels) {
+    std::sort(labels.begin(), labels.end(),
+              [](const auto& a, const auto& b) { return a.name < b.name; });
+}
+
 void add_sample(prometheus::MetricFamily& family,
                 std::vector<prometheus::ClientMetric::Label> labels, double value) {
     prometheus::ClientMetric sample;
+    sort_labels(labels);
     sample.label = std::move(labels);
     if (family.type == prometheus::MetricType::Counter)
         sample.counter.value = value;

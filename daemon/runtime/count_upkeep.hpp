@@ -19,8 +19,9 @@ public:
     // a hundred times as long as the last took.
     static constexpr std::chrono::seconds kMinWalkInterval{2};
     static constexpr int kWalkCostFactor = 100;
-    // How often the tables may be swapped (each swap waits for the programs, milliseconds).
-    static constexpr std::chrono::seconds kMinSwapInterval{10};
+    // How often a swap may happen (each waits for the programs, milliseconds): as often as
+    // the walks, which find the label values that are gone.
+    static constexpr std::chrono::seconds kMinSwapInterval{2};
 
     // Both must outlive the upkeep. Runs the first walk (the start-up one) now when the program
     // can walk; throws BpfError if it fails.

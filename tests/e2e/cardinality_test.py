@@ -121,8 +121,12 @@ def main():
         for name in names:
             os.rmdir(cgroups.path(name))
         cgroups.names = fresh
-        daemon.metrics()  # a walk: the closed ports are no longer listened on
-        # A full cgroup label looks for removed cgroups at most once a second.
+        # The daemon learns which ports are no longer listened on from its walks of the
+        # sockets: one that started after the close. A full cgroup label looks for removed
+        # cgroups at most once a second.
+        walks = daemon.metrics()["tcpstatesd_socket_walks_total"]
+        wait_for("a walk of the sockets after the listeners closed",
+                 lambda: daemon.metrics()["tcpstatesd_socket_walks_total"] >= walks + 2)
         time.sleep(1.1)
         new_listeners = listeners(NEW)
         connect_each(new_listeners, cgroups, fresh)

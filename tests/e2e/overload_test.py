@@ -9,16 +9,17 @@ are exact: per connection the server's child socket makes LISTEN->SYN_RECV, SYN_
 ESTABLISHED, ESTABLISHED->CLOSE_WAIT, CLOSE_WAIT->LAST_ACK, LAST_ACK->CLOSE (5; the client
 closes first), and the listener CLOSE->LISTEN and LISTEN->CLOSE (2).
 
-1. Socket table of 64 entries (events.btf_path given the kernel's own BTF, so the raw
-   tracepoint runs), 300 connections held open (600 sockets) for HOLD seconds, then closed.
-   The table is updated before the filters, so the client sockets fill it too.
-   Expected: refused sockets counted; every transition counted; the ESTABLISHED->CLOSE_WAIT
-   durations either observed at >= HOLD (never from a wrong start) or counted as unknown
-   start, together exactly one per connection; the daemon stays healthy.
-2. Ring buffer of 4096 bytes (the minimum): the daemon is stopped (SIGSTOP) while 400
-   connections are made, so the burst cannot be drained as it comes and must overflow;
-   then SIGCONT. Expected: events_lost_total{reason="ringbuf_full"} > 0 and
-   received + lost == 5 * 400 + 2 exactly; /-/healthy returns to 200; scrapes keep working.
+1. Socket table of 64 entries, with the kernel's BTF (allocated as used) and with
+   events.btf_path given the kernel's own BTF (the raw tracepoint, preallocated): 300
+   connections held open (600 sockets) for HOLD seconds, then closed. Every socket on the host
+   takes room in the table, so it fills. Expected: refused sockets counted; every transition
+   counted; the ESTABLISHED->CLOSE_WAIT durations either observed at >= HOLD (never from a wrong
+   start) or counted as unknown start, together exactly one per connection; the daemon stays
+   healthy.
+2. Ring buffer of 4096 bytes (the minimum) and the daemon stopped (SIGSTOP) while 400
+   connections are made; then SIGCONT. The programs count in the kernel, so nothing depends on
+   the daemon running meanwhile. Expected: exactly 5 * 400 + 2 transitions counted;
+   /-/healthy returns to 200. (The scale test stops the daemon for a storm of 800,000.)
 """
 import resource
 import signal
@@ -37,12 +38,12 @@ def transitions(values):
     return sample(values, "tcpstates_transitions_total", family="ipv4")
 
 
-def socket_table_part(binary, workdir):
+def socket_table_part(binary, workdir, btf_path):
     # The server's port, chosen before the daemon starts; its listener opens later, so that
     # its CLOSE->LISTEN is seen.
     port = free_port()
-    with Daemon(binary, f"events:\n  socket_table_size: {TABLE}\n"
-                        "  btf_path: /sys/kernel/btf/vmlinux\n"
+    btf = f"  btf_path: {btf_path}\n" if btf_path else ""
+    with Daemon(binary, f"events:\n  socket_table_size: {TABLE}\n{btf}"
                         f"filters:\n  families: [ipv4]\n  local_ports: [{port}]\n",
                 workdir) as daemon:
         before = daemon.metrics()
@@ -75,7 +76,8 @@ def socket_table_part(binary, workdir):
         too_short = sample(after, hist, le="1", **established)
         unknown = sample(after, "tcpstatesd_transitions_unknown_start_total", family="ipv4",
                          from_state="ESTABLISHED", to_state="CLOSE_WAIT")
-        print(f"socket table {TABLE}, {HELD_CONNECTIONS} connections held {HOLD} s: "
+        print(f"socket table {TABLE} ({'raw tracepoint' if btf_path else 'tp_btf'}), "
+              f"{HELD_CONNECTIONS} connections held {HOLD} s: "
               f"{counted} transitions counted (expected {expected}), {refused:.0f} refused, "
               f"ESTABLISHED->CLOSE_WAIT observed {observed:.0f} + unknown start "
               f"{unknown:.0f}, observed below 1 s: {too_short:.0f}")
@@ -93,7 +95,7 @@ def socket_table_part(binary, workdir):
         daemon.stop()
 
 
-def ring_buffer_part(binary, workdir):
+def stopped_daemon_part(binary, workdir):
     port = free_port()
     with Daemon(binary, f"events:\n  transport: ringbuf\n  ring_buffer_bytes: 4096\n"
                         f"filters:\n  families: [ipv4]\n  local_ports: [{port}]\n",
@@ -105,28 +107,14 @@ def ring_buffer_part(binary, workdir):
         finally:
             daemon.send_signal(signal.SIGCONT)
         expected = 5 * BURST_CONNECTIONS + 2
-        lost_name = 'tcpstatesd_events_lost_total{reason="ringbuf_full"}'
-
-        def accounted():
-            values = daemon.metrics()
-            received = (values["tcpstatesd_events_received_total"]
-                        - before["tcpstatesd_events_received_total"])
-            lost = values.get(lost_name, 0.0) - before.get(lost_name, 0.0)
-            return received, lost, values
-        wait_for("every event received or counted lost",
-                 lambda: sum(accounted()[:2]) >= expected)
-        time.sleep(0.3)
-        received, lost, values = accounted()
-        print(f"ring buffer 4096 bytes, burst of {BURST_CONNECTIONS} connections: "
-              f"received {received:.0f} + lost {lost:.0f} = {received + lost:.0f} "
-              f"(expected {expected})")
-        if lost <= 0:
-            fail("a burst larger than the ring buffer lost nothing")
-        if received + lost != expected:
-            fail(f"received {received} + lost {lost} != expected {expected}")
-        counted = transitions(values) - transitions(before)
-        if counted != received:
-            fail(f"{counted} transitions counted from {received} events received")
+        wait_for(f"{expected} transitions counted",
+                 lambda: transitions(daemon.metrics()) - transitions(before) >= expected)
+        time.sleep(0.3)  # anything extra would show up now
+        counted = transitions(daemon.metrics()) - transitions(before)
+        print(f"daemon stopped during a burst of {BURST_CONNECTIONS} connections: {counted:.0f} "
+              f"transitions counted (expected {expected})")
+        if counted != expected:
+            fail(f"{counted} transitions counted, expected {expected}")
         wait_for("/-/healthy to be 200 again",
                  lambda: http_status(daemon.target, "/-/healthy") == 200)
         if http_status(daemon.target, "/-/ready") != 200:
@@ -138,8 +126,9 @@ def main():
     [binary] = test_arguments(__doc__, 1)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
-    socket_table_part(binary, scratch_dir("overload"))
-    ring_buffer_part(binary, scratch_dir("overload"))
+    socket_table_part(binary, scratch_dir("overload"), None)
+    socket_table_part(binary, scratch_dir("overload"), "/sys/kernel/btf/vmlinux")
+    stopped_daemon_part(binary, scratch_dir("overload"))
     print("PASS")
 
 

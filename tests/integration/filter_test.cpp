@@ -180,7 +180,6 @@ TEST_CASE("apply_filters changes what a live program reports without re-attachin
     run_phase(b, a);
 
     tracer.program.apply_filters(local_ports_only(port_b));
-    CHECK(tracer.program.filters().local_ports == std::vector<uint16_t>{port_b});
     INFO("filter: port b");
     run_phase(a, b);
 

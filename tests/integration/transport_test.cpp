@@ -219,9 +219,9 @@ TEST_CASE("an exception thrown by the sink comes out of consume(), and no other 
 TEST_CASE("an event source refuses a sink of the other kind", "[transport]") {
     REQUIRE_BPF();
     tcpstatesd::BpfOptions options;
-    options.event_details = false;  // compact transitions
+    options.event_details = false;  // counts in the maps
     tcpstatesd::BpfProgram program(options);
     EventCollector full_events;
     CHECK_THROWS_WITH(tcpstatesd::EventSource(program, full_events),
-                      Catch::Contains("read them with a TransitionSink"));
+                      Catch::Contains("read them with a TupleSink"));
 }

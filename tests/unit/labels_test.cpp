@@ -1,6 +1,6 @@
 // The `port` and `cgroup` labels' pure logic: naming cgroups, the bounded value sets, the
-// service port rule, and the per-transition values (with a directory tree standing in for the
-// cgroup2 file system: a directory's inode number is its id, as for cgroups).
+// service port rule, and the tuples' values (with a directory tree standing in for the cgroup2
+// file system: a directory's inode number is its id, as for cgroups).
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -9,7 +9,8 @@
 
 #include "labels/cgroup_names.hpp"
 #include "labels/label_values.hpp"
-#include "labels/socket_labels.hpp"
+#include "labels/tuple_labels.hpp"
+#include "tcpstates.h"
 #include "temp_dir.hpp"
 
 using namespace tcpstatesd;
@@ -20,19 +21,6 @@ uint64_t inode_of(const std::string& path) {
     struct stat st {};
     REQUIRE(stat(path.c_str(), &st) == 0);
     return st.st_ino;
-}
-
-tcpstates_transition transition(uint8_t origin, uint16_t lport, uint16_t rport,
-                                uint64_t cgroup_id = 0, uint8_t to = TCPSTATES_ESTABLISHED) {
-    tcpstates_transition t{};
-    t.family = 2;
-    t.origin = origin;
-    t.lport = lport;
-    t.rport = rport;
-    t.cgroup_id = cgroup_id;
-    t.old_state = TCPSTATES_SYN_SENT;
-    t.new_state = to;
-    return t;
 }
 
 LabelsConfig config_with(std::vector<uint16_t> ports, bool listening, uint32_t max_ports,
@@ -139,23 +127,27 @@ TEST_CASE("labels: when full, the gone value used least recently makes room") {
 }
 
 TEST_CASE("labels: the service port is the remote port of a client, the local one of a server") {
-    const auto listed = [](uint16_t port) { return port == 5432 || port == 80; };
-    CHECK(service_port(transition(TCPSTATES_ORIGIN_ACTIVE, 40000, 5432), false, listed) == 5432);
-    CHECK(service_port(transition(TCPSTATES_ORIGIN_ACTIVE, 40000, 9999), true, listed) == 0);
-    CHECK(service_port(transition(TCPSTATES_ORIGIN_PASSIVE, 80, 40000), false, listed) == 80);
+    __u64 listed[65536 / 64] = {};
+    for (uint16_t port : {5432, 80}) listed[port / 64] |= __u64{1} << (port % 64);
+    const auto service = [&](uint8_t origin, uint16_t lport, uint16_t rport, bool listening) {
+        return tcpstates_service_port(listed, listening, origin, lport, rport);
+    };
+    CHECK(service(TCPSTATES_ORIGIN_ACTIVE, 40000, 5432, false) == 5432);
+    CHECK(service(TCPSTATES_ORIGIN_ACTIVE, 40000, 9999, true) == 0);
+    CHECK(service(TCPSTATES_ORIGIN_PASSIVE, 80, 40000, false) == 80);
     // A listener's and its children's own port is a service port whenever `listening` is on.
-    CHECK(service_port(transition(TCPSTATES_ORIGIN_PASSIVE, 8081, 40000), true, listed) == 8081);
-    CHECK(service_port(transition(TCPSTATES_ORIGIN_PASSIVE, 8081, 40000), false, listed) == 0);
-    CHECK(service_port(transition(TCPSTATES_ORIGIN_LISTENER, 8081, 0), true, listed) == 8081);
+    CHECK(service(TCPSTATES_ORIGIN_PASSIVE, 8081, 40000, true) == 8081);
+    CHECK(service(TCPSTATES_ORIGIN_PASSIVE, 8081, 40000, false) == 0);
+    CHECK(service(TCPSTATES_ORIGIN_LISTENER, 8081, 0, true) == 8081);
     // A socket older than the daemon: whichever of its ports is a service port, local first.
-    CHECK(service_port(transition(TCPSTATES_ORIGIN_UNKNOWN, 80, 5432), false, listed) == 80);
-    CHECK(service_port(transition(TCPSTATES_ORIGIN_UNKNOWN, 40000, 5432), false, listed) == 5432);
-    CHECK(service_port(transition(TCPSTATES_ORIGIN_UNKNOWN, 40000, 40001), true, listed) == 0);
+    CHECK(service(TCPSTATES_ORIGIN_UNKNOWN, 80, 5432, false) == 80);
+    CHECK(service(TCPSTATES_ORIGIN_UNKNOWN, 40000, 5432, false) == 5432);
+    CHECK(service(TCPSTATES_ORIGIN_UNKNOWN, 40000, 40001, true) == 0);
     // An active open's first transition already has its remote port.
-    CHECK(service_port(transition(TCPSTATES_ORIGIN_ACTIVE, 0, 80), false, listed) == 80);
+    CHECK(service(TCPSTATES_ORIGIN_ACTIVE, 0, 80, false) == 80);
 }
 
-TEST_CASE("labels: transitions get port and cgroup values within max_values") {
+TEST_CASE("labels: tuples get port and cgroup values within max_values") {
     TempDir root;
     std::filesystem::create_directories(root.path() + "/system.slice/web.service");
     std::filesystem::create_directories(root.path() + "/system.slice/db.service");
@@ -164,80 +156,69 @@ TEST_CASE("labels: transitions get port and cgroup values within max_values") {
     const uint64_t db = inode_of(root.path() + "/system.slice/db.service");
     const uint64_t batch = inode_of(root.path() + "/system.slice/batch.service");
     CgroupNames names(root.path());
-    ListeningPorts listening;
-    listening.add(8080);
-    SocketLabels labels(config_with({5432}, true, 2, 2), names, listening);
+    TupleLabeler labels(config_with({5432}, true, 2, 2), names);
+    std::vector<TupleLabeler::Eviction> evicted;
 
-    const auto server = labels.of(transition(TCPSTATES_ORIGIN_PASSIVE, 8080, 40000, web));
+    const auto server = labels.values(8080, web, &evicted);
     CHECK(labels.name(Label::Port, server.port) == "8080");
     CHECK(labels.name(Label::Cgroup, server.cgroup) == "web.service");
-    CHECK(server.admitted);
-    const auto client = labels.of(transition(TCPSTATES_ORIGIN_ACTIVE, 40001, 5432, db));
+    const auto client = labels.values(5432, db, &evicted);
     CHECK(labels.name(Label::Port, client.port) == "5432");
     CHECK(labels.name(Label::Cgroup, client.cgroup) == "db.service");
-    // An unlisted, unlistened remote port is no service's.
-    const auto outbound = labels.of(transition(TCPSTATES_ORIGIN_ACTIVE, 40002, 443, db));
-    CHECK(labels.name(Label::Port, outbound.port) == "other");
-    CHECK_FALSE(outbound.port_refused);
-    // A third cgroup finds the limit (2) reached; an unknown owner is "unknown", always.
-    const auto third = labels.of(transition(TCPSTATES_ORIGIN_ACTIVE, 40003, 5432, batch));
+    // No service port: "other", and no refusal.
+    CHECK(labels.name(Label::Port, labels.values(0, db, &evicted).port) == "other");
+    CHECK(labels.refusals(Label::Port) == 0);
+    // A third cgroup and a third port find the limit (2) reached, and nothing gone to replace;
+    // an unknown owner is "unknown", always.
+    const auto third = labels.values(9090, batch, &evicted);
     CHECK(labels.name(Label::Cgroup, third.cgroup) == "other");
-    CHECK(third.cgroup_refused);
-    const auto old = labels.of(transition(TCPSTATES_ORIGIN_UNKNOWN, 8080, 40004, 0));
-    CHECK(labels.name(Label::Cgroup, old.cgroup) == "unknown");
-    CHECK(labels.name(Label::Port, old.port) == "8080");
+    CHECK(labels.name(Label::Port, third.port) == "other");
+    CHECK(labels.refusals(Label::Cgroup) == 1);
+    CHECK(labels.refusals(Label::Port) == 1);
+    CHECK(labels.name(Label::Cgroup, labels.values(8080, 0, &evicted).cgroup) == "unknown");
+    CHECK(labels.values_of(Label::Cgroup).admitted() == 2);
+    CHECK(evicted.empty());
 }
 
-TEST_CASE("labels: a removed cgroup's value makes room for a new one, its series told to go") {
+TEST_CASE("labels: a removed cgroup's or an unlistened port's value makes room for a new one") {
     TempDir root;
-    for (const char* unit : {"a.service", "b.service", "c.service"})
+    for (const char* unit : {"a.service", "b.service", "d.service"})
         std::filesystem::create_directories(root.path() + "/" + unit);
     const uint64_t a = inode_of(root.path() + "/a.service");
     const uint64_t b = inode_of(root.path() + "/b.service");
+    const uint64_t d = inode_of(root.path() + "/d.service");
     CgroupNames names(root.path());
-    ListeningPorts listening;
-    SocketLabels labels(config_with({}, true, 4, 2), names, listening);
-    std::vector<uint32_t> evicted;
-    labels.on_eviction([&](Label label, uint32_t index) {
-        if (label == Label::Cgroup) evicted.push_back(index);
-    });
-    const uint32_t a_index = labels.of(transition(TCPSTATES_ORIGIN_ACTIVE, 1, 2, a)).cgroup;
-    labels.of(transition(TCPSTATES_ORIGIN_ACTIVE, 1, 2, b));
-    std::filesystem::create_directories(root.path() + "/d.service");
-    std::filesystem::remove(root.path() + "/a.service");
-    const auto d =
-        labels.of(transition(TCPSTATES_ORIGIN_ACTIVE, 1, 2, inode_of(root.path() + "/d.service")));
-    CHECK(labels.name(Label::Cgroup, d.cgroup) == "d.service");
-    CHECK(d.cgroup == a_index);
-    CHECK(evicted == std::vector<uint32_t>{a_index});
-    // b is still there: no room for c.
-    const auto c =
-        labels.of(transition(TCPSTATES_ORIGIN_ACTIVE, 1, 2, inode_of(root.path() + "/c.service")));
-    CHECK(c.cgroup_refused);
-}
+    TupleLabeler labels(config_with({}, true, 1, 2), names);
+    std::vector<TupleLabeler::Eviction> evicted;
+    const uint32_t a_index = labels.values(0, a, &evicted).cgroup;
+    labels.values(0, b, &evicted);
+    const uint32_t port_index = labels.values(8080, 0, &evicted).port;
+    labels.name_cgroup(d);  // named while it exists
+    CHECK(labels.name(Label::Port, labels.values(9090, 0, &evicted).port) == "other");
 
-TEST_CASE("labels: the gauge's sockets are labelled like their transitions") {
-    TempDir root;
-    std::filesystem::create_directories(root.path() + "/web.service");
-    const uint64_t web = inode_of(root.path() + "/web.service");
-    CgroupNames names(root.path());
-    ListeningPorts listening;
-    listening.add(8080);
-    LabelsConfig config = config_with({}, true, 8, 8);
-    config.port.families.sockets = true;
-    config.cgroup.families.sockets = true;
-    SocketLabels labels(config, names, listening);
-    labels.of(transition(TCPSTATES_ORIGIN_LISTENER, 8080, 0, web, TCPSTATES_LISTEN));
-    const std::vector<tcpstates_walked_socket> walked{
-        {web, 2, 8080, 0, TCPSTATES_LISTEN, TCPSTATES_ORIGIN_LISTENER},
-        {0, 2, 8080, 40000, TCPSTATES_TIME_WAIT, TCPSTATES_ORIGIN_UNKNOWN},
-        {0, 2, 40000, 443, TCPSTATES_ESTABLISHED, TCPSTATES_ORIGIN_UNKNOWN},
-    };
-    const auto result = labels.label_walked(walked);
-    REQUIRE(result.values.size() == 3);
-    CHECK(result.port_names[result.values[0].port] == "8080");
-    CHECK(result.cgroup_names[result.values[0].cgroup] == "web.service");
-    CHECK(result.port_names[result.values[1].port] == "8080");
-    CHECK(result.cgroup_names[result.values[1].cgroup] == "unknown");
-    CHECK(result.port_names[result.values[2].port] == "other");
+    // Port 8080 no longer listened on; a.service removed, found so by the walk that names the
+    // new c.service. (Created first: a test directory's inode number, unlike a cgroup id, may
+    // be reused.)
+    const uint64_t listening_now[65536 / 64] = {};
+    labels.mark_gone(listening_now);
+    std::filesystem::create_directories(root.path() + "/c.service");
+    const uint64_t c = inode_of(root.path() + "/c.service");
+    std::filesystem::remove(root.path() + "/a.service");
+    const auto fresh = labels.values(9090, c, &evicted);
+    REQUIRE(evicted.size() == 2);
+    CHECK(evicted[0].label == Label::Port);
+    CHECK(evicted[0].index == port_index);
+    CHECK(evicted[1].label == Label::Cgroup);
+    CHECK(evicted[1].index == a_index);
+    CHECK(fresh.port == port_index);
+    CHECK(fresh.cgroup == a_index);
+    CHECK(labels.name(Label::Cgroup, a_index) == "c.service");
+    CHECK(labels.name(Label::Port, port_index) == "9090");
+    CHECK(labels.replacements(Label::Cgroup) == 1);
+    CHECK(labels.replacements(Label::Port) == 1);
+    // b is still there, and d (named before its removal) finds no room.
+    evicted.clear();
+    std::filesystem::remove(root.path() + "/d.service");
+    CHECK(labels.name(Label::Cgroup, labels.values(0, d, &evicted).cgroup) == "other");
+    CHECK(evicted.empty());
 }
