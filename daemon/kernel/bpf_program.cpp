@@ -73,7 +73,7 @@ std::string privilege_hint() {
         case ESRCH:
             message +=
                 " (the kernel lacks the tracepoint sock:inet_sock_set_state or its BTF: "
-                "Linux >= 5.5 built with CONFIG_DEBUG_INFO_BTF=y is required; or a tcp:* "
+                "Linux >= 5.14 built with CONFIG_DEBUG_INFO_BTF=y is required; or a tcp:* "
                 "tracepoint of events.resets / events.retransmits, which can be set to false)";
             break;
         default:

@@ -46,7 +46,8 @@ struct BpfOptions {
     uint32_t ring_buffer_bytes = kDefaultRingBufferBytes;  // power of two, >= the page size
     uint32_t perf_buffer_pages = kDefaultPerfBufferPages;  // per CPU, power of two
     // Full events (addresses, pid, comm, socket address, timestamp: what `trace` prints) or
-    // compact transitions (what the metrics need; a third of the ring buffer space each).
+    // compact transitions (what the metrics need; with the ring buffer's 8-byte header, 40
+    // bytes against 120: a third of the space each).
     bool event_details = true;
     // Ring buffer only: wake the reader when this many bytes wait, not after every event
     // (0). The reader must then also drain on a timer (EventSource::kDrainInterval).
