@@ -89,9 +89,9 @@ done
 # Two properties of the test machines, not of the image, need options the documented line
 # does not have (a fresh Debian 12 host needs neither):
 machine_options=()
-# - cgroup v2 mounted beside the v1 hierarchies with a controller in it (the hybrid layout,
-#   DESIGN.md): crun 1.8, podman's default runtime, refuses that ("cgroups in hybrid mode not
-#   supported, drop all controllers from cgroupv2"); runc runs it.
+# - cgroup v2 mounted beside the v1 hierarchies with a controller in it (the hybrid layout;
+#   docs/operations.md, "Container"): crun 1.8, podman's default runtime, refuses that
+#   ("cgroups in hybrid mode not supported, drop all controllers from cgroupv2"); runc runs it.
 if [[ -n $(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null) ]]; then
     require_tools runc
     machine_options+=(--runtime runc)

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced by the tests that need a real systemd (PID 1 on the build machines is not systemd):
 # a minimal Debian root built with debootstrap and cached, booted with systemd-nspawn and
-# driven with nsenter (DESIGN.md, "Running the unit under a real systemd"). The caller
+# driven with nsenter (DEVELOPERS.md, "The unit under a real systemd"). The caller
 # has sourced test_lib.sh (log, fail), runs as root and has checked that debootstrap, flock,
 # systemd-nspawn and nsenter are installed.
 

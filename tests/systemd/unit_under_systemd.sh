@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs systemd/tcpstatesd.service under a real systemd: PID 1 on the build machines is not
-# systemd, so this boots one in a container (debootstrap root + systemd-nspawn, see DESIGN.md),
-# then starts, scrapes, reloads and stops the unit with systemctl and checks the journal and
-# that no BPF program of ours stays attached. Between scrape and reload, two transient units
-# connect to the daemon: their sockets, and the daemon's accepted ones, must be counted
-# exactly, each under its unit's name in the cgroup label (client-a.service, client-b.service,
-# tcpstatesd.service) with the service port.
+# systemd, so this boots one in a container (debootstrap root + systemd-nspawn; DEVELOPERS.md,
+# "The unit under a real systemd"), then starts, scrapes, reloads and stops the unit with
+# systemctl and checks the journal and that no BPF program of ours stays attached. Between
+# scrape and reload, two transient units connect to the daemon: their sockets, and the
+# daemon's accepted ones, must be counted exactly, each under its unit's name in the cgroup
+# label (client-a.service, client-b.service, tcpstatesd.service) with the service port.
 #
 # Usage: unit_under_systemd.sh BINARY UNIT CONFIG        (as root)
 #
