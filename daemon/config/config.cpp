@@ -16,9 +16,9 @@
 #include <map>
 
 #include "config/port_list.hpp"
+#include "config/web_config.hpp"
 #include "config/yaml_document.hpp"
 #include "config/yaml_reader.hpp"
-#include "http/http_server.hpp"
 #include "tcpstates.h"
 
 namespace tcpstatesd {

@@ -12,6 +12,10 @@
 
 namespace tcpstatesd {
 
+// Connections per listen address. Connections are spread over the threads, each taking at
+// most its share: so at most this many threads (web.max_threads).
+inline constexpr unsigned kHttpConnectionLimit = 64;
+
 // exporter-toolkit's client_auth_type values, in its order.
 enum class ClientAuth {
     NoClientCert,

@@ -34,10 +34,6 @@ class Registry;
 
 namespace tcpstatesd {
 
-// Connections per listen address. Connections are spread over the threads, each taking at
-// most its share: so at most this many threads (web.max_threads).
-inline constexpr unsigned kHttpConnectionLimit = 64;
-
 // What to serve. It has no defaults of its own: daemon/runtime/daemon.cpp fills it from the
 // configuration's WebConfig (which has them and has validated every value); tests set each
 // field.
