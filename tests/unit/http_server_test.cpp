@@ -739,7 +739,7 @@ TEST_CASE("http: when every connection is taken, the silent ones go first and a 
     CHECK(closed == silent.size());
 }
 
-TEST_CASE("http: a query of any length is served; a NUL in the path or two lengths are 400") {
+TEST_CASE("http: a query of any length is served, a NUL in the path or two lengths are 400") {
     Served served;
     // 477 "a=b&" closed the connection unanswered, 500 held it until the idle timeout.
     std::string query;
