@@ -1,6 +1,9 @@
 #include "config/config.hpp"
 
 #include <fcntl.h>
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,9 +19,9 @@
 #include <map>
 
 #include "config/port_list.hpp"
+#include "config/web_config.hpp"
 #include "config/yaml_document.hpp"
 #include "config/yaml_reader.hpp"
-#include "http/http_server.hpp"
 #include "tcpstates.h"
 
 namespace tcpstatesd {
@@ -33,16 +36,26 @@ constexpr const char* kLogLevels = "one of trace, debug, info, warn, error, crit
 std::vector<ListenAddress> listen_addresses(const Reader& r, const Field& field) {
     const std::string what = "a non-empty list of listen addresses";
     std::vector<ListenAddress> addresses;
-    std::map<std::string, YAML::Mark> seen;
+    std::vector<YAML::Mark> marks;  // marks[i]: where addresses[i] is written
     for (const auto& item : r.nonempty_sequence(field, what)) {
-        addresses.push_back(
+        if (addresses.size() == kMaxListenAddresses)
+            r.fail(item, "more than " + std::to_string(kMaxListenAddresses) + " listen addresses");
+        const ListenAddress address =
             r.checked(item, "a listen address such as \":9977\"",
-                      [](std::string_view text) { return parse_listen_address(text); }));
-        const std::string& text = addresses.back().text;
-        auto [first, inserted] = seen.emplace(text, item.mark());
-        if (!inserted)
-            r.fail(item,
-                   quoted(text) + " is listed twice (first at " + position(first->second) + ")");
+                      [](std::string_view text) { return parse_listen_address(text); });
+        // Compared as the kernel binds them, so that "127.0.0.1:09981" meets "127.0.0.1:9981"
+        // and ":9982" meets "0.0.0.0:9982" here rather than as EADDRINUSE at start.
+        for (size_t i = 0; i < addresses.size(); ++i) {
+            if (!listen_addresses_overlap(addresses[i], address)) continue;
+            r.fail(item, quoted(address.text) +
+                             (address.text == addresses[i].text
+                                  ? " is listed twice"
+                                  : " overlaps " + quoted(addresses[i].text) +
+                                        ": both cannot listen on the same port") +
+                             " (first at " + position(marks[i]) + ")");
+        }
+        addresses.push_back(address);
+        marks.push_back(item.mark());
     }
     return addresses;
 }
@@ -97,6 +110,17 @@ std::vector<uint16_t> ports(const Reader& r, const Field& field, bool* listening
     return sorted;
 }
 
+// A bucket bound as the text exposition writes it in `le`. Asked of prometheus-cpp's
+// serializer itself (Debian's build writes 16 significant digits), not imitated.
+std::string exposition_text(double bound) {
+    prometheus::ClientMetric metric;
+    metric.histogram.bucket.push_back({0, bound});
+    const prometheus::MetricFamily family{"b", "", prometheus::MetricType::Histogram, {metric}};
+    const std::string text = prometheus::TextSerializer().Serialize({family});
+    const size_t start = text.find("le=\"") + 4;
+    return text.substr(start, text.find('"', start) - start);
+}
+
 std::vector<double> buckets(const Reader& r, const Field& field) {
     const std::string what = "a finite number of seconds greater than 0";
     const auto items =
@@ -105,6 +129,13 @@ std::vector<double> buckets(const Reader& r, const Field& field) {
     for (const auto& item : items) {
         auto value = parse_real(r.number_text(item, what));
         if (!value || !std::isfinite(*value) || *value <= 0) r.expected(item, what);
+        // A scraper must read back the very bound that is counted against: otherwise two
+        // bounds could print as the same `le` and a bucket would not mean what it says.
+        const std::string printed = exposition_text(*value);
+        if (parse_real(printed) != value)
+            r.fail(item, "bucket " + item.node.Scalar() +
+                             " cannot be written exactly in the text exposition, which writes " +
+                             printed + " (use at most 15 significant digits)");
         if (bounds.size() == kMaxBuckets)
             r.fail(item, "more than " + std::to_string(kMaxBuckets) + " buckets");
         auto same = std::find(bounds.begin(), bounds.end(), *value);
@@ -174,7 +205,9 @@ Keys events_keys(const Reader& r, EventsConfig& events) {
          }},
         {"btf_path",
          [&](const Field& f) {
-             events.btf_path = r.scalar(f, "a BTF file path, or \"\" for the kernel's own");
+             r.scalar(f, "a BTF file path, or \"\" for the kernel's own");
+             if (!f.node.Scalar().empty()) r.checked(f, "a BTF file path", validate_btf_path);
+             events.btf_path = f.node.Scalar();
          }},
         {"resets", [&](const Field& f) { events.resets = r.boolean(f); }},
         {"retransmits", [&](const Field& f) { events.retransmits = r.boolean(f); }},
@@ -281,11 +314,37 @@ void validate_telemetry_path(std::string_view path) {
             quoted(path));
     // The HTTP server matches the decoded path, so '%' could never match; '?' and '#' end
     // the path in a URL.
+    if (path.size() > kMaxTelemetryPathLength)
+        throw std::invalid_argument("expected a path of at most " +
+                                    std::to_string(kMaxTelemetryPathLength) + " characters, got " +
+                                    std::to_string(path.size()));
     for (char c : path)
         if (c <= ' ' || c >= 0x7f || c == '?' || c == '#' || c == '%')
             throw std::invalid_argument(
                 "expected a path of printable ASCII without spaces, \"?\", \"#\" or \"%\", got " +
                 quoted(path));
+    // The server compares the path a client sends as it is, and clients normalize "//", "." and
+    // ".." segments away before sending (RFC 3986 5.2.4): such a path could never be scraped.
+    for (size_t start = 1; start <= path.size();) {
+        const size_t end = std::min(path.find('/', start), path.size());
+        const std::string_view segment = path.substr(start, end - start);
+        if ((segment.empty() && end < path.size()) || segment == "." || segment == "..")
+            throw std::invalid_argument(
+                "expected a path without empty, \".\" or \"..\" segments (clients normalize "
+                "them away, so none could reach it), got " +
+                quoted(path));
+        start = end + 1;
+    }
+}
+
+void validate_btf_path(const std::string& path) {
+    struct stat st {};
+    // A missing or unreadable file is reported when the program loads, naming the cause.
+    if (::stat(path.c_str(), &st) != 0) return;
+    if (!S_ISREG(st.st_mode))
+        throw std::invalid_argument("expected a BTF file, got " + quoted(path) + ", which is " +
+                                    (S_ISDIR(st.st_mode) ? "a directory" : "not a regular file") +
+                                    " (a FIFO or device could block the start for ever)");
 }
 
 spdlog::level::level_enum parse_log_level(std::string_view text) {

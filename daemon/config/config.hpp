@@ -97,10 +97,15 @@ Config load_config(const std::optional<std::string>& path,
 // live.
 std::vector<std::string> keys_needing_restart(const Config& running, const Config& next);
 
-// The rules behind web.telemetry_path and logging.level (web.listen_addresses: see
-// listen_address.hpp), shared with the command-line overrides. Each throws
-// std::invalid_argument saying what is expected.
+// Long enough for any sensible path, short enough for the request line to fit the HTTP
+// server's per-connection memory many times over.
+constexpr size_t kMaxTelemetryPathLength = 256;
+
+// The rules behind web.telemetry_path, events.btf_path and logging.level
+// (web.listen_addresses: see listen_address.hpp), shared with the command-line overrides. Each
+// throws std::invalid_argument saying what is expected.
 void validate_telemetry_path(std::string_view path);
+void validate_btf_path(const std::string& path);
 spdlog::level::level_enum parse_log_level(std::string_view text);
 
 }  // namespace tcpstatesd

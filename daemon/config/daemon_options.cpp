@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace tcpstatesd {
@@ -97,6 +98,15 @@ void apply_overrides(Config& config, const DaemonOptions& options) {
             addresses.push_back(checked(
                 "--web.listen-address",
                 [](const std::string& text) { return parse_listen_address(text); }, address));
+        if (addresses.size() > kMaxListenAddresses)
+            throw ConfigError("--web.listen-address: more than " +
+                              std::to_string(kMaxListenAddresses) + " listen addresses");
+        for (size_t i = 0; i < addresses.size(); ++i)
+            for (size_t j = 0; j < i; ++j)
+                if (listen_addresses_overlap(addresses[j], addresses[i]))
+                    throw ConfigError("--web.listen-address: \"" + addresses[i].text +
+                                      "\" overlaps \"" + addresses[j].text +
+                                      "\": both cannot listen on the same port");
         config.web.listen_addresses = std::move(addresses);
     }
     if (options.telemetry_path) {
@@ -108,6 +118,7 @@ void apply_overrides(Config& config, const DaemonOptions& options) {
     if (options.btf_path) {
         if (options.btf_path->empty())
             throw ConfigError("--btf.path: expected a BTF file path, got nothing");
+        checked("--btf.path", validate_btf_path, *options.btf_path);
         config.events.btf_path = *options.btf_path;
     }
 }

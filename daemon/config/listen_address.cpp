@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <cstdint>
 #include <stdexcept>
+#include <string_view>
 
 #include "config/yaml_reader.hpp"
 
@@ -32,7 +34,40 @@ bool set_socket_address(ListenAddress& address, const std::string& host, bool br
     return inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1;
 }
 
+// The port, and the address bytes (empty for a wildcard), of a parsed listen address.
+struct Endpoint {
+    int family;
+    uint16_t port;
+    std::string_view address;
+};
+
+Endpoint endpoint_of(const ListenAddress& a) {
+    if (a.socket_address.ss_family == AF_INET6) {
+        const auto& v6 = reinterpret_cast<const sockaddr_in6&>(a.socket_address);
+        const bool any = IN6_IS_ADDR_UNSPECIFIED(&v6.sin6_addr);
+        return {AF_INET6, ntohs(v6.sin6_port),
+                any ? std::string_view{}
+                    : std::string_view(reinterpret_cast<const char*>(&v6.sin6_addr),
+                                       sizeof v6.sin6_addr)};
+    }
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(a.socket_address);
+    const bool any = v4.sin_addr.s_addr == htonl(INADDR_ANY);
+    return {
+        AF_INET, ntohs(v4.sin_port),
+        any ? std::string_view{}
+            : std::string_view(reinterpret_cast<const char*>(&v4.sin_addr), sizeof v4.sin_addr)};
+}
+
 }  // namespace
+
+bool listen_addresses_overlap(const ListenAddress& a, const ListenAddress& b) {
+    const Endpoint x = endpoint_of(a), y = endpoint_of(b);
+    if (x.port != y.port || x.port == 0) return false;  // port 0: each gets a free port
+    // ":port" is one IPv6 socket that accepts IPv4 too (listening_socket.cpp).
+    if (a.every_address || b.every_address) return true;
+    return x.family == y.family &&
+           (x.address.empty() || y.address.empty() || x.address == y.address);
+}
 
 ListenAddress parse_listen_address(std::string_view text, PortZero port_zero) {
     const uint64_t lowest_port = port_zero == PortZero::Allowed ? 0 : 1;

@@ -4,6 +4,8 @@
 
 #include <sys/socket.h>
 
+#include <cstddef>
+
 #include <string>
 #include <string_view>
 
@@ -20,6 +22,10 @@ struct ListenAddress {
     bool operator==(const ListenAddress& other) const { return text == other.text; }
 };
 
+// Each listen address is a server of its own with web.max_threads threads and up to
+// kHttpConnectionLimit connections: a bound on how many keeps that bounded too.
+inline constexpr size_t kMaxListenAddresses = 16;
+
 // Port 0 asks the kernel for any free port: useless to Prometheus, so configurations refuse
 // it, but tests that run servers side by side need it. They parse with PortZero::Allowed
 // rather than build socket addresses by hand, so the server under test gets what the daemon
@@ -29,5 +35,11 @@ enum class PortZero { Refused, Allowed };
 // ":port", "IPv4:port" or "[IPv6]:port"; hosts are IP literals, never resolved. Throws
 // std::invalid_argument saying what is expected.
 ListenAddress parse_listen_address(std::string_view text, PortZero port_zero = PortZero::Refused);
+
+// True when the kernel cannot let both listen at once: the same port, and one address covers
+// the other (":port" covers every address of both families, "0.0.0.0" every IPv4 address,
+// "[::]" every IPv6 address; else the same address), however they are spelled. Port 0 (tests)
+// overlaps nothing.
+bool listen_addresses_overlap(const ListenAddress& a, const ListenAddress& b);
 
 }  // namespace tcpstatesd

@@ -16,7 +16,8 @@ using Keys = std::vector<Reader::Key>;
 
 // exporter-toolkit keys that tcpstatesd knows but cannot honour with libmicrohttpd + GnuTLS:
 // refused with a reason rather than ignored.
-const std::map<std::string_view, std::string_view> kUnsupported = {
+using Unsupported = std::map<std::string_view, std::string_view>;
+const Unsupported kUnsupportedTls = {
     {"cipher_suites", "GnuTLS picks the cipher suites (its NORMAL priority)"},
     {"curve_preferences", "GnuTLS picks the curves (its NORMAL priority)"},
     {"prefer_server_cipher_suites", "GnuTLS's server preference is fixed"},
@@ -24,16 +25,19 @@ const std::map<std::string_view, std::string_view> kUnsupported = {
     {"client_allowed_sans", "client certificates are checked against client_ca_file only"},
     {"cert", "give the certificate as cert_file"},
     {"key", "give the key as key_file"},
-    {"http_server_config", "HTTP/2 and extra response headers are not available"},
+};
+const Unsupported kUnsupportedHttp = {
+    {"http2", "libmicrohttpd serves HTTP/1.1 only"},
+    {"headers", "extra response headers are not available"},
 };
 
-void refuse_unsupported(const Reader& r, const Field& section) {
+void refuse_unsupported(const Reader& r, const Field& section, const Unsupported& unsupported) {
     if (!section.node.IsMap()) return;
     for (const auto& entry : section.node) {
         const YAML::Node key = entry.first;
         if (!key.IsScalar()) continue;
-        const auto found = kUnsupported.find(key.Scalar());
-        if (found != kUnsupported.end())
+        const auto found = unsupported.find(key.Scalar());
+        if (found != unsupported.end())
             r.fail(Field{section.path + "." + key.Scalar(), YAML::Node(), key.Mark()},
                    "not supported by tcpstatesd: " + std::string(found->second));
     }
@@ -133,8 +137,26 @@ WebSecurity parse_web_config(std::string_view yaml_text, const std::string& sour
                                                     : TlsVersion::Tls13;
                           }},
                      };
-                     refuse_unsupported(r, section);
+                     refuse_unsupported(r, section, kUnsupportedTls);
                      r.mapping(section, keys);
+                 }},
+                {"http_server_config",
+                 [&](const Field& section) {
+                     HttpServerConfig& http = web.http_server;
+                     refuse_unsupported(r, section, kUnsupportedHttp);
+                     r.mapping(section, {
+                                            {"read_header_timeout_seconds",
+                                             [&](const Field& f) {
+                                                 http.read_header_timeout_seconds =
+                                                     static_cast<unsigned>(r.whole(
+                                                         f, 1, kMaxReadHeaderTimeoutSeconds));
+                                             }},
+                                            {"write_timeout_seconds",
+                                             [&](const Field& f) {
+                                                 http.write_timeout_seconds = static_cast<unsigned>(
+                                                     r.whole(f, 1, kMaxWriteTimeoutSeconds));
+                                             }},
+                                        });
                  }},
                 {"basic_auth_users",
                  [&](const Field& section) {

@@ -1,8 +1,8 @@
-// The --web.config.file: TLS and basic authentication for the HTTP endpoint, in the format of
-// the Prometheus exporter-toolkit (the file node_exporter takes), validated as strictly as the
-// main configuration. Loading also reads the certificate, key and client-CA files, so that a
-// reload either has everything it needs or changes nothing. docs/operations.md "Securing the
-// endpoint" is the reference.
+// The --web.config.file: TLS, basic authentication and the deadlines of the HTTP endpoint, in
+// the format of the Prometheus exporter-toolkit (the file node_exporter takes), validated as
+// strictly as the main configuration. Loading also reads the certificate, key and client-CA files,
+// so that a reload either has everything it needs or changes nothing. docs/operations.md "Securing
+// the endpoint" is the reference.
 #pragma once
 
 #include <map>
@@ -11,6 +11,10 @@
 #include <string_view>
 
 namespace tcpstatesd {
+
+// Connections per listen address. Connections are spread over the threads, each taking at
+// most its share: so at most this many threads (web.max_threads).
+inline constexpr unsigned kHttpConnectionLimit = 64;
 
 // exporter-toolkit's client_auth_type values, in its order.
 enum class ClientAuth {
@@ -37,9 +41,25 @@ struct TlsServerConfig {
     bool operator==(const TlsServerConfig&) const = default;
 };
 
+// http_server_config: how long a client may take, so that slow clients hold neither
+// connections nor memory for long (docs/operations.md, "Securing the endpoint").
+struct HttpServerConfig {
+    // From connecting to the end of the request head (TLS handshake included), however
+    // slowly the bytes trickle in; like Go's http.Server.ReadHeaderTimeout.
+    unsigned read_header_timeout_seconds = 5;
+    // From a complete request to the last byte of its response; like Go's WriteTimeout.
+    unsigned write_timeout_seconds = 30;
+
+    bool operator==(const HttpServerConfig&) const = default;
+};
+
+inline constexpr unsigned kMaxReadHeaderTimeoutSeconds = 60;
+inline constexpr unsigned kMaxWriteTimeoutSeconds = 600;
+
 struct WebSecurity {
     std::optional<TlsServerConfig> tls;                   // plain HTTP without
     std::map<std::string, std::string> basic_auth_users;  // user -> bcrypt hash; none: no auth
+    HttpServerConfig http_server;
     std::string source;  // the file it came from, empty for "no web config"
 
     bool operator==(const WebSecurity&) const = default;

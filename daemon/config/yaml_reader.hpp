@@ -193,7 +193,14 @@ public:
         return *value;
     }
 
-    bool boolean(const Field& field) const { return choice(field, {"false", "true"}) == 1; }
+    // A plain true or false: "true" in quotes is a string, as with numbers.
+    bool boolean(const Field& field) const {
+        const std::string what = "one of false, true";
+        if (field.node.IsScalar() && field.node.Tag() != "?")
+            fail(field, "expected " + what + ", got the quoted string " +
+                            quoted(field.node.Scalar()) + " (write true and false without quotes)");
+        return choice(field, {"false", "true"}) == 1;
+    }
 
     // The index of the value in choices.
     size_t choice(const Field& field, const std::vector<std::string_view>& choices) const {

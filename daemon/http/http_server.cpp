@@ -11,12 +11,15 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <iterator>
+#include <string_view>
 #include <utility>
 
 #include "http/access_policy.hpp"
@@ -30,7 +33,8 @@ namespace {
 // One client address may hold at most this many of the kHttpConnectionLimit connections, so
 // a single host cannot lock Prometheus out.
 constexpr unsigned kPerAddressLimit = 16;
-// A connection with no traffic for this long is closed (idle keep-alive or stalled client).
+// A connection with no traffic for this long is closed (idle keep-alive or stalled client);
+// a kept-alive connection's next request head is due within as long.
 constexpr unsigned kConnectionTimeoutSeconds = 10;
 // Each connection's request line, headers and response headers live in a pool of this size;
 // a request that does not fit is answered 414 or 431 and closed.
@@ -56,6 +60,46 @@ private:
     sigset_t previous_;
 };
 
+// What the server knows of a request before its handler answers, kept in libmicrohttpd's
+// per-request pointer. Static marks: nothing to free on any of the ways a connection ends.
+struct RequestMark {
+    bool head_received;
+    bool nul_in_path;
+};
+constexpr RequestMark kLineReceived{false, false};
+constexpr RequestMark kLineReceivedNul{false, true};
+constexpr RequestMark kHeadReceived{true, false};
+constexpr RequestMark kHeadReceivedNul{true, true};
+
+void* mark(const RequestMark& m) {
+    return const_cast<RequestMark*>(&m);
+}
+
+// Two Content-Length headers that differ leave the end of the request ambiguous (RFC 9112,
+// 6.3); libmicrohttpd would read by the first.
+bool conflicting_content_lengths(MHD_Connection* connection) {
+    struct Seen {
+        const char* first = nullptr;
+        bool conflict = false;
+    } seen;
+    MHD_KeyValueIterator each = [](void* cls, MHD_ValueKind /*kind*/, const char* key,
+                                   const char* value) -> MHD_Result {
+        auto* s = static_cast<Seen*>(cls);
+        if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0) return MHD_YES;
+        if (s->first == nullptr)
+            s->first = value;
+        else if (std::strcmp(s->first, value) != 0)
+            s->conflict = true;
+        return MHD_YES;
+    };
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, each, &seen);
+    return seen.conflict;
+}
+
+std::chrono::seconds seconds(unsigned count) {
+    return std::chrono::seconds(count);
+}
+
 }  // namespace
 
 HttpServer::HttpServer(const HttpServerOptions& options,
@@ -75,7 +119,8 @@ HttpServer::HttpServer(const HttpServerOptions& options, std::vector<Listener> l
               std::move(healthy), std::move(ready)},
       security_(std::make_shared<const WebSecurity>(options.security)),
       daemons_security_(security_),
-      max_threads_(options.max_threads) {
+      max_threads_(options.max_threads),
+      bodies_([this](Encoding encoding) { return render(encoding); }) {
     if (listeners.empty()) {
         throw HttpError("no socket to listen on");
     }
@@ -96,21 +141,26 @@ HttpServer::HttpServer(const HttpServerOptions& options, std::vector<Listener> l
     scrape_duration_ =
         &prometheus::BuildHistogram()
              .Name("tcpstatesd_scrape_duration_seconds")
-             .Help("Time to collect, serialize and compress one telemetry response.")
+             .Help(
+                 "Time to collect, serialize and compress one telemetry body (not observed "
+                 "for scrapes given a body rendered for another).")
              .Register(*registry_)
              .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01,
                                                               0.025, 0.05, 0.1, 0.25, 0.5, 1});
 
     std::string addresses;
+    listening_.reserve(listeners.size());
+    for (auto& listener : listeners) {
+        listening_.push_back({this, listener_names_.size()});
+        addresses += (addresses.empty() ? "\"" : ", \"") + listener.name + "\"";
+        listener_names_.push_back(listener.name);
+    }
     {
         const AllSignalsBlocked blocked;
-        for (auto& listener : listeners) {
-            const uint16_t port = local_port(listener.socket);
-            daemons_.emplace_back(
-                start_daemon(listener.socket.release(), *security_, listener.name));
-            ports_.push_back(port);
-            addresses += (addresses.empty() ? "\"" : ", \"") + listener.name + "\"";
-            listener_names_.push_back(std::move(listener.name));
+        deadlines_ = std::make_unique<ConnectionDeadlines>(listeners.size(), kHttpConnectionLimit);
+        for (size_t i = 0; i < listeners.size(); ++i) {
+            ports_.push_back(local_port(listeners[i].socket));
+            daemons_.emplace_back(start_daemon(listeners[i].socket.release(), *security_, i));
         }
     }
     spdlog::info("HTTP server listening on {} ({}, {}, telemetry path {})", addresses,
@@ -119,8 +169,8 @@ HttpServer::HttpServer(const HttpServerOptions& options, std::vector<Listener> l
                  routes_.telemetry_path);
 }
 
-MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security,
-                                     const std::string& name) {
+MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security, size_t index) {
+    const std::string& name = listener_names_[index];
     // Captureless lambdas: they convert to the C callbacks and, being defined in a member
     // function, may call the private members.
     MHD_LogCallback log_callback = [](void* self, const char* format, va_list arguments) {
@@ -135,20 +185,67 @@ MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security,
         // MHD calls once the headers are in, then with each piece of a request body, then
         // once more when the request is complete. Answering only then keeps the connection
         // open for the next request (an answer queued early makes MHD close it).
-        static int headers_seen;
-        if (*request_state == nullptr) {
-            *request_state = &headers_seen;
+        auto* server = static_cast<HttpServer*>(self);
+        const auto* request =
+            static_cast<const RequestMark*>(*request_state ? *request_state : mark(kLineReceived));
+        if (!request->head_received) {
+            *request_state = mark(request->nul_in_path ? kHeadReceivedNul : kHeadReceived);
+            server->deadlines_->head_received(
+                connection, seconds(server->current_security()->http_server.write_timeout_seconds));
             return MHD_YES;
         }
         if (*upload_data_size != 0) {
             *upload_data_size = 0;  // a request body: nothing here reads one
             return MHD_YES;
         }
-        auto* server = static_cast<HttpServer*>(self);
+        // MHD decodes "%00" into the end of the path: "/metrics%00" would be "/metrics".
+        if (request->nul_in_path)
+            return answer_bad_request(connection, "the path contains %00") ? MHD_YES : MHD_NO;
+        if (conflicting_content_lengths(connection))
+            return answer_bad_request(connection, "Content-Length headers that differ") ? MHD_YES
+                                                                                        : MHD_NO;
         return answer(connection, method, url, server->routes_, *server->current_security())
                    ? MHD_YES
                    : MHD_NO;
     };
+    // Runs when the request line is in, before MHD parses the query or decodes the path.
+    using UriLogCallback = void* (*)(void*, const char*, MHD_Connection*);
+    UriLogCallback request_line = [](void* /*listening*/, const char* uri,
+                                     MHD_Connection* /*connection*/) -> void* {
+        // MHD stores each query parameter as a record in the connection's 32 KiB pool (about
+        // 60 bytes for the 2 of "a&"), and 0.9.75 neither answers nor closes cleanly when the
+        // pool runs out. Nothing here reads a parameter: the query is cut before MHD parses
+        // it, so any query is served. MHD has found the '?' already and parses what follows
+        // it; the line lies in MHD's own read buffer, which is writable.
+        char* query = const_cast<char*>(std::strchr(uri, '?'));
+        const size_t path_length = query ? static_cast<size_t>(query - uri) : std::strlen(uri);
+        if (query) query[1] = '\0';
+        const bool nul = std::string_view(uri, path_length).find("%00") != std::string_view::npos;
+        return mark(nul ? kLineReceivedNul : kLineReceived);
+    };
+    MHD_NotifyConnectionCallback connection_event = [](void* context, MHD_Connection* connection,
+                                                       void** /*socket_context*/,
+                                                       MHD_ConnectionNotificationCode code) {
+        const auto* listening = static_cast<const Listening*>(context);
+        HttpServer* server = listening->server;
+        if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+            server->deadlines_->closed(connection);
+            return;
+        }
+        const MHD_ConnectionInfo* info =
+            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        server->deadlines_->opened(
+            connection, info->connect_fd, listening->index,
+            seconds(server->current_security()->http_server.read_header_timeout_seconds));
+    };
+    MHD_RequestCompletedCallback request_done = [](void* context, MHD_Connection* connection,
+                                                   void** /*request_state*/,
+                                                   MHD_RequestTerminationCode /*code*/) {
+        // Also when the connection is closing: closed() follows.
+        static_cast<const Listening*>(context)->server->deadlines_->response_sent(
+            connection, seconds(kConnectionTimeoutSeconds));
+    };
+    void* listening = &listening_[index];
 
     // MHD owns the socket from here on: it closes it when stopped and also when it fails to
     // start (checked with 0.9.75). MHD_USE_ITC makes MHD_quiesce_daemon possible.
@@ -162,6 +259,9 @@ MHD_Daemon* HttpServer::start_daemon(int listen_fd, const WebSecurity& security,
         {MHD_OPTION_PER_IP_CONNECTION_LIMIT, kPerAddressLimit, nullptr},
         {MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds, nullptr},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, nullptr},
+        {MHD_OPTION_URI_LOG_CALLBACK, reinterpret_cast<intptr_t>(request_line), listening},
+        {MHD_OPTION_NOTIFY_CONNECTION, reinterpret_cast<intptr_t>(connection_event), listening},
+        {MHD_OPTION_NOTIFY_COMPLETED, reinterpret_cast<intptr_t>(request_done), listening},
     };
     if (security.tls) {
         const TlsServerConfig& tls = *security.tls;
@@ -217,7 +317,7 @@ void HttpServer::set_security(const WebSecurity& security) {
             if (fd < 0)
                 throw HttpError("cannot restart the HTTP server on \"" + listener_names_[i] +
                                 "\": cannot duplicate its listening socket");
-            started.emplace_back(start_daemon(fd, *next, listener_names_[i]));
+            started.emplace_back(start_daemon(fd, *next, i));
         }
     }
     for (auto& old : daemons_) {
@@ -263,27 +363,34 @@ std::shared_ptr<const WebSecurity> HttpServer::current_security() {
 }
 
 Response HttpServer::scrape(bool use_gzip) {
-    const auto start = std::chrono::steady_clock::now();
-    // Each Collect() copies the values out under prometheus-cpp's own short locks; the
-    // serialization and compression below work on that copy, holding nothing.
-    std::vector<prometheus::MetricFamily> families = registry_->Collect();
-    for (const auto& collectable : collectables_) {
-        auto more = collectable->Collect();
-        families.insert(families.end(), std::make_move_iterator(more.begin()),
-                        std::make_move_iterator(more.end()));
-    }
+    const auto deadline = seconds(current_security()->http_server.write_timeout_seconds);
     Response response{200,
                       kExpositionContentType,
-                      prometheus::TextSerializer().Serialize(families),
+                      bodies_.get(use_gzip ? Encoding::Gzip : Encoding::Identity, deadline),
                       {{"Vary", "Accept-Encoding"}}};
-    if (use_gzip) {
-        response.body = gzip(response.body);
-        response.headers.emplace_back("Content-Encoding", "gzip");
-    }
+    if (use_gzip) response.headers.emplace_back("Content-Encoding", "gzip");
     scrapes_->Increment();
+    return response;
+}
+
+std::string HttpServer::render(Encoding encoding) {
+    const auto start = std::chrono::steady_clock::now();
+    std::string text;
+    {
+        // Each Collect() copies the values out under prometheus-cpp's own short locks; the
+        // serialization works on that copy, holding nothing, and frees it before compressing.
+        std::vector<prometheus::MetricFamily> families = registry_->Collect();
+        for (const auto& collectable : collectables_) {
+            auto more = collectable->Collect();
+            families.insert(families.end(), std::make_move_iterator(more.begin()),
+                            std::make_move_iterator(more.end()));
+        }
+        text = prometheus::TextSerializer().Serialize(families);
+    }
+    if (encoding == Encoding::Gzip) text = gzip(text);
     scrape_duration_->Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    return response;
+    return text;
 }
 
 }  // namespace tcpstatesd

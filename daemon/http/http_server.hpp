@@ -3,9 +3,11 @@
 // epoll thread pool). This class owns the daemons (start, restart for new TLS settings, stop)
 // and the scrape with its metrics: it collects the registry (and any extra collectables),
 // serializes with prometheus-cpp's TextSerializer and gzips when the client accepts it; no
-// lock of ours is held while doing so. The sockets come from listening_socket.hpp, the
-// answers from routes.hpp, basic auth and client certificates (the --web.config.file's
-// WebSecurity; set_security() changes them while serving) from access_policy.hpp.
+// lock of ours is held while doing so, and concurrent scrapes share the bodies
+// (shared_bodies.hpp). The sockets come from listening_socket.hpp, the answers from
+// routes.hpp, the deadlines of slow clients from connection_deadlines.hpp, basic auth and
+// client certificates (the --web.config.file's WebSecurity; set_security() changes them and
+// the deadlines while serving) from access_policy.hpp.
 #pragma once
 
 #include <cstdint>
@@ -17,9 +19,11 @@
 
 #include "config/listen_address.hpp"
 #include "config/web_config.hpp"
+#include "http/connection_deadlines.hpp"
 #include "http/http_error.hpp"
 #include "http/listening_socket.hpp"
 #include "http/routes.hpp"
+#include "http/shared_bodies.hpp"
 
 struct MHD_Daemon;
 
@@ -33,10 +37,6 @@ class Registry;
 }  // namespace prometheus
 
 namespace tcpstatesd {
-
-// Connections per listen address. Connections are spread over the threads, each taking at
-// most its share: so at most this many threads (web.max_threads).
-inline constexpr unsigned kHttpConnectionLimit = 64;
 
 // What to serve. It has no defaults of its own: daemon/runtime/daemon.cpp fills it from the
 // configuration's WebConfig (which has them and has validated every value); tests set each
@@ -90,11 +90,18 @@ private:
     struct StopDaemon {
         void operator()(MHD_Daemon* daemon) const;
     };
-    // Starts one MHD daemon on listen_fd (which it takes over); throws HttpError.
-    MHD_Daemon* start_daemon(int listen_fd, const WebSecurity& security, const std::string& name);
+    // What the callbacks of the daemons of one listen address are given.
+    struct Listening {
+        HttpServer* server;
+        size_t index;  // in listener_names_
+    };
+    // Starts one MHD daemon on listen_fd (which it takes over) for listening_[index]; throws
+    // HttpError.
+    MHD_Daemon* start_daemon(int listen_fd, const WebSecurity& security, size_t index);
     // The settings the next request is checked against.
     std::shared_ptr<const WebSecurity> current_security();
     Response scrape(bool gzip);
+    std::string render(Encoding encoding);
     void log(const char* message);
 
     std::shared_ptr<prometheus::Registry> registry_;
@@ -116,9 +123,13 @@ private:
     std::shared_ptr<const WebSecurity> daemons_security_;
 
     std::vector<std::string> listener_names_;  // Listener::name, one per daemon
+    std::vector<Listening> listening_;         // one per daemon; never resized
     unsigned max_threads_;
     std::vector<uint16_t> ports_;
-    // Declared last so that it is destroyed first: the daemons' threads use the members above.
+    SharedBodies bodies_;
+    std::unique_ptr<ConnectionDeadlines> deadlines_;  // made with every signal blocked
+    // Declared last so that it is destroyed first: the daemons' threads use the members above,
+    // and their responses hold bodies.
     std::vector<std::unique_ptr<MHD_Daemon, StopDaemon>> daemons_;
 };
 

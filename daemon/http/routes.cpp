@@ -5,6 +5,9 @@
 
 #include <exception>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "http/access_policy.hpp"
 #include "http/content_encoding.hpp"
@@ -15,6 +18,12 @@ namespace tcpstatesd {
 namespace {
 
 constexpr const char* kPlainText = "text/plain; charset=utf-8";
+
+Response plain(int status, std::string text,
+               std::vector<std::pair<std::string, std::string>> headers = {}) {
+    return {status, kPlainText, std::make_shared<const std::string>(std::move(text)),
+            std::move(headers)};
+}
 
 std::string html_escape(const std::string& text) {
     std::string out;
@@ -46,16 +55,16 @@ Response landing_page(const std::string& telemetry_path) {
     const std::string link = html_escape(telemetry_path);
     return {200,
             "text/html; charset=utf-8",
-            "<!DOCTYPE html>\n<html>\n<head><title>tcpstatesd</title></head>\n<body>\n"
-            "<h1>tcpstatesd</h1>\n<p>TCP state transitions as Prometheus metrics. Version " +
+            std::make_shared<const std::string>(
+                "<!DOCTYPE html>\n<html>\n<head><title>tcpstatesd</title></head>\n<body>\n"
+                "<h1>tcpstatesd</h1>\n<p>TCP state transitions as Prometheus metrics. Version " +
                 std::string(kVersion) + " (" + kGitRevision + ").</p>\n<p><a href=\"" + link +
-                "\">Metrics</a></p>\n</body>\n</html>\n",
+                "\">Metrics</a></p>\n</body>\n</html>\n"),
             {}};
 }
 
 Response status_page(bool ok) {
-    return ok ? Response{200, kPlainText, "OK\n", {}}
-              : Response{503, kPlainText, "Service Unavailable\n", {}};
+    return ok ? plain(200, "OK\n") : plain(503, "Service Unavailable\n");
 }
 
 Response route(const Routes& routes, const std::string& method, const std::string& path,
@@ -63,10 +72,10 @@ Response route(const Routes& routes, const std::string& method, const std::strin
     const bool known =
         path == routes.telemetry_path || path == "/" || path == "/-/healthy" || path == "/-/ready";
     if (!known) {
-        return {404, kPlainText, "Not Found\n", {}};
+        return plain(404, "Not Found\n");
     }
     if (method != "GET" && method != "HEAD") {
-        return {405, kPlainText, "Method Not Allowed\n", {{"Allow", "GET, HEAD"}}};
+        return plain(405, "Method Not Allowed\n", {{"Allow", "GET, HEAD"}});
     }
     if (path == routes.telemetry_path) {
         return routes.scrape(accepts_gzip(accept_encoding));
@@ -90,7 +99,7 @@ Response route_or_500(const Routes& routes, const char* method, const char* url,
     } catch (...) {
         spdlog::error("HTTP {} {}: unknown exception", method, url);
     }
-    return {500, kPlainText, "Internal Server Error\n", {}};
+    return plain(500, "Internal Server Error\n");
 }
 
 bool queue_unauthorized(MHD_Connection* connection) {
@@ -105,17 +114,18 @@ bool queue_unauthorized(MHD_Connection* connection) {
     return queued;
 }
 
-bool queue(MHD_Connection* connection, Response response) {
-    // MHD sends the body from our buffer without copying, frees it through the callback and
-    // adds Content-Length itself; for HEAD it sends the headers alone.
-    auto body = std::make_unique<std::string>(std::move(response.body));
+bool queue(MHD_Connection* connection, const Response& response) {
+    // MHD sends the body from the shared text without copying, lets go of its reference
+    // through the callback and adds Content-Length itself; for HEAD it sends the headers alone.
+    using Body = std::shared_ptr<const std::string>;
+    auto reference = std::make_unique<Body>(response.body);
     MHD_Response* reply = MHD_create_response_from_buffer_with_free_callback_cls(
-        body->size(), body->data(), [](void* text) { delete static_cast<std::string*>(text); },
-        body.get());
+        response.body->size(), const_cast<char*>(response.body->data()),
+        [](void* held) { delete static_cast<Body*>(held); }, reference.get());
     if (reply == nullptr) {
         return false;  // out of memory: MHD closes the connection
     }
-    (void)body.release();  // libmicrohttpd owns it now and frees it through the callback
+    (void)reference.release();  // libmicrohttpd holds it now and drops it through the callback
     bool headers_added = MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE,
                                                  response.content_type.c_str()) == MHD_YES;
     for (const auto& [name, value] : response.headers) {
@@ -139,6 +149,11 @@ bool answer(MHD_Connection* connection, const char* method, const char* url, con
     const char* accept_encoding =
         MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
     return queue(connection, route_or_500(routes, method, url, accept_encoding));
+}
+
+bool answer_bad_request(MHD_Connection* connection, const std::string& why) {
+    // Closed afterwards: where the next request would start is not known for sure.
+    return queue(connection, plain(400, "Bad Request: " + why + "\n", {{"Connection", "close"}}));
 }
 
 }  // namespace tcpstatesd

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,7 +17,9 @@ namespace tcpstatesd {
 struct Response {
     int status = 200;
     std::string content_type = "text/plain; charset=utf-8";
-    std::string body;
+    // Shared: a telemetry body is sent to every scrape that shares it (shared_bodies.hpp)
+    // and lives until the last connection sending it lets go.
+    std::shared_ptr<const std::string> body;
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
@@ -34,5 +37,9 @@ struct Routes {
 // should drop the connection.
 bool answer(MHD_Connection* connection, const char* method, const char* url, const Routes& routes,
             const WebSecurity& security);
+
+// Answers 400 Bad Request saying `why` and closes the connection afterwards: a request the
+// server cannot read unambiguously (two lengths, a NUL in the path), whatever its path.
+bool answer_bad_request(MHD_Connection* connection, const std::string& why);
 
 }  // namespace tcpstatesd

@@ -6,10 +6,12 @@ set(HTTP_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=al
 add_executable(http_fuzz
   ${CMAKE_CURRENT_LIST_DIR}/http_fuzz.cpp
   ${CMAKE_SOURCE_DIR}/daemon/http/access_policy.cpp
+  ${CMAKE_SOURCE_DIR}/daemon/http/connection_deadlines.cpp
   ${CMAKE_SOURCE_DIR}/daemon/http/content_encoding.cpp
   ${CMAKE_SOURCE_DIR}/daemon/http/http_server.cpp
   ${CMAKE_SOURCE_DIR}/daemon/http/listening_socket.cpp
   ${CMAKE_SOURCE_DIR}/daemon/http/routes.cpp
+  ${CMAKE_SOURCE_DIR}/daemon/http/shared_bodies.cpp
   ${CMAKE_SOURCE_DIR}/daemon/config/listen_address.cpp
   ${CMAKE_SOURCE_DIR}/daemon/config/web_config.cpp
   ${CMAKE_SOURCE_DIR}/daemon/config/yaml_document.cpp

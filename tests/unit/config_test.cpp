@@ -3,13 +3,20 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "config/config.hpp"
+#include "http/http_error.hpp"
+#include "http/listening_socket.hpp"
 #include "temp_dir.hpp"
 
 using namespace tcpstatesd;
@@ -126,7 +133,7 @@ TEST_CASE("config errors: labels") {
           "x.yaml:3:17: labels.port.max_values: expected a whole number from 1 to 10000, got "
           "\"0\"");
     CHECK(error_of("labels:\n  max_series: 2000000\n") ==
-          "x.yaml:2:15: labels.max_series: expected a whole number from 0 to 1000000, got "
+          "x.yaml:2:15: labels.max_series: expected a whole number from 0 to 100000, got "
           "\"2000000\"");
     CHECK(error_of("labels:\n  pod: {}\n") ==
           "x.yaml:2:3: labels: unknown key \"pod\", expected one of max_series, port, cgroup");
@@ -712,4 +719,137 @@ TEST_CASE("config files: larger than 1 MiB, or not a regular file, is refused un
     // Exactly at the bound is still read (and here a valid, empty document).
     const std::string full = dir.write("full.yaml", std::string(1u << 20, '#'));
     CHECK(load_config_file(full).web == WebConfig{});
+}
+
+TEST_CASE("config errors: listen addresses that would bind the same socket") {
+    CHECK(error_of("web:\n  listen_addresses: [\"127.0.0.1:9981\", \"127.0.0.1:09981\"]\n") ==
+          "x.yaml:2:40: web.listen_addresses: \"127.0.0.1:09981\" overlaps \"127.0.0.1:9981\": "
+          "both cannot listen on the same port (first at line 2, column 22)");
+    CHECK(error_of("web:\n  listen_addresses: [\":9982\", \"0.0.0.0:9982\"]\n") ==
+          "x.yaml:2:31: web.listen_addresses: \"0.0.0.0:9982\" overlaps \":9982\": both cannot "
+          "listen on the same port (first at line 2, column 22)");
+    CHECK(error_of("web:\n  listen_addresses: [\"[::]:80\", \"[0::1]:80\"]\n") ==
+          "x.yaml:2:33: web.listen_addresses: \"[0::1]:80\" overlaps \"[::]:80\": both cannot "
+          "listen on the same port (first at line 2, column 22)");
+    std::string many = "web:\n  listen_addresses:\n";
+    for (int port = 1; port <= 17; ++port)
+        many += "    - \"127.0.0.1:" + std::to_string(port) + "\"\n";
+    CHECK(error_of(many) == "x.yaml:19:7: web.listen_addresses: more than 16 listen addresses");
+    CHECK(parse_config("web:\n  listen_addresses: [\"0.0.0.0:80\", \"[::]:80\", \"127.0.0.1:81\", "
+                       "\"127.0.0.2:81\"]\n",
+                       "x")
+              .web.listen_addresses.size() == 4);
+}
+
+// The rule is the kernel's: two addresses overlap exactly when the second cannot be bound and
+// listened on while the first listens (both with SO_REUSEADDR, as the server binds them).
+TEST_CASE("listen addresses: overlap as the kernel sees it") {
+    const uint16_t port = [] {
+        const Fd probe = listen_on(parse_listen_address(":0", PortZero::Allowed));
+        return local_port(probe);
+    }();
+    const std::string p = std::to_string(port);
+    const std::vector<std::string> addresses = {":" + p,          "0.0.0.0:" + p, "127.0.0.1:" + p,
+                                                "127.0.0.2:" + p, "[::]:" + p,    "[::1]:" + p};
+    for (const auto& first : addresses) {
+        for (const auto& second : addresses) {
+            if (first == second) continue;
+            INFO(first << " then " << second);
+            const ListenAddress a = parse_listen_address(first), b = parse_listen_address(second);
+            const Fd held = listen_on(a);
+            bool kernel_refused = false;
+            try {
+                listen_on(b);
+            } catch (const HttpError& e) {
+                INFO(e.what());
+                REQUIRE(std::string(e.what()).find("Address already in use") != std::string::npos);
+                kernel_refused = true;
+            }
+            CHECK(listen_addresses_overlap(a, b) == kernel_refused);
+            CHECK(listen_addresses_overlap(b, a) == kernel_refused);
+        }
+    }
+}
+
+TEST_CASE("config errors: telemetry paths no client could reach") {
+    const std::string unreachable =
+        "web.telemetry_path: expected a path without empty, \".\" or \"..\" segments (clients "
+        "normalize them away, so none could reach it), got ";
+    CHECK(error_of("web:\n  telemetry_path: /metrics/../-/ready\n") ==
+          "x.yaml:2:19: " + unreachable + "\"/metrics/../-/ready\"");
+    CHECK(error_of("web:\n  telemetry_path: //metrics\n") ==
+          "x.yaml:2:19: " + unreachable + "\"//metrics\"");
+    CHECK(error_of("web:\n  telemetry_path: /./metrics\n") ==
+          "x.yaml:2:19: " + unreachable + "\"/./metrics\"");
+    CHECK(error_of("web:\n  telemetry_path: /a/..\n") ==
+          "x.yaml:2:19: " + unreachable + "\"/a/..\"");
+    CHECK(error_of("web:\n  telemetry_path: /" + std::string(900 * 1024, 'm') + "\n") ==
+          "x.yaml:2:19: web.telemetry_path: expected a path of at most 256 characters, got 921601");
+    CHECK(parse_config("web:\n  telemetry_path: /metrics/\n", "x").web.telemetry_path ==
+          "/metrics/");
+    CHECK(parse_config("web:\n  telemetry_path: /a.b/..c/.d\n", "x").web.telemetry_path ==
+          "/a.b/..c/.d");
+}
+
+TEST_CASE("config errors: a quoted boolean is a string, as a quoted number is") {
+    CHECK(error_of("events:\n  resets: \"true\"\n") ==
+          "x.yaml:2:11: events.resets: expected one of false, true, got the quoted string "
+          "\"true\" (write true and false without quotes)");
+    CHECK(error_of("events:\n  retransmits: 'false'\n") ==
+          "x.yaml:2:16: events.retransmits: expected one of false, true, got the quoted string "
+          "\"false\" (write true and false without quotes)");
+    CHECK_FALSE(parse_config("events:\n  resets: false\n", "x").events.resets);
+}
+
+TEST_CASE("config errors: bucket bounds must read back exactly from the exposition") {
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: [1e-320, 1e-310, 1, 1.0000000000000002, "
+                   "1.0000001, 123456789012345678]\n") ==
+          "x.yaml:2:49: metrics.duration_buckets_seconds: bucket 1.0000000000000002 cannot be "
+          "written exactly in the text exposition, which writes 1 (use at most 15 significant "
+          "digits)");
+    CHECK(error_of("metrics:\n  duration_buckets_seconds: [123456789012345678]\n") ==
+          "x.yaml:2:30: metrics.duration_buckets_seconds: bucket 123456789012345678 cannot be "
+          "written exactly in the text exposition, which writes 1.234567890123457e+17 (use at "
+          "most 15 significant digits)");
+    CHECK(
+        parse_config("metrics:\n  duration_buckets_seconds: [1e-320, 1e-310, 1, 1.000000000000001, "
+                     "1.0000001, 123456789012345000]\n",
+                     "x")
+            .metrics.duration_buckets.size() == 6);
+}
+
+// What a scraper reads: every accepted bound appears as its own `le`, which parses back into
+// exactly the configured bound.
+TEST_CASE("config: accepted bucket bounds appear in the exposition as distinct, exact le values") {
+    const std::vector<double> bounds =
+        parse_config(
+            "metrics:\n  duration_buckets_seconds: [1e-320, 1e-310, 2.5e-5, 0.1, 0.3, 1, "
+            "1.000000000000001, 1.0000001, 123456789012345000, 1e300]\n",
+            "x")
+            .metrics.duration_buckets;
+    prometheus::Registry registry;
+    prometheus::BuildHistogram().Name("h").Register(registry).Add({}, bounds);
+    const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
+    std::vector<double> read_back;
+    for (size_t at = text.find("le=\""); at != std::string::npos; at = text.find("le=\"", at)) {
+        at += 4;
+        const std::string le = text.substr(at, text.find('"', at) - at);
+        if (le != "+Inf") read_back.push_back(std::strtod(le.c_str(), nullptr));
+    }
+    CHECK(read_back == bounds);
+}
+
+TEST_CASE("config errors: events.btf_path must not be a FIFO, device or directory") {
+    TempDir dir;
+    const std::string fifo = dir.path() + "/btf.fifo";
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK(error_of("events:\n  btf_path: " + fifo + "\n") ==
+          "x.yaml:2:13: events.btf_path: expected a BTF file, got \"" + fifo +
+              "\", which is not a regular file (a FIFO or device could block the start for ever)");
+    CHECK(error_of("events:\n  btf_path: " + dir.path() + "\n") ==
+          "x.yaml:2:13: events.btf_path: expected a BTF file, got \"" + dir.path() +
+              "\", which is a directory (a FIFO or device could block the start for ever)");
+    // A missing file is reported when the program loads, with the loader's reason.
+    CHECK(parse_config("events:\n  btf_path: " + dir.path() + "/absent\n", "x").events.btf_path ==
+          dir.path() + "/absent");
 }

@@ -1,3 +1,4 @@
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
@@ -164,4 +165,28 @@ TEST_CASE("tcpstatesd --check-config: the repository's default file") {
     const Run r = run_binary(dir, "--check-config --config '" + file + "'");
     CHECK(r.exit_code == 0);
     CHECK(r.out == "tcpstatesd: configuration OK (" + file + ")\n");
+}
+
+TEST_CASE("daemon options: overlapping listen addresses and a FIFO as --btf.path are refused") {
+    Config config;
+    CHECK_THROWS_WITH(apply_overrides(config, parse({"--web.listen-address", ":9982",
+                                                     "--web.listen-address", "0.0.0.0:9982"})),
+                      "--web.listen-address: \"0.0.0.0:9982\" overlaps \":9982\": both cannot "
+                      "listen on the same port");
+    TempDir dir;
+    const std::string fifo = dir.path() + "/btf";
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_WITH(apply_overrides(config, parse({"--btf.path", fifo.c_str()})),
+                      "--btf.path: expected a BTF file, got \"" + fifo +
+                          "\", which is not a regular file (a FIFO or device could block the "
+                          "start for ever)");
+    CHECK(config == Config{});
+
+    // The check runs in --check-config, which returns at once rather than hang in open().
+    const std::string file = dir.write("c.yaml", "events:\n  btf_path: " + fifo + "\n");
+    const Run r = run_binary(dir, "--check-config --config '" + file + "'");
+    CHECK(r.exit_code == 1);
+    CHECK(r.err == file + ":2:13: events.btf_path: expected a BTF file, got \"" + fifo +
+                       "\", which is not a regular file (a FIFO or device could block the start "
+                       "for ever)\n");
 }

@@ -664,3 +664,108 @@ TEST_CASE("http: set_security turns TLS on and off on the same port") {
     served.server.set_security(tcpstatesd::WebSecurity{});
     CHECK(served.get("/metrics").status == 200);
 }
+
+TEST_CASE("http: a request head not complete within read_header_timeout is cut off") {
+    auto options = loopback();
+    options.security.http_server.read_header_timeout_seconds = 1;
+    Served served(options);
+    const Client client(served.port);
+    const auto start = std::chrono::steady_clock::now();
+    client.send_text("GET /metrics HTTP/1.1\r\n");
+    // A header byte every 200 ms: each one would restart an idle timeout.
+    bool closed = false;
+    while (!closed && std::chrono::steady_clock::now() - start < 10s) {
+        closed = client.closed_by_server(200ms);
+        if (!closed) (void)send(client.fd, "X", 1, MSG_NOSIGNAL);
+    }
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(closed);  // unanswered: closed_by_server saw no byte
+    CHECK(elapsed >= 1s);
+    // The deadline is 1 s and the thread enforcing it wakes for it; 2 s more for a loaded box.
+    CHECK(elapsed < 3s);
+    CHECK(served.get("/metrics").status == 200);  // a head sent at once is in time
+}
+
+TEST_CASE("http: a response not taken within write_timeout is cut off") {
+    auto options = loopback();
+    options.security.http_server.write_timeout_seconds = 1;
+    Served served(options);
+    // A body far larger than what the socket buffers of both ends hold (a few MiB on
+    // loopback), so that the server is still sending when the deadline passes.
+    auto& family =
+        prometheus::BuildGauge().Name("test_big").Help("Big.").Register(*served.registry);
+    const std::string padding(1000, 'p');
+    for (int i = 0; i < 30000; ++i) family.Add({{"i", std::to_string(i)}, {"pad", padding}});
+    const Client client(served.port);
+    client.send_text("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    // Not reading for longer than the deadline (1 s) plus time for the server to act.
+    std::this_thread::sleep_for(3s);
+    std::string received;
+    char buffer[65536];
+    for (ssize_t n; (n = recv(client.fd, buffer, sizeof buffer, 0)) > 0;)
+        received.append(buffer, static_cast<size_t>(n));
+    const auto reply = parse_reply(received);
+    REQUIRE(reply.status == 200);
+    const size_t length = std::stoul(reply.header("content-length"));
+    CHECK(length > 30000 * padding.size());
+    CHECK(reply.body.size() < length);  // cut off, not finished
+    CHECK(served.get("/-/ready").status == 200);
+}
+
+TEST_CASE("http: when every connection is taken, the silent ones go first and a scrape gets in") {
+    Served served;
+    // 4 addresses x 16 (the per-address limit) = every one of the 64 connections, none of
+    // them sending anything.
+    std::vector<Client> silent;
+    for (int address = 2; address <= 5; ++address)
+        for (int i = 0; i < 16; ++i)
+            silent.emplace_back(served.port, "127.0.0." + std::to_string(address));
+    const auto start = std::chrono::steady_clock::now();
+    const auto reply = served.get("/metrics");
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(reply.status == 200);
+    // Crowded, a connection without a head is closed after 1 s (kCrowdedHeadGrace) rather
+    // than at read_header_timeout (5 s); 2 s more for a loaded box.
+    CHECK(elapsed < 3s);
+    // Once there is room again the others keep read_header_timeout (5 s) from connecting; 3 s
+    // more for a loaded box.
+    const auto deadline = start + 8s;
+    size_t closed = 0;
+    for (const auto& client : silent) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        closed += client.closed_by_server(std::max(left, 0ms)) ? 1 : 0;
+    }
+    CHECK(closed == silent.size());
+}
+
+TEST_CASE("http: a query of any length is served, a NUL in the path or two lengths are 400") {
+    Served served;
+    // 477 "a=b&" closed the connection unanswered, 500 held it until the idle timeout.
+    std::string query;
+    for (int i = 0; i < 2000; ++i) query += "a=b&";
+    for (const size_t count : {size_t{1}, size_t{477}, size_t{500}, size_t{2000}}) {
+        INFO(count << " parameters");
+        const auto reply = served.get("/metrics?" + query.substr(0, 4 * count));
+        CHECK(reply.status == 200);
+        CHECK(reply.body.find("test_events_total") != std::string::npos);
+    }
+    CHECK(served.get("/metrics?").status == 200);
+    // A request line beyond the connection's memory is 414, as before.
+    CHECK(served.get("/metrics?" + std::string(40000, 'a')).status == 414);
+
+    auto nul = served.get("/metrics%00");
+    CHECK(nul.status == 400);
+    CHECK(nul.body == "Bad Request: the path contains %00\n");
+    CHECK(served.get("/metrics%00?x").status == 400);
+    CHECK(served.get("/metric%73").status == 200);  // any other escape decodes as usual
+
+    const auto two = parse_reply(exchange(
+        "127.0.0.1", served.port,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n"
+        "hello"));
+    CHECK(two.status == 400);
+    CHECK(two.header("connection") == "close");
+    const auto same = served.get("/metrics", "Content-Length: 0\r\nContent-Length: 0\r\n");
+    CHECK(same.status == 200);
+}

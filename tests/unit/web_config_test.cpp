@@ -91,7 +91,33 @@ TEST_CASE("web config: what cannot be honoured is an error, not ignored") {
           "cannot open web.yml: tls_server_config.cert_file /nonexistent/a: No such file or "
           "directory");
     CHECK(error_of("tls:\n") ==
-          "web.yml:1:1: unknown key \"tls\", expected one of tls_server_config, basic_auth_users");
+          "web.yml:1:1: unknown key \"tls\", expected one of tls_server_config, "
+          "http_server_config, basic_auth_users");
+    CHECK(error_of("http_server_config:\n  http2: false\n") ==
+          "web.yml:2:3: http_server_config.http2: not supported by tcpstatesd: libmicrohttpd "
+          "serves HTTP/1.1 only");
+    CHECK(error_of("http_server_config:\n  headers: {X-Frame-Options: deny}\n") ==
+          "web.yml:2:3: http_server_config.headers: not supported by tcpstatesd: extra response "
+          "headers are not available");
+}
+
+TEST_CASE("web config: http_server_config sets the deadlines of slow clients") {
+    const WebSecurity defaults = parse_web_config("", "web.yml", "/x");
+    CHECK(defaults.http_server.read_header_timeout_seconds == 5);
+    CHECK(defaults.http_server.write_timeout_seconds == 30);
+    const WebSecurity web = parse_web_config(
+        "http_server_config:\n  read_header_timeout_seconds: 2\n  write_timeout_seconds: 120\n",
+        "web.yml", "/x");
+    CHECK(web.http_server == HttpServerConfig{2, 120});
+    CHECK(error_of("http_server_config:\n  read_header_timeout_seconds: 0\n") ==
+          "web.yml:2:32: http_server_config.read_header_timeout_seconds: expected a whole number "
+          "from 1 to 60, got \"0\"");
+    CHECK(error_of("http_server_config:\n  write_timeout_seconds: 601\n") ==
+          "web.yml:2:26: http_server_config.write_timeout_seconds: expected a whole number from 1 "
+          "to 600, got \"601\"");
+    CHECK(error_of("http_server_config:\n  read_timeout: 5\n") ==
+          "web.yml:2:3: http_server_config: unknown key \"read_timeout\", expected one of "
+          "read_header_timeout_seconds, write_timeout_seconds");
 }
 
 // The inputs of tests/unit/config_test.cpp's pathological cases, as a web config: the same
