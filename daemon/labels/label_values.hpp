@@ -45,6 +45,12 @@ public:
     size_t admitted() const { return index_.size(); }
     // Whether an admitted value is marked gone (so a new one could take its place).
     bool has_gone() const { return gone_ > 0; }
+    // Whether admitting `value` with may_replace would replace a gone value: it is neither
+    // reserved nor admitted, the set is full, and a value is gone.
+    bool would_replace(std::string_view value) const {
+        return find(value) == kOther && value != values_[kOther].name && index_.size() >= limit_ &&
+               gone_ > 0;
+    }
     uint64_t evictions() const { return evictions_; }
 
 private:

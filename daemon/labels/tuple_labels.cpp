@@ -74,6 +74,11 @@ std::string TupleLabeler::cgroup_name(uint64_t cgroup_id) {
     return name;
 }
 
+bool TupleLabeler::would_replace(uint16_t port, uint64_t cgroup_id) {
+    return (port != 0 && ports_.would_replace(std::to_string(port))) ||
+           cgroups_.would_replace(cgroup_name(cgroup_id));
+}
+
 void TupleLabeler::name_cgroup(uint64_t cgroup_id) {
     cgroup_name(cgroup_id);
 }

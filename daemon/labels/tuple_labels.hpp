@@ -51,6 +51,8 @@ public:
     // (once per id); a full cgroup label walks it at most once per kCgroupRefresh to find
     // removed cgroups.
     Values values(uint16_t port, uint64_t cgroup_id, std::vector<Eviction>* evicted);
+    // Whether values(port, cgroup_id, ...) would replace a gone value.
+    bool would_replace(uint16_t port, uint64_t cgroup_id);
     // Names the cgroup of a tuple the programs reported new (while the cgroup exists).
     void name_cgroup(uint64_t cgroup_id);
 

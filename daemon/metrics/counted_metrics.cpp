@@ -75,6 +75,16 @@ bool carried(const LabelsConfig& config, Label label, LabelledMetric metric) {
     return false;
 }
 
+}  // namespace
+
+CountedMetrics::TupleId CountedMetrics::tuple_id(const tcpstates_tuple_key& key) {
+    TupleId id{};
+    std::memcpy(id.data(), &key, sizeof key);
+    return id;
+}
+
+namespace {
+
 std::string family_label(uint8_t ipv6) {
     return std::string(family_name(ipv6 ? AF_INET6 : AF_INET));
 }
@@ -136,10 +146,10 @@ uint64_t CountedMetrics::cost(LabelledMetric metric) const {
     return metric == LabelledMetric::StateDurations ? buckets_.size() + 3 : 1;
 }
 
-std::optional<TupleLabeler::Values> CountedMetrics::values_of(
-    const tcpstates_tuple_key& key) const {
-    TupleId id{};
-    std::memcpy(id.data(), &key, sizeof key);
+
+TupleLabeler::Values CountedMetrics::values_of(const tcpstates_tuple_key& key,
+                                               bool may_replace) const {
+    const TupleId id = tuple_id(key);
     if (auto known = assigned_.find(id); known != assigned_.end()) return known->second;
     TupleLabeler::Values values;
     std::vector<TupleLabeler::Eviction> evicted;
@@ -148,24 +158,24 @@ std::optional<TupleLabeler::Values> CountedMetrics::values_of(
         const bool by_port = labels_.port.families.any();
         const bool by_cgroup = labels_.cgroup.families.any();
         const TupleLabeler::Values found =
-            labeler_.values(by_port ? key.port : 0, by_cgroup ? key.cgroup_id : 0, &evicted);
+            labeler_.values(by_port ? key.port : 0, by_cgroup ? key.cgroup_id : 0,
+                            may_replace ? &evicted : nullptr);
         if (by_port) values.port = found.port;
         if (by_cgroup) values.cgroup = found.cgroup;
     }
-    for (const TupleLabeler::Eviction& gone : evicted) {
-        // The gone value's series end; its tuples of this epoch count nowhere now (their
-        // counts would otherwise show under the value that took its place).
-        const auto has_gone = [&](const TupleLabeler::Values& v) {
-            return (gone.label == Label::Port ? v.port : v.cgroup) == gone.index;
-        };
+    // A replaced value's series end, as a removed container's do.
+    for (const TupleLabeler::Eviction& gone : evicted)
         remove_series([&](const SeriesKey& series) {
             return (gone.label == Label::Port ? series.port : series.cgroup) == gone.index;
         });
-        for (auto& [tuple, assigned] : assigned_)
-            if (assigned && has_gone(*assigned)) assigned.reset();
-    }
     assigned_.emplace(id, values);
     return values;
+}
+
+bool CountedMetrics::wants_replacement(const tcpstates_tuple_key& key) const {
+    if ((key.flags & TCPSTATES_TUPLE_OVERFLOW) || assigned_.contains(tuple_id(key))) return false;
+    return labeler_.would_replace(labels_.port.families.any() ? key.port : 0,
+                                  labels_.cgroup.families.any() ? key.cgroup_id : 0);
 }
 
 CountedMetrics::SeriesKey CountedMetrics::series(LabelledMetric metric, uint8_t ipv6, uint8_t a,
@@ -195,9 +205,7 @@ CountedMetrics::SeriesKey CountedMetrics::place(const SeriesKey& key) const {
 void CountedMetrics::add_counts(const tcpstates_tuple_key& key,
                                 const tcpstates_tuple_counts& counts,
                                 std::map<SeriesKey, uint64_t>& totals) const {
-    const std::optional<TupleLabeler::Values> assigned = values_of(key);
-    if (!assigned) return;
-    const TupleLabeler::Values values = *assigned;
+    const TupleLabeler::Values values = values_of(key);
     const uint8_t ipv6 = key.ipv6;
     const auto add = [&](LabelledMetric metric, unsigned a, unsigned b, uint64_t n) {
         if (n) totals[place(series(metric, ipv6, uint8_t(a), uint8_t(b), values))] += n;
@@ -224,9 +232,9 @@ void CountedMetrics::add_labelled_duration(const tcpstates_duration_key& key,
     tuple.cgroup_id = key.cgroup_id;
     tuple.port = key.port;
     tuple.ipv6 = key.ipv6;
-    if (const auto values = values_of(tuple))
-        totals[place(series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to, *values))]
-            .add(h);
+    totals[place(series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to,
+                        values_of(tuple)))]
+        .add(h);
 }
 
 template <typename Select>
@@ -246,7 +254,14 @@ void CountedMetrics::remove_series(Select remove) const {
 
 std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
     std::lock_guard lock(mutex_);
-    const std::vector<TupleCounts> live = tables_.tuples();
+    std::vector<TupleCounts> live = tables_.tuples();
+    // A new tuple's value could replace a gone one: that happens at a swap, before any of its
+    // counts is exported elsewhere.
+    if (std::any_of(live.begin(), live.end(),
+                    [&](const TupleCounts& tuple) { return wants_replacement(tuple.key); })) {
+        swap_locked();
+        live = tables_.tuples();
+    }
     std::map<SeriesKey, uint64_t> counters = counter_totals_;
     for (const TupleCounts& tuple : live) add_counts(tuple.key, tuple.counts, counters);
 
@@ -392,17 +407,14 @@ prometheus::MetricFamily CountedMetrics::sockets_family(const std::vector<TupleC
     };
     std::map<TupleId, Gauge> gauges = gauge_totals_;
     for (const TupleCounts& tuple : live) {
-        TupleId id{};
-        std::memcpy(id.data(), &tuple.key, sizeof tuple.key);
-        Gauge& gauge = gauges[id];
+        Gauge& gauge = gauges[tuple_id(tuple.key)];
         for (unsigned state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
             gauge[state] += tuple.counts.sockets[state];
     }
     for (const auto& [id, gauge] : gauges) {
         tcpstates_tuple_key key{};
         std::memcpy(&key, id.data(), sizeof key);
-        // A tuple whose value gave its place still has its sockets: under "other".
-        const TupleLabeler::Values values = values_of(key).value_or(TupleLabeler::Values{});
+        const TupleLabeler::Values values = values_of(key);
         for (unsigned state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
             add(key.ipv6, state, values, gauge[state]);
     }
@@ -630,8 +642,7 @@ std::vector<tcpstates_tuple_key> CountedMetrics::counted_tuples(
         counted[id] = counted[id] || std::any_of(gauge.begin(), gauge.end(),
                                                  [](int64_t n) { return n != 0; });
     for (const TupleCounts& tuple : live) {
-        TupleId id{};
-        std::memcpy(id.data(), &tuple.key, sizeof tuple.key);
+        const TupleId id = tuple_id(tuple.key);
         const bool any = std::any_of(std::begin(tuple.counts.sockets),
                                      std::end(tuple.counts.sockets),
                                      [](int64_t n) { return n != 0; });
@@ -648,53 +659,73 @@ std::vector<tcpstates_tuple_key> CountedMetrics::counted_tuples(
 }
 
 void CountedMetrics::swap() {
-    std::vector<tcpstates_tuple_key> carried;
-    {
-        std::lock_guard lock(mutex_);
-        carried = counted_tuples(tables_.tuples());
-    }
-    // Waits for the programs to leave the old tables: scrapes meanwhile read the old ones.
-    tables_.prepare(carried);
-    {
-        std::lock_guard lock(mutex_);
-        CountTables::Retired retired = tables_.retire();
-        for (const TupleCounts& tuple : retired.tuples) {
+    std::lock_guard lock(mutex_);
+    swap_locked();
+}
+
+void CountedMetrics::swap_locked() const {
+    // Waits for the programs to leave the old tables (milliseconds): scrapes wait meanwhile.
+    tables_.prepare(counted_tuples(tables_.tuples()));
+    const CountTables::Retired retired = tables_.retire();
+    // The tuples whose counts were exported keep their values; the others get theirs now,
+    // where a gone value may give its place, once the former are folded.
+    std::vector<const TupleCounts*> unassigned;
+    for (const TupleCounts& tuple : retired.tuples) {
+        Gauge& gauge = gauge_totals_[tuple_id(tuple.key)];
+        for (unsigned state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
+            gauge[state] += tuple.counts.sockets[state];
+        if (assigned_.contains(tuple_id(tuple.key)))
             add_counts(tuple.key, tuple.counts, counter_totals_);
-            TupleId id{};
-            std::memcpy(id.data(), &tuple.key, sizeof tuple.key);
-            Gauge& gauge = gauge_totals_[id];
-            for (unsigned state = 0; state < TCPSTATES_STATE_SLOTS; ++state)
-                gauge[state] += tuple.counts.sockets[state];
-        }
-        for (const LabelledHistogram& h : retired.durations)
-            add_labelled_duration(h.key, h.histogram, duration_totals_);
-        assigned_.clear();
-        folded_.clear();
-        labeler_.forget_refused();
-        std::erase_if(gauge_totals_, [](const auto& entry) {
-            return std::all_of(entry.second.begin(), entry.second.end(),
-                               [](int64_t n) { return n == 0; });
-        });
-        // Tuples that got counted sockets after `carried` was read: their counts move in the new
-        // table now.
-        std::vector<tcpstates_tuple_key> late;
-        for (const auto& [id, gauge] : gauge_totals_) {
-            tcpstates_tuple_key key{};
-            std::memcpy(&key, id.data(), sizeof key);
-            late.push_back(key);
-        }
-        tables_.carry(late);
-        ++swaps_;
+        else
+            unassigned.push_back(&tuple);
     }
+    const auto tuple_of = [](const tcpstates_duration_key& key) {
+        tcpstates_tuple_key tuple{};
+        tuple.cgroup_id = key.cgroup_id;
+        tuple.port = key.port;
+        tuple.ipv6 = key.ipv6;
+        return tuple;
+    };
+    std::vector<const LabelledHistogram*> unassigned_durations;
+    for (const LabelledHistogram& h : retired.durations)
+        if (assigned_.contains(tuple_id(tuple_of(h.key))))
+            add_labelled_duration(h.key, h.histogram, duration_totals_);
+        else
+            unassigned_durations.push_back(&h);
+    assigned_.clear();
+    folded_.clear();
+    labeler_.forget_refused();
+    for (const TupleCounts* tuple : unassigned) {
+        values_of(tuple->key, true);
+        add_counts(tuple->key, tuple->counts, counter_totals_);
+    }
+    for (const LabelledHistogram* h : unassigned_durations) {
+        values_of(tuple_of(h->key), true);
+        add_labelled_duration(h->key, h->histogram, duration_totals_);
+    }
+    std::erase_if(gauge_totals_, [](const auto& entry) {
+        return std::all_of(entry.second.begin(), entry.second.end(),
+                           [](int64_t n) { return n == 0; });
+    });
+    // Tuples that got counted sockets after the carried ones were read: their counts move in
+    // the new table now.
+    std::vector<tcpstates_tuple_key> counted;
+    for (const auto& [id, gauge] : gauge_totals_) {
+        tcpstates_tuple_key key{};
+        std::memcpy(&key, id.data(), sizeof key);
+        counted.push_back(key);
+    }
+    tables_.carry(counted);
     tables_.clear_retired();
+    ++swaps_;
 }
 
 void CountedMetrics::configure(const LabelsConfig& labels, std::vector<double> duration_buckets) {
+    std::lock_guard lock(mutex_);
     const bool new_buckets = duration_buckets != buckets_;
     // New buckets: the unused generation must be zero and no program may still write it, which
     // a swap makes sure of (it waits for the programs).
-    if (new_buckets) swap();
-    std::lock_guard lock(mutex_);
+    if (new_buckets) swap_locked();
     const LabelsConfig old = labels_;
     labels_ = labels;
     for (LabelledMetric metric : kLabelledMetrics)

@@ -4,11 +4,13 @@
 // transition, so a scrape costs what the tables hold, not what the host did.
 //
 // Counts never go down: a tuple keeps the label values it was given, and a series that found
-// the cap full stays folded into "other", until the tables are swapped (swap(): when the tuple
-// table fills, or a value could now have a place of its own); the old table's counts are then folded into totals kept here, per series, so
-// that no count moves from one series to another. A label value that is gone (a port nobody
-// listens on, a removed cgroup) may give its place to a new one: its series go, and the tuples
-// that had it count nowhere until the next swap (as a removed container's series end).
+// the cap full stays folded into "other", until the tables are swapped; the old table's counts
+// are then folded into totals kept here, per series, so that no count moves from one series to
+// another. A label value that is gone (a port nobody listens on, a removed cgroup) gives its
+// place to a new one only at a swap: its series go (as a removed container's do), and the new
+// value's first counts are its own. So a scrape that meets a tuple whose value could replace a
+// gone one swaps first (a few milliseconds, the wait for the programs); the upkeep swaps when
+// the tuple table fills, or when a value given "other" could now have a place.
 //
 // Thread-safe: scrapes (HTTP threads) and the reactor thread's work (swaps, walks, new tuples,
 // reloads) take one lock.
@@ -22,7 +24,6 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <vector>
 
@@ -84,6 +85,7 @@ public:
 
 private:
     using TupleId = std::array<uint64_t, 2>;  // the tuple key's bytes
+    static TupleId tuple_id(const tcpstates_tuple_key& key);
     struct Histogram {
         std::array<uint64_t, TCPSTATES_MAX_BUCKETS + 1> buckets{};
         uint64_t sum_ns = 0;
@@ -92,9 +94,13 @@ private:
     };
     using Gauge = std::array<int64_t, TCPSTATES_STATE_SLOTS>;
 
-    // The values a tuple carries in this epoch (since the last swap); nullopt if they gave their
-    // place to others (the tuple's counts go nowhere until the next swap).
-    std::optional<TupleLabeler::Values> values_of(const tcpstates_tuple_key& key) const;
+    // The values a tuple carries in this epoch (since the last swap), given at its first use;
+    // `may_replace`: a gone value may give its place (only while folding a retired table).
+    TupleLabeler::Values values_of(const tcpstates_tuple_key& key, bool may_replace = false) const;
+    // Whether a tuple not yet given values would take a gone value's place.
+    bool wants_replacement(const tcpstates_tuple_key& key) const;
+    // The swap, under the lock: the spares in, the old tables' counts folded.
+    void swap_locked() const;
     // The series a labelled sample goes to: its own, or its family's "other" (the cap).
     SeriesKey place(const SeriesKey& key) const;
     uint64_t cost(LabelledMetric metric) const;
@@ -128,17 +134,16 @@ private:
 
     // Collect() is const (prometheus::Collectable) and may admit values, fold series and drop
     // a gone value's series: what it changes is mutable, under mutex_.
-    // This epoch's decisions (cleared at each swap): a tuple's values (nullopt: evicted), the
-    // series folded.
-    mutable std::map<TupleId, std::optional<TupleLabeler::Values>> assigned_;
+    // This epoch's decisions (cleared at each swap): a tuple's values, the series folded.
+    mutable std::map<TupleId, TupleLabeler::Values> assigned_;
     mutable std::set<SeriesKey> folded_;
     // Labelled series holding their cost of the budget.
     mutable std::set<SeriesKey> admitted_;
     // Counts of the tables swapped out.
     mutable std::map<SeriesKey, uint64_t> counter_totals_;
     mutable std::map<SeriesKey, Histogram> duration_totals_;
-    std::map<TupleId, Gauge> gauge_totals_;  // by tuple: a socket leaves its state in it
-    uint64_t swaps_ = 0;
+    mutable std::map<TupleId, Gauge> gauge_totals_;  // by tuple: a socket leaves its state in it
+    mutable uint64_t swaps_ = 0;
     // The last walk's.
     std::vector<SocketWalk::Count> walked_;
     tcpstates_walk_totals walk_totals_{};

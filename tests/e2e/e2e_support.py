@@ -1,4 +1,5 @@
 """Helpers shared by the end-to-end tests that run the real daemon."""
+import http.client
 import itertools
 import os
 import re
@@ -158,16 +159,53 @@ def loaded_program_ids():
     return {int(i) for i in re.findall(r"^(\d+): ", out, re.M)}
 
 
-def scrape(target, path="/metrics"):
-    """The samples of one scrape: {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://{target}{path}", timeout=5) as r:
-        text = r.read().decode()
+def parse_samples(text):
+    """The samples of an exposition: {'name{labels}': value}."""
     values = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
     return values
+
+
+def scrape(target, path="/metrics"):
+    """The samples of one scrape: {'name{labels}': value}."""
+    with urllib.request.urlopen(f"http://{target}{path}", timeout=5) as r:
+        return parse_samples(r.read().decode())
+
+
+class KeptAlive:
+    """Scrapes over one kept-alive connection: a comparison with ss that must hold while
+    nothing moves cannot use scrapes that each leave a socket in TIME_WAIT. Its own connection
+    is two ESTABLISHED sockets of the daemon's namespace, the same all along."""
+
+    def __init__(self, target):
+        host, port = target.rsplit(":", 1)
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=10)
+
+    def metrics(self):
+        self.connection.request("GET", "/metrics")
+        response = self.connection.getresponse()
+        if response.status != 200:
+            fail(f"/metrics answered {response.status}")
+        return parse_samples(response.read().decode())
+
+    def close(self):
+        self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        self.close()
+
+
+def walk_started_after(values, when):
+    """Whether the daemon's last walk of the sockets (which gives the gauge its TIME_WAIT and
+    request sockets) started after `when` (time.time())."""
+    return (values["tcpstatesd_socket_walk_timestamp_seconds"]
+            - values["tcpstatesd_socket_walk_duration_seconds"]) > when
 
 
 def http_status(target, path):
