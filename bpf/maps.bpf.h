@@ -186,6 +186,13 @@ struct {
  * holds only its own branch. */
 enum transport { RING_BUFFER, PERF_BUFFER };
 
+/* How a program reads the socket it was given: directly where it holds a BTF pointer (tp_btf,
+ * the walk), a plain load; with a probe read (a helper call) where it holds a plain number (the
+ * raw tracepoint of kernels without BTF, an argument that may be NULL). */
+enum access { DIRECT, PROBED };
+
+#define SK_READ(access, sk, field) ((access) == DIRECT ? (sk)->field : BPF_CORE_READ(sk, field))
+
 static __always_inline void count(__u32 counter)
 {
 	__u64 *value = bpf_map_lookup_elem(&counters, &counter);

@@ -101,8 +101,9 @@ static __always_inline int reset_sent(void *ctx, const struct sock *sk,
 		p.family = bpf_ntohs(BPF_CORE_READ(segment, protocol)) == ETH_P_IPV6 ? AF_INET6
 										       : AF_INET;
 	} else if (sk) {
-		p.lport = local_port(sk);
-		p.rport = remote_port(sk);
+		/* an abort: the socket is in CLOSE */
+		p.lport = local_port(sk, TCPSTATES_CLOSE, PROBED);
+		p.rport = remote_port(sk, PROBED);
 	} else {
 		return 0;
 	}
@@ -130,14 +131,15 @@ static __always_inline int reset_sent(void *ctx, const struct sock *sk,
 static __always_inline void report_socket(void *ctx, const struct sock *sk, __u8 kind,
 					  enum transport transport)
 {
+	__u8 state = sk->__sk_common.skc_state;
 	struct packet p = {
 		.sk = sk,
 		.record = find_record(sk),
-		.family = BPF_CORE_READ(sk, __sk_common.skc_family),
-		.lport = local_port(sk),
-		.rport = remote_port(sk),
+		.family = sk->__sk_common.skc_family,
+		.lport = local_port(sk, state, DIRECT),
+		.rport = remote_port(sk, DIRECT),
 		.kind = kind,
-		.state = BPF_CORE_READ(sk, __sk_common.skc_state),
+		.state = state,
 	};
 
 	report_packet(ctx, &p, 0, transport);
@@ -151,9 +153,9 @@ static __always_inline void report_synack(void *ctx, const struct sock *listener
 	const struct tcpstates_socket *listening = find_record(listener);
 	struct packet p = {
 		.sk = listener,
-		.family = BPF_CORE_READ(req, __req_common.skc_family),
-		.lport = BPF_CORE_READ(req, __req_common.skc_num),
-		.rport = bpf_ntohs(BPF_CORE_READ(req, __req_common.skc_dport)),
+		.family = req->__req_common.skc_family,
+		.lport = req->__req_common.skc_num,
+		.rport = bpf_ntohs(req->__req_common.skc_dport),
 		.kind = TCPSTATES_KIND_RETRANSMIT,
 		.state = TCPSTATES_SYN_RECV,
 		.origin = TCPSTATES_ORIGIN_PASSIVE,

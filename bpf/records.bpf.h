@@ -36,22 +36,25 @@ static __always_inline void forget_socket(const void *sk)
 		bpf_map_delete_elem(&socket_tasks, &key);
 }
 
-/* A full socket's ports, host byte order. Every read of the socket is a probe read: the raw_tp
- * programs get it as a plain number, and inet_sport lies past struct sock, outside what tp_btf
- * lets a program dereference directly. inet_sport, not skc_num: skc_num is already 0 when a
- * socket that released its port reaches CLOSE. */
-static __always_inline __u16 local_port(const struct sock *sk)
+/* A full socket's local port, host byte order: skc_num, but for a socket in CLOSE inet_sport,
+ * since skc_num is already 0 when a socket that released its port reaches CLOSE (inet_sport lies
+ * past struct sock, where tp_btf does not let a program read directly: a probe read). */
+static __always_inline __u16 local_port(const struct sock *sk, int state, enum access access)
 {
+	if (state != TCPSTATES_CLOSE)
+		return SK_READ(access, sk, __sk_common.skc_num);
 	return bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
 }
 
-static __always_inline __u16 remote_port(const struct sock *sk)
+static __always_inline __u16 remote_port(const struct sock *sk, enum access access)
 {
-	return bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return bpf_ntohs(SK_READ(access, sk, __sk_common.skc_dport));
 }
 
-static __always_inline int is_tcp(const struct sock *sk)
+static __always_inline int is_tcp(const struct sock *sk, enum access access)
 {
+	if (access == DIRECT)
+		return BPF_CORE_READ_BITFIELD(sk, sk_protocol) == IPPROTO_TCP;
 	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP;
 }
 
@@ -90,10 +93,10 @@ static __always_inline void current_owner(struct tcpstates_owner *owner)
 }
 
 static __always_inline struct tcpstates_listener_key listener_key(const struct sock *sk, int ipv6,
-								  __u16 port)
+								  __u16 port, enum access access)
 {
 	struct tcpstates_listener_key key = {
-		.net = (__u64)BPF_CORE_READ(sk, __sk_common.skc_net.net),
+		.net = (__u64)SK_READ(access, sk, __sk_common.skc_net.net),
 		.port = port,
 		.ipv6 = ipv6,
 	};
@@ -103,9 +106,9 @@ static __always_inline struct tcpstates_listener_key listener_key(const struct s
 /* At listen(): the listener its children will find. Several sockets may listen on one port
  * (SO_REUSEPORT): the last listen() names their children's owner. */
 static __always_inline void remember_listener(const struct sock *sk, int ipv6, __u16 port,
-					      const struct tcpstates_owner *owner)
+					      const struct tcpstates_owner *owner, enum access access)
 {
-	struct tcpstates_listener_key key = listener_key(sk, ipv6, port);
+	struct tcpstates_listener_key key = listener_key(sk, ipv6, port, access);
 	struct tcpstates_listener listener = {
 		.sk = (__u64)sk,
 		.owner = *owner,
@@ -116,9 +119,10 @@ static __always_inline void remember_listener(const struct sock *sk, int ipv6, _
 		add_service_port(port);
 }
 
-static __always_inline void forget_listener(const struct sock *sk, int ipv6, __u16 port)
+static __always_inline void forget_listener(const struct sock *sk, int ipv6, __u16 port,
+					    enum access access)
 {
-	struct tcpstates_listener_key key = listener_key(sk, ipv6, port);
+	struct tcpstates_listener_key key = listener_key(sk, ipv6, port, access);
 	struct tcpstates_listener *listener = bpf_map_lookup_elem(&listeners, &key);
 
 	if (listener && listener->sk == (__u64)sk)
@@ -127,9 +131,9 @@ static __always_inline void forget_listener(const struct sock *sk, int ipv6, __u
 
 /* A passively opened child's owner: its listener's (zero if the listener was not seen). */
 static __always_inline void listener_owner(const struct sock *child, int ipv6, __u16 port,
-					   struct tcpstates_owner *owner)
+					   struct tcpstates_owner *owner, enum access access)
 {
-	struct tcpstates_listener_key key = listener_key(child, ipv6, port);
+	struct tcpstates_listener_key key = listener_key(child, ipv6, port, access);
 	struct tcpstates_listener *listener = bpf_map_lookup_elem(&listeners, &key);
 
 	if (listener)

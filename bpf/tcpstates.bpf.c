@@ -24,24 +24,24 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* A first and a nested program for each transport and attach type (transitions.bpf.h says why
  * two); user space loads one pair. */
-#define TRANSITION_PROGRAMS(name, section, transport)                                          \
+#define TRANSITION_PROGRAMS(name, section, transport, access)                                  \
 	SEC(section)                                                                            \
 	int BPF_PROG(name, const struct sock *sk, int old_state, int new_state)                  \
 	{                                                                                       \
-		handle_transition(ctx, sk, old_state, new_state, 0, transport);                 \
+		handle_transition(ctx, sk, old_state, new_state, 0, transport, access);         \
 		return 0;                                                                       \
 	}                                                                                       \
 	SEC(section)                                                                            \
 	int BPF_PROG(name##_nested, const struct sock *sk, int old_state, int new_state)         \
 	{                                                                                       \
-		handle_transition(ctx, sk, old_state, new_state, 1, transport);                 \
+		handle_transition(ctx, sk, old_state, new_state, 1, transport, access);         \
 		return 0;                                                                       \
 	}
 
-TRANSITION_PROGRAMS(tcpstates_ringbuf, "tp_btf/inet_sock_set_state", RING_BUFFER)
-TRANSITION_PROGRAMS(tcpstates_perfbuf, "tp_btf/inet_sock_set_state", PERF_BUFFER)
-TRANSITION_PROGRAMS(tcpstates_ringbuf_raw, "raw_tp/inet_sock_set_state", RING_BUFFER)
-TRANSITION_PROGRAMS(tcpstates_perfbuf_raw, "raw_tp/inet_sock_set_state", PERF_BUFFER)
+TRANSITION_PROGRAMS(tcpstates_ringbuf, "tp_btf/inet_sock_set_state", RING_BUFFER, DIRECT)
+TRANSITION_PROGRAMS(tcpstates_perfbuf, "tp_btf/inet_sock_set_state", PERF_BUFFER, DIRECT)
+TRANSITION_PROGRAMS(tcpstates_ringbuf_raw, "raw_tp/inet_sock_set_state", RING_BUFFER, PROBED)
+TRANSITION_PROGRAMS(tcpstates_perfbuf_raw, "raw_tp/inet_sock_set_state", PERF_BUFFER, PROBED)
 
 /* The end of a socket's record: loaded with every pair above. */
 SEC("tp_btf/tcp_destroy_sock")

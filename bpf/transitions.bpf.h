@@ -79,12 +79,13 @@ static __always_inline int filtered_out(__u16 family, __u16 lport, __u16 rport)
  * unreachable connections (docs/metrics.md, "Close reasons"). An ICMP error that reached a
  * connecting socket while its connect() held it is only the soft error: the application then
  * sees it and closes the socket itself. Errnos fit a byte. */
-static __always_inline __u8 close_error(const struct sock *sk, int old_state)
+static __always_inline __u8 close_error(const struct sock *sk, int old_state,
+					enum access access)
 {
-	int error = BPF_CORE_READ(sk, sk_err);
+	int error = SK_READ(access, sk, sk_err);
 
 	if (!error && old_state == TCPSTATES_SYN_SENT)
-		error = BPF_CORE_READ(sk, sk_err_soft);
+		error = SK_READ(access, sk, sk_err_soft);
 	return error > 0 && error < 256 ? error : 0;
 }
 
@@ -92,12 +93,13 @@ static __always_inline __u8 close_error(const struct sock *sk, int old_state)
  * that the programs see for the first time in the middle of one. */
 static __always_inline void start_record(struct tcpstates_socket *record, const struct sock *sk,
 					 int ipv6, __u16 lport, __u16 rport, __u8 origin,
-					 int new_state, __u64 now, struct tcpstates_owner *owner)
+					 int new_state, __u64 now, struct tcpstates_owner *owner,
+					 enum access access)
 {
 	if (origin == TCPSTATES_ORIGIN_ACTIVE || origin == TCPSTATES_ORIGIN_LISTENER)
 		current_owner(owner);
 	else if (origin == TCPSTATES_ORIGIN_PASSIVE)
-		listener_owner(sk, ipv6, lport, owner);
+		listener_owner(sk, ipv6, lport, owner, access);
 	__builtin_memset(record, 0, sizeof(*record));
 	record->since_ns = now;
 	record->cgroup_id = label_cgroup || event_details ? owner->cgroup_id : 0;
@@ -108,18 +110,19 @@ static __always_inline void start_record(struct tcpstates_socket *record, const 
 }
 
 static __always_inline void handle_transition(void *ctx, const struct sock *sk, int old_state,
-					      int new_state, int nested, enum transport transport)
+					      int new_state, int nested, enum transport transport,
+					      enum access access)
 {
 	struct tcpstates_tuple_counts *counts = 0, *gauge = 0;
 	struct tcpstates_socket *record;
 	struct tcpstates_owner owner = {};
 	__u64 now, duration_ns = 0;
-	int known_start = 0, overflow = 0;
-	__u16 family, lport, rport;
+	int known_start = 0, overflow = 0, ports_read = 0;
+	__u16 family, lport = 0, rport = 0;
 	__u8 origin;
 	int ipv6;
 
-	if (!is_tcp(sk))
+	if (!is_tcp(sk, access))
 		return;
 	record = find_record(sk);
 	if (nested) {
@@ -132,14 +135,12 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		return;
 	}
 	now = bpf_ktime_get_ns();
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	ipv6 = is_ipv6(family);
-	lport = local_port(sk);
-	rport = remote_port(sk);
 	origin = origin_of(old_state, new_state);
 
 	if (record && origin == TCPSTATES_ORIGIN_UNKNOWN) {
-		/* The same life goes on: the same tuple for the gauge's move and the counts. */
+		/* The same life goes on: the same tuple for the gauge's move and the counts. Nothing
+		 * of the socket itself is read but what the filters or `trace` ask for. */
+		ipv6 = (record->flags & TCPSTATES_SOCKET_IPV6) != 0;
 		if (record->state != old_state)
 			count(TCPSTATES_COUNTER_STATE_MISMATCH);
 		else if (record->since_ns && old_state != TCPSTATES_CLOSE)
@@ -158,12 +159,17 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		/* A new life (a new owner, origin and tuple), or the first sight of the socket. */
 		struct tcpstates_socket fresh;
 
+		ipv6 = is_ipv6(SK_READ(access, sk, __sk_common.skc_family));
+		lport = local_port(sk, new_state, access);
+		rport = remote_port(sk, access);
+		ports_read = 1;
 		if (record && record->state != TCPSTATES_CLOSE) {
 			/* Left over from a socket destroyed unseen at this address: uncount it. */
 			record_counts(record, &gauge, 0);
 			gauge_add(gauge, record->state, -1);
 		}
-		start_record(&fresh, sk, ipv6, lport, rport, origin, new_state, now, &owner);
+		start_record(&fresh, sk, ipv6, lport, rport, origin, new_state, now, &owner,
+			     access);
 		counts = tuple_counts(ipv6, fresh.port, fresh.cgroup_id, &overflow,
 				      notify_of(transport));
 		if (overflow)
@@ -181,10 +187,17 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 			mark_unrecorded(sk, old_state, new_state);
 		}
 		if (origin == TCPSTATES_ORIGIN_LISTENER)
-			remember_listener(sk, ipv6, lport, &owner);
+			remember_listener(sk, ipv6, lport, &owner, access);
 	}
-	if (old_state == TCPSTATES_LISTEN && new_state == TCPSTATES_CLOSE)
-		forget_listener(sk, ipv6, lport);
+	if (old_state == TCPSTATES_LISTEN && new_state == TCPSTATES_CLOSE) {
+		lport = local_port(sk, new_state, access);
+		forget_listener(sk, ipv6, lport, access);
+	}
+	family = ipv6 ? AF_INET6 : AF_INET;
+	if (!ports_read && (filter_local_ports || filter_remote_ports || event_details)) {
+		lport = local_port(sk, new_state, access);
+		rport = remote_port(sk, access);
+	}
 
 	if (filtered_out(family, lport, rport))
 		return;
@@ -199,7 +212,8 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 			.new_state = new_state,
 			.flags = known_start ? 0 : TCPSTATES_EVENT_START_UNKNOWN,
 			.origin = record ? record->origin : origin,
-			.close_error = new_state == TCPSTATES_CLOSE ? close_error(sk, old_state) : 0,
+			.close_error =
+				new_state == TCPSTATES_CLOSE ? close_error(sk, old_state, access) : 0,
 		};
 
 		send_event(ctx, sk, 0, now, &t, &owner, transport);
@@ -209,7 +223,8 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		__sync_fetch_and_add(
 			&counts->transitions[state_slot(old_state)][state_slot(new_state)], 1);
 		if (new_state == TCPSTATES_CLOSE) {
-			__u32 reason = tcpstates_close_reason(old_state, close_error(sk, old_state));
+			__u32 reason = tcpstates_close_reason(old_state,
+							      close_error(sk, old_state, access));
 
 			__sync_fetch_and_add(&counts->closes[state_slot(old_state)]
 							    [bounded(reason, TCPSTATES_CLOSE_REASONS)],

@@ -47,7 +47,7 @@ static __always_inline void count_walked(int ipv6, __u8 state, __u16 port)
 static __always_inline void note_listener(const struct sock *sk, int ipv6, __u16 port,
 					  const struct tcpstates_socket *record)
 {
-	struct tcpstates_listener_key key = listener_key(sk, ipv6, port);
+	struct tcpstates_listener_key key = listener_key(sk, ipv6, port, DIRECT);
 	struct tcpstates_listener listener = {.sk = (__u64)sk};
 
 	walk_totals.listening_ports[port / 64] |= 1ULL << (port % 64);
