@@ -1,0 +1,213 @@
+// Counting in the kernel: the programs count each transition, close and duration under the
+// socket's tuple, exactly, whatever user space does meanwhile; swapping the count tables loses
+// no count and makes none go down. The tests' sockets are told apart from everything else the
+// host does by their service port, a listed port of their own.
+#include <prometheus/registry.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <map>
+#include <string>
+#include <thread>
+
+#include "event_collector.hpp"
+#include "kernel/count_tables.hpp"
+#include "labels/cgroup_names.hpp"
+#include "labels/tuple_labels.hpp"
+#include "loopback.hpp"
+#include "metrics/counted_metrics.hpp"
+#include "require_bpf.hpp"
+
+using namespace itest;
+
+namespace {
+
+// Counting in the maps with the port label on for every family, `port` listed (so it is the
+// service port of both ends of a connection to it) and durations labelled by it.
+tcpstatesd::LabelsConfig labels_on(uint16_t port) {
+    tcpstatesd::LabelsConfig labels;
+    labels.port.families = {.transitions = true,
+                            .state_durations = true,
+                            .sockets = true,
+                            .closes = true,
+                            .resets = true,
+                            .retransmits = true};
+    labels.port.ports = {port};
+    return labels;
+}
+
+tcpstatesd::BpfOptions counting(const tcpstatesd::LabelsConfig& labels) {
+    tcpstatesd::BpfOptions options;
+    options.event_details = false;
+    options.labels = tcpstatesd::tuple_label_settings(labels);
+    options.duration_bounds_ns = tcpstatesd::bounds_ns({0.001, 1, 60});
+    options.tuple_table_size = 1024;
+    options.duration_table_size = 256;
+    return options;
+}
+
+// The counts of the tuples of `port` (any owner, either family) summed, from the tables.
+struct PortCounts {
+    std::map<std::pair<int, int>, uint64_t> transitions;  // (from, to)
+    std::map<std::pair<int, int>, uint64_t> closes;       // (from, reason)
+    int64_t sockets = 0;                                  // in any state
+    std::map<std::pair<int, int>, uint64_t> observed;     // (from, to): durations
+
+    uint64_t transitions_total() const {
+        uint64_t n = 0;
+        for (const auto& [key, count] : transitions) n += count;
+        return n;
+    }
+};
+
+PortCounts counts_of(const tcpstatesd::CountTables& tables, uint16_t port) {
+    PortCounts out;
+    for (const auto& tuple : tables.tuples()) {
+        if (tuple.key.port != port) continue;
+        for (int from = 0; from < TCPSTATES_STATE_SLOTS; ++from) {
+            for (int to = 0; to < TCPSTATES_STATE_SLOTS; ++to)
+                if (uint64_t n = tuple.counts.transitions[from][to]) out.transitions[{from, to}] += n;
+            for (int reason = 0; reason < TCPSTATES_CLOSE_REASONS; ++reason)
+                if (uint64_t n = tuple.counts.closes[from][reason]) out.closes[{from, reason}] += n;
+            out.sockets += tuple.counts.sockets[from];
+        }
+    }
+    for (const auto& h : tables.labelled_durations()) {
+        if (h.key.port != port) continue;
+        uint64_t n = 0;
+        for (uint64_t bucket : h.histogram.buckets) n += bucket;
+        out.observed[{h.key.from, h.key.to}] += n;
+    }
+    return out;
+}
+
+// Every transition of `connections` connections made by run_connection() (the client closes
+// first) and of their listener, opened and closed.
+std::map<std::pair<int, int>, uint64_t> connection_transitions(uint64_t connections) {
+    std::map<std::pair<int, int>, uint64_t> expected;
+    for (auto [from, to] : {std::pair{TCPSTATES_CLOSE, TCPSTATES_SYN_SENT},
+                            {TCPSTATES_SYN_SENT, TCPSTATES_ESTABLISHED},
+                            {TCPSTATES_LISTEN, TCPSTATES_SYN_RECV},
+                            {TCPSTATES_SYN_RECV, TCPSTATES_ESTABLISHED},
+                            {TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1},
+                            {TCPSTATES_FIN_WAIT1, TCPSTATES_FIN_WAIT2},
+                            {TCPSTATES_FIN_WAIT2, TCPSTATES_CLOSE},
+                            {TCPSTATES_ESTABLISHED, TCPSTATES_CLOSE_WAIT},
+                            {TCPSTATES_CLOSE_WAIT, TCPSTATES_LAST_ACK},
+                            {TCPSTATES_LAST_ACK, TCPSTATES_CLOSE}})
+        expected[{from, to}] = connections;
+    expected[{TCPSTATES_CLOSE, TCPSTATES_LISTEN}] = 1;
+    expected[{TCPSTATES_LISTEN, TCPSTATES_CLOSE}] = 1;
+    return expected;
+}
+
+// Waits (bounded) until `port`'s transitions reach `expected` in all.
+bool wait_for_total(const tcpstatesd::CountTables& tables, uint16_t port, uint64_t expected) {
+    const auto deadline = std::chrono::steady_clock::now() + kEventTimeout;
+    while (counts_of(tables, port).transitions_total() < expected) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+}
+
+// The sum of a counter family's samples carrying port="PORT".
+double sum_for_port(const std::vector<prometheus::MetricFamily>& families,
+                    const std::string& name, uint16_t port) {
+    double sum = 0;
+    for (const auto& family : families) {
+        if (family.name != name) continue;
+        for (const auto& sample : family.metric)
+            for (const auto& label : sample.label)
+                if (label.name == "port" && label.value == std::to_string(port))
+                    sum += sample.counter.value;
+    }
+    return sum;
+}
+
+}  // namespace
+
+TEST_CASE("the programs count each transition, close and duration of a connection under its port",
+          "[counts]") {
+    REQUIRE_BPF();
+    constexpr uint64_t kConnections = 20;
+    Fd listener = bind_loopback(AF_INET);
+    const uint16_t port = local_port(listener);
+    const auto labels = labels_on(port);
+    tcpstatesd::BpfProgram program(counting(labels));
+    tcpstatesd::CountTables tables(program, 1024, 256);
+    start_listening(listener);
+    for (uint64_t i = 0; i < kConnections; ++i) run_connection(AF_INET, listener);
+    listener.reset();
+
+    const auto expected = connection_transitions(kConnections);
+    uint64_t total = 0;
+    for (const auto& [key, n] : expected) total += n;
+    INFO("transitions on the port: " << counts_of(tables, port).transitions_total());
+    REQUIRE(wait_for_total(tables, port, total));
+    const PortCounts counted = counts_of(tables, port);
+    CHECK(counted.transitions == expected);
+    // Orderly closes: the client's FIN_WAIT2, the server's LAST_ACK and the listener's.
+    const std::map<std::pair<int, int>, uint64_t> closes{
+        {{TCPSTATES_FIN_WAIT2, TCPSTATES_CLOSE_NORMAL}, kConnections},
+        {{TCPSTATES_LAST_ACK, TCPSTATES_CLOSE_NORMAL}, kConnections},
+        {{TCPSTATES_LISTEN, TCPSTATES_CLOSE_NORMAL}, 1}};
+    CHECK(counted.closes == closes);
+    // Every socket was counted in its state and left it at CLOSE.
+    CHECK(counted.sockets == 0);
+    // A duration for every transition with a known start: all but each socket's first.
+    std::map<std::pair<int, int>, uint64_t> observed = expected;
+    for (auto first : {std::pair{TCPSTATES_CLOSE, TCPSTATES_SYN_SENT},
+                       {TCPSTATES_LISTEN, TCPSTATES_SYN_RECV},
+                       {TCPSTATES_CLOSE, TCPSTATES_LISTEN}})
+        observed.erase(first);
+    CHECK(counted.observed == observed);
+    CHECK(program.read_counters()[TCPSTATES_COUNTER_STATE_MISMATCH] == 0);
+}
+
+TEST_CASE("swapping the count tables while connections churn loses no count, and none goes down",
+          "[counts]") {
+    REQUIRE_BPF();
+    constexpr uint64_t kConnections = 400;
+    constexpr int kSwaps = 20;
+    Fd listener = bind_loopback(AF_INET);
+    const uint16_t port = local_port(listener);
+    const auto labels = labels_on(port);
+    tcpstatesd::BpfProgram program(counting(labels));
+    tcpstatesd::CountTables tables(program, 1024, 256);
+    prometheus::Registry registry;
+    tcpstatesd::CgroupNames cgroups;
+    tcpstatesd::TupleLabeler labeler(labels, cgroups);
+    tcpstatesd::SeriesBudget budget(registry, labels.max_series);
+    tcpstatesd::CountedMetrics metrics(program, tables, labeler, budget, labels, {0.001, 1, 60});
+    start_listening(listener);
+
+    std::atomic<bool> done{false};
+    std::thread churn([&] {
+        for (uint64_t i = 0; i < kConnections; ++i) run_connection(AF_INET, listener);
+        listener.reset();
+        done = true;
+    });
+    double last = 0;
+    bool never_down = true;
+    for (int swap = 0; swap < kSwaps || !done; ++swap) {
+        metrics.swap();
+        const double now = sum_for_port(metrics.Collect(), "tcpstates_transitions_total", port);
+        never_down = never_down && now >= last;
+        last = now;
+    }
+    churn.join();
+    const auto expected = connection_transitions(kConnections);
+    double total = 0;
+    for (const auto& [key, n] : expected) total += static_cast<double>(n);
+    const auto deadline = std::chrono::steady_clock::now() + kEventTimeout;
+    double counted = 0;
+    while ((counted = sum_for_port(metrics.Collect(), "tcpstates_transitions_total", port)) <
+               total &&
+           std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(counted == total);
+    CHECK(never_down);
+    CHECK(program.recursion_losses() == 0);
+}
