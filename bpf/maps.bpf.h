@@ -60,6 +60,9 @@ volatile __u8 port_listening = 0;
 /* The service ports: bit p % 64 of service_ports[p / 64]. */
 __u64 service_ports[65536 / 64] = {};
 
+/* The walk being run (struct tcpstates_socket's `walked`), counted up by user space. */
+volatile __u8 walk_generation = 0;
+
 /* The duration buckets, two generations (struct tcpstates_bucket_bounds). */
 volatile __u32 bucket_generation = 0;
 struct tcpstates_bucket_bounds bucket_bounds[2] = {};

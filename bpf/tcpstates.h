@@ -160,12 +160,14 @@ static inline enum tcpstates_close_reason tcpstates_close_reason(unsigned int fr
 struct tcpstates_socket {
 	__u64 since_ns;  /* when the socket entered `state` (bpf_ktime_get_ns); 0: unknown */
 	__u64 cgroup_id; /* the owner's cgroup id (its tuple's); 0: unknown */
+	__u64 net;       /* its network namespace (the struct net's address): an identity */
 	__u16 port;      /* its service port (its tuple's); 0: none */
 	__u8 state;      /* enum tcpstates_tcp_state */
 	__u8 left_state; /* in CLOSE: the state it left (what an abort's RST was sent in) */
 	__u8 origin;     /* enum tcpstates_origin */
 	__u8 flags;      /* TCPSTATES_SOCKET_* */
-	__u8 pad[2];
+	__u8 walked;     /* the generation of the last walk that saw it (or of its making) */
+	__u8 pad;
 };
 #define TCPSTATES_SOCKET_IPV6 0x1
 /* Its tuple is the overflow tuple: the tuple table was full when its tuple was first needed. */
@@ -328,7 +330,9 @@ struct tcpstates_listener {
  * family, state and service port, the sockets it could not record (the table full), the
  * timewait sockets (in their substate, TIME_WAIT or FIN_WAIT2, as `ss` reports them) and the
  * request sockets (SYN_RECV), which make no transition; the full sockets whose record's state
- * was not the socket's (a transition missed: corrected); and the ports listened on.
+ * was not the socket's (a transition missed: corrected); and the ports listened on. Then a sweep
+ * of the records (iter/bpf_map_elem) uncounts those of the namespace's sockets two walks did not
+ * see: sockets destroyed while the programs missed their last transitions.
  */
 struct tcpstates_walk_key {
 	__u16 port;
@@ -340,8 +344,12 @@ struct tcpstates_walk_totals {
 	__u64 recorded;     /* full sockets the walk gave a record */
 	__u64 unrecorded;   /* full sockets without a record (the table full) */
 	__u64 corrected;    /* records whose state the walk corrected */
+	__u64 swept;        /* records of sockets gone unseen, uncounted by the sweep */
 	__u64 listening_ports[65536 / 64]; /* bit p % 64 of [p / 64]: a listener on port p */
 };
+
+/* Records the daemon may list for the next walk's sweep (bpf/walk.bpf.h). */
+#define TCPSTATES_MAX_STALE_RECORDS 4096
 
 /* Indexes into the per-CPU `counters` array map. */
 enum tcpstates_counter {
@@ -368,7 +376,7 @@ enum tcpstates_counter {
 #else
 #define TCPSTATES_ASSERT_SIZE(type, bytes) _Static_assert(sizeof(type) == (bytes), #type)
 #endif
-TCPSTATES_ASSERT_SIZE(struct tcpstates_socket, 24);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_socket, 32);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_key, 16);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_counts, 2208);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_histogram, 528);

@@ -101,6 +101,8 @@ static __always_inline void start_record(struct tcpstates_socket *record, const 
 	else if (origin == TCPSTATES_ORIGIN_PASSIVE)
 		listener_owner(sk, ipv6, lport, owner, access);
 	__builtin_memset(record, 0, sizeof(*record));
+	record->net = (__u64)SK_READ(access, sk, __sk_common.skc_net.net);
+	record->walked = walk_generation;
 	record->since_ns = now;
 	record->cgroup_id = label_cgroup || event_details ? owner->cgroup_id : 0;
 	record->port = service_port(origin, lport, rport);

@@ -27,6 +27,25 @@ struct {
 
 struct tcpstates_walk_totals walk_totals = {};
 
+/*
+ * The sweep. Records of the walked namespace that no walk has seen for two walks (nor were made
+ * since), which the daemon finds by reading the record table after a walk and lists here: at
+ * the end of the next walk each is checked again and, if it still is so, uncounted and left in
+ * CLOSE (its address's next socket starts anew). They are sockets the kernel destroyed while
+ * the programs missed their last transitions and their end. Two walks, not one: a socket can be
+ * between its transition and its hashing (connect(), listen()) while a walk passes its bucket.
+ * The check runs in the kernel, on the few listed, so that it does not race with the programs
+ * as a write from user space would.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TCPSTATES_MAX_STALE_RECORDS);
+	__type(key, __u64);
+	__type(value, __u8);
+} stale_records SEC(".maps");
+/* The walked network namespace (a visited socket's): the sweep's. 0 until a socket is seen. */
+__u64 walked_net = 0;
+
 /* Counts a socket the gauge takes from the walk. A key the map has no room for goes to port 0,
  * whose keys user space adds before the walk. */
 static __always_inline void count_walked(int ipv6, __u8 state, __u16 port)
@@ -65,10 +84,13 @@ static __always_inline void walk_full_socket(const struct sock *sk, int ipv6, __
 {
 	struct tcpstates_socket *record = find_record(sk);
 	struct tcpstates_tuple_counts *gauge;
+	__u64 net = (__u64)sk->__sk_common.skc_net.net;
 
+	walked_net = net;
 	if (state == TCPSTATES_LISTEN)
 		note_listener(sk, ipv6, lport, record);
 	if (record) {
+		record->walked = walk_generation;
 		if (record->state == state)
 			return;
 		/* A transition was missed: the count moves, the record's start is unknown. */
@@ -84,10 +106,12 @@ static __always_inline void walk_full_socket(const struct sock *sk, int ipv6, __
 		__u8 origin = state == TCPSTATES_LISTEN ? TCPSTATES_ORIGIN_LISTENER
 							: TCPSTATES_ORIGIN_UNKNOWN;
 		struct tcpstates_socket fresh = {
+			.net = net,
 			.port = service_port(origin, lport, rport),
 			.state = state,
 			.origin = origin,
 			.flags = ipv6 ? TCPSTATES_SOCKET_IPV6 : 0,
+			.walked = walk_generation,
 		};
 		int overflow = 0;
 		struct tcpstates_tuple_counts *counts =
@@ -108,6 +132,31 @@ static __always_inline void walk_full_socket(const struct sock *sk, int ipv6, __
 	}
 }
 
+/* Whether a record is of a socket of the walked namespace gone unseen. */
+static __always_inline int is_stale(const struct tcpstates_socket *record)
+{
+	return walked_net && record->net == walked_net && record->state != TCPSTATES_CLOSE &&
+	       (__u8)(walk_generation - record->walked) >= 2;
+}
+
+static long sweep_record(void *map, const __u64 *key, void *value, void *context)
+{
+	struct tcpstates_socket *record = bpf_map_lookup_elem(&socket_records, key);
+	struct tcpstates_tuple_counts *gauge;
+
+	(void)map;
+	(void)value;
+	(void)context;
+	if (!record || !is_stale(record))
+		return 0;
+	record_counts(record, &gauge, 0);
+	gauge_add(gauge, record->state, -1);
+	record->left_state = record->state;
+	record->state = TCPSTATES_CLOSE;
+	walk_totals.swept += 1;
+	return 0;
+}
+
 SEC("iter/tcp")
 int tcpstates_walk(struct bpf_iter__tcp *ctx)
 {
@@ -116,8 +165,11 @@ int tcpstates_walk(struct bpf_iter__tcp *ctx)
 	__u8 state;
 	int ipv6;
 
-	if (!common)
+	if (!common) {
+		/* the end of the walk */
+		bpf_for_each_map_elem(&stale_records, sweep_record, 0, 0);
 		return 0;
+	}
 	walk_totals.sockets += 1;
 	state = common->skc_state;
 	ipv6 = common->skc_family == AF_INET6;

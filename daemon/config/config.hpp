@@ -46,8 +46,13 @@ struct EventsConfig {
     bool operator==(const EventsConfig&) const = default;
 };
 
+// A walk past half a CPU would compete with the traffic it observes.
+constexpr uint32_t kMaxSocketWalkCpuPercent = 50;
+
 struct MetricsConfig {
     std::vector<double> duration_buckets = default_duration_buckets();
+    // The share of one CPU the background walk of the sockets may take (docs/configuration.md).
+    uint32_t socket_walk_cpu_percent = 1;  // 1..kMaxSocketWalkCpuPercent
 
     bool operator==(const MetricsConfig&) const = default;
 };

@@ -317,6 +317,23 @@ void BpfProgram::DestroySkeleton::operator()(tcpstates_bpf* skeleton) const {
     tcpstates_bpf__destroy(skeleton);
 }
 
+uint8_t BpfProgram::next_walk_generation() {
+    skel_->bss->walk_generation = static_cast<uint8_t>(skel_->bss->walk_generation + 1);
+    return skel_->bss->walk_generation;
+}
+
+uint64_t BpfProgram::walked_net() const {
+    return skel_->bss->walked_net;
+}
+
+int BpfProgram::socket_records_fd() const {
+    return bpf_map__fd(skel_->maps.socket_records);
+}
+
+int BpfProgram::stale_records_fd() const {
+    return bpf_map__fd(skel_->maps.stale_records);
+}
+
 int BpfProgram::events_map_fd() const {
     return bpf_map__fd(transport_ == Transport::RingBuffer ? skel_->maps.ring_events
                                                            : skel_->maps.perf_events);

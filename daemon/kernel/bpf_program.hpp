@@ -160,6 +160,11 @@ public:
     // kernel's own BTF).
     bool can_walk_sockets() const;
     bpf_link* walk_link() const;
+    // The sweep (bpf/walk.bpf.h): the walk's generation, its namespace, the records listed.
+    uint8_t next_walk_generation();
+    uint64_t walked_net() const;
+    int socket_records_fd() const;
+    int stale_records_fd() const;
     // Writes the duration buckets' bounds (nanoseconds) into the generation not in use and
     // switches to it; returns the new generation. The caller must make sure no program still
     // uses the old one before it writes again (CountTables::swap() waits for them).
@@ -173,6 +178,7 @@ private:
     struct DestroySkeleton {
         void operator()(tcpstates_bpf* skeleton) const;
     };
+
     Fd first_tuple_table_;
     Fd first_duration_table_;
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;

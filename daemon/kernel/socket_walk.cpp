@@ -17,7 +17,7 @@ namespace tcpstatesd {
 
 namespace {
 
-// Runs the iterator to its end (the program writes nothing: its results are in maps).
+// Runs an iterator to its end (the programs write nothing: their results are in maps).
 void run_iterator(bpf_link* link) {
     const Fd walk(bpf_iter_create(bpf_link__fd(link)));
     if (!walk) throw_bpf_error("starting a walk of the TCP sockets", errno);
@@ -43,9 +43,31 @@ void add_port_zero_keys(int walked_fd) {
         }
 }
 
+// The records the next walk sweeps (bpf/walk.bpf.h, the sweep): of the walked namespace, not in
+// CLOSE, seen by neither this walk nor the one before. Read in batches: no lock held in the
+// kernel meanwhile, whatever the table's size.
+void list_stale_records(const BpfProgram& program, uint8_t generation) {
+    const int stale_fd = program.stale_records_fd();
+    clear_map(stale_fd, "stale_records", sizeof(uint64_t));
+    const uint64_t net = program.walked_net();
+    if (net == 0) return;
+    const uint8_t listed = 1;
+    uint32_t count = 0;
+    for_each_entry(program.socket_records_fd(), "socket_records", sizeof(uint64_t),
+                   sizeof(tcpstates_socket), [&](const void* key, const void* value) {
+                       tcpstates_socket record;
+                       std::memcpy(&record, value, sizeof record);
+                       const bool stale = record.net == net && record.state != TCPSTATES_CLOSE &&
+                                          static_cast<uint8_t>(generation - record.walked) >= 2;
+                       // The rest waits for the next walk's list.
+                       if (!stale || count >= TCPSTATES_MAX_STALE_RECORDS) return;
+                       if (bpf_map_update_elem(stale_fd, key, &listed, BPF_ANY) == 0) ++count;
+                   });
+}
+
 }  // namespace
 
-SocketWalk walk_sockets(const BpfProgram& program) {
+SocketWalk walk_sockets(BpfProgram& program) {
     if (!program.can_walk_sockets())
         throw BpfError("walking the TCP sockets needs the kernel's BTF");
     const auto start = std::chrono::steady_clock::now();
@@ -54,6 +76,7 @@ SocketWalk walk_sockets(const BpfProgram& program) {
     add_port_zero_keys(walked_fd);
     tcpstates_walk_totals& totals = program.walk_totals();
     std::memset(&totals, 0, sizeof totals);
+    const uint8_t generation = program.next_walk_generation();
     run_iterator(program.walk_link());
 
     SocketWalk walk;
@@ -65,6 +88,7 @@ SocketWalk walk_sockets(const BpfProgram& program) {
                        std::memcpy(&count.sockets, value, sizeof count.sockets);
                        if (count.sockets != 0) walk.walked.push_back(count);
                    });
+    list_stale_records(program, generation);
     walk.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return walk;

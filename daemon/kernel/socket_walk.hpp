@@ -25,7 +25,8 @@ struct SocketWalk {
     double seconds = 0;  // how long it took
 };
 
-// Walks now. Throws BpfError. Needs program.can_walk_sockets().
-SocketWalk walk_sockets(const BpfProgram& program);
+// Walks now, then sweeps the records of sockets no longer there. Throws BpfError. Needs
+// program.can_walk_sockets().
+SocketWalk walk_sockets(BpfProgram& program);
 
 }  // namespace tcpstatesd

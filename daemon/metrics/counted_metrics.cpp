@@ -583,8 +583,8 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
         walks_ ? std::chrono::duration<double>(last_walk_.time_since_epoch()).count() : 0));
     out.push_back(single_sample(
         "tcpstatesd_socket_walk_corrections_total",
-        "Records whose state a walk found wrong (a transition the programs missed) and "
-        "corrected, moving the socket's count in tcpstates_sockets.",
+        "Records a walk found wrong and corrected in tcpstates_sockets: a socket in another "
+        "state than recorded, or gone unseen (transitions the programs missed).",
         MetricType::Counter, static_cast<double>(walk_corrections_)));
     out.push_back(single_sample("tcpstatesd_socket_walk_failures_total",
                                 "Background walks of the sockets that failed (logged); the "
@@ -613,7 +613,7 @@ void CountedMetrics::walked(const SocketWalk& walk) {
     walked_ = walk.walked;
     walk_totals_ = walk.totals;
     walk_seconds_ = walk.seconds;
-    walk_corrections_ += walk.totals.corrected;
+    walk_corrections_ += walk.totals.corrected + walk.totals.swept;
     if (walks_++ == 0) {
         startup_sockets_ = walk.totals.sockets;
         startup_seconds_ = walk.seconds;

@@ -8,25 +8,22 @@
 
 namespace tcpstatesd {
 
-CountUpkeep::CountUpkeep(const BpfProgram& program, CountedMetrics& metrics)
-    : program_(program), metrics_(metrics) {
+CountUpkeep::CountUpkeep(BpfProgram& program, CountedMetrics& metrics, uint32_t walk_cpu_percent)
+    : program_(program), metrics_(metrics), walk_cpu_percent_(walk_cpu_percent) {
+    next_swap_check_ = Clock::now() + kMinSwapInterval;
     if (!program_.can_walk_sockets()) return;
     const SocketWalk first = walk_sockets(program_);
     metrics_.walked(first);
     startup_sockets_ = first.totals.sockets;
     startup_seconds_ = first.seconds;
-    next_walk_ = Clock::now() + std::max<Clock::duration>(
-                                    kMinWalkInterval,
-                                    std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(first.seconds) *
-                                        kWalkCostFactor));
-    next_swap_check_ = Clock::now() + kMinSwapInterval;
+    next_walk_ = next_walk_after(first.seconds);
 }
 
-double CountUpkeep::walk() {
-    const SocketWalk walk = walk_sockets(program_);
-    metrics_.walked(walk);
-    return walk.seconds;
+CountUpkeep::Clock::time_point CountUpkeep::next_walk_after(double walk_seconds) const {
+    const std::chrono::duration<double> pause(walk_seconds * 100.0 / walk_cpu_percent_);
+    return Clock::now() +
+           std::max<Clock::duration>(kMinWalkInterval,
+                                     std::chrono::duration_cast<Clock::duration>(pause));
 }
 
 void CountUpkeep::tick() {
@@ -34,16 +31,15 @@ void CountUpkeep::tick() {
     if (program_.can_walk_sockets() && now >= next_walk_) {
         double seconds = 0;
         try {
-            seconds = walk();
+            const SocketWalk walk = walk_sockets(program_);
+            metrics_.walked(walk);
+            seconds = walk.seconds;
         } catch (const std::exception& e) {
             // The gauge keeps the last walk's timewait and request sockets meanwhile.
             metrics_.walk_failed();
             if (failed_walks_++ == 0) spdlog::warn("{}; the next walk will try again", e.what());
         }
-        next_walk_ = now + std::max<Clock::duration>(
-                               kMinWalkInterval,
-                               std::chrono::duration_cast<Clock::duration>(
-                                   std::chrono::duration<double>(seconds) * kWalkCostFactor));
+        next_walk_ = next_walk_after(seconds);
     }
     if (now >= next_swap_check_) {
         next_swap_check_ = now + kMinSwapInterval;

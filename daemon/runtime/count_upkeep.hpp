@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 
 namespace tcpstatesd {
 
@@ -15,17 +16,20 @@ class CountUpkeep {
 public:
     // How often tick() must run.
     static constexpr std::chrono::seconds kTickInterval{1};
-    // A walk runs at most this often, and never takes more than 1% of one CPU: the next waits
-    // a hundred times as long as the last took.
+    // A walk runs at most this often, and takes no more than the configured share of one CPU
+    // (metrics.socket_walk_cpu_percent): at 1%, the next waits a hundred times as long as the
+    // last took.
     static constexpr std::chrono::seconds kMinWalkInterval{2};
-    static constexpr int kWalkCostFactor = 100;
     // How often a swap may happen (each waits for the programs, milliseconds): as often as
     // the walks, which find the label values that are gone.
     static constexpr std::chrono::seconds kMinSwapInterval{2};
 
     // Both must outlive the upkeep. Runs the first walk (the start-up one) now when the program
     // can walk; throws BpfError if it fails.
-    CountUpkeep(const BpfProgram& program, CountedMetrics& metrics);
+    CountUpkeep(BpfProgram& program, CountedMetrics& metrics, uint32_t walk_cpu_percent);
+
+    // A reload: the pause after the next walk is the first to follow it.
+    void set_walk_cpu_percent(uint32_t percent) { walk_cpu_percent_ = percent; }
 
     // On the reactor thread, every kTickInterval. Logs what fails and goes on.
     void tick();
@@ -35,11 +39,12 @@ public:
 
 private:
     using Clock = std::chrono::steady_clock;
-    // Walks now; returns how long it took.
-    double walk();
+    // When the walk after one that took this long may start.
+    Clock::time_point next_walk_after(double walk_seconds) const;
 
-    const BpfProgram& program_;
+    BpfProgram& program_;
     CountedMetrics& metrics_;
+    uint32_t walk_cpu_percent_;
     Clock::time_point next_walk_{};
     Clock::time_point next_swap_check_{};
     uint64_t startup_sockets_ = 0;

@@ -125,7 +125,7 @@ int run_daemon(const DaemonOptions& options) {
         auto metrics = std::make_shared<CountedMetrics>(program, tables, labeler, series_budget,
                                                         settings.config.labels,
                                                         settings.config.metrics.duration_buckets);
-        CountUpkeep upkeep(program, *metrics);
+        CountUpkeep upkeep(program, *metrics, settings.config.metrics.socket_walk_cpu_percent);
         if (program.can_walk_sockets())
             spdlog::info("found {} TCP socket{} in this network namespace in {:.3f} s",
                          upkeep.startup_sockets(), upkeep.startup_sockets() == 1 ? "" : "s",
@@ -148,7 +148,7 @@ int run_daemon(const DaemonOptions& options) {
             {metrics, std::make_shared<EventLossCollector>(source, program),
              std::make_shared<ProcessCollector>()});
 
-        Reloader reloader(options, std::move(settings), {program, *metrics, server, self_metrics});
+        Reloader reloader(options, std::move(settings), {program, *metrics, upkeep, server, self_metrics});
         reload = [&] {
             systemd.reloading();
             reloader.reload();

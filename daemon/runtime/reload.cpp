@@ -34,6 +34,7 @@ void Reloader::apply(Settings next) {
     if (next.web != running_.web) targets_.server.set_security(next.web);
     targets_.program.apply_filters(next.config.filters);
     targets_.metrics.configure(next.config.labels, next.config.metrics.duration_buckets);
+    targets_.upkeep.set_walk_cpu_percent(next.config.metrics.socket_walk_cpu_percent);
     setup_logging(next.config.logging.level, next.config.logging.format);
     running_ = std::move(next);
 }

@@ -1,5 +1,5 @@
 // SIGHUP: re-reads the configuration and the web config and applies what can change while
-// running (filters, duration buckets, logging, TLS and users), or nothing at all.
+// running (filters, labels, duration buckets, the walk's CPU share, logging, TLS and users), or nothing at all.
 #pragma once
 
 #include "config/daemon_options.hpp"
@@ -7,6 +7,7 @@
 #include "kernel/bpf_program.hpp"
 #include "metrics/self_metrics.hpp"
 #include "metrics/counted_metrics.hpp"
+#include "runtime/count_upkeep.hpp"
 
 namespace tcpstatesd {
 
@@ -14,6 +15,7 @@ namespace tcpstatesd {
 struct ReloadTargets {
     BpfProgram& program;
     CountedMetrics& metrics;
+    CountUpkeep& upkeep;
     HttpServer& server;
     SelfMetrics& self_metrics;
 };

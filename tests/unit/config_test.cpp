@@ -189,6 +189,7 @@ filters:
     - "5432"
 metrics:
   duration_buckets_seconds: [0.001, 1e-2, .5, +2, 60]
+  socket_walk_cpu_percent: 50
 logging:
   level: "off"
   format: json
@@ -210,6 +211,7 @@ logging:
     CHECK(c.filters.local_ports == std::vector<uint16_t>{22, 23, 80, 443, 8000, 8001, 8002});
     CHECK(c.filters.remote_ports == std::vector<uint16_t>{5432});
     CHECK(c.metrics.duration_buckets == std::vector<double>{0.001, 0.01, 0.5, 2, 60});
+    CHECK(c.metrics.socket_walk_cpu_percent == 50);
     CHECK(c.logging.level == spdlog::level::off);
     CHECK(c.logging.format == LogFormat::Json);
 }
@@ -255,7 +257,7 @@ TEST_CASE("config: the repository's config/tcpstatesd.yaml is exactly the built-
          {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
           "ring_buffer_bytes:", "perf_buffer_pages:", "# socket_table_size:", "btf_path:", "resets:",
           "retransmits:", "families:", "local_ports:", "remote_ports:", "duration_buckets_seconds:",
-          "max_series:", "level:", "format:"})
+          "socket_walk_cpu_percent:", "max_series:", "level:", "format:"})
         CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
     for (const char* key : {"port:", "cgroup:"})
         CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
@@ -322,6 +324,9 @@ TEST_CASE("config errors: whole numbers") {
           "x.yaml:2:22: events.socket_table_size: expected a whole number from 1 to 16777216, "
           "got \"16777217\"");
     CHECK(parse_config("events: {socket_table_size: 1}", "x").events.socket_table_size == 1);
+    CHECK(error_of("metrics:\n  socket_walk_cpu_percent: 51\n") ==
+          "x.yaml:2:28: metrics.socket_walk_cpu_percent: expected a whole number from 1 to 50, "
+          "got \"51\"");
 }
 
 TEST_CASE("config errors: powers of two") {
