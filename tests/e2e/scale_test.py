@@ -16,8 +16,11 @@ vanish with the test, no sysctl of the host is touched, and `ss` and the gauge (
 the daemon's network namespace) see exactly the test's sockets and the daemon's own. The
 tracepoint still sees every namespace, so the daemon's port filter is CLIENT_PORTS and the
 listeners' ports (all below the ephemeral range, 32768-60999): other jobs' connections on
-the machine cannot reach the counters compared exactly below. The gauge counts every socket
-regardless of the filter.
+the machine cannot reach the counters compared below. The gauge counts every socket
+regardless of the filter, of every namespace: it is compared under the holders' service
+ports (the `port` label: every holder socket has a listener's port at one end), which no
+other job uses. The port label has room for every listener port (LABEL_PORT_VALUES), so no
+value is refused or replaced while the test runs.
 
 Sequence and checks:
 1. The holders open their connections and report them ESTABLISHED; `ss -tan` counts the
@@ -25,10 +28,8 @@ Sequence and checks:
 2. The daemon starts. Measured: time to /-/ready and to the first scrape; kernel memory
    (/proc/meminfo Slab + Percpu + VmallocUsed, host-wide) before the start and after the
    first scrape. Checked at the first scrape:
-   - tcpstates_sockets{family,state} lies between ss's count before the start and after the
-     scrape for every family and state. The only other sockets in the namespace are the
-     daemon's: its listener (in the count after) and its HTTP connections; the scrape's own
-     connection may add both its ends to the IPv4 ESTABLISHED count, hence up to +2 there.
+   - tcpstates_sockets{family,state} of the listener ports lies between ss's count of the
+     holders' sockets before the start and after the scrape, for every family and state.
    - tcpstatesd_startup_snapshot_sockets is ss's count before the start (every socket then
      is a full socket: ESTABLISHED or LISTEN), +1 at most for the daemon's own listener.
 3. Churn, with the daemon stopped (SIGSTOP) from before the first close until every holder
@@ -36,17 +37,23 @@ Sequence and checks:
    daemon running. Each holder closes half its connections (clients first, so the clients end
    in TIME_WAIT; then the servers once they read the FIN; then that group's listener), then
    opens NEW_SOURCES x len(CLIENT_PORTS) new connections to a new listener and closes them the
-   same way: about 800,000 transitions in a second or two. Checked at the first scrape after
-   SIGCONT, exactly:
+   same way: about 800,000 transitions in a second or two. Checked once the daemon has
+   counted what the churn made (or COUNTED_TIMEOUT_S passed):
    - tcpstates_transitions_total, per family and transition, is what the churn made (6 per
-     closed connection, 10 per new one, and the listeners': see expected_churn);
-   - tcpstatesd_transitions_unknown_start_total is the inherent ones: for a socket older than
-     the daemon only its first transition (ESTABLISHED -> FIN_WAIT1 / CLOSE_WAIT, an old
-     listener's LISTEN -> CLOSE), for a new one `CLOSE -> *` and `LISTEN -> SYN_RECV`;
+     closed connection, 10 per new one, and the listeners': see expected_churn), never more;
+     fewer only by transitions the kernel delivered to neither program (reported; at most
+     UNDELIVERED_AT_MOST of them), each of which may make one later transition of its socket
+     start unknown, without a duration (a mismatch with its record);
+   - tcpstatesd_transitions_unknown_start_total is the inherent ones (but for those missed
+     and mismatched): for a socket older than the daemon only its first transition
+     (ESTABLISHED -> FIN_WAIT1 / CLOSE_WAIT, an old listener's LISTEN -> CLOSE), for a new one
+     `CLOSE -> *` and `LISTEN -> SYN_RECV`;
    - every other transition is observed in tcpstates_state_duration_seconds (its _count);
-   - tcpstatesd_events_lost_total is 0 for every reason; tcpstatesd_socket_state_failures_total
-     and tcpstatesd_socket_state_mismatches_total are 0;
-   - at rest, once a walk of the sockets has run after the churn (the gauge takes TIME_WAIT
+   - tcpstatesd_events_lost_total is 0 for every reason but `recursion`, which counts part
+     of the missed transitions; tcpstatesd_socket_state_failures_total is 0 and
+     tcpstatesd_socket_state_mismatches_total at most the missed transitions;
+   - at rest, after three walks of the sockets (a socket whose end the programs missed is
+     swept by then) and a walk that started after ss counted (the gauge takes TIME_WAIT
      sockets from the walks), the gauge lies between ss before and after the scrape.
 4. Recorded: daemon RSS, the kernel memory the daemon's start added (the start-up walk gives
    every socket a record) and per socket, the start-up walk's own duration, the client-side
@@ -81,6 +88,10 @@ NEW_SOURCES = range(1, 2)
 # Each holder listens on three ports from here: kept, closed, new.
 FIRST_LISTENER_PORT = CLIENT_PORTS.stop
 LISTENER_PORTS_PER_HOLDER = 3
+# Room for every listener port in the port label (the default, 64, is fewer).
+LABEL_PORT_VALUES = 128
+LISTENER_PORTS = range(FIRST_LISTENER_PORT,
+                       FIRST_LISTENER_PORT + LISTENER_PORTS_PER_HOLDER * HOLDERS)
 CONNECTIONS = HOLDERS * sum(len(s) for s in HELD_SOURCES.values()) * len(CLIENT_PORTS)
 SCRAPES = 10
 
@@ -100,8 +111,6 @@ SS_STATES = {"ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RE
              "FIN-WAIT-1": "FIN_WAIT1", "FIN-WAIT-2": "FIN_WAIT2", "TIME-WAIT": "TIME_WAIT",
              "UNCONN": "CLOSE", "CLOSE-WAIT": "CLOSE_WAIT", "LAST-ACK": "LAST_ACK",
              "LISTEN": "LISTEN", "CLOSING": "CLOSING"}
-# The scrape's own connection, both ends, while the daemon counts (see the docstring).
-SCRAPE_OWN_SOCKETS = {("ipv4", "ESTABLISHED"): 2}
 CLIENT_CLOSE = [("ESTABLISHED", "FIN_WAIT1"), ("FIN_WAIT1", "FIN_WAIT2"), ("FIN_WAIT2", "CLOSE")]
 SERVER_CLOSE = [("ESTABLISHED", "CLOSE_WAIT"), ("CLOSE_WAIT", "LAST_ACK"), ("LAST_ACK", "CLOSE")]
 OPEN = [("CLOSE", "SYN_SENT"), ("SYN_SENT", "ESTABLISHED"), ("LISTEN", "SYN_RECV"),
@@ -194,13 +203,16 @@ class Holders:
 
 
 def socket_counts():
-    """Sockets per (family, state) as `ss -tan` lists them, in the daemon's state names."""
+    """The holders' sockets (a listener port at either end) per (family, state) as `ss -tan`
+    lists them, in the daemon's state names."""
     listing = subprocess.run(["ss", "-Htan"], capture_output=True, text=True, check=True,
                              timeout=SS_TIMEOUT_S).stdout
     counts = collections.Counter()
     for line in listing.splitlines():
-        state, _, _, local = line.split()[:4]
-        counts["ipv6" if local.startswith("[") else "ipv4", SS_STATES[state]] += 1
+        state, _, _, local, remote = line.split()[:5]
+        ports = {address.rsplit(":", 1)[1] for address in (local, remote)}  # "*" for a listener's
+        if any(port.isdigit() and int(port) in LISTENER_PORTS for port in ports):
+            counts["ipv6" if local.startswith("[") else "ipv4", SS_STATES[state]] += 1
     return counts
 
 
@@ -212,12 +224,17 @@ def kernel_memory_kib():
 
 
 def expect_gauge_between(values, before, after, when):
-    """tcpstates_sockets within ss's counts before and after the scrape, per family and
-    state (+ the scrape's own connection)."""
-    gauge = series(values, "tcpstates_sockets", "family", "state")
+    """tcpstates_sockets of the holders' ports (their service port: the listener's) within
+    ss's counts before and after the scrape, per family and state. Selected by port, the
+    gauge leaves out the daemon's own sockets and any other job's."""
+    gauge = collections.Counter()
+    for (family, state, port), n in series(values, "tcpstates_sockets", "family", "state",
+                                           "port").items():
+        if port.isdigit() and int(port) in LISTENER_PORTS:
+            gauge[family, state] += n
     for key in sorted(set(gauge) | set(before) | set(after)):
         low = min(before[key], after[key])
-        high = max(before[key], after[key]) + SCRAPE_OWN_SOCKETS.get(key, 0)
+        high = max(before[key], after[key])
         value = gauge.get(key, 0)
         expect(low <= value <= high,
                f"{when}: tcpstates_sockets{{family={key[0]},state={key[1]}}} {value:.0f}, ss "
@@ -261,12 +278,31 @@ def increase(after, before):
             if after.get(key, 0) != before.get(key, 0)}
 
 
-def expect_exactly(what, counted, expected):
-    """`counted` is `expected`, key by key; the differences are reported."""
-    wrong = {key: (counted.get(key, 0), expected.get(key, 0))
-             for key in set(expected) | set(counted) if counted.get(key, 0) != expected.get(key, 0)}
-    expect(not wrong, f"{what}: {sum(expected.values()):.0f} made, "
-           + (f"counted (got, made) {dict(sorted(wrong.items()))}" if wrong else "all counted"))
+# Transitions the kernel (6.18) sometimes dispatches to neither program, without counting a
+# recursion miss, when many sockets close at once (docs/performance.md, "Tracepoint hits the
+# kernel delivered to neither program"): at most this share of the churn's transitions may be
+# missing, never more counted than made. Seen: up to 0.17% (1,340 of 800,075) on the
+# development machine, 0.33% (2,638) once in CI; the bound is three times that. Each one missed
+# makes at most one later transition of its socket start unknown (a mismatch with its record),
+# without a duration.
+UNDELIVERED_AT_MOST = 0.01
+
+
+def expect_within_undelivered(what, counted, expected, shortfall_allowed, excess_allowed=0):
+    """`counted` is `expected` but for at most `shortfall_allowed` fewer and `excess_allowed`
+    more in all; the differences are reported. Returns the shortfall."""
+    short = {key: expected.get(key, 0) - counted.get(key, 0)
+             for key in set(expected) | set(counted) if counted.get(key, 0) < expected.get(key, 0)}
+    extra = {key: counted.get(key, 0) - expected.get(key, 0)
+             for key in set(expected) | set(counted) if counted.get(key, 0) > expected.get(key, 0)}
+    shortfall, excess = sum(short.values()), sum(extra.values())
+    if short or extra:
+        print(f"note: {what}: {shortfall:.0f} fewer {dict(sorted(short.items()))}, "
+              f"{excess:.0f} more {dict(sorted(extra.items()))} than made", flush=True)
+    expect(shortfall <= shortfall_allowed and excess <= excess_allowed,
+           f"{what}: {sum(expected.values()):.0f} made; {shortfall:.0f} missing (at most "
+           f"{shortfall_allowed:.0f}), {excess:.0f} extra (at most {excess_allowed:.0f})")
+    return shortfall
 
 
 def transitions_counted(values):
@@ -329,20 +365,37 @@ def churn_and_check(daemon, holders, plans, first, phases):
     while counted() < made and time.monotonic() < deadline:
         time.sleep(0.5)
     churned = daemon.metrics()
-    expect_exactly("transitions", increase(transitions_counted(churned),
-                                           transitions_counted(first)), transitions)
-    expect_exactly("unknown starts", increase(unknown_starts(churned), unknown_starts(first)),
-                   unknown)
+    missed = expect_within_undelivered(
+        "transitions", increase(transitions_counted(churned), transitions_counted(first)),
+        transitions, UNDELIVERED_AT_MOST * made)
+    mismatches = sum(increase(series(churned, "tcpstatesd_socket_state_mismatches_total"),
+                              series(first, "tcpstatesd_socket_state_mismatches_total")).values())
+    expect(mismatches <= missed,
+           f"tcpstatesd_socket_state_mismatches_total +{mismatches:.0f}, at most one per missed "
+           f"transition ({missed:.0f})")
+    expect_within_undelivered(
+        "unknown starts", increase(unknown_starts(churned), unknown_starts(first)), unknown,
+        missed, missed)
     observed = {key: n - unknown.get(key, 0) for key, n in transitions.items()
                 if n != unknown.get(key, 0)}
-    expect_exactly("durations observed",
-                   increase(durations_observed(churned), durations_observed(first)), observed)
+    expect_within_undelivered(
+        "durations observed", increase(durations_observed(churned), durations_observed(first)),
+        observed, 2 * missed)
+    # Both programs busy on a CPU would lose a transition to recursion: those are among the
+    # missed ones. No other reason may lose any.
     lost = increase(series(churned, "tcpstatesd_events_lost_total", "reason"),
                     series(first, "tcpstatesd_events_lost_total", "reason"))
-    expect(not lost, f"events lost: {lost}")
-    for name in ("tcpstatesd_socket_state_failures_total",
-                 "tcpstatesd_socket_state_mismatches_total"):
-        expect_zero(churned, name)
+    recursion = lost.pop(("recursion",), 0)
+    expect(not lost and recursion <= missed,
+           f"events lost: recursion {recursion:.0f} (at most the {missed:.0f} missed), "
+           f"other reasons {lost}")
+    expect_zero(churned, "tcpstatesd_socket_state_failures_total")
+    if failed_checks:
+        # What the daemon says of itself, to tell a loss in the kernel from one in the tables.
+        print("after the churn: " + ", ".join(
+            f"{sample} {value:g}" for sample, value in sorted(churned.items())
+            if (sample.startswith("tcpstatesd_") and value and "_bucket" not in sample)
+            or sample.startswith("tcpstates_transitions_total")), flush=True)
     return churned
 
 
@@ -380,11 +433,12 @@ def run(binary, holders, plans, phases):
             != 2 * CONNECTIONS:
         fail(f"expected {2 * CONNECTIONS} ESTABLISHED sockets before the start")
 
-    last_port = FIRST_LISTENER_PORT + LISTENER_PORTS_PER_HOLDER * HOLDERS - 1
+    last_port = LISTENER_PORTS.stop - 1
     kernel_before_kib = kernel_memory_kib()
     started = time.monotonic()
     with Daemon(binary, f'filters:\n  local_ports: ["{CLIENT_PORTS.start}-{last_port}"]\n'
-                        f'metrics:\n  socket_walk_cpu_percent: {WALK_CPU_PERCENT}\n',
+                        f'metrics:\n  socket_walk_cpu_percent: {WALK_CPU_PERCENT}\n'
+                        f'labels:\n  port:\n    max_values: {LABEL_PORT_VALUES}\n',
                 scratch_dir("scale")) as daemon:
         phases["start to ready"] = time.monotonic() - started
         with timed(phases, "first scrape"):
