@@ -7,9 +7,14 @@
  * Two programs are attached to the tracepoint, a first and a nested one, because the kernel does
  * not run a program that is already running on the CPU (an interrupt's transition arriving
  * during a run): it skips it and counts a recursion miss. The nested program runs after the
- * first for every transition; it handles one exactly when the first did not, which it tells from
- * the socket's record: the first program leaves it in the transition's new state. A socket
- * whose record could not be stored (the table full) leaves the same mark per CPU instead.
+ * first for every transition; it handles one when the first did not, which it tells from a mark
+ * per CPU: the first program's first act is to write the transition it handles there. When the
+ * first is skipped, the mark is that of the transition it is running for, interrupted, which
+ * is another one. The one gap: an interrupt after the kernel marked the first program running
+ * and before it wrote its mark finds the previous mark, and is taken for handled if it is the
+ * very same transition of the same socket address as that; it is then lost, and counted: the
+ * first program's recursion misses exceed the nested program's runs
+ * (tcpstatesd_events_lost_total{reason="recursion"}).
  */
 #ifndef TCPSTATESD_BPF_TRANSITIONS_BPF_H
 #define TCPSTATESD_BPF_TRANSITIONS_BPF_H
@@ -18,49 +23,36 @@
 #include "records.bpf.h"
 #include "trace_events.bpf.h"
 
-/* The last transition the first program handled on this CPU without a record. */
-struct unrecorded_transition {
+/* The transition the first program handles, or handled last, on this CPU. */
+struct transition_mark {
 	__u64 sk;
-	__u8 old_state;
-	__u8 new_state;
-	__u8 pad[6];
+	__s32 old_state;
+	__s32 new_state;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct unrecorded_transition);
-} unrecorded SEC(".maps");
+	__type(value, struct transition_mark);
+} first_marks SEC(".maps");
 
-static __always_inline void mark_unrecorded(const struct sock *sk, int old_state, int new_state)
+/* The first program: marks the transition as its own; the nested one: whether the first did. */
+static __always_inline int mark_or_check(const struct sock *sk, int old_state, int new_state,
+					 int nested)
 {
 	__u32 zero = 0;
-	struct unrecorded_transition *mark = bpf_map_lookup_elem(&unrecorded, &zero);
+	struct transition_mark *mark = bpf_map_lookup_elem(&first_marks, &zero);
 
-	if (mark) {
-		mark->sk = (__u64)sk;
-		mark->old_state = old_state;
-		mark->new_state = new_state;
-	}
-}
-
-/* For the nested program: whether the first program handled this transition. */
-static __always_inline int handled_by_first(const struct sock *sk,
-					    const struct tcpstates_socket *record, int old_state,
-					    int new_state)
-{
-	__u32 zero = 0;
-	struct unrecorded_transition *mark;
-
-	if (record)
-		return record->state == new_state;
-	mark = bpf_map_lookup_elem(&unrecorded, &zero);
-	if (!mark || mark->sk != (__u64)sk || mark->old_state != old_state ||
-	    mark->new_state != new_state)
+	if (!mark)
 		return 0;
-	mark->sk = 0;
-	return 1;
+	if (nested)
+		return mark->sk == (__u64)sk && mark->old_state == old_state &&
+		       mark->new_state == new_state;
+	mark->sk = (__u64)sk;
+	mark->old_state = old_state;
+	mark->new_state = new_state;
+	return 0;
 }
 
 /* -1 when user space's filters leave this out of the counts, else 0. */
@@ -124,14 +116,13 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 	__u8 origin;
 	int ipv6;
 
+	if (mark_or_check(sk, old_state, new_state, nested))
+		return;
+	if (nested)
+		count(TCPSTATES_COUNTER_NESTED_HANDLED);
 	if (!is_tcp(sk, access))
 		return;
 	record = find_record(sk);
-	if (nested) {
-		if (handled_by_first(sk, record, old_state, new_state))
-			return;
-		count(TCPSTATES_COUNTER_NESTED_HANDLED);
-	}
 	if (!tcpstates_state_has_slot(old_state) || !tcpstates_state_has_slot(new_state)) {
 		count(TCPSTATES_COUNTER_STRANGE_STATE);
 		return;
@@ -186,7 +177,6 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 				remember_task(sk, &owner);
 		} else {
 			count(TCPSTATES_COUNTER_STATE_FAILED);
-			mark_unrecorded(sk, old_state, new_state);
 		}
 		if (origin == TCPSTATES_ORIGIN_LISTENER)
 			remember_listener(sk, ipv6, lport, &owner, access);
