@@ -3,8 +3,10 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -58,9 +60,32 @@ std::string privilege_hint() {
     return hint + "; also check kernel.unprivileged_bpf_disabled and kernel lockdown";
 }
 
+// A BTF file given by path, opened once without blocking: the configuration refused anything
+// but a regular file, and a FIFO swapped in since must not hang the start. libbpf reads it
+// through /proc/self/fd while `file` stays open, so the file checked is the file loaded.
+struct BtfFile {
+    Fd file;
+    std::string path;  // what libbpf opens
+};
+
+BtfFile open_btf_file(const std::string& path) {
+    Fd file(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    const auto refuse = [&path](const std::string& reason) {
+        return BpfError("BTF file " + path + " (--btf.path / events.btf_path) not readable: " +
+                        reason + "; give a raw BTF file for this kernel (as BTFHub provides) or "
+                        "an ELF file with a .BTF section");
+    };
+    if (!file) throw refuse(std::strerror(errno));
+    struct stat st {};
+    if (::fstat(file.get(), &st) != 0) throw refuse(std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) throw refuse("not a regular file");
+    std::string through = "/proc/self/fd/" + std::to_string(file.get());
+    return {std::move(file), std::move(through)};
+}
+
 // The BTF that the programs' field reads are relocated against must be there, or the load
 // fails with a bare ENOENT: checked first, for an error line that says what to do.
-void check_btf(const std::string& custom_path) {
+void check_btf(const std::string& custom_path, const std::string& opened) {
     if (custom_path.empty()) {
         if (access(kBtfPath, R_OK) != 0)
             throw BpfError(std::string("kernel BTF not readable at ") + kBtfPath + ": " +
@@ -70,15 +95,14 @@ void check_btf(const std::string& custom_path) {
                            "kernel built with CONFIG_DEBUG_INFO_BTF=y");
         return;
     }
-    const std::unique_ptr<btf, decltype(&btf__free)> parsed(
-        btf__parse(custom_path.c_str(), nullptr), btf__free);
+    const std::unique_ptr<btf, decltype(&btf__free)> parsed(btf__parse(opened.c_str(), nullptr),
+                                                            btf__free);
     if (!parsed) {
         const int err = errno;
-        const bool unreadable = err == ENOENT || err == EACCES || err == EISDIR;
         char reason[128];  // libbpf's own codes (e.g. a bad format) are beyond strerror's
         libbpf_strerror(err, reason, sizeof reason);
-        throw BpfError("BTF file " + custom_path + " (--btf.path / events.btf_path) " +
-                       (unreadable ? "not readable: " : "is not BTF: ") + reason +
+        throw BpfError("BTF file " + custom_path + " (--btf.path / events.btf_path) is not BTF: " +
+                       reason +
                        "; give a raw BTF file for this kernel (as BTFHub provides) or an ELF "
                        "file with a .BTF section");
     }
@@ -201,7 +225,10 @@ void add_overflow_tuples(int table_fd) {
 BpfProgram::BpfProgram(const BpfOptions& options) {
     libbpf_set_print(route_libbpf_log);
 
-    check_btf(options.btf_path);
+    // Open until the programs are loaded (libbpf reads it at the load).
+    const BtfFile btf_file =
+        options.btf_path.empty() ? BtfFile{} : open_btf_file(options.btf_path);
+    check_btf(options.btf_path, btf_file.path);
     if (options.socket_table_size == 0) throw BpfError("socket_table_size must be at least 1");
 
     transport_ = options.transport;
@@ -214,7 +241,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
             "use transport auto or perfbuf");
 
     LIBBPF_OPTS(bpf_object_open_opts, open_options);
-    if (!options.btf_path.empty()) open_options.btf_custom_path = options.btf_path.c_str();
+    if (!options.btf_path.empty()) open_options.btf_custom_path = btf_file.path.c_str();
     skel_.reset(tcpstates_bpf__open_opts(&open_options));
     if (!skel_) throw_bpf_error("opening the embedded BPF object", errno);
 
