@@ -255,13 +255,14 @@ void CountedMetrics::remove_series(Select remove) const {
 std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
     std::lock_guard lock(mutex_);
     std::vector<TupleCounts> live = tables_.tuples();
-    // A new tuple's value could replace a gone one: that happens at a swap, before any of its
-    // counts is exported elsewhere.
-    if (std::any_of(live.begin(), live.end(),
-                    [&](const TupleCounts& tuple) { return wants_replacement(tuple.key); })) {
-        swap_locked();
-        live = tables_.tuples();
-    }
+    // A new tuple whose value could replace a gone one waits for the next swap (the upkeep's,
+    // within CountUpkeep::kMinSwapInterval), where the replacement happens: its counts are
+    // exported once they can be its own. A scrape never waits for the programs.
+    std::erase_if(live, [&](const TupleCounts& tuple) {
+        const bool waits = wants_replacement(tuple.key);
+        replacement_pending_ = replacement_pending_ || waits;
+        return waits;
+    });
     std::map<SeriesKey, uint64_t> counters = counter_totals_;
     for (const TupleCounts& tuple : live) add_counts(tuple.key, tuple.counts, counters);
 
@@ -632,7 +633,8 @@ void CountedMetrics::walk_failed() {
 
 bool CountedMetrics::swap_wanted() const {
     std::lock_guard lock(mutex_);
-    return labeler_.wants_room() || tables_.tuples().size() * 2 > tables_.tuple_capacity();
+    return replacement_pending_ || labeler_.wants_room() ||
+           tables_.tuples().size() * 2 > tables_.tuple_capacity();
 }
 
 std::vector<tcpstates_tuple_key> CountedMetrics::counted_tuples(
@@ -659,13 +661,29 @@ std::vector<tcpstates_tuple_key> CountedMetrics::counted_tuples(
 }
 
 void CountedMetrics::swap() {
-    std::lock_guard lock(mutex_);
-    swap_locked();
+    std::vector<tcpstates_tuple_key> carried;
+    {
+        std::lock_guard lock(mutex_);
+        carried = counted_tuples(tables_.tuples());
+    }
+    // The wait for the programs to leave the old tables (milliseconds), without the lock:
+    // scrapes meanwhile read the old tables (the counts already in the new ones show at the
+    // next scrape). Only the reactor thread swaps.
+    tables_.prepare(carried);
+    {
+        std::lock_guard lock(mutex_);
+        fold_retired();
+    }
+    tables_.clear_retired();  // no scrape reads the old tables any more
 }
 
 void CountedMetrics::swap_locked() const {
-    // Waits for the programs to leave the old tables (milliseconds): scrapes wait meanwhile.
     tables_.prepare(counted_tuples(tables_.tuples()));
+    fold_retired();
+    tables_.clear_retired();
+}
+
+void CountedMetrics::fold_retired() const {
     const CountTables::Retired retired = tables_.retire();
     // The tuples whose counts were exported keep their values; the others get theirs now,
     // where a gone value may give its place, once the former are folded.
@@ -716,7 +734,7 @@ void CountedMetrics::swap_locked() const {
         counted.push_back(key);
     }
     tables_.carry(counted);
-    tables_.clear_retired();
+    replacement_pending_ = false;
     ++swaps_;
 }
 

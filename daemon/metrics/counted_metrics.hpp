@@ -8,9 +8,10 @@
 // are then folded into totals kept here, per series, so that no count moves from one series to
 // another. A label value that is gone (a port nobody listens on, a removed cgroup) gives its
 // place to a new one only at a swap: its series go (as a removed container's do), and the new
-// value's first counts are its own. So a scrape that meets a tuple whose value could replace a
-// gone one swaps first (a few milliseconds, the wait for the programs); the upkeep swaps when
-// the tuple table fills, or when a value given "other" could now have a place.
+// value's first counts are its own. So a scrape leaves out a tuple whose value could replace a
+// gone one until the next swap; the upkeep swaps then, when the tuple table fills, or when a
+// value given "other" could now have a place. A swap waits for the programs (milliseconds)
+// without holding the lock: scrapes never wait for it.
 //
 // Thread-safe: scrapes (HTTP threads) and the reactor thread's work (swaps, walks, new tuples,
 // reloads) take one lock.
@@ -60,8 +61,9 @@ public:
     void walked(const SocketWalk& walk);
     // A walk failed (logged by the caller): counted.
     void walk_failed();
-    // Whether a swap is due: a value given "other" for want of room could now replace a gone
-    // one, or the tuple table is more than half full.
+    // Whether a swap is due: a tuple waits to take a gone value's place, a value given
+    // "other" for want of room could now replace a gone one, or the tuple table is more than
+    // half full.
     bool swap_wanted() const;
     // Swaps the tables and folds the old one's counts in. Throws BpfError (then the old tables
     // stay in use and nothing is lost).
@@ -99,8 +101,11 @@ private:
     TupleLabeler::Values values_of(const tcpstates_tuple_key& key, bool may_replace = false) const;
     // Whether a tuple not yet given values would take a gone value's place.
     bool wants_replacement(const tcpstates_tuple_key& key) const;
-    // The swap, under the lock: the spares in, the old tables' counts folded.
+    // The swap, under the lock (a reload's): the spares in, the old tables' counts folded.
     void swap_locked() const;
+    // Under the lock, once the spares are in: the old tables' counts folded into the totals,
+    // the tuples still counting sockets carried into the new table.
+    void fold_retired() const;
     // The series a labelled sample goes to: its own, or its family's "other" (the cap).
     SeriesKey place(const SeriesKey& key) const;
     uint64_t cost(LabelledMetric metric) const;
@@ -144,6 +149,8 @@ private:
     mutable std::map<SeriesKey, Histogram> duration_totals_;
     mutable std::map<TupleId, Gauge> gauge_totals_;  // by tuple: a socket leaves its state in it
     mutable uint64_t swaps_ = 0;
+    // A scrape left a tuple out that waits for a swap to take a gone value's place.
+    mutable bool replacement_pending_ = false;
     // The last walk's.
     std::vector<SocketWalk::Count> walked_;
     tcpstates_walk_totals walk_totals_{};
