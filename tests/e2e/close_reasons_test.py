@@ -5,9 +5,10 @@ The test, the daemon and the traffic run in a network namespace of their own, wh
 and firewall (iptables / ip6tables, nf_tables) are the test's: tcp_syn_retries is 1 (and
 tcp_syn_linear_timeouts 0, where the kernel has it), so that a connect() to a port whose SYNs
 are dropped times out after one SYN retransmission (~3 s). Each scenario has ports of its own,
-one per family, below the ephemeral range (32768-60999), so that no other job's client on the
-machine uses them (the tracepoints see every namespace); the daemon puts the port label on
-transitions, closes, resets and retransmits with exactly these ports. Each scenario runs N
+one per family, from free_port() (below the ephemeral range, reserved against the other
+tests), so that no other job's socket on the machine uses them (the tracepoints see every
+namespace); the daemon puts the port label on transitions, closes, resets and retransmits with
+exactly these ports. Each scenario runs N
 connections per family (IPv4 and IPv6 together), then every count on its ports is compared
 with what it did, as before/after deltas:
 
@@ -45,7 +46,6 @@ CLOSE_REASONS_SCENARIOS="timeout data" (say) runs only those scenarios.
 """
 import errno
 import os
-import random
 import shutil
 import socket
 import struct
@@ -54,8 +54,8 @@ import sys
 import threading
 import time
 
-from e2e_support import (FAMILIES, Connections, Daemon, fail, in_own_network_namespace, sample,
-                         sample_name_and_labels, scratch_dir, test_arguments, wait_for)
+from e2e_support import (FAMILIES, Connections, Daemon, fail, free_port, in_own_network_namespace,
+                         sample, sample_name_and_labels, scratch_dir, test_arguments, wait_for)
 
 N = 4
 SCENARIOS = ["refused", "timeout", "unreachable", "reset", "canceled", "data", "synack"]
@@ -73,8 +73,6 @@ TRANSITIONS = "tcpstates_transitions_total"
 # Printed when a check fails: where events may have gone.
 SELF_METRICS = ("tcpstatesd_events_", "tcpstatesd_series_overflows_total",
                 "tcpstatesd_label_value", "tcpstatesd_nested_transitions_total")
-# Below the ephemeral range: no client on the machine picks them as its local port.
-PORT_RANGE = range(20000, 32000)
 # How long a scenario's counts may take to arrive, and the quiet time after they did, in
 # which a late (extra) event would still show.
 SETTLE_TIMEOUT_S = 5.0
@@ -534,8 +532,7 @@ def main():
         # Else the first SYN retransmissions are 1 s apart: 2 of them within the 3 s.
         write_sysctl("tcp_syn_linear_timeouts", 0)
     # Ports for each scenario's attempts: one per family and attempt.
-    numbers = random.sample(PORT_RANGE, ATTEMPTS * len(SCENARIOS) * len(FAMILIES))
-    ports = {name: [{family: numbers.pop() for family in FAMILIES} for _ in range(ATTEMPTS)]
+    ports = {name: [{family: free_port() for family in FAMILIES} for _ in range(ATTEMPTS)]
              for name in SCENARIOS}
     listed = ", ".join(str(p) for name in SCENARIOS for each in ports[name]
                        for p in each.values())
