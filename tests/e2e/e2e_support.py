@@ -192,7 +192,8 @@ def wait_for(what, predicate, timeout=30.0, interval=0.2, seen=None):
         except OSError as error:  # the server may not be up yet
             last_error = error
         time.sleep(interval)
-    fail(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
+    fail(f"timed out after {timeout} s waiting for {what}" +
+         (f"; seen: {seen()}" if seen else "") + f" (last error: {last_error})")
 
 
 def program_ids_of(pid):
@@ -215,16 +216,20 @@ def loaded_program_ids():
     return {int(i) for i in re.findall(r"^(\d+): ", out, re.M)}
 
 
-def scrape(target, path="/metrics"):
-    """The samples of one scrape: {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://{target}{path}", timeout=5) as r:
-        text = r.read().decode()
+def samples(exposition):
+    """The samples of a text exposition: {'name{labels}': value}."""
     values = {}
-    for line in text.splitlines():
+    for line in exposition.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
     return values
+
+
+def scrape(target, path="/metrics"):
+    """The samples of one scrape: {'name{labels}': value}."""
+    with urllib.request.urlopen(f"http://{target}{path}", timeout=5) as r:
+        return samples(r.read().decode())
 
 
 def http_status(target, path):
