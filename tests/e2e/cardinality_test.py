@@ -122,7 +122,9 @@ def main():
             os.rmdir(cgroups.path(name))
         cgroups.names = fresh
         daemon.metrics()  # a walk: the closed ports are no longer listened on
-        # A full cgroup label looks for removed cgroups at most once a second.
+        # A full cgroup label looks for removed cgroups at most once a second, when a new cgroup
+        # comes: a rate limit of the daemon's, with nothing to wait for but its period (and
+        # 0.1 s for the timer's slack), or the new cgroups would find no room yet.
         time.sleep(1.1)
         new_listeners = listeners(NEW)
         connect_each(new_listeners, cgroups, fresh)
