@@ -100,10 +100,11 @@ def main():
     workdir = scratch_dir("e2e")
     # The held connections' server port, reserved against the other tests: the only value of
     # the port label, so that the gauge's series of it counts these sockets alone (sockets of
-    # other network namespaces are counted under "other").
+    # other network namespaces are counted under "other"). max_series at its maximum: the
+    # cgroup label's series of every other process's connections on the host share it.
     held_port = free_port()
-    with Daemon(daemon_binary, f"labels:\n  port:\n    ports: [{held_port}]\n",
-                workdir) as daemon:
+    with Daemon(daemon_binary, f"labels:\n  max_series: 1000000\n  port:\n"
+                f"    ports: [{held_port}]\n", workdir) as daemon:
         target = daemon.target
         _, exposition = http_get(f"http://{target}/metrics")
         check = subprocess.run(["promtool", "check", "metrics"], input=exposition,
