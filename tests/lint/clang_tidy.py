@@ -7,7 +7,8 @@ Usage: clang_tidy.py SOURCE_DIR BUILD_DIR
 A file that passed is recorded in CACHE under a key of everything clang-tidy's result depends
 on: clang-tidy and the library it parses with (their contents), .clang-tidy, the file's compile
 command, and the file preprocessed by clang with that command, comments kept (so every header
-it includes, and every NOLINT, is in the key). While the key stays the same the file is not
+it includes, and every NOLINT, is in the key), with the source and build directories' paths
+left out (a clone elsewhere of the same tree has the same keys). While the key stays the same the file is not
 checked again; any change to it, a header's included, checks it again. A file with a finding is
 never recorded: it fails every run until it is fixed. The cache is per user and outlives the
 build tree, as ccache's does (a fresh clone of an unchanged tree checks nothing again); delete
@@ -68,10 +69,17 @@ def preprocessed(entry):
     return result.stdout
 
 
-def key(common, entry):
+def key(common, entry, directories):
+    """The key of a file's result: `common` (the tools, .clang-tidy), its compile command and
+    its preprocessed text, with each of `directories` ((path, placeholder), the longest path
+    first) replaced by its placeholder."""
+    def placeholders(data):
+        for directory, placeholder in directories:
+            data = data.replace(directory.encode(), placeholder.encode())
+        return data
     digest = hashlib.sha256(common.encode())
-    digest.update(json.dumps(compile_arguments(entry)).encode())
-    digest.update(preprocessed(entry))
+    digest.update(placeholders(json.dumps(compile_arguments(entry)).encode()))
+    digest.update(placeholders(preprocessed(entry)))
     return digest.hexdigest()
 
 
@@ -93,6 +101,9 @@ def main():
     with open(os.path.join(source_dir, ".clang-tidy")) as f:
         common = tool_digest() + "\n" + f.read()
     os.makedirs(CACHE, exist_ok=True)
+    # The longer first: the build directory may lie inside the source directory.
+    directories = sorted([(source_dir, "<source>"), (build_dir, "<build>")],
+                         key=lambda d: len(d[0]), reverse=True)
 
     started = time.monotonic()
     paths = [os.path.join(source_dir, name) for name in files]
@@ -100,7 +111,7 @@ def main():
     if missing:
         sys.exit(f"not in {build_dir}/compile_commands.json: {missing}")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        keys = dict(zip(paths, pool.map(lambda p: key(common, entries[p]), paths)))
+        keys = dict(zip(paths, pool.map(lambda p: key(common, entries[p], directories), paths)))
     to_check = []
     for path in paths:
         recorded = os.path.join(CACHE, keys[path])
@@ -118,7 +129,7 @@ def main():
             if not passed:
                 failed.append(os.path.relpath(path, source_dir))
             # Recorded only if the file (or a header) did not change while it was checked.
-            elif key(common, entries[path]) == keys[path]:
+            elif key(common, entries[path], directories) == keys[path]:
                 open(os.path.join(CACHE, keys[path]), "w").close()
     subprocess.run(["find", CACHE, "-type", "f", "-mtime", f"+{UNUSED_DAYS}", "-delete"],
                    check=True)
