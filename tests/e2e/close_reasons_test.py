@@ -5,9 +5,10 @@ The test, the daemon and the traffic run in a network namespace of their own, wh
 and firewall (iptables / ip6tables, nf_tables) are the test's: tcp_syn_retries is 1 (and
 tcp_syn_linear_timeouts 0, where the kernel has it), so that a connect() to a port whose SYNs
 are dropped times out after one SYN retransmission (~3 s). Each scenario has ports of its own,
-one per family, below the ephemeral range (32768-60999), so that no other job's client on the
-machine uses them (the tracepoints see every namespace); the daemon puts the port label on
-transitions, closes, resets and retransmits with exactly these ports. Each scenario runs N
+one per family, from free_port() (below the ephemeral range, reserved against the other
+tests), so that no other job's socket on the machine uses them (the tracepoints see every
+namespace); the daemon puts the port label on transitions, closes, resets and retransmits with
+exactly these ports. Each scenario runs N
 connections per family (IPv4 and IPv6 together), then every count on its ports is compared
 with what it did, as before/after deltas:
 
@@ -45,7 +46,6 @@ CLOSE_REASONS_SCENARIOS="timeout data" (say) runs only those scenarios.
 """
 import errno
 import os
-import random
 import shutil
 import socket
 import struct
@@ -54,8 +54,9 @@ import sys
 import threading
 import time
 
-from e2e_support import (FAMILIES, Connections, Daemon, fail, in_own_network_namespace, sample,
-                         sample_name_and_labels, scratch_dir, test_arguments, wait_for)
+from e2e_support import (FAMILIES, Connections, Daemon, connections, fail, free_port,
+                         in_own_network_namespace, sample, sample_name_and_labels, scratch_dir,
+                         test_arguments, wait_for)
 
 N = 4
 SCENARIOS = ["refused", "timeout", "unreachable", "reset", "canceled", "data", "synack"]
@@ -73,12 +74,10 @@ TRANSITIONS = "tcpstates_transitions_total"
 # Printed when a check fails: where events may have gone.
 SELF_METRICS = ("tcpstatesd_events_", "tcpstatesd_series_overflows_total",
                 "tcpstatesd_label_value", "tcpstatesd_nested_transitions_total")
-# Below the ephemeral range: no client on the machine picks them as its local port.
-PORT_RANGE = range(20000, 32000)
-# How long a scenario's counts may take to arrive, and the quiet time after they did, in
-# which a late (extra) event would still show.
+# How long a scenario's counts may take to arrive.
 SETTLE_TIMEOUT_S = 5.0
-QUIET_S = 0.3
+# A port of the test's own, listed among the label's values, for all_counted()'s connections.
+marker_port = None
 
 CLIENT_LIFE = {("CLOSE", "SYN_SENT"): 1, ("SYN_SENT", "ESTABLISHED"): 1,
                ("ESTABLISHED", "FIN_WAIT1"): 1, ("FIN_WAIT1", "FIN_WAIT2"): 1,
@@ -258,9 +257,24 @@ def changed(before, after, metric):
     return deltas
 
 
+def all_counted(daemon):
+    """Returns once the daemon has counted a connection to marker_port made now, after
+    everything the scenario did: the daemon takes events in the order they happened (and a count
+    kept in the kernel is made at the transition itself), so by then an extra event of the
+    scenario, one that arrived late, would show as well."""
+    def listeners_closed():
+        return sample(daemon.metrics(), TRANSITIONS, port=marker_port, from_state="LISTEN",
+                      to_state="CLOSE")
+    before = listeners_closed()
+    connections(1, port=marker_port)  # its listener closes last
+    wait_for(f"the marker connection's listener on port {marker_port} to be counted closed",
+             lambda: listeners_closed() > before, timeout=SETTLE_TIMEOUT_S, interval=0.02,
+             seen=lambda: f"{listeners_closed() - before:g} closed since")
+
+
 def settle_and_check(daemon, name, before, checks, sums=()):
-    """Waits (bounded) until every check holds, then a quiet time, and reports each on the
-    last scrape. checks: (metric, labels, expected delta); sums: (what, [(metric, labels)],
+    """Waits (bounded) until every check holds, then until all_counted(), and reports each on
+    the last scrape. checks: (metric, labels, expected delta); sums: (what, [(metric, labels)],
     expected) for a delta summed over several series."""
     def got(after, metric, labels):
         return sample(after, metric, **labels) - sample(before, metric, **labels)
@@ -273,7 +287,7 @@ def settle_and_check(daemon, name, before, checks, sums=()):
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while failed(daemon.metrics()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(QUIET_S)
+    all_counted(daemon)
     after = daemon.metrics()
     # Anything counted on the scenario's ports in a series no check expects (an event counted
     # in the wrong state, say) is a failure of its own, which no retry may hide.
@@ -526,6 +540,7 @@ def run_scenario(daemon, name, attempt_ports):
 
 
 def main():
+    global marker_port
     [binary] = test_arguments(__doc__, 1)
     enter_own_network_namespace()
     started = time.monotonic()
@@ -534,11 +549,11 @@ def main():
         # Else the first SYN retransmissions are 1 s apart: 2 of them within the 3 s.
         write_sysctl("tcp_syn_linear_timeouts", 0)
     # Ports for each scenario's attempts: one per family and attempt.
-    numbers = random.sample(PORT_RANGE, ATTEMPTS * len(SCENARIOS) * len(FAMILIES))
-    ports = {name: [{family: numbers.pop() for family in FAMILIES} for _ in range(ATTEMPTS)]
+    ports = {name: [{family: free_port() for family in FAMILIES} for _ in range(ATTEMPTS)]
              for name in SCENARIOS}
+    marker_port = free_port()
     listed = ", ".join(str(p) for name in SCENARIOS for each in ports[name]
-                       for p in each.values())
+                       for p in each.values()) + f", {marker_port}"
     print("ports: " + ", ".join(f"{name} {ports[name]}" for name in SCENARIOS))
     workdir = scratch_dir("close-reasons")
     with Daemon(binary, CONFIG.format(ports=listed), workdir) as daemon:

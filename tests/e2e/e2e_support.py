@@ -1,7 +1,10 @@
 """Helpers shared by the end-to-end tests that run the real daemon."""
+import errno
+import fcntl
 import http.client
 import itertools
 import os
+import random
 import re
 import signal
 import socket
@@ -19,23 +22,28 @@ def fail(message):
     sys.exit(1)
 
 
+# The exit code of a test that cannot run here: CTest reports it as skipped (SKIP_RETURN_CODE
+# in tests/CMakeLists.txt).
+SKIPPED = 77
+
+
 def require_root():
-    """Returns False (skip) outside CI when not root; in CI (CI=true) a skip is a failure."""
+    """Returns True as root. Otherwise the test is skipped (exit 77), or fails in CI (CI=true),
+    so that CI never passes by skipping."""
     if os.geteuid() == 0:
         return True
     if os.environ.get("CI") == "true":
         fail("needs root to load the BPF program")
-    print("WARNING: skipped: needs root to load the BPF program")
-    return False
+    print("skipped: needs root to load the BPF program")
+    sys.exit(SKIPPED)
 
 
 def test_arguments(usage, count):
     """The script's `count` arguments (else `usage` and exit 1), once root is known: outside
-    CI a non-root run is skipped (exit 0), in CI it fails."""
+    CI a non-root run is skipped (exit 77), in CI it fails."""
     if len(sys.argv) != count + 1:
         fail(usage)
-    if not require_root():
-        sys.exit(0)
+    require_root()
     return sys.argv[1:]
 
 
@@ -118,14 +126,63 @@ def scratch_dir(name):
     return tempfile.mkdtemp(prefix=f"tcpstatesd-{name}-")
 
 
+# The ports the tests choose for themselves (free_port) lie below the kernel's ephemeral range,
+# so that no client socket of any network namespace is given one by connect(): the tracepoints
+# see every namespace, and a test selects its own traffic by port. Each is reserved for one
+# test process at a time, in every network namespace, by a lock file held until that process
+# exits; tests/integration/loopback.cpp takes the same locks. The range starts above the
+# fixed ports of tests/e2e/scale_test.py (10000-10874, in a namespace of its own).
+PORT_LOCKS = "/tmp/tcpstatesd-test-ports"
+LOWEST_PORT = 11000
+_reserved_ports = []  # the open lock files of this process's ports
+
+
+def first_ephemeral_port():
+    """The lowest port connect() is given (net.ipv4.ip_local_port_range)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        return int(f.read().split()[0])
+
+
+def _bindable(port):
+    """Whether `port` is free on both loopback addresses of this network namespace now."""
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as s:
+            try:
+                s.bind((host, port))
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    return False
+                raise
+    return True
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port below the ephemeral range that no other test holds, free on 127.0.0.1
+    and ::1 of this network namespace, reserved for this process until it exits."""
+    top = first_ephemeral_port()
+    if top <= LOWEST_PORT + 1000:
+        fail(f"ip_local_port_range starts at {top}: no room below it for the tests' ports")
+    os.makedirs(PORT_LOCKS, exist_ok=True)
+    span = top - LOWEST_PORT
+    start = random.randrange(span)
+    for attempt in range(span):
+        port = LOWEST_PORT + (start + attempt) % span
+        lock = open(os.path.join(PORT_LOCKS, str(port)), "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another test holds it
+            lock.close()
+            continue
+        if _bindable(port):
+            _reserved_ports.append(lock)
+            return port
+        lock.close()
+    fail(f"no free port from {LOWEST_PORT} to {top - 1} (reservations in {PORT_LOCKS})")
 
 
-def wait_for(what, predicate, timeout=30.0, interval=0.2):
-    """Polls `predicate` until it returns a true value, which is returned."""
+def wait_for(what, predicate, timeout=30.0, interval=0.2, seen=None):
+    """Polls `predicate` until it returns a true value, which is returned. On timeout the
+    failure says what `seen()` (if given) says was seen instead."""
     deadline = time.monotonic() + timeout
     last_error = None
     while time.monotonic() < deadline:
@@ -136,7 +193,8 @@ def wait_for(what, predicate, timeout=30.0, interval=0.2):
         except OSError as error:  # the server may not be up yet
             last_error = error
         time.sleep(interval)
-    fail(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
+    fail(f"timed out after {timeout} s waiting for {what}" +
+         (f"; seen: {seen()}" if seen else "") + f" (last error: {last_error})")
 
 
 def program_ids_of(pid):

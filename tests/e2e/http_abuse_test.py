@@ -23,10 +23,16 @@ import urllib.request
 
 from e2e_support import Background, Daemon, fail, scratch_dir, test_arguments
 
+# A scrape takes milliseconds, under AddressSanitizer too; a client the abuse starves of a
+# connection slot waits for the server's 10 s idle timeout to free one. 2 s tells the two
+# apart on a loaded machine.
 PROBE_LIMIT = 2.0
 # When every connection is taken, one without a request head is closed after 1 s; 4 s more
 # for a loaded machine (before that rule, the 10 s idle timeout freed the slots).
 LOCKOUT_LIMIT = 5.0
+# The server's connection buffers at its limits take 2 MiB (64 connections x 32 KiB,
+# daemon/http/http_server.cpp); 16 MiB leaves room for its threads' stacks and the allocator's
+# slack, and is far below what a leak per request or per connection would grow by here.
 RSS_BOUND_KIB = 16 * 1024
 ATTACKER = "127.0.0.2"
 

@@ -3,8 +3,11 @@
 #include "loopback_address.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +16,7 @@
 #include <random>
 #include <stdexcept>
 #include <system_error>
+#include <vector>
 
 namespace itest {
 
@@ -62,6 +66,8 @@ bool is_unspecified(const uint8_t (&address)[16]) {
     return true;
 }
 
+namespace {
+
 // The lowest port the kernel hands out to connect() (net.ipv4.ip_local_port_range).
 uint16_t first_ephemeral_port() {
     std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
@@ -70,22 +76,47 @@ uint16_t first_ephemeral_port() {
     return static_cast<uint16_t>(low);
 }
 
+// The tests' port reservations, shared with the end-to-end tests (PORT_LOCKS and LOWEST_PORT in
+// tests/e2e/e2e_support.py): a lock file per port, held until the process exits, so that no
+// other test, in any network namespace, uses the port meanwhile.
+constexpr const char* kPortLocks = "/tmp/tcpstatesd-test-ports";
+constexpr uint16_t kLowest = 11000;
+
+// The lock of `port`'s file, or no fd when another process holds it.
+Fd lock_port(uint16_t port) {
+    if (mkdir(kPortLocks, 0755) != 0 && errno != EEXIST)
+        fail(std::string("creating ") + kPortLocks);
+    const std::string path = std::string(kPortLocks) + "/" + std::to_string(port);
+    Fd lock(open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (!lock) fail("opening " + path);
+    if (flock(lock.get(), LOCK_EX | LOCK_NB) == 0) return lock;
+    if (errno != EWOULDBLOCK) fail("locking " + path);
+    return Fd();
+}
+
+}  // namespace
+
 Fd bind_loopback(int family) {
     // Below the ephemeral range: no client in any network namespace is given this port by
     // connect(), so events on it come from the test (the program sees every namespace).
     static const uint16_t ephemeral = first_ephemeral_port();
-    constexpr uint16_t kLowest = 10000;
     if (ephemeral <= kLowest + 1000)
         throw std::runtime_error("ip_local_port_range starts at " + std::to_string(ephemeral) +
                                  ": no room below it for the tests' ports");
     static std::minstd_rand random{std::random_device{}()};
+    static std::vector<Fd> reserved;  // held until the process exits
     const unsigned span = ephemeral - kLowest;
     const unsigned start = random() % span;
-    for (unsigned attempt = 0; attempt < 1000; ++attempt) {
+    for (unsigned attempt = 0; attempt < span; ++attempt) {
         const auto port = static_cast<uint16_t>(kLowest + (start + attempt) % span);
+        Fd lock = lock_port(port);
+        if (!lock) continue;  // another test's
         Fd s = tcp_socket(family);
         Address a(family, port);
-        if (bind(s.get(), a.get(), a.length) == 0) return s;
+        if (bind(s.get(), a.get(), a.length) == 0) {
+            reserved.push_back(std::move(lock));
+            return s;
+        }
         if (errno != EADDRINUSE)
             fail(std::string("binding to ") + family_label(family) + " loopback port " +
                  std::to_string(port));

@@ -26,7 +26,8 @@ bool is_unspecified(const uint8_t (&address)[16]);
 Fd tcp_socket(int family);
 
 // A TCP socket bound to the loopback address on a free port below the kernel's ephemeral
-// range (so that no other process's client socket, in any network namespace, has it), not
+// range (so that no other process's client socket, in any network namespace, has it) that no
+// other test holds (a reservation kept until the process exits, loopback.cpp), not
 // listening: its port is known before any state change (and connecting to it is refused).
 Fd bind_loopback(int family);
 void start_listening(const Fd& socket);

@@ -22,4 +22,9 @@ bool running_in_ci() {
     return ci != nullptr && std::strcmp(ci, "true") == 0;
 }
 
+std::set<std::string>& skipped_test_cases() {
+    static std::set<std::string> skipped;
+    return skipped;
+}
+
 }  // namespace itest

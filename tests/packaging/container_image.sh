@@ -154,7 +154,11 @@ log "image: entrypoint, command, version label, package files in place, apt list
 
 "$source_dir/packaging/container/seccomp-profile.py" >"$work/tcpstatesd-seccomp.json" ||
     fail "seccomp-profile.py failed"
-read -r port port_a port_b < <(e2e 'print(e.free_port(), e.free_port(), e.free_port())')
+# Three ports reserved against the other tests (free_port) for as long as this test runs: the
+# process that reserved them holds them until its stdin, a pipe from this shell, closes.
+coproc reserved_ports { e2e 'print(e.free_port(), e.free_port(), e.free_port(), flush=True); sys.stdin.read()'; }
+read -r port port_a port_b <&"${reserved_ports[0]}"
+[[ -n $port_b ]] || fail "no ports reserved"
 target="127.0.0.1:$port"
 printf 'filters:\n  local_ports: [%s]\n' "$port_a" >"$work/config/tcpstatesd.yaml"
 

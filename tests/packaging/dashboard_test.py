@@ -314,8 +314,7 @@ def main():
     dashboard = json.load(open(dashboard_path))
     check_structure(dashboard)
     queries = expressions(dashboard)
-    if not require_root():
-        return
+    require_root()
     for tool in ("prometheus", "bpftool", "unshare", "iptables", "ip6tables"):
         if not shutil.which(tool):
             fail(f"{tool} is not installed (.ci/install-deps installs it)")

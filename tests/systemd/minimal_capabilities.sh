@@ -10,11 +10,9 @@
 set -euo pipefail
 
 binary=${1:?usage: $0 PATH/TO/tcpstatesd}
-if [[ $(id -u) -ne 0 ]]; then
-    if [[ ${CI:-} == true ]]; then echo "FAIL: must run as root under CI" >&2; exit 1; fi
-    echo "WARNING: not root, capability experiment not run" >&2
-    exit 0
-fi
+# shellcheck source-path=SCRIPTDIR source=../support/test_lib.sh
+source "$(dirname "$(realpath "$0")")/../support/test_lib.sh"
+[[ $(id -u) -eq 0 ]] || cannot_run "needs root (the experiment drops capabilities from root)"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
