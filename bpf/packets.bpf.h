@@ -169,13 +169,15 @@ static __always_inline void report_synack(void *ctx, const struct sock *listener
 }
 
 /* The kernel destroys a socket: its record goes (uncounting it, should it not be in CLOSE). */
-static __always_inline void destroyed(const struct sock *sk)
+static __always_inline void destroyed(const struct sock *sk, int nested)
 {
 	struct tcpstates_socket *record = find_record(sk);
 	struct tcpstates_tuple_counts *gauge;
 
 	if (!record)
 		return;
+	if (nested)
+		count(TCPSTATES_COUNTER_NESTED_DESTROYED);
 	if (record->state != TCPSTATES_CLOSE) {
 		record_counts(record, &gauge, 0);
 		gauge_add(gauge, record->state, -1);

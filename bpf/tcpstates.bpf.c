@@ -43,22 +43,26 @@ TRANSITION_PROGRAMS(tcpstates_perfbuf, "tp_btf/inet_sock_set_state", PERF_BUFFER
 TRANSITION_PROGRAMS(tcpstates_ringbuf_raw, "raw_tp/inet_sock_set_state", RING_BUFFER, PROBED)
 TRANSITION_PROGRAMS(tcpstates_perfbuf_raw, "raw_tp/inet_sock_set_state", PERF_BUFFER, PROBED)
 
-/* The end of a socket's record: loaded with every pair above. */
-SEC("tp_btf/tcp_destroy_sock")
-int BPF_PROG(tcpstates_destroy, const struct sock *sk)
-{
-	(void)ctx;
-	destroyed(sk);
-	return 0;
-}
+/* The end of a socket's record: loaded with every pair above, a first and a nested program as
+ * for the transitions (the nested one finds a record only where the first was skipped). */
+#define DESTROY_PROGRAMS(name, section)                                                        \
+	SEC(section)                                                                            \
+	int BPF_PROG(name, const struct sock *sk)                                               \
+	{                                                                                       \
+		(void)ctx;                                                                      \
+		destroyed(sk, 0);                                                               \
+		return 0;                                                                       \
+	}                                                                                       \
+	SEC(section)                                                                            \
+	int BPF_PROG(name##_nested, const struct sock *sk)                                      \
+	{                                                                                       \
+		(void)ctx;                                                                      \
+		destroyed(sk, 1);                                                               \
+		return 0;                                                                       \
+	}
 
-SEC("raw_tp/tcp_destroy_sock")
-int BPF_PROG(tcpstates_destroy_raw, const struct sock *sk)
-{
-	(void)ctx;
-	destroyed(sk);
-	return 0;
-}
+DESTROY_PROGRAMS(tcpstates_destroy, "tp_btf/tcp_destroy_sock")
+DESTROY_PROGRAMS(tcpstates_destroy_raw, "raw_tp/tcp_destroy_sock")
 
 #define PACKET_PROGRAMS(suffix, transport)                                                     \
 	SEC("tp_btf/tcp_send_reset")                                                            \

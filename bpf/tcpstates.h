@@ -364,6 +364,8 @@ enum tcpstates_counter {
 	TCPSTATES_COUNTER_GAUGE_LOST,       /* a socket's state change its tuple had no room for */
 	TCPSTATES_COUNTER_STRANGE_STATE,    /* a transition from or to a state without a slot */
 	TCPSTATES_COUNTER_WALK_RECORD_FAILED, /* the walk found the table full */
+	TCPSTATES_COUNTER_NESTED_DESTROYED, /* records the first destroy program missed, the nested
+					     * one removed */
 	TCPSTATES_COUNTER_MAX,
 };
 

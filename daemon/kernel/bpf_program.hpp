@@ -141,8 +141,9 @@ public:
     // so that it never counts a miss whose handling is under way: the misses first, the
     // nested program's handled count after.
     uint64_t recursion_losses() const;
-    // The destroy program's misses: records left behind (freed at their address's reuse).
-    uint64_t destroy_misses() const;
+    // Records left behind: destroyed sockets both destroy programs missed, at most (a record
+    // left so is reused at its address's reuse). Never less than the last value returned.
+    uint64_t leaked_records() const;
 
     // The maps other parts of the daemon read and write (kernel/count_tables.hpp,
     // kernel/socket_walk.hpp).
@@ -185,6 +186,7 @@ private:
     bpf_program* first_ = nullptr;  // the pair of transition programs loaded and attached
     bpf_program* nested_ = nullptr;
     bpf_program* destroy_ = nullptr;
+    bpf_program* destroy_nested_ = nullptr;
     std::vector<bpf_program*> packet_programs_;  // those loaded (BpfOptions::resets...)
     Transport transport_ = Transport::RingBuffer;
     uint32_t perf_buffer_pages_ = 0;
@@ -194,6 +196,7 @@ private:
     EventFilters filters_;  // in force; only the caller of apply_filters changes them
     mutable std::mutex losses_mutex_;
     mutable uint64_t recursion_losses_ = 0;  // the last value returned: never less
+    mutable uint64_t leaked_records_ = 0;    // likewise
 };
 
 }  // namespace tcpstatesd

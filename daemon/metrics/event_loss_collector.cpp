@@ -25,11 +25,11 @@ std::vector<prometheus::MetricFamily> EventLossCollector::Collect() const {
                           "the first time.",
                           prometheus::MetricType::Counter, static_cast<double>(source_.received())),
             single_sample("tcpstatesd_socket_records_leaked_total",
-                          "Sockets destroyed while the program that forgets their record could "
-                          "not run (the kernel skipped it): the record stays until the address "
-                          "is reused.",
+                          "Sockets destroyed while neither program that forgets their record "
+                          "could run (the kernel skipped both), at most: the record stays until "
+                          "the address is reused.",
                           prometheus::MetricType::Counter,
-                          static_cast<double>(program_.destroy_misses())),
+                          static_cast<double>(program_.leaked_records())),
             single_sample(
                 "tcpstatesd_nested_transitions_total",
                 "Transitions that arrived while the first program ran on the same CPU (an "
