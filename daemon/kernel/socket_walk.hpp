@@ -22,7 +22,8 @@ struct SocketWalk {
     };
     std::vector<Count> walked;  // timewait, request and unrecorded full sockets
     tcpstates_walk_totals totals;
-    double seconds = 0;  // how long it took
+    double seconds = 0;      // how long it took
+    double cpu_seconds = 0;  // the CPU time it took this thread (kernel and user space)
 };
 
 // Walks now, then sweeps the records of sockets no longer there. Throws BpfError. Needs

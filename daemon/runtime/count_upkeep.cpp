@@ -16,11 +16,11 @@ CountUpkeep::CountUpkeep(BpfProgram& program, CountedMetrics& metrics, uint32_t 
     metrics_.walked(first);
     startup_sockets_ = first.totals.sockets;
     startup_seconds_ = first.seconds;
-    next_walk_ = next_walk_after(first.seconds);
+    next_walk_ = next_walk_after(first.cpu_seconds);
 }
 
-CountUpkeep::Clock::time_point CountUpkeep::next_walk_after(double walk_seconds) const {
-    const std::chrono::duration<double> pause(walk_seconds * 100.0 / walk_cpu_percent_);
+CountUpkeep::Clock::time_point CountUpkeep::next_walk_after(double walk_cpu_seconds) const {
+    const std::chrono::duration<double> pause(walk_cpu_seconds * 100.0 / walk_cpu_percent_);
     return Clock::now() +
            std::max<Clock::duration>(kMinWalkInterval,
                                      std::chrono::duration_cast<Clock::duration>(pause));
@@ -29,11 +29,11 @@ CountUpkeep::Clock::time_point CountUpkeep::next_walk_after(double walk_seconds)
 void CountUpkeep::tick() {
     const auto now = Clock::now();
     if (program_.can_walk_sockets() && now >= next_walk_) {
-        double seconds = 0;
+        double seconds = 0;  // CPU time: on a loaded host the wall time is longer
         try {
             const SocketWalk walk = walk_sockets(program_);
             metrics_.walked(walk);
-            seconds = walk.seconds;
+            seconds = walk.cpu_seconds;
         } catch (const std::exception& e) {
             // The gauge keeps the last walk's timewait and request sockets meanwhile.
             metrics_.walk_failed();

@@ -17,7 +17,7 @@ public:
     // How often tick() must run.
     static constexpr std::chrono::seconds kTickInterval{1};
     // A walk runs at most this often, and takes no more than the configured share of one CPU
-    // (metrics.socket_walk_cpu_percent): at 1%, the next waits a hundred times as long as the
+    // (metrics.socket_walk_cpu_percent): at 1%, the next waits a hundred times the CPU time the
     // last took.
     static constexpr std::chrono::seconds kMinWalkInterval{2};
     // How often a swap may happen (each waits for the programs, milliseconds): as often as
@@ -39,8 +39,8 @@ public:
 
 private:
     using Clock = std::chrono::steady_clock;
-    // When the walk after one that took this long may start.
-    Clock::time_point next_walk_after(double walk_seconds) const;
+    // When the walk after one that took this much CPU time may start.
+    Clock::time_point next_walk_after(double walk_cpu_seconds) const;
 
     BpfProgram& program_;
     CountedMetrics& metrics_;
