@@ -66,6 +66,7 @@ tuple_counts(int ipv6, __u16 port, __u64 cgroup_id, int *overflow, int notify)
 	if (counts)
 		return counts;
 	*overflow = 1;
+	count(TCPSTATES_COUNTER_TUPLE_TABLE_FULL);
 overflow:
 	count(TCPSTATES_COUNTER_TUPLE_OVERFLOW);
 	key.cgroup_id = 0;

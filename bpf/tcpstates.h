@@ -366,6 +366,7 @@ enum tcpstates_counter {
 	TCPSTATES_COUNTER_WALK_RECORD_FAILED, /* the walk found the table full */
 	TCPSTATES_COUNTER_NESTED_DESTROYED, /* records the first destroy program missed, the nested
 					     * one removed */
+	TCPSTATES_COUNTER_TUPLE_TABLE_FULL, /* new tuples the table had no room for */
 	TCPSTATES_COUNTER_MAX,
 };
 

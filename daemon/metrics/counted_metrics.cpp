@@ -255,6 +255,7 @@ void CountedMetrics::remove_series(Select remove) const {
 std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
     std::lock_guard lock(mutex_);
     std::vector<TupleCounts> live = tables_.tuples();
+    tuples_at_least_ = live.size();
     // A new tuple whose value could replace a gone one waits for the next swap (the upkeep's,
     // within CountUpkeep::kMinSwapInterval), where the replacement happens: its counts are
     // exported once they can be its own. A scrape never waits for the programs.
@@ -422,13 +423,18 @@ prometheus::MetricFamily CountedMetrics::sockets_family(const std::vector<TupleC
     // The walk's sockets have a service port but no owner known. They take a value only where
     // there is room: they have no counts whose series a replaced value would end, and timewait
     // sockets of ports long closed must not push out the values of ports in use.
+    // Like a tuple's, a port's values are decided once in an epoch (a refusal counted once).
     for (const SocketWalk::Count& walked : walked_) {
-        TupleLabeler::Values values;
-        const TupleLabeler::Values found =
-            labeler_.values(by_port ? walked.key.port : 0, 0, nullptr);
-        if (by_port) values.port = found.port;
-        if (by_cgroup) values.cgroup = found.cgroup;
-        add(walked.key.ipv6, walked.key.state, values, int64_t(walked.sockets));
+        const uint16_t port = by_port ? walked.key.port : 0;
+        auto known = walked_values_.find(port);
+        if (known == walked_values_.end()) {
+            TupleLabeler::Values values;
+            const TupleLabeler::Values found = labeler_.values(port, 0, nullptr);
+            if (by_port) values.port = found.port;
+            if (by_cgroup) values.cgroup = found.cgroup;
+            known = walked_values_.emplace(port, values).first;
+        }
+        add(walked.key.ipv6, walked.key.state, known->second, int64_t(walked.sockets));
     }
     // Labelled sets beyond what the budget has left fold into their state's "other" one.
     uint64_t available = budget_.available(), folded = 0;
@@ -541,7 +547,7 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
     out.push_back(single_sample(
         "tcpstatesd_socket_count_moves_lost_total",
         "Changes of state a socket's tuple had no room for in a full tuple table: "
-        "tcpstates_sockets is off by one per change until the socket is destroyed.",
+        "tcpstates_sockets is off by one per change from then on.",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_GAUGE_LOST])));
     out.push_back(single_sample("tcpstatesd_count_table_swaps_total",
                                 "Swaps of the programs' count tables (their counts folded into "
@@ -604,9 +610,9 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
 }
 
 void CountedMetrics::on_new_tuple(const tcpstates_tuple_key& key) {
-    if (key.cgroup_id == 0) return;
     std::lock_guard lock(mutex_);
-    labeler_.name_cgroup(key.cgroup_id);
+    ++tuples_at_least_;
+    if (key.cgroup_id != 0) labeler_.name_cgroup(key.cgroup_id);
 }
 
 void CountedMetrics::walked(const SocketWalk& walk) {
@@ -632,9 +638,13 @@ void CountedMetrics::walk_failed() {
 }
 
 bool CountedMetrics::swap_wanted() const {
+    // Without reading the table (2 KiB a tuple): the tuples counted when it was last read, and
+    // those added since that the programs told of; the overflow tuple's use when they could
+    // not tell (the perf buffer), a new tuple that found the table full.
+    const uint64_t full = program_.read_counters()[TCPSTATES_COUNTER_TUPLE_TABLE_FULL];
     std::lock_guard lock(mutex_);
     return replacement_pending_ || labeler_.wants_room() ||
-           tables_.tuples().size() * 2 > tables_.tuple_capacity();
+           tuples_at_least_ * 2 > tables_.tuple_capacity() || full != table_full_at_swap_;
 }
 
 std::vector<tcpstates_tuple_key> CountedMetrics::counted_tuples(
@@ -711,6 +721,7 @@ void CountedMetrics::fold_retired() const {
         else
             unassigned_durations.push_back(&h);
     assigned_.clear();
+    walked_values_.clear();
     folded_.clear();
     labeler_.forget_refused();
     for (const TupleCounts* tuple : unassigned) {
@@ -734,6 +745,8 @@ void CountedMetrics::fold_retired() const {
         counted.push_back(key);
     }
     tables_.carry(counted);
+    tuples_at_least_ = counted.size();
+    table_full_at_swap_ = program_.read_counters()[TCPSTATES_COUNTER_TUPLE_TABLE_FULL];
     replacement_pending_ = false;
     ++swaps_;
 }
@@ -751,6 +764,7 @@ void CountedMetrics::configure(const LabelsConfig& labels, std::vector<double> d
             carried(old, Label::Cgroup, metric) != carried(labels, Label::Cgroup, metric))
             remove_series([metric](const SeriesKey& key) { return key.metric == metric; });
     labeler_.configure(labels);
+    walked_values_.clear();
     budget_.set_limit(labels.max_series);
     program_.apply_labels(tuple_label_settings(labels));
     if (new_buckets) {

@@ -141,6 +141,7 @@ private:
     // a gone value's series: what it changes is mutable, under mutex_.
     // This epoch's decisions (cleared at each swap): a tuple's values, the series folded.
     mutable std::map<TupleId, TupleLabeler::Values> assigned_;
+    mutable std::map<uint16_t, TupleLabeler::Values> walked_values_;  // by the walk's port
     mutable std::set<SeriesKey> folded_;
     // Labelled series holding their cost of the budget.
     mutable std::set<SeriesKey> admitted_;
@@ -151,6 +152,10 @@ private:
     mutable uint64_t swaps_ = 0;
     // A scrape left a tuple out that waits for a swap to take a gone value's place.
     mutable bool replacement_pending_ = false;
+    // The tuples in the table in use, as last read or carried, plus those added since (the
+    // programs tell of each); and the new tuples the full table refused, at the last swap.
+    mutable uint64_t tuples_at_least_ = 0;
+    mutable uint64_t table_full_at_swap_ = 0;
     // The last walk's.
     std::vector<SocketWalk::Count> walked_;
     tcpstates_walk_totals walk_totals_{};
