@@ -6,6 +6,7 @@ import itertools
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -547,3 +548,53 @@ class Prometheus:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+class HitsInInitContext:
+    """Counts, while a with block runs, the hits of sock:inet_sock_set_state made while a thread
+    of PID 1 is the current task, with `perf stat -p 1` and a tracepoint filter (e.g. on
+    sport). The build machines' kernel runs no BPF program for those hits and counts no
+    recursion miss (docs/performance.md, "Tracepoint hits the kernel delivered to neither
+    program"): what no program can count. perf needs tracefs: it is mounted in a mount
+    namespace of perf's own."""
+
+    def __init__(self, tracepoint_filter):
+        self.filter = tracepoint_filter
+        self.hits = None
+
+    def __enter__(self):
+        if shutil.which("perf") is None:
+            fail("perf is not installed (Debian: linux-perf); it counts the tracepoint's hits "
+                 "no program can see")
+        script = ("mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev "
+                  "/sys/kernel/tracing; exec perf stat -x, -e sock:inet_sock_set_state "
+                  '--filter "$0" -p 1')
+        self.perf = subprocess.Popen(["unshare", "-m", "sh", "-c", script, self.filter],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        wait_for("perf to count on every thread of PID 1", self._attached, timeout=10,
+                 interval=0.05)
+        return self
+
+    def _attached(self):
+        """Whether perf holds a counter per thread of PID 1 (its perf_event descriptors)."""
+        if self.perf.poll() is not None:
+            fail(f"perf stat exited: {self.perf.stderr.read()}")
+        fds = f"/proc/{self.perf.pid}/fd"
+        counters = 0
+        for fd in os.listdir(fds):
+            try:
+                counters += os.readlink(os.path.join(fds, fd)) == "anon_inode:[perf_event]"
+            except FileNotFoundError:
+                pass
+        return counters >= len(os.listdir("/proc/1/task"))
+
+    def __exit__(self, *error):
+        self.perf.send_signal(signal.SIGINT)
+        _, report = self.perf.communicate(timeout=30)
+        for line in report.splitlines():
+            fields = line.split(",")
+            if len(fields) > 2 and fields[2] == "sock:inet_sock_set_state":
+                self.hits = int(fields[0]) if fields[0].isdigit() else 0
+        if self.hits is None and error[0] is None:
+            fail(f"perf stat reported no count: {report}")
