@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "kernel/bpf_maps.hpp"
-#include "runtime/capabilities.hpp"
+#include "process/capabilities.hpp"
 #include "tcpstates.skel.h"
 
 namespace tcpstatesd {

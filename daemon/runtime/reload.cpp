@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "runtime/logging.hpp"
+#include "process/logging.hpp"
 
 namespace tcpstatesd {
 
