@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -130,10 +131,6 @@ bool retransmit_reports_errors() {
     return prototype && btf_is_func_proto(prototype) && btf_vlen(prototype) >= 4;
 }
 
-bool is_power_of_two(uint64_t v) {
-    return v && !(v & (v - 1));
-}
-
 uint64_t recursion_misses(const bpf_program* program) {
     bpf_prog_info info{};
     uint32_t size = sizeof info;
@@ -247,7 +244,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
 
     if (ring) {
         const long page = sysconf(_SC_PAGESIZE);
-        if (!is_power_of_two(options.ring_buffer_bytes) || options.ring_buffer_bytes < page)
+        if (!std::has_single_bit(options.ring_buffer_bytes) || options.ring_buffer_bytes < page)
             throw BpfError("ring buffer size " + std::to_string(options.ring_buffer_bytes) +
                            " must be a power of two and at least the page size (" +
                            std::to_string(page) + ")");
@@ -257,7 +254,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
             throw BpfError("the ring buffer wake-up threshold must be below its size");
         skel_->rodata->ringbuf_wakeup_bytes = options.ring_buffer_wakeup_bytes;
     } else {
-        if (!is_power_of_two(options.perf_buffer_pages))
+        if (!std::has_single_bit(options.perf_buffer_pages))
             throw BpfError("perf buffer pages " + std::to_string(options.perf_buffer_pages) +
                            " must be a power of two");
         perf_buffer_pages_ = options.perf_buffer_pages;
