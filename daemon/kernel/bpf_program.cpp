@@ -419,15 +419,19 @@ void BpfProgram::apply_filters(const EventFilters& requested) {
         // are restored, ports first, then the switches, before the error goes up.
         try {
             const uint8_t allowed = 1;
-            for (auto change = done.rbegin(); change != done.rend(); ++change) {
-                const int err = change->added ? bpf_map_delete_elem(change->map_fd, &change->port)
-                                              : bpf_map_update_elem(change->map_fd, &change->port,
-                                                                    &allowed, BPF_ANY);
-                if (err != 0)
-                    throw_bpf_error(
-                        "restoring port " + std::to_string(change->port) + " of a port filter",
-                        errno);
-            }
+            // The removed ports back first, then the added ones out: no moment without a port
+            // of the filters in force.
+            for (bool added : {false, true})
+                for (const PortChange& change : done) {
+                    if (change.added != added) continue;
+                    const int err =
+                        added ? bpf_map_delete_elem(change.map_fd, &change.port)
+                              : bpf_map_update_elem(change.map_fd, &change.port, &allowed, BPF_ANY);
+                    if (err != 0)
+                        throw_bpf_error(
+                            "restoring port " + std::to_string(change.port) + " of a port filter",
+                            errno);
+                }
         } catch (const BpfError& restoring) {
             throw BpfError(std::string(failed.what()) +
                            "; restoring the filters in force failed too (" + restoring.what() +
