@@ -16,7 +16,7 @@
 #include "kernel/bpf_program.hpp"
 #include "kernel/transport.hpp"
 #include "labels/labels_config.hpp"
-#include "runtime/logging.hpp"
+#include "process/logging.hpp"
 
 namespace tcpstatesd {
 

@@ -3,6 +3,8 @@
 #include <gnutls/gnutls.h>
 
 #include <regex>
+#include <string_view>
+#include <vector>
 
 #include "config/yaml_document.hpp"
 #include "config/yaml_reader.hpp"
@@ -121,9 +123,10 @@ WebSecurity parse_web_config(std::string_view yaml_text, const std::string& sour
                          {"client_auth_type",
                           [&](const Field& f) {
                               seen.client_auth = f;
-                              tls.client_auth = static_cast<ClientAuth>(r.choice(
-                                  f, {"NoClientCert", "RequestClientCert", "RequireAnyClientCert",
-                                      "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"}));
+                              std::vector<std::string_view> names;
+                              for (const auto& [auth, name] : kClientAuthNames)
+                                  names.push_back(name);
+                              tls.client_auth = kClientAuthNames[r.choice(f, names)].first;
                           }},
                          {"min_version",
                           [&](const Field& f) {

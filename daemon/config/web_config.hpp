@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace tcpstatesd {
 
@@ -16,13 +17,22 @@ namespace tcpstatesd {
 // most its share: so at most this many threads (web.max_threads).
 inline constexpr unsigned kHttpConnectionLimit = 64;
 
-// exporter-toolkit's client_auth_type values, in its order.
+// exporter-toolkit's client_auth_type values.
 enum class ClientAuth {
     NoClientCert,
     RequestClientCert,
     RequireAnyClientCert,
     VerifyClientCertIfGiven,
     RequireAndVerifyClientCert,
+};
+
+// Every client_auth_type with its name, in exporter-toolkit's order.
+inline constexpr std::pair<ClientAuth, std::string_view> kClientAuthNames[] = {
+    {ClientAuth::NoClientCert, "NoClientCert"},
+    {ClientAuth::RequestClientCert, "RequestClientCert"},
+    {ClientAuth::RequireAnyClientCert, "RequireAnyClientCert"},
+    {ClientAuth::VerifyClientCertIfGiven, "VerifyClientCertIfGiven"},
+    {ClientAuth::RequireAndVerifyClientCert, "RequireAndVerifyClientCert"},
 };
 
 enum class TlsVersion { Tls12, Tls13 };

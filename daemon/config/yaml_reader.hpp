@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
@@ -67,10 +68,6 @@ inline std::optional<double> parse_real(std::string_view text) {
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
     return value;
-}
-
-inline bool is_power_of_two(uint64_t v) {
-    return v != 0 && (v & (v - 1)) == 0;
 }
 
 // One value in the document: its dotted key path and where to point when it is wrong.
@@ -188,7 +185,7 @@ public:
         const std::string what =
             "a power of two from " + std::to_string(min) + " to " + std::to_string(max);
         auto value = parse_whole(number_text(field, what));
-        if (!value || *value < min || *value > max || !is_power_of_two(*value))
+        if (!value || *value < min || *value > max || !std::has_single_bit(*value))
             expected(field, what);
         return *value;
     }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -19,7 +20,7 @@
 #include <vector>
 
 #include "kernel/bpf_maps.hpp"
-#include "runtime/capabilities.hpp"
+#include "process/capabilities.hpp"
 #include "tcpstates.skel.h"
 
 namespace tcpstatesd {
@@ -154,10 +155,6 @@ bool retransmit_reports_errors() {
     return prototype && btf_is_func_proto(prototype) && btf_vlen(prototype) >= 4;
 }
 
-bool is_power_of_two(uint64_t v) {
-    return v && !(v & (v - 1));
-}
-
 uint64_t recursion_misses(const bpf_program* program) {
     bpf_prog_info info{};
     uint32_t size = sizeof info;
@@ -277,7 +274,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
 
     if (ring) {
         const long page = sysconf(_SC_PAGESIZE);
-        if (!is_power_of_two(options.ring_buffer_bytes) || options.ring_buffer_bytes < page)
+        if (!std::has_single_bit(options.ring_buffer_bytes) || options.ring_buffer_bytes < page)
             throw BpfError("ring buffer size " + std::to_string(options.ring_buffer_bytes) +
                            " must be a power of two and at least the page size (" +
                            std::to_string(page) + ")");
@@ -287,7 +284,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
             throw BpfError("the ring buffer wake-up threshold must be below its size");
         skel_->rodata->ringbuf_wakeup_bytes = options.ring_buffer_wakeup_bytes;
     } else {
-        if (!is_power_of_two(options.perf_buffer_pages))
+        if (!std::has_single_bit(options.perf_buffer_pages))
             throw BpfError("perf buffer pages " + std::to_string(options.perf_buffer_pages) +
                            " must be a power of two");
         perf_buffer_pages_ = options.perf_buffer_pages;
@@ -303,6 +300,10 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     set_or_fail(bpf_map__set_max_entries(skel_->maps.socket_tasks,
                                          options.event_details ? socket_table_capacity_ : 1),
                 "sizing the socket owners' table");
+    // New ports are added before old ones are removed (apply_filters): room for both lists.
+    for (bpf_map* map : {skel_->maps.local_ports, skel_->maps.remote_ports})
+        set_or_fail(bpf_map__set_max_entries(map, 2 * TCPSTATES_MAX_FILTER_PORTS),
+                    "sizing the port filters");
     for (bpf_map* map : {skel_->maps.socket_records, skel_->maps.socket_tasks,
                          skel_->maps.listeners, skel_->maps.walked})
         set_or_fail(bpf_map__set_map_flags(map, no_prealloc), "choosing a table's allocation");
@@ -395,40 +396,82 @@ bpf_link* BpfProgram::walk_link() const {
 }
 
 void BpfProgram::replace_ports(int map_fd, const std::vector<uint16_t>& old_ports,
-                               const std::vector<uint16_t>& new_ports, const char* which) {
-    if (new_ports.size() > TCPSTATES_MAX_FILTER_PORTS)
-        throw BpfError(std::string(which) + " port filter has " + std::to_string(new_ports.size()) +
-                       " ports; at most " + std::to_string(TCPSTATES_MAX_FILTER_PORTS) +
-                       " are supported");
+                               const std::vector<uint16_t>& new_ports, const char* which,
+                               std::vector<PortChange>& done) {
     const uint8_t allowed = 1;
-    for (uint16_t port : new_ports)
+    for (uint16_t port : new_ports) {
+        if (std::binary_search(old_ports.begin(), old_ports.end(), port)) continue;
         if (bpf_map_update_elem(map_fd, &port, &allowed, BPF_ANY) != 0)
             throw_bpf_error(std::string("adding port ") + std::to_string(port) + " to the " +
                                 which + " port filter",
                             errno);
-    for (uint16_t port : old_ports)
-        if (std::find(new_ports.begin(), new_ports.end(), port) == new_ports.end() &&
-            bpf_map_delete_elem(map_fd, &port) != 0 && errno != ENOENT)
+        done.push_back({map_fd, port, true});
+    }
+    for (uint16_t port : old_ports) {
+        if (std::binary_search(new_ports.begin(), new_ports.end(), port)) continue;
+        if (bpf_map_delete_elem(map_fd, &port) != 0 && errno != ENOENT)
             throw_bpf_error(std::string("removing port ") + std::to_string(port) + " from the " +
                                 which + " port filter",
                             errno);
+        done.push_back({map_fd, port, false});
+    }
 }
 
 void BpfProgram::apply_filters(const EventFilters& requested) {
     if (requested.family != 0 && requested.family != AF_INET && requested.family != AF_INET6)
         throw BpfError("unknown address family " + std::to_string(requested.family));
+    for (const auto* ports : {&requested.local_ports, &requested.remote_ports})
+        if (ports->size() > TCPSTATES_MAX_FILTER_PORTS)
+            throw BpfError((ports == &requested.local_ports ? "local" : "remote") +
+                           std::string(" port filter has ") + std::to_string(ports->size()) +
+                           " ports; at most " + std::to_string(TCPSTATES_MAX_FILTER_PORTS) +
+                           " are supported");
     EventFilters next = requested;
-    std::sort(next.local_ports.begin(), next.local_ports.end());
-    std::sort(next.remote_ports.begin(), next.remote_ports.end());
+    for (auto* ports : {&next.local_ports, &next.remote_ports}) {
+        std::sort(ports->begin(), ports->end());
+        ports->erase(std::unique(ports->begin(), ports->end()), ports->end());
+    }
     auto* bss = skel_->bss;
-    // A switch goes off before its list is emptied and on after its list is filled, so the
-    // programs never apply an enabled, empty or half-filled allow-list.
-    if (next.local_ports.empty()) bss->filter_local_ports = 0;
-    if (next.remote_ports.empty()) bss->filter_remote_ports = 0;
-    replace_ports(bpf_map__fd(skel_->maps.local_ports), filters_.local_ports, next.local_ports,
-                  "local");
-    replace_ports(bpf_map__fd(skel_->maps.remote_ports), filters_.remote_ports, next.remote_ports,
-                  "remote");
+    const uint8_t local_switch = bss->filter_local_ports, remote_switch = bss->filter_remote_ports;
+    std::vector<PortChange> done;
+    try {
+        // A switch goes off before its list is emptied and on after its list is filled, so
+        // the programs never apply an enabled, empty or half-filled allow-list.
+        if (next.local_ports.empty()) bss->filter_local_ports = 0;
+        if (next.remote_ports.empty()) bss->filter_remote_ports = 0;
+        replace_ports(bpf_map__fd(skel_->maps.local_ports), filters_.local_ports, next.local_ports,
+                      "local", done);
+        replace_ports(bpf_map__fd(skel_->maps.remote_ports), filters_.remote_ports,
+                      next.remote_ports, "remote", done);
+    } catch (const BpfError& failed) {
+        // The maps have room for both lists (see the constructor), so only something outside
+        // the daemon refuses an update (a security module, a frozen map): the filters in force
+        // are restored, ports first, then the switches, before the error goes up.
+        try {
+            const uint8_t allowed = 1;
+            // The removed ports back first, then the added ones out: no moment without a port
+            // of the filters in force.
+            for (bool added : {false, true})
+                for (const PortChange& change : done) {
+                    if (change.added != added) continue;
+                    const int err =
+                        added ? bpf_map_delete_elem(change.map_fd, &change.port)
+                              : bpf_map_update_elem(change.map_fd, &change.port, &allowed, BPF_ANY);
+                    if (err != 0)
+                        throw_bpf_error(
+                            "restoring port " + std::to_string(change.port) + " of a port filter",
+                            errno);
+                }
+        } catch (const BpfError& restoring) {
+            throw BpfError(std::string(failed.what()) +
+                           "; restoring the filters in force failed too (" + restoring.what() +
+                           "): restart the daemon to apply a known filter");
+        }
+        bss->filter_local_ports = local_switch;
+        bss->filter_remote_ports = remote_switch;
+        throw;
+    }
+    // Nothing below can fail: the filters are whole once the switches are set.
     if (!next.local_ports.empty()) bss->filter_local_ports = 1;
     if (!next.remote_ports.empty()) bss->filter_remote_ports = 1;
     bss->filter_family = static_cast<uint16_t>(next.family);

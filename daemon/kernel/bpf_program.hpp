@@ -127,7 +127,8 @@ public:
 
     // Replaces the filters in place while the programs stay attached. No event is dropped
     // that both the old and the new filters would report (new ports are added before old ones
-    // are removed; a switch is off while its list is empty).
+    // are removed; a switch is off while its list is empty). All or nothing: throws BpfError
+    // with the filters in force unchanged (restored, when a map update fails halfway).
     void apply_filters(const EventFilters& requested);
     // Changes the labels new tuples carry and the service ports. Never throws.
     void apply_labels(const TupleLabelSettings& labels);
@@ -173,8 +174,17 @@ public:
     uint32_t bucket_generation() const;
 
 private:
+    // A port added to or removed from a filter map, for apply_filters to undo.
+    struct PortChange {
+        int map_fd;
+        uint16_t port;
+        bool added;
+    };
+    // Adds the ports of new_ports not in old_ports, then removes those of old_ports not in
+    // new_ports (both sorted), noting each change in `done`.
     void replace_ports(int map_fd, const std::vector<uint16_t>& old_ports,
-                       const std::vector<uint16_t>& new_ports, const char* which);
+                       const std::vector<uint16_t>& new_ports, const char* which,
+                       std::vector<PortChange>& done);
 
     struct DestroySkeleton {
         void operator()(tcpstates_bpf* skeleton) const;

@@ -4,7 +4,7 @@
 // programs run; docs/metrics.md, "Close reasons", is the table.
 #pragma once
 
-#include <array>
+#include <iterator>
 #include <string_view>
 
 #include "tcpstates.h"
@@ -22,8 +22,9 @@ enum class CloseReason {
 };
 
 // Each reason's name, indexed by the reason.
-inline constexpr std::array<std::string_view, TCPSTATES_CLOSE_REASONS> kCloseReasonNames = {
+inline constexpr std::string_view kCloseReasonNames[] = {
     "normal", "refused", "timeout", "reset", "unreachable", "canceled", "other"};
+static_assert(std::size(kCloseReasonNames) == TCPSTATES_CLOSE_REASONS);
 
 // `from_state`: enum tcpstates_tcp_state; `error`: the socket's pending error (an errno, 0:
 // none).

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <string_view>
 
 namespace tcpstatesd {
@@ -16,10 +17,16 @@ enum class LossReason : size_t {
     PerfBufferError,  // perf output failed for another reason
     Malformed,        // a record too short, or of an unknown address family
 };
-inline constexpr size_t kLossReasons = 5;
 
-// The label value of tcpstatesd_events_lost_total{reason}: "recursion", "ringbuf_full", ...
-std::string_view loss_reason_name(LossReason reason);
+// Each reason's label value of tcpstatesd_events_lost_total{reason}, indexed by the reason.
+inline constexpr std::string_view kLossReasonNames[] = {"recursion", "ringbuf_full", "perfbuf_full",
+                                                        "perfbuf_error", "malformed"};
+inline constexpr size_t kLossReasons = std::size(kLossReasonNames);
+static_assert(static_cast<size_t>(LossReason::Malformed) + 1 == kLossReasons);
+
+inline std::string_view loss_reason_name(LossReason reason) {
+    return kLossReasonNames[static_cast<size_t>(reason)];
+}
 
 struct EventLosses {
     std::array<uint64_t, kLossReasons> counts{};

@@ -2,39 +2,23 @@
 
 #include <sys/socket.h>
 
+#include <iterator>
+
 namespace tcpstatesd {
 
+namespace {
+
+// Each state's name, indexed by the state (enum tcpstates_tcp_state); 0 is none.
+constexpr std::string_view kTcpStateNames[] = {
+    "UNKNOWN",   "ESTABLISHED", "SYN_SENT",     "SYN_RECV",      "FIN_WAIT1",
+    "FIN_WAIT2", "TIME_WAIT",   "CLOSE",        "CLOSE_WAIT",    "LAST_ACK",
+    "LISTEN",    "CLOSING",     "NEW_SYN_RECV", "BOUND_INACTIVE"};
+static_assert(std::size(kTcpStateNames) == TCPSTATES_MAX_STATE + 1);
+
+}  // namespace
+
 std::string_view tcp_state_name(unsigned state) {
-    switch (state) {
-        case TCPSTATES_ESTABLISHED:
-            return "ESTABLISHED";
-        case TCPSTATES_SYN_SENT:
-            return "SYN_SENT";
-        case TCPSTATES_SYN_RECV:
-            return "SYN_RECV";
-        case TCPSTATES_FIN_WAIT1:
-            return "FIN_WAIT1";
-        case TCPSTATES_FIN_WAIT2:
-            return "FIN_WAIT2";
-        case TCPSTATES_TIME_WAIT:
-            return "TIME_WAIT";
-        case TCPSTATES_CLOSE:
-            return "CLOSE";
-        case TCPSTATES_CLOSE_WAIT:
-            return "CLOSE_WAIT";
-        case TCPSTATES_LAST_ACK:
-            return "LAST_ACK";
-        case TCPSTATES_LISTEN:
-            return "LISTEN";
-        case TCPSTATES_CLOSING:
-            return "CLOSING";
-        case TCPSTATES_NEW_SYN_RECV:
-            return "NEW_SYN_RECV";
-        case TCPSTATES_BOUND_INACTIVE:
-            return "BOUND_INACTIVE";
-        default:
-            return "UNKNOWN";
-    }
+    return state < std::size(kTcpStateNames) ? kTcpStateNames[state] : kTcpStateNames[0];
 }
 
 std::string_view family_name(unsigned family) {

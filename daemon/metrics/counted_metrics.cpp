@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -751,12 +752,22 @@ void CountedMetrics::fold_retired() const {
     ++swaps_;
 }
 
+void CountedMetrics::prepare_buckets(const std::vector<double>& duration_buckets) {
+    std::lock_guard lock(mutex_);
+    if (duration_buckets == buckets_ || duration_buckets == prepared_buckets_) return;
+    // The unused generation must be zero and no program may still write it, which a swap makes
+    // sure of (it waits for the programs). Neither changes what the metrics show: the swap
+    // keeps every count, and the programs write only the generation in use.
+    swap_locked();
+    tables_.clear_durations(1 - generation_);
+    prepared_buckets_ = duration_buckets;
+}
+
 void CountedMetrics::configure(const LabelsConfig& labels, std::vector<double> duration_buckets) {
     std::lock_guard lock(mutex_);
     const bool new_buckets = duration_buckets != buckets_;
-    // New buckets: the unused generation must be zero and no program may still write it, which
-    // a swap makes sure of (it waits for the programs).
-    if (new_buckets) swap_locked();
+    if (new_buckets && duration_buckets != prepared_buckets_)
+        throw std::logic_error("CountedMetrics::configure: new duration buckets not prepared");
     const LabelsConfig old = labels_;
     labels_ = labels;
     for (LabelledMetric metric : kLabelledMetrics)
@@ -768,11 +779,11 @@ void CountedMetrics::configure(const LabelsConfig& labels, std::vector<double> d
     budget_.set_limit(labels.max_series);
     program_.apply_labels(tuple_label_settings(labels));
     if (new_buckets) {
-        tables_.clear_durations(1 - generation_);
         remove_series([](const SeriesKey& key) {
             return key.metric == LabelledMetric::StateDurations;
         });
         buckets_ = std::move(duration_buckets);
+        prepared_buckets_.clear();
         generation_ = program_.switch_bucket_bounds(bounds_ns(buckets_));
         assigned_.clear();
     }

@@ -68,8 +68,12 @@ public:
     // Swaps the tables and folds the old one's counts in. Throws BpfError (then the old tables
     // stay in use and nothing is lost).
     void swap();
-    // Reload: a family whose labels change starts its series over; new duration buckets start
-    // the histograms over.
+    // Reload, in two steps so that it is all or nothing (runtime/reload.hpp). First, before
+    // anything changes: new duration buckets need a swap and the unused bucket generation
+    // cleared, which may throw BpfError and change nothing the metrics show.
+    void prepare_buckets(const std::vector<double>& duration_buckets);
+    // Then, never throwing once the buckets are prepared: a family whose labels change starts
+    // its series over; new duration buckets start the histograms over.
     void configure(const LabelsConfig& labels, std::vector<double> duration_buckets);
 
     // Transitions counted so far (for the status line).
@@ -135,7 +139,8 @@ private:
     SeriesBudget& budget_;
     LabelsConfig labels_;
     std::vector<double> buckets_;
-    uint32_t generation_ = 0;  // the bucket generation in use
+    std::vector<double> prepared_buckets_;  // by prepare_buckets(), for configure()
+    uint32_t generation_ = 0;               // the bucket generation in use
 
     // Collect() is const (prometheus::Collectable) and may admit values, fold series and drop
     // a gone value's series: what it changes is mutable, under mutex_.

@@ -4,7 +4,6 @@
 
 #include <prometheus/metric_family.h>
 
-#include <string>
 #include <vector>
 
 namespace tcpstatesd {

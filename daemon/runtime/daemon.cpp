@@ -11,8 +11,8 @@
 
 #include "http/http_server.hpp"
 #include "kernel/bpf_program.hpp"
-#include "kernel/event_source.hpp"
 #include "kernel/count_tables.hpp"
+#include "kernel/event_source.hpp"
 #include "labels/cgroup_names.hpp"
 #include "labels/tuple_labels.hpp"
 #include "metrics/counted_metrics.hpp"
@@ -20,9 +20,9 @@
 #include "metrics/process_collector.hpp"
 #include "metrics/self_metrics.hpp"
 #include "metrics/series_budget.hpp"
-#include "runtime/capabilities.hpp"
+#include "process/capabilities.hpp"
+#include "process/logging.hpp"
 #include "runtime/count_upkeep.hpp"
-#include "runtime/logging.hpp"
 #include "runtime/reactor.hpp"
 #include "runtime/reload.hpp"
 #include "runtime/status_report.hpp"
@@ -148,7 +148,8 @@ int run_daemon(const DaemonOptions& options) {
             {metrics, std::make_shared<EventLossCollector>(source, program),
              std::make_shared<ProcessCollector>()});
 
-        Reloader reloader(options, std::move(settings), {program, *metrics, upkeep, server, self_metrics});
+        Reloader reloader(options, std::move(settings),
+                          {program, *metrics, upkeep, server, self_metrics});
         reload = [&] {
             systemd.reloading();
             reloader.reload();

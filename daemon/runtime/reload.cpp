@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "runtime/logging.hpp"
+#include "process/logging.hpp"
 
 namespace tcpstatesd {
 
@@ -29,10 +29,23 @@ void Reloader::apply(Settings next) {
         throw ConfigError(next.config.source + ": changing " + keys +
                           " needs a restart (systemctl restart tcpstatesd); nothing was applied");
     }
-    // First, as the one step that can still fail (GnuTLS refusing a key): then nothing else
-    // has changed.
-    if (next.web != running_.web) targets_.server.set_security(next.web);
+    // All or nothing: what can fail comes first, and changes nothing that is in force or
+    // restores what it changed before it throws. New buckets: a swap, which keeps every count.
+    targets_.metrics.prepare_buckets(next.config.metrics.duration_buckets);
+    // The filters restore themselves when a map update fails (BpfProgram::apply_filters).
     targets_.program.apply_filters(next.config.filters);
+    // TLS and users: the server keeps serving as before unless the new settings are whole
+    // (set_security starts the new TLS daemons before it stops the old ones). When it fails,
+    // the filters go back to those in force: the one restore of a later step.
+    if (next.web != running_.web) {
+        try {
+            targets_.server.set_security(next.web);
+        } catch (const std::exception&) {
+            targets_.program.apply_filters(running_.config.filters);
+            throw;
+        }
+    }
+    // Nothing below can fail.
     targets_.metrics.configure(next.config.labels, next.config.metrics.duration_buckets);
     targets_.upkeep.set_walk_cpu_percent(next.config.metrics.socket_walk_cpu_percent);
     setup_logging(next.config.logging.level, next.config.logging.format);

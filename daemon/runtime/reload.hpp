@@ -30,7 +30,8 @@ public:
     void reload();
 
 private:
-    // Throws ConfigError or HttpError before anything has changed.
+    // Applies everything or nothing: throws ConfigError, BpfError or HttpError with the
+    // running configuration whole.
     void apply(Settings next);
 
     const DaemonOptions& options_;

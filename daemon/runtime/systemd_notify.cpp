@@ -2,7 +2,6 @@
 
 #include <systemd/sd-daemon.h>
 
-#include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <string>

@@ -1,8 +1,6 @@
 #include "trace/trace_command.hpp"
 
-#include <getopt.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,14 +9,13 @@
 #include <stdexcept>
 #include <string>
 
-#include "config/port_list.hpp"
 #include "kernel/bpf_program.hpp"
 #include "kernel/event_losses.hpp"
 #include "kernel/event_source.hpp"
-#include "kernel/transport.hpp"
 #include "labels/cgroup_names.hpp"
 #include "runtime/reactor.hpp"
 #include "trace/trace_format.hpp"
+#include "trace/trace_options.hpp"
 
 namespace tcpstatesd {
 
@@ -83,12 +80,6 @@ private:
         format_.cgroup ? std::make_optional<CgroupNames>() : std::nullopt;
 };
 
-Transport transport_option(const char* name) {
-    if (const auto transport = parse_transport(name)) return *transport;
-    throw std::invalid_argument(std::string("unknown transport '") + name +
-                                "' (auto, ringbuf or perfbuf)");
-}
-
 // Prints, on stderr, what was lost since the last report, by reason.
 class LossReport {
 public:
@@ -114,100 +105,19 @@ private:
 }  // namespace
 
 int run_trace_command(int argc, char** argv) {
-    enum { kJson = 1000, kCgroup, kReason, kResets, kRetransmits, kTransport, kBtfPath };
-    static const option kOptions[] = {
-        {"ipv4", no_argument, nullptr, '4'},
-        {"ipv6", no_argument, nullptr, '6'},
-        {"localport", required_argument, nullptr, 'L'},
-        {"remoteport", required_argument, nullptr, 'D'},
-        {"timestamp", no_argument, nullptr, 'T'},
-        {"wide", no_argument, nullptr, 'w'},
-        {"json", no_argument, nullptr, kJson},
-        {"cgroup", no_argument, nullptr, kCgroup},
-        {"reason", no_argument, nullptr, kReason},
-        {"resets", no_argument, nullptr, kResets},
-        {"retransmits", no_argument, nullptr, kRetransmits},
-        {"transport", required_argument, nullptr, kTransport},
-        {"btf.path", required_argument, nullptr, kBtfPath},
-        {"help", no_argument, nullptr, 'h'},
-        {nullptr, 0, nullptr, 0},
-    };
-    TraceFormat format;
-    BpfOptions bpf;
-    optind = 1;
+    TraceOptions options;
     try {
-        for (int c; (c = getopt_long(argc, argv, "46L:D:Twh", kOptions, nullptr)) != -1;) {
-            switch (c) {
-                case '4':
-                    bpf.filters.family = AF_INET;
-                    break;
-                case '6':
-                    bpf.filters.family = AF_INET6;
-                    break;
-                case 'L':
-                    bpf.filters.local_ports = parse_port_list(optarg);
-                    break;
-                case 'D':
-                    bpf.filters.remote_ports = parse_port_list(optarg);
-                    break;
-                case 'T':
-                    format.timestamp = true;
-                    break;
-                case 'w':
-                    format.wide = true;
-                    break;
-                case kJson:
-                    format.json = true;
-                    break;
-                case kCgroup:
-                    format.cgroup = true;
-                    break;
-                case kReason:
-                    format.reason = true;
-                    break;
-                case kResets:
-                    format.resets = true;
-                    break;
-                case kRetransmits:
-                    format.retransmits = true;
-                    break;
-                case kTransport:
-                    bpf.transport = transport_option(optarg);
-                    break;
-                case kBtfPath:
-                    if (!*optarg) throw std::invalid_argument("--btf.path needs a file path");
-                    bpf.btf_path = optarg;
-                    break;
-                case 'h':
-                    std::fputs(kUsage, stdout);
-                    return 0;
-                default:
-                    std::fputs(kUsage, stderr);
-                    return 2;
-            }
-        }
+        options = parse_trace_options(argc, argv);
     } catch (const std::invalid_argument& e) {
         std::fprintf(stderr, "tcpstatesd trace: %s\n", e.what());
         return 2;
     }
-    if (optind < argc) {
-        std::fprintf(stderr, "tcpstatesd trace: unexpected argument '%s'\n%s", argv[optind],
-                     kUsage);
-        return 2;
+    if (options.help) {
+        std::fputs(kUsage, stdout);
+        return 0;
     }
-
-    // Attach the reset and retransmission programs only when their lines are asked for: plain
-    // `trace` costs the traced host no more than the state changes.
-    bpf.resets = format.resets;
-    bpf.retransmits = format.retransmits;
-    // Those programs need the kernel's own BTF (BpfOptions): with --btf.path their lines would
-    // silently never come.
-    if ((bpf.resets || bpf.retransmits) && !bpf.btf_path.empty()) {
-        std::fprintf(stderr,
-                     "tcpstatesd trace: --resets and --retransmits need the kernel's own BTF "
-                     "(/sys/kernel/btf/vmlinux), not --btf.path\n");
-        return 2;
-    }
+    const TraceFormat& format = options.format;
+    BpfOptions& bpf = options.bpf;
     bpf.ring_buffer_wakeup_bytes = batched_wakeup_bytes(bpf.ring_buffer_bytes);
     try {
         // A closed pipe (`| head`) ends the trace through a failed write, not a signal.

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cstdio>
+#include <iterator>
 #include <optional>
 #include <string_view>
 
@@ -47,18 +48,15 @@ struct KindNames {
     const char* json;
 };
 
+// Indexed by the kind (enum tcpstates_record_kind).
+constexpr KindNames kKindNames[] = {{"", "transition"},
+                                    {"RST_SENT", "reset_sent"},
+                                    {"RST_RECV", "reset_received"},
+                                    {"RETRANS", "retransmit"}};
+static_assert(std::size(kKindNames) == TCPSTATES_KINDS);
+
 KindNames kind_names(unsigned kind) {
-    switch (kind) {
-        case TCPSTATES_KIND_TRANSITION:
-            return {"", "transition"};
-        case TCPSTATES_KIND_RESET_SENT:
-            return {"RST_SENT", "reset_sent"};
-        case TCPSTATES_KIND_RESET_RECEIVED:
-            return {"RST_RECV", "reset_received"};
-        case TCPSTATES_KIND_RETRANSMIT:
-            return {"RETRANS", "retransmit"};
-    }
-    return {"UNKNOWN", "unknown"};
+    return kind < std::size(kKindNames) ? kKindNames[kind] : KindNames{"UNKNOWN", "unknown"};
 }
 
 // Why the socket closed, on a transition to CLOSE; nothing on any other line.

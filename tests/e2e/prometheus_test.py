@@ -103,7 +103,7 @@ def main():
     # other network namespaces are counted under "other"). max_series at its maximum: the
     # cgroup label's series of every other process's connections on the host share it.
     held_port = free_port()
-    with Daemon(daemon_binary, f"labels:\n  max_series: 1000000\n  port:\n"
+    with Daemon(daemon_binary, f"labels:\n  max_series: 100000\n  port:\n"
                 f"    ports: [{held_port}]\n", workdir) as daemon:
         target = daemon.target
         _, exposition = http_get(f"http://{target}/metrics")

@@ -206,3 +206,19 @@ TEST_CASE("apply_filters changes what a live program reports without re-attachin
     for (const auto& [socket, life] : expected) CHECK(transitions(life_of(seen, socket)) == life);
     CHECK(tracer.program.read_counters()[TCPSTATES_COUNTER_RINGBUF_FULL] == 0);
 }
+
+TEST_CASE("apply_filters replaces a full list of ports by another full one, none in common",
+          "[filters]") {
+    REQUIRE_BPF();
+    const auto ports_from = [](uint16_t first) {
+        tcpstatesd::EventFilters filters;
+        for (uint16_t i = 0; i < TCPSTATES_MAX_FILTER_PORTS; ++i) {
+            filters.local_ports.push_back(static_cast<uint16_t>(first + i));
+            filters.remote_ports.push_back(static_cast<uint16_t>(first + i));
+        }
+        return filters;
+    };
+    Tracer tracer(with_filters(ports_from(10000)));
+    // The new ports go in before the old ones go out: the maps hold both lists at once.
+    CHECK_NOTHROW(tracer.program.apply_filters(ports_from(20000)));
+}

@@ -391,11 +391,12 @@ TEST_CASE("tcpstatesd trace --retransmits --reason shows a dropped SYN sent agai
 TEST_CASE("tcpstatesd trace rejects bad arguments with exit code 2 and a message", "[trace]") {
     // No BPF needed: arguments are checked before anything is loaded.
     const auto [args, message] = GENERATE(table<Strings, std::string>({
-        {{"trace", "--no-such-option"}, "Usage: tcpstatesd trace"},
-        {{"trace", "-L", "70000"}, "tcpstatesd trace: invalid port '70000'"},
-        {{"trace", "-D", "http"}, "tcpstatesd trace:"},
+        {{"trace", "--no-such-option"},
+         "tcpstatesd trace: unknown option --no-such-option (see tcpstatesd trace --help)"},
+        {{"trace", "-L", "70000"}, "tcpstatesd trace: --localport: invalid port '70000'"},
+        {{"trace", "-D", "http"}, "tcpstatesd trace: --remoteport: "},
         {{"trace", "--transport", "pigeon"}, "unknown transport 'pigeon'"},
-        {{"trace", "unexpected"}, "unexpected argument 'unexpected'"},
+        {{"trace", "unexpected"}, "tcpstatesd trace: unexpected argument unexpected"},
         {{"trace", "--resets", "--btf.path", "/x"}, "need the kernel's own BTF"},
         {{"trace", "--retransmits", "--btf.path", "/x"}, "need the kernel's own BTF"},
     }));

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <cerrno>
 
+#include "kernel/event_losses.hpp"
+#include "kernel/tcp_state.hpp"
 #include "tcpstates.h"
 
 using tcpstatesd::close_reason;
@@ -42,4 +44,15 @@ TEST_CASE("close reason: names are the metric's label values") {
     CHECK(close_reason_name(CloseReason::Unreachable) == "unreachable");
     CHECK(close_reason_name(CloseReason::Canceled) == "canceled");
     CHECK(close_reason_name(CloseReason::Other) == "other");
+}
+
+TEST_CASE("names: TCP states and loss reasons, UNKNOWN outside the states") {
+    CHECK(tcpstatesd::tcp_state_name(TCPSTATES_ESTABLISHED) == "ESTABLISHED");
+    CHECK(tcpstatesd::tcp_state_name(TCPSTATES_LISTEN) == "LISTEN");
+    CHECK(tcpstatesd::tcp_state_name(TCPSTATES_BOUND_INACTIVE) == "BOUND_INACTIVE");
+    CHECK(tcpstatesd::tcp_state_name(0) == "UNKNOWN");
+    CHECK(tcpstatesd::tcp_state_name(TCPSTATES_MAX_STATE + 1) == "UNKNOWN");
+    CHECK(tcpstatesd::loss_reason_name(tcpstatesd::LossReason::Recursion) == "recursion");
+    CHECK(tcpstatesd::loss_reason_name(tcpstatesd::LossReason::PerfBufferError) == "perfbuf_error");
+    CHECK(tcpstatesd::loss_reason_name(tcpstatesd::LossReason::Malformed) == "malformed");
 }

@@ -13,7 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "runtime/logging.hpp"
+#include "process/logging.hpp"
 
 using tcpstatesd::LogFormat;
 

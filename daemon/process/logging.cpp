@@ -1,4 +1,4 @@
-#include "runtime/logging.hpp"
+#include "process/logging.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "runtime/capabilities.hpp"
+#include "process/capabilities.hpp"
 
 #include <linux/capability.h>
 #include <sys/prctl.h>
