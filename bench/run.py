@@ -603,7 +603,7 @@ def summarize(records, names):
             if ours is not None and theirs is not None and theirs < 1:
                 s["cost_vs_tcpstates"] = (1 - ours) / (1 - theirs)
             cpu_theirs = summary[base].get("cpu_s_per_million_median")
-            if cpu_theirs:
+            if cpu_theirs and s["cpu_s_per_million_median"] is not None:
                 s["cpu_vs_tcpstates"] = s["cpu_s_per_million_median"] / cpu_theirs
     return summary
 
