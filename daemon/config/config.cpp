@@ -222,7 +222,8 @@ Keys metrics_keys(const Reader& r, MetricsConfig& metrics) {
          [&](const Field& f) { metrics.duration_buckets = buckets(r, f); }},
         {"socket_walk_cpu_percent",
          [&](const Field& f) {
-             metrics.socket_walk_cpu_percent = static_cast<uint32_t>(r.whole(f, 1, kMaxSocketWalkCpuPercent));
+             metrics.socket_walk_cpu_percent =
+                 static_cast<uint32_t>(r.whole(f, 1, kMaxSocketWalkCpuPercent));
          }},
     };
 }

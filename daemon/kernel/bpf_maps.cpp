@@ -19,8 +19,8 @@ constexpr uint32_t kBatchEntries = 256;
 
 }  // namespace
 
-Fd create_hash_map(const char* name, uint32_t key_size, uint32_t value_size,
-                   uint32_t max_entries, bool preallocated, const std::string& failing) {
+Fd create_hash_map(const char* name, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
+                   bool preallocated, const std::string& failing) {
     LIBBPF_OPTS(bpf_map_create_opts, options);
     options.map_flags = preallocated ? 0 : BPF_F_NO_PREALLOC;
     Fd map(bpf_map_create(BPF_MAP_TYPE_HASH, name, key_size, value_size, max_entries, &options));

@@ -12,8 +12,8 @@ namespace tcpstatesd {
 
 // A BPF_MAP_TYPE_HASH, allocated as used or preallocated. Needs CAP_BPF: create before the
 // daemon drops its capabilities. A failure's error says `failing` if given, else which map.
-Fd create_hash_map(const char* name, uint32_t key_size, uint32_t value_size,
-                   uint32_t max_entries, bool preallocated, const std::string& failing = {});
+Fd create_hash_map(const char* name, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
+                   bool preallocated, const std::string& failing = {});
 
 // Calls `each(key, value)` for every entry of a hash map, read in batches. Entries added or
 // removed meanwhile may or may not be seen.

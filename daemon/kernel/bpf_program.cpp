@@ -5,9 +5,9 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -72,8 +72,9 @@ struct BtfFile {
 BtfFile open_btf_file(const std::string& path) {
     Fd file(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
     const auto refuse = [&path](const std::string& reason) {
-        return BpfError("BTF file " + path + " (--btf.path / events.btf_path) not readable: " +
-                        reason + "; give a raw BTF file for this kernel (as BTFHub provides) or "
+        return BpfError("BTF file " + path +
+                        " (--btf.path / events.btf_path) not readable: " + reason +
+                        "; give a raw BTF file for this kernel (as BTFHub provides) or "
                         "an ELF file with a .BTF section");
     };
     if (!file) throw refuse(std::strerror(errno));
@@ -102,8 +103,8 @@ void check_btf(const std::string& custom_path, const std::string& opened) {
         const int err = errno;
         char reason[128];  // libbpf's own codes (e.g. a bad format) are beyond strerror's
         libbpf_strerror(err, reason, sizeof reason);
-        throw BpfError("BTF file " + custom_path + " (--btf.path / events.btf_path) is not BTF: " +
-                       reason +
+        throw BpfError("BTF file " + custom_path +
+                       " (--btf.path / events.btf_path) is not BTF: " + reason +
                        "; give a raw BTF file for this kernel (as BTFHub provides) or an ELF "
                        "file with a .BTF section");
     }
@@ -218,13 +219,11 @@ void add_overflow_tuples(int table_fd) {
     throw BpfError(message);
 }
 
-
 BpfProgram::BpfProgram(const BpfOptions& options) {
     libbpf_set_print(route_libbpf_log);
 
     // Open until the programs are loaded (libbpf reads it at the load).
-    const BtfFile btf_file =
-        options.btf_path.empty() ? BtfFile{} : open_btf_file(options.btf_path);
+    const BtfFile btf_file = options.btf_path.empty() ? BtfFile{} : open_btf_file(options.btf_path);
     check_btf(options.btf_path, btf_file.path);
     if (options.socket_table_size == 0) throw BpfError("socket_table_size must be at least 1");
 
@@ -312,22 +311,20 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     // before Linux 5.10 max_entries). Creating them is part of loading: a failure reads so.
     const std::string loading =
         std::string("loading the BPF program (") + bpf_program__section_name(first_) + ")";
-    first_tuple_table_ = create_hash_map(
-        "tuples", sizeof(tcpstates_tuple_key), sizeof(tcpstates_tuple_counts),
-        tuple_table_entries(options.tuple_table_size), preallocated_, loading);
-    first_duration_table_ = create_hash_map(
-        "durations", sizeof(tcpstates_duration_key), sizeof(tcpstates_histogram),
-        std::max<uint32_t>(options.duration_table_size, 1), preallocated_, loading);
+    first_tuple_table_ =
+        create_hash_map("tuples", sizeof(tcpstates_tuple_key), sizeof(tcpstates_tuple_counts),
+                        tuple_table_entries(options.tuple_table_size), preallocated_, loading);
+    first_duration_table_ =
+        create_hash_map("durations", sizeof(tcpstates_duration_key), sizeof(tcpstates_histogram),
+                        std::max<uint32_t>(options.duration_table_size, 1), preallocated_, loading);
     set_or_fail(bpf_map__set_inner_map_fd(skel_->maps.tuple_tables, first_tuple_table_.get()),
                 "setting the tuple tables' template");
-    set_or_fail(
-        bpf_map__set_inner_map_fd(skel_->maps.duration_tables, first_duration_table_.get()),
-        "setting the duration tables' template");
+    set_or_fail(bpf_map__set_inner_map_fd(skel_->maps.duration_tables, first_duration_table_.get()),
+                "setting the duration tables' template");
 
     if (int err = tcpstates_bpf__load(skel_.get())) throw_bpf_error(loading, err);
     add_overflow_tuples(first_tuple_table_.get());
-    install_table(bpf_map__fd(skel_->maps.tuple_tables), first_tuple_table_.get(),
-                  "tuple table");
+    install_table(bpf_map__fd(skel_->maps.tuple_tables), first_tuple_table_.get(), "tuple table");
     install_table(bpf_map__fd(skel_->maps.duration_tables), first_duration_table_.get(),
                   "duration table");
     apply_filters(options.filters);
@@ -536,8 +533,7 @@ uint64_t BpfProgram::recursion_losses() const {
     uint64_t packet_misses = 0;
     for (const bpf_program* program : packet_programs_) packet_misses += recursion_misses(program);
     const uint64_t handled = read_counters()[TCPSTATES_COUNTER_NESTED_HANDLED];
-    const uint64_t losses =
-        (first_misses > handled ? first_misses - handled : 0) + packet_misses;
+    const uint64_t losses = (first_misses > handled ? first_misses - handled : 0) + packet_misses;
     // A miss handled between the two reads makes the difference smaller than the last one:
     // a counter never goes down.
     std::lock_guard lock(losses_mutex_);

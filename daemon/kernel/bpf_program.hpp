@@ -48,12 +48,12 @@ struct EventFilters {
 // Which labels the programs put in the tuples they count under (struct tcpstates_tuple_key),
 // and what a service port is. Live: a socket keeps the tuple it was first counted under.
 struct TupleLabelSettings {
-    bool port = false;    // some family carries `port`
-    bool cgroup = false;  // some family carries `cgroup`
+    bool port = false;           // some family carries `port`
+    bool cgroup = false;         // some family carries `cgroup`
     bool duration_port = false;  // tcpstates_state_duration_seconds carries `port`
     bool duration_cgroup = false;
-    bool listening = false;           // every port listened on is a service port
-    std::vector<uint16_t> ports;      // and these (labels.port.ports)
+    bool listening = false;       // every port listened on is a service port
+    std::vector<uint16_t> ports;  // and these (labels.port.ports)
 
     bool operator==(const TupleLabelSettings&) const = default;
 };

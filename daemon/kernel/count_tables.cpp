@@ -53,12 +53,12 @@ CountTables::CountTables(const BpfProgram& program, uint32_t tuple_capacity,
     duration_tables_[0] = Fd(dup(program.first_duration_table_fd()));
     if (!tuple_tables_[0] || !duration_tables_[0])
         throw_bpf_error("keeping the count tables' descriptors", errno);
-    tuple_tables_[1] = create_hash_map("tuples", sizeof(tcpstates_tuple_key),
-                                       sizeof(tcpstates_tuple_counts),
-                                       tuple_table_entries(tuple_capacity), program.preallocated());
-    duration_tables_[1] = create_hash_map("durations", sizeof(tcpstates_duration_key),
-                                          sizeof(tcpstates_histogram), duration_capacity,
-                                          program.preallocated());
+    tuple_tables_[1] =
+        create_hash_map("tuples", sizeof(tcpstates_tuple_key), sizeof(tcpstates_tuple_counts),
+                        tuple_table_entries(tuple_capacity), program.preallocated());
+    duration_tables_[1] =
+        create_hash_map("durations", sizeof(tcpstates_duration_key), sizeof(tcpstates_histogram),
+                        duration_capacity, program.preallocated());
     add_overflow_tuples(tuple_tables_[1].get());
 }
 
@@ -102,8 +102,7 @@ void CountTables::prepare(const std::vector<tcpstates_tuple_key>& carried) {
     const int spare = 1 - live_;
     insert_zero_tuples(tuple_tables_[spare].get(), carried);
     install(program_.tuple_tables_fd(), tuple_tables_[spare].get(), "new tuple table");
-    install(program_.duration_tables_fd(), duration_tables_[spare].get(),
-            "new duration table");
+    install(program_.duration_tables_fd(), duration_tables_[spare].get(), "new duration table");
 }
 
 CountTables::Retired CountTables::retire() {

@@ -98,8 +98,7 @@ SocketWalk walk_sockets(BpfProgram& program) {
                        if (count.sockets != 0) walk.walked.push_back(count);
                    });
     list_stale_records(program, generation);
-    walk.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    walk.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     walk.cpu_seconds = thread_cpu_seconds() - cpu_start;
     return walk;
 }

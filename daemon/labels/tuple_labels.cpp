@@ -38,8 +38,7 @@ TupleLabeler::Values TupleLabeler::values(uint16_t port, uint64_t cgroup_id,
     return values;
 }
 
-uint32_t TupleLabeler::admit(Label label, const std::string& name,
-                             std::vector<Eviction>* evicted) {
+uint32_t TupleLabeler::admit(Label label, const std::string& name, std::vector<Eviction>* evicted) {
     LabelValues& set = label == Label::Port ? ports_ : cgroups_;
     const bool may_replace = evicted != nullptr;
     auto admission = set.admit(name, uses_, may_replace);
@@ -63,8 +62,7 @@ uint32_t TupleLabeler::admit(Label label, const std::string& name,
 
 std::string TupleLabeler::cgroup_name(uint64_t cgroup_id) {
     if (cgroup_id == 0) return std::string(kUnknownCgroup);
-    if (auto known = cgroup_ids_.find(cgroup_id); known != cgroup_ids_.end())
-        return known->second;
+    if (auto known = cgroup_ids_.find(cgroup_id); known != cgroup_ids_.end()) return known->second;
     if (cgroup_ids_.size() >= kMaxNamedCgroups) cgroup_ids_.clear();
     const auto path = cgroup_names_.path(cgroup_id);  // may walk, once per id
     std::string name = path ? cgroup_display_name(*path) : std::string(kUnknownCgroup);

@@ -47,9 +47,9 @@ public:
 
     // The values of a tuple's port (0: none) and cgroup id (0: unknown). A value not admitted
     // yet is admitted if there is room, made if need be by replacing a gone value (added to
-    // `evicted`) unless `evicted` is null. Looking up a cgroup id seen for the first time may walk the cgroup file system
-    // (once per id); a full cgroup label walks it at most once per kCgroupRefresh to find
-    // removed cgroups.
+    // `evicted`) unless `evicted` is null. Looking up a cgroup id seen for the first time may walk
+    // the cgroup file system (once per id); a full cgroup label walks it at most once per
+    // kCgroupRefresh to find removed cgroups.
     Values values(uint16_t port, uint64_t cgroup_id, std::vector<Eviction>* evicted);
     // Whether values(port, cgroup_id, ...) would replace a gone value.
     bool would_replace(uint16_t port, uint64_t cgroup_id);

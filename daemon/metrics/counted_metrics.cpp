@@ -147,7 +147,6 @@ uint64_t CountedMetrics::cost(LabelledMetric metric) const {
     return metric == LabelledMetric::StateDurations ? buckets_.size() + 3 : 1;
 }
 
-
 TupleLabeler::Values CountedMetrics::values_of(const tcpstates_tuple_key& key,
                                                bool may_replace) const {
     const TupleId id = tuple_id(key);
@@ -275,9 +274,8 @@ std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
             for (uint8_t to = 0; to < TCPSTATES_STATE_SLOTS; ++to) {
                 const tcpstates_histogram& h =
                     unlabelled[tcpstates_duration_slot(0, ipv6, from, to)];
-                const bool observed =
-                    std::any_of(std::begin(h.buckets), std::end(h.buckets),
-                                [](uint64_t n) { return n != 0; });
+                const bool observed = std::any_of(std::begin(h.buckets), std::end(h.buckets),
+                                                  [](uint64_t n) { return n != 0; });
                 if (observed)
                     durations[{LabelledMetric::StateDurations, ipv6, from, to, LabelValues::kOther,
                                LabelValues::kOther}]
@@ -319,8 +317,8 @@ void CountedMetrics::render_counters(const std::map<SeriesKey, uint64_t>& totals
          "(SYN_SENT: the SYN, SYN_RECV: the SYN-ACK)."},
     };
     for (const Family& f : families) {
-        prometheus::MetricFamily family = metric_family(
-            metric_name(f.metric).data(), f.help, prometheus::MetricType::Counter);
+        prometheus::MetricFamily family =
+            metric_family(metric_name(f.metric).data(), f.help, prometheus::MetricType::Counter);
         std::map<SeriesKey, uint64_t> samples;
         const bool labelled = carries(Label::Port, f.metric) || carries(Label::Cgroup, f.metric);
         if (f.metric == LabelledMetric::Transitions && !labelled)
@@ -344,8 +342,8 @@ void CountedMetrics::render_counters(const std::map<SeriesKey, uint64_t>& totals
                         {"reason", std::string(close_reason_name(CloseReason(key.b)))});
                     break;
                 case LabelledMetric::Resets:
-                    labels.push_back({"direction", key.a == TCPSTATES_RESET_RECEIVED ? "received"
-                                                                                      : "sent"});
+                    labels.push_back(
+                        {"direction", key.a == TCPSTATES_RESET_RECEIVED ? "received" : "sent"});
                     labels.push_back({"state", state_label(key.b)});
                     break;
                 default:
@@ -381,7 +379,8 @@ prometheus::MetricFamily CountedMetrics::durations_family(
         sample.label = {{"family", family_label(key.ipv6)},
                         {"state", state_label(key.a)},
                         {"next_state", state_label(key.b)}};
-        if (carries(Label::Port, key.metric)) sample.label.push_back(label_of(Label::Port, key.port));
+        if (carries(Label::Port, key.metric))
+            sample.label.push_back(label_of(Label::Port, key.port));
         if (carries(Label::Cgroup, key.metric))
             sample.label.push_back(label_of(Label::Cgroup, key.cgroup));
         sort_labels(sample.label);
@@ -401,7 +400,8 @@ prometheus::MetricFamily CountedMetrics::durations_family(
     return family;
 }
 
-prometheus::MetricFamily CountedMetrics::sockets_family(const std::vector<TupleCounts>& live) const {
+prometheus::MetricFamily CountedMetrics::sockets_family(
+    const std::vector<TupleCounts>& live) const {
     const bool by_port = carries(Label::Port, LabelledMetric::Sockets);
     const bool by_cgroup = carries(Label::Cgroup, LabelledMetric::Sockets);
     std::map<SeriesKey, int64_t> counts;
@@ -497,10 +497,9 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
     prometheus::MetricFamily values = metric_family(
         "tcpstatesd_label_values", "Values a label has now, besides \"other\" and \"unknown\".",
         MetricType::Gauge);
-    prometheus::MetricFamily limits =
-        metric_family("tcpstatesd_label_values_limit",
-                      "The label's max_values: the cap on tcpstatesd_label_values.",
-                      MetricType::Gauge);
+    prometheus::MetricFamily limits = metric_family(
+        "tcpstatesd_label_values_limit",
+        "The label's max_values: the cap on tcpstatesd_label_values.", MetricType::Gauge);
     prometheus::MetricFamily refused = metric_family(
         "tcpstatesd_label_value_overflows_total",
         "Label tuples whose value found the label's max_values full: their counts went under "
@@ -567,10 +566,10 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
         "Transitions whose old state was not the socket's recorded state (a transition was "
         "missed); treated as unknown start.",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_STATE_MISMATCH])));
-    out.push_back(single_sample(
-        "tcpstatesd_socket_table_capacity",
-        "Sockets the programs' record table holds (events.socket_table_size).",
-        MetricType::Gauge, program_.socket_table_capacity()));
+    out.push_back(
+        single_sample("tcpstatesd_socket_table_capacity",
+                      "Sockets the programs' record table holds (events.socket_table_size).",
+                      MetricType::Gauge, program_.socket_table_capacity()));
     out.push_back(single_sample("tcpstatesd_strange_transitions_total",
                                 "Transitions from or to a state a full socket does not take "
                                 "(not counted elsewhere).",
@@ -652,13 +651,13 @@ std::vector<tcpstates_tuple_key> CountedMetrics::counted_tuples(
     const std::vector<TupleCounts>& live) const {
     std::map<TupleId, bool> counted;
     for (const auto& [id, gauge] : gauge_totals_)
-        counted[id] = counted[id] || std::any_of(gauge.begin(), gauge.end(),
-                                                 [](int64_t n) { return n != 0; });
+        counted[id] = counted[id] ||
+                      std::any_of(gauge.begin(), gauge.end(), [](int64_t n) { return n != 0; });
     for (const TupleCounts& tuple : live) {
         const TupleId id = tuple_id(tuple.key);
-        const bool any = std::any_of(std::begin(tuple.counts.sockets),
-                                     std::end(tuple.counts.sockets),
-                                     [](int64_t n) { return n != 0; });
+        const bool any =
+            std::any_of(std::begin(tuple.counts.sockets), std::end(tuple.counts.sockets),
+                        [](int64_t n) { return n != 0; });
         counted[id] = counted[id] || any;
     }
     std::vector<tcpstates_tuple_key> keys;
@@ -779,9 +778,8 @@ void CountedMetrics::configure(const LabelsConfig& labels, std::vector<double> d
     budget_.set_limit(labels.max_series);
     program_.apply_labels(tuple_label_settings(labels));
     if (new_buckets) {
-        remove_series([](const SeriesKey& key) {
-            return key.metric == LabelledMetric::StateDurations;
-        });
+        remove_series(
+            [](const SeriesKey& key) { return key.metric == LabelledMetric::StateDurations; });
         buckets_ = std::move(duration_buckets);
         prepared_buckets_.clear();
         generation_ = program_.switch_bucket_bounds(bounds_ns(buckets_));

@@ -21,9 +21,8 @@ CountUpkeep::CountUpkeep(BpfProgram& program, CountedMetrics& metrics, uint32_t 
 
 CountUpkeep::Clock::time_point CountUpkeep::next_walk_after(double walk_cpu_seconds) const {
     const std::chrono::duration<double> pause(walk_cpu_seconds * 100.0 / walk_cpu_percent_);
-    return Clock::now() +
-           std::max<Clock::duration>(kMinWalkInterval,
-                                     std::chrono::duration_cast<Clock::duration>(pause));
+    return Clock::now() + std::max<Clock::duration>(
+                              kMinWalkInterval, std::chrono::duration_cast<Clock::duration>(pause));
 }
 
 void CountUpkeep::tick() {

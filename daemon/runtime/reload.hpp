@@ -1,12 +1,13 @@
 // SIGHUP: re-reads the configuration and the web config and applies what can change while
-// running (filters, labels, duration buckets, the walk's CPU share, logging, TLS and users), or nothing at all.
+// running (filters, labels, duration buckets, the walk's CPU share, logging, TLS and users), or
+// nothing at all.
 #pragma once
 
 #include "config/daemon_options.hpp"
 #include "http/http_server.hpp"
 #include "kernel/bpf_program.hpp"
-#include "metrics/self_metrics.hpp"
 #include "metrics/counted_metrics.hpp"
+#include "metrics/self_metrics.hpp"
 #include "runtime/count_upkeep.hpp"
 
 namespace tcpstatesd {

@@ -67,7 +67,8 @@ PortCounts counts_of(const tcpstatesd::CountTables& tables, uint16_t port) {
         if (tuple.key.port != port) continue;
         for (int from = 0; from < TCPSTATES_STATE_SLOTS; ++from) {
             for (int to = 0; to < TCPSTATES_STATE_SLOTS; ++to)
-                if (uint64_t n = tuple.counts.transitions[from][to]) out.transitions[{from, to}] += n;
+                if (uint64_t n = tuple.counts.transitions[from][to])
+                    out.transitions[{from, to}] += n;
             for (int reason = 0; reason < TCPSTATES_CLOSE_REASONS; ++reason)
                 if (uint64_t n = tuple.counts.closes[from][reason]) out.closes[{from, reason}] += n;
             out.sockets += tuple.counts.sockets[from];
@@ -113,8 +114,8 @@ bool wait_for_total(const tcpstatesd::CountTables& tables, uint16_t port, uint64
 }
 
 // The sum of a counter family's samples carrying port="PORT".
-double sum_for_port(const std::vector<prometheus::MetricFamily>& families,
-                    const std::string& name, uint16_t port) {
+double sum_for_port(const std::vector<prometheus::MetricFamily>& families, const std::string& name,
+                    uint16_t port) {
     double sum = 0;
     for (const auto& family : families) {
         if (family.name != name) continue;

@@ -143,10 +143,10 @@ struct OpenAtOnce {
     OpenAtOnce(uint32_t table_size, Attach attach, Fd bound)
         : listener(std::move(bound)),
           server_port(local_port(listener)),
-          servers(watching(&tcpstatesd::EventFilters::local_ports, server_port, table_size,
-                           attach)),
-          clients(watching(&tcpstatesd::EventFilters::remote_ports, server_port, table_size,
-                           attach)) {}
+          servers(
+              watching(&tcpstatesd::EventFilters::local_ports, server_port, table_size, attach)),
+          clients(
+              watching(&tcpstatesd::EventFilters::remote_ports, server_port, table_size, attach)) {}
 
     // Returns whether every watched life ended (was reported through its CLOSE) in time.
     bool run() {

@@ -253,11 +253,11 @@ TEST_CASE("config: the repository's config/tcpstatesd.yaml is exactly the built-
     // every key, since it is the documented default.
     std::ifstream in(path);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    for (const char* key :
-         {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
-          "ring_buffer_bytes:", "perf_buffer_pages:", "# socket_table_size:", "btf_path:", "resets:",
-          "retransmits:", "families:", "local_ports:", "remote_ports:", "duration_buckets_seconds:",
-          "socket_walk_cpu_percent:", "max_series:", "level:", "format:"})
+    for (const char* key : {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
+                            "ring_buffer_bytes:", "perf_buffer_pages:", "# socket_table_size:",
+                            "btf_path:", "resets:", "retransmits:", "families:", "local_ports:",
+                            "remote_ports:", "duration_buckets_seconds:",
+                            "socket_walk_cpu_percent:", "max_series:", "level:", "format:"})
         CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
     for (const char* key : {"port:", "cgroup:"})
         CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
