@@ -86,6 +86,7 @@ public:
         uint8_t ipv6;
         uint8_t a, b;  // from/to, from/reason, direction/state, -/state, from/to
         uint32_t port, cgroup;
+        // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 on a defaulted <=>
         auto operator<=>(const SeriesKey&) const = default;
     };
 
