@@ -688,18 +688,27 @@ TEST_CASE("http: a request head not complete within read_header_timeout is cut o
 
 TEST_CASE("http: a response not taken within write_timeout is cut off") {
     auto options = loopback();
-    options.security.http_server.write_timeout_seconds = 1;
+    options.security.http_server.write_timeout_seconds = 2;
     Served served(options);
-    // A body far larger than what the socket buffers of both ends hold (a few MiB on
-    // loopback), so that the server is still sending when the deadline passes.
+    // The client's receive buffer fixed small (which stops its autotuning, up to 32 MiB on
+    // some hosts), so that a body larger than the server's send buffer (net.ipv4.tcp_wmem's
+    // maximum, 4 MiB by default) is still being sent when the deadline passes. 8 MB, in long
+    // label values: rendering it takes about 0.2 s here, a tenth of the deadline.
     auto& family =
         prometheus::BuildGauge().Name("test_big").Help("Big.").Register(*served.registry);
-    const std::string padding(1000, 'p');
-    for (int i = 0; i < 30000; ++i) family.Add({{"i", std::to_string(i)}, {"pad", padding}});
+    const std::string padding(10000, 'p');
+    const int samples = 800;
+    for (int i = 0; i < samples; ++i) family.Add({{"i", std::to_string(i)}, {"pad", padding}});
     const Client client(served.port);
+    const int receive_buffer = 16384;
+    REQUIRE(setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer,
+                       sizeof receive_buffer) == 0);
+    const auto sent = std::chrono::steady_clock::now();
     client.send_text("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
-    // Not reading for longer than the deadline (1 s) plus time for the server to act.
-    std::this_thread::sleep_for(3s);
+    char first;
+    REQUIRE(recv(client.fd, &first, 1, MSG_PEEK) == 1);  // rendered within the deadline
+    // Not reading past the deadline (2 s from the request), plus 1 s for the server to act.
+    std::this_thread::sleep_until(sent + 3s);
     std::string received;
     char buffer[65536];
     for (ssize_t n; (n = recv(client.fd, buffer, sizeof buffer, 0)) > 0;)
@@ -707,7 +716,7 @@ TEST_CASE("http: a response not taken within write_timeout is cut off") {
     const auto reply = parse_reply(received);
     REQUIRE(reply.status == 200);
     const size_t length = std::stoul(reply.header("content-length"));
-    CHECK(length > 30000 * padding.size());
+    CHECK(length > samples * padding.size());
     CHECK(reply.body.size() < length);  // cut off, not finished
     CHECK(served.get("/-/ready").status == 200);
 }
