@@ -84,6 +84,19 @@ CountedMetrics::TupleId CountedMetrics::tuple_id(const tcpstates_tuple_key& key)
     return id;
 }
 
+// Multiplying by an odd constant spreads the small fields (indexes, states) over the word.
+constexpr uint64_t kSpread = 0x9e3779b97f4a7c15ULL;
+
+size_t CountedMetrics::SeriesKeyHash::operator()(const SeriesKey& key) const noexcept {
+    const uint64_t fields = uint64_t(key.metric) | uint64_t(key.ipv6) << 8 |
+                            uint64_t(key.a) << 16 | uint64_t(key.b) << 24 | uint64_t(key.port) << 32;
+    return fields * kSpread ^ uint64_t(key.cgroup);
+}
+
+size_t CountedMetrics::TupleIdHash::operator()(const TupleId& id) const noexcept {
+    return id[0] * kSpread ^ id[1];
+}
+
 namespace {
 
 std::string family_label(uint8_t ipv6) {
@@ -192,14 +205,11 @@ CountedMetrics::SeriesKey CountedMetrics::place(const SeriesKey& key) const {
     SeriesKey other = key;
     other.port = LabelValues::kOther;
     other.cgroup = LabelValues::kOther;
-    if (key == other || admitted_.contains(key)) return key;
-    if (folded_.contains(key)) return other;
-    if (budget_.reserve(cost(key.metric), key.metric)) {
-        admitted_.insert(key);
-        return key;
-    }
-    folded_.insert(key);
-    return other;
+    if (key == other) return key;
+    auto [placed, added] = placements_.try_emplace(key, Placement::Folded);
+    if (added && budget_.reserve(cost(key.metric), key.metric))
+        placed->second = Placement::Admitted;
+    return placed->second == Placement::Admitted ? key : other;
 }
 
 void CountedMetrics::add_counts(const tcpstates_tuple_key& key,
@@ -241,15 +251,11 @@ template <typename Select>
 void CountedMetrics::remove_series(Select remove) const {
     std::erase_if(counter_totals_, [&](const auto& entry) { return remove(entry.first); });
     std::erase_if(duration_totals_, [&](const auto& entry) { return remove(entry.first); });
-    std::erase_if(folded_, remove);
-    for (auto it = admitted_.begin(); it != admitted_.end();) {
-        if (!remove(*it)) {
-            ++it;
-            continue;
-        }
-        budget_.release(cost(it->metric));
-        it = admitted_.erase(it);
-    }
+    std::erase_if(placements_, [&](const auto& entry) {
+        if (!remove(entry.first)) return false;
+        if (entry.second == Placement::Admitted) budget_.release(cost(entry.first.metric));
+        return true;
+    });
 }
 
 std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
@@ -640,11 +646,15 @@ void CountedMetrics::walk_failed() {
 bool CountedMetrics::swap_wanted() const {
     // Without reading the table (2 KiB a tuple): the tuples counted when it was last read, and
     // those added since that the programs told of; the overflow tuple's use when they could
-    // not tell (the perf buffer), a new tuple that found the table full.
+    // not tell (the perf buffer), a new tuple that found the table full. A scrape reads every
+    // tuple of the table (about 5 us each): a swap folds the tuples no socket counts in any more
+    // once an eighth of the table has been added since the last.
     const uint64_t full = program_.read_counters()[TCPSTATES_COUNTER_TUPLE_TABLE_FULL];
     std::lock_guard lock(mutex_);
     return replacement_pending_ || labeler_.wants_room() ||
-           tuples_at_least_ * 2 > tables_.tuple_capacity() || full != table_full_at_swap_;
+           tuples_at_least_ * 2 > tables_.tuple_capacity() ||
+           tuples_at_least_ > tuples_carried_ + tables_.tuple_capacity() / 8 ||
+           full != table_full_at_swap_;
 }
 
 std::vector<tcpstates_tuple_key> CountedMetrics::counted_tuples(
@@ -722,7 +732,8 @@ void CountedMetrics::fold_retired() const {
             unassigned_durations.push_back(&h);
     assigned_.clear();
     walked_values_.clear();
-    folded_.clear();
+    std::erase_if(placements_,
+                  [](const auto& entry) { return entry.second == Placement::Folded; });
     labeler_.forget_refused();
     for (const TupleCounts* tuple : unassigned) {
         values_of(tuple->key, true);
@@ -745,7 +756,7 @@ void CountedMetrics::fold_retired() const {
         counted.push_back(key);
     }
     tables_.carry(counted);
-    tuples_at_least_ = counted.size();
+    tuples_at_least_ = tuples_carried_ = counted.size();
     table_full_at_swap_ = program_.read_counters()[TCPSTATES_COUNTER_TUPLE_TABLE_FULL];
     replacement_pending_ = false;
     ++swaps_;

@@ -25,7 +25,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <set>
+#include <unordered_map>
 #include <vector>
 
 #include "kernel/count_tables.hpp"
@@ -89,9 +89,16 @@ public:
         // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 on a defaulted <=>
         auto operator<=>(const SeriesKey&) const = default;
     };
+    // A scrape looks every counted cell's series up: hashed, not a tree walk per cell.
+    struct SeriesKeyHash {
+        size_t operator()(const SeriesKey& key) const noexcept;
+    };
 
 private:
     using TupleId = std::array<uint64_t, 2>;  // the tuple key's bytes
+    struct TupleIdHash {
+        size_t operator()(const TupleId& id) const noexcept;
+    };
     static TupleId tuple_id(const tcpstates_tuple_key& key);
     struct Histogram {
         std::array<uint64_t, TCPSTATES_MAX_BUCKETS + 1> buckets{};
@@ -145,12 +152,14 @@ private:
 
     // Collect() is const (prometheus::Collectable) and may admit values, fold series and drop
     // a gone value's series: what it changes is mutable, under mutex_.
-    // This epoch's decisions (cleared at each swap): a tuple's values, the series folded.
-    mutable std::map<TupleId, TupleLabeler::Values> assigned_;
+    // This epoch's decisions (cleared at each swap): a tuple's values.
+    mutable std::unordered_map<TupleId, TupleLabeler::Values, TupleIdHash> assigned_;
     mutable std::map<uint16_t, TupleLabeler::Values> walked_values_;  // by the walk's port
-    mutable std::set<SeriesKey> folded_;
-    // Labelled series holding their cost of the budget.
-    mutable std::set<SeriesKey> admitted_;
+    // Where a labelled series goes, one lookup per counted cell: Admitted (it holds its cost
+    // of the budget, until its value goes) or Folded into "other" (this epoch: a later one
+    // may find room).
+    enum class Placement : uint8_t { Admitted, Folded };
+    mutable std::unordered_map<SeriesKey, Placement, SeriesKeyHash> placements_;
     // Counts of the tables swapped out.
     mutable std::map<SeriesKey, uint64_t> counter_totals_;
     mutable std::map<SeriesKey, Histogram> duration_totals_;
@@ -162,6 +171,7 @@ private:
     // programs tell of each); and the new tuples the full table refused, at the last swap.
     mutable uint64_t tuples_at_least_ = 0;
     mutable uint64_t table_full_at_swap_ = 0;
+    mutable uint64_t tuples_carried_ = 0;  // into the table in use, at its swap
     // The last walk's.
     std::vector<SocketWalk::Count> walked_;
     tcpstates_walk_totals walk_totals_{};
