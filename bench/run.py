@@ -13,8 +13,9 @@ programs per transition (run_time_ns / run_cnt with BPF statistics on). Then, if
 among the configurations, scrape benchmarks: /metrics latency and size over a kept-alive
 connection on a quiet host and while churn runs, with the default configuration and at the
 labelled-series cap (every label on every family, many ports connected to first); and for each
-daemon configuration the kernel memory per tracked socket (slab growth holding
-connections with and without it) and its BPF maps' memory at start.
+daemon configuration the kernel memory per tracked socket (the growth of its BPF maps, as
+the kernel accounts them, and of the unreclaimable slab, holding connections with and without
+it) and its BPF maps' memory at start.
 
 Needs root (BPF statistics, tracefs for tcpstates, network namespaces). Python 3 standard
 library only. It changes nothing on the host that outlives it: BPF statistics are held on by
@@ -459,12 +460,15 @@ def fill_series_cap(ports):
 HOLDER = os.path.join(REPO, "bench", "hold_connections.py")
 
 
-def slab_kib():
-    return int(re.search(r"^Slab:\s*(\d+) kB", read_text("/proc/meminfo"), re.M).group(1))
+def unreclaimable_slab_kib():
+    """Where map entries and sockets are allocated; the reclaimable part (dentries, inodes)
+    moves with whatever else the host does."""
+    return int(re.search(r"^SUnreclaim:\s*(\d+) kB", read_text("/proc/meminfo"), re.M).group(1))
 
 
 def maps_memlock_kib(pid):
-    """Kernel memory of the BPF maps a process holds (fdinfo memlock), in KiB."""
+    """Kernel memory of the BPF maps a process holds (fdinfo memlock: since Linux 6.4 what
+    each map takes, entries allocated as used included), in KiB."""
     total = 0
     for name in os.listdir(f"/proc/{pid}/fdinfo"):
         try:
@@ -477,11 +481,13 @@ def maps_memlock_kib(pid):
 
 
 def slab_growth_holding(args, tracer=None):
-    """Slab growth (KiB) while args.memory_connections connections are held, in a network
-    namespace of their own; with a daemon running, once it tracks them all."""
+    """Unreclaimable slab growth (KiB) while args.memory_connections connections are held, in
+    a network namespace of their own; with a daemon running, once it tracks them all, also
+    its maps' growth (KiB) and the sockets it tracked."""
     tracked = (lambda: tracer.metrics().get("tcpstates_sockets", 0)) if tracer else None
     tracked_before = tracked() if tracer else 0
-    before = slab_kib()
+    maps_before = maps_memlock_kib(tracer.proc.pid) if tracer else 0
+    before = unreclaimable_slab_kib()
     holder = subprocess.Popen(
         in_new_network_namespace([sys.executable, HOLDER, str(args.memory_connections)]),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -492,34 +498,41 @@ def slab_growth_holding(args, tracer=None):
         deadline = time.monotonic() + 10
         while tracer and tracked() - tracked_before < sockets and time.monotonic() < deadline:
             time.sleep(0.1)
-        growth = slab_kib() - before
+        growth = unreclaimable_slab_kib() - before
+        maps_growth = maps_memlock_kib(tracer.proc.pid) - maps_before if tracer else None
         counted = tracked() - tracked_before if tracer else None
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
     time.sleep(1)  # sockets are freed after an RCU grace period
-    return growth, counted
+    return growth, maps_growth, counted
 
 
 def memory_benchmark(args, tracer, workdir):
-    """Kernel memory per tracked socket: slab growth holding the same connections with the
-    daemon running and without, alternately; medians of each, difference per socket."""
-    with_daemon, without, counted = [], [], []
+    """Kernel memory per tracked socket: the growth of the daemon's maps (the kernel's own
+    account of their entries), and of the unreclaimable slab holding the same connections
+    with the daemon running and without, alternately (medians of each, difference per
+    socket: a cross-check that includes what the maps' account leaves out, and noise)."""
+    with_daemon, without, maps, counted = [], [], [], []
     for _ in range(args.memory_rounds):
         without.append(slab_growth_holding(args)[0])
         tracer.start(workdir)
         try:
             memlock = maps_memlock_kib(tracer.proc.pid)
-            growth, tracked = slab_growth_holding(args, tracer)
+            growth, maps_growth, tracked = slab_growth_holding(args, tracer)
         finally:
             tracer.stop()
         with_daemon.append(growth)
+        maps.append(maps_growth)
         counted.append(tracked)
     sockets = 2 * args.memory_connections + 1
     return {"sockets": sockets, "tracked_min": min(counted),
             "slab_growth_kib_with": with_daemon, "slab_growth_kib_without": without,
+            "maps_growth_kib": maps,
             "bytes_per_tracked_socket":
                 (median(with_daemon) - median(without)) * 1024 / sockets,
+            "map_bytes_per_tracked_socket":
+                median(maps) * 1024 / max(min(counted), 1),
             "maps_memlock_kib": memlock}
 
 
@@ -637,7 +650,8 @@ def print_table(summary, scrape_result, memory_result):
             s["peak_rss_mib_max"] = s["peak_rss_kib_max"] / 1024
         print(f"{name:<16}" + "".join(f" {fmt(s.get(k), f'{w}{f}')}" for _, w, f, k in columns))
     for name, m in (memory_result or {}).items():
-        print(f"kernel memory {name}: {m['bytes_per_tracked_socket']:.0f} B per tracked socket "
+        print(f"kernel memory {name}: maps {m['map_bytes_per_tracked_socket']:.0f} B per tracked "
+              f"socket, unreclaimable slab {m['bytes_per_tracked_socket']:.0f} B per socket held "
               f"({m['sockets']} sockets held, {m['tracked_min']:.0f} tracked), BPF maps "
               f"{m['maps_memlock_kib']:.0f} KiB at start")
     for name, r in (scrape_result or {}).items():

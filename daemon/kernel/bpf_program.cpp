@@ -210,7 +210,7 @@ void add_overflow_tuples(int table_fd) {
         case ESRCH:
             message +=
                 " (the kernel lacks the tracepoint sock:inet_sock_set_state or its BTF: "
-                "Linux >= 5.9 built with CONFIG_DEBUG_INFO_BTF=y is required; or a tcp:* "
+                "Linux >= 5.13 built with CONFIG_DEBUG_INFO_BTF=y is required; or a tcp:* "
                 "tracepoint of events.resets / events.retransmits, which can be set to false)";
             break;
         default:
