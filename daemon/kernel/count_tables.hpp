@@ -30,7 +30,7 @@ struct LabelledHistogram {
     tcpstates_histogram histogram;
 };
 
-using UnknownStarts = std::array<uint64_t, size_t{TCPSTATES_UNKNOWN_START_SLOTS}>;
+using UnknownStarts = std::array<uint64_t, static_cast<size_t>(TCPSTATES_UNKNOWN_START_SLOTS)>;
 
 class CountTables {
 public:

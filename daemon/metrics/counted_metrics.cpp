@@ -88,8 +88,8 @@ CountedMetrics::TupleId CountedMetrics::tuple_id(const tcpstates_tuple_key& key)
 constexpr uint64_t kSpread = 0x9e3779b97f4a7c15ULL;
 
 size_t CountedMetrics::SeriesKeyHash::operator()(const SeriesKey& key) const noexcept {
-    const uint64_t fields = uint64_t(key.metric) | uint64_t(key.ipv6) << 8 |
-                            uint64_t(key.a) << 16 | uint64_t(key.b) << 24 | uint64_t(key.port) << 32;
+    const uint64_t fields = uint64_t(key.metric) | uint64_t(key.ipv6) << 8 | uint64_t(key.a) << 16 |
+                            uint64_t(key.b) << 24 | uint64_t(key.port) << 32;
     return fields * kSpread ^ uint64_t(key.cgroup);
 }
 
@@ -732,8 +732,7 @@ void CountedMetrics::fold_retired() const {
             unassigned_durations.push_back(&h);
     assigned_.clear();
     walked_values_.clear();
-    std::erase_if(placements_,
-                  [](const auto& entry) { return entry.second == Placement::Folded; });
+    std::erase_if(placements_, [](const auto& entry) { return entry.second == Placement::Folded; });
     labeler_.forget_refused();
     for (const TupleCounts* tuple : unassigned) {
         values_of(tuple->key, true);

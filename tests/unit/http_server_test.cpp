@@ -701,8 +701,8 @@ TEST_CASE("http: a response not taken within write_timeout is cut off") {
     for (int i = 0; i < samples; ++i) family.Add({{"i", std::to_string(i)}, {"pad", padding}});
     const Client client(served.port);
     const int receive_buffer = 16384;
-    REQUIRE(setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer,
-                       sizeof receive_buffer) == 0);
+    REQUIRE(setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer) ==
+            0);
     const auto sent = std::chrono::steady_clock::now();
     client.send_text("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
     char first;
