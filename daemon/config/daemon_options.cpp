@@ -1,11 +1,11 @@
 #include "config/daemon_options.hpp"
 
-#include <getopt.h>
-
 #include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <utility>
+
+#include "common/command_line.hpp"
 
 namespace tcpstatesd {
 
@@ -38,13 +38,7 @@ const option kLongOptions[] = {
 
 DaemonOptions parse_daemon_options(int argc, char** argv) {
     DaemonOptions options;
-    opterr = 0;  // errors are thrown, not printed by getopt
-    optind = 0;  // 0, not 1: makes glibc's getopt start afresh on every call
-    for (;;) {
-        // The element getopt is about to read, to name it in an error.
-        const int previous = optind == 0 ? 1 : optind;
-        const int c = getopt_long(argc, argv, "+:", kLongOptions, nullptr);
-        if (c == -1) break;
+    const auto handle = [&](int c) {
         switch (c) {
             case kConfig:
                 options.config_path = optarg;
@@ -70,17 +64,11 @@ DaemonOptions parse_daemon_options(int argc, char** argv) {
             case kSystemdSocket:
                 options.systemd_socket = true;
                 break;
-            case ':':
-                throw std::invalid_argument(std::string("option ") + argv[previous] +
-                                            " needs a value");
             default:
-                throw std::invalid_argument(std::string("unknown option ") + argv[previous] +
-                                            " (see tcpstatesd --help)");
+                break;  // every option of kLongOptions is handled above
         }
-    }
-    if (optind < argc)
-        throw std::invalid_argument(std::string("unexpected argument ") + argv[optind] +
-                                    " (see tcpstatesd --help)");
+    };
+    for_each_option(argc, argv, "+:", kLongOptions, handle, "tcpstatesd --help");
     return options;
 }
 

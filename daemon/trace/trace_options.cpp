@@ -1,11 +1,11 @@
 #include "trace/trace_options.hpp"
 
-#include <getopt.h>
 #include <sys/socket.h>
 
 #include <stdexcept>
 #include <string>
 
+#include "common/command_line.hpp"
 #include "config/port_list.hpp"
 #include "kernel/transport.hpp"
 
@@ -62,13 +62,7 @@ TraceOptions parse_trace_options(int argc, char** argv) {
     TraceOptions options;
     TraceFormat& format = options.format;
     BpfOptions& bpf = options.bpf;
-    opterr = 0;  // errors are thrown, not printed by getopt
-    optind = 0;  // 0, not 1: makes glibc's getopt start afresh on every call
-    for (;;) {
-        // The element getopt is about to read, to name it in an error.
-        const int previous = optind == 0 ? 1 : optind;
-        const int c = getopt_long(argc, argv, "+:46L:D:Twh", kLongOptions, nullptr);
-        if (c == -1) break;
+    const auto handle = [&](int c) {
         switch (c) {
             case '4':
                 bpf.filters.family = AF_INET;
@@ -115,21 +109,11 @@ TraceOptions parse_trace_options(int argc, char** argv) {
             case 'h':
                 options.help = true;
                 break;
-            case ':':
-                throw std::invalid_argument(std::string("option ") + argv[previous] +
-                                            " needs a value");
             default:
-                // An unknown letter in a group such as -4x is named alone.
-                throw std::invalid_argument("unknown option " +
-                                            (optopt > 0 && optopt < 128
-                                                 ? std::string("-") + char(optopt)
-                                                 : std::string(argv[previous])) +
-                                            " (see tcpstatesd trace --help)");
+                break;  // every option of kLongOptions and the letters is handled above
         }
-    }
-    if (optind < argc)
-        throw std::invalid_argument(std::string("unexpected argument ") + argv[optind] +
-                                    " (see tcpstatesd trace --help)");
+    };
+    for_each_option(argc, argv, "+:46L:D:Twh", kLongOptions, handle, "tcpstatesd trace --help");
     // Attach the reset and retransmission programs only when their lines are asked for: plain
     // `trace` costs the traced host no more than the state changes.
     bpf.resets = format.resets;
