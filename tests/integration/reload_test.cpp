@@ -17,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include "../unit/temp_dir.hpp"
 #include "config/daemon_options.hpp"
 #include "http/http_server.hpp"
 #include "http_client.hpp"
@@ -32,6 +31,7 @@
 #include "require_bpf.hpp"
 #include "runtime/count_upkeep.hpp"
 #include "runtime/reload.hpp"
+#include "temp_dir.hpp"
 
 using namespace tcpstatesd::test;
 
