@@ -23,7 +23,7 @@ import time
 import urllib.request
 
 from e2e_support import (Daemon, fail, in_own_network_namespace, sample, scratch_dir,
-                         test_arguments, wait_for)
+                         status_kib, test_arguments, wait_for)
 
 PORTS = 1000
 READERS = 20
@@ -36,14 +36,6 @@ CONFIG = """labels:
     families: [transitions, state_durations, sockets, closes, resets, retransmits]
     max_values: 10000
 """
-
-
-def status_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1])
-    fail(f"no {key} in /proc/{pid}/status")
 
 
 def fill_series(ports):
@@ -107,7 +99,7 @@ def main():
             body = len(r.read())
         for _ in range(3):  # the scrape path's allocations settle
             daemon.metrics()
-        rest = status_kib(pid, "VmRSS:")
+        rest = status_kib(pid, "VmRSS")
         print(f"body {body} bytes uncompressed; daemon RSS at rest {rest} KiB")
 
         with open(f"/proc/{pid}/clear_refs", "w") as f:
@@ -120,7 +112,7 @@ def main():
         stop.set()
         for reader in readers:
             reader.join()
-        peak = status_kib(pid, "VmHWM:")
+        peak = status_kib(pid, "VmHWM")
 
         received = sum(r.received for r in readers)
         requests = sum(r.requests for r in readers)
