@@ -28,10 +28,8 @@ import http.client
 import json
 import os
 import re
-import resource
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,9 +39,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The end-to-end tests' helpers: the same scrape, parsing, ports and namespaces as the tests.
 sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
-from e2e_support import (bpf_fds, free_port, in_new_network_namespace,  # noqa: E402
-                         program_ids_of, read_text, sample, sample_name_and_labels, scrape,
-                         scrape_text, status_kib, with_tracefs)
+from e2e_support import (bpf_fds, connections_to_new_ports, free_port,  # noqa: E402
+                         in_new_network_namespace, program_ids_of, read_text, sample,
+                         sample_name_and_labels, scrape, scrape_text, status_kib,
+                         with_tracefs)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Both tools report losses on stderr: tcpstates "lost N events on CPU #C",
@@ -349,21 +348,7 @@ def fill_series_cap(ports):
     """A `before` for scrape_benchmark: one connection to each of `ports` listeners, then
     waits until the daemon counted a series overflow (the cap reached)."""
     def fill(tracer):
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, ports + 1024)), hard))
-        listeners = []
-        for _ in range(ports):
-            listener = socket.socket()
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(4)
-            listeners.append(listener)
-        for listener in listeners:
-            client = socket.create_connection(listener.getsockname(), timeout=10)
-            server, _ = listener.accept()
-            client.close()
-            server.recv(1)
-            server.close()
-            listener.close()
+        connections_to_new_ports(ports)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             values = scrape(tracer.target)

@@ -7,6 +7,7 @@ import itertools
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -521,6 +522,28 @@ def refused_connect(family="ipv4"):
         except ConnectionRefusedError:
             return
     fail("a connect to a port without listener succeeded")
+
+
+def connections_to_new_ports(count):
+    """One connection to each of `count` new listeners on 127.0.0.1 (ports from bind(0)), all
+    listening before the first connect, each connection closed at once: `count` values for
+    the daemon's port label. The soft open-file limit is raised as far as the listeners
+    need."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count + 1024)), hard))
+    listeners = []
+    for _ in range(count):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listeners.append(listener)
+    for listener in listeners:
+        client = socket.create_connection(listener.getsockname(), timeout=10)
+        server, _ = listener.accept()
+        client.close()
+        server.recv(1)
+        server.close()
+        listener.close()
 
 
 def sample_name_and_labels(key):
