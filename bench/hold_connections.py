@@ -5,14 +5,18 @@ Usage: hold_connections.py N
 
 Prints "ready" once every connection is ESTABLISHED on both ends; at the end of stdin closes
 the clients first, then each server once it has read the FIN, then the listener (no
-simultaneous close: the clients end in TIME_WAIT). bench/run.py runs it in a network namespace
-of its own to measure the kernel memory each tracked socket costs, the socket gauge test to
-make sockets of another namespace. N is bounded by the open-file limit (two descriptors per
-connection).
+simultaneous close: the clients end in TIME_WAIT): e2e_support's Connections. bench/run.py
+runs it in a network namespace of its own to measure the kernel memory each tracked socket
+costs, the socket gauge test to make sockets of another namespace. N is bounded by the
+open-file limit (two descriptors per connection).
 """
+import os
 import resource
-import socket
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests", "e2e"))
+from e2e_support import Connections  # noqa: E402
 
 
 def main():
@@ -21,24 +25,9 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if 2 * count + 16 > hard:
         sys.exit(f"{count} connections need {2 * count + 16} descriptors; the limit is {hard}")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4096)
-    port = listener.getsockname()[1]
-    held = []
-    for _ in range(count):
-        client = socket.create_connection(("127.0.0.1", port))
-        server, _ = listener.accept()
-        held.append((client, server))
-    print("ready", flush=True)
-    sys.stdin.read()
-    for client, _ in held:
-        client.close()
-    for _, server in held:
-        if server.recv(1) != b"":
-            sys.exit("expected EOF on a server socket")
-        server.close()
-    listener.close()
+    with Connections(count):
+        print("ready", flush=True)
+        sys.stdin.read()
 
 
 if __name__ == "__main__":

@@ -25,15 +25,12 @@ has none mounted), and the churn runs in a network namespace of its own.
 import argparse
 import collections
 import ctypes
-import gzip
 import http.client
 import json
 import os
 import re
-import resource
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +38,13 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRACEFS = "/sys/kernel/tracing"
+# The end-to-end tests' helpers: the same scrape, parsing, ports and namespaces as the tests.
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+from e2e_support import (bpf_fds, connections_to_new_ports, free_port,  # noqa: E402
+                         in_new_network_namespace, program_ids_of, read_text, sample,
+                         sample_name_and_labels, scrape, scrape_text, status_kib,
+                         with_tracefs)
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Both tools report losses on stderr: tcpstates "lost N events on CPU #C",
 # tcpstatesd trace "tcpstatesd: N events lost (...)".
@@ -62,9 +65,9 @@ class Tracer:
     kind "metrics": the daemon; transitions seen come from /metrics counters before/after.
     """
 
-    def __init__(self, name, argv, kind, needs_tracefs=False, port=None):
-        self.name, self.kind, self.port = name, kind, port
-        self.argv = with_private_tracefs(argv) if needs_tracefs else argv
+    def __init__(self, name, argv, kind, needs_tracefs=False, target=None):
+        self.name, self.kind, self.target = name, kind, target
+        self.argv = with_tracefs(argv) if needs_tracefs else argv
         self.proc = None
 
     def start(self, workdir):
@@ -85,7 +88,7 @@ class Tracer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode} at start: "
                                    + read_text(self.err_path)[-2000:])
-            if bpf_fds(self.proc.pid)["links"] and (self.kind != "metrics" or self.scrape_ok()):
+            if bpf_fds(self.proc.pid)[1] and (self.kind != "metrics" or self.scrape_ok()):
                 time.sleep(0.2)  # let the consumer reach its poll loop
                 return
             time.sleep(0.05)
@@ -94,16 +97,16 @@ class Tracer:
 
     def scrape_ok(self):
         try:
-            scrape(self.port, "/metrics")
+            scrape_text(self.target)
             return True
         except OSError:
             return False
 
     def prog_ids(self):
-        return bpf_fds(self.proc.pid)["progs"]
+        return program_ids_of(self.proc.pid)
 
     def metrics(self):
-        return parse_metrics(scrape(self.port, "/metrics")[0])
+        return scrape(self.target)
 
     def settle(self, expected_min):
         """Waits (bounded) until the daemon has counted at least expected_min transitions
@@ -116,7 +119,7 @@ class Tracer:
             return
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if self.metrics().get("tcpstates_transitions_total", 0) >= expected_min:
+            if sample(self.metrics(), "tcpstates_transitions_total") >= expected_min:
                 break
             time.sleep(0.1)
         time.sleep(0.2)
@@ -159,42 +162,11 @@ class Tracer:
         return ours, other
 
 
-def bpf_fds(pid):
-    """BPF program ids and link count held by a process, from /proc/PID/fdinfo."""
-    progs, links = set(), 0
-    fdinfo = f"/proc/{pid}/fdinfo"
-    try:
-        names = os.listdir(fdinfo)
-    except FileNotFoundError:
-        return {"progs": progs, "links": 0}
-    for name in names:
-        try:
-            text = read_text(os.path.join(fdinfo, name))
-        except OSError:
-            continue
-        if "link_type:" in text:
-            links += 1
-        m = re.search(r"^prog_id:\s*(\d+)", text, re.M)
-        if m and "link_type:" not in text:
-            progs.add(int(m.group(1)))
-    return {"progs": progs, "links": links}
-
-
-def read_text(path):
-    with open(path, errors="replace") as f:
-        return f.read()
-
-
 def proc_cpu_seconds(pid):
     """utime + stime of the whole process (all threads), in seconds."""
     stat = read_text(f"/proc/{pid}/stat")
     fields = stat[stat.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
-
-
-def proc_peak_rss_kib(pid):
-    m = re.search(r"^VmHWM:\s*(\d+) kB", read_text(f"/proc/{pid}/status"), re.M)
-    return int(m.group(1)) if m else None
 
 
 def bpf_prog_stats(ids):
@@ -207,53 +179,6 @@ def bpf_prog_stats(ids):
     return out
 
 
-# --------------------------------------------------------------------------- HTTP
-
-def scrape(port, path, gzip_ok=False, conn=None):
-    """GET http://127.0.0.1:port/path -> (decoded body, wire bytes)."""
-    own = conn is None
-    if own:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers={"Accept-Encoding": "gzip"} if gzip_ok else {})
-        resp = conn.getresponse()
-        body = resp.read()
-        if resp.status != 200:
-            raise OSError(f"GET {path}: HTTP {resp.status}")
-        wire = len(body)
-        if resp.getheader("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        return body.decode(), wire
-    finally:
-        if own:
-            conn.close()
-
-
-def parse_metrics(text):
-    """Sums of samples per metric name (labels summed over), plus per-reason losses."""
-    sums = collections.defaultdict(float)
-    for line in text.splitlines():
-        if not line or line[0] == "#":
-            continue
-        name_labels, _, value = line.rpartition(" ")
-        name = name_labels.split("{", 1)[0]
-        try:
-            v = float(value)
-        except ValueError:
-            continue
-        sums[name] += v
-        if name == "tcpstatesd_events_lost_total":
-            m = re.search(r'reason="([^"]*)"', name_labels)
-            sums["lost:" + (m.group(1) if m else "")] += v
-    return sums
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --------------------------------------------------------------------------- one run
 
 def host_cpu_seconds():
@@ -261,11 +186,6 @@ def host_cpu_seconds():
     fields = [int(x) for x in read_text("/proc/stat").split("\n", 1)[0].split()[1:]]
     user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
     return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
-
-
-def in_new_network_namespace(argv):
-    """argv run in a network namespace of its own, with its loopback up."""
-    return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *argv]
 
 
 def churn_command(args, duration):
@@ -317,22 +237,25 @@ def run_one(args, tracer, workdir):
         churn = run_churn(args, args.duration)
         expected = churn["transitions_expected"]
         tracer.settle(
-            metrics_before.get("tcpstates_transitions_total", 0) + expected
+            sample(metrics_before, "tcpstates_transitions_total") + expected
             if metrics_before else 0)
         if tracer.kind == "lines":
             time.sleep(0.3)  # the reader drains what the kernel already wrote
 
         cpu_after = proc_cpu_seconds(pid)
         stats_after = bpf_prog_stats(prog_ids)
-        record["peak_rss_kib"] = proc_peak_rss_kib(pid)
+        record["peak_rss_kib"] = status_kib(pid, "VmHWM")
         if tracer.kind == "metrics":
             after = tracer.metrics()
 
-            def delta(key):
-                return int(after.get(key, 0) - metrics_before.get(key, 0))
+            def delta(name, **labels):
+                return int(sample(after, name, **labels) - sample(metrics_before, name, **labels))
             record["seen"] = record["handled"] = delta("tcpstates_transitions_total")
             record["lost"] = delta("tcpstatesd_events_lost_total")
-            record["lost_by_reason"] = {k[5:]: delta(k) for k in after if k.startswith("lost:")}
+            reasons = [sample_name_and_labels(key)[1].get("reason", "") for key in after
+                       if key.startswith("tcpstatesd_events_lost_total{")]
+            record["lost_by_reason"] = {reason: delta("tcpstatesd_events_lost_total",
+                                                      reason=reason) for reason in reasons}
             record["nested"] = delta("tcpstatesd_nested_transitions_total")
         tracer.stop()
     except BaseException:
@@ -373,12 +296,12 @@ def scrape_benchmark(args, tracer, workdir, before=None, churn=True):
                                  ["sleep", str(args.scrape_seconds)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # every series the churn produces exists by now
-        conn = http.client.HTTPConnection("127.0.0.1", tracer.port, timeout=10)
+        conn = http.client.HTTPConnection(tracer.target, timeout=10)
         latencies, plain, wire = [], 0, 0
         deadline = time.monotonic() + args.scrape_seconds - 1
         while time.monotonic() < deadline and len(latencies) < args.scrapes:
             t0 = time.perf_counter()
-            body, wire = scrape(tracer.port, "/metrics", gzip_ok=True, conn=conn)
+            body, wire = scrape_text(tracer.target, "/metrics", gzip_ok=True, connection=conn)
             latencies.append(time.perf_counter() - t0)
             plain = len(body.encode())
             time.sleep(args.scrape_interval)
@@ -428,31 +351,16 @@ def fill_series_cap(ports):
     tables once since (which folds the tuples of the ports no socket uses any more: until
     then each scrape reads all of them, about 5 us each; docs/performance.md, "Scrapes")."""
     def fill(tracer):
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, ports + 1024)), hard))
-        listeners = []
-        for _ in range(ports):
-            listener = socket.socket()
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(4)
-            listeners.append(listener)
-        for listener in listeners:
-            client = socket.create_connection(listener.getsockname(), timeout=10)
-            server, _ = listener.accept()
-            client.close()
-            server.recv(1)
-            server.close()
-            listener.close()
-        swaps = parse_metrics(scrape(tracer.port, "/metrics")[0])[
-            "tcpstatesd_count_table_swaps_total"]
+        connections_to_new_ports(ports)
+        swaps = sample(scrape(tracer.target), "tcpstatesd_count_table_swaps_total")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            values = parse_metrics(scrape(tracer.port, "/metrics")[0])
-            overflows = sum(v for k, v in values.items()
-                            if k.startswith("tcpstatesd_series_overflows_total"))
-            if overflows and values["tcpstatesd_count_table_swaps_total"] > swaps:
-                return {"labelled_series": values["tcpstatesd_labelled_series"],
-                        "labelled_series_limit": values["tcpstatesd_labelled_series_limit"],
+            values = scrape(tracer.target)
+            if (sample(values, "tcpstatesd_series_overflows_total") and
+                    sample(values, "tcpstatesd_count_table_swaps_total") > swaps):
+                return {"labelled_series": sample(values, "tcpstatesd_labelled_series"),
+                        "labelled_series_limit": sample(values,
+                                                        "tcpstatesd_labelled_series_limit"),
                         "fill_ports": ports}
             time.sleep(0.2)
         sys.exit(f"{ports} ports did not fill labels.max_series, or no swap followed")
@@ -488,7 +396,7 @@ def slab_growth_holding(args, tracer=None):
     """Unreclaimable slab growth (KiB) while args.memory_connections connections are held, in
     a network namespace of their own; with a daemon running, once it tracks them all, also
     its maps' growth (KiB) and the sockets it tracked."""
-    tracked = (lambda: tracer.metrics().get("tcpstates_sockets", 0)) if tracer else None
+    tracked = (lambda: sample(tracer.metrics(), "tcpstates_sockets")) if tracer else None
     tracked_before = tracked() if tracer else 0
     maps_before = maps_memlock_kib(tracer.proc.pid) if tracer else 0
     before = unreclaimable_slab_kib()
@@ -688,24 +596,10 @@ def enable_bpf_stats():
     return fd
 
 
-def with_private_tracefs(argv):
-    """argv in a mount namespace of its own, with tracefs mounted there unless the host's is.
-
-    libbpf-tools tcpstates attaches a classic tracepoint and looks its id up in tracefs. The
-    namespace starts with a copy of the host's mounts: where the host has tracefs mounted
-    (most systemd hosts) the copy is used, as mounting it a second time on the same path
-    fails ("nodev already mounted"); elsewhere the mount is made in the namespace only, so
-    the host stays as it is and no other job's unmount can pull tracefs from under a run.
-    """
-    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-            f'{{ mountpoint -q {TRACEFS} || mount -t tracefs nodev {TRACEFS}; }} && '
-            'exec "$0" "$@"'] + argv
-
-
 def daemon_tracer(name, binary, extra_args):
-    port = free_port()
-    return Tracer(name, [binary, "--web.listen-address", f"127.0.0.1:{port}"] + extra_args,
-                  "metrics", port=port)
+    target = f"127.0.0.1:{free_port()}"
+    return Tracer(name, [binary, "--web.listen-address", target] + extra_args, "metrics",
+                  target=target)
 
 
 def git_revision():

@@ -1,11 +1,13 @@
 """Helpers shared by the end-to-end tests that run the real daemon."""
 import errno
 import fcntl
+import gzip
 import http.client
 import itertools
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -198,18 +200,43 @@ def wait_for(what, predicate, timeout=30.0, interval=0.2, seen=None):
          (f"; seen: {seen()}" if seen else "") + f" (last error: {last_error})")
 
 
-def program_ids_of(pid):
-    """Ids of the BPF programs whose fds process `pid` holds (from /proc/PID/fdinfo)."""
-    ids = set()
+def read_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def status_kib(pid, field):
+    """A size in KiB from /proc/PID/status, e.g. field "VmRSS" or "VmHWM"."""
+    match = re.search(rf"^{field}:\s*(\d+) kB", read_text(f"/proc/{pid}/status"), re.M)
+    if not match:
+        fail(f"no {field} in /proc/{pid}/status")
+    return int(match.group(1))
+
+
+def bpf_fds(pid):
+    """What process `pid` holds of BPF, from /proc/PID/fdinfo: (ids of the programs its program
+    and link fds refer to, number of its link fds); nothing once it has exited."""
+    programs, links = set(), 0
     fdinfo = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(fdinfo):
+    try:
+        fds = os.listdir(fdinfo)
+    except FileNotFoundError:
+        return programs, links
+    for fd in fds:
         try:
-            match = re.search(r"^prog_id:\s+(\d+)", open(f"{fdinfo}/{fd}").read(), re.M)
-        except OSError:
+            text = read_text(os.path.join(fdinfo, fd))
+        except OSError:  # closed meanwhile
             continue
+        links += "link_type:" in text
+        match = re.search(r"^prog_id:\s*(\d+)", text, re.M)
         if match:
-            ids.add(int(match.group(1)))
-    return ids
+            programs.add(int(match.group(1)))
+    return programs, links
+
+
+def program_ids_of(pid):
+    """Ids of the BPF programs process `pid` holds (bpf_fds)."""
+    return bpf_fds(pid)[0]
 
 
 def loaded_program_ids():
@@ -228,10 +255,33 @@ def parse_samples(text):
     return values
 
 
-def scrape(target, path="/metrics"):
+def scrape_text(target, path="/metrics", gzip_ok=False, connection=None):
+    """GET http://target/path (target "host:port") over `connection` (an
+    http.client.HTTPConnection the caller keeps alive), else over a connection of its own:
+    (decoded body, bytes on the wire). `gzip_ok` asks for a gzip body. Any status but 200
+    raises OSError, as a refused connection does. bench/run.py times it over a kept-alive
+    connection: what it does is part of the benchmark's scrape latency."""
+    own = connection is None
+    if own:
+        connection = http.client.HTTPConnection(target, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Accept-Encoding": "gzip"} if gzip_ok else {})
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise OSError(f"GET {path} from {target}: HTTP {response.status}")
+        wire = len(body)
+        if response.getheader("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return body.decode(), wire
+    finally:
+        if own:
+            connection.close()
+
+
+def scrape(target, path="/metrics", connection=None):
     """The samples of one scrape: {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://{target}{path}", timeout=5) as r:
-        return parse_samples(r.read().decode())
+    return parse_samples(scrape_text(target, path, connection=connection)[0])
 
 
 class KeptAlive:
@@ -240,15 +290,11 @@ class KeptAlive:
     is two ESTABLISHED sockets of the daemon's namespace, the same all along."""
 
     def __init__(self, target):
-        host, port = target.rsplit(":", 1)
-        self.connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        self.target = target
+        self.connection = http.client.HTTPConnection(target, timeout=10)
 
     def metrics(self):
-        self.connection.request("GET", "/metrics")
-        response = self.connection.getresponse()
-        if response.status != 200:
-            fail(f"/metrics answered {response.status}")
-        return parse_samples(response.read().decode())
+        return scrape(self.target, connection=self.connection)
 
     def close(self):
         self.connection.close()
@@ -324,17 +370,13 @@ class Daemon:
         return scrape(self.target)
 
     def log(self):
-        return open(self.log_path).read()
+        return read_text(self.log_path)
 
     def send_signal(self, number):
         self.process.send_signal(number)
 
     def rss_kib(self):
-        with open(f"/proc/{self.process.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        fail("no VmRSS in /proc/PID/status")
+        return status_kib(self.process.pid, "VmRSS")
 
     def kill(self):
         if self.process.poll() is None:
@@ -387,9 +429,25 @@ def expect_one_error(what, code, lines, patterns):
 
 
 def in_private_mounts(script):
-    """A wrapper that runs `script` (shell) in a mount namespace of its own, then the daemon."""
+    """A wrapper that runs `script` (shell) in a mount namespace of its own, then the command
+    after it (the daemon)."""
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
             f'{script} && exec "$0" "$@"']
+
+
+TRACEFS = "/sys/kernel/tracing"
+
+
+def with_tracefs(argv):
+    """argv in a mount namespace of its own, with tracefs mounted there unless the host's is.
+
+    perf and libbpf-tools' tcpstates look tracepoints up in tracefs. The namespace starts with
+    a copy of the host's mounts: where the host has tracefs mounted (most systemd hosts) the
+    copy is used, as mounting it a second time on the same path fails ("nodev already
+    mounted"); elsewhere the mount is made in the namespace only, so the host stays as it is
+    and no other job's unmount can pull tracefs from under a run."""
+    return in_private_mounts(
+        f"{{ mountpoint -q {TRACEFS} || mount -t tracefs nodev {TRACEFS}; }}") + argv
 
 
 FAMILIES = {"ipv4": (socket.AF_INET, "127.0.0.1"), "ipv6": (socket.AF_INET6, "::1")}
@@ -466,6 +524,28 @@ def refused_connect(family="ipv4"):
     fail("a connect to a port without listener succeeded")
 
 
+def connections_to_new_ports(count):
+    """One connection to each of `count` new listeners on 127.0.0.1 (ports from bind(0)), all
+    listening before the first connect, each connection closed at once: `count` values for
+    the daemon's port label. The soft open-file limit is raised as far as the listeners
+    need."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count + 1024)), hard))
+    listeners = []
+    for _ in range(count):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listeners.append(listener)
+    for listener in listeners:
+        client = socket.create_connection(listener.getsockname(), timeout=10)
+        server, _ = listener.accept()
+        client.close()
+        server.recv(1)
+        server.close()
+        listener.close()
+
+
 def sample_name_and_labels(key):
     """'name{a="x",b="y"}' (a key of scrape()) as ('name', {'a': 'x', 'b': 'y'})."""
     name, _, rest = key.partition("{")
@@ -476,8 +556,10 @@ def sample(values, name, **wanted):
     """Sum of the samples of `name` whose labels include `wanted` (any label order)."""
     total = 0.0
     for key, value in values.items():
-        base, have = sample_name_and_labels(key)
-        if base == name and all(have.get(k) == str(v) for k, v in wanted.items()):
+        if key.partition("{")[0] != name:
+            continue
+        have = sample_name_and_labels(key)[1]
+        if all(have.get(k) == str(v) for k, v in wanted.items()):
             total += value
     return total
 
@@ -537,7 +619,7 @@ class Prometheus:
 
     def check_running(self):
         if self.process.poll() is not None:
-            fail("Prometheus exited: " + open(self.log_path).read()[-2000:])
+            fail("Prometheus exited: " + read_text(self.log_path)[-2000:])
 
     def __enter__(self):
         return self
@@ -555,8 +637,7 @@ class HitsInInitContext:
     of PID 1 is the current task, with `perf stat -p 1` and a tracepoint filter (e.g. on
     sport). The build machines' kernel runs no BPF program for those hits and counts no
     recursion miss (docs/performance.md, "Tracepoint hits the kernel delivered to neither
-    program"): what no program can count. perf needs tracefs: it is mounted in a mount
-    namespace of perf's own."""
+    program"): what no program can count. perf runs with_tracefs()."""
 
     def __init__(self, tracepoint_filter):
         self.filter = tracepoint_filter
@@ -566,12 +647,10 @@ class HitsInInitContext:
         if shutil.which("perf") is None:
             fail("perf is not installed (Debian: linux-perf); it counts the tracepoint's hits "
                  "no program can see")
-        script = ("mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev "
-                  "/sys/kernel/tracing; exec perf stat -x, -e sock:inet_sock_set_state "
-                  '--filter "$0" -p 1')
-        self.perf = subprocess.Popen(["unshare", "-m", "sh", "-c", script, self.filter],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+        self.perf = subprocess.Popen(
+            with_tracefs(["perf", "stat", "-x,", "-e", "sock:inet_sock_set_state",
+                          "--filter", self.filter, "-p", "1"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wait_for("perf to count on every thread of PID 1", self._attached, timeout=10,
                  interval=0.05)
         return self

@@ -22,8 +22,8 @@ import threading
 import time
 import urllib.request
 
-from e2e_support import (Daemon, fail, in_own_network_namespace, sample, scratch_dir,
-                         test_arguments, wait_for)
+from e2e_support import (Daemon, connections_to_new_ports, fail, in_own_network_namespace,
+                         sample, scratch_dir, status_kib, test_arguments, wait_for)
 
 PORTS = 1000
 READERS = 20
@@ -36,31 +36,6 @@ CONFIG = """labels:
     families: [transitions, state_durations, sockets, closes, resets, retransmits]
     max_values: 10000
 """
-
-
-def status_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1])
-    fail(f"no {key} in /proc/{pid}/status")
-
-
-def fill_series(ports):
-    """One connection to each of `ports` listeners of our own, closed at once."""
-    listeners = []
-    for _ in range(ports):
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-        listeners.append(listener)
-    for listener in listeners:
-        client = socket.create_connection(listener.getsockname(), timeout=10)
-        server, _ = listener.accept()
-        client.close()
-        server.recv(1)
-        server.close()
-        listener.close()
 
 
 class SlowReader(threading.Thread):
@@ -99,7 +74,7 @@ def main():
     in_own_network_namespace()
     with Daemon(binary, CONFIG, scratch_dir("slow-readers")) as daemon:
         pid = daemon.process.pid
-        fill_series(PORTS)
+        connections_to_new_ports(PORTS)
         wait_for("the labelled series to reach labels.max_series",
                  lambda: sample(daemon.metrics(), "tcpstatesd_series_overflows_total") > 0,
                  timeout=60)
@@ -107,7 +82,7 @@ def main():
             body = len(r.read())
         for _ in range(3):  # the scrape path's allocations settle
             daemon.metrics()
-        rest = status_kib(pid, "VmRSS:")
+        rest = status_kib(pid, "VmRSS")
         print(f"body {body} bytes uncompressed; daemon RSS at rest {rest} KiB")
 
         with open(f"/proc/{pid}/clear_refs", "w") as f:
@@ -120,7 +95,7 @@ def main():
         stop.set()
         for reader in readers:
             reader.join()
-        peak = status_kib(pid, "VmHWM:")
+        peak = status_kib(pid, "VmHWM")
 
         received = sum(r.received for r in readers)
         requests = sum(r.requests for r in readers)

@@ -11,42 +11,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <filesystem>
 #include <string>
 #include <string_view>
 
 #include "config/config.hpp"
 #include "config/web_config.hpp"
-
-namespace {
-
-class ScratchDirectory {
-public:
-    ScratchDirectory() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "web-config-fuzz-XXXXXX");
-        if (!mkdtemp(pattern.data())) {
-            std::perror("mkdtemp");
-            std::abort();
-        }
-        path_ = pattern;
-    }
-    ~ScratchDirectory() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path_, ignored);
-    }
-    ScratchDirectory(const ScratchDirectory&) = delete;
-    ScratchDirectory& operator=(const ScratchDirectory&) = delete;
-
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
-
-}  // namespace
+#include "temp_dir.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static const ScratchDirectory base;
+    static const tcpstatesd::test::TempDir base;
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     if (text.find_first_of("/\\") != std::string_view::npos) return -1;  // not added to corpus
     try {

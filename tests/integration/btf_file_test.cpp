@@ -3,21 +3,19 @@
 // check and the load. What is there at the load is opened without blocking and refused unless
 // it is a regular file (a FIFO would otherwise hold the start for ever: this test would hang).
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <catch2/catch.hpp>
-#include <cstdlib>
 #include <string>
 
 #include "kernel/bpf_program.hpp"
 #include "require_bpf.hpp"
+#include "temp_dir.hpp"
 
 TEST_CASE("a BTF path that became a FIFO after the configuration check is refused at once",
           "[btf]") {
     REQUIRE_BPF();
-    char dir[] = "/tmp/tcpstatesd-btf-XXXXXX";
-    REQUIRE(mkdtemp(dir) != nullptr);
-    const std::string fifo = std::string(dir) + "/vmlinux.btf";
+    const tcpstatesd::test::TempDir dir;
+    const std::string fifo = dir.path() + "/vmlinux.btf";
     REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
     tcpstatesd::BpfOptions options;
     options.btf_path = fifo;
@@ -26,6 +24,4 @@ TEST_CASE("a BTF path that became a FIFO after the configuration check is refuse
                           " (--btf.path / events.btf_path) not readable: not a regular file; "
                           "give a raw BTF file for this kernel (as BTFHub provides) or an ELF "
                           "file with a .BTF section");
-    unlink(fifo.c_str());
-    rmdir(dir);
 }

@@ -17,7 +17,7 @@
 #include "labels/cgroup_names.hpp"
 #include "trace/trace_format.hpp"
 
-namespace itest {
+namespace tcpstatesd::test {
 
 const std::vector<std::string> kClientLife{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED",
                                            "ESTABLISHED->FIN_WAIT1", "FIN_WAIT1->FIN_WAIT2",
@@ -49,7 +49,7 @@ Tracer::Tracer(const tcpstatesd::BpfOptions& options)
     : program(options), source(program, collector) {}
 
 bool Tracer::wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    if (itest::wait_until(source, done, timeout)) return true;
+    if (tcpstatesd::test::wait_until(source, done, timeout)) return true;
     UNSCOPED_INFO("waited " << timeout.count() << " ms in vain; "
                             << tcpstatesd::transport_name(program.transport())
                             << " program losses: " << losses());
@@ -203,4 +203,4 @@ uint64_t nanoseconds(std::chrono::steady_clock::duration d) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
 }
 
-}  // namespace itest
+}  // namespace tcpstatesd::test

@@ -13,7 +13,7 @@
 #include "kernel/bpf_program.hpp"
 #include "kernel/event_source.hpp"
 
-namespace itest {
+namespace tcpstatesd::test {
 
 // Long enough for a loaded 2-core box; a passing wait returns as soon as its condition holds.
 constexpr std::chrono::milliseconds kEventTimeout{10000};
@@ -33,7 +33,7 @@ bool wait_until(tcpstatesd::EventSource& source, const std::function<bool()>& do
 struct Tracer {
     explicit Tracer(const tcpstatesd::BpfOptions& options);
 
-    // itest::wait_until() on this tracer's source; when the time runs out, the losses the
+    // The free wait_until() on this tracer's source; when the time runs out, the losses the
     // program counted are added to the test's failure message.
     bool wait_until(const std::function<bool()>& done,
                     std::chrono::milliseconds timeout = kEventTimeout);
@@ -98,4 +98,4 @@ std::optional<uint64_t> current_cgroup_id();
 uint64_t steady_ns(std::chrono::steady_clock::time_point t);
 uint64_t nanoseconds(std::chrono::steady_clock::duration d);
 
-}  // namespace itest
+}  // namespace tcpstatesd::test

@@ -19,7 +19,7 @@
 #include "metrics/counted_metrics.hpp"
 #include "require_bpf.hpp"
 
-using namespace itest;
+using namespace tcpstatesd::test;
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <tuple>
 
-namespace itest {
+namespace tcpstatesd::test {
 
 bool kernel_at_least(int major, int minor) {
     utsname name{};
@@ -25,4 +25,4 @@ bool traces_socketless_resets() {
     return kernel_at_least(6, 10);
 }
 
-}  // namespace itest
+}  // namespace tcpstatesd::test

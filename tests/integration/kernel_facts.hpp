@@ -2,7 +2,7 @@
 // events on every kernel of the matrix (tests/kernels/).
 #pragma once
 
-namespace itest {
+namespace tcpstatesd::test {
 
 // True when the kernel's version (uname -r) is at least major.minor.
 bool kernel_at_least(int major, int minor);
@@ -19,4 +19,4 @@ bool child_has_peer_on_syn_recv();
 // only.
 bool traces_socketless_resets();
 
-}  // namespace itest
+}  // namespace tcpstatesd::test

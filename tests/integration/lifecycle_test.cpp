@@ -13,7 +13,7 @@
 #include "loopback.hpp"
 #include "require_bpf.hpp"
 
-using namespace itest;
+using namespace tcpstatesd::test;
 using Clock = std::chrono::steady_clock;
 using Strings = std::vector<std::string>;
 

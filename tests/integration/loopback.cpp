@@ -18,7 +18,7 @@
 #include <system_error>
 #include <vector>
 
-namespace itest {
+namespace tcpstatesd::test {
 
 namespace {
 
@@ -26,7 +26,7 @@ namespace {
     throw std::system_error(errno, std::generic_category(), what);
 }
 
-using Address = tcpstatesd::test::LoopbackAddress;
+using Address = LoopbackAddress;
 
 }  // namespace
 
@@ -227,4 +227,4 @@ uint16_t run_connection(int family, const Fd& listener, Fd client) {
     return client_port;
 }
 
-}  // namespace itest
+}  // namespace tcpstatesd::test

@@ -10,7 +10,7 @@
 
 #include "common/fd.hpp"
 
-namespace itest {
+namespace tcpstatesd::test {
 
 using tcpstatesd::Fd;
 
@@ -54,4 +54,4 @@ void expect_eof(const Fd& socket);
 uint16_t run_connection(int family, const Fd& listener, Fd client);
 uint16_t run_connection(int family, const Fd& listener);
 
-}  // namespace itest
+}  // namespace tcpstatesd::test

@@ -30,6 +30,7 @@ CATCH_REGISTER_LISTENER(StartedTestCases)
 int main(int argc, char** argv) {
     const int failures = Catch::Session().run(argc, argv);
     const auto& started = StartedTestCases::names();
-    if (failures == 0 && !started.empty() && itest::skipped_test_cases() == started) return 77;
+    if (failures == 0 && !started.empty() && tcpstatesd::test::skipped_test_cases() == started)
+        return 77;
     return failures;
 }

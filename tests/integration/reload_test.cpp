@@ -17,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include "../unit/temp_dir.hpp"
 #include "config/daemon_options.hpp"
 #include "http/http_server.hpp"
 #include "http_client.hpp"
@@ -32,8 +31,9 @@
 #include "require_bpf.hpp"
 #include "runtime/count_upkeep.hpp"
 #include "runtime/reload.hpp"
+#include "temp_dir.hpp"
 
-using namespace itest;
+using namespace tcpstatesd::test;
 
 namespace {
 
@@ -105,7 +105,9 @@ TEST_CASE(
     REQUIRE_BPF();
     Fd listener_a = bind_loopback(AF_INET);  // in the running filter
     Fd listener_b = bind_loopback(AF_INET);  // in the new one only
-    const uint16_t a = itest::local_port(listener_a), b = itest::local_port(listener_b);
+    // Qualified: the daemon's tcpstatesd::local_port (http_server.hpp) is a candidate too.
+    const uint16_t a = tcpstatesd::test::local_port(listener_a),
+                   b = tcpstatesd::test::local_port(listener_b);
     const std::string both = std::to_string(a) + ", " + std::to_string(b);
     TempDir dir;
     REQUIRE(std::system(("cd " + dir.path() +

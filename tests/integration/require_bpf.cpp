@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
-namespace itest {
+namespace tcpstatesd::test {
 
 std::string bpf_unavailable_reason() {
     if (geteuid() != 0)
@@ -27,4 +27,4 @@ std::set<std::string>& skipped_test_cases() {
     return skipped;
 }
 
-}  // namespace itest
+}  // namespace tcpstatesd::test

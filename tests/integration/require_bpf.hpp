@@ -8,7 +8,7 @@
 #include <set>
 #include <string>
 
-namespace itest {
+namespace tcpstatesd::test {
 
 // Empty when BPF tests can run here, else why they cannot and what to do.
 std::string bpf_unavailable_reason();
@@ -16,16 +16,17 @@ bool running_in_ci();
 // The names of the test cases REQUIRE_BPF left because they cannot run here.
 std::set<std::string>& skipped_test_cases();
 
-}  // namespace itest
+}  // namespace tcpstatesd::test
 
-#define REQUIRE_BPF()                                                                              \
-    do {                                                                                           \
-        const std::string itest_reason_ = ::itest::bpf_unavailable_reason();                       \
-        if (!itest_reason_.empty()) {                                                              \
-            if (::itest::running_in_ci())                                                          \
-                FAIL("cannot load BPF: " << itest_reason_ << " (CI=true: failing, not skipping)"); \
-            WARN("skipped: cannot load BPF: " << itest_reason_);                                   \
-            ::itest::skipped_test_cases().insert(Catch::getResultCapture().getCurrentTestName());  \
-            return;                                                                                \
-        }                                                                                          \
+#define REQUIRE_BPF()                                                                            \
+    do {                                                                                         \
+        const std::string bpf_reason_ = ::tcpstatesd::test::bpf_unavailable_reason();            \
+        if (!bpf_reason_.empty()) {                                                              \
+            if (::tcpstatesd::test::running_in_ci())                                             \
+                FAIL("cannot load BPF: " << bpf_reason_ << " (CI=true: failing, not skipping)"); \
+            WARN("skipped: cannot load BPF: " << bpf_reason_);                                   \
+            ::tcpstatesd::test::skipped_test_cases().insert(                                     \
+                Catch::getResultCapture().getCurrentTestName());                                 \
+            return;                                                                              \
+        }                                                                                        \
     } while (false)

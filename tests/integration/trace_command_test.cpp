@@ -23,7 +23,7 @@
 #include "loopback.hpp"
 #include "require_bpf.hpp"
 
-using namespace itest;
+using namespace tcpstatesd::test;
 using Strings = std::vector<std::string>;
 
 extern char** environ;

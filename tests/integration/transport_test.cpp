@@ -14,7 +14,7 @@
 #include "loopback.hpp"
 #include "require_bpf.hpp"
 
-using namespace itest;
+using namespace tcpstatesd::test;
 using tcpstatesd::LossReason;
 using tcpstatesd::Transport;
 

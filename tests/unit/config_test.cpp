@@ -20,6 +20,7 @@
 #include "temp_dir.hpp"
 
 using namespace tcpstatesd;
+using tcpstatesd::test::TempDir;
 
 namespace {
 

@@ -34,6 +34,7 @@ using tcpstatesd::test::exchange;
 using tcpstatesd::test::parse_reply;
 using tcpstatesd::test::request;
 using tcpstatesd::test::send_and_read;
+using tcpstatesd::test::TempDir;
 using namespace std::chrono_literals;
 using namespace std::string_literals;
 

@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -14,8 +16,10 @@
 #include <spdlog/spdlog.h>
 
 #include "process/logging.hpp"
+#include "temp_dir.hpp"
 
 using tcpstatesd::LogFormat;
+using tcpstatesd::test::TempDir;
 
 namespace {
 
@@ -38,20 +42,16 @@ std::string json_line(std::string_view level, std::string_view escaped_message) 
 // A temporary file standing in for stderr while it lives.
 class CapturedStderr {
 public:
-    CapturedStderr() {
-        char path[] = "/tmp/tcpstatesd-stderr-XXXXXX";
-        const int fd = mkstemp(path);
-        if (fd < 0) throw std::runtime_error("mkstemp failed");
-        path_ = path;
+    CapturedStderr() : path_(dir_.path() + "/stderr") {
+        const int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+            throw std::runtime_error("cannot create " + path_ + ": " + std::strerror(errno));
         std::fflush(stderr);
         saved_ = dup(STDERR_FILENO);
         dup2(fd, STDERR_FILENO);
         close(fd);
     }
-    ~CapturedStderr() {
-        restore();
-        unlink(path_.c_str());
-    }
+    ~CapturedStderr() { restore(); }
     CapturedStderr(const CapturedStderr&) = delete;
     CapturedStderr& operator=(const CapturedStderr&) = delete;
 
@@ -71,6 +71,7 @@ private:
         close(saved_);
         saved_ = -1;
     }
+    TempDir dir_;
     std::string path_;
     int saved_ = -1;
 };
@@ -133,8 +134,8 @@ TEST_CASE("logging: every line of a multi-line message keeps the priority in the
 }
 
 TEST_CASE("logging: JOURNAL_STREAM names the journal only if it matches the fd's device:inode") {
-    char path[] = "/tmp/tcpstatesd-journal-XXXXXX";
-    const int fd = mkstemp(path);
+    const TempDir dir;
+    const int fd = open(dir.write("journal", "").c_str(), O_RDONLY | O_CLOEXEC);
     REQUIRE(fd >= 0);
     struct stat st {};
     REQUIRE(fstat(fd, &st) == 0);
@@ -148,7 +149,6 @@ TEST_CASE("logging: JOURNAL_STREAM names the journal only if it matches the fd's
     CHECK_FALSE(tcpstatesd::is_journal_stream(fd, ""));
     CHECK_FALSE(tcpstatesd::is_journal_stream(fd, nullptr));
     close(fd);
-    unlink(path);
 }
 
 TEST_CASE("logging: outside systemd the default logger writes the chosen format to stderr") {

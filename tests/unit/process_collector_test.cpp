@@ -7,17 +7,16 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <cstdlib>
 #include <ctime>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <thread>
 
 #include "metrics/process_collector.hpp"
+#include "temp_dir.hpp"
 
 using tcpstatesd::ProcessCollector;
+using tcpstatesd::test::TempDir;
 
 namespace {
 
@@ -48,20 +47,6 @@ double cpu_seconds_now() {
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
-
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        char pattern[] = "/tmp/tcpstatesd-proc-XXXXXX";
-        REQUIRE(mkdtemp(pattern) != nullptr);
-        path = pattern;
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-    void write(const std::string& name, const std::string& text) const {
-        std::filesystem::create_directories((path / name).parent_path());
-        std::ofstream(path / name) << text;
-    }
-};
 
 }  // namespace
 
@@ -158,7 +143,7 @@ TEST_CASE("process collector: values computed from a known /proc") {
     proc.write("self/fd/101", "");
     proc.write("self/fd/102", "");
 
-    const auto families = collect(ProcessCollector(proc.path.string()));
+    const auto families = collect(ProcessCollector(proc.path()));
     const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
     CHECK(value(families, "process_cpu_seconds_total") == Approx(400 / ticks));
     CHECK(value(families, "process_threads") == 7);
@@ -181,7 +166,7 @@ TEST_CASE("process collector: unreadable or garbled /proc yields fewer metrics, 
         proc.write("self/limits",
                    "Max open files            unlimited            unlimited    files\n");
         proc.write("self/fd/100", "");
-        const auto families = collect(ProcessCollector(proc.path.string()));
+        const auto families = collect(ProcessCollector(proc.path()));
         CHECK(families.size() == 1);
         CHECK(value(families, "process_open_fds") == 1);
     }
@@ -189,7 +174,7 @@ TEST_CASE("process collector: unreadable or garbled /proc yields fewer metrics, 
         TempDir proc;
         proc.write("self/stat", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 10 4096 1 0\n");
         proc.write("stat", "cpu 1 2 3\n");
-        const auto families = collect(ProcessCollector(proc.path.string()));
+        const auto families = collect(ProcessCollector(proc.path()));
         CHECK(families.count("process_cpu_seconds_total") == 1);
         CHECK(families.count("process_start_time_seconds") == 0);
     }

@@ -11,8 +11,10 @@
 #include <string>
 
 #include "runtime/systemd_notify.hpp"
+#include "temp_dir.hpp"
 
 using tcpstatesd::SystemdNotifier;
+using tcpstatesd::test::TempDir;
 
 namespace {
 
@@ -43,13 +45,13 @@ private:
 // The service manager's end: a datagram socket the test binds, named by NOTIFY_SOCKET.
 class FakeNotifySocket {
 public:
-    FakeNotifySocket() {
-        char dir_template[] = "/tmp/tcpstatesd-notify-XXXXXX";
-        if (!mkdtemp(dir_template)) throw std::runtime_error("mkdtemp failed");
-        dir_ = dir_template;
-        path_ = dir_ + "/notify";
-        fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    FakeNotifySocket() : path_(dir_.path() + "/notify") {
         sockaddr_un address{};
+        if (path_.size() >= sizeof address.sun_path)
+            throw std::runtime_error("socket path " + path_ + " longer than " +
+                                     std::to_string(sizeof address.sun_path - 1) +
+                                     " bytes: set TMPDIR to a shorter directory");
+        fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         address.sun_family = AF_UNIX;
         path_.copy(address.sun_path, sizeof address.sun_path - 1);
         if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
@@ -59,8 +61,6 @@ public:
     ~FakeNotifySocket() {
         env_.reset();
         close(fd_);
-        unlink(path_.c_str());
-        rmdir(dir_.c_str());
     }
     FakeNotifySocket(const FakeNotifySocket&) = delete;
     FakeNotifySocket& operator=(const FakeNotifySocket&) = delete;
@@ -74,7 +74,8 @@ public:
     }
 
 private:
-    std::string dir_, path_;
+    TempDir dir_;
+    std::string path_;
     int fd_ = -1;
     std::optional<ScopedEnv> env_;
 };

@@ -8,6 +8,7 @@
 #include "temp_dir.hpp"
 
 using namespace tcpstatesd;
+using tcpstatesd::test::TempDir;
 
 namespace {
 
