@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -32,6 +31,7 @@
 #include "runtime/count_upkeep.hpp"
 #include "runtime/reload.hpp"
 #include "temp_dir.hpp"
+#include "test_certificate.hpp"
 
 using namespace tcpstatesd::test;
 
@@ -110,10 +110,8 @@ TEST_CASE(
                    b = tcpstatesd::test::local_port(listener_b);
     const std::string both = std::to_string(a) + ", " + std::to_string(b);
     TempDir dir;
-    REQUIRE(std::system(("cd " + dir.path() +
-                         " && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=t "
-                         "-keyout k.pem -out c.pem 2>/dev/null")
-                            .c_str()) == 0);
+    dir.write("c.pem", kTestCertificatePem);
+    dir.write("k.pem", kTestKeyPem);
     tcpstatesd::DaemonOptions options;
     options.config_path = dir.write(
         "tcpstatesd.yaml", "filters:\n  local_ports: [" + std::to_string(a) +
