@@ -36,42 +36,20 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "e2e"))
 from e2e_support import Daemon, fail, scratch_dir, series, wait_for  # noqa: E402
-from scale_test import Holders, enter_private_network  # noqa: E402
+from scale_test import (CLIENT_PORTS, FIRST_LISTENER_PORT, HOLDERS,  # noqa: E402
+                        LISTENER_PORTS_PER_HOLDER, Holders, enter_private_network,
+                        holder_plans)
 
-HOLDERS = 25
-IPV6_HOLDERS = 3
-CLIENT_PORTS = range(20000, 20800)
-HELD_SOURCES = {"kept": range(1, 6), "closed": range(6, 11)}
-NEW_SOURCES = range(1, 2)
-FIRST_LISTENER_PORT = CLIENT_PORTS.stop
-PORTS = (CLIENT_PORTS.start, FIRST_LISTENER_PORT + 3 * HOLDERS - 1)
+# The scale test's storm, on ports 10000 higher.
+PORT_OFFSET = 10000
+PORTS = (CLIENT_PORTS.start + PORT_OFFSET,
+         FIRST_LISTENER_PORT + PORT_OFFSET + LISTENER_PORTS_PER_HOLDER * HOLDERS - 1)
 LIFETIME_S = 180
 TRANSITIONS = {"4-5": "FIN_WAIT1 -> FIN_WAIT2", "5-7": "FIN_WAIT2 -> CLOSE"}
 STATE_NAMES = {"4": "FIN_WAIT1", "5": "FIN_WAIT2", "7": "CLOSE"}
 AF = {"ipv4": 2, "ipv6": 10}
 MOVING_STATES = ["syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2", "close-wait", "last-ack",
                  "closing"]
-
-
-def plans():
-    """socket_holder.py's plans: the scale test's, on this reproducer's ports."""
-    def address(family, group, holder, index):
-        return f"127.{group}.{holder}.{index}" if family == "ipv4" \
-            else f"fd00:{group}::{holder}:{index}"
-    result = []
-    for holder in range(HOLDERS):
-        family = "ipv6" if holder < IPV6_HOLDERS else "ipv4"
-        port = FIRST_LISTENER_PORT + 3 * holder
-        plan = {"family": family, "lifetime_s": LIFETIME_S,
-                "client_ports": [CLIENT_PORTS.start, CLIENT_PORTS.stop]}
-        for offset, (group, indexes, source_group) in enumerate(
-                [("kept", HELD_SOURCES["kept"], 1), ("closed", HELD_SOURCES["closed"], 1),
-                 ("new", NEW_SOURCES, 2)]):
-            plan[group] = {"port": port + offset,
-                           "sources": [address(family, source_group, holder, i)
-                                       for i in indexes]}
-        result.append(plan)
-    return result
 
 
 def made(storm_plans):
@@ -158,7 +136,7 @@ def daemon_transitions(values):
 
 def one_storm(arguments):
     """One storm in a network namespace of its own (this process is a child): its row."""
-    storm_plans = plans()
+    storm_plans = holder_plans(PORT_OFFSET, LIFETIME_S)
     enter_private_network(storm_plans)
     row = {"made": made(storm_plans)}
     with Holders(storm_plans) as holders:

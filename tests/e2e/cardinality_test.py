@@ -20,11 +20,10 @@ Usage: cardinality_test.py BINARY
 """
 import os
 import re
-import socket
 import time
 
-from e2e_support import (Cgroups, Daemon, fail, in_own_network_namespace, sample, scratch_dir,
-                         test_arguments, wait_for)
+from e2e_support import (Cgroups, Daemon, connect_once, fail, in_own_network_namespace,
+                         new_listeners, sample, scratch_dir, test_arguments, wait_for)
 
 PORTS = 2000
 CGROUPS = 200
@@ -44,27 +43,12 @@ CONFIG = f"""labels:
 
 
 def connect_each(listeners, cgroups, names):
-    """One connection to each listener, the client in names[i % len(names)]; closed by the
-    client first. The test process is back in the root cgroup afterwards."""
+    """One connection to each listener, the client in names[i % len(names)]. The test
+    process is back in the root cgroup afterwards."""
     for i, listener in enumerate(listeners):
         cgroups.enter(names[i % len(names)])
-        client = socket.create_connection(listener.getsockname(), timeout=10)
-        server, _ = listener.accept()
-        client.close()
-        if server.recv(1) != b"":
-            fail("expected EOF")
-        server.close()
+        connect_once(listener)
     cgroups.enter("")
-
-
-def listeners(count):
-    opened = []
-    for _ in range(count):
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-        opened.append(listener)
-    return opened
 
 
 def labelled_samples(values):
@@ -85,7 +69,7 @@ def main():
     fresh = [f"new{i}.scope" for i in range(NEW)]
     with Cgroups("cardinality", names + fresh) as cgroups, \
             Daemon(binary, CONFIG, scratch_dir("cardinality")) as daemon:
-        opened = listeners(PORTS)
+        opened = new_listeners(PORTS)
         connect_each(opened, cgroups, names)
         # The listeners and cgroups stay until the counts are checked: values that are gone
         # would be replaced, and their series removed, as the scrapes' walks find them gone.
@@ -133,9 +117,9 @@ def main():
         # comes: a rate limit of the daemon's, with nothing to wait for but its period (and
         # 0.1 s for the timer's slack), or the new cgroups would find no room yet.
         time.sleep(1.1)
-        new_listeners = listeners(NEW)
-        connect_each(new_listeners, cgroups, fresh)
-        new_ports = [str(listener.getsockname()[1]) for listener in new_listeners]
+        fresh_listeners = new_listeners(NEW)
+        connect_each(fresh_listeners, cgroups, fresh)
+        new_ports = [str(listener.getsockname()[1]) for listener in fresh_listeners]
 
         def replaced(values):
             return all(sample(values, "tcpstates_transitions_total", port=port, cgroup=name,
@@ -159,7 +143,7 @@ def main():
             if count < NEW:
                 fail(f"{label}: {count} values replaced, expected at least {NEW}")
         print(f"{NEW} new ports and {NEW} new cgroups replaced gone values; the caps hold")
-        for listener in new_listeners:
+        for listener in fresh_listeners:
             listener.close()
         daemon.stop()
     print("PASS")

@@ -524,11 +524,9 @@ def refused_connect(family="ipv4"):
     fail("a connect to a port without listener succeeded")
 
 
-def connections_to_new_ports(count):
-    """One connection to each of `count` new listeners on 127.0.0.1 (ports from bind(0)), all
-    listening before the first connect, each connection closed at once: `count` values for
-    the daemon's port label. The soft open-file limit is raised as far as the listeners
-    need."""
+def new_listeners(count):
+    """`count` listeners on 127.0.0.1 (ports from bind(0)), each a new value for the daemon's
+    port label; the soft open-file limit is raised as far as they need."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count + 1024)), hard))
     listeners = []
@@ -537,12 +535,25 @@ def connections_to_new_ports(count):
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)
         listeners.append(listener)
-    for listener in listeners:
-        client = socket.create_connection(listener.getsockname(), timeout=10)
-        server, _ = listener.accept()
-        client.close()
-        server.recv(1)
-        server.close()
+    return listeners
+
+
+def connect_once(listener):
+    """One connection to `listener`, closed by the client first; the server reads the EOF and
+    closes."""
+    client = socket.create_connection(listener.getsockname(), timeout=10)
+    server, _ = listener.accept()
+    client.close()
+    if server.recv(1) != b"":
+        fail("expected EOF")
+    server.close()
+
+
+def connections_to_new_ports(count):
+    """One connection to each of `count` new listeners, all listening before the first
+    connect, each connection closed at once, then its listener: `count` port values."""
+    for listener in new_listeners(count):
+        connect_once(listener)
         listener.close()
 
 

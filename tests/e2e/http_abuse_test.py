@@ -73,6 +73,21 @@ def attacker_socket(port, timeout=5):
     return s
 
 
+def attacker_sockets(port, count, timeout=5, first=b""):
+    """Up to `count` connections from the attacker's address, each having sent `first`; those
+    the daemon refuses or closes at once are left out (refusing them is allowed)."""
+    opened = []
+    for _ in range(count):
+        try:
+            s = attacker_socket(port, timeout)
+            if first:
+                s.sendall(first)
+            opened.append(s)
+        except OSError:
+            pass
+    return opened
+
+
 def exchange(port, payload):
     """Sends payload; the status code of the answer, or None when closed or unanswered."""
     try:
@@ -157,14 +172,7 @@ def main():
                 print(f"ok: a {size}-byte header: {status}")
 
             # 3. Slowloris.
-            slow = []
-            for _ in range(40):
-                try:
-                    s = attacker_socket(port)
-                    s.sendall(b"GET /metrics HTTP/1.1\r\n")
-                    slow.append(s)
-                except OSError:
-                    pass
+            slow = attacker_sockets(port, 40, first=b"GET /metrics HTTP/1.1\r\n")
             for _ in range(12):
                 for s in slow:
                     try:
@@ -177,12 +185,7 @@ def main():
             print(f"ok: slowloris: {len(slow)} slow connections held for 6 s")
 
             # 4. Many concurrent connections.
-            held = []
-            for _ in range(300):
-                try:
-                    held.append(attacker_socket(port, timeout=2))
-                except OSError:
-                    pass
+            held = attacker_sockets(port, 300, timeout=2)
             time.sleep(2)
             for s in held:
                 s.close()

@@ -133,14 +133,16 @@ def source_address(family, group, holder, index):
     return f"fd00:{group}::{holder}:{index}"
 
 
-def holder_plans():
-    """What each holder holds (socket_holder.py's PLAN_JSON)."""
+def holder_plans(port_offset=0, lifetime_s=TIME_LIMIT_S):
+    """What each holder holds (socket_holder.py's PLAN_JSON); `port_offset` moves every port
+    (bench/storm_repro/storm.py makes this storm on ports of its own)."""
     plans = []
     for holder in range(HOLDERS):
         family = "ipv6" if holder < IPV6_HOLDERS else "ipv4"
-        port = FIRST_LISTENER_PORT + LISTENER_PORTS_PER_HOLDER * holder
-        plan = {"family": family, "lifetime_s": TIME_LIMIT_S,
-                "client_ports": [CLIENT_PORTS.start, CLIENT_PORTS.stop],
+        port = FIRST_LISTENER_PORT + port_offset + LISTENER_PORTS_PER_HOLDER * holder
+        plan = {"family": family, "lifetime_s": lifetime_s,
+                "client_ports": [CLIENT_PORTS.start + port_offset,
+                                 CLIENT_PORTS.stop + port_offset],
                 "new": {"port": port + 2,
                         "sources": [source_address(family, 2, holder, i) for i in NEW_SOURCES]}}
         for offset, (group, indexes) in enumerate(HELD_SOURCES.items()):
