@@ -57,6 +57,18 @@ tcpstatesd::BpfOptions with_filters(const tcpstatesd::EventFilters& filters) {
     return options;
 }
 
+// The listener on `port` and its child accepted from `client_port` were reported, each its
+// whole life.
+void check_server_side_reported(Tracer& tracer, int family, uint16_t port, uint16_t client_port) {
+    const auto listener = endpoints(family, port, 0);
+    const auto child = endpoints(family, port, client_port);
+    REQUIRE(tracer.wait_until([&] {
+        return ended(life_of(tracer.events(), listener)) && ended(life_of(tracer.events(), child));
+    }));
+    CHECK(transitions(life_of(tracer.events(), listener)) == kListenerLife);
+    CHECK(transitions(life_of(tracer.events(), child)) == kServerLife);
+}
+
 }  // namespace
 
 TEST_CASE("a local-port allow-list reports only sockets on that local port", "[filters]") {
@@ -74,13 +86,7 @@ TEST_CASE("a local-port allow-list reports only sockets on that local port", "[f
     other.reset();
     wanted.reset();
 
-    const auto listener = endpoints(AF_INET, wanted_port, 0);
-    const auto child = endpoints(AF_INET, wanted_port, client_port);
-    REQUIRE(tracer.wait_until([&] {
-        return ended(life_of(tracer.events(), listener)) && ended(life_of(tracer.events(), child));
-    }));
-    CHECK(transitions(life_of(tracer.events(), listener)) == kListenerLife);
-    CHECK(transitions(life_of(tracer.events(), child)) == kServerLife);
+    check_server_side_reported(tracer, AF_INET, wanted_port, client_port);
     // The client side of the wanted connection has an ephemeral local port: filtered out too.
     CHECK(life_of(tracer.events(), endpoints(AF_INET, client_port, wanted_port)).empty());
     for (const auto& e : tracer.events()) {
@@ -134,13 +140,7 @@ TEST_CASE("a family filter reports only that address family", "[filters]") {
     const uint16_t client_port = run_connection(family, wanted);
     wanted.reset();
 
-    const auto listener = endpoints(family, wanted_port, 0);
-    const auto child = endpoints(family, wanted_port, client_port);
-    REQUIRE(tracer.wait_until([&] {
-        return ended(life_of(tracer.events(), listener)) && ended(life_of(tracer.events(), child));
-    }));
-    CHECK(transitions(life_of(tracer.events(), listener)) == kListenerLife);
-    CHECK(transitions(life_of(tracer.events(), child)) == kServerLife);
+    check_server_side_reported(tracer, family, wanted_port, client_port);
     for (const auto& e : tracer.events()) {
         INFO(describe(e));
         CHECK(e.transition.family == family);

@@ -47,6 +47,16 @@ tcpstatesd::BpfOptions counting(const tcpstatesd::LabelsConfig& labels) {
     return options;
 }
 
+// A listener bound (not yet listening) on a loopback port, and the programs loaded counting
+// under that port (labels_on), with count tables of their size.
+struct CountingOnPort {
+    Fd listener = bind_loopback(AF_INET);
+    uint16_t port = local_port(listener);
+    tcpstatesd::LabelsConfig labels = labels_on(port);
+    tcpstatesd::BpfProgram program{counting(labels)};
+    tcpstatesd::CountTables tables{program, 1024, 256};
+};
+
 // The counts of the tuples of `port` (any owner, either family) summed, from the tables.
 struct PortCounts {
     std::map<std::pair<int, int>, uint64_t> transitions;  // (from, to)
@@ -133,21 +143,18 @@ TEST_CASE("the programs count each transition, close and duration of a connectio
           "[counts]") {
     REQUIRE_BPF();
     constexpr uint64_t kConnections = 20;
-    Fd listener = bind_loopback(AF_INET);
-    const uint16_t port = local_port(listener);
-    const auto labels = labels_on(port);
-    tcpstatesd::BpfProgram program(counting(labels));
-    tcpstatesd::CountTables tables(program, 1024, 256);
-    start_listening(listener);
-    for (uint64_t i = 0; i < kConnections; ++i) run_connection(AF_INET, listener);
-    listener.reset();
+    CountingOnPort on_port;
+    start_listening(on_port.listener);
+    for (uint64_t i = 0; i < kConnections; ++i) run_connection(AF_INET, on_port.listener);
+    on_port.listener.reset();
 
     const auto expected = connection_transitions(kConnections);
     uint64_t total = 0;
     for (const auto& [key, n] : expected) total += n;
-    INFO("transitions on the port: " << counts_of(tables, port).transitions_total());
-    REQUIRE(wait_for_total(tables, port, total));
-    const PortCounts counted = counts_of(tables, port);
+    INFO(
+        "transitions on the port: " << counts_of(on_port.tables, on_port.port).transitions_total());
+    REQUIRE(wait_for_total(on_port.tables, on_port.port, total));
+    const PortCounts counted = counts_of(on_port.tables, on_port.port);
     CHECK(counted.transitions == expected);
     // Orderly closes: the client's FIN_WAIT2, the server's LAST_ACK and the listener's.
     const std::map<std::pair<int, int>, uint64_t> closes{
@@ -164,7 +171,7 @@ TEST_CASE("the programs count each transition, close and duration of a connectio
                        {TCPSTATES_CLOSE, TCPSTATES_LISTEN}})
         observed.erase(first);
     CHECK(counted.observed == observed);
-    CHECK(program.read_counters()[TCPSTATES_COUNTER_STATE_MISMATCH] == 0);
+    CHECK(on_port.program.read_counters()[TCPSTATES_COUNTER_STATE_MISMATCH] == 0);
 }
 
 TEST_CASE("swapping the count tables while connections churn loses no count, and none goes down",
@@ -172,29 +179,27 @@ TEST_CASE("swapping the count tables while connections churn loses no count, and
     REQUIRE_BPF();
     constexpr uint64_t kConnections = 400;
     constexpr int kSwaps = 20;
-    Fd listener = bind_loopback(AF_INET);
-    const uint16_t port = local_port(listener);
-    const auto labels = labels_on(port);
-    tcpstatesd::BpfProgram program(counting(labels));
-    tcpstatesd::CountTables tables(program, 1024, 256);
+    CountingOnPort on_port;
     prometheus::Registry registry;
     tcpstatesd::CgroupNames cgroups;
-    tcpstatesd::TupleLabeler labeler(labels, cgroups);
-    tcpstatesd::SeriesBudget budget(registry, labels.max_series);
-    tcpstatesd::CountedMetrics metrics(program, tables, labeler, budget, labels, {0.001, 1, 60});
-    start_listening(listener);
+    tcpstatesd::TupleLabeler labeler(on_port.labels, cgroups);
+    tcpstatesd::SeriesBudget budget(registry, on_port.labels.max_series);
+    tcpstatesd::CountedMetrics metrics(on_port.program, on_port.tables, labeler, budget,
+                                       on_port.labels, {0.001, 1, 60});
+    start_listening(on_port.listener);
 
     std::atomic<bool> done{false};
     std::thread churn([&] {
-        for (uint64_t i = 0; i < kConnections; ++i) run_connection(AF_INET, listener);
-        listener.reset();
+        for (uint64_t i = 0; i < kConnections; ++i) run_connection(AF_INET, on_port.listener);
+        on_port.listener.reset();
         done = true;
     });
     double last = 0;
     bool never_down = true;
     for (int swap = 0; swap < kSwaps || !done; ++swap) {
         metrics.swap();
-        const double now = sum_for_port(metrics.Collect(), "tcpstates_transitions_total", port);
+        const double now =
+            sum_for_port(metrics.Collect(), "tcpstates_transitions_total", on_port.port);
         never_down = never_down && now >= last;
         last = now;
     }
@@ -204,11 +209,11 @@ TEST_CASE("swapping the count tables while connections churn loses no count, and
     for (const auto& [key, n] : expected) total += static_cast<double>(n);
     const auto deadline = std::chrono::steady_clock::now() + kEventTimeout;
     double counted = 0;
-    while ((counted = sum_for_port(metrics.Collect(), "tcpstates_transitions_total", port)) <
-               total &&
+    while ((counted = sum_for_port(metrics.Collect(), "tcpstates_transitions_total",
+                                   on_port.port)) < total &&
            std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     CHECK(counted == total);
     CHECK(never_down);
-    CHECK(program.recursion_losses() == 0);
+    CHECK(on_port.program.recursion_losses() == 0);
 }

@@ -678,7 +678,6 @@ TEST_CASE("config errors: a stray comma is an error, not a hang") {
 
 // Inputs that once hung or crashed a YAML parser, and the bytes no text editor writes: each is
 // refused by the one YAML loading path (daemon/config/yaml_document.cpp) with its position.
-// tests/unit/web_config_test.cpp checks the same inputs as a web config.
 TEST_CASE("config errors: stray flow tokens, a second document, NUL and invalid UTF-8") {
     const std::string unexpected = "invalid YAML: unexpected token (a \",\" outside [ ] or { }?)";
     const std::string utf8 = " (a configuration is UTF-8 text)";
