@@ -69,6 +69,15 @@ void check_server_side_reported(Tracer& tracer, int family, uint16_t port, uint1
     CHECK(transitions(life_of(tracer.events(), child)) == kServerLife);
 }
 
+// Every event received passes `only` (each one that does not is described).
+template <typename Only>
+void check_every_event(const std::vector<tcpstates_event>& events, Only only) {
+    for (const auto& e : events) {
+        INFO(describe(e));
+        CHECK(only(e.transition));
+    }
+}
+
 }  // namespace
 
 TEST_CASE("a local-port allow-list reports only sockets on that local port", "[filters]") {
@@ -76,7 +85,7 @@ TEST_CASE("a local-port allow-list reports only sockets on that local port", "[f
     Fd wanted = bind_loopback(AF_INET);
     Fd other = bind_loopback(AF_INET);
     const uint16_t wanted_port = local_port(wanted);
-    const uint16_t other_port = local_port(other);
+    INFO("other port " << local_port(other));
     Tracer tracer(with_filters(local_ports_only(wanted_port)));
 
     start_listening(other);
@@ -89,10 +98,7 @@ TEST_CASE("a local-port allow-list reports only sockets on that local port", "[f
     check_server_side_reported(tracer, AF_INET, wanted_port, client_port);
     // The client side of the wanted connection has an ephemeral local port: filtered out too.
     CHECK(life_of(tracer.events(), endpoints(AF_INET, client_port, wanted_port)).empty());
-    for (const auto& e : tracer.events()) {
-        INFO(describe(e) << " (other port " << other_port << ")");
-        CHECK(e.transition.lport == wanted_port);
-    }
+    check_every_event(tracer.events(), [&](const auto& t) { return t.lport == wanted_port; });
 }
 
 TEST_CASE("a remote-port allow-list reports only sockets with that remote port", "[filters]") {
@@ -100,7 +106,7 @@ TEST_CASE("a remote-port allow-list reports only sockets with that remote port",
     Fd wanted = listen_on_loopback(AF_INET);
     Fd other = listen_on_loopback(AF_INET);
     const uint16_t wanted_port = local_port(wanted);
-    const uint16_t other_port = local_port(other);
+    INFO("other port " << local_port(other));
     Tracer tracer(with_filters(remote_ports_only(wanted_port)));
 
     run_connection(AF_INET, other);
@@ -112,10 +118,7 @@ TEST_CASE("a remote-port allow-list reports only sockets with that remote port",
     const auto life = life_of(tracer.events(), client);
     CHECK(transitions(life) == kClientLife);
     CHECK(life.front().transition.lport == 0);
-    for (const auto& e : tracer.events()) {
-        INFO(describe(e) << " (other port " << other_port << ")");
-        CHECK(e.transition.rport == wanted_port);
-    }
+    check_every_event(tracer.events(), [&](const auto& t) { return t.rport == wanted_port; });
 }
 
 TEST_CASE("a family filter reports only that address family", "[filters]") {
@@ -141,11 +144,8 @@ TEST_CASE("a family filter reports only that address family", "[filters]") {
     wanted.reset();
 
     check_server_side_reported(tracer, family, wanted_port, client_port);
-    for (const auto& e : tracer.events()) {
-        INFO(describe(e));
-        CHECK(e.transition.family == family);
-        CHECK(e.transition.lport == wanted_port);
-    }
+    check_every_event(tracer.events(),
+                      [&](const auto& t) { return t.family == family && t.lport == wanted_port; });
 }
 
 TEST_CASE("apply_filters changes what a live program reports without re-attaching", "[filters]") {
@@ -170,10 +170,7 @@ TEST_CASE("apply_filters changes what a live program reports without re-attachin
             tracer.wait_until([&] { return ended(life_of(since(tracer, start), last_child)); }));
         const auto seen = since(tracer, start);
         CHECK(transitions(life_of(seen, last_child)) == kServerLife);
-        for (const auto& e : seen) {
-            INFO(describe(e));
-            CHECK(e.transition.lport == port);
-        }
+        check_every_event(seen, [&](const auto& t) { return t.lport == port; });
     };
 
     INFO("filter: port a");
