@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
+#include <utility>
 
 #include "event_collector.hpp"
 #include "loopback.hpp"
@@ -57,6 +58,23 @@ tcpstatesd::BpfOptions with_filters(const tcpstatesd::EventFilters& filters) {
     return options;
 }
 
+// Two IPv4 servers made by `open` (bound, or listening): the one a filter lets through and the
+// other.
+struct ServerPair {
+    Fd wanted;
+    Fd other;
+    uint16_t wanted_port;
+    uint16_t other_port;
+};
+
+ServerPair server_pair(Fd (*open)(int family)) {
+    Fd wanted = open(AF_INET);
+    Fd other = open(AF_INET);
+    const uint16_t wanted_port = local_port(wanted);
+    const uint16_t other_port = local_port(other);
+    return {std::move(wanted), std::move(other), wanted_port, other_port};
+}
+
 // The listener on `port` and its child accepted from `client_port` were reported, each its
 // whole life.
 void check_server_side_reported(Tracer& tracer, int family, uint16_t port, uint16_t client_port) {
@@ -82,10 +100,8 @@ void check_every_event(const std::vector<tcpstates_event>& events, Only only) {
 
 TEST_CASE("a local-port allow-list reports only sockets on that local port", "[filters]") {
     REQUIRE_BPF();
-    Fd wanted = bind_loopback(AF_INET);
-    Fd other = bind_loopback(AF_INET);
-    const uint16_t wanted_port = local_port(wanted);
-    INFO("other port " << local_port(other));
+    auto [wanted, other, wanted_port, other_port] = server_pair(bind_loopback);
+    INFO("other port " << other_port);
     Tracer tracer(with_filters(local_ports_only(wanted_port)));
 
     start_listening(other);
@@ -103,10 +119,8 @@ TEST_CASE("a local-port allow-list reports only sockets on that local port", "[f
 
 TEST_CASE("a remote-port allow-list reports only sockets with that remote port", "[filters]") {
     REQUIRE_BPF();
-    Fd wanted = listen_on_loopback(AF_INET);
-    Fd other = listen_on_loopback(AF_INET);
-    const uint16_t wanted_port = local_port(wanted);
-    INFO("other port " << local_port(other));
+    const auto [wanted, other, wanted_port, other_port] = server_pair(listen_on_loopback);
+    INFO("other port " << other_port);
     Tracer tracer(with_filters(remote_ports_only(wanted_port)));
 
     run_connection(AF_INET, other);
