@@ -324,7 +324,7 @@ def scrape_benchmark(args, tracer, workdir, before=None, churn=True):
 # labels.max_series (its default) before the scrapes.
 AT_CAP_CONFIG = """labels:
   port:
-    families: [transitions, state_durations, sockets, closes, resets, retransmits]
+    families: [transitions, state_durations, sockets, closes, resets, retransmits, state_oldest]
     max_values: 10000
   cgroup:
     families: [transitions, state_durations, sockets, closes, resets, retransmits]

@@ -158,7 +158,8 @@ static inline enum tcpstates_close_reason tcpstates_close_reason(unsigned int fr
  * one count within that tuple, whatever the labels' configuration has become meanwhile.
  */
 struct tcpstates_socket {
-	__u64 since_ns;  /* when the socket entered `state` (bpf_ktime_get_ns); 0: unknown */
+	__u64 since_ns;  /* when the socket entered `state` (bpf_ktime_get_ns); with
+			  * TCPSTATES_SOCKET_START_UNKNOWN, when a walk first saw it there */
 	__u64 cgroup_id; /* the owner's cgroup id (its tuple's); 0: unknown */
 	__u64 net;       /* its network namespace (the struct net's address): an identity */
 	__u16 port;      /* its service port (its tuple's); 0: none */
@@ -172,6 +173,10 @@ struct tcpstates_socket {
 #define TCPSTATES_SOCKET_IPV6 0x1
 /* Its tuple is the overflow tuple: the tuple table was full when its tuple was first needed. */
 #define TCPSTATES_SOCKET_OVERFLOW 0x2
+/* The programs did not see it enter `state` (a socket older than the daemon, or a missed
+ * transition, both found by a walk): since_ns is when the walk found it there, a lower bound of
+ * its time in `state`, never a duration's start. Its next transition clears it. */
+#define TCPSTATES_SOCKET_START_UNKNOWN 0x4
 
 /*
  * A label tuple: what a series' optional labels are made of. The programs count every
@@ -348,6 +353,14 @@ struct tcpstates_walk_totals {
 	__u64 listening_ports[65536 / 64]; /* bit p % 64 of [p / 64]: a listener on port p */
 };
 
+/* The oldest full socket a walk found per family, state and service port (the walk's key; the
+ * `oldest` map): the earliest entry time of their records (tcpstates_state_oldest_seconds). */
+struct tcpstates_walk_oldest {
+	__u64 since_ns;      /* the earliest since_ns; UINT64_MAX: no socket */
+	__u32 start_unknown; /* sockets among them whose since_ns is a lower bound (START_UNKNOWN) */
+	__u32 pad;
+};
+
 /* Records the daemon may list for the next walk's sweep (bpf/walk.bpf.h). */
 #define TCPSTATES_MAX_STALE_RECORDS 4096
 
@@ -388,5 +401,6 @@ TCPSTATES_ASSERT_SIZE(struct tcpstates_transition, 32);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_event, 112);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_listener_key, 16);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_walk_key, 4);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_walk_oldest, 16);
 
 #endif

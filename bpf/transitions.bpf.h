@@ -136,7 +136,8 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		ipv6 = (record->flags & TCPSTATES_SOCKET_IPV6) != 0;
 		if (record->state != old_state)
 			count(TCPSTATES_COUNTER_STATE_MISMATCH);
-		else if (record->since_ns && old_state != TCPSTATES_CLOSE)
+		else if (!(record->flags & TCPSTATES_SOCKET_START_UNKNOWN) &&
+			 old_state != TCPSTATES_CLOSE)
 			known_start = 1;
 		duration_ns = now - record->since_ns;
 		counts = record_counts(record, &gauge, notify_of(transport));
@@ -145,6 +146,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 			record->left_state = old_state;
 		record->state = new_state;
 		record->since_ns = now;
+		record->flags &= ~TCPSTATES_SOCKET_START_UNKNOWN;
 		gauge_add(gauge, new_state, 1);
 		if (event_details)
 			owner_of(sk, record, &owner);

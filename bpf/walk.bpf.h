@@ -7,8 +7,9 @@
  * not the socket's (a transition the programs missed) is corrected, counted. What makes no
  * transition the tracepoint sees is counted per family, state and service port in `walked`:
  * timewait sockets (in their substate, as `ss` reports them), request sockets (SYN_RECV), and
- * full sockets the table had no room for. User space zeroes `walk_totals` and `walked` before
- * each walk and runs one at a time.
+ * full sockets the table had no room for. Per family, state and service port it also keeps the
+ * earliest entry time of the recorded full sockets in `oldest` (the age of the oldest). User
+ * space zeroes `walk_totals`, `walked` and `oldest` before each walk and runs one at a time.
  */
 #ifndef TCPSTATESD_BPF_WALK_BPF_H
 #define TCPSTATESD_BPF_WALK_BPF_H
@@ -26,6 +27,15 @@ struct {
 } walked SEC(".maps");
 
 struct tcpstates_walk_totals walk_totals = {};
+
+/* Per family, state and service port, the earliest entry time among the full sockets the walk
+ * found with a record. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TCPSTATES_MAX_WALK_KEYS);
+	__type(key, struct tcpstates_walk_key);
+	__type(value, struct tcpstates_walk_oldest);
+} oldest SEC(".maps");
 
 /*
  * The sweep. Records of the walked namespace that no walk has seen for two walks (nor were made
@@ -63,6 +73,38 @@ static __always_inline void count_walked(int ipv6, __u8 state, __u16 port)
 		*value += 1;
 }
 
+/* Takes a recorded socket's entry time into its key's earliest. Only the walk writes the map, one
+ * socket at a time. A key the map has no room for goes to port 0, as in count_walked(). Not
+ * listeners: a listener stays in LISTEN by design, its age is its service's uptime. */
+static __always_inline void note_oldest(const struct tcpstates_socket *record)
+{
+	struct tcpstates_walk_key key = {
+		.port = record->port,
+		.ipv6 = (record->flags & TCPSTATES_SOCKET_IPV6) != 0,
+		.state = record->state,
+	};
+	struct tcpstates_walk_oldest fresh = {
+		.since_ns = record->since_ns,
+		.start_unknown = (record->flags & TCPSTATES_SOCKET_START_UNKNOWN) != 0,
+	};
+	struct tcpstates_walk_oldest *value;
+
+	if (record->state == TCPSTATES_LISTEN)
+		return;
+	value = bpf_map_lookup_elem(&oldest, &key);
+	if (!value && bpf_map_update_elem(&oldest, &key, &fresh, BPF_NOEXIST) == 0)
+		return;
+	if (!value) {
+		key.port = 0;
+		value = bpf_map_lookup_elem(&oldest, &key);
+	}
+	if (!value)
+		return;
+	if (fresh.since_ns < value->since_ns)
+		value->since_ns = fresh.since_ns;
+	value->start_unknown += fresh.start_unknown;
+}
+
 static __always_inline void note_listener(const struct sock *sk, int ipv6, __u16 port,
 					  const struct tcpstates_socket *record)
 {
@@ -91,26 +133,31 @@ static __always_inline void walk_full_socket(const struct sock *sk, int ipv6, __
 		note_listener(sk, ipv6, lport, record);
 	if (record) {
 		record->walked = walk_generation;
-		if (record->state == state)
-			return;
-		/* A transition was missed: the count moves, the record's start is unknown. */
-		record_counts(record, &gauge, 0);
-		gauge_add(gauge, record->state, -1);
-		record->state = state;
-		record->since_ns = 0;
-		gauge_add(gauge, state, 1);
-		walk_totals.corrected += 1;
+		if (record->state != state) {
+			/* A transition was missed: the count moves; when the socket entered its
+			 * state is not known, only that it is there now. */
+			record_counts(record, &gauge, 0);
+			gauge_add(gauge, record->state, -1);
+			record->state = state;
+			record->since_ns = bpf_ktime_get_ns();
+			record->flags |= TCPSTATES_SOCKET_START_UNKNOWN;
+			gauge_add(gauge, state, 1);
+			walk_totals.corrected += 1;
+		}
+		note_oldest(record);
 		return;
 	}
 	{
 		__u8 origin = state == TCPSTATES_LISTEN ? TCPSTATES_ORIGIN_LISTENER
 							: TCPSTATES_ORIGIN_UNKNOWN;
 		struct tcpstates_socket fresh = {
+			/* older than the daemon: in its state since some time before now */
+			.since_ns = bpf_ktime_get_ns(),
 			.net = net,
 			.port = service_port(origin, lport, rport),
 			.state = state,
 			.origin = origin,
-			.flags = ipv6 ? TCPSTATES_SOCKET_IPV6 : 0,
+			.flags = TCPSTATES_SOCKET_START_UNKNOWN | (ipv6 ? TCPSTATES_SOCKET_IPV6 : 0),
 			.walked = walk_generation,
 		};
 		int overflow = 0;
@@ -129,6 +176,7 @@ static __always_inline void walk_full_socket(const struct sock *sk, int ipv6, __
 		}
 		gauge_add(counts, state, 1);
 		walk_totals.recorded += 1;
+		note_oldest(&fresh);
 	}
 }
 

@@ -255,7 +255,14 @@ Keys labels_keys(const Reader& r, LabelsConfig& labels) {
              r.mapping(f,
                        {
                            {"families",
-                            [&](const Field& g) { cgroup.families = labelled_families(r, g); }},
+                            [&](const Field& g) {
+                                cgroup.families = labelled_families(r, g);
+                                // Its sockets come from the walks, which know no owner.
+                                if (cgroup.families.state_oldest)
+                                    r.fail(g,
+                                           "state_oldest carries no cgroup (the walk that finds "
+                                           "the oldest sockets knows no owner): remove it");
+                            }},
                            {"max_values",
                             [&, max_values](const Field& g) { cgroup.max_values = max_values(g); }},
                        });

@@ -304,7 +304,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
         set_or_fail(bpf_map__set_max_entries(map, 2 * TCPSTATES_MAX_FILTER_PORTS),
                     "sizing the port filters");
     for (bpf_map* map : {skel_->maps.socket_records, skel_->maps.socket_tasks,
-                         skel_->maps.listeners, skel_->maps.walked})
+                         skel_->maps.listeners, skel_->maps.walked, skel_->maps.oldest})
         set_or_fail(bpf_map__set_map_flags(map, no_prealloc), "choosing a table's allocation");
     // The count tables, installed once the programs are loaded; the first of each kind is also
     // the template its outer map is made for (tables must match it: type, sizes, flags, and
@@ -381,6 +381,9 @@ int BpfProgram::unknown_starts_fd() const {
 }
 int BpfProgram::walked_fd() const {
     return bpf_map__fd(skel_->maps.walked);
+}
+int BpfProgram::oldest_fd() const {
+    return bpf_map__fd(skel_->maps.oldest);
 }
 tcpstates_walk_totals& BpfProgram::walk_totals() const {
     return skel_->bss->walk_totals;

@@ -153,6 +153,7 @@ public:
     int durations_fd() const;
     int unknown_starts_fd() const;
     int walked_fd() const;
+    int oldest_fd() const;
     // The count tables installed at load.
     int first_tuple_table_fd() const { return first_tuple_table_.get(); }
     int first_duration_table_fd() const { return first_duration_table_.get(); }

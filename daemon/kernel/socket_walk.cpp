@@ -33,16 +33,17 @@ void run_iterator(bpf_link* link) {
     }
 }
 
-// The walk counts what found no room under port 0: those keys must exist.
-void add_port_zero_keys(int walked_fd) {
-    const uint64_t zero = 0;
+// The walk counts what found no room under port 0: those keys must exist, with `value`.
+void add_port_zero_keys(int map_fd, const void* value) {
     for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
         for (uint8_t state = TCPSTATES_ESTABLISHED; state <= TCPSTATES_CLOSING; ++state) {
             const tcpstates_walk_key key{0, ipv6, state};
-            if (bpf_map_update_elem(walked_fd, &key, &zero, BPF_ANY) != 0)
+            if (bpf_map_update_elem(map_fd, &key, value, BPF_ANY) != 0)
                 throw_bpf_error("preparing a walk of the TCP sockets", errno);
         }
 }
+
+constexpr uint64_t kNoSocket = UINT64_MAX;  // tcpstates_walk_oldest.since_ns of an empty key
 
 // The records the next walk sweeps (bpf/walk.bpf.h, the sweep): of the walked namespace, not in
 // CLOSE, seen by neither this walk nor the one before. Read in batches: no lock held in the
@@ -82,7 +83,12 @@ SocketWalk walk_sockets(BpfProgram& program) {
     const double cpu_start = thread_cpu_seconds();
     const int walked_fd = program.walked_fd();
     clear_map(walked_fd, "walked", sizeof(tcpstates_walk_key));
-    add_port_zero_keys(walked_fd);
+    const uint64_t zero = 0;
+    add_port_zero_keys(walked_fd, &zero);
+    const int oldest_fd = program.oldest_fd();
+    clear_map(oldest_fd, "oldest", sizeof(tcpstates_walk_key));
+    const tcpstates_walk_oldest none{kNoSocket, 0, 0};
+    add_port_zero_keys(oldest_fd, &none);
     tcpstates_walk_totals& totals = program.walk_totals();
     std::memset(&totals, 0, sizeof totals);
     const uint8_t generation = program.next_walk_generation();
@@ -96,6 +102,17 @@ SocketWalk walk_sockets(BpfProgram& program) {
                        std::memcpy(&count.key, key, sizeof count.key);
                        std::memcpy(&count.sockets, value, sizeof count.sockets);
                        if (count.sockets != 0) walk.walked.push_back(count);
+                   });
+    for_each_entry(oldest_fd, "oldest", sizeof(tcpstates_walk_key), sizeof(tcpstates_walk_oldest),
+                   [&](const void* key, const void* value) {
+                       tcpstates_walk_oldest found;
+                       std::memcpy(&found, value, sizeof found);
+                       if (found.since_ns == kNoSocket) return;
+                       SocketWalk::Oldest oldest{};
+                       std::memcpy(&oldest.key, key, sizeof oldest.key);
+                       oldest.since_ns = found.since_ns;
+                       oldest.start_unknown = found.start_unknown;
+                       walk.oldest.push_back(oldest);
                    });
     list_stale_records(program, generation);
     walk.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -18,6 +18,8 @@ struct LabelledFamilies {
     bool closes = false;           // tcpstates_closes_total
     bool resets = false;           // tcpstates_resets_total
     bool retransmits = false;      // tcpstates_retransmits_total
+    bool state_oldest = false;     // tcpstates_state_oldest_seconds (port only: walks know no
+                                   // owner of the sockets they find)
 
     bool any() const;
     bool operator==(const LabelledFamilies&) const = default;
@@ -31,6 +33,7 @@ inline constexpr std::pair<std::string_view, bool LabelledFamilies::*> kLabelled
     {"closes", &LabelledFamilies::closes},
     {"resets", &LabelledFamilies::resets},
     {"retransmits", &LabelledFamilies::retransmits},
+    {"state_oldest", &LabelledFamilies::state_oldest},
 };
 
 inline bool LabelledFamilies::any() const {
@@ -40,8 +43,12 @@ inline bool LabelledFamilies::any() const {
 }
 
 struct PortLabelConfig {
-    LabelledFamilies families{
-        .transitions = true, .sockets = true, .closes = true, .resets = true, .retransmits = true};
+    LabelledFamilies families{.transitions = true,
+                              .sockets = true,
+                              .closes = true,
+                              .resets = true,
+                              .retransmits = true,
+                              .state_oldest = true};
     bool listening = true;        // every port the host listens on
     std::vector<uint16_t> ports;  // and these, sorted
     uint32_t max_values = 64;

@@ -1,6 +1,7 @@
 #include "metrics/counted_metrics.hpp"
 
 #include <sys/socket.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstring>
@@ -72,6 +73,8 @@ bool carried(const LabelsConfig& config, Label label, LabelledMetric metric) {
             return families.resets;
         case LabelledMetric::Retransmits:
             return families.retransmits;
+        case LabelledMetric::StateOldest:
+            return families.state_oldest;
     }
     return false;
 }
@@ -293,7 +296,9 @@ std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
     std::vector<prometheus::MetricFamily> out;
     render_counters(counters, out);
     out.push_back(durations_family(durations));
-    out.push_back(sockets_family(live));
+    uint64_t available = budget_.available();  // for the gauges' labelled samples
+    out.push_back(sockets_family(live, available));
+    for (auto& family : oldest_families(available)) out.push_back(std::move(family));
     for (auto& family : self_metrics(live)) out.push_back(std::move(family));
     return out;
 }
@@ -406,8 +411,15 @@ prometheus::MetricFamily CountedMetrics::durations_family(
     return family;
 }
 
-prometheus::MetricFamily CountedMetrics::sockets_family(
-    const std::vector<TupleCounts>& live) const {
+const TupleLabeler::Values& CountedMetrics::walked_values(uint16_t port) const {
+    auto known = walked_values_.find(port);
+    if (known == walked_values_.end())
+        known = walked_values_.emplace(port, labeler_.values(port, 0, nullptr)).first;
+    return known->second;
+}
+
+prometheus::MetricFamily CountedMetrics::sockets_family(const std::vector<TupleCounts>& live,
+                                                        uint64_t& available) const {
     const bool by_port = carries(Label::Port, LabelledMetric::Sockets);
     const bool by_cgroup = carries(Label::Cgroup, LabelledMetric::Sockets);
     std::map<SeriesKey, int64_t> counts;
@@ -431,20 +443,11 @@ prometheus::MetricFamily CountedMetrics::sockets_family(
     // there is room: they have no counts whose series a replaced value would end, and timewait
     // sockets of ports long closed must not push out the values of ports in use.
     // Like a tuple's, a port's values are decided once in an epoch (a refusal counted once).
-    for (const SocketWalk::Count& walked : walked_) {
-        const uint16_t port = by_port ? walked.key.port : 0;
-        auto known = walked_values_.find(port);
-        if (known == walked_values_.end()) {
-            TupleLabeler::Values values;
-            const TupleLabeler::Values found = labeler_.values(port, 0, nullptr);
-            if (by_port) values.port = found.port;
-            if (by_cgroup) values.cgroup = found.cgroup;
-            known = walked_values_.emplace(port, values).first;
-        }
-        add(walked.key.ipv6, walked.key.state, known->second, int64_t(walked.sockets));
-    }
+    for (const SocketWalk::Count& walked : walked_)
+        add(walked.key.ipv6, walked.key.state, walked_values(by_port ? walked.key.port : 0),
+            int64_t(walked.sockets));
     // Labelled sets beyond what the budget has left fold into their state's "other" one.
-    uint64_t available = budget_.available(), folded = 0;
+    uint64_t folded = 0;
     std::map<SeriesKey, int64_t> placed;
     for (const auto& [key, n] : counts) {
         SeriesKey other = key;
@@ -475,6 +478,67 @@ prometheus::MetricFamily CountedMetrics::sockets_family(
         add_sample(family, std::move(labels), static_cast<double>(n));
     }
     return family;
+}
+
+std::vector<prometheus::MetricFamily> CountedMetrics::oldest_families(uint64_t& available) const {
+    const bool by_port = carries(Label::Port, LabelledMetric::StateOldest);
+    struct Oldest {
+        uint64_t since_ns = UINT64_MAX;
+        uint32_t start_unknown = 0;
+        void add(uint64_t since, uint32_t unknown) {
+            since_ns = std::min(since_ns, since);
+            start_unknown += unknown;
+        }
+    };
+    // Keys whose port values fold together (refused, "other") take the oldest of them.
+    std::map<SeriesKey, Oldest> series_oldest;
+    for (const SocketWalk::Oldest& walked : oldest_)
+        series_oldest[series(LabelledMetric::StateOldest, walked.key.ipv6, 0, walked.key.state,
+                             walked_values(by_port ? walked.key.port : 0))]
+            .add(walked.since_ns, walked.start_unknown);
+    // A labelled key costs two samples (its age and its mark); beyond the budget it folds into
+    // its state's "other" key.
+    uint64_t folded = 0;
+    std::map<SeriesKey, Oldest> placed;
+    for (const auto& [key, oldest] : series_oldest) {
+        SeriesKey other = key;
+        other.port = other.cgroup = LabelValues::kOther;
+        if (key != other && available >= 2) {
+            available -= 2;
+            placed[key].add(oldest.since_ns, oldest.start_unknown);
+        } else {
+            if (key != other) ++folded;
+            placed[other].add(oldest.since_ns, oldest.start_unknown);
+        }
+    }
+    if (folded) budget_.overflowed(LabelledMetric::StateOldest, folded);
+
+    using prometheus::MetricType;
+    prometheus::MetricFamily seconds = metric_family(
+        metric_name(LabelledMetric::StateOldest).data(),
+        "Age in its state of the oldest TCP socket in each state, per service port, as of now: "
+        "since its entry, as the last walk of the sockets found it. A lower bound where "
+        "tcpstates_state_oldest_start_known is 0. Full sockets of the daemon's network "
+        "namespace, not LISTEN, TIME_WAIT or request sockets.",
+        MetricType::Gauge);
+    prometheus::MetricFamily known = metric_family(
+        "tcpstates_state_oldest_start_known",
+        "1 when tcpstates_state_oldest_seconds is exact; 0 when a socket of its series entered "
+        "its state unseen (older than the daemon, or a missed transition): the age is then at "
+        "least the value shown.",
+        MetricType::Gauge);
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns()'s clock
+    const uint64_t now_ns = uint64_t(now.tv_sec) * 1000000000ULL + uint64_t(now.tv_nsec);
+    for (const auto& [key, oldest] : placed) {
+        std::vector<prometheus::ClientMetric::Label> labels{{"family", family_label(key.ipv6)},
+                                                            {"state", state_label(key.b)}};
+        if (by_port) labels.push_back(label_of(Label::Port, key.port));
+        // Not negative: the entry times were written before the walk that read them ended.
+        add_sample(seconds, labels, static_cast<double>(now_ns - oldest.since_ns) * 1e-9);
+        add_sample(known, std::move(labels), oldest.start_unknown ? 0.0 : 1.0);
+    }
+    return {std::move(seconds), std::move(known)};
 }
 
 std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
@@ -624,6 +688,7 @@ void CountedMetrics::on_new_tuple(const tcpstates_tuple_key& key) {
 void CountedMetrics::walked(const SocketWalk& walk) {
     std::lock_guard lock(mutex_);
     walked_ = walk.walked;
+    oldest_ = walk.oldest;
     walk_totals_ = walk.totals;
     walk_seconds_ = walk.seconds;
     walk_corrections_ += walk.totals.corrected + walk.totals.swept;

@@ -57,7 +57,8 @@ public:
     // A tuple the programs counted under for the first time: its cgroup is named now.
     void on_new_tuple(const tcpstates_tuple_key& key) override;
     // What a walk found: the gauge takes its timewait, request and unrecorded sockets from it
-    // until the next walk; the ports listened on now mark the others' values gone.
+    // until the next walk, the oldest sockets' ages their start; the ports listened on now mark
+    // the others' values gone.
     void walked(const SocketWalk& walk);
     // A walk failed (logged by the caller): counted.
     void walk_failed();
@@ -133,7 +134,15 @@ private:
     void remove_series(Select remove) const;
     std::vector<tcpstates_tuple_key> counted_tuples(const std::vector<TupleCounts>& live) const;
 
-    prometheus::MetricFamily sockets_family(const std::vector<TupleCounts>& live) const;
+    // The gauges' labelled samples take from `available` (the budget left at this scrape).
+    prometheus::MetricFamily sockets_family(const std::vector<TupleCounts>& live,
+                                            uint64_t& available) const;
+    // tcpstates_state_oldest_seconds and tcpstates_state_oldest_start_known, from the last
+    // walk's oldest sockets and the monotonic clock now.
+    std::vector<prometheus::MetricFamily> oldest_families(uint64_t& available) const;
+    // The port value of a socket the walk found (no owner), decided once in an epoch.
+    // `port` 0 when the family does not carry the port label.
+    const TupleLabeler::Values& walked_values(uint16_t port) const;
     void render_counters(const std::map<SeriesKey, uint64_t>& totals,
                          std::vector<prometheus::MetricFamily>& out) const;
     prometheus::MetricFamily durations_family(const std::map<SeriesKey, Histogram>& totals) const;
@@ -174,6 +183,7 @@ private:
     mutable uint64_t tuples_carried_ = 0;  // into the table in use, at its swap
     // The last walk's.
     std::vector<SocketWalk::Count> walked_;
+    std::vector<SocketWalk::Oldest> oldest_;
     tcpstates_walk_totals walk_totals_{};
     double walk_seconds_ = 0;
     uint64_t walks_ = 0;

@@ -75,13 +75,14 @@ TEST_CASE("config: built-in defaults") {
     CHECK(c.source == "built-in defaults");
     CHECK(c.events.resets);
     CHECK(c.events.retransmits);
-    // `port` on the counters and the gauge, for the host's listening ports; `cgroup` on the
+    // `port` on the counters and the gauges, for the host's listening ports; `cgroup` on the
     // counters; both bounded.
     CHECK(c.labels.port.families == LabelledFamilies{.transitions = true,
                                                      .sockets = true,
                                                      .closes = true,
                                                      .resets = true,
-                                                     .retransmits = true});
+                                                     .retransmits = true,
+                                                     .state_oldest = true});
     CHECK(c.labels.port.listening);
     CHECK(c.labels.port.ports.empty());
     CHECK(c.labels.port.max_values == 64);
@@ -122,7 +123,10 @@ TEST_CASE("config errors: events.resets and retransmits are true or false") {
 TEST_CASE("config errors: labels") {
     CHECK(error_of("labels:\n  port:\n    families: [transitions, histograms]\n") ==
           "x.yaml:3:29: labels.port.families: expected one of transitions, state_durations, "
-          "sockets, closes, resets, retransmits, got \"histograms\"");
+          "sockets, closes, resets, retransmits, state_oldest, got \"histograms\"");
+    CHECK(error_of("labels:\n  cgroup:\n    families: [closes, state_oldest]\n") ==
+          "x.yaml:3:15: labels.cgroup.families: state_oldest carries no cgroup (the walk that "
+          "finds the oldest sockets knows no owner): remove it");
     CHECK(error_of("labels:\n  cgroup:\n    families: [sockets, sockets]\n") ==
           "x.yaml:3:25: labels.cgroup.families: \"sockets\" is listed twice");
     CHECK(error_of("labels:\n  port:\n    ports: [listening, 80, listening]\n") ==
