@@ -14,6 +14,7 @@
 #define TCPSTATESD_BPF_WALK_BPF_H
 
 #include "counts.bpf.h"
+#include "queues.bpf.h"
 #include "records.bpf.h"
 
 #define TCPSTATES_MAX_WALK_KEYS 16384
@@ -43,8 +44,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } stale_records SEC(".maps");
-/* The walked network namespace (a visited socket's): the sweep's. 0 until a socket is seen. */
-__u64 walked_net = 0;
 
 /* Counts a socket the gauge takes from the walk. A key the map has no room for goes to port 0,
  * whose keys user space adds before the walk. */
@@ -182,14 +181,21 @@ int tcpstates_walk(struct bpf_iter__tcp *ctx)
 			return 0;
 		state = timewait->tw_sk.tw_substate;
 		count_walked(ipv6, state, service_port(TCPSTATES_ORIGIN_UNKNOWN, lport, rport));
+		walk_destination(common, ipv6, lport, rport);
 	} else if (state == TCPSTATES_NEW_SYN_RECV) {
 		count_walked(ipv6, TCPSTATES_SYN_RECV,
 			     service_port(TCPSTATES_ORIGIN_PASSIVE, lport, rport));
 	} else if (tcpstates_state_has_slot(state) && state != TCPSTATES_CLOSE) {
 		struct tcp_sock *full = bpf_skc_to_tcp_sock(common);
 
-		if (full)
-			walk_full_socket((const struct sock *)full, ipv6, state, lport, rport);
+		if (!full)
+			return 0;
+		walk_full_socket((const struct sock *)full, ipv6, state, lport, rport);
+		if (state == TCPSTATES_LISTEN)
+			walk_listener((const struct sock *)full, ipv6,
+				      service_port(TCPSTATES_ORIGIN_LISTENER, lport, 0));
+		else
+			walk_destination(common, ipv6, lport, rport);
 	}
 	return 0;
 }
