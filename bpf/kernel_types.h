@@ -87,7 +87,15 @@ struct tcp_timewait_sock {
 	struct inet_timewait_sock tw_sk;
 } __attribute__((preserve_access_index));
 
-struct seq_file;
+/* The walked network namespace, from the iterator's seq_file: its private data starts with a
+ * struct seq_net_private (struct bpf_tcp_iter_state). */
+struct seq_file {
+	void *private;
+} __attribute__((preserve_access_index));
+
+struct seq_net_private {
+	struct net *net;
+} __attribute__((preserve_access_index));
 
 struct bpf_iter_meta {
 	struct seq_file *seq;

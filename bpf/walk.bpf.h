@@ -167,6 +167,14 @@ int tcpstates_walk(struct bpf_iter__tcp *ctx)
 	if (!common) {
 		/* the end of the walk */
 		bpf_for_each_map_elem(&stale_records, sweep_record, 0, 0);
+		/* Known from here on even if no socket was visited (a namespace of no socket yet):
+		 * the listeners opened from now on are followed from their first drop. */
+		{
+			struct seq_net_private *walked =
+				BPF_CORE_READ(ctx->meta, seq, private);
+
+			walked_net = (__u64)BPF_CORE_READ(walked, net);
+		}
 		return 0;
 	}
 	walk_totals.sockets += 1;

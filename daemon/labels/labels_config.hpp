@@ -18,6 +18,10 @@ struct LabelledFamilies {
     bool closes = false;           // tcpstates_closes_total
     bool resets = false;           // tcpstates_resets_total
     bool retransmits = false;      // tcpstates_retransmits_total
+    // tcpstates_listen_queue_length, tcpstates_listen_queue_limit, tcpstates_listen_drops_total
+    // (the port label only: a walk knows no owner)
+    bool listen_queues = false;
+    bool ephemeral_ports = false;  // tcpstates_ephemeral_ports_used_ratio (the port label only)
 
     bool any() const;
     bool operator==(const LabelledFamilies&) const = default;
@@ -31,7 +35,15 @@ inline constexpr std::pair<std::string_view, bool LabelledFamilies::*> kLabelled
     {"closes", &LabelledFamilies::closes},
     {"resets", &LabelledFamilies::resets},
     {"retransmits", &LabelledFamilies::retransmits},
+    {"listen_queues", &LabelledFamilies::listen_queues},
+    {"ephemeral_ports", &LabelledFamilies::ephemeral_ports},
 };
+
+// Whether the cgroup label may be put on a family: not on those the walk makes, which knows no
+// owner.
+constexpr bool cgroup_may_label(bool LabelledFamilies::*flag) {
+    return flag != &LabelledFamilies::listen_queues && flag != &LabelledFamilies::ephemeral_ports;
+}
 
 inline bool LabelledFamilies::any() const {
     for (const auto& [name, flag] : kLabelledFamilyNames)
@@ -40,8 +52,13 @@ inline bool LabelledFamilies::any() const {
 }
 
 struct PortLabelConfig {
-    LabelledFamilies families{
-        .transitions = true, .sockets = true, .closes = true, .resets = true, .retransmits = true};
+    LabelledFamilies families{.transitions = true,
+                              .sockets = true,
+                              .closes = true,
+                              .resets = true,
+                              .retransmits = true,
+                              .listen_queues = true,
+                              .ephemeral_ports = true};
     bool listening = true;        // every port the host listens on
     std::vector<uint16_t> ports;  // and these, sorted
     uint32_t max_values = 64;

@@ -72,6 +72,12 @@ bool carried(const LabelsConfig& config, Label label, LabelledMetric metric) {
             return families.resets;
         case LabelledMetric::Retransmits:
             return families.retransmits;
+        case LabelledMetric::ListenQueueLength:
+        case LabelledMetric::ListenQueueLimit:
+        case LabelledMetric::ListenDrops:
+            return families.listen_queues;
+        case LabelledMetric::EphemeralPorts:
+            return families.ephemeral_ports;
     }
     return false;
 }
@@ -294,6 +300,7 @@ std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
     render_counters(counters, out);
     out.push_back(durations_family(durations));
     out.push_back(sockets_family(live));
+    queue_families(out);
     for (auto& family : self_metrics(live)) out.push_back(std::move(family));
     return out;
 }
@@ -636,6 +643,7 @@ void CountedMetrics::walked(const SocketWalk& walk) {
               listening_now_);
     program_.add_listening_ports(listening_now_);
     labeler_.mark_gone(listening_now_);
+    walked_queues(walk);
 }
 
 void CountedMetrics::walk_failed() {
@@ -732,6 +740,7 @@ void CountedMetrics::fold_retired() const {
             unassigned_durations.push_back(&h);
     assigned_.clear();
     walked_values_.clear();
+    queue_port_values_.clear();
     std::erase_if(placements_, [](const auto& entry) { return entry.second == Placement::Folded; });
     labeler_.forget_refused();
     for (const TupleCounts* tuple : unassigned) {
@@ -785,6 +794,7 @@ void CountedMetrics::configure(const LabelsConfig& labels, std::vector<double> d
             remove_series([metric](const SeriesKey& key) { return key.metric == metric; });
     labeler_.configure(labels);
     walked_values_.clear();
+    queue_port_values_.clear();
     budget_.set_limit(labels.max_series);
     program_.apply_labels(tuple_label_settings(labels));
     if (new_buckets) {

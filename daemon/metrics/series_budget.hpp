@@ -17,17 +17,41 @@
 namespace tcpstatesd {
 
 // The labelled metric families.
-enum class LabelledMetric { Transitions, StateDurations, Sockets, Closes, Resets, Retransmits };
-constexpr LabelledMetric kLabelledMetrics[] = {
-    LabelledMetric::Transitions, LabelledMetric::StateDurations, LabelledMetric::Sockets,
-    LabelledMetric::Closes,      LabelledMetric::Resets,         LabelledMetric::Retransmits};
+enum class LabelledMetric {
+    Transitions,
+    StateDurations,
+    Sockets,
+    Closes,
+    Resets,
+    Retransmits,
+    ListenQueueLength,
+    ListenQueueLimit,
+    ListenDrops,
+    EphemeralPorts,
+};
+constexpr LabelledMetric kLabelledMetrics[] = {LabelledMetric::Transitions,
+                                               LabelledMetric::StateDurations,
+                                               LabelledMetric::Sockets,
+                                               LabelledMetric::Closes,
+                                               LabelledMetric::Resets,
+                                               LabelledMetric::Retransmits,
+                                               LabelledMetric::ListenQueueLength,
+                                               LabelledMetric::ListenQueueLimit,
+                                               LabelledMetric::ListenDrops,
+                                               LabelledMetric::EphemeralPorts};
 
 // The metric family's name: "tcpstates_transitions_total", ...
 constexpr std::string_view metric_name(LabelledMetric metric) {
-    constexpr std::string_view names[] = {
-        "tcpstates_transitions_total", "tcpstates_state_duration_seconds",
-        "tcpstates_sockets",           "tcpstates_closes_total",
-        "tcpstates_resets_total",      "tcpstates_retransmits_total"};
+    constexpr std::string_view names[] = {"tcpstates_transitions_total",
+                                          "tcpstates_state_duration_seconds",
+                                          "tcpstates_sockets",
+                                          "tcpstates_closes_total",
+                                          "tcpstates_resets_total",
+                                          "tcpstates_retransmits_total",
+                                          "tcpstates_listen_queue_length",
+                                          "tcpstates_listen_queue_limit",
+                                          "tcpstates_listen_drops_total",
+                                          "tcpstates_ephemeral_ports_used_ratio"};
     return names[static_cast<size_t>(metric)];
 }
 

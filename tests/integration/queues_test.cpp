@@ -199,12 +199,11 @@ TEST_CASE(
         INFO(family_label(family));
         const uint8_t ipv6 = family == AF_INET6;
         const uint64_t drops_at_start = tcp_ext("ListenDrops");
+        // A walk makes the namespace known (also when it has no socket yet): a listener opened
+        // from then on is followed from its listen(), not from the next walk. No walk runs
+        // again until the drops are made.
         const uint64_t counted_at_start = drops_of(tcpstatesd::walk_sockets(program), ipv6, kPort);
         Fd listener = listen_on(family, kPort, 1);
-        // The first walk follows the listener: from sk_drops 0, no client yet.
-        tcpstatesd::SocketWalk first = tcpstatesd::walk_sockets(program);
-        REQUIRE(first.listen_queues.at({ipv6, kPort}).length == 0);
-        REQUIRE(first.listen_queues.at({ipv6, kPort}).limit == 1);
 
         // The kernel's queue is full when it holds more than the backlog (sk_acceptq_is_full:
         // sk_ack_backlog > sk_max_ack_backlog): two handshakes complete, one after the other so

@@ -81,7 +81,9 @@ TEST_CASE("config: built-in defaults") {
                                                      .sockets = true,
                                                      .closes = true,
                                                      .resets = true,
-                                                     .retransmits = true});
+                                                     .retransmits = true,
+                                                     .listen_queues = true,
+                                                     .ephemeral_ports = true});
     CHECK(c.labels.port.listening);
     CHECK(c.labels.port.ports.empty());
     CHECK(c.labels.port.max_values == 64);
@@ -122,7 +124,12 @@ TEST_CASE("config errors: events.resets and retransmits are true or false") {
 TEST_CASE("config errors: labels") {
     CHECK(error_of("labels:\n  port:\n    families: [transitions, histograms]\n") ==
           "x.yaml:3:29: labels.port.families: expected one of transitions, state_durations, "
-          "sockets, closes, resets, retransmits, got \"histograms\"");
+          "sockets, closes, resets, retransmits, listen_queues, ephemeral_ports, got "
+          "\"histograms\"");
+    // The walk's families know no owner.
+    CHECK(error_of("labels:\n  cgroup:\n    families: [listen_queues]\n") ==
+          "x.yaml:3:16: labels.cgroup.families: expected one of transitions, state_durations, "
+          "sockets, closes, resets, retransmits, got \"listen_queues\"");
     CHECK(error_of("labels:\n  cgroup:\n    families: [sockets, sockets]\n") ==
           "x.yaml:3:25: labels.cgroup.families: \"sockets\" is listed twice");
     CHECK(error_of("labels:\n  port:\n    ports: [listening, 80, listening]\n") ==
