@@ -29,6 +29,7 @@ struct SocketWalk {
     struct PortKey {
         uint8_t ipv6;
         uint16_t port;
+        // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 on a defaulted <=>
         auto operator<=>(const PortKey&) const = default;
     };
     // The listeners' accept queues summed (bpf/queues.bpf.h).
