@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -60,6 +61,24 @@ public:
 
 private:
     Fd previous_;
+};
+
+// The open-file limit raised to its hard limit until destroyed (the kernel's default soft limit,
+// 1024 in the kernel matrix's guests, is too few for a thousand connections).
+class AllOpenFiles {
+public:
+    AllOpenFiles() {
+        if (getrlimit(RLIMIT_NOFILE, &previous_) != 0) fail("getrlimit(RLIMIT_NOFILE)");
+        rlimit raised = previous_;
+        raised.rlim_cur = raised.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) != 0) fail("raising RLIMIT_NOFILE");
+    }
+    AllOpenFiles(const AllOpenFiles&) = delete;
+    AllOpenFiles& operator=(const AllOpenFiles&) = delete;
+    ~AllOpenFiles() { setrlimit(RLIMIT_NOFILE, &previous_); }
+
+private:
+    rlimit previous_{};
 };
 
 // A TcpExt counter of this thread's network namespace (/proc/thread-self/net/netstat: a header
@@ -249,6 +268,7 @@ TEST_CASE(
     "connect() fails once the range is used up",
     "[queues]") {
     REQUIRE_BPF();
+    const AllOpenFiles files;
     const OwnNetworkNamespace netns;
     // 1000 ports (the range is inclusive).
     write_sysctl("/proc/sys/net/ipv4/ip_local_port_range", "40000 40999");
