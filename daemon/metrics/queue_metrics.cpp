@@ -45,7 +45,9 @@ void CountedMetrics::walked_queues(const SocketWalk& walk) {
     };
     for (const auto& [key, total] : walk.listen_drops) {
         uint64_t& read = listen_drops_read_[key];
-        // The kernel's totals only grow (bpf/queues.bpf.h).
+        // The kernel's totals only grow (bpf/queues.bpf.h). A port with no new drop is left
+        // alone: its value may be gone (nobody listens on it), its series removed.
+        if (total == read) continue;
         counter_totals_[drop_series(key)] += total - read;
         read = total;
     }
