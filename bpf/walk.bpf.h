@@ -7,8 +7,9 @@
  * not the socket's (a transition the programs missed) is corrected, counted. What makes no
  * transition the tracepoint sees is counted per family, state and service port in `walked`:
  * timewait sockets (in their substate, as `ss` reports them), request sockets (SYN_RECV), and
- * full sockets the table had no room for. User space zeroes `walk_totals` and `walked` before
- * each walk and runs one at a time.
+ * full sockets the table had no room for. It also finds the queues (queues.bpf.h): the listeners'
+ * accept queues and drops, the ephemeral ports in use per destination. User space zeroes
+ * `walk_totals` and `walked` before each walk and runs one at a time.
  */
 #ifndef TCPSTATESD_BPF_WALK_BPF_H
 #define TCPSTATESD_BPF_WALK_BPF_H
