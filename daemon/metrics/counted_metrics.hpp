@@ -142,8 +142,9 @@ private:
     // taken in by walked(), under the lock; rendered at each scrape.
     void walked_queues(const SocketWalk& walk);
     void queue_families(std::vector<prometheus::MetricFamily>& out) const;
-    // A service port's `port` value (0: "other"), decided once in an epoch as the walk's are.
-    uint32_t queue_port_value(uint16_t port) const;
+    // A service port's `port` value on `metric` (0, or the label not on it: "other"), decided
+    // once in an epoch as the walk's are.
+    uint32_t queue_port_value(LabelledMetric metric, uint16_t port) const;
     // Whether a destination's port is in the port label's set (listed or listened on now).
     bool in_port_label_set(uint16_t port) const;
     prometheus::ClientMetric::Label label_of(Label label, uint32_t index) const;

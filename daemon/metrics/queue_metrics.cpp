@@ -26,8 +26,9 @@ bool CountedMetrics::in_port_label_set(uint16_t port) const {
            (labels_.port.listening && (listening_now_[port / 64] >> (port % 64) & 1));
 }
 
-uint32_t CountedMetrics::queue_port_value(uint16_t port) const {
-    if (port == 0) return LabelValues::kOther;
+uint32_t CountedMetrics::queue_port_value(LabelledMetric metric, uint16_t port) const {
+    // A family without the label takes no value (nor room) from it.
+    if (port == 0 || !carries(Label::Port, metric)) return LabelValues::kOther;
     auto known = queue_port_values_.find(port);
     if (known == queue_port_values_.end())
         known = queue_port_values_.emplace(port, labeler_.values(port, 0, nullptr).port).first;
@@ -40,8 +41,9 @@ void CountedMetrics::walked_queues(const SocketWalk& walk) {
     ephemeral_ports_ = walk.ephemeral_ports;
     queue_walk_totals_ = walk.queue_totals;
     const auto drop_series = [&](const SocketWalk::PortKey& key) {
-        return place(series(LabelledMetric::ListenDrops, key.ipv6, 0, 0,
-                            {queue_port_value(key.port), LabelValues::kOther}));
+        return place(
+            series(LabelledMetric::ListenDrops, key.ipv6, 0, 0,
+                   {queue_port_value(LabelledMetric::ListenDrops, key.port), LabelValues::kOther}));
     };
     for (const auto& [key, total] : walk.listen_drops) {
         uint64_t& read = listen_drops_read_[key];
@@ -64,7 +66,8 @@ void CountedMetrics::queue_families(std::vector<prometheus::MetricFamily>& out) 
         return labels;
     };
     const auto port_series = [&](LabelledMetric metric, uint8_t ipv6, uint16_t port) {
-        return place(series(metric, ipv6, 0, 0, {queue_port_value(port), LabelValues::kOther}));
+        return place(
+            series(metric, ipv6, 0, 0, {queue_port_value(metric, port), LabelValues::kOther}));
     };
 
     std::map<SeriesKey, uint64_t> length, limit;

@@ -15,8 +15,11 @@ daemon walks that namespace, and its TcpExtListenDrops and ip_local_port_range a
 2. ip_local_port_range set to EPHEMERAL_PORTS ports, HELD connections to one destination (a
    listener on a port listened on, so it is the `port` value): tcpstates_ephemeral_ports_used_
    ratio{port} is HELD / EPHEMERAL_PORTS exactly (the connections cannot move: never accepted).
+3. A reload that takes the port label off the queues' families: the same figures per family only
+   (the queues of every listener summed, no `port` label on any of their samples).
 """
 import os
+import signal
 import socket
 import sys
 import time
@@ -128,6 +131,29 @@ def main():
             if sample(values, name) != 0:
                 fail(f"{name} is {sample(values, name)}")
         print(f"ok: {HELD} of {EPHEMERAL_PORTS} ephemeral ports: ratio {ratio}")
+
+        before = values["tcpstatesd_config_last_reload_success_timestamp_seconds"]
+        daemon.write_config(f"metrics:\n  socket_walk_cpu_percent: {WALK_CPU_PERCENT}\n"
+                            "labels:\n  port:\n    families: [transitions]\n")
+        daemon.send_signal(signal.SIGHUP)
+        wait_for("the reload", lambda: daemon.metrics()[
+            "tcpstatesd_config_last_reload_success_timestamp_seconds"] > before)
+        since = time.time()
+        values = wait_for("a walk after the reload",
+                          lambda: (lambda v: v if walk_started_after(v, since) else None)(
+                              daemon.metrics()))
+        queues = {key: value for key, value in values.items()
+                  if key.startswith(("tcpstates_listen_", "tcpstates_ephemeral_"))}
+        labelled = [key for key in queues if "port=" in key]
+        if labelled:
+            fail(f"the port label is still on: {labelled}")
+        # Every listener of the namespace: the test's two and the daemon's own (empty).
+        got = {"length": queues.get('tcpstates_listen_queue_length{family="ipv4"}'),
+               "ratio": queues.get('tcpstates_ephemeral_ports_used_ratio{family="ipv4"}')}
+        want = {"length": 2 + HELD, "ratio": HELD / EPHEMERAL_PORTS}
+        if got != want:
+            fail(f"without the port label: exported {got}, expected {want}; all: {queues}")
+        print(f"ok: without the port label: {got}")
         for s in [listener, destination, *queued, *held]:
             s.close()
         daemon.stop()
