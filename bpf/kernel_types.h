@@ -34,11 +34,27 @@ struct sock_common {
 	struct in6_addr skc_v6_rcv_saddr;
 } __attribute__((preserve_access_index));
 
+typedef struct {
+	int counter;
+} atomic_t;
+
+/* Drop counters spread over NUMA nodes, which a socket may use instead of sk_drops (Linux
+ * 6.18: UDP's; sk_drops_read() adds both). Absent before 6.18. */
+struct numa_drop_counters {
+	atomic_t drops0;
+	atomic_t drops1;
+} __attribute__((preserve_access_index));
+
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;
 	int sk_err;      /* the pending error a failed connection leaves for the application */
 	int sk_err_soft; /* an ICMP error that came while the application held the socket */
+	/* A listener's accept queue: its length and listen()'s backlog (bpf/queues.bpf.h). */
+	__u32 sk_ack_backlog;
+	__u32 sk_max_ack_backlog;
+	atomic_t sk_drops;
+	struct numa_drop_counters *sk_drop_counters;
 } __attribute__((preserve_access_index));
 
 /* A request socket (a handshake in progress on a listener): the SYN-ACK retransmissions'. */
@@ -71,7 +87,15 @@ struct tcp_timewait_sock {
 	struct inet_timewait_sock tw_sk;
 } __attribute__((preserve_access_index));
 
-struct seq_file;
+/* The walked network namespace, from the iterator's seq_file: its private data starts with a
+ * struct seq_net_private (struct bpf_tcp_iter_state). */
+struct seq_file {
+	void *private;
+} __attribute__((preserve_access_index));
+
+struct seq_net_private {
+	struct net *net;
+} __attribute__((preserve_access_index));
 
 struct bpf_iter_meta {
 	struct seq_file *seq;

@@ -62,6 +62,10 @@ __u64 service_ports[65536 / 64] = {};
 
 /* The walk being run (struct tcpstates_socket's `walked`), counted up by user space. */
 volatile __u8 walk_generation = 0;
+/* The walked network namespace (a visited socket's): the sweep's, and the namespace whose
+ * listeners' drops are followed (bpf/queues.bpf.h). 0 until a socket is seen. Written by the
+ * walk. */
+__u64 walked_net = 0;
 
 /* The duration buckets, two generations (struct tcpstates_bucket_bounds). */
 volatile __u32 bucket_generation = 0;

@@ -8,6 +8,7 @@
  *   packets.bpf.h      resets, retransmissions, and the socket's end (tcp:*)
  *   trace_events.bpf.h the events `trace` prints
  *   walk.bpf.h         the walk of the existing sockets (iter/tcp)
+ *   queues.bpf.h       accept queues, listeners' drops, ephemeral ports per destination
  *
  * The daemon counts in the maps: nothing crosses to user space per transition, so the counts are
  * exact at any rate whatever user space does, and a scrape reads counts, not sockets. `trace`

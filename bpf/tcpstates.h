@@ -361,6 +361,40 @@ struct tcpstates_walk_oldest {
 	__u32 pad;
 };
 
+/*
+ * The accept queues and the listeners' drops (bpf/queues.bpf.h), per family and service port
+ * (struct tcpstates_walk_key, state 0). A walk sums the queues of the listeners it visits; the
+ * drops are a running total: what each listener's sk_drops grew by since it was last read (by a
+ * walk, or by the transition program at the listener's close).
+ */
+struct tcpstates_listen_queue {
+	__u64 length; /* connections waiting to be accepted (sk_ack_backlog) */
+	__u64 limit;  /* listen()'s backlog, capped by net.core.somaxconn (sk_max_ack_backlog) */
+};
+/* A listener of the walked namespace: its sk_drops when last added to the running total. */
+struct tcpstates_listener_drops {
+	__u32 drops;
+	__u16 port;   /* its service port (0: none) */
+	__u8 ipv6;
+	__u8 walked;  /* the generation of the last walk that saw it (or of its listen()) */
+};
+/*
+ * A destination of the walked namespace's connections (remote address and port), with the
+ * sockets towards it whose local port is in net.ipv4.ip_local_port_range: the ephemeral ports
+ * it uses (bpf/queues.bpf.h).
+ */
+struct tcpstates_destination_key {
+	__u8 addr[16]; /* IPv4: first 4 bytes, network byte order */
+	__u16 port;    /* host byte order */
+	__u8 ipv6;
+	__u8 pad;
+};
+/* What the last walk could not keep (the tables full): counted, never dropped unsaid. */
+struct tcpstates_queue_walk_totals {
+	__u64 untracked_listeners; /* listeners whose drops the listener table had no room for */
+	__u64 uncounted_sockets;   /* sockets whose destination the table had no room for */
+};
+
 /* Records the daemon may list for the next walk's sweep (bpf/walk.bpf.h). */
 #define TCPSTATES_MAX_STALE_RECORDS 4096
 
@@ -402,5 +436,8 @@ TCPSTATES_ASSERT_SIZE(struct tcpstates_event, 112);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_listener_key, 16);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_walk_key, 4);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_walk_oldest, 16);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_listen_queue, 16);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_listener_drops, 8);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_destination_key, 20);
 
 #endif

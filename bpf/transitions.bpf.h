@@ -20,6 +20,7 @@
 #define TCPSTATESD_BPF_TRANSITIONS_BPF_H
 
 #include "counts.bpf.h"
+#include "queues.bpf.h"
 #include "records.bpf.h"
 #include "trace_events.bpf.h"
 
@@ -180,12 +181,15 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		} else {
 			count(TCPSTATES_COUNTER_STATE_FAILED);
 		}
-		if (origin == TCPSTATES_ORIGIN_LISTENER)
+		if (origin == TCPSTATES_ORIGIN_LISTENER) {
 			remember_listener(sk, ipv6, lport, &owner, access);
+			listener_opened(sk, ipv6, service_port(origin, lport, 0));
+		}
 	}
 	if (old_state == TCPSTATES_LISTEN && new_state == TCPSTATES_CLOSE) {
 		lport = local_port(sk, new_state, access);
 		forget_listener(sk, ipv6, lport, access);
+		listener_closed(sk);
 	}
 	family = ipv6 ? AF_INET6 : AF_INET;
 	if (!ports_read && (filter_local_ports || filter_remote_ports || event_details)) {

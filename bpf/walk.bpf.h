@@ -8,13 +8,16 @@
  * transition the tracepoint sees is counted per family, state and service port in `walked`:
  * timewait sockets (in their substate, as `ss` reports them), request sockets (SYN_RECV), and
  * full sockets the table had no room for. Per family, state and service port it also keeps the
- * earliest entry time of the recorded full sockets in `oldest` (the age of the oldest). User
- * space zeroes `walk_totals`, `walked` and `oldest` before each walk and runs one at a time.
+ * earliest entry time of the recorded full sockets in `oldest` (the age of the oldest). It also
+ * finds the queues (queues.bpf.h): the listeners' accept queues and drops, the ephemeral ports in
+ * use per destination. User space zeroes `walk_totals`, `walked` and `oldest` before each walk
+ * and runs one at a time.
  */
 #ifndef TCPSTATESD_BPF_WALK_BPF_H
 #define TCPSTATESD_BPF_WALK_BPF_H
 
 #include "counts.bpf.h"
+#include "queues.bpf.h"
 #include "records.bpf.h"
 
 #define TCPSTATES_MAX_WALK_KEYS 16384
@@ -53,8 +56,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } stale_records SEC(".maps");
-/* The walked network namespace (a visited socket's): the sweep's. 0 until a socket is seen. */
-__u64 walked_net = 0;
 
 /* Counts a socket the gauge takes from the walk. A key the map has no room for goes to port 0,
  * whose keys user space adds before the walk. */
@@ -216,6 +217,14 @@ int tcpstates_walk(struct bpf_iter__tcp *ctx)
 	if (!common) {
 		/* the end of the walk */
 		bpf_for_each_map_elem(&stale_records, sweep_record, 0, 0);
+		/* Known from here on even if no socket was visited (a namespace of no socket yet):
+		 * the listeners opened from now on are followed from their first drop. */
+		{
+			struct seq_net_private *walked =
+				BPF_CORE_READ(ctx->meta, seq, private);
+
+			walked_net = (__u64)BPF_CORE_READ(walked, net);
+		}
 		return 0;
 	}
 	walk_totals.sockets += 1;
@@ -230,14 +239,21 @@ int tcpstates_walk(struct bpf_iter__tcp *ctx)
 			return 0;
 		state = timewait->tw_sk.tw_substate;
 		count_walked(ipv6, state, service_port(TCPSTATES_ORIGIN_UNKNOWN, lport, rport));
+		walk_destination(common, ipv6, lport, rport);
 	} else if (state == TCPSTATES_NEW_SYN_RECV) {
 		count_walked(ipv6, TCPSTATES_SYN_RECV,
 			     service_port(TCPSTATES_ORIGIN_PASSIVE, lport, rport));
 	} else if (tcpstates_state_has_slot(state) && state != TCPSTATES_CLOSE) {
 		struct tcp_sock *full = bpf_skc_to_tcp_sock(common);
 
-		if (full)
-			walk_full_socket((const struct sock *)full, ipv6, state, lport, rport);
+		if (!full)
+			return 0;
+		walk_full_socket((const struct sock *)full, ipv6, state, lport, rport);
+		if (state == TCPSTATES_LISTEN)
+			walk_listener((const struct sock *)full, ipv6,
+				      service_port(TCPSTATES_ORIGIN_LISTENER, lport, 0));
+		else
+			walk_destination(common, ipv6, lport, rport);
 	}
 	return 0;
 }

@@ -146,13 +146,19 @@ std::vector<double> buckets(const Reader& r, const Field& field) {
     return bounds;
 }
 
-// The metric families a label is put on: a list of their names (kLabelledFamilyNames).
-LabelledFamilies labelled_families(const Reader& r, const Field& field) {
+// The metric families a label is put on: a list of their names (kLabelledFamilyNames), those
+// the cgroup label may go on for it.
+LabelledFamilies labelled_families(const Reader& r, const Field& field, bool cgroup) {
     LabelledFamilies families;
     std::vector<std::string_view> names;
-    for (const auto& [name, flag] : kLabelledFamilyNames) names.push_back(name);
+    std::vector<bool LabelledFamilies::*> flags;
+    for (const auto& [name, flag] : kLabelledFamilyNames)
+        if (!cgroup || cgroup_may_label(flag)) {
+            names.push_back(name);
+            flags.push_back(flag);
+        }
     for (const auto& item : r.sequence(field, "a list of " + join(names))) {
-        bool& flag = families.*kLabelledFamilyNames[r.choice(item, names)].second;
+        bool& flag = families.*flags[r.choice(item, names)];
         if (flag) r.fail(item, quoted(item.node.Scalar()) + " is listed twice");
         flag = true;
     }
@@ -243,7 +249,8 @@ Keys labels_keys(const Reader& r, LabelsConfig& labels) {
              r.mapping(
                  f,
                  {
-                     {"families", [&](const Field& g) { port.families = labelled_families(r, g); }},
+                     {"families",
+                      [&](const Field& g) { port.families = labelled_families(r, g, false); }},
                      {"ports", [&](const Field& g) { port.ports = ports(r, g, &port.listening); }},
                      {"max_values",
                       [&, max_values](const Field& g) { port.max_values = max_values(g); }},
@@ -252,20 +259,13 @@ Keys labels_keys(const Reader& r, LabelsConfig& labels) {
         {"cgroup",
          [&, max_values](const Field& f) {
              CgroupLabelConfig& cgroup = labels.cgroup;
-             r.mapping(f,
-                       {
-                           {"families",
-                            [&](const Field& g) {
-                                cgroup.families = labelled_families(r, g);
-                                // Its sockets come from the walks, which know no owner.
-                                if (cgroup.families.state_oldest)
-                                    r.fail(g,
-                                           "state_oldest carries no cgroup (the walk that finds "
-                                           "the oldest sockets knows no owner): remove it");
-                            }},
-                           {"max_values",
-                            [&, max_values](const Field& g) { cgroup.max_values = max_values(g); }},
-                       });
+             r.mapping(
+                 f, {
+                        {"families",
+                         [&](const Field& g) { cgroup.families = labelled_families(r, g, true); }},
+                        {"max_values",
+                         [&, max_values](const Field& g) { cgroup.max_values = max_values(g); }},
+                    });
          }},
     };
 }

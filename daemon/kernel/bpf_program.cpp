@@ -306,6 +306,13 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     for (bpf_map* map : {skel_->maps.socket_records, skel_->maps.socket_tasks,
                          skel_->maps.listeners, skel_->maps.walked, skel_->maps.oldest})
         set_or_fail(bpf_map__set_map_flags(map, no_prealloc), "choosing a table's allocation");
+    // The queues' tables serve only the walk, which needs the kernel's BTF: without it (the
+    // preallocated tables) they would only take memory.
+    for (bpf_map* map : {skel_->maps.listen_queues, skel_->maps.listen_drops,
+                         skel_->maps.listener_drops, skel_->maps.destinations}) {
+        set_or_fail(bpf_map__set_map_flags(map, no_prealloc), "choosing a table's allocation");
+        if (preallocated_) set_or_fail(bpf_map__set_max_entries(map, 1), "sizing a walk table");
+    }
     // The count tables, installed once the programs are loaded; the first of each kind is also
     // the template its outer map is made for (tables must match it: type, sizes, flags, and
     // before Linux 5.10 max_entries). Creating them is part of loading: a failure reads so.
@@ -387,6 +394,25 @@ int BpfProgram::oldest_fd() const {
 }
 tcpstates_walk_totals& BpfProgram::walk_totals() const {
     return skel_->bss->walk_totals;
+}
+int BpfProgram::listen_queues_fd() const {
+    return bpf_map__fd(skel_->maps.listen_queues);
+}
+int BpfProgram::listen_drops_fd() const {
+    return bpf_map__fd(skel_->maps.listen_drops);
+}
+int BpfProgram::listener_drops_fd() const {
+    return bpf_map__fd(skel_->maps.listener_drops);
+}
+int BpfProgram::destinations_fd() const {
+    return bpf_map__fd(skel_->maps.destinations);
+}
+tcpstates_queue_walk_totals& BpfProgram::queue_walk_totals() const {
+    return skel_->bss->queue_walk_totals;
+}
+void BpfProgram::set_ephemeral_range(uint16_t low, uint16_t high) {
+    skel_->bss->ephemeral_low = low;
+    skel_->bss->ephemeral_high = high;
 }
 bool BpfProgram::can_walk_sockets() const {
     return skel_->links.tcpstates_walk != nullptr;

@@ -168,6 +168,14 @@ public:
     uint64_t walked_net() const;
     int socket_records_fd() const;
     int stale_records_fd() const;
+    // The queues' walk (bpf/queues.bpf.h): its tables, what did not fit, and the ephemeral
+    // port range it counts in (set before each walk).
+    int listen_queues_fd() const;
+    int listen_drops_fd() const;
+    int listener_drops_fd() const;
+    int destinations_fd() const;
+    tcpstates_queue_walk_totals& queue_walk_totals() const;
+    void set_ephemeral_range(uint16_t low, uint16_t high);
     // Writes the duration buckets' bounds (nanoseconds) into the generation not in use and
     // switches to it; returns the new generation. The caller must make sure no program still
     // uses the old one before it writes again (CountTables::swap() waits for them).

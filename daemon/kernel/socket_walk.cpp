@@ -5,12 +5,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <sstream>
 #include <string>
 
 #include "common/fd.hpp"
+#include "common/read_file.hpp"
 #include "kernel/bpf_maps.hpp"
 #include "kernel/bpf_program.hpp"
 
@@ -67,6 +70,59 @@ void list_stale_records(const BpfProgram& program, uint8_t generation) {
                    });
 }
 
+// net.ipv4.ip_local_port_range of this thread's network namespace (the walked one), into the
+// walk program; its size, 0 if it cannot be read (then the walk counts no destination).
+uint32_t set_ephemeral_range(BpfProgram& program) {
+    unsigned low = 0, high = 0;
+    try {
+        std::istringstream range(read_file("/proc/sys/net/ipv4/ip_local_port_range", 64));
+        if (!(range >> low >> high) || low == 0 || high > 65535 || low > high) low = high = 0;
+    } catch (const FileError&) {
+        low = high = 0;
+    }
+    program.set_ephemeral_range(static_cast<uint16_t>(low), static_cast<uint16_t>(high));
+    return high ? high - low + 1 : 0;
+}
+
+// The queues' tables after a walk (bpf/queues.bpf.h), and the listeners no longer followed:
+// those two walks did not see (destroyed while their close was missed; two, as for the sweep,
+// since a listen() may run while the walk passes its bucket).
+void read_queues(const BpfProgram& program, uint8_t generation, SocketWalk& walk) {
+    for_each_entry(program.listen_queues_fd(), "listen_queues", sizeof(tcpstates_walk_key),
+                   sizeof(tcpstates_listen_queue), [&](const void* key, const void* value) {
+                       tcpstates_walk_key k;
+                       std::memcpy(&k, key, sizeof k);
+                       std::memcpy(&walk.listen_queues[{k.ipv6, k.port}], value,
+                                   sizeof(tcpstates_listen_queue));
+                   });
+    for_each_entry(program.listen_drops_fd(), "listen_drops", sizeof(tcpstates_walk_key),
+                   sizeof(uint64_t), [&](const void* key, const void* value) {
+                       tcpstates_walk_key k;
+                       std::memcpy(&k, key, sizeof k);
+                       std::memcpy(&walk.listen_drops[{k.ipv6, k.port}], value, sizeof(uint64_t));
+                   });
+    for_each_entry(program.destinations_fd(), "destinations", sizeof(tcpstates_destination_key),
+                   sizeof(uint64_t), [&](const void* key, const void* value) {
+                       tcpstates_destination_key k;
+                       uint64_t sockets;
+                       std::memcpy(&k, key, sizeof k);
+                       std::memcpy(&sockets, value, sizeof sockets);
+                       uint64_t& busiest = walk.busiest_destinations[{k.ipv6, k.port}];
+                       busiest = std::max(busiest, sockets);
+                   });
+    std::vector<uint64_t> gone;
+    for_each_entry(program.listener_drops_fd(), "listener_drops", sizeof(uint64_t),
+                   sizeof(tcpstates_listener_drops), [&](const void* key, const void* value) {
+                       tcpstates_listener_drops seen;
+                       std::memcpy(&seen, value, sizeof seen);
+                       if (static_cast<uint8_t>(generation - seen.walked) < 2) return;
+                       uint64_t id;
+                       std::memcpy(&id, key, sizeof id);
+                       gone.push_back(id);
+                   });
+    for (uint64_t id : gone) bpf_map_delete_elem(program.listener_drops_fd(), &id);
+}
+
 // The iterator runs in this thread's read() calls: its time is this thread's.
 double thread_cpu_seconds() {
     timespec now{};
@@ -89,13 +145,20 @@ SocketWalk walk_sockets(BpfProgram& program) {
     clear_map(oldest_fd, "oldest", sizeof(tcpstates_walk_key));
     const tcpstates_walk_oldest none{kNoSocket, 0, 0};
     add_port_zero_keys(oldest_fd, &none);
+    clear_map(program.listen_queues_fd(), "listen_queues", sizeof(tcpstates_walk_key));
+    clear_map(program.destinations_fd(), "destinations", sizeof(tcpstates_destination_key));
     tcpstates_walk_totals& totals = program.walk_totals();
     std::memset(&totals, 0, sizeof totals);
+    tcpstates_queue_walk_totals& queue_totals = program.queue_walk_totals();
+    std::memset(&queue_totals, 0, sizeof queue_totals);
+    SocketWalk walk;
+    walk.ephemeral_ports = set_ephemeral_range(program);
     const uint8_t generation = program.next_walk_generation();
     run_iterator(program.walk_link());
 
-    SocketWalk walk;
     std::memcpy(&walk.totals, &totals, sizeof totals);
+    std::memcpy(&walk.queue_totals, &queue_totals, sizeof queue_totals);
+    read_queues(program, generation, walk);
     for_each_entry(walked_fd, "walked", sizeof(tcpstates_walk_key), sizeof(uint64_t),
                    [&](const void* key, const void* value) {
                        SocketWalk::Count count{};

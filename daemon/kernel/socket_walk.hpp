@@ -5,7 +5,9 @@
 // for; and the oldest recorded full socket in each state. One walk at a time, from one thread.
 #pragma once
 
+#include <compare>
 #include <cstdint>
+#include <map>
 #include <vector>
 
 #include "tcpstates.h"
@@ -29,6 +31,24 @@ struct SocketWalk {
     };
     std::vector<Oldest> oldest;
     tcpstates_walk_totals totals;
+
+    // By family and service port (0: none).
+    struct PortKey {
+        uint8_t ipv6;
+        uint16_t port;
+        // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 on a defaulted <=>
+        auto operator<=>(const PortKey&) const = default;
+    };
+    // The listeners' accept queues summed (bpf/queues.bpf.h).
+    std::map<PortKey, tcpstates_listen_queue> listen_queues;
+    // The listeners' drops since the daemon started following them: running totals.
+    std::map<PortKey, uint64_t> listen_drops;
+    // By family and destination port: the most ephemeral ports in use towards one address.
+    std::map<PortKey, uint64_t> busiest_destinations;
+    // net.ipv4.ip_local_port_range's size, as read before the walk; 0 if it could not be read
+    // (then nothing is in busiest_destinations).
+    uint32_t ephemeral_ports = 0;
+    tcpstates_queue_walk_totals queue_totals{};
     double seconds = 0;      // how long it took
     double cpu_seconds = 0;  // the CPU time it took this thread (kernel and user space)
 };

@@ -18,8 +18,11 @@ struct LabelledFamilies {
     bool closes = false;           // tcpstates_closes_total
     bool resets = false;           // tcpstates_resets_total
     bool retransmits = false;      // tcpstates_retransmits_total
-    bool state_oldest = false;     // tcpstates_state_oldest_seconds (port only: walks know no
-                                   // owner of the sockets they find)
+    bool state_oldest = false;     // tcpstates_state_oldest_seconds (the port label only)
+    // tcpstates_listen_queue_length, tcpstates_listen_queue_limit, tcpstates_listen_drops_total
+    // (the port label only)
+    bool listen_queues = false;
+    bool ephemeral_ports = false;  // tcpstates_ephemeral_ports_used_ratio (the port label only)
 
     bool any() const;
     bool operator==(const LabelledFamilies&) const = default;
@@ -34,7 +37,16 @@ inline constexpr std::pair<std::string_view, bool LabelledFamilies::*> kLabelled
     {"resets", &LabelledFamilies::resets},
     {"retransmits", &LabelledFamilies::retransmits},
     {"state_oldest", &LabelledFamilies::state_oldest},
+    {"listen_queues", &LabelledFamilies::listen_queues},
+    {"ephemeral_ports", &LabelledFamilies::ephemeral_ports},
 };
+
+// Whether the cgroup label may be put on a family: not on those the walk makes, which knows no
+// owner.
+constexpr bool cgroup_may_label(bool LabelledFamilies::*flag) {
+    return flag != &LabelledFamilies::state_oldest && flag != &LabelledFamilies::listen_queues &&
+           flag != &LabelledFamilies::ephemeral_ports;
+}
 
 inline bool LabelledFamilies::any() const {
     for (const auto& [name, flag] : kLabelledFamilyNames)
@@ -48,7 +60,9 @@ struct PortLabelConfig {
                               .closes = true,
                               .resets = true,
                               .retransmits = true,
-                              .state_oldest = true};
+                              .state_oldest = true,
+                              .listen_queues = true,
+                              .ephemeral_ports = true};
     bool listening = true;        // every port the host listens on
     std::vector<uint16_t> ports;  // and these, sorted
     uint32_t max_values = 64;

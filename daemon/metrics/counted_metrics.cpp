@@ -75,6 +75,12 @@ bool carried(const LabelsConfig& config, Label label, LabelledMetric metric) {
             return families.retransmits;
         case LabelledMetric::StateOldest:
             return families.state_oldest;
+        case LabelledMetric::ListenQueueLength:
+        case LabelledMetric::ListenQueueLimit:
+        case LabelledMetric::ListenDrops:
+            return families.listen_queues;
+        case LabelledMetric::EphemeralPorts:
+            return families.ephemeral_ports;
     }
     return false;
 }
@@ -299,6 +305,7 @@ std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
     uint64_t available = budget_.available();  // for the gauges' labelled samples
     out.push_back(sockets_family(live, available));
     for (auto& family : oldest_families(available)) out.push_back(std::move(family));
+    queue_families(out);
     for (auto& family : self_metrics(live)) out.push_back(std::move(family));
     return out;
 }
@@ -701,6 +708,7 @@ void CountedMetrics::walked(const SocketWalk& walk) {
               listening_now_);
     program_.add_listening_ports(listening_now_);
     labeler_.mark_gone(listening_now_);
+    walked_queues(walk);
 }
 
 void CountedMetrics::walk_failed() {
@@ -797,6 +805,7 @@ void CountedMetrics::fold_retired() const {
             unassigned_durations.push_back(&h);
     assigned_.clear();
     walked_values_.clear();
+    queue_port_values_.clear();
     std::erase_if(placements_, [](const auto& entry) { return entry.second == Placement::Folded; });
     labeler_.forget_refused();
     for (const TupleCounts* tuple : unassigned) {
@@ -850,6 +859,7 @@ void CountedMetrics::configure(const LabelsConfig& labels, std::vector<double> d
             remove_series([metric](const SeriesKey& key) { return key.metric == metric; });
     labeler_.configure(labels);
     walked_values_.clear();
+    queue_port_values_.clear();
     budget_.set_limit(labels.max_series);
     program_.apply_labels(tuple_label_settings(labels));
     if (new_buckets) {

@@ -147,6 +147,15 @@ private:
                          std::vector<prometheus::MetricFamily>& out) const;
     prometheus::MetricFamily durations_family(const std::map<SeriesKey, Histogram>& totals) const;
     std::vector<prometheus::MetricFamily> self_metrics(const std::vector<TupleCounts>& live) const;
+    // The accept queues and ephemeral ports (metrics/queue_metrics.cpp), from the last walk:
+    // taken in by walked(), under the lock; rendered at each scrape.
+    void walked_queues(const SocketWalk& walk);
+    void queue_families(std::vector<prometheus::MetricFamily>& out) const;
+    // A service port's `port` value on `metric` (0, or the label not on it: "other"), decided
+    // once in an epoch as the walk's are.
+    uint32_t queue_port_value(LabelledMetric metric, uint16_t port) const;
+    // Whether a destination's port is in the port label's set (listed or listened on now).
+    bool in_port_label_set(uint16_t port) const;
     prometheus::ClientMetric::Label label_of(Label label, uint32_t index) const;
 
     BpfProgram& program_;
@@ -193,6 +202,14 @@ private:
     double startup_seconds_ = 0;
     std::chrono::system_clock::time_point last_walk_{};
     uint64_t listening_now_[65536 / 64] = {};
+    // The last walk's queues, and the listeners' drop totals as last read (each read adds what
+    // they grew by to the series of tcpstates_listen_drops_total, in counter_totals_).
+    std::map<SocketWalk::PortKey, tcpstates_listen_queue> listen_queues_;
+    std::map<SocketWalk::PortKey, uint64_t> listen_drops_read_;
+    std::map<SocketWalk::PortKey, uint64_t> busiest_destinations_;
+    uint32_t ephemeral_ports_ = 0;
+    tcpstates_queue_walk_totals queue_walk_totals_{};
+    mutable std::map<uint16_t, uint32_t> queue_port_values_;  // this epoch's
 };
 
 }  // namespace tcpstatesd

@@ -24,12 +24,23 @@ enum class LabelledMetric {
     Closes,
     Resets,
     Retransmits,
-    StateOldest
+    StateOldest,
+    ListenQueueLength,
+    ListenQueueLimit,
+    ListenDrops,
+    EphemeralPorts,
 };
-constexpr LabelledMetric kLabelledMetrics[] = {
-    LabelledMetric::Transitions, LabelledMetric::StateDurations, LabelledMetric::Sockets,
-    LabelledMetric::Closes,      LabelledMetric::Resets,         LabelledMetric::Retransmits,
-    LabelledMetric::StateOldest};
+constexpr LabelledMetric kLabelledMetrics[] = {LabelledMetric::Transitions,
+                                               LabelledMetric::StateDurations,
+                                               LabelledMetric::Sockets,
+                                               LabelledMetric::Closes,
+                                               LabelledMetric::Resets,
+                                               LabelledMetric::Retransmits,
+                                               LabelledMetric::StateOldest,
+                                               LabelledMetric::ListenQueueLength,
+                                               LabelledMetric::ListenQueueLimit,
+                                               LabelledMetric::ListenDrops,
+                                               LabelledMetric::EphemeralPorts};
 
 // The metric family's name: "tcpstates_transitions_total", ...
 constexpr std::string_view metric_name(LabelledMetric metric) {
@@ -39,7 +50,11 @@ constexpr std::string_view metric_name(LabelledMetric metric) {
                                           "tcpstates_closes_total",
                                           "tcpstates_resets_total",
                                           "tcpstates_retransmits_total",
-                                          "tcpstates_state_oldest_seconds"};
+                                          "tcpstates_state_oldest_seconds",
+                                          "tcpstates_listen_queue_length",
+                                          "tcpstates_listen_queue_limit",
+                                          "tcpstates_listen_drops_total",
+                                          "tcpstates_ephemeral_ports_used_ratio"};
     return names[static_cast<size_t>(metric)];
 }
 

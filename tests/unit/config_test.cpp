@@ -82,7 +82,9 @@ TEST_CASE("config: built-in defaults") {
                                                      .closes = true,
                                                      .resets = true,
                                                      .retransmits = true,
-                                                     .state_oldest = true});
+                                                     .state_oldest = true,
+                                                     .listen_queues = true,
+                                                     .ephemeral_ports = true});
     CHECK(c.labels.port.listening);
     CHECK(c.labels.port.ports.empty());
     CHECK(c.labels.port.max_values == 64);
@@ -123,10 +125,14 @@ TEST_CASE("config errors: events.resets and retransmits are true or false") {
 TEST_CASE("config errors: labels") {
     CHECK(error_of("labels:\n  port:\n    families: [transitions, histograms]\n") ==
           "x.yaml:3:29: labels.port.families: expected one of transitions, state_durations, "
-          "sockets, closes, resets, retransmits, state_oldest, got \"histograms\"");
-    CHECK(error_of("labels:\n  cgroup:\n    families: [closes, state_oldest]\n") ==
-          "x.yaml:3:15: labels.cgroup.families: state_oldest carries no cgroup (the walk that "
-          "finds the oldest sockets knows no owner): remove it");
+          "sockets, closes, resets, retransmits, state_oldest, listen_queues, ephemeral_ports, "
+          "got \"histograms\"");
+    // The walk's families know no owner.
+    for (const char* walked : {"state_oldest", "listen_queues", "ephemeral_ports"})
+        CHECK(error_of(std::string("labels:\n  cgroup:\n    families: [") + walked + "]\n") ==
+              std::string("x.yaml:3:16: labels.cgroup.families: expected one of transitions, "
+                          "state_durations, sockets, closes, resets, retransmits, got \"") +
+                  walked + "\"");
     CHECK(error_of("labels:\n  cgroup:\n    families: [sockets, sockets]\n") ==
           "x.yaml:3:25: labels.cgroup.families: \"sockets\" is listed twice");
     CHECK(error_of("labels:\n  port:\n    ports: [listening, 80, listening]\n") ==
