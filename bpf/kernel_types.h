@@ -32,6 +32,7 @@ struct sock_common {
 	unsigned short skc_family;
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
+	unsigned long skc_flags; /* sk_flags; bit SOCK_DEAD: an orphan (closed by its application) */
 } __attribute__((preserve_access_index));
 
 struct sock {
@@ -39,6 +40,14 @@ struct sock {
 	__u16 sk_protocol;
 	int sk_err;      /* the pending error a failed connection leaves for the application */
 	int sk_err_soft; /* an ICMP error that came while the application held the socket */
+} __attribute__((preserve_access_index));
+
+/* enum sock_flags: SOCK_DEAD has been its first value since the enum exists. */
+#define SOCK_DEAD 0
+
+/* TCP_LINGER2: an orphan's FIN_WAIT2 lifetime; < 0: abort it at close(). */
+struct tcp_sock {
+	int linger2;
 } __attribute__((preserve_access_index));
 
 /* A request socket (a handshake in progress on a listener): the SYN-ACK retransmissions'. */

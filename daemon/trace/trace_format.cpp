@@ -62,7 +62,8 @@ KindNames kind_names(unsigned kind) {
 // Why the socket closed, on a transition to CLOSE; nothing on any other line.
 std::optional<std::string_view> reason_of(const tcpstates_transition& t) {
     if (!is_transition(t) || t.new_state != TCPSTATES_CLOSE) return std::nullopt;
-    return close_reason_name(close_reason(t.old_state, t.close_error));
+    return close_reason_name(
+        close_reason(t.old_state, t.close_error, (t.flags & TCPSTATES_EVENT_ABORTED) != 0));
 }
 
 }  // namespace

@@ -186,19 +186,25 @@ TEST_CASE("trace: --reason adds a REASON column before MS, '-' on lines not endi
           "SYN_SENT    -> ESTABLISHED -           0.548\n");
 }
 
-TEST_CASE("trace: the reason column is the close reason of the state left and the error") {
+TEST_CASE(
+    "trace: the reason column is the close reason of the state left, the error and an abort") {
     TraceFormat with_reason;
     with_reason.reason = true;
     tcpstates_event e = refused_connect();
-    const auto [old_state, error, columns] = GENERATE(table<int, int, std::string>({
-        {TCPSTATES_SYN_SENT, ETIMEDOUT, " SYN_SENT    -> CLOSE       timeout     0.548\n"},
-        {TCPSTATES_SYN_SENT, 0, " SYN_SENT    -> CLOSE       canceled    0.548\n"},
-        {TCPSTATES_ESTABLISHED, ECONNRESET, " ESTABLISHED -> CLOSE       reset       0.548\n"},
-        {TCPSTATES_SYN_SENT, EHOSTUNREACH, " SYN_SENT    -> CLOSE       unreachable 0.548\n"},
-        {TCPSTATES_LAST_ACK, 0, " LAST_ACK    -> CLOSE       normal      0.548\n"},
+    const auto [old_state, error, flags, columns] = GENERATE(table<int, int, int, std::string>({
+        {TCPSTATES_SYN_SENT, ETIMEDOUT, 0, " SYN_SENT    -> CLOSE       timeout     0.548\n"},
+        {TCPSTATES_SYN_SENT, 0, 0, " SYN_SENT    -> CLOSE       canceled    0.548\n"},
+        {TCPSTATES_ESTABLISHED, ECONNRESET, 0, " ESTABLISHED -> CLOSE       reset       0.548\n"},
+        {TCPSTATES_ESTABLISHED, 0, 0, " ESTABLISHED -> CLOSE       aborted     0.548\n"},
+        {TCPSTATES_ESTABLISHED, ECONNABORTED, 0, " ESTABLISHED -> CLOSE       aborted     0.548\n"},
+        {TCPSTATES_SYN_SENT, EHOSTUNREACH, 0, " SYN_SENT    -> CLOSE       unreachable 0.548\n"},
+        {TCPSTATES_LAST_ACK, 0, 0, " LAST_ACK    -> CLOSE       normal      0.548\n"},
+        {TCPSTATES_FIN_WAIT2, 0, TCPSTATES_EVENT_ABORTED,
+         " FIN_WAIT2   -> CLOSE       aborted     0.548\n"},
     }));
     e.transition.old_state = static_cast<uint8_t>(old_state);
     e.transition.close_error = static_cast<uint8_t>(error);
+    e.transition.flags = static_cast<uint8_t>(e.transition.flags | flags);
     CHECK_THAT(trace_line(e, with_reason, 0), Catch::EndsWith(columns));
 }
 
