@@ -1,9 +1,11 @@
 #include <arpa/inet.h>
+#include <bpf/btf.h>
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "trace/trace_format.hpp"
 
@@ -245,6 +247,30 @@ TEST_CASE("trace: a reset sent for a segment without socket shows '-' for socket
           "\"comm\":null,\"family\":\"ipv4\",\"laddr\":\"127.0.0.1\",\"lport\":46443,"
           "\"raddr\":\"127.0.0.1\",\"rport\":44600,\"event\":\"reset_sent\",\"state\":\"CLOSE\"}"
           "\n");
+}
+
+TEST_CASE("trace: a reset sent shows the kernel's reason in REASON and JSON, other if unnamed") {
+    const std::unique_ptr<btf, decltype(&btf__free)> types(btf__new_empty(), btf__free);
+    REQUIRE(btf__add_enum(types.get(), "sk_rst_reason", 4) > 0);
+    REQUIRE(btf__add_enum_value(types.get(), "SK_RST_REASON_NO_SOCKET", 1) == 0);
+    const tcpstatesd::ResetReasons reasons(types.get());
+    TraceFormat format;
+    format.resets = format.reason = true;
+    format.reset_reasons = &reasons;
+    tcpstates_event e = reset_without_socket();
+    e.transition.reset_reason = 1;
+    CHECK_THAT(trace_line(e, format, 0),
+               Catch::EndsWith("RST_SENT    in CLOSE       no_socket   -\n"));
+    e.transition.reset_reason = 7;
+    CHECK_THAT(trace_line(e, format, 0),
+               Catch::EndsWith("RST_SENT    in CLOSE       other       -\n"));
+    format = json_format();
+    format.resets = true;
+    format.reset_reasons = &reasons;
+    e.transition.reset_reason = 1;
+    CHECK_THAT(trace_line(e, format, 0),
+               Catch::EndsWith(
+                   "\"event\":\"reset_sent\",\"state\":\"CLOSE\",\"reason\":\"no_socket\"}\n"));
 }
 
 TEST_CASE("trace: a reset received shows RST_RECV in the socket's state and its owner") {
