@@ -2,6 +2,7 @@
 // socket's tuple, exactly, whatever user space does meanwhile; swapping the count tables loses
 // no count and makes none go down. The tests' sockets are told apart from everything else the
 // host does by their service port, a listed port of their own.
+#include <bpf/bpf.h>
 #include <prometheus/registry.h>
 #include <sys/socket.h>
 
@@ -275,4 +276,49 @@ TEST_CASE(
     CHECK(counted.resets_sent == sent);
     CHECK(counted.resets_received ==
           std::map<int, uint64_t>{{TCPSTATES_ESTABLISHED, kConnections}});
+}
+
+TEST_CASE(
+    "sent resets are exported by the kernel's reason's name, unnamed and slotless ones as "
+    "reason other, received ones without a reason",
+    "[counts]") {
+    REQUIRE_BPF();
+    CountingOnPort on_port;
+    prometheus::Registry registry;
+    tcpstatesd::CgroupNames cgroups;
+    tcpstatesd::TupleLabeler labeler(on_port.labels, cgroups);
+    tcpstatesd::SeriesBudget budget(registry, on_port.labels.max_series);
+    tcpstatesd::CountedMetrics metrics(on_port.program, on_port.tables, labeler, budget,
+                                       on_port.labels, {0.001, 1, 60});
+    // The port's tuple as the programs would have counted it: a reason every kernel names (0),
+    // one only kernels with reasons name (1, no_socket), one none names, and sent resets whose
+    // (state, reason) found no slot.
+    tcpstates_tuple_key key{};
+    key.port = on_port.port;
+    tcpstates_tuple_counts counts{};
+    counts.reset_reasons[0] = {tcpstates_reset_reason_key(TCPSTATES_ESTABLISHED, 0), 3};
+    counts.reset_reasons[1] = {tcpstates_reset_reason_key(TCPSTATES_CLOSE, 1), 2};
+    counts.reset_reasons[2] = {tcpstates_reset_reason_key(TCPSTATES_ESTABLISHED, 200), 4};
+    counts.resets[TCPSTATES_RESET_SENT][TCPSTATES_ESTABLISHED] = 5;
+    counts.resets[TCPSTATES_RESET_RECEIVED][TCPSTATES_ESTABLISHED] = 7;
+    REQUIRE(bpf_map_update_elem(on_port.program.first_tuple_table_fd(), &key, &counts,
+                                BPF_NOEXIST) == 0);
+
+    const std::string port = std::to_string(on_port.port);
+    std::map<std::string, double> seen;  // "direction state reason" -> value
+    for (const auto& family : metrics.Collect()) {
+        if (family.name != "tcpstates_resets_total") continue;
+        for (const auto& sample : family.metric) {
+            std::map<std::string, std::string> labels;
+            for (const auto& label : sample.label) labels[label.name] = label.value;
+            if (labels["port"] != port) continue;
+            seen[labels["direction"] + " " + labels["state"] +
+                 (labels.contains("reason") ? " " + labels["reason"] : "")] += sample.counter.value;
+        }
+    }
+    std::map<std::string, double> expected{{"sent ESTABLISHED not_specified", 3},
+                                           {"sent ESTABLISHED other", 4 + 5},
+                                           {"received ESTABLISHED", 7}};
+    expected[resets_have_reasons() ? "sent CLOSE no_socket" : "sent CLOSE other"] = 2;
+    CHECK(seen == expected);
 }
