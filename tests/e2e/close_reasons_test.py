@@ -31,6 +31,8 @@ with what it did, as before/after deltas:
    the server's CLOSE_WAIT -> CLOSE reset.
 10. killed: `ss -K` destroys the clients (tcp_abort: ECONNABORTED): aborted, their RSTs'
    reason tcp_state; the server's close reset.
+11. unaccepted: the listener closes with N connections never accepted: the kernel aborts
+   them (ESTABLISHED -> CLOSE aborted, RST reason tcp_state), the clients' close reset.
 Refused's RSTs sent without a socket have reason no_socket. In every scenario, the RSTs sent
 on its ports = the namespace's Tcp OutRsts increase (read once its sockets are closed). On a
 kernel before 6.10 (no reasons) every sent reset's reason is not_specified.
@@ -72,7 +74,7 @@ from e2e_support import (FAMILIES, Connections, Daemon, connections, fail, free_
 
 N = 4
 SCENARIOS = ["refused", "timeout", "unreachable", "reset", "canceled", "data", "synack",
-             "unread", "linger2", "killed"]
+             "unread", "linger2", "killed", "unaccepted"]
 CONFIG = """labels:
   port:
     families: [transitions, closes, resets, retransmits]
@@ -515,6 +517,43 @@ def scenario_killed(daemon, ports):
     settle_and_check(daemon, "killed", before, aborted_established(ports, "tcp_state"), [
         ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
          kernel["OutRsts"])])
+
+
+def scenario_unaccepted(daemon, ports):
+    before, kernel = daemon.metrics(), kernel_counters()
+    for family, port in ports.items():
+        address_family, host = FAMILIES[family]
+        listener = socket.socket(address_family)
+        listener.bind((host, port))
+        listener.listen(N)
+        clients = [socket.create_connection((host, port), timeout=10) for _ in range(N)]
+        # The handshakes are complete at the server once the accept queue holds them all.
+        wait_for(f"{N} connections in the accept queue", lambda: listen_queue(family, port) == N,
+                 timeout=5, interval=0.02, seen=lambda: f"{listen_queue(family, port)} queued")
+        listener.close()
+        outcomes = []
+        for client in clients:
+            try:
+                outcomes.append(f"read {client.recv(1)!r}")
+            except OSError as error:
+                outcomes.append(errno.errorcode.get(error.errno, str(error)))
+            client.close()
+        expect(outcomes == ["ECONNRESET"] * N,
+               f"{family}: a listener closed with {N} connections not accepted, each client read "
+               f"ECONNRESET (got {outcomes})")
+    kernel = counters_delta(kernel)
+    # The server's ends abort here, the clients are reset: the same counts as a client's abort.
+    settle_and_check(daemon, "unaccepted", before, aborted_established(ports, "tcp_state"), [
+        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
+         kernel["OutRsts"])])
+
+
+def listen_queue(family, port):
+    """The connections waiting in the accept queue of the listener on `port` (ss's Recv-Q)."""
+    result = subprocess.run(["ss", "-Hltn", "-4" if family == "ipv4" else "-6",
+                             "sport", "=", f":{port}"], capture_output=True, text=True, timeout=30)
+    fields = result.stdout.split()
+    return int(fields[1]) if len(fields) > 1 else -1
 
 
 def scenario_linger2(daemon, ports):
