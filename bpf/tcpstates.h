@@ -99,10 +99,10 @@ enum tcpstates_close_reason {
  * Linux runs BPF on). */
 #define TCPSTATES_EACCES 13
 #define TCPSTATES_EPIPE 32
-#define TCPSTATES_ECONNABORTED 103
 #define TCPSTATES_ENONET 64
 #define TCPSTATES_ENETDOWN 100
 #define TCPSTATES_ENETUNREACH 101
+#define TCPSTATES_ECONNABORTED 103
 #define TCPSTATES_ECONNRESET 104
 #define TCPSTATES_ETIMEDOUT 110
 #define TCPSTATES_ECONNREFUSED 111
@@ -201,8 +201,9 @@ struct tcpstates_tuple_key {
 
 /*
  * Sent resets by the kernel's reason (enum sk_rst_reason, Linux >= 6.10; 0, "not specified",
- * before): a dense [reason][state] array per tuple would triple its size, and a tuple sees few
- * pairs. So a few slots, each claimed by the first reset of a (state, reason) pair (key 0: free);
+ * before): a dense [reason][state] array per tuple (25 reasons on 6.18) would double its size,
+ * and a tuple sees few pairs. So a few slots, each claimed by the first reset of a (state,
+ * reason) pair (key 0: free);
  * a sent reset whose pair found every slot taken is counted in resets[TCPSTATES_RESET_SENT]
  * (user space exports it with reason "other"). resets[TCPSTATES_RESET_SENT] counts only those.
  */
