@@ -32,6 +32,7 @@ struct sock_common {
 	unsigned short skc_family;
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
+	unsigned long skc_flags; /* sk_flags; bit SOCK_DEAD: an orphan (closed by its application) */
 } __attribute__((preserve_access_index));
 
 typedef struct {
@@ -55,6 +56,14 @@ struct sock {
 	__u32 sk_max_ack_backlog;
 	atomic_t sk_drops;
 	struct numa_drop_counters *sk_drop_counters;
+} __attribute__((preserve_access_index));
+
+/* enum sock_flags: SOCK_DEAD has been its first value since the enum exists. */
+#define SOCK_DEAD 0
+
+/* TCP_LINGER2: an orphan's FIN_WAIT2 lifetime; < 0: abort it at close(). */
+struct tcp_sock {
+	int linger2;
 } __attribute__((preserve_access_index));
 
 /* A request socket (a handshake in progress on a listener): the SYN-ACK retransmissions'. */

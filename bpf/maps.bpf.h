@@ -39,6 +39,9 @@ const volatile __u64 ringbuf_wakeup_bytes = 0;
  * for failed attempts, which retransmitted nothing). */
 const volatile __u8 retransmit_reports_errors = 0;
 
+/* Whether tcp:tcp_send_reset passes the reset's reason, enum sk_rst_reason (Linux >= 6.10). */
+const volatile __u8 reset_reports_reason = 0;
+
 /* --- Live settings (.bss), written by user space. --- */
 
 /* Filters: they select the transitions, resets and retransmissions counted or traced, not the

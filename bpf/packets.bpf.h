@@ -27,7 +27,33 @@ struct packet {
 	__u8 kind;  /* enum tcpstates_record_kind */
 	__u8 state;
 	__u8 origin; /* if known from the report itself (a handshake's: PASSIVE), else 0 */
+	__u32 reason; /* a sent reset's: enum sk_rst_reason (0, not specified, before 6.10) */
 };
+
+/* A sent reset, in its (state, reason) slot of the tuple if it has or finds one, else in the
+ * reason-less count (struct tcpstates_reset_reason_count says why). A slot is claimed with a
+ * compare-and-swap: two CPUs claiming one free slot for different pairs, the loser goes on. */
+static __always_inline void count_reset_sent(struct tcpstates_tuple_counts *counts, __u32 state,
+					     __u32 reason)
+{
+	__u64 key = tcpstates_reset_reason_key(state, reason);
+
+	for (int i = 0; i < TCPSTATES_RESET_REASON_SLOTS; i++) {
+		struct tcpstates_reset_reason_count *slot = &counts->reset_reasons[i];
+		__u64 held = slot->key;
+
+		if (!held) {
+			held = __sync_val_compare_and_swap(&slot->key, 0, key);
+			if (!held)
+				held = key;
+		}
+		if (held == key) {
+			__sync_fetch_and_add(&slot->count, 1);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&counts->resets[TCPSTATES_RESET_SENT][state_slot(state)], 1);
+}
 
 static __always_inline void count_packet(const struct packet *p)
 {
@@ -48,9 +74,10 @@ static __always_inline void count_packet(const struct packet *p)
 		return;
 	if (p->kind == TCPSTATES_KIND_RETRANSMIT)
 		__sync_fetch_and_add(&counts->retransmits[state_slot(state)], 1);
+	else if (p->kind == TCPSTATES_KIND_RESET_SENT)
+		count_reset_sent(counts, state, p->reason);
 	else
-		__sync_fetch_and_add(&counts->resets[p->kind == TCPSTATES_KIND_RESET_RECEIVED]
-						    [state_slot(state)],
+		__sync_fetch_and_add(&counts->resets[TCPSTATES_RESET_RECEIVED][state_slot(state)],
 				     1);
 }
 
@@ -65,6 +92,7 @@ static __always_inline void report_packet(void *ctx, const struct packet *p,
 		.new_state = p->state,
 		.kind = p->kind,
 		.origin = p->origin ? p->origin : p->record ? p->record->origin : 0,
+		.reset_reason = p->reason < 255 ? p->reason : 255,
 	};
 	struct tcpstates_owner owner = {};
 
@@ -83,11 +111,14 @@ static __always_inline void report_packet(void *ctx, const struct packet *p,
 /* A RST sent: in answer to a segment (with or without a socket), or an abort. Without a socket
  * it is in CLOSE (RFC 793's CLOSED: no connection); a socket the kernel aborted (close() with
  * unread data, SO_LINGER 0, data after close(), a listener's unaccepted children) was moved to
- * CLOSE just before: its record says which state it left. */
+ * CLOSE just before: its record says which state it left. An abort's RST sent before the move
+ * (tcp_abort(), the timers' aborts) is noted in the record for the move's close reason. */
 static __always_inline int reset_sent(void *ctx, const struct sock *sk,
-				      const struct sk_buff *segment, enum transport transport)
+				      const struct sk_buff *segment, __u32 reason,
+				      enum transport transport)
 {
-	struct packet p = {.sk = sk, .kind = TCPSTATES_KIND_RESET_SENT};
+	struct packet p = {.sk = sk, .kind = TCPSTATES_KIND_RESET_SENT, .reason = reason};
+	struct tcpstates_socket *record;
 
 	if (segment) {
 		/* Its ports, from our side. */
@@ -117,10 +148,12 @@ static __always_inline int reset_sent(void *ctx, const struct sock *sk,
 			p.state = TCPSTATES_SYN_RECV; /* a request's handshake: no record */
 			p.origin = TCPSTATES_ORIGIN_PASSIVE;
 		} else {
-			p.record = find_record(sk);
-			if (p.state == TCPSTATES_CLOSE && p.record &&
-			    p.record->state == TCPSTATES_CLOSE && p.record->left_state)
-				p.state = p.record->left_state;
+			p.record = record = find_record(sk);
+			if (p.state == TCPSTATES_CLOSE && record &&
+			    record->state == TCPSTATES_CLOSE && record->left_state)
+				p.state = record->left_state;
+			else if (!segment && record && record->state == p.state)
+				record->reset_state = p.state;
 		}
 	}
 	report_packet(ctx, &p, segment, transport);

@@ -67,10 +67,11 @@ DESTROY_PROGRAMS(tcpstates_destroy_raw, "raw_tp/tcp_destroy_sock")
 
 #define PACKET_PROGRAMS(suffix, transport)                                                     \
 	SEC("tp_btf/tcp_send_reset")                                                            \
-	int BPF_PROG(tcpstates_reset_sent##suffix) /* (sk, skb): either may be NULL */        \
+	int BPF_PROG(tcpstates_reset_sent##suffix) /* (sk, skb[, reason]): sk, skb nullable */ \
 	{                                                                                       \
 		return reset_sent(ctx, (const struct sock *)nullable_arg(ctx, 0),               \
-				  (const struct sk_buff *)nullable_arg(ctx, 1), transport);     \
+				  (const struct sk_buff *)nullable_arg(ctx, 1),                 \
+				  reset_reports_reason ? (__u32)ctx[2] : 0, transport);         \
 	}                                                                                       \
 	SEC("tp_btf/tcp_receive_reset")                                                         \
 	int BPF_PROG(tcpstates_reset_received##suffix, const struct sock *sk)                   \

@@ -91,6 +91,7 @@ enum tcpstates_close_reason {
 	TCPSTATES_CLOSE_UNREACHABLE,
 	TCPSTATES_CLOSE_CANCELED,
 	TCPSTATES_CLOSE_OTHER,
+	TCPSTATES_CLOSE_ABORTED, /* given up here: an application's or the kernel's abort */
 	TCPSTATES_CLOSE_REASONS,
 };
 
@@ -101,14 +102,19 @@ enum tcpstates_close_reason {
 #define TCPSTATES_ENONET 64
 #define TCPSTATES_ENETDOWN 100
 #define TCPSTATES_ENETUNREACH 101
+#define TCPSTATES_ECONNABORTED 103
 #define TCPSTATES_ECONNRESET 104
 #define TCPSTATES_ETIMEDOUT 110
 #define TCPSTATES_ECONNREFUSED 111
 #define TCPSTATES_EHOSTDOWN 112
 #define TCPSTATES_EHOSTUNREACH 113
 
+/* `aborted`: the programs saw the kernel abort the socket in `from_state` although it left no
+ * error: it sent an abort's RST in that state just before (the orphan FIN_WAIT2 timeout, an
+ * orphan out of memory or one too many: tcp_timer.c), or the socket is an orphan in FIN_WAIT2
+ * with TCP_LINGER2 < 0 (__tcp_close() moves it to CLOSE, then sends the RST). */
 static inline enum tcpstates_close_reason tcpstates_close_reason(unsigned int from_state,
-								  unsigned int error)
+								  unsigned int error, int aborted)
 {
 	switch (error) {
 	case 0:
@@ -117,9 +123,11 @@ static inline enum tcpstates_close_reason tcpstates_close_reason(unsigned int fr
 		return TCPSTATES_CLOSE_REFUSED;
 	case TCPSTATES_ETIMEDOUT: /* retransmissions or keepalive probes unanswered */
 		return TCPSTATES_CLOSE_TIMEOUT;
-	case TCPSTATES_ECONNRESET: /* a RST received */
+	case TCPSTATES_ECONNRESET: /* a RST received (tcp_reset) */
 	case TCPSTATES_EPIPE:      /* a RST received in CLOSE_WAIT */
 		return TCPSTATES_CLOSE_RESET;
+	case TCPSTATES_ECONNABORTED: /* tcp_abort(): ss -K, SOCK_DESTROY, bpf_sock_destroy() */
+		return TCPSTATES_CLOSE_ABORTED;
 	/* What ICMP destination-unreachable codes become (icmp_err_convert, icmpv6_err_convert):
 	 * no route, host unknown or isolated, administratively prohibited. */
 	case TCPSTATES_ENETUNREACH:
@@ -135,18 +143,20 @@ static inline enum tcpstates_close_reason tcpstates_close_reason(unsigned int fr
 	switch (from_state) {
 	/* The application closed the socket before the handshake completed. */
 	case TCPSTATES_SYN_SENT:
-	case TCPSTATES_SYN_RECV:
 		return TCPSTATES_CLOSE_CANCELED;
 	/* Without an error, the kernel leaves these states for CLOSE only by aborting the
-	 * connection, and then sends a RST: close() with unread data or SO_LINGER 0, a listener's
-	 * close() for the children not yet accepted, shutdown by memory pressure. */
+	 * connection (a RST follows where the state needs one): close() with unread data,
+	 * SO_LINGER 0, a listener's close() for its children not yet accepted, a child the kernel
+	 * could not complete, shutdown by memory pressure. */
+	case TCPSTATES_SYN_RECV:
 	case TCPSTATES_ESTABLISHED:
 	case TCPSTATES_CLOSE_WAIT:
 	case TCPSTATES_FIN_WAIT1:
-		return TCPSTATES_CLOSE_RESET;
-	/* The end of an orderly close (FIN_WAIT2, LAST_ACK, CLOSING), a listener's close(). */
+		return TCPSTATES_CLOSE_ABORTED;
+	/* The end of an orderly close (FIN_WAIT2, LAST_ACK, CLOSING), unless aborted; a
+	 * listener's close(). */
 	default:
-		return TCPSTATES_CLOSE_NORMAL;
+		return aborted ? TCPSTATES_CLOSE_ABORTED : TCPSTATES_CLOSE_NORMAL;
 	}
 }
 
@@ -168,7 +178,7 @@ struct tcpstates_socket {
 	__u8 origin;     /* enum tcpstates_origin */
 	__u8 flags;      /* TCPSTATES_SOCKET_* */
 	__u8 walked;     /* the generation of the last walk that saw it (or of its making) */
-	__u8 pad;
+	__u8 reset_state; /* the state it sent an abort's RST in, since its last transition; 0: none */
 };
 #define TCPSTATES_SOCKET_IPV6 0x1
 /* Its tuple is the overflow tuple: the tuple table was full when its tuple was first needed. */
@@ -194,6 +204,25 @@ struct tcpstates_tuple_key {
 /* The tuple that takes the counts of tuples the table had no room for (cgroup_id and port 0). */
 #define TCPSTATES_TUPLE_OVERFLOW 0x1
 
+/*
+ * Sent resets by the kernel's reason (enum sk_rst_reason, Linux >= 6.10; 0, "not specified",
+ * before): a dense [reason][state] array per tuple (25 reasons on 6.18) would double its size,
+ * and a tuple sees few pairs. So a few slots, each claimed by the first reset of a (state,
+ * reason) pair (key 0: free);
+ * a sent reset whose pair found every slot taken is counted in resets[TCPSTATES_RESET_SENT]
+ * (user space exports it with reason "other"). resets[TCPSTATES_RESET_SENT] counts only those.
+ */
+#define TCPSTATES_RESET_REASON_SLOTS 8
+struct tcpstates_reset_reason_count {
+	__u64 key; /* tcpstates_reset_reason_key(state, reason); 0: free */
+	__u64 count;
+};
+
+static inline __u64 tcpstates_reset_reason_key(unsigned int state, unsigned int reason)
+{
+	return (__u64)state << 32 | reason; /* a state is never 0: a claimed key never is */
+}
+
 /* Everything counted under one tuple. The gauge is signed: after the tuple table was swapped
  * (user space folds its old counts into totals of its own) a socket counted in the old table
  * leaves its state in the new one. */
@@ -203,6 +232,7 @@ struct tcpstates_tuple_counts {
 	__s64 sockets[TCPSTATES_STATE_SLOTS];                           /* full sockets now */
 	__u64 resets[2][TCPSTATES_STATE_SLOTS]; /* [TCPSTATES_RESET_*][state] */
 	__u64 retransmits[TCPSTATES_STATE_SLOTS];
+	struct tcpstates_reset_reason_count reset_reasons[TCPSTATES_RESET_REASON_SLOTS];
 };
 #define TCPSTATES_RESET_SENT 0
 #define TCPSTATES_RESET_RECEIVED 1
@@ -267,6 +297,8 @@ struct tcpstates_owner {
  * a full socket table, or a stored state that did not match (a transition was missed).
  * duration_ns is 0 and must not be used. */
 #define TCPSTATES_EVENT_START_UNKNOWN 0x1
+/* To CLOSE: the programs saw the kernel abort the socket (tcpstates_close_reason's `aborted`). */
+#define TCPSTATES_EVENT_ABORTED 0x2
 
 /* What a trace event reports. Resets and retransmissions are reported in the socket's state at
  * that moment (old_state == new_state). */
@@ -291,7 +323,8 @@ struct tcpstates_transition {
 	__u8 origin;       /* enum tcpstates_origin */
 	__u8 kind;         /* enum tcpstates_record_kind */
 	__u8 close_error;  /* to CLOSE: the socket's pending error (sk_err, an errno), else 0 */
-	__u8 pad[4];
+	__u8 reset_reason; /* RESET_SENT: the kernel's reason (enum sk_rst_reason), at most 255 */
+	__u8 pad[3];
 };
 
 /* A transition with the socket's identity and owner: what `trace` prints. */
@@ -428,7 +461,7 @@ enum tcpstates_counter {
 #endif
 TCPSTATES_ASSERT_SIZE(struct tcpstates_socket, 32);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_key, 16);
-TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_counts, 2208);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_counts, 2432);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_histogram, 528);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_duration_key, 16);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_transition, 32);

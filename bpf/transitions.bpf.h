@@ -82,6 +82,14 @@ static __always_inline __u8 close_error(const struct sock *sk, int old_state,
 	return error > 0 && error < 256 ? error : 0;
 }
 
+/* An orphan in FIN_WAIT2 with TCP_LINGER2 < 0 goes to CLOSE only by __tcp_close()'s abort (it
+ * sends the RST after the move): such a socket never waits in FIN_WAIT2 for the peer's FIN. */
+static __always_inline int aborted_by_linger2(const struct sock *sk)
+{
+	return (BPF_CORE_READ(sk, __sk_common.skc_flags) >> SOCK_DEAD & 1) &&
+	       BPF_CORE_READ((const struct tcp_sock *)sk, linger2) < 0;
+}
+
 /* The record of a socket that begins a life here (connect(), listen(), a listener's child), or
  * that the programs see for the first time in the middle of one. */
 static __always_inline void start_record(struct tcpstates_socket *record, const struct sock *sk,
@@ -112,7 +120,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 	struct tcpstates_socket *record;
 	struct tcpstates_owner owner = {};
 	__u64 now, duration_ns = 0;
-	int known_start = 0, overflow = 0, ports_read = 0;
+	int known_start = 0, overflow = 0, ports_read = 0, aborted = 0;
 	__u16 family, lport = 0, rport = 0;
 	__u8 origin;
 	int ipv6;
@@ -143,8 +151,11 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		duration_ns = now - record->since_ns;
 		counts = record_counts(record, &gauge, notify_of(transport));
 		gauge_add(gauge, record->state, -1);
-		if (new_state == TCPSTATES_CLOSE)
+		if (new_state == TCPSTATES_CLOSE) {
 			record->left_state = old_state;
+			aborted = record->reset_state == old_state;
+		}
+		record->reset_state = 0;
 		record->state = new_state;
 		record->since_ns = now;
 		record->flags &= ~TCPSTATES_SOCKET_START_UNKNOWN;
@@ -191,6 +202,8 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		forget_listener(sk, ipv6, lport, access);
 		listener_closed(sk);
 	}
+	if (new_state == TCPSTATES_CLOSE && old_state == TCPSTATES_FIN_WAIT2 && !aborted)
+		aborted = aborted_by_linger2(sk);
 	family = ipv6 ? AF_INET6 : AF_INET;
 	if (!ports_read && (filter_local_ports || filter_remote_ports || event_details)) {
 		lport = local_port(sk, new_state, access);
@@ -208,7 +221,8 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 			.rport = rport,
 			.old_state = old_state,
 			.new_state = new_state,
-			.flags = known_start ? 0 : TCPSTATES_EVENT_START_UNKNOWN,
+			.flags = (known_start ? 0 : TCPSTATES_EVENT_START_UNKNOWN) |
+				 (aborted ? TCPSTATES_EVENT_ABORTED : 0),
 			.origin = record ? record->origin : origin,
 			.close_error =
 				new_state == TCPSTATES_CLOSE ? close_error(sk, old_state, access) : 0,
@@ -221,8 +235,8 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		__sync_fetch_and_add(
 			&counts->transitions[state_slot(old_state)][state_slot(new_state)], 1);
 		if (new_state == TCPSTATES_CLOSE) {
-			__u32 reason = tcpstates_close_reason(old_state,
-							      close_error(sk, old_state, access));
+			__u32 reason = tcpstates_close_reason(
+				old_state, close_error(sk, old_state, access), aborted);
 
 			__sync_fetch_and_add(&counts->closes[state_slot(old_state)]
 							    [bounded(reason, TCPSTATES_CLOSE_REASONS)],

@@ -141,19 +141,18 @@ std::vector<bpf_program*> packet_programs(tcpstates_bpf& skel, bool ring,
     return chosen;
 }
 
-// Whether the kernel's tcp:tcp_retransmit_skb passes the transmission's result (a third
-// argument, Linux >= 6.15), which it then fires for failed attempts too.
-bool retransmit_reports_errors() {
-    const std::unique_ptr<btf, decltype(&btf__free)> vmlinux(btf__load_vmlinux_btf(), btf__free);
-    if (!vmlinux) return false;
-    const int id =
-        btf__find_by_name_kind(vmlinux.get(), "btf_trace_tcp_retransmit_skb", BTF_KIND_TYPEDEF);
-    if (id < 0) return false;
-    // typedef -> pointer -> function prototype (void *, sock, sk_buff[, int err])
-    const btf_type* pointer =
-        btf__type_by_id(vmlinux.get(), btf__type_by_id(vmlinux.get(), id)->type);
-    const btf_type* prototype = pointer ? btf__type_by_id(vmlinux.get(), pointer->type) : nullptr;
-    return prototype && btf_is_func_proto(prototype) && btf_vlen(prototype) >= 4;
+using BtfPtr = std::unique_ptr<btf, decltype(&btf__free)>;
+
+// The number of arguments the kernel's tracepoint `name` passes its programs (tp_btf), from its
+// BTF (typedef btf_trace_NAME -> pointer -> prototype (void *, the arguments)); 0 if unknown.
+int tracepoint_arguments(const btf* vmlinux, const char* name) {
+    if (!vmlinux) return 0;
+    const int id = btf__find_by_name_kind(vmlinux, (std::string("btf_trace_") + name).c_str(),
+                                          BTF_KIND_TYPEDEF);
+    if (id < 0) return 0;
+    const btf_type* pointer = btf__type_by_id(vmlinux, btf__type_by_id(vmlinux, id)->type);
+    const btf_type* prototype = pointer ? btf__type_by_id(vmlinux, pointer->type) : nullptr;
+    return prototype && btf_is_func_proto(prototype) ? btf_vlen(prototype) - 1 : 0;
 }
 
 uint64_t recursion_misses(const bpf_program* program) {
@@ -266,8 +265,17 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
                            candidate == destroy_nested_ ||
                            std::find(packet_programs_.begin(), packet_programs_.end(), candidate) !=
                                packet_programs_.end());
-    if (options.retransmits && kernel_btf)
-        skel_->rodata->retransmit_reports_errors = retransmit_reports_errors() ? 1 : 0;
+    if (kernel_btf && (options.retransmits || options.resets)) {
+        const BtfPtr vmlinux(btf__load_vmlinux_btf(), btf__free);
+        // tcp:tcp_retransmit_skb's third argument, the transmission's result (Linux >= 6.15),
+        // comes with attempts that failed, which retransmitted nothing.
+        skel_->rodata->retransmit_reports_errors =
+            tracepoint_arguments(vmlinux.get(), "tcp_retransmit_skb") >= 3 ? 1 : 0;
+        // tcp:tcp_send_reset's third, enum sk_rst_reason (Linux >= 6.10), and its names.
+        skel_->rodata->reset_reports_reason =
+            tracepoint_arguments(vmlinux.get(), "tcp_send_reset") >= 3 ? 1 : 0;
+        if (skel_->rodata->reset_reports_reason) reset_reasons_ = ResetReasons(vmlinux.get());
+    }
     // The walk is a tracing program on the kernel's own BTF.
     bpf_program__set_autoload(skel_->progs.tcpstates_walk, kernel_btf);
 

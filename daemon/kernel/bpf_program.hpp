@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/fd.hpp"
+#include "kernel/reset_reasons.hpp"
 #include "kernel/transport.hpp"
 #include "tcpstates.h"
 
@@ -124,6 +125,9 @@ public:
     uint32_t socket_table_capacity() const { return socket_table_capacity_; }
     // Whether the tables are preallocated (the raw tracepoint, events.btf_path).
     bool preallocated() const { return preallocated_; }
+    // The names of the reasons the programs count sent resets by (only "not_specified" on a
+    // kernel whose tcp:tcp_send_reset passes none).
+    const ResetReasons& reset_reasons() const { return reset_reasons_; }
 
     // Replaces the filters in place while the programs stay attached. No event is dropped
     // that both the old and the new filters would report (new ports are added before old ones
@@ -211,6 +215,7 @@ private:
     uint32_t perf_buffer_pages_ = 0;
     bool event_details_ = true;
     bool preallocated_ = false;
+    ResetReasons reset_reasons_;
     uint32_t socket_table_capacity_ = 0;
     EventFilters filters_;  // in force; only the caller of apply_filters changes them
     mutable std::mutex losses_mutex_;

@@ -1,7 +1,8 @@
 // Why a socket closed (the `reason` of tcpstates_closes_total, and trace's), read from what the
-// kernel leaves on the socket at its transition to CLOSE: its pending error (sk_err) and the
-// state it leaves. The mapping is tcpstates_close_reason() in bpf/tcpstates.h, which the
-// programs run; docs/metrics.md, "Close reasons", is the table.
+// kernel leaves on the socket at its transition to CLOSE: its pending error (sk_err), the
+// state it leaves and whether the programs saw the kernel abort it. The mapping is
+// tcpstates_close_reason() in bpf/tcpstates.h, which the programs run; docs/metrics.md, "Close
+// reasons", is the table.
 #pragma once
 
 #include <iterator>
@@ -19,17 +20,18 @@ enum class CloseReason {
     Unreachable = TCPSTATES_CLOSE_UNREACHABLE,
     Canceled = TCPSTATES_CLOSE_CANCELED,
     Other = TCPSTATES_CLOSE_OTHER,
+    Aborted = TCPSTATES_CLOSE_ABORTED,
 };
 
 // Each reason's name, indexed by the reason.
 inline constexpr std::string_view kCloseReasonNames[] = {
-    "normal", "refused", "timeout", "reset", "unreachable", "canceled", "other"};
+    "normal", "refused", "timeout", "reset", "unreachable", "canceled", "other", "aborted"};
 static_assert(std::size(kCloseReasonNames) == TCPSTATES_CLOSE_REASONS);
 
 // `from_state`: enum tcpstates_tcp_state; `error`: the socket's pending error (an errno, 0:
-// none).
-inline CloseReason close_reason(unsigned from_state, unsigned error) {
-    return CloseReason(tcpstates_close_reason(from_state, error));
+// none); `aborted`: the programs saw the kernel abort it (TCPSTATES_EVENT_ABORTED).
+inline CloseReason close_reason(unsigned from_state, unsigned error, bool aborted = false) {
+    return CloseReason(tcpstates_close_reason(from_state, error, aborted ? 1 : 0));
 }
 // "normal", "refused", ...
 inline std::string_view close_reason_name(CloseReason reason) {

@@ -98,7 +98,8 @@ constexpr uint64_t kSpread = 0x9e3779b97f4a7c15ULL;
 
 size_t CountedMetrics::SeriesKeyHash::operator()(const SeriesKey& key) const noexcept {
     const uint64_t fields = uint64_t(key.metric) | uint64_t(key.ipv6) << 8 | uint64_t(key.a) << 16 |
-                            uint64_t(key.b) << 24 | uint64_t(key.port) << 32;
+                            uint64_t(key.b) << 24 | uint64_t(key.port) << 32 |
+                            uint64_t(key.reason) << 56;
     return fields * kSpread ^ uint64_t(key.cgroup);
 }
 
@@ -226,17 +227,32 @@ void CountedMetrics::add_counts(const tcpstates_tuple_key& key,
                                 std::map<SeriesKey, uint64_t>& totals) const {
     const TupleLabeler::Values values = values_of(key);
     const uint8_t ipv6 = key.ipv6;
-    const auto add = [&](LabelledMetric metric, unsigned a, unsigned b, uint64_t n) {
-        if (n) totals[place(series(metric, ipv6, uint8_t(a), uint8_t(b), values))] += n;
+    const auto add = [&](LabelledMetric metric, unsigned a, unsigned b, uint64_t n,
+                         uint8_t reason = 0) {
+        if (!n) return;
+        SeriesKey series_key = series(metric, ipv6, uint8_t(a), uint8_t(b), values);
+        series_key.reason = reason;
+        totals[place(series_key)] += n;
     };
     for (unsigned from = 0; from < TCPSTATES_STATE_SLOTS; ++from) {
         for (unsigned to = 0; to < TCPSTATES_STATE_SLOTS; ++to)
             add(LabelledMetric::Transitions, from, to, counts.transitions[from][to]);
         for (unsigned reason = 0; reason < TCPSTATES_CLOSE_REASONS; ++reason)
             add(LabelledMetric::Closes, from, reason, counts.closes[from][reason]);
-        for (unsigned direction = 0; direction < 2; ++direction)
-            add(LabelledMetric::Resets, direction, from, counts.resets[direction][from]);
+        add(LabelledMetric::Resets, TCPSTATES_RESET_RECEIVED, from,
+            counts.resets[TCPSTATES_RESET_RECEIVED][from]);
+        // Those whose (state, reason) found no slot.
+        add(LabelledMetric::Resets, TCPSTATES_RESET_SENT, from,
+            counts.resets[TCPSTATES_RESET_SENT][from], kOtherReason);
         add(LabelledMetric::Retransmits, 0, from, counts.retransmits[from]);
+    }
+    for (const tcpstates_reset_reason_count& slot : counts.reset_reasons) {
+        const auto state = static_cast<unsigned>(slot.key >> 32);
+        const auto reason = static_cast<uint32_t>(slot.key);
+        if (!slot.key || !tcpstates_state_has_slot(state)) continue;
+        const bool named = !program_.reset_reasons().name(reason).empty();
+        add(LabelledMetric::Resets, TCPSTATES_RESET_SENT, state, slot.count,
+            named ? uint8_t(reason) : kOtherReason);
     }
 }
 
@@ -326,10 +342,11 @@ void CountedMetrics::render_counters(const std::map<SeriesKey, uint64_t>& totals
          "(to_state)."},
         {LabelledMetric::Closes,
          "Transitions to CLOSE, by the state left (from_state) and why (reason: normal, "
-         "refused, timeout, reset, unreachable, canceled, other)."},
+         "refused, timeout, reset, unreachable, canceled, aborted, other)."},
         {LabelledMetric::Resets,
          "TCP resets (RST) sent and received, by the socket's state then (CLOSE: sent for a "
-         "segment that found no socket)."},
+         "segment that found no socket); sent ones by the kernel's reason (Linux >= 6.10, "
+         "else not_specified)."},
         {LabelledMetric::Retransmits,
          "TCP retransmissions (each may carry several segments), by the socket's state "
          "(SYN_SENT: the SYN, SYN_RECV: the SYN-ACK)."},
@@ -363,6 +380,12 @@ void CountedMetrics::render_counters(const std::map<SeriesKey, uint64_t>& totals
                     labels.push_back(
                         {"direction", key.a == TCPSTATES_RESET_RECEIVED ? "received" : "sent"});
                     labels.push_back({"state", state_label(key.b)});
+                    if (key.a == TCPSTATES_RESET_SENT) {
+                        const std::string_view reason =
+                            key.reason == kOtherReason ? kOtherResetReason
+                                                       : program_.reset_reasons().name(key.reason);
+                        labels.push_back({"reason", std::string(reason)});
+                    }
                     break;
                 default:
                     labels.push_back({"state", state_label(key.b)});

@@ -87,9 +87,14 @@ public:
         uint8_t ipv6;
         uint8_t a, b;  // from/to, from/reason, direction/state, -/state, from/to
         uint32_t port, cgroup;
+        // A sent reset's reason (enum sk_rst_reason; kOtherReason: "other"), else 0.
+        uint8_t reason = 0;
         // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 on a defaulted <=>
         auto operator<=>(const SeriesKey&) const = default;
     };
+    // The reason of the sent resets the kernel's reasons do not name, or whose (state, reason)
+    // found no slot in the programs' counts (bpf/tcpstates.h).
+    static constexpr uint8_t kOtherReason = 255;
     // A scrape looks every counted cell's series up: hashed, not a tree walk per cell.
     struct SeriesKeyHash {
         size_t operator()(const SeriesKey& key) const noexcept;

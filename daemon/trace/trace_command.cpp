@@ -38,9 +38,11 @@ constexpr const char* kUsage =
     "      --json             one JSON object per line\n"
     "      --cgroup           the owner's cgroup (v2 path) as a last column ('?' if it is\n"
     "                         gone or outside this cgroup namespace)\n"
-    "      --reason           why the socket closed (normal, refused, timeout, reset, ...),\n"
-    "                         a REASON column before MS on lines that end in CLOSE, '-' on\n"
-    "                         others (JSON lines to CLOSE always have a \"reason\" field)\n"
+    "      --reason           why the socket closed (normal, refused, timeout, reset,\n"
+    "                         aborted, ...) or a reset was sent (the kernel's reason, Linux\n"
+    "                         >= 6.10): a REASON column before MS on lines that end in CLOSE\n"
+    "                         and RST_SENT lines, '-' on others (JSON lines to CLOSE and of\n"
+    "                         resets sent always have a \"reason\" field)\n"
     "      --resets           also a line per TCP reset sent or received, in the socket's\n"
     "                         state: RST_SENT in STATE, RST_RECV in STATE (a reset answering\n"
     "                         a segment that no socket took: in CLOSE, SKADDR and owner '-')\n"
@@ -116,7 +118,7 @@ int run_trace_command(int argc, char** argv) {
         std::fputs(kUsage, stdout);
         return 0;
     }
-    const TraceFormat& format = options.format;
+    TraceFormat format = options.format;
     BpfOptions& bpf = options.bpf;
     bpf.ring_buffer_wakeup_bytes = batched_wakeup_bytes(bpf.ring_buffer_bytes);
     try {
@@ -127,6 +129,7 @@ int run_trace_command(int argc, char** argv) {
         reactor.on_signal(SIGTERM, "SIGTERM", [&] { reactor.stop(0); });
 
         BpfProgram program(bpf);
+        format.reset_reasons = &program.reset_reasons();
         TracePrinter printer(format);
         EventSource source(program, printer);
 

@@ -59,10 +59,17 @@ KindNames kind_names(unsigned kind) {
     return kind < std::size(kKindNames) ? kKindNames[kind] : KindNames{"UNKNOWN", "unknown"};
 }
 
-// Why the socket closed, on a transition to CLOSE; nothing on any other line.
-std::optional<std::string_view> reason_of(const tcpstates_transition& t) {
+// Why the socket closed, on a transition to CLOSE; why a reset was sent; nothing on any other
+// line.
+std::optional<std::string_view> reason_of(const tcpstates_transition& t,
+                                          const TraceFormat& format) {
+    if (t.kind == TCPSTATES_KIND_RESET_SENT && format.reset_reasons) {
+        const std::string_view name = format.reset_reasons->name(t.reset_reason);
+        return name.empty() ? kOtherResetReason : name;
+    }
     if (!is_transition(t) || t.new_state != TCPSTATES_CLOSE) return std::nullopt;
-    return close_reason_name(close_reason(t.old_state, t.close_error));
+    return close_reason_name(
+        close_reason(t.old_state, t.close_error, (t.flags & TCPSTATES_EVENT_ABORTED) != 0));
 }
 
 }  // namespace
@@ -118,7 +125,7 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
     const std::string old_state(tcp_state_name(t.old_state));
     const std::string new_state(tcp_state_name(t.new_state));
     const KindNames kind = kind_names(t.kind);
-    const std::optional<std::string_view> reason = reason_of(t);
+    const std::optional<std::string_view> reason = reason_of(t, format);
     const double ms = static_cast<double>(t.duration_ns) / 1e6;
 
     if (format.json) {
@@ -151,7 +158,11 @@ std::string trace_line(const tcpstates_event& event, const TraceFormat& format, 
         out += printf_string(",\"rport\":%u", t.rport);
         if (format.resets || format.retransmits || !is_transition(t))
             out += printf_string(",\"event\":\"%s\"", kind.json);
-        if (!is_transition(t)) return out + ",\"state\":\"" + new_state + "\"}\n";
+        if (!is_transition(t)) {
+            out += ",\"state\":\"" + new_state + "\"";
+            if (reason) out += ",\"reason\":\"" + std::string(*reason) + "\"";
+            return out + "}\n";
+        }
         out += ",\"old_state\":\"" + old_state + "\",\"new_state\":\"" + new_state + "\"";
         if (reason) out += ",\"reason\":\"" + std::string(*reason) + "\"";
         out += start_known(t) ? printf_string(",\"duration_ms\":%.6f}\n", ms)

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernel/reset_reasons.hpp"
 #include "tcpstates.h"
 
 namespace tcpstatesd {
@@ -18,6 +19,8 @@ struct TraceFormat {
     bool reason = false;       // --reason: the close reason column (JSON has it regardless)
     bool resets = false;       // --resets: lines for resets sent and received too
     bool retransmits = false;  // --retransmits: lines for retransmissions too
+    // The running kernel's names of the reasons for sent resets (kernel/reset_reasons.hpp).
+    const ResetReasons* reset_reasons = nullptr;
 };
 
 // Whether `trace` prints this record: every state transition; a reset or a retransmission
@@ -32,9 +35,11 @@ std::string trace_header(const TraceFormat& format);
 // duration of a transition whose start is unknown: never a made-up 0. So does SKADDR for a
 // reset sent for a segment that no socket took (skaddr 0).
 //
-// A transition to CLOSE carries its close reason (close_reason_name()): the REASON column
-// after NEWSTATE with format.reason ("-" on other lines), and in JSON always a "reason" field,
-// absent from other lines (it does not apply there; lines without it stay as before).
+// A transition to CLOSE carries its close reason (close_reason_name()), a reset sent the
+// kernel's reason for it (format.reset_reasons' name, "other" for a value it does not name):
+// the REASON column after NEWSTATE with format.reason ("-" on other lines), and in JSON always a
+// "reason" field, absent from other lines (it does not apply there; lines without it stay as
+// before).
 //
 // A reset or retransmission takes the OLDSTATE -> NEWSTATE columns as "RST_SENT in STATE",
 // "RST_RECV in STATE" or "RETRANS in STATE" (the socket's state then; as many words as a

@@ -115,8 +115,10 @@ TraceOptions parse_trace_options(int argc, char** argv) {
     };
     for_each_option(argc, argv, "+:46L:D:Twh", kLongOptions, handle, "tcpstatesd trace --help");
     // Attach the reset and retransmission programs only when their lines are asked for: plain
-    // `trace` costs the traced host no more than the state changes.
-    bpf.resets = format.resets;
+    // `trace` costs the traced host no more than the state changes. --reason needs the resets'
+    // too where they can run: an abort's RST sent before the move to CLOSE makes its reason
+    // (bpf/tcpstates.h).
+    bpf.resets = format.resets || (format.reason && bpf.btf_path.empty());
     bpf.retransmits = format.retransmits;
     // Those programs need the kernel's own BTF (BpfOptions): with --btf.path their lines would
     // silently never come.

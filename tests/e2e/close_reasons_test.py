@@ -20,8 +20,22 @@ with what it did, as before/after deltas:
    connect()s. closes{SYN_SENT,unreachable} = N; retransmits = the SYNs the kernel retransmitted
    and did transmit (RetransSegs - TCPRetransFail: the firewall rejects them on output).
 4. reset: established connections aborted by the client (SO_LINGER 0). The client's
-   ESTABLISHED -> CLOSE is reason reset (no error: the abort), the server's too (ECONNRESET
-   from the RST): 2N; resets{sent,ESTABLISHED} = resets{received,ESTABLISHED} = N.
+   ESTABLISHED -> CLOSE is reason aborted (no error: tcp_disconnect() sends its RST after
+   the move), the server's reset (ECONNRESET from the RST): N each;
+   resets{sent,ESTABLISHED,tcp_state} = resets{received,ESTABLISHED} = N, and the sent ones
+   = the namespace's TcpExtTCPAbortOnData increase (what the kernel counts SO_LINGER 0 in).
+8. unread: the client closes with data unread: aborted, its RST's reason tcp_abort_on_close
+   (= TcpExtTCPAbortOnClose); the server's close reset.
+9. linger2: the client (TCP_LINGER2 -1) shuts down its side, and closes once in FIN_WAIT2:
+   FIN_WAIT2 -> CLOSE aborted, its RST's reason tcp_abort_on_linger (= TcpExtTCPAbortOnLinger);
+   the server's CLOSE_WAIT -> CLOSE reset.
+10. killed: `ss -K` destroys the clients (tcp_abort: ECONNABORTED): aborted, their RSTs'
+   reason tcp_state; the server's close reset.
+11. unaccepted: the listener closes with N connections never accepted: the kernel aborts
+   them (ESTABLISHED -> CLOSE aborted, RST reason tcp_state), the clients' close reset.
+Refused's RSTs sent without a socket have reason no_socket. In every scenario, the RSTs sent
+on its ports = the namespace's Tcp OutRsts increase (read once its sockets are closed). On a
+kernel before 6.10 (no reasons) every sent reset's reason is not_specified.
 5. canceled: a non-blocking connect() whose SYN is dropped, closed at once.
    closes{SYN_SENT,canceled} = N.
 6. data: established connections whose data to the server is dropped until each client has
@@ -59,7 +73,8 @@ from e2e_support import (FAMILIES, Connections, Daemon, connections, fail, free_
                          test_arguments, wait_for)
 
 N = 4
-SCENARIOS = ["refused", "timeout", "unreachable", "reset", "canceled", "data", "synack"]
+SCENARIOS = ["refused", "timeout", "unreachable", "reset", "canceled", "data", "synack",
+             "unread", "linger2", "killed", "unaccepted"]
 CONFIG = """labels:
   port:
     families: [transitions, closes, resets, retransmits]
@@ -132,7 +147,9 @@ def kernel_counters():
         return dict(zip(header[1:], (int(v) for v in values[1:])))
     tcp, ext = table("/proc/net/snmp", "Tcp:"), table("/proc/net/netstat", "TcpExt:")
     return {"RetransSegs": tcp["RetransSegs"], "TCPSynRetrans": ext["TCPSynRetrans"],
-            "TCPRetransFail": ext["TCPRetransFail"]}
+            "TCPRetransFail": ext["TCPRetransFail"], "OutRsts": tcp["OutRsts"],
+            **{name: ext[name] for name in ("TCPAbortOnData", "TCPAbortOnClose",
+                                            "TCPAbortOnLinger")}}
 
 
 def counters_delta(before):
@@ -182,6 +199,14 @@ def tcp_info(sock):
     return struct.unpack_from("I", info, 24)[0], struct.unpack_from("I", info, 100)[0]
 
 
+FIN_WAIT2 = 5  # include/net/tcp_states.h
+
+
+def tcp_state(sock):
+    """(tcpi_state,) of a socket (struct tcp_info's first byte)."""
+    return (sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)[0],)
+
+
 def attempt(family, port):
     """One blocking connect(): "connected", or the error's errno name. Blocking, so that it
     returns once the kernel closed the socket (tcp_syn_retries 1 bounds it to ~3 s): a
@@ -229,9 +254,11 @@ def expected_counts(family, port, transitions, closes, resets, retransmits):
     for (from_state, reason), count in closes.items():
         checks.append((CLOSES, dict(family=family, port=port, from_state=from_state,
                                     reason=reason), count))
-    for (direction, state), count in resets.items():
-        checks.append((RESETS, dict(family=family, port=port, direction=direction,
-                                    state=state), count))
+    for (direction, state, *reason), count in resets.items():
+        labels = dict(family=family, port=port, direction=direction, state=state)
+        if direction == "sent":
+            [labels["reason"]] = reason
+        checks.append((RESETS, labels, count))
     for state, count in (retransmits or {}).items():
         checks.append((RETRANSMITS, dict(family=family, port=port, state=state), count))
     totals = [(TRANSITIONS, transitions), (CLOSES, closes), (RESETS, resets)]
@@ -240,6 +267,18 @@ def expected_counts(family, port, transitions, closes, resets, retransmits):
     for metric, table in totals:
         checks.append((metric, dict(port=port), sum(table.values())))
     return checks
+
+
+def reset_reason(name):
+    """The `reason` a sent reset carries: the kernel's (`name`) from Linux 6.10, whose
+    tcp:tcp_send_reset passes enum sk_rst_reason; not_specified before."""
+    major, minor = (int(n) for n in os.uname().release.split(".")[:2])
+    return name if (major, minor) >= (6, 10) else "not_specified"
+
+
+def sent_resets_on(ports):
+    """The (metric, labels) of the resets sent on `ports`."""
+    return [(RESETS, dict(port=port, direction="sent")) for port in ports]
 
 
 def describe(metric, labels):
@@ -321,13 +360,17 @@ def retransmits_on(ports, state=None):
 
 
 def scenario_refused(daemon, ports):
-    before = daemon.metrics()
+    before, kernel = daemon.metrics(), kernel_counters()
     attempts(ports, "ECONNREFUSED")
+    kernel = counters_delta(kernel)
     checks = []
     for family, port in ports.items():
         checks += expected_counts(family, port, FAILED_CONNECT, {("SYN_SENT", "refused"): N},
-                                  {("sent", "CLOSE"): N, ("received", "SYN_SENT"): N}, {})
-    settle_and_check(daemon, "refused", before, checks)
+                                  {("sent", "CLOSE", reset_reason("no_socket")): N,
+                                   ("received", "SYN_SENT"): N}, {})
+    settle_and_check(daemon, "refused", before, checks, [
+        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
+         kernel["OutRsts"])])
 
 
 def scenario_timeout(daemon, ports):
@@ -371,7 +414,7 @@ def scenario_unreachable(daemon, ports):
 
 
 def scenario_reset(daemon, ports):
-    before = daemon.metrics()
+    before, kernel = daemon.metrics(), kernel_counters()
     for family, port in ports.items():
         conns = Connections(N, family, port)
         for client in conns.ends["client"]:
@@ -389,6 +432,17 @@ def scenario_reset(daemon, ports):
         expect(outcomes == ["ECONNRESET"] * N,
                f"{family}: {N} clients aborted (SO_LINGER 0), each server end read "
                f"ECONNRESET (got {outcomes})")
+    kernel = counters_delta(kernel)
+    settle_and_check(daemon, "reset", before, aborted_established(ports, "tcp_state"), [
+        ("resets sent on its ports = the namespace's TCPAbortOnData (SO_LINGER 0's count)",
+         sent_resets_on(ports.values()), kernel["TCPAbortOnData"]),
+        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
+         kernel["OutRsts"])])
+
+
+def aborted_established(ports, reason):
+    """The checks of N established connections per family aborted by the client with a RST
+    of `reason`, which the server received, and their listener closed."""
     checks = []
     for family, port in ports.items():
         transitions = {("CLOSE", "LISTEN"): 1, ("CLOSE", "SYN_SENT"): N,
@@ -396,10 +450,148 @@ def scenario_reset(daemon, ports):
                        ("SYN_RECV", "ESTABLISHED"): N, ("ESTABLISHED", "CLOSE"): 2 * N,
                        ("LISTEN", "CLOSE"): 1}
         checks += expected_counts(family, port, transitions,
-                                  {("ESTABLISHED", "reset"): 2 * N, ("LISTEN", "normal"): 1},
-                                  {("sent", "ESTABLISHED"): N, ("received", "ESTABLISHED"): N},
-                                  {})
-    settle_and_check(daemon, "reset", before, checks)
+                                  {("ESTABLISHED", "aborted"): N, ("ESTABLISHED", "reset"): N,
+                                   ("LISTEN", "normal"): 1},
+                                  {("sent", "ESTABLISHED", reset_reason(reason)): N,
+                                   ("received", "ESTABLISHED"): N}, {})
+    return checks
+
+
+def read_resets(conns):
+    """Each server end's read once its client aborted: ECONNRESET expected."""
+    outcomes = []
+    for server in conns.ends["server"]:
+        try:
+            outcomes.append(f"read {server.recv(1)!r}")
+        except OSError as error:
+            outcomes.append(errno.errorcode.get(error.errno, str(error)))
+        server.close()
+    conns.ends["server"] = []
+    conns.listener.close()
+    return outcomes
+
+
+def scenario_unread(daemon, ports):
+    before, kernel = daemon.metrics(), kernel_counters()
+    for family, port in ports.items():
+        conns = Connections(N, family, port)
+        for server in conns.ends["server"]:
+            server.sendall(b"u")
+        # Peeked, the byte is there and still unread.
+        peeked = [client.recv(1, socket.MSG_PEEK) for client in conns.ends["client"]]
+        conns.close_side("client")
+        outcomes = read_resets(conns)
+        expect(peeked == [b"u"] * N and outcomes == ["ECONNRESET"] * N,
+               f"{family}: {N} clients closed with a byte unread (peeked {peeked}), each server "
+               f"end read ECONNRESET (got {outcomes})")
+    kernel = counters_delta(kernel)
+    settle_and_check(daemon, "unread", before, aborted_established(ports, "tcp_abort_on_close"), [
+        ("resets sent on its ports = the namespace's TCPAbortOnClose",
+         sent_resets_on(ports.values()), kernel["TCPAbortOnClose"]),
+        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
+         kernel["OutRsts"])])
+
+
+def scenario_killed(daemon, ports):
+    before, kernel = daemon.metrics(), kernel_counters()
+    for family, port in ports.items():
+        conns = Connections(N, family, port)
+        # The clients' ends only: their remote port is the listener's.
+        result = subprocess.run(["ss", "-K", "-t", "dport", "=", f":{port}"],
+                                capture_output=True, text=True, timeout=30)
+        errors = []
+        for client in conns.ends["client"]:
+            try:
+                client.recv(1)
+                errors.append("no error")
+            except OSError as error:
+                errors.append(errno.errorcode.get(error.errno, str(error)))
+        conns.close_side("client")
+        outcomes = read_resets(conns)
+        expect(result.returncode == 0 and errors == ["ECONNABORTED"] * N and
+               outcomes == ["ECONNRESET"] * N,
+               f"{family}: ss -K destroyed {N} clients (exit {result.returncode} "
+               f"{result.stderr.strip()}; they read {errors}), each server end read ECONNRESET "
+               f"(got {outcomes})")
+    kernel = counters_delta(kernel)
+    settle_and_check(daemon, "killed", before, aborted_established(ports, "tcp_state"), [
+        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
+         kernel["OutRsts"])])
+
+
+def scenario_unaccepted(daemon, ports):
+    before, kernel = daemon.metrics(), kernel_counters()
+    for family, port in ports.items():
+        address_family, host = FAMILIES[family]
+        listener = socket.socket(address_family)
+        listener.bind((host, port))
+        listener.listen(N)
+        clients = [socket.create_connection((host, port), timeout=10) for _ in range(N)]
+        # The handshakes are complete at the server once the accept queue holds them all.
+        wait_for(f"{N} connections in the accept queue", lambda: listen_queue(family, port) == N,
+                 timeout=5, interval=0.02, seen=lambda: f"{listen_queue(family, port)} queued")
+        listener.close()
+        outcomes = []
+        for client in clients:
+            try:
+                outcomes.append(f"read {client.recv(1)!r}")
+            except OSError as error:
+                outcomes.append(errno.errorcode.get(error.errno, str(error)))
+            client.close()
+        expect(outcomes == ["ECONNRESET"] * N,
+               f"{family}: a listener closed with {N} connections not accepted, each client read "
+               f"ECONNRESET (got {outcomes})")
+    kernel = counters_delta(kernel)
+    # The server's ends abort here, the clients are reset: the same counts as a client's abort.
+    settle_and_check(daemon, "unaccepted", before, aborted_established(ports, "tcp_state"), [
+        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
+         kernel["OutRsts"])])
+
+
+def listen_queue(family, port):
+    """The connections waiting in the accept queue of the listener on `port` (ss's Recv-Q)."""
+    result = subprocess.run(["ss", "-Hltn", "-4" if family == "ipv4" else "-6",
+                             "sport", "=", f":{port}"], capture_output=True, text=True, timeout=30)
+    fields = result.stdout.split()
+    return int(fields[1]) if len(fields) > 1 else -1
+
+
+def scenario_linger2(daemon, ports):
+    before, kernel = daemon.metrics(), kernel_counters()
+    for family, port in ports.items():
+        conns = Connections(N, family, port)
+        for client in conns.ends["client"]:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_LINGER2, -1)
+            client.shutdown(socket.SHUT_WR)
+        wait_for_sockets("every client in FIN_WAIT2", conns.ends["client"],
+                         lambda state, *_: state == FIN_WAIT2, timeout=5, info=tcp_state)
+        conns.close_side("client")
+        outcomes = read_resets(conns)
+        # The server read the client's FIN first, then the RST.
+        expect(outcomes == ["read b''"] * N,
+               f"{family}: {N} clients closed in FIN_WAIT2 with TCP_LINGER2 -1, each server "
+               f"end read EOF (got {outcomes})")
+    kernel = counters_delta(kernel)
+    checks = []
+    for family, port in ports.items():
+        transitions = {("CLOSE", "LISTEN"): 1, ("CLOSE", "SYN_SENT"): N,
+                       ("SYN_SENT", "ESTABLISHED"): N, ("LISTEN", "SYN_RECV"): N,
+                       ("SYN_RECV", "ESTABLISHED"): N, ("ESTABLISHED", "FIN_WAIT1"): N,
+                       ("FIN_WAIT1", "FIN_WAIT2"): N, ("FIN_WAIT2", "CLOSE"): N,
+                       # close() in FIN_WAIT2 sets the state it is in (tcp_close_state()).
+                       ("FIN_WAIT2", "FIN_WAIT2"): N,
+                       ("ESTABLISHED", "CLOSE_WAIT"): N, ("CLOSE_WAIT", "CLOSE"): N,
+                       ("LISTEN", "CLOSE"): 1}
+        checks += expected_counts(family, port, transitions,
+                                  {("FIN_WAIT2", "aborted"): N, ("CLOSE_WAIT", "reset"): N,
+                                   ("LISTEN", "normal"): 1},
+                                  {("sent", "FIN_WAIT2", reset_reason("tcp_abort_on_linger")): N,
+                                   ("received", "CLOSE_WAIT"): N}, {})
+    settle_and_check(daemon, "linger2", before, checks, [
+        ("resets sent on its ports = the namespace's TCPAbortOnLinger",
+         sent_resets_on(ports.values()), kernel["TCPAbortOnLinger"]),
+        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
+         kernel["OutRsts"])])
 
 
 def scenario_canceled(daemon, ports):
@@ -432,9 +624,10 @@ def orderly_life(family, port, retransmits):
     return expected_counts(family, port, transitions, closes, {}, retransmits)
 
 
-def wait_for_sockets(what, sockets, predicate, timeout):
-    wait_for(what, lambda: all(predicate(*tcp_info(s)) for s in sockets), timeout=timeout,
-             interval=0.02)
+def wait_for_sockets(what, sockets, predicate, timeout, info=None):
+    info = info or tcp_info
+    wait_for(what, lambda: all(predicate(*info(s)) for s in sockets), timeout=timeout,
+             interval=0.02, seen=lambda: str([info(s) for s in sockets]))
 
 
 def scenario_data(daemon, ports):

@@ -25,4 +25,8 @@ bool traces_socketless_resets() {
     return kernel_at_least(6, 10);
 }
 
+bool resets_have_reasons() {
+    return kernel_at_least(6, 10);
+}
+
 }  // namespace tcpstatesd::test

@@ -19,4 +19,8 @@ bool child_has_peer_on_syn_recv();
 // only.
 bool traces_socketless_resets();
 
+// Whether tcp:tcp_send_reset passes the reset's reason (enum sk_rst_reason), as it does since
+// Linux 6.10; older kernels, 6.1 among them, give none: every reason is not_specified.
+bool resets_have_reasons();
+
 }  // namespace tcpstatesd::test

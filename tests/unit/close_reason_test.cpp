@@ -20,20 +20,28 @@ TEST_CASE("close reason: the socket's pending error says why, whatever the state
         for (int unreachable : {ENETUNREACH, EHOSTUNREACH, EHOSTDOWN, ENETDOWN, ENONET, EACCES})
             CHECK(close_reason(from, unreachable) == CloseReason::Unreachable);
         CHECK(close_reason(from, EMSGSIZE) == CloseReason::Other);
-        CHECK(close_reason(from, ECONNABORTED) == CloseReason::Other);
+        // tcp_abort(): ss -K, SOCK_DESTROY.
+        CHECK(close_reason(from, ECONNABORTED) == CloseReason::Aborted);
+        // An error wins over an abort's RST seen before (the keepalive timeout sends one).
+        CHECK(close_reason(from, ETIMEDOUT, true) == CloseReason::Timeout);
     }
 }
 
 TEST_CASE("close reason: without an error, the state left tells a cancel, an abort and an end") {
     CHECK(close_reason(TCPSTATES_SYN_SENT, 0) == CloseReason::Canceled);
-    CHECK(close_reason(TCPSTATES_SYN_RECV, 0) == CloseReason::Canceled);
-    // Only an abort, which sends a RST, leaves these for CLOSE without an error.
-    CHECK(close_reason(TCPSTATES_ESTABLISHED, 0) == CloseReason::Reset);
-    CHECK(close_reason(TCPSTATES_CLOSE_WAIT, 0) == CloseReason::Reset);
-    CHECK(close_reason(TCPSTATES_FIN_WAIT1, 0) == CloseReason::Reset);
+    // Only an abort leaves these for CLOSE without an error; a child in SYN_RECV has no
+    // application yet: the kernel's (or its listener's close()).
     for (unsigned from :
-         {TCPSTATES_FIN_WAIT2, TCPSTATES_LAST_ACK, TCPSTATES_CLOSING, TCPSTATES_LISTEN})
+         {TCPSTATES_SYN_RECV, TCPSTATES_ESTABLISHED, TCPSTATES_CLOSE_WAIT, TCPSTATES_FIN_WAIT1}) {
+        CHECK(close_reason(from, 0) == CloseReason::Aborted);
+        CHECK(close_reason(from, 0, true) == CloseReason::Aborted);
+    }
+    // The end of an orderly close, unless the programs saw the kernel abort it.
+    for (unsigned from : {TCPSTATES_FIN_WAIT2, TCPSTATES_LAST_ACK, TCPSTATES_CLOSING}) {
         CHECK(close_reason(from, 0) == CloseReason::Normal);
+        CHECK(close_reason(from, 0, true) == CloseReason::Aborted);
+    }
+    CHECK(close_reason(TCPSTATES_LISTEN, 0) == CloseReason::Normal);
 }
 
 TEST_CASE("close reason: names are the metric's label values") {
@@ -44,6 +52,7 @@ TEST_CASE("close reason: names are the metric's label values") {
     CHECK(close_reason_name(CloseReason::Unreachable) == "unreachable");
     CHECK(close_reason_name(CloseReason::Canceled) == "canceled");
     CHECK(close_reason_name(CloseReason::Other) == "other");
+    CHECK(close_reason_name(CloseReason::Aborted) == "aborted");
 }
 
 TEST_CASE("names: TCP states and loss reasons, UNKNOWN outside the states") {

@@ -1,9 +1,11 @@
 #include <arpa/inet.h>
+#include <bpf/btf.h>
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "trace/trace_format.hpp"
 
@@ -186,19 +188,25 @@ TEST_CASE("trace: --reason adds a REASON column before MS, '-' on lines not endi
           "SYN_SENT    -> ESTABLISHED -           0.548\n");
 }
 
-TEST_CASE("trace: the reason column is the close reason of the state left and the error") {
+TEST_CASE(
+    "trace: the reason column is the close reason of the state left, the error and an abort") {
     TraceFormat with_reason;
     with_reason.reason = true;
     tcpstates_event e = refused_connect();
-    const auto [old_state, error, columns] = GENERATE(table<int, int, std::string>({
-        {TCPSTATES_SYN_SENT, ETIMEDOUT, " SYN_SENT    -> CLOSE       timeout     0.548\n"},
-        {TCPSTATES_SYN_SENT, 0, " SYN_SENT    -> CLOSE       canceled    0.548\n"},
-        {TCPSTATES_ESTABLISHED, ECONNRESET, " ESTABLISHED -> CLOSE       reset       0.548\n"},
-        {TCPSTATES_SYN_SENT, EHOSTUNREACH, " SYN_SENT    -> CLOSE       unreachable 0.548\n"},
-        {TCPSTATES_LAST_ACK, 0, " LAST_ACK    -> CLOSE       normal      0.548\n"},
+    const auto [old_state, error, flags, columns] = GENERATE(table<int, int, int, std::string>({
+        {TCPSTATES_SYN_SENT, ETIMEDOUT, 0, " SYN_SENT    -> CLOSE       timeout     0.548\n"},
+        {TCPSTATES_SYN_SENT, 0, 0, " SYN_SENT    -> CLOSE       canceled    0.548\n"},
+        {TCPSTATES_ESTABLISHED, ECONNRESET, 0, " ESTABLISHED -> CLOSE       reset       0.548\n"},
+        {TCPSTATES_ESTABLISHED, 0, 0, " ESTABLISHED -> CLOSE       aborted     0.548\n"},
+        {TCPSTATES_ESTABLISHED, ECONNABORTED, 0, " ESTABLISHED -> CLOSE       aborted     0.548\n"},
+        {TCPSTATES_SYN_SENT, EHOSTUNREACH, 0, " SYN_SENT    -> CLOSE       unreachable 0.548\n"},
+        {TCPSTATES_LAST_ACK, 0, 0, " LAST_ACK    -> CLOSE       normal      0.548\n"},
+        {TCPSTATES_FIN_WAIT2, 0, TCPSTATES_EVENT_ABORTED,
+         " FIN_WAIT2   -> CLOSE       aborted     0.548\n"},
     }));
     e.transition.old_state = static_cast<uint8_t>(old_state);
     e.transition.close_error = static_cast<uint8_t>(error);
+    e.transition.flags = static_cast<uint8_t>(e.transition.flags | flags);
     CHECK_THAT(trace_line(e, with_reason, 0), Catch::EndsWith(columns));
 }
 
@@ -239,6 +247,30 @@ TEST_CASE("trace: a reset sent for a segment without socket shows '-' for socket
           "\"comm\":null,\"family\":\"ipv4\",\"laddr\":\"127.0.0.1\",\"lport\":46443,"
           "\"raddr\":\"127.0.0.1\",\"rport\":44600,\"event\":\"reset_sent\",\"state\":\"CLOSE\"}"
           "\n");
+}
+
+TEST_CASE("trace: a reset sent shows the kernel's reason in REASON and JSON, other if unnamed") {
+    const std::unique_ptr<btf, decltype(&btf__free)> types(btf__new_empty(), btf__free);
+    REQUIRE(btf__add_enum(types.get(), "sk_rst_reason", 4) > 0);
+    REQUIRE(btf__add_enum_value(types.get(), "SK_RST_REASON_NO_SOCKET", 1) == 0);
+    const tcpstatesd::ResetReasons reasons(types.get());
+    TraceFormat format;
+    format.resets = format.reason = true;
+    format.reset_reasons = &reasons;
+    tcpstates_event e = reset_without_socket();
+    e.transition.reset_reason = 1;
+    CHECK_THAT(trace_line(e, format, 0),
+               Catch::EndsWith("RST_SENT    in CLOSE       no_socket   -\n"));
+    e.transition.reset_reason = 7;
+    CHECK_THAT(trace_line(e, format, 0),
+               Catch::EndsWith("RST_SENT    in CLOSE       other       -\n"));
+    format = json_format();
+    format.resets = true;
+    format.reset_reasons = &reasons;
+    e.transition.reset_reason = 1;
+    CHECK_THAT(trace_line(e, format, 0),
+               Catch::EndsWith(
+                   "\"event\":\"reset_sent\",\"state\":\"CLOSE\",\"reason\":\"no_socket\"}\n"));
 }
 
 TEST_CASE("trace: a reset received shows RST_RECV in the socket's state and its owner") {

@@ -43,6 +43,15 @@ TEST_CASE("trace options: none given") {
     CHECK_FALSE(o.format.json);
 }
 
+TEST_CASE(
+    "trace options: --reason attaches the reset programs, which tell aborts, but prints no "
+    "reset line; not with --btf.path") {
+    const auto o = parse({"--reason"});
+    CHECK((o.bpf.resets && !o.format.resets));
+    const auto with_file = parse({"--reason", "--btf.path", "/x"});
+    CHECK((with_file.format.reason && !with_file.bpf.resets));
+}
+
 TEST_CASE("trace options: each option, short and long") {
     const auto o =
         parse({"-6", "-L", "80,443", "--remoteport=8000-8002", "-Tw", "--json", "--cgroup",
