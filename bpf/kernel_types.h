@@ -62,6 +62,11 @@ struct inet_sock {
 	__be16 inet_sport;
 } __attribute__((preserve_access_index));
 
+/* The child's smoothed RTT when its handshake completes: the handshake's one sample. */
+struct tcp_sock {
+	__u32 srtt_us; /* 8 times the smoothed RTT in microseconds; 0: no sample yet */
+} __attribute__((preserve_access_index));
+
 /* What the walk (iter/tcp) reads of the timewait sockets, which the tracepoint never sees. */
 struct inet_timewait_sock {
 	volatile unsigned char tw_substate; /* FIN_WAIT2 or TIME_WAIT: what `ss` reports */

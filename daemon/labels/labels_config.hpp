@@ -18,6 +18,7 @@ struct LabelledFamilies {
     bool closes = false;           // tcpstates_closes_total
     bool resets = false;           // tcpstates_resets_total
     bool retransmits = false;      // tcpstates_retransmits_total
+    bool handshake_rtt = false;    // tcpstates_handshake_rtt_seconds
 
     bool any() const;
     bool operator==(const LabelledFamilies&) const = default;
@@ -31,6 +32,7 @@ inline constexpr std::pair<std::string_view, bool LabelledFamilies::*> kLabelled
     {"closes", &LabelledFamilies::closes},
     {"resets", &LabelledFamilies::resets},
     {"retransmits", &LabelledFamilies::retransmits},
+    {"handshake_rtt", &LabelledFamilies::handshake_rtt},
 };
 
 inline bool LabelledFamilies::any() const {
@@ -40,8 +42,12 @@ inline bool LabelledFamilies::any() const {
 }
 
 struct PortLabelConfig {
-    LabelledFamilies families{
-        .transitions = true, .sockets = true, .closes = true, .resets = true, .retransmits = true};
+    LabelledFamilies families{.transitions = true,
+                              .sockets = true,
+                              .closes = true,
+                              .resets = true,
+                              .retransmits = true,
+                              .handshake_rtt = true};
     bool listening = true;        // every port the host listens on
     std::vector<uint16_t> ports;  // and these, sorted
     uint32_t max_values = 64;

@@ -17,17 +17,29 @@
 namespace tcpstatesd {
 
 // The labelled metric families.
-enum class LabelledMetric { Transitions, StateDurations, Sockets, Closes, Resets, Retransmits };
+enum class LabelledMetric {
+    Transitions,
+    StateDurations,
+    Sockets,
+    Closes,
+    Resets,
+    Retransmits,
+    HandshakeRtt
+};
 constexpr LabelledMetric kLabelledMetrics[] = {
     LabelledMetric::Transitions, LabelledMetric::StateDurations, LabelledMetric::Sockets,
-    LabelledMetric::Closes,      LabelledMetric::Resets,         LabelledMetric::Retransmits};
+    LabelledMetric::Closes,      LabelledMetric::Resets,         LabelledMetric::Retransmits,
+    LabelledMetric::HandshakeRtt};
 
 // The metric family's name: "tcpstates_transitions_total", ...
 constexpr std::string_view metric_name(LabelledMetric metric) {
-    constexpr std::string_view names[] = {
-        "tcpstates_transitions_total", "tcpstates_state_duration_seconds",
-        "tcpstates_sockets",           "tcpstates_closes_total",
-        "tcpstates_resets_total",      "tcpstates_retransmits_total"};
+    constexpr std::string_view names[] = {"tcpstates_transitions_total",
+                                          "tcpstates_state_duration_seconds",
+                                          "tcpstates_sockets",
+                                          "tcpstates_closes_total",
+                                          "tcpstates_resets_total",
+                                          "tcpstates_retransmits_total",
+                                          "tcpstates_handshake_rtt_seconds"};
     return names[static_cast<size_t>(metric)];
 }
 

@@ -1,0 +1,190 @@
+// The handshake RTT histogram against the kernel: every connection a listener accepts is
+// observed once, with the RTT the accepted socket reports itself (TCP_INFO's tcpi_rtt read
+// right after accept(): the kernel's one sample of the handshake, which nothing changes while
+// neither end sends data), in the bucket that RTT belongs to; a handshake the kernel took no
+// sample of is counted, not observed. The tests' sockets are told apart from the host's other
+// traffic by their service port, or by a network namespace of their own.
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <functional>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "event_collector.hpp"
+#include "kernel/count_tables.hpp"
+#include "loopback.hpp"
+#include "metrics/counted_metrics.hpp"
+#include "require_bpf.hpp"
+
+using namespace tcpstatesd::test;
+
+namespace {
+
+// Bounds around loopback RTTs (5 to 20 microseconds on these machines), so that the
+// connections spread over several buckets; +Inf takes a handshake slower than 1 ms.
+const std::vector<double> kBuckets{4e-6, 6e-6, 8e-6, 1e-5, 1.5e-5, 3e-5, 1e-3};
+
+// The programs counting, handshake RTTs labelled by `port` when it is given, else unlabelled.
+tcpstatesd::BpfOptions counting(uint16_t port) {
+    tcpstatesd::LabelsConfig labels;
+    labels.port.families = {.handshake_rtt = port != 0};
+    if (port) labels.port.ports = {port};
+    tcpstatesd::BpfOptions options;
+    options.event_details = false;
+    options.labels = tcpstatesd::tuple_label_settings(labels);
+    options.duration_bounds_ns = tcpstatesd::bounds_ns({0.001, 1});
+    options.handshake_rtt_bounds_ns = tcpstatesd::bounds_ns(kBuckets);
+    options.tuple_table_size = 1024;
+    options.duration_table_size = 256;
+    return options;
+}
+
+// The socket's own smoothed RTT in microseconds (tcpi_rtt).
+uint32_t tcpi_rtt(const Fd& socket) {
+    tcp_info info{};
+    socklen_t length = sizeof info;
+    if (getsockopt(socket.get(), IPPROTO_TCP, TCP_INFO, &info, &length) != 0)
+        throw std::system_error(errno, std::generic_category(), "getsockopt TCP_INFO");
+    return info.tcpi_rtt;
+}
+
+// What the histogram of `port` should hold: one observation per RTT, in nanoseconds, in the
+// first bucket whose bound (as the programs compare it) it does not exceed.
+tcpstates_histogram expected_histogram(const std::vector<uint32_t>& rtts_us) {
+    const std::vector<uint64_t> bounds = tcpstatesd::bounds_ns(kBuckets);
+    tcpstates_histogram h{};
+    for (uint32_t rtt_us : rtts_us) {
+        const uint64_t ns = uint64_t{rtt_us} * 1000;
+        size_t bucket = 0;
+        while (bucket < bounds.size() && bounds[bucket] < ns) ++bucket;
+        ++h.buckets[bucket];
+        h.sum_ns += ns;
+    }
+    return h;
+}
+
+uint64_t count_of(const tcpstates_histogram& h) {
+    uint64_t n = 0;
+    for (uint64_t bucket : h.buckets) n += bucket;
+    return n;
+}
+
+// The labelled handshake RTT histogram of `port` and family (zero if none yet).
+tcpstates_histogram observed(const tcpstatesd::CountTables& tables, uint16_t port, int family) {
+    tcpstates_histogram out{};
+    for (const auto& h : tables.labelled_durations())
+        if (h.key.kind == TCPSTATES_HISTOGRAM_HANDSHAKE_RTT && h.key.port == port &&
+            h.key.ipv6 == (family == AF_INET6 ? 1 : 0))
+            out = h.histogram;
+    return out;
+}
+
+// Runs `body` on a thread of its own in a new network namespace whose loopback is up, and
+// rethrows what it threw. Only the thread moves: the rest of the test process stays put.
+void in_new_network_namespace(const std::function<void()>& body) {
+    std::exception_ptr failure;
+    std::thread thread([&] {
+        try {
+            if (unshare(CLONE_NEWNET) != 0)
+                throw std::system_error(errno, std::generic_category(), "unshare(CLONE_NEWNET)");
+            Fd control(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+            ifreq request{};
+            std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+            if (ioctl(control.get(), SIOCGIFFLAGS, &request) != 0)
+                throw std::system_error(errno, std::generic_category(), "SIOCGIFFLAGS lo");
+            request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
+            if (ioctl(control.get(), SIOCSIFFLAGS, &request) != 0)
+                throw std::system_error(errno, std::generic_category(), "SIOCSIFFLAGS lo up");
+            body();
+        } catch (...) {
+            failure = std::current_exception();
+        }
+    });
+    thread.join();
+    if (failure) std::rethrow_exception(failure);
+}
+
+// Sets a sysctl of the calling thread's network namespace (/proc/sys/net is per namespace).
+void set_sysctl(const char* path, const char* value) {
+    std::ofstream out(path);
+    out << value;
+    out.close();
+    if (!out) throw std::runtime_error(std::string("writing ") + value + " to " + path);
+}
+
+}  // namespace
+
+TEST_CASE("each accepted connection's handshake RTT is observed as the tcpi_rtt its socket reports",
+          "[handshake_rtt]") {
+    REQUIRE_BPF();
+    constexpr size_t kConnections = 40;
+    for (int family : {AF_INET, AF_INET6}) {
+        INFO(family_label(family));
+        Fd listener = bind_loopback(family);
+        const uint16_t port = local_port(listener);
+        tcpstatesd::BpfProgram program(counting(port));
+        tcpstatesd::CountTables tables(program, 1024, 256);
+        start_listening(listener);
+
+        std::vector<uint32_t> rtts;
+        for (size_t i = 0; i < kConnections; ++i) {
+            Fd client = connect_loopback(family, port);
+            Fd server = accept_one(listener);
+            rtts.push_back(tcpi_rtt(server));
+        }
+        const tcpstates_histogram expected = expected_histogram(rtts);
+        // The observation is made at SYN_RECV -> ESTABLISHED, which TCP_INFO waited for (it
+        // takes the socket's lock, held by the handshake's last step): bounded for safety.
+        const auto deadline = std::chrono::steady_clock::now() + kEventTimeout;
+        while (count_of(observed(tables, port, family)) < kConnections &&
+               std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        const tcpstates_histogram got = observed(tables, port, family);
+        CHECK(count_of(got) == kConnections);
+        CHECK(got.sum_ns == expected.sum_ns);
+        for (size_t i = 0; i <= kBuckets.size(); ++i) {
+            INFO("bucket " << i);
+            CHECK(got.buckets[i] == expected.buckets[i]);
+        }
+    }
+}
+
+TEST_CASE(
+    "a handshake the kernel took no RTT sample of (a SYN cookie without timestamps) is "
+    "counted, not observed",
+    "[handshake_rtt]") {
+    REQUIRE_BPF();
+    constexpr size_t kConnections = 10;
+    tcpstatesd::BpfProgram program(counting(0));
+    tcpstatesd::CountTables tables(program, 1024, 256);
+    const tcpstatesd::PerFamily before = tables.handshake_rtt_unmeasured();
+    std::vector<uint32_t> rtts;
+    in_new_network_namespace([&] {
+        // Every SYN answered with a cookie, and no timestamps: the kernel has no SYN-ACK send
+        // time (a cookie keeps no request) and no echoed timestamp to measure from.
+        set_sysctl("/proc/sys/net/ipv4/tcp_syncookies", "2");
+        set_sysctl("/proc/sys/net/ipv4/tcp_timestamps", "0");
+        Fd listener = listen_on_loopback(AF_INET);
+        for (size_t i = 0; i < kConnections; ++i) {
+            Fd client = connect_loopback(AF_INET, local_port(listener));
+            Fd server = accept_one(listener);
+            rtts.push_back(tcpi_rtt(server));
+        }
+    });
+    // The cause: the accepted sockets have no RTT either.
+    CHECK(rtts == std::vector<uint32_t>(kConnections, 0));
+    // Nothing else on these machines turns TCP timestamps off, which an unmeasured handshake
+    // needs: the increase is this namespace's connections.
+    const tcpstatesd::PerFamily after = tables.handshake_rtt_unmeasured();
+    CHECK(after[0] - before[0] == kConnections);
+}
