@@ -42,12 +42,8 @@ inline bool LabelledFamilies::any() const {
 }
 
 struct PortLabelConfig {
-    LabelledFamilies families{.transitions = true,
-                              .sockets = true,
-                              .closes = true,
-                              .resets = true,
-                              .retransmits = true,
-                              .handshake_rtt = true};
+    LabelledFamilies families{
+        .transitions = true, .sockets = true, .closes = true, .resets = true, .retransmits = true};
     bool listening = true;        // every port the host listens on
     std::vector<uint16_t> ports;  // and these, sorted
     uint32_t max_values = 64;

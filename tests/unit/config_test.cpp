@@ -81,8 +81,7 @@ TEST_CASE("config: built-in defaults") {
                                                      .sockets = true,
                                                      .closes = true,
                                                      .resets = true,
-                                                     .retransmits = true,
-                                                     .handshake_rtt = true});
+                                                     .retransmits = true});
     CHECK(c.labels.port.listening);
     CHECK(c.labels.port.ports.empty());
     CHECK(c.labels.port.max_values == 64);
