@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <prometheus/registry.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -16,12 +17,15 @@
 #include <exception>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <vector>
 
 #include "event_collector.hpp"
 #include "kernel/count_tables.hpp"
+#include "labels/cgroup_names.hpp"
+#include "labels/tuple_labels.hpp"
 #include "loopback.hpp"
 #include "metrics/counted_metrics.hpp"
 #include "require_bpf.hpp"
@@ -87,6 +91,67 @@ tcpstates_histogram observed(const tcpstatesd::CountTables& tables, uint16_t por
             h.key.ipv6 == (family == AF_INET6 ? 1 : 0))
             out = h.histogram;
     return out;
+}
+
+// The exported histogram of `port` (IPv4), if there is one.
+std::optional<prometheus::ClientMetric> exported(const tcpstatesd::CountedMetrics& metrics,
+                                                 uint16_t port) {
+    for (const auto& family : metrics.Collect()) {
+        if (family.name != "tcpstates_handshake_rtt_seconds") continue;
+        for (const auto& sample : family.metric) {
+            bool ours = false, ipv4 = false;
+            for (const auto& label : sample.label) {
+                ours = ours || (label.name == "port" && label.value == std::to_string(port));
+                ipv4 = ipv4 || (label.name == "family" && label.value == "ipv4");
+            }
+            if (ours && ipv4) return sample;
+        }
+    }
+    return std::nullopt;
+}
+
+// `connections` accepted on `listener` (IPv4); their tcpi_rtt.
+std::vector<uint32_t> accept_connections(const Fd& listener, size_t connections) {
+    std::vector<uint32_t> rtts;
+    for (size_t i = 0; i < connections; ++i) {
+        Fd client = connect_loopback(AF_INET, local_port(listener));
+        Fd server = accept_one(listener);
+        rtts.push_back(tcpi_rtt(server));
+    }
+    return rtts;
+}
+
+// Waits (bounded) until the exported histogram of `port` counts `count` observations.
+std::optional<prometheus::ClientMetric> wait_for_count(const tcpstatesd::CountedMetrics& metrics,
+                                                       uint16_t port, uint64_t count) {
+    const auto deadline = std::chrono::steady_clock::now() + kEventTimeout;
+    std::optional<prometheus::ClientMetric> sample = exported(metrics, port);
+    while ((!sample || sample->histogram.sample_count < count) &&
+           std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        sample = exported(metrics, port);
+    }
+    return sample;
+}
+
+// The exported sample holds exactly these RTTs with these bounds: cumulative buckets, +Inf,
+// count and sum as the exposition writes them.
+void check_exported(const prometheus::ClientMetric& sample, const std::vector<double>& bounds,
+                    const std::vector<uint32_t>& rtts_us) {
+    const std::vector<uint64_t> bounds_ns = tcpstatesd::bounds_ns(bounds);
+    REQUIRE(sample.histogram.bucket.size() == bounds.size() + 1);
+    uint64_t sum_ns = 0;
+    for (uint32_t rtt : rtts_us) sum_ns += uint64_t{rtt} * 1000;
+    for (size_t i = 0; i <= bounds.size(); ++i) {
+        uint64_t below = 0;
+        for (uint32_t rtt : rtts_us)
+            below += i == bounds.size() || uint64_t{rtt} * 1000 <= bounds_ns[i] ? 1 : 0;
+        INFO("bucket " << i);
+        CHECK(sample.histogram.bucket[i].cumulative_count == below);
+        if (i < bounds.size()) CHECK(sample.histogram.bucket[i].upper_bound == bounds[i]);
+    }
+    CHECK(sample.histogram.sample_count == rtts_us.size());
+    CHECK(sample.histogram.sample_sum == static_cast<double>(sum_ns) * 1e-9);
 }
 
 // Runs `body` on a thread of its own in a new network namespace whose loopback is up, and
@@ -187,4 +252,41 @@ TEST_CASE(
     // needs: the increase is this namespace's connections.
     const tcpstatesd::PerFamily after = tables.handshake_rtt_unmeasured();
     CHECK(after[0] - before[0] == kConnections);
+}
+
+TEST_CASE(
+    "the handshake RTT histogram is exported under the listener's port; new buckets on a "
+    "reload start it over with them",
+    "[handshake_rtt]") {
+    REQUIRE_BPF();
+    constexpr size_t kConnections = 10;
+    Fd listener = bind_loopback(AF_INET);
+    const uint16_t port = local_port(listener);
+    tcpstatesd::LabelsConfig labels;
+    labels.port.families = {.handshake_rtt = true};
+    labels.port.ports = {port};
+    tcpstatesd::BpfProgram program(counting(port));
+    tcpstatesd::CountTables tables(program, 1024, 256);
+    prometheus::Registry registry;
+    tcpstatesd::CgroupNames cgroups;
+    tcpstatesd::TupleLabeler labeler(labels, cgroups);
+    tcpstatesd::SeriesBudget budget(registry, labels.max_series);
+    const tcpstatesd::HistogramBuckets before{{0.001, 1}, kBuckets};
+    tcpstatesd::CountedMetrics metrics(program, tables, labeler, budget, labels, before);
+    start_listening(listener);
+
+    const std::vector<uint32_t> first = accept_connections(listener, kConnections);
+    std::optional<prometheus::ClientMetric> sample = wait_for_count(metrics, port, kConnections);
+    REQUIRE(sample);
+    check_exported(*sample, kBuckets, first);
+
+    // A reload with other handshake RTT buckets: a swap, then the new generation.
+    const tcpstatesd::HistogramBuckets after{{0.001, 1}, {1e-5, 1e-3}};
+    metrics.prepare_buckets(after);
+    metrics.configure(labels, after);
+    CHECK_FALSE(exported(metrics, port));  // started over: no observation yet
+    const std::vector<uint32_t> second = accept_connections(listener, kConnections);
+    sample = wait_for_count(metrics, port, kConnections);
+    REQUIRE(sample);
+    check_exported(*sample, after.handshake_rtts, second);
 }
