@@ -255,7 +255,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "the handshake RTT histogram is exported under the listener's port; new buckets on a "
+    "the handshake RTT histogram is exported under the listener's port, and new buckets on a "
     "reload start it over with them",
     "[handshake_rtt]") {
     REQUIRE_BPF();
