@@ -4,6 +4,7 @@
 // neither end sends data), in the bucket that RTT belongs to; a handshake the kernel took no
 // sample of is counted, not observed. The tests' sockets are told apart from the host's other
 // traffic by their service port, or by a network namespace of their own.
+#include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -187,6 +189,26 @@ void set_sysctl(const char* path, const char* value) {
     if (!out) throw std::runtime_error(std::string("writing ") + value + " to " + path);
 }
 
+// Runs a shell command (in the calling thread's network namespace: a child process inherits
+// it); throws if it fails.
+void run_command(const std::string& command) {
+    if (std::system(command.c_str()) != 0) throw std::runtime_error("failed: " + command);
+}
+
+// A listener on 127.0.0.1:`port` of the calling thread's network namespace.
+Fd listen_on_port(uint16_t port) {
+    Fd s = tcp_socket(AF_INET);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(s.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
+        throw std::system_error(errno, std::generic_category(),
+                                "bind 127.0.0.1:" + std::to_string(port));
+    start_listening(s);
+    return s;
+}
+
 }  // namespace
 
 TEST_CASE("each accepted connection's handshake RTT is observed as the tcpi_rtt its socket reports",
@@ -289,4 +311,59 @@ TEST_CASE(
     sample = wait_for_count(metrics, port, kConnections);
     REQUIRE(sample);
     check_exported(*sample, after.handshake_rtts, second);
+}
+
+TEST_CASE(
+    "a SYN-ACK sent again is timed by the echoed timestamp, or counted unmeasured without "
+    "timestamps",
+    "[handshake_rtt]") {
+    REQUIRE_BPF();
+    constexpr size_t kConnections = 3;
+    // Our port in the main namespace (reserved), the same number in the test's namespaces.
+    const Fd reserved = bind_loopback(AF_INET);
+    const uint16_t port = local_port(reserved);
+    tcpstatesd::BpfProgram program(counting(port));
+    tcpstatesd::CountTables tables(program, 1024, 256);
+    // Drops the client's first pure ACK of each handshake (every other pure ACK to the port:
+    // the connections stay open, so the only pure ACKs are the handshakes' and, after the
+    // SYN-ACK sent again 1 s later, the answer to it, which passes).
+    const std::string drop_first_ack = "iptables -A INPUT -p tcp --dport " + std::to_string(port) +
+                                       " --tcp-flags ALL ACK -m statistic --mode nth --every 2 "
+                                       "--packet 0 -j DROP";
+    const auto handshakes = [&](const char* timestamps) {
+        std::vector<uint32_t> rtts;
+        in_new_network_namespace([&] {
+            set_sysctl("/proc/sys/net/ipv4/tcp_timestamps", timestamps);
+            Fd listener = listen_on_port(port);
+            run_command(drop_first_ack);
+            std::vector<Fd> open;
+            for (size_t i = 0; i < kConnections; ++i) {
+                open.push_back(connect_loopback(AF_INET, port));
+                Fd server = accept_one(listener);
+                rtts.push_back(tcpi_rtt(server));
+                open.push_back(std::move(server));
+            }
+        });
+        return rtts;
+    };
+
+    // With timestamps the kernel times the SYN-ACK the ACK echoes: the client echoes the first
+    // one it received, so the time includes the server's 1 s wait before sending it again
+    // (TCP_TIMEOUT_INIT). Observed as the accepted sockets report it.
+    const std::vector<uint32_t> timed = handshakes("1");
+    for (uint32_t rtt : timed) CHECK(rtt >= 1000000);
+    const tcpstates_histogram expected = expected_histogram(timed);
+    tcpstates_histogram got = observed(tables, port, AF_INET);
+    CHECK(count_of(got) == kConnections);
+    CHECK(got.sum_ns == expected.sum_ns);
+    for (size_t i = 0; i <= kBuckets.size(); ++i) CHECK(got.buckets[i] == expected.buckets[i]);
+
+    // Without timestamps no RTT (Karn's rule): counted, not observed.
+    const tcpstatesd::PerFamily before = tables.handshake_rtt_unmeasured();
+    const std::vector<uint32_t> untimed = handshakes("0");
+    CHECK(untimed == std::vector<uint32_t>(kConnections, 0));
+    got = observed(tables, port, AF_INET);
+    CHECK(count_of(got) == kConnections);  // no more than the timed ones
+    // Nothing else on these machines turns TCP timestamps off: the increase is ours.
+    CHECK(tables.handshake_rtt_unmeasured()[0] - before[0] == kConnections);
 }
