@@ -2,7 +2,7 @@
 /*
  * Counting under label tuples: finding a tuple's counts (a new tuple is added, and user space is
  * told so it can name the cgroup), the overflow tuple when the table is full, the gauge moves of
- * a socket, and the duration histograms.
+ * a socket, the duration and handshake RTT histograms.
  */
 #ifndef TCPSTATESD_BPF_COUNTS_BPF_H
 #define TCPSTATESD_BPF_COUNTS_BPF_H
@@ -135,6 +135,27 @@ static __always_inline void observe(struct tcpstates_histogram *histogram, __u32
 	__sync_fetch_and_add(&histogram->sum_ns, duration_ns);
 }
 
+/* The labelled histogram of `key` in the table in use, added if new; NULL (counted) when the
+ * table has no room: the caller observes in its unlabelled array instead. */
+static __always_inline struct tcpstates_histogram *
+labelled_histogram(const struct tcpstates_duration_key *key)
+{
+	struct tcpstates_histogram *histogram = 0;
+	__u32 zero = 0;
+	void *table = bpf_map_lookup_elem(&duration_tables, &zero);
+
+	if (table) {
+		histogram = bpf_map_lookup_elem(table, key);
+		if (!histogram) {
+			bpf_map_update_elem(table, key, &zero_histogram, BPF_NOEXIST);
+			histogram = bpf_map_lookup_elem(table, key);
+		}
+	}
+	if (!histogram)
+		count(TCPSTATES_COUNTER_DURATION_OVERFLOW);
+	return histogram;
+}
+
 /* Observes a duration of a socket of this tuple in the histogram of (from, to): the labelled
  * table's when durations carry a label (the unlabelled array's if it has no room), else the
  * array's. */
@@ -155,27 +176,63 @@ static __always_inline void observe_duration(int ipv6, __u16 port, __u64 cgroup_
 			.from = from,
 			.to = to,
 			.generation = generation,
+			.kind = TCPSTATES_HISTOGRAM_DURATION,
 		};
-		__u32 zero = 0;
-		void *table = bpf_map_lookup_elem(&duration_tables, &zero);
 
-		if (table) {
-			histogram = bpf_map_lookup_elem(table, &key);
-			if (!histogram) {
-				bpf_map_update_elem(table, &key, &zero_histogram, BPF_NOEXIST);
-				histogram = bpf_map_lookup_elem(table, &key);
-			}
-			if (histogram) {
-				observe(histogram, bucket, duration_ns);
-				return;
-			}
+		histogram = labelled_histogram(&key);
+		if (histogram) {
+			observe(histogram, bucket, duration_ns);
+			return;
 		}
-		count(TCPSTATES_COUNTER_DURATION_OVERFLOW);
 	}
 	slot = tcpstates_duration_slot(generation, ipv6, from, to);
 	histogram = bpf_map_lookup_elem(&durations, &slot);
 	if (histogram)
 		observe(histogram, bucket, duration_ns);
+}
+
+/* Observes the handshake RTT of a passively opened socket of this tuple, from its smoothed RTT
+ * at SYN_RECV -> ESTABLISHED (struct tcp_sock's srtt_us, 8 times the microseconds: its first
+ * sample exactly, what TCP_INFO's tcpi_rtt reports). 0 is no sample: counted, never observed.
+ * A global function, which the verifier checks once: inlined, it was checked along every path
+ * of the transition program, past the kernel's million instructions. */
+__noinline int observe_handshake_rtt(int ipv6, __u16 port, __u64 cgroup_id, __u32 srtt_us)
+{
+	__u32 generation = bucket_generation & 1;
+	struct tcpstates_histogram *histogram;
+	__u64 rtt_ns = (__u64)(srtt_us >> 3) * 1000;
+	__u32 bucket, slot;
+
+	if (!srtt_us) {
+		__u64 *unmeasured;
+
+		slot = ipv6 ? 1 : 0;
+		unmeasured = bpf_map_lookup_elem(&handshake_rtt_unmeasured, &slot);
+		if (unmeasured)
+			__sync_fetch_and_add(unmeasured, 1);
+		return 0;
+	}
+	bucket = bucket_of(&handshake_rtt_bounds[generation], rtt_ns);
+	if (handshake_rtt_label_port || handshake_rtt_label_cgroup) {
+		struct tcpstates_duration_key key = {
+			.cgroup_id = handshake_rtt_label_cgroup ? cgroup_id : 0,
+			.port = handshake_rtt_label_port ? port : 0,
+			.ipv6 = ipv6,
+			.generation = generation,
+			.kind = TCPSTATES_HISTOGRAM_HANDSHAKE_RTT,
+		};
+
+		histogram = labelled_histogram(&key);
+		if (histogram) {
+			observe(histogram, bucket, rtt_ns);
+			return 0;
+		}
+	}
+	slot = tcpstates_handshake_rtt_slot(generation, ipv6 ? 1 : 0);
+	histogram = bpf_map_lookup_elem(&handshake_rtts, &slot);
+	if (histogram)
+		observe(histogram, bucket, rtt_ns);
+	return 0;
 }
 
 static __always_inline void count_unknown_start(int ipv6, __u8 from, __u8 to)

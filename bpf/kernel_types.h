@@ -61,9 +61,10 @@ struct sock {
 /* enum sock_flags: SOCK_DEAD has been its first value since the enum exists. */
 #define SOCK_DEAD 0
 
-/* TCP_LINGER2: an orphan's FIN_WAIT2 lifetime; < 0: abort it at close(). */
 struct tcp_sock {
-	int linger2;
+	int linger2;     /* TCP_LINGER2: an orphan's FIN_WAIT2 lifetime; < 0: abort it at close() */
+	__u32 srtt_us;   /* 8 times the smoothed RTT in microseconds; 0: no sample yet (the child's,
+			  * when its handshake completes: the handshake's one sample) */
 } __attribute__((preserve_access_index));
 
 /* A request socket (a handshake in progress on a listener): the SYN-ACK retransmissions'. */

@@ -57,6 +57,9 @@ volatile __u8 label_cgroup = 0;
 /* Whether durations carry them: their histograms are keyed in `labelled_durations`. */
 volatile __u8 duration_label_port = 0;
 volatile __u8 duration_label_cgroup = 0;
+/* Whether handshake RTTs carry them: their histograms are keyed in `duration_tables` too. */
+volatile __u8 handshake_rtt_label_port = 0;
+volatile __u8 handshake_rtt_label_cgroup = 0;
 /* labels.port.ports contains "listening": every port listened on is a service port, found by
  * the programs at listen() and by the walk (bits set in service_ports). */
 volatile __u8 port_listening = 0;
@@ -73,6 +76,8 @@ __u64 walked_net = 0;
 /* The duration buckets, two generations (struct tcpstates_bucket_bounds). */
 volatile __u32 bucket_generation = 0;
 struct tcpstates_bucket_bounds bucket_bounds[2] = {};
+/* The handshake RTT buckets, in the same generations. */
+struct tcpstates_bucket_bounds handshake_rtt_bounds[2] = {};
 
 /* --- Per-socket state --- */
 
@@ -146,6 +151,22 @@ struct {
 	__type(key, __u32);
 	__array(values, struct duration_table);
 } duration_tables SEC(".maps");
+
+/* Handshake RTTs without labels (see tcpstates_handshake_rtt_slot()). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TCPSTATES_HANDSHAKE_RTT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct tcpstates_histogram);
+} handshake_rtts SEC(".maps");
+
+/* Completed handshakes without an RTT sample, per family (0: IPv4, 1: IPv6). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} handshake_rtt_unmeasured SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

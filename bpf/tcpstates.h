@@ -265,7 +265,13 @@ static inline __u32 tcpstates_duration_slot(__u32 generation, __u32 ipv6, __u32 
 }
 #define TCPSTATES_DURATION_SLOTS (2 * 2 * TCPSTATES_STATE_SLOTS * TCPSTATES_STATE_SLOTS)
 
-/* A labelled histogram's key (when durations carry a label). */
+/* Which metric a labelled histogram is of. */
+enum tcpstates_histogram_kind {
+	TCPSTATES_HISTOGRAM_DURATION = 0, /* tcpstates_state_duration_seconds: from, to */
+	TCPSTATES_HISTOGRAM_HANDSHAKE_RTT, /* tcpstates_handshake_rtt_seconds: from, to 0 */
+};
+
+/* A labelled histogram's key (when durations or handshake RTTs carry a label). */
 struct tcpstates_duration_key {
 	__u64 cgroup_id;
 	__u16 port;
@@ -273,8 +279,23 @@ struct tcpstates_duration_key {
 	__u8 from;
 	__u8 to;
 	__u8 generation;
-	__u8 pad[2];
+	__u8 kind; /* enum tcpstates_histogram_kind */
+	__u8 pad;
 };
+
+/*
+ * Handshake RTTs (tcpstates_handshake_rtt_seconds): the SYN-ACK to ACK time of each passively
+ * opened connection, the kernel's one RTT sample of the handshake, read from the child's
+ * smoothed RTT at SYN_RECV -> ESTABLISHED (docs/metrics.md says when the kernel has none).
+ * Bucketed with bounds of their own (handshake_rtt_bounds), switched with the duration bounds'
+ * generation. Without labels (or when the labelled table has no room): this slot of the
+ * `handshake_rtts` array.
+ */
+static inline __u32 tcpstates_handshake_rtt_slot(__u32 generation, __u32 ipv6)
+{
+	return generation * 2 + ipv6;
+}
+#define TCPSTATES_HANDSHAKE_RTT_SLOTS 4
 
 /* Transitions whose start was not seen, per family, from and to (never a duration). */
 static inline __u32 tcpstates_unknown_start_slot(__u32 ipv6, __u32 from, __u32 to)

@@ -90,6 +90,15 @@ static __always_inline int aborted_by_linger2(const struct sock *sk)
 	       BPF_CORE_READ((const struct tcp_sock *)sk, linger2) < 0;
 }
 
+/* A child's smoothed RTT as its handshake completes (struct tcp_sock's srtt_us): the kernel
+ * takes the SYN-ACK's RTT sample, if it has one, before SYN_RECV -> ESTABLISHED (tcp_check_req,
+ * tcp_rcv_state_process), and no other sample before it (docs/metrics.md, "Handshake
+ * round-trip time"). */
+static __always_inline __u32 handshake_srtt_us(const struct sock *sk)
+{
+	return BPF_CORE_READ((const struct tcp_sock *)sk, srtt_us);
+}
+
 /* The record of a socket that begins a life here (connect(), listen(), a listener's child), or
  * that the programs see for the first time in the middle of one. */
 static __always_inline void start_record(struct tcpstates_socket *record, const struct sock *sk,
@@ -251,6 +260,11 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 	} else {
 		count_unknown_start(ipv6, old_state, new_state);
 	}
+	/* A handshake completed by the server side: any but a simultaneous open's (connect()). */
+	if (old_state == TCPSTATES_SYN_RECV && new_state == TCPSTATES_ESTABLISHED &&
+	    !(record && record->origin == TCPSTATES_ORIGIN_ACTIVE))
+		observe_handshake_rtt(ipv6, record ? record->port : 0,
+				      record ? record->cgroup_id : 0, handshake_srtt_us(sk));
 }
 
 #endif

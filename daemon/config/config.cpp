@@ -226,6 +226,8 @@ Keys metrics_keys(const Reader& r, MetricsConfig& metrics) {
     return {
         {"duration_buckets_seconds",
          [&](const Field& f) { metrics.duration_buckets = buckets(r, f); }},
+        {"handshake_rtt_buckets_seconds",
+         [&](const Field& f) { metrics.handshake_rtt_buckets = buckets(r, f); }},
         {"socket_walk_cpu_percent",
          [&](const Field& f) {
              metrics.socket_walk_cpu_percent =
@@ -306,6 +308,11 @@ std::vector<double> default_duration_buckets() {
     return {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
             1e-2, 2.5e-2, 5e-2, 1e-1, 2.5e-1, 5e-1, 1,    2.5,    5,
             10,   25,     50,   100,  250,    500,  1000, 2500,   3600};
+}
+
+std::vector<double> default_handshake_rtt_buckets() {
+    return {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
+            1e-2, 2.5e-2, 5e-2, 1e-1, 2.5e-1, 5e-1, 1,    2.5,    5};
 }
 
 void validate_telemetry_path(std::string_view path) {

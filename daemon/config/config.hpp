@@ -23,6 +23,9 @@ namespace tcpstatesd {
 // The 1-2.5-5 series per decade from 10 µs to 2.5 ks, then 1 h: 27 buckets that resolve
 // both a loopback handshake and a long-lived connection.
 std::vector<double> default_duration_buckets();
+// The 1-2.5-5 series per decade from 10 µs to 5 s: 18 buckets from a loopback handshake to
+// one whose SYN-ACK was sent again (the first retransmission after 1 s).
+std::vector<double> default_handshake_rtt_buckets();
 
 // The HTTP endpoint's settings and their defaults (HttpServerOptions has none of its own).
 struct WebConfig {
@@ -51,6 +54,7 @@ constexpr uint32_t kMaxSocketWalkCpuPercent = 50;
 
 struct MetricsConfig {
     std::vector<double> duration_buckets = default_duration_buckets();
+    std::vector<double> handshake_rtt_buckets = default_handshake_rtt_buckets();
     // The share of one CPU the background walk of the sockets may take (docs/configuration.md).
     uint32_t socket_walk_cpu_percent = 1;  // 1..kMaxSocketWalkCpuPercent
 

@@ -344,7 +344,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
                   "duration table");
     apply_filters(options.filters);
     apply_labels(options.labels);
-    switch_bucket_bounds(options.duration_bounds_ns);
+    switch_bucket_bounds(options.duration_bounds_ns, options.handshake_rtt_bounds_ns);
     if (int err = tcpstates_bpf__attach(skel_.get()))
         throw_bpf_error(
             packet_programs_.empty()
@@ -390,6 +390,12 @@ int BpfProgram::duration_tables_fd() const {
 }
 int BpfProgram::durations_fd() const {
     return bpf_map__fd(skel_->maps.durations);
+}
+int BpfProgram::handshake_rtts_fd() const {
+    return bpf_map__fd(skel_->maps.handshake_rtts);
+}
+int BpfProgram::handshake_rtt_unmeasured_fd() const {
+    return bpf_map__fd(skel_->maps.handshake_rtt_unmeasured);
 }
 int BpfProgram::unknown_starts_fd() const {
     return bpf_map__fd(skel_->maps.unknown_starts);
@@ -519,6 +525,8 @@ void BpfProgram::apply_labels(const TupleLabelSettings& labels) {
     bss->label_port = labels.port ? 1 : 0;
     bss->duration_label_port = labels.duration_port ? 1 : 0;
     bss->duration_label_cgroup = labels.duration_cgroup ? 1 : 0;
+    bss->handshake_rtt_label_port = labels.handshake_rtt_port ? 1 : 0;
+    bss->handshake_rtt_label_cgroup = labels.handshake_rtt_cgroup ? 1 : 0;
     bss->port_listening = labels.listening ? 1 : 0;
     // Listed ports are set; others stay as the programs and walks found them (a port once
     // listened on stays a service port, so that a connection's transitions keep one tuple).
@@ -534,13 +542,17 @@ void BpfProgram::add_listening_ports(const uint64_t (&words)[65536 / 64]) {
         if (words[i]) __atomic_fetch_or(&bss->service_ports[i], words[i], __ATOMIC_RELAXED);
 }
 
-uint32_t BpfProgram::switch_bucket_bounds(const std::vector<uint64_t>& bounds_ns) {
+uint32_t BpfProgram::switch_bucket_bounds(const std::vector<uint64_t>& duration_bounds_ns,
+                                          const std::vector<uint64_t>& handshake_rtt_bounds_ns) {
     auto* bss = skel_->bss;
     const uint32_t next = (bss->bucket_generation + 1) & 1;
-    tcpstates_bucket_bounds& bounds = bss->bucket_bounds[next];
-    const size_t count = std::min<size_t>(bounds_ns.size(), TCPSTATES_MAX_BUCKETS);
-    std::copy_n(bounds_ns.begin(), count, bounds.bound_ns);
-    bounds.count = static_cast<uint32_t>(count);
+    const auto write = [](tcpstates_bucket_bounds& bounds, const std::vector<uint64_t>& ns) {
+        const size_t count = std::min<size_t>(ns.size(), TCPSTATES_MAX_BUCKETS);
+        std::copy_n(ns.begin(), count, bounds.bound_ns);
+        bounds.count = static_cast<uint32_t>(count);
+    };
+    write(bss->bucket_bounds[next], duration_bounds_ns);
+    write(bss->handshake_rtt_bounds[next], handshake_rtt_bounds_ns);
     __atomic_store_n(&bss->bucket_generation, next, __ATOMIC_RELEASE);
     return next;
 }

@@ -53,6 +53,8 @@ struct TupleLabelSettings {
     bool cgroup = false;         // some family carries `cgroup`
     bool duration_port = false;  // tcpstates_state_duration_seconds carries `port`
     bool duration_cgroup = false;
+    bool handshake_rtt_port = false;  // tcpstates_handshake_rtt_seconds carries `port`
+    bool handshake_rtt_cgroup = false;
     bool listening = false;       // every port listened on is a service port
     std::vector<uint16_t> ports;  // and these (labels.port.ports)
 
@@ -74,8 +76,10 @@ struct BpfOptions {
     TupleLabelSettings labels;
     // The duration buckets' upper bounds in nanoseconds (at most TCPSTATES_MAX_BUCKETS).
     std::vector<uint64_t> duration_bounds_ns;
-    // Label tuples and labelled duration histograms the count tables hold (each of the two
-    // tables CountTables alternates between).
+    // The handshake RTT buckets' upper bounds in nanoseconds (at most TCPSTATES_MAX_BUCKETS).
+    std::vector<uint64_t> handshake_rtt_bounds_ns;
+    // Label tuples and labelled duration and handshake RTT histograms the count tables hold (each
+    // of the two tables CountTables alternates between).
     uint32_t tuple_table_size = 1;
     uint32_t duration_table_size = 1;
     // Also attach the programs on the reset tracepoints (tcp:tcp_send_reset,
@@ -155,6 +159,8 @@ public:
     int tuple_tables_fd() const;
     int duration_tables_fd() const;
     int durations_fd() const;
+    int handshake_rtts_fd() const;
+    int handshake_rtt_unmeasured_fd() const;
     int unknown_starts_fd() const;
     int walked_fd() const;
     int oldest_fd() const;
@@ -180,10 +186,11 @@ public:
     int destinations_fd() const;
     tcpstates_queue_walk_totals& queue_walk_totals() const;
     void set_ephemeral_range(uint16_t low, uint16_t high);
-    // Writes the duration buckets' bounds (nanoseconds) into the generation not in use and
-    // switches to it; returns the new generation. The caller must make sure no program still
-    // uses the old one before it writes again (CountTables::swap() waits for them).
-    uint32_t switch_bucket_bounds(const std::vector<uint64_t>& bounds_ns);
+    // Writes the duration and handshake RTT buckets' bounds (nanoseconds) into the generation
+    // not in use and switches to it; returns the new generation. The caller must make sure no
+    // program still uses the old one before it writes again (CountTables::swap() waits for them).
+    uint32_t switch_bucket_bounds(const std::vector<uint64_t>& duration_bounds_ns,
+                                  const std::vector<uint64_t>& handshake_rtt_bounds_ns);
     uint32_t bucket_generation() const;
 
 private:

@@ -90,6 +90,24 @@ std::vector<tcpstates_histogram> CountTables::durations(uint32_t generation) con
     return out;
 }
 
+std::array<tcpstates_histogram, 2> CountTables::handshake_rtts(uint32_t generation) const {
+    std::array<tcpstates_histogram, 2> out{};
+    for (uint32_t ipv6 = 0; ipv6 < 2; ++ipv6) {
+        const uint32_t slot = tcpstates_handshake_rtt_slot(generation, ipv6);
+        if (bpf_map_lookup_elem(program_.handshake_rtts_fd(), &slot, &out[ipv6]) != 0)
+            throw_bpf_error("reading the handshake RTT histograms", errno);
+    }
+    return out;
+}
+
+PerFamily CountTables::handshake_rtt_unmeasured() const {
+    PerFamily out{};
+    for (uint32_t ipv6 = 0; ipv6 < 2; ++ipv6)
+        if (bpf_map_lookup_elem(program_.handshake_rtt_unmeasured_fd(), &ipv6, &out[ipv6]) != 0)
+            throw_bpf_error("reading the handshakes without an RTT", errno);
+    return out;
+}
+
 UnknownStarts CountTables::unknown_starts() const {
     UnknownStarts out{};
     for (uint32_t slot = 0; slot < out.size(); ++slot)
@@ -131,6 +149,11 @@ void CountTables::clear_durations(uint32_t generation) {
         const uint32_t slot = tcpstates_duration_slot(generation, 0, 0, 0) + i;
         if (bpf_map_update_elem(program_.durations_fd(), &slot, &zero, BPF_ANY) != 0)
             throw_bpf_error("clearing the duration histograms", errno);
+    }
+    for (uint32_t ipv6 = 0; ipv6 < 2; ++ipv6) {
+        const uint32_t slot = tcpstates_handshake_rtt_slot(generation, ipv6);
+        if (bpf_map_update_elem(program_.handshake_rtts_fd(), &slot, &zero, BPF_ANY) != 0)
+            throw_bpf_error("clearing the handshake RTT histograms", errno);
     }
 }
 

@@ -1,6 +1,6 @@
 // The counts the programs keep, read from user space: the label tuples' counts and the labelled
 // histograms, each in one of two tables of which the programs write one (bpf/maps.bpf.h); the
-// unlabelled histograms; the transitions with an unknown start.
+// unlabelled histograms; the transitions with an unknown start; the handshakes without an RTT.
 //
 // Swapping the tables is how user space takes counts out of the kernel without losing one: the
 // spare table is installed, which returns once no program uses the old one any more (a
@@ -31,6 +31,7 @@ struct LabelledHistogram {
 };
 
 using UnknownStarts = std::array<uint64_t, static_cast<size_t>(TCPSTATES_UNKNOWN_START_SLOTS)>;
+using PerFamily = std::array<uint64_t, 2>;  // [0]: IPv4, [1]: IPv6
 
 class CountTables {
 public:
@@ -46,6 +47,9 @@ public:
     // The unlabelled histograms of a bucket generation, by tcpstates_duration_slot() of
     // generation 0.
     std::vector<tcpstates_histogram> durations(uint32_t generation) const;
+    // The unlabelled handshake RTT histograms of a bucket generation, [0]: IPv4, [1]: IPv6.
+    std::array<tcpstates_histogram, 2> handshake_rtts(uint32_t generation) const;
+    PerFamily handshake_rtt_unmeasured() const;
     UnknownStarts unknown_starts() const;
 
     // The swap, in three steps so that the caller can hold its own lock only where it must:
@@ -63,7 +67,8 @@ public:
     // Adds tuples to the table in use (those the prepare() step could not know of yet).
     void carry(const std::vector<tcpstates_tuple_key>& carried);
     void clear_retired();
-    // Zeroes the unlabelled histograms of a bucket generation no program uses any more.
+    // Zeroes the unlabelled histograms (durations, handshake RTTs) of a bucket generation no
+    // program uses any more.
     void clear_durations(uint32_t generation);
 
 private:

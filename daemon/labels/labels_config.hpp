@@ -23,6 +23,7 @@ struct LabelledFamilies {
     // (the port label only)
     bool listen_queues = false;
     bool ephemeral_ports = false;  // tcpstates_ephemeral_ports_used_ratio (the port label only)
+    bool handshake_rtt = false;    // tcpstates_handshake_rtt_seconds
 
     bool any() const;
     bool operator==(const LabelledFamilies&) const = default;
@@ -39,6 +40,7 @@ inline constexpr std::pair<std::string_view, bool LabelledFamilies::*> kLabelled
     {"state_oldest", &LabelledFamilies::state_oldest},
     {"listen_queues", &LabelledFamilies::listen_queues},
     {"ephemeral_ports", &LabelledFamilies::ephemeral_ports},
+    {"handshake_rtt", &LabelledFamilies::handshake_rtt},
 };
 
 // Whether the cgroup label may be put on a family: not on those the walk makes, which knows no

@@ -81,6 +81,8 @@ bool carried(const LabelsConfig& config, Label label, LabelledMetric metric) {
             return families.listen_queues;
         case LabelledMetric::EphemeralPorts:
             return families.ephemeral_ports;
+        case LabelledMetric::HandshakeRtt:
+            return families.handshake_rtt;
     }
     return false;
 }
@@ -131,13 +133,13 @@ void CountedMetrics::Histogram::add(const Histogram& h) {
 
 CountedMetrics::CountedMetrics(BpfProgram& program, CountTables& tables, TupleLabeler& labeler,
                                SeriesBudget& budget, const LabelsConfig& labels,
-                               std::vector<double> duration_buckets)
+                               HistogramBuckets buckets)
     : program_(program),
       tables_(tables),
       labeler_(labeler),
       budget_(budget),
       labels_(labels),
-      buckets_(std::move(duration_buckets)),
+      buckets_(std::move(buckets)),
       generation_(program.bucket_generation()) {}
 
 TupleLabelSettings tuple_label_settings(const LabelsConfig& labels) {
@@ -146,6 +148,8 @@ TupleLabelSettings tuple_label_settings(const LabelsConfig& labels) {
     settings.cgroup = labels.cgroup.families.any();
     settings.duration_port = labels.port.families.state_durations;
     settings.duration_cgroup = labels.cgroup.families.state_durations;
+    settings.handshake_rtt_port = labels.port.families.handshake_rtt;
+    settings.handshake_rtt_cgroup = labels.cgroup.families.handshake_rtt;
     settings.listening = labels.port.listening;
     settings.ports = labels.port.ports;
     return settings;
@@ -167,7 +171,14 @@ bool CountedMetrics::carries(Label label, LabelledMetric metric) const {
 
 uint64_t CountedMetrics::cost(LabelledMetric metric) const {
     // A histogram's samples: its buckets, +Inf, sum and count.
-    return metric == LabelledMetric::StateDurations ? buckets_.size() + 3 : 1;
+    switch (metric) {
+        case LabelledMetric::StateDurations:
+            return buckets_.durations.size() + 3;
+        case LabelledMetric::HandshakeRtt:
+            return buckets_.handshake_rtts.size() + 3;
+        default:
+            return 1;
+    }
 }
 
 TupleLabeler::Values CountedMetrics::values_of(const tcpstates_tuple_key& key,
@@ -260,16 +271,19 @@ void CountedMetrics::add_labelled_duration(const tcpstates_duration_key& key,
                                            const tcpstates_histogram& h,
                                            std::map<SeriesKey, Histogram>& totals) const {
     // Histograms of another bucket generation started over with the new buckets.
-    if (key.generation != generation_ || key.from >= TCPSTATES_STATE_SLOTS ||
-        key.to >= TCPSTATES_STATE_SLOTS)
-        return;
+    if (key.generation != generation_) return;
     tcpstates_tuple_key tuple{};
     tuple.cgroup_id = key.cgroup_id;
     tuple.port = key.port;
     tuple.ipv6 = key.ipv6;
-    totals[place(series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to,
-                        values_of(tuple)))]
-        .add(h);
+    if (key.kind == TCPSTATES_HISTOGRAM_HANDSHAKE_RTT)
+        totals[place(series(LabelledMetric::HandshakeRtt, key.ipv6, 0, 0, values_of(tuple)))].add(
+            h);
+    else if (key.kind == TCPSTATES_HISTOGRAM_DURATION && key.from < TCPSTATES_STATE_SLOTS &&
+             key.to < TCPSTATES_STATE_SLOTS)
+        totals[place(series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to,
+                            values_of(tuple)))]
+            .add(h);
 }
 
 template <typename Select>
@@ -312,12 +326,20 @@ std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
                                LabelValues::kOther}]
                         .add(h);
             }
+    const std::array<tcpstates_histogram, 2> rtts = tables_.handshake_rtts(generation_);
+    for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
+        if (std::any_of(std::begin(rtts[ipv6].buckets), std::end(rtts[ipv6].buckets),
+                        [](uint64_t n) { return n != 0; }))
+            durations[{LabelledMetric::HandshakeRtt, ipv6, 0, 0, LabelValues::kOther,
+                       LabelValues::kOther}]
+                .add(rtts[ipv6]);
     for (const LabelledHistogram& h : tables_.labelled_durations())
         add_labelled_duration(h.key, h.histogram, durations);
 
     std::vector<prometheus::MetricFamily> out;
     render_counters(counters, out);
     out.push_back(durations_family(durations));
+    out.push_back(handshake_rtt_family(durations));
     uint64_t available = budget_.available();  // for the gauges' labelled samples
     out.push_back(sockets_family(live, available));
     for (auto& family : oldest_families(available)) out.push_back(std::move(family));
@@ -400,13 +422,32 @@ void CountedMetrics::render_counters(const std::map<SeriesKey, uint64_t>& totals
     }
 }
 
+prometheus::ClientMetric CountedMetrics::histogram_sample(const Histogram& histogram,
+                                                          const std::vector<double>& bounds) {
+    prometheus::ClientMetric sample;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < bounds.size() && i < TCPSTATES_MAX_BUCKETS; ++i) {
+        cumulative += histogram.buckets[i];
+        sample.histogram.bucket.push_back({cumulative, bounds[i]});
+    }
+    uint64_t count = cumulative;
+    for (size_t i = bounds.size(); i < histogram.buckets.size(); ++i) count += histogram.buckets[i];
+    sample.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
+    sample.histogram.sample_count = count;
+    sample.histogram.sample_sum = static_cast<double>(histogram.sum_ns) * 1e-9;
+    return sample;
+}
+
 prometheus::MetricFamily CountedMetrics::durations_family(
     const std::map<SeriesKey, Histogram>& totals) const {
     prometheus::MetricFamily family =
         metric_family(metric_name(LabelledMetric::StateDurations).data(),
                       "Time a TCP socket spent in `state` before it moved to `next_state`.",
                       prometheus::MetricType::Histogram);
-    std::map<SeriesKey, Histogram> samples = totals;
+    std::map<SeriesKey, Histogram> samples;
+    for (auto it = totals.lower_bound({LabelledMetric::StateDurations, 0, 0, 0, 0, 0});
+         it != totals.end() && it->first.metric == LabelledMetric::StateDurations; ++it)
+        samples.insert(*it);
     const bool labelled = carries(Label::Port, LabelledMetric::StateDurations) ||
                           carries(Label::Cgroup, LabelledMetric::StateDurations);
     if (!labelled)
@@ -416,7 +457,7 @@ prometheus::MetricFamily CountedMetrics::durations_family(
                     samples[{LabelledMetric::StateDurations, ipv6, uint8_t(from), uint8_t(to),
                              LabelValues::kOther, LabelValues::kOther}];
     for (const auto& [key, histogram] : samples) {
-        prometheus::ClientMetric sample;
+        prometheus::ClientMetric sample = histogram_sample(histogram, buckets_.durations);
         sample.label = {{"family", family_label(key.ipv6)},
                         {"state", state_label(key.a)},
                         {"next_state", state_label(key.b)}};
@@ -425,17 +466,38 @@ prometheus::MetricFamily CountedMetrics::durations_family(
         if (carries(Label::Cgroup, key.metric))
             sample.label.push_back(label_of(Label::Cgroup, key.cgroup));
         sort_labels(sample.label);
-        uint64_t cumulative = 0;
-        for (size_t i = 0; i < buckets_.size() && i < TCPSTATES_MAX_BUCKETS; ++i) {
-            cumulative += histogram.buckets[i];
-            sample.histogram.bucket.push_back({cumulative, buckets_[i]});
-        }
-        uint64_t count = cumulative;
-        for (size_t i = buckets_.size(); i < histogram.buckets.size(); ++i)
-            count += histogram.buckets[i];
-        sample.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
-        sample.histogram.sample_count = count;
-        sample.histogram.sample_sum = static_cast<double>(histogram.sum_ns) * 1e-9;
+        family.metric.push_back(std::move(sample));
+    }
+    return family;
+}
+
+prometheus::MetricFamily CountedMetrics::handshake_rtt_family(
+    const std::map<SeriesKey, Histogram>& totals) const {
+    prometheus::MetricFamily family = metric_family(
+        metric_name(LabelledMetric::HandshakeRtt).data(),
+        "Handshake round-trip time of passively opened TCP connections: from the SYN-ACK to the "
+        "ACK that completed the handshake, as the kernel measured it (TCP_INFO's tcpi_rtt at "
+        "that moment). Handshakes without a measurement: tcpstatesd_handshake_rtt_unmeasured_"
+        "total.",
+        prometheus::MetricType::Histogram);
+    std::map<SeriesKey, Histogram> samples;
+    for (auto it = totals.lower_bound({LabelledMetric::HandshakeRtt, 0, 0, 0, 0, 0});
+         it != totals.end() && it->first.metric == LabelledMetric::HandshakeRtt; ++it)
+        samples.insert(*it);
+    // Unlabelled, both families from the start, so that rate() sees the first observation.
+    if (!carries(Label::Port, LabelledMetric::HandshakeRtt) &&
+        !carries(Label::Cgroup, LabelledMetric::HandshakeRtt))
+        for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
+            samples[{LabelledMetric::HandshakeRtt, ipv6, 0, 0, LabelValues::kOther,
+                     LabelValues::kOther}];
+    for (const auto& [key, histogram] : samples) {
+        prometheus::ClientMetric sample = histogram_sample(histogram, buckets_.handshake_rtts);
+        sample.label = {{"family", family_label(key.ipv6)}};
+        if (carries(Label::Port, key.metric))
+            sample.label.push_back(label_of(Label::Port, key.port));
+        if (carries(Label::Cgroup, key.metric))
+            sample.label.push_back(label_of(Label::Cgroup, key.cgroup));
+        sort_labels(sample.label);
         family.metric.push_back(std::move(sample));
     }
     return family;
@@ -593,6 +655,18 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
                                 {"to_state", state_label(to)}},
                                static_cast<double>(n));
     out.push_back(std::move(unknown));
+
+    prometheus::MetricFamily unmeasured = metric_family(
+        "tcpstatesd_handshake_rtt_unmeasured_total",
+        "Passively opened connections whose handshake the kernel took no RTT sample of (a "
+        "SYN-ACK sent again or a SYN cookie, without TCP timestamps): not observed in "
+        "tcpstates_handshake_rtt_seconds.",
+        MetricType::Counter);
+    const PerFamily without_rtt = tables_.handshake_rtt_unmeasured();
+    for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
+        add_sample(unmeasured, {{"family", family_label(ipv6)}},
+                   static_cast<double>(without_rtt[ipv6]));
+    out.push_back(std::move(unmeasured));
 
     prometheus::MetricFamily values = metric_family(
         "tcpstatesd_label_values", "Values a label has now, besides \"other\" and \"unknown\".",
@@ -858,22 +932,22 @@ void CountedMetrics::fold_retired() const {
     ++swaps_;
 }
 
-void CountedMetrics::prepare_buckets(const std::vector<double>& duration_buckets) {
+void CountedMetrics::prepare_buckets(const HistogramBuckets& buckets) {
     std::lock_guard lock(mutex_);
-    if (duration_buckets == buckets_ || duration_buckets == prepared_buckets_) return;
+    if (buckets == buckets_ || buckets == prepared_buckets_) return;
     // The unused generation must be zero and no program may still write it, which a swap makes
     // sure of (it waits for the programs). Neither changes what the metrics show: the swap
     // keeps every count, and the programs write only the generation in use.
     swap_locked();
     tables_.clear_durations(1 - generation_);
-    prepared_buckets_ = duration_buckets;
+    prepared_buckets_ = buckets;
 }
 
-void CountedMetrics::configure(const LabelsConfig& labels, std::vector<double> duration_buckets) {
+void CountedMetrics::configure(const LabelsConfig& labels, HistogramBuckets buckets) {
     std::lock_guard lock(mutex_);
-    const bool new_buckets = duration_buckets != buckets_;
-    if (new_buckets && duration_buckets != prepared_buckets_)
-        throw std::logic_error("CountedMetrics::configure: new duration buckets not prepared");
+    const bool new_buckets = buckets != buckets_;
+    if (new_buckets && buckets != prepared_buckets_)
+        throw std::logic_error("CountedMetrics::configure: new buckets not prepared");
     const LabelsConfig old = labels_;
     labels_ = labels;
     for (LabelledMetric metric : kLabelledMetrics)
@@ -886,11 +960,15 @@ void CountedMetrics::configure(const LabelsConfig& labels, std::vector<double> d
     budget_.set_limit(labels.max_series);
     program_.apply_labels(tuple_label_settings(labels));
     if (new_buckets) {
-        remove_series(
-            [](const SeriesKey& key) { return key.metric == LabelledMetric::StateDurations; });
-        buckets_ = std::move(duration_buckets);
-        prepared_buckets_.clear();
-        generation_ = program_.switch_bucket_bounds(bounds_ns(buckets_));
+        // Every histogram moves to the new generation: both start over.
+        remove_series([](const SeriesKey& key) {
+            return key.metric == LabelledMetric::StateDurations ||
+                   key.metric == LabelledMetric::HandshakeRtt;
+        });
+        buckets_ = std::move(buckets);
+        prepared_buckets_.reset();
+        generation_ = program_.switch_bucket_bounds(bounds_ns(buckets_.durations),
+                                                    bounds_ns(buckets_.handshake_rtts));
         assigned_.clear();
     }
 }

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -45,12 +46,19 @@ TupleLabelSettings tuple_label_settings(const LabelsConfig& labels);
 // Duration bucket bounds in seconds, as the programs compare them: nanoseconds.
 std::vector<uint64_t> bounds_ns(const std::vector<double>& buckets_seconds);
 
+// The upper bounds in seconds of the buckets of the histograms the programs fill.
+struct HistogramBuckets {
+    std::vector<double> durations;       // tcpstates_state_duration_seconds
+    std::vector<double> handshake_rtts;  // tcpstates_handshake_rtt_seconds
+
+    bool operator==(const HistogramBuckets&) const = default;
+};
+
 class CountedMetrics : public prometheus::Collectable, public TupleSink {
 public:
     // Everything given must outlive the metrics; `budget`'s self metrics live in the registry.
     CountedMetrics(BpfProgram& program, CountTables& tables, TupleLabeler& labeler,
-                   SeriesBudget& budget, const LabelsConfig& labels,
-                   std::vector<double> duration_buckets);
+                   SeriesBudget& budget, const LabelsConfig& labels, HistogramBuckets buckets);
 
     std::vector<prometheus::MetricFamily> Collect() const override;
 
@@ -70,12 +78,12 @@ public:
     // stay in use and nothing is lost).
     void swap();
     // Reload, in two steps so that it is all or nothing (runtime/reload.hpp). First, before
-    // anything changes: new duration buckets need a swap and the unused bucket generation
-    // cleared, which may throw BpfError and change nothing the metrics show.
-    void prepare_buckets(const std::vector<double>& duration_buckets);
+    // anything changes: new buckets need a swap and the unused bucket generation cleared,
+    // which may throw BpfError and change nothing the metrics show.
+    void prepare_buckets(const HistogramBuckets& buckets);
     // Then, never throwing once the buckets are prepared: a family whose labels change starts
-    // its series over; new duration buckets start the histograms over.
-    void configure(const LabelsConfig& labels, std::vector<double> duration_buckets);
+    // its series over; a histogram's new buckets start its series over.
+    void configure(const LabelsConfig& labels, HistogramBuckets buckets);
 
     // Transitions counted so far (for the status line).
     uint64_t transitions_total() const;
@@ -85,7 +93,7 @@ public:
     struct SeriesKey {
         LabelledMetric metric;
         uint8_t ipv6;
-        uint8_t a, b;  // from/to, from/reason, direction/state, -/state, from/to
+        uint8_t a, b;  // from/to, from/reason, direction/state, -/state, from/to, -/-
         uint32_t port, cgroup;
         // A sent reset's reason (enum sk_rst_reason; kOtherReason: "other"), else 0.
         uint8_t reason = 0;
@@ -150,7 +158,12 @@ private:
     const TupleLabeler::Values& walked_values(uint16_t port) const;
     void render_counters(const std::map<SeriesKey, uint64_t>& totals,
                          std::vector<prometheus::MetricFamily>& out) const;
+    // A histogram sample with these buckets' bounds (seconds; observations in nanoseconds).
+    static prometheus::ClientMetric histogram_sample(const Histogram& histogram,
+                                                     const std::vector<double>& bounds);
     prometheus::MetricFamily durations_family(const std::map<SeriesKey, Histogram>& totals) const;
+    prometheus::MetricFamily handshake_rtt_family(
+        const std::map<SeriesKey, Histogram>& totals) const;
     std::vector<prometheus::MetricFamily> self_metrics(const std::vector<TupleCounts>& live) const;
     // The accept queues and ephemeral ports (metrics/queue_metrics.cpp), from the last walk:
     // taken in by walked(), under the lock; rendered at each scrape.
@@ -169,9 +182,9 @@ private:
     TupleLabeler& labeler_;
     SeriesBudget& budget_;
     LabelsConfig labels_;
-    std::vector<double> buckets_;
-    std::vector<double> prepared_buckets_;  // by prepare_buckets(), for configure()
-    uint32_t generation_ = 0;               // the bucket generation in use
+    HistogramBuckets buckets_;
+    std::optional<HistogramBuckets> prepared_buckets_;  // by prepare_buckets(), for configure()
+    uint32_t generation_ = 0;                           // the bucket generation in use
 
     // Collect() is const (prometheus::Collectable) and may admit values, fold series and drop
     // a gone value's series: what it changes is mutable, under mutex_.
@@ -185,7 +198,7 @@ private:
     mutable std::unordered_map<SeriesKey, Placement, SeriesKeyHash> placements_;
     // Counts of the tables swapped out.
     mutable std::map<SeriesKey, uint64_t> counter_totals_;
-    mutable std::map<SeriesKey, Histogram> duration_totals_;
+    mutable std::map<SeriesKey, Histogram> duration_totals_;  // and handshake RTTs'
     mutable std::map<TupleId, Gauge> gauge_totals_;  // by tuple: a socket leaves its state in it
     mutable uint64_t swaps_ = 0;
     // A scrape left a tuple out that waits for a swap to take a gone value's place.

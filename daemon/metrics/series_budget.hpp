@@ -29,18 +29,15 @@ enum class LabelledMetric {
     ListenQueueLimit,
     ListenDrops,
     EphemeralPorts,
+    HandshakeRtt,
 };
-constexpr LabelledMetric kLabelledMetrics[] = {LabelledMetric::Transitions,
-                                               LabelledMetric::StateDurations,
-                                               LabelledMetric::Sockets,
-                                               LabelledMetric::Closes,
-                                               LabelledMetric::Resets,
-                                               LabelledMetric::Retransmits,
-                                               LabelledMetric::StateOldest,
-                                               LabelledMetric::ListenQueueLength,
-                                               LabelledMetric::ListenQueueLimit,
-                                               LabelledMetric::ListenDrops,
-                                               LabelledMetric::EphemeralPorts};
+constexpr LabelledMetric kLabelledMetrics[] = {
+    LabelledMetric::Transitions,      LabelledMetric::StateDurations,
+    LabelledMetric::Sockets,          LabelledMetric::Closes,
+    LabelledMetric::Resets,           LabelledMetric::Retransmits,
+    LabelledMetric::StateOldest,      LabelledMetric::ListenQueueLength,
+    LabelledMetric::ListenQueueLimit, LabelledMetric::ListenDrops,
+    LabelledMetric::EphemeralPorts,   LabelledMetric::HandshakeRtt};
 
 // The metric family's name: "tcpstates_transitions_total", ...
 constexpr std::string_view metric_name(LabelledMetric metric) {
@@ -54,7 +51,8 @@ constexpr std::string_view metric_name(LabelledMetric metric) {
                                           "tcpstates_listen_queue_length",
                                           "tcpstates_listen_queue_limit",
                                           "tcpstates_listen_drops_total",
-                                          "tcpstates_ephemeral_ports_used_ratio"};
+                                          "tcpstates_ephemeral_ports_used_ratio",
+                                          "tcpstates_handshake_rtt_seconds"};
     return names[static_cast<size_t>(metric)];
 }
 

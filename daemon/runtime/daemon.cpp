@@ -41,9 +41,12 @@ uint32_t tuple_table_size(const LabelsConfig& labels) {
     return std::clamp<uint32_t>(4 * labels.max_series, 1024, 65536);
 }
 
-// Labelled histograms: each costs buckets + 3 samples of labels.max_series.
+// Labelled histograms (durations and handshake RTTs): each costs buckets + 3 samples of
+// labels.max_series, the cheaper kind's at least.
 uint32_t duration_table_size(const Config& config) {
-    const auto cost = static_cast<uint32_t>(config.metrics.duration_buckets.size() + 3);
+    const auto cost = static_cast<uint32_t>(std::min(config.metrics.duration_buckets.size(),
+                                                     config.metrics.handshake_rtt_buckets.size()) +
+                                            3);
     return std::clamp<uint32_t>(4 * config.labels.max_series / cost, 64, 65536);
 }
 
@@ -59,6 +62,7 @@ BpfOptions bpf_options(const Config& config) {
     options.filters = config.filters;
     options.labels = tuple_label_settings(config.labels);
     options.duration_bounds_ns = bounds_ns(config.metrics.duration_buckets);
+    options.handshake_rtt_bounds_ns = bounds_ns(config.metrics.handshake_rtt_buckets);
     options.tuple_table_size = tuple_table_size(config.labels);
     options.duration_table_size = duration_table_size(config);
     options.btf_path = config.events.btf_path;
@@ -124,7 +128,7 @@ int run_daemon(const DaemonOptions& options) {
         SeriesBudget series_budget(*registry, settings.config.labels.max_series);
         auto metrics = std::make_shared<CountedMetrics>(program, tables, labeler, series_budget,
                                                         settings.config.labels,
-                                                        settings.config.metrics.duration_buckets);
+                                                        histogram_buckets(settings.config));
         CountUpkeep upkeep(program, *metrics, settings.config.metrics.socket_walk_cpu_percent);
         if (program.can_walk_sockets())
             spdlog::info("found {} TCP socket{} in this network namespace in {:.3f} s",

@@ -6,6 +6,10 @@
 
 namespace tcpstatesd {
 
+HistogramBuckets histogram_buckets(const Config& config) {
+    return {config.metrics.duration_buckets, config.metrics.handshake_rtt_buckets};
+}
+
 Reloader::Reloader(const DaemonOptions& options, Settings running, ReloadTargets targets)
     : options_(options), running_(std::move(running)), targets_(targets) {}
 
@@ -31,7 +35,7 @@ void Reloader::apply(Settings next) {
     }
     // All or nothing: what can fail comes first, and changes nothing that is in force or
     // restores what it changed before it throws. New buckets: a swap, which keeps every count.
-    targets_.metrics.prepare_buckets(next.config.metrics.duration_buckets);
+    targets_.metrics.prepare_buckets(histogram_buckets(next.config));
     // The filters restore themselves when a map update fails (BpfProgram::apply_filters).
     targets_.program.apply_filters(next.config.filters);
     // TLS and users: the server keeps serving as before unless the new settings are whole
@@ -46,7 +50,7 @@ void Reloader::apply(Settings next) {
         }
     }
     // Nothing below can fail.
-    targets_.metrics.configure(next.config.labels, next.config.metrics.duration_buckets);
+    targets_.metrics.configure(next.config.labels, histogram_buckets(next.config));
     targets_.upkeep.set_walk_cpu_percent(next.config.metrics.socket_walk_cpu_percent);
     setup_logging(next.config.logging.level, next.config.logging.format);
     running_ = std::move(next);

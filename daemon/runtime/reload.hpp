@@ -1,5 +1,5 @@
 // SIGHUP: re-reads the configuration and the web config and applies what can change while
-// running (filters, labels, duration buckets, the walk's CPU share, logging, TLS and users), or
+// running (filters, labels, histogram buckets, the walk's CPU share, logging, TLS and users), or
 // nothing at all.
 #pragma once
 
@@ -11,6 +11,9 @@
 #include "runtime/count_upkeep.hpp"
 
 namespace tcpstatesd {
+
+// The buckets of the histograms a configuration asks for (metrics.*_buckets_seconds).
+HistogramBuckets histogram_buckets(const Config& config);
 
 // What a reload reconfigures; each must outlive the Reloader.
 struct ReloadTargets {

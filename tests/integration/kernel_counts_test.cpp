@@ -204,7 +204,7 @@ TEST_CASE("swapping the count tables while connections churn loses no count, and
     tcpstatesd::TupleLabeler labeler(on_port.labels, cgroups);
     tcpstatesd::SeriesBudget budget(registry, on_port.labels.max_series);
     tcpstatesd::CountedMetrics metrics(on_port.program, on_port.tables, labeler, budget,
-                                       on_port.labels, {0.001, 1, 60});
+                                       on_port.labels, {{0.001, 1, 60}, {0.001, 1}});
     start_listening(on_port.listener);
 
     std::atomic<bool> done{false};
@@ -289,7 +289,7 @@ TEST_CASE(
     tcpstatesd::TupleLabeler labeler(on_port.labels, cgroups);
     tcpstatesd::SeriesBudget budget(registry, on_port.labels.max_series);
     tcpstatesd::CountedMetrics metrics(on_port.program, on_port.tables, labeler, budget,
-                                       on_port.labels, {0.001, 1, 60});
+                                       on_port.labels, {{0.001, 1, 60}, {0.001}});
     // The port's tuple as the programs would have counted it: a reason every kernel names (0),
     // one only kernels with reasons name (1, no_socket), one none names, and sent resets whose
     // (state, reason) found no slot.

@@ -133,6 +133,7 @@ TEST_CASE(
     kernel.filters = config.filters;
     kernel.labels = tcpstatesd::tuple_label_settings(config.labels);
     kernel.duration_bounds_ns = tcpstatesd::bounds_ns(config.metrics.duration_buckets);
+    kernel.handshake_rtt_bounds_ns = tcpstatesd::bounds_ns(config.metrics.handshake_rtt_buckets);
     kernel.tuple_table_size = 1024;
     kernel.duration_table_size = 256;
     tcpstatesd::BpfProgram program(kernel);
@@ -141,7 +142,7 @@ TEST_CASE(
     tcpstatesd::TupleLabeler labeler(config.labels, cgroups);
     tcpstatesd::SeriesBudget budget(*registry, config.labels.max_series);
     auto metrics = std::make_shared<tcpstatesd::CountedMetrics>(
-        program, tables, labeler, budget, config.labels, config.metrics.duration_buckets);
+        program, tables, labeler, budget, config.labels, tcpstatesd::histogram_buckets(config));
     tcpstatesd::CountUpkeep upkeep(program, *metrics, config.metrics.socket_walk_cpu_percent);
     tcpstatesd::HttpServerOptions http;
     http.listen_addresses = {

@@ -126,12 +126,13 @@ TEST_CASE("config errors: labels") {
     CHECK(error_of("labels:\n  port:\n    families: [transitions, histograms]\n") ==
           "x.yaml:3:29: labels.port.families: expected one of transitions, state_durations, "
           "sockets, closes, resets, retransmits, state_oldest, listen_queues, ephemeral_ports, "
-          "got \"histograms\"");
+          "handshake_rtt, got \"histograms\"");
     // The walk's families know no owner.
     for (const char* walked : {"state_oldest", "listen_queues", "ephemeral_ports"})
         CHECK(error_of(std::string("labels:\n  cgroup:\n    families: [") + walked + "]\n") ==
               std::string("x.yaml:3:16: labels.cgroup.families: expected one of transitions, "
-                          "state_durations, sockets, closes, resets, retransmits, got \"") +
+                          "state_durations, sockets, closes, resets, retransmits, "
+                          "handshake_rtt, got \"") +
                   walked + "\"");
     CHECK(error_of("labels:\n  cgroup:\n    families: [sockets, sockets]\n") ==
           "x.yaml:3:25: labels.cgroup.families: \"sockets\" is listed twice");
@@ -167,6 +168,22 @@ TEST_CASE("config: default buckets run 1-2.5-5 per decade from 10 us to 2.5 ks, 
         CHECK(b[i] == Approx(decade * step[i % 3]).epsilon(1e-12));
     }
     CHECK(Config{}.metrics.duration_buckets == b);
+}
+
+TEST_CASE("config: default handshake RTT buckets run 1-2.5-5 per decade from 10 us to 5 s") {
+    const auto b = default_handshake_rtt_buckets();
+    REQUIRE(b.size() == 18);
+    for (size_t i = 0; i < b.size(); ++i) {
+        const double decade = std::pow(10.0, -5.0 + static_cast<double>(i / 3));
+        const double step[] = {1, 2.5, 5};
+        CHECK(b[i] == Approx(decade * step[i % 3]).epsilon(1e-12));
+    }
+    CHECK(Config{}.metrics.handshake_rtt_buckets == b);
+    CHECK(parse_config("metrics:\n  handshake_rtt_buckets_seconds: [0.0001, 0.001]\n", "x")
+              .metrics.handshake_rtt_buckets == std::vector<double>{0.0001, 0.001});
+    CHECK(error_of("metrics:\n  handshake_rtt_buckets_seconds: [0.1, 0.01]\n") ==
+          "x.yaml:2:40: metrics.handshake_rtt_buckets_seconds: buckets must be increasing: 0.01 "
+          "follows 0.1 (at line 2, column 35)");
 }
 
 TEST_CASE("config: empty documents, comments and empty sections mean defaults") {
@@ -264,11 +281,12 @@ TEST_CASE("config: the repository's config/tcpstatesd.yaml is exactly the built-
     // every key, since it is the documented default.
     std::ifstream in(path);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    for (const char* key : {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
-                            "ring_buffer_bytes:", "perf_buffer_pages:", "# socket_table_size:",
-                            "btf_path:", "resets:", "retransmits:", "families:", "local_ports:",
-                            "remote_ports:", "duration_buckets_seconds:",
-                            "socket_walk_cpu_percent:", "max_series:", "level:", "format:"})
+    for (const char* key :
+         {"listen_addresses:", "telemetry_path:", "max_threads:", "transport:",
+          "ring_buffer_bytes:", "perf_buffer_pages:", "# socket_table_size:", "btf_path:",
+          "resets:", "retransmits:", "families:", "local_ports:", "remote_ports:",
+          "duration_buckets_seconds:", "handshake_rtt_buckets_seconds:", "socket_walk_cpu_percent:",
+          "max_series:", "level:", "format:"})
         CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
     for (const char* key : {"port:", "cgroup:"})
         CHECK(text.find(std::string("\n  ") + key) != std::string::npos);
