@@ -57,7 +57,7 @@ TEST_CASE("OpenMetrics: families, units, escapes, the counter's _total and # EOF
 }
 
 TEST_CASE(
-    "OpenMetrics: a histogram without the +Inf bucket gets it; a counter without _total "
+    "OpenMetrics: a histogram without the +Inf bucket gets it, a counter without _total "
     "keeps its name as unknown") {
     prometheus::ClientMetric partial;
     partial.histogram.sample_count = 5;
