@@ -136,14 +136,16 @@ def protobuf_family_names(body, workdir):
 def text_family_names(target):
     """The families of a text scrape that have samples (a protobuf family needs one)."""
     _, body = get(f"http://{target}/metrics")
+    lines = body.decode().splitlines()
+    histograms = {line.split()[2] for line in lines
+                  if line.startswith("# TYPE ") and line.endswith(" histogram")}
     names = set()
-    for line in body.decode().splitlines():
+    for line in lines:
         if line.startswith("#") or not line:
             continue
         name = SAMPLE.match(line).group(1)
         for suffix in ("_bucket", "_count", "_sum"):
-            if name.endswith(suffix) and f"# TYPE {name[:-len(suffix)]} histogram" in \
-                    body.decode():
+            if name.endswith(suffix) and name[:-len(suffix)] in histograms:
                 name = name[:-len(suffix)]
         names.add(name)
     return names
