@@ -42,7 +42,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
 from e2e_support import (bpf_fds, connections_to_new_ports, free_port,  # noqa: E402
                          in_new_network_namespace, program_ids_of, read_text, sample,
-                         sample_name_and_labels, scrape, scrape_text, status_kib,
+                         sample_name_and_labels, scrape, scrape_bytes, scrape_text, status_kib,
                          with_tracefs)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -285,10 +285,38 @@ def run_one(args, tracer, workdir):
 
 # --------------------------------------------------------------------------- scrape benchmark
 
-def scrape_benchmark(args, tracer, workdir, before=None, churn=True):
+# The exposition formats and the Accept header that asks for each (docs/metrics.md,
+# "Exposition formats").
+FORMATS = {"text": None,
+           "OpenMetrics": "application/openmetrics-text; version=1.0.0",
+           "protobuf": "application/vnd.google.protobuf; "
+                       "proto=io.prometheus.client.MetricFamily; encoding=delimited"}
+
+
+def format_figures(target, conn, scrapes, interval):
+    """Per exposition format: the median latency of `scrapes` gzip scrapes over `conn`, taken
+    in turns (text, OpenMetrics, protobuf, text, ...) so that all three see the same host, and
+    the last body's size, plain and gzipped."""
+    latencies = {name: [] for name in FORMATS}
+    sizes = {}
+    for _ in range(scrapes):
+        for name, accept in FORMATS.items():
+            t0 = time.perf_counter()
+            body, wire = scrape_bytes(target, "/metrics", gzip_ok=True, connection=conn,
+                                      accept=accept)
+            latencies[name].append(time.perf_counter() - t0)
+            sizes[name] = (len(body), wire)
+            time.sleep(interval)
+    return {name: {"latency_median_ms": 1e3 * statistics.median(latencies[name]),
+                   "body_bytes": sizes[name][0], "gzip_bytes": sizes[name][1]}
+            for name in FORMATS}
+
+
+def scrape_benchmark(args, tracer, workdir, before=None, churn=True, formats=False):
     """/metrics latency and size over one kept-alive connection, as Prometheus scrapes,
     while churn runs in the background (or on a quiet host); `before(tracer)`, if given, runs
-    once the daemon is up and returns figures reported with the result."""
+    once the daemon is up and returns figures reported with the result. `formats`: then, the
+    figures of each exposition format (format_figures), after the churn, if any, has ended."""
     tracer.start(workdir)
     try:
         prepared = before(tracer) if before else {}
@@ -308,6 +336,11 @@ def scrape_benchmark(args, tracer, workdir, before=None, churn=True):
         conn.close()
         series = sum(1 for line in body.splitlines() if line and line[0] != "#")
         churn.wait(timeout=args.scrape_seconds + 60)
+        if formats:
+            conn = http.client.HTTPConnection(tracer.target, timeout=10)
+            prepared["formats"] = format_figures(tracer.target, conn, max(args.scrapes // 4, 5),
+                                                 args.scrape_interval)
+            conn.close()
     finally:
         tracer.stop()
     latencies.sort()
@@ -342,7 +375,7 @@ def scrape_benchmarks(args, tracer, workdir, churn):
     return {f"default, {when}": scrape_benchmark(args, tracer, workdir, churn=churn),
             f"at the series cap, {when}": scrape_benchmark(
                 args, at_cap, workdir, before=fill_series_cap(args.cap_fill_ports),
-                churn=churn)}
+                churn=churn, formats=not churn)}
 
 
 def fill_series_cap(ports):
@@ -572,6 +605,9 @@ def print_table(summary, scrape_result, memory_result):
               f"body {r['body_bytes']} B ({r['gzip_bytes']} B gzip), {r['series']} samples"
               + (f", labelled {r['labelled_series']:.0f} of {r['labelled_series_limit']:.0f}"
                  if "labelled_series" in r else ""))
+        for format_name, f in r.get("formats", {}).items():
+            print(f"  {format_name:<12} median {f['latency_median_ms']:.2f} ms, "
+                  f"body {f['body_bytes']} B ({f['gzip_bytes']} B gzip)")
 
 
 # --------------------------------------------------------------------------- environment

@@ -7,7 +7,6 @@
 #include <prometheus/histogram.h>
 #include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
-#include <prometheus/text_serializer.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -39,7 +38,6 @@ constexpr unsigned kConnectionTimeoutSeconds = 10;
 // Each connection's request line, headers and response headers live in a pool of this size;
 // a request that does not fit is answered 414 or 431 and closed.
 constexpr size_t kConnectionMemory = size_t{32} * 1024;
-constexpr const char* kExpositionContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 // MHD's threads inherit the signal mask of the thread that creates them. With every signal
 // blocked there, SIGTERM/SIGINT/SIGHUP meant for the reactor's signalfd can never be taken
@@ -115,12 +113,14 @@ HttpServer::HttpServer(const HttpServerOptions& options, std::vector<Listener> l
                        std::vector<std::shared_ptr<const prometheus::Collectable>> collectables)
     : registry_(std::move(registry)),
       collectables_(std::move(collectables)),
-      routes_{options.telemetry_path, [this](bool gzip) { return scrape(gzip); },
+      routes_{options.telemetry_path,
+              [this](ExpositionFormat format, bool gzip) { return scrape(format, gzip); },
               std::move(healthy), std::move(ready)},
       security_(std::make_shared<const WebSecurity>(options.security)),
       daemons_security_(security_),
       max_threads_(options.max_threads),
-      bodies_([this](Encoding encoding) { return render(encoding); }) {
+      bodies_(
+          [this](ExpositionFormat format, Encoding encoding) { return render(format, encoding); }) {
     if (listeners.empty()) {
         throw HttpError("no socket to listen on");
     }
@@ -362,18 +362,18 @@ std::shared_ptr<const WebSecurity> HttpServer::current_security() {
     return security_;
 }
 
-Response HttpServer::scrape(bool use_gzip) {
+Response HttpServer::scrape(ExpositionFormat format, bool use_gzip) {
     const auto deadline = seconds(current_security()->http_server.write_timeout_seconds);
     Response response{200,
-                      kExpositionContentType,
-                      bodies_.get(use_gzip ? Encoding::Gzip : Encoding::Identity, deadline),
-                      {{"Vary", "Accept-Encoding"}}};
+                      content_type(format),
+                      bodies_.get(format, use_gzip ? Encoding::Gzip : Encoding::Identity, deadline),
+                      {{"Vary", "Accept, Accept-Encoding"}}};
     if (use_gzip) response.headers.emplace_back("Content-Encoding", "gzip");
     scrapes_->Increment();
     return response;
 }
 
-std::string HttpServer::render(Encoding encoding) {
+std::string HttpServer::render(ExpositionFormat format, Encoding encoding) {
     const auto start = std::chrono::steady_clock::now();
     std::string text;
     {
@@ -385,7 +385,7 @@ std::string HttpServer::render(Encoding encoding) {
             families.insert(families.end(), std::make_move_iterator(more.begin()),
                             std::make_move_iterator(more.end()));
         }
-        text = prometheus::TextSerializer().Serialize(families);
+        text = serialize(format, families);
     }
     if (encoding == Encoding::Gzip) text = gzip(text);
     scrape_duration_->Observe(

@@ -2,7 +2,8 @@
 // landing page, served by GNU libmicrohttpd (one MHD daemon per listen address, each an
 // epoll thread pool). This class owns the daemons (start, restart for new TLS settings, stop)
 // and the scrape with its metrics: it collects the registry (and any extra collectables),
-// serializes with prometheus-cpp's TextSerializer and gzips when the client accepts it; no
+// serializes in the format the client asks for (exposition_format.hpp: the text format by
+// default, OpenMetrics or protobuf) and gzips when the client accepts it; no
 // lock of ours is held while doing so, and concurrent scrapes share the bodies
 // (shared_bodies.hpp). The sockets come from listening_socket.hpp, the answers from
 // routes.hpp, the deadlines of slow clients from connection_deadlines.hpp, basic auth and
@@ -100,8 +101,8 @@ private:
     MHD_Daemon* start_daemon(int listen_fd, const WebSecurity& security, size_t index);
     // The settings the next request is checked against.
     std::shared_ptr<const WebSecurity> current_security();
-    Response scrape(bool gzip);
-    std::string render(Encoding encoding);
+    Response scrape(ExpositionFormat format, bool gzip);
+    std::string render(ExpositionFormat format, Encoding encoding);
     void log(const char* message);
 
     std::shared_ptr<prometheus::Registry> registry_;

@@ -67,8 +67,14 @@ Response status_page(bool ok) {
     return ok ? plain(200, "OK\n") : plain(503, "Service Unavailable\n");
 }
 
+// The request's headers a route depends on (nullptr when absent).
+struct RequestHeaders {
+    const char* accept;
+    const char* accept_encoding;
+};
+
 Response route(const Routes& routes, const std::string& method, const std::string& path,
-               const char* accept_encoding) {
+               const RequestHeaders& headers) {
     const bool known =
         path == routes.telemetry_path || path == "/" || path == "/-/healthy" || path == "/-/ready";
     if (!known) {
@@ -78,7 +84,8 @@ Response route(const Routes& routes, const std::string& method, const std::strin
         return plain(405, "Method Not Allowed\n", {{"Allow", "GET, HEAD"}});
     }
     if (path == routes.telemetry_path) {
-        return routes.scrape(accepts_gzip(accept_encoding));
+        return routes.scrape(negotiate_format(headers.accept),
+                             accepts_gzip(headers.accept_encoding));
     }
     if (path == "/-/healthy") {
         return status_page(routes.healthy());
@@ -91,9 +98,9 @@ Response route(const Routes& routes, const std::string& method, const std::strin
 
 // No exception crosses into libmicrohttpd: a failing callback is a 500 and a log line.
 Response route_or_500(const Routes& routes, const char* method, const char* url,
-                      const char* accept_encoding) {
+                      const RequestHeaders& headers) {
     try {
-        return route(routes, method, url, accept_encoding);
+        return route(routes, method, url, headers);
     } catch (const std::exception& e) {
         spdlog::error("HTTP {} {}: {}", method, url, e.what());
     } catch (...) {
@@ -146,9 +153,10 @@ bool answer(MHD_Connection* connection, const char* method, const char* url, con
     if (!basic_auth_passes(connection, security.basic_auth_users)) {
         return queue_unauthorized(connection);
     }
-    const char* accept_encoding =
-        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
-    return queue(connection, route_or_500(routes, method, url, accept_encoding));
+    const RequestHeaders headers{
+        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
+        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING)};
+    return queue(connection, route_or_500(routes, method, url, headers));
 }
 
 bool answer_bad_request(MHD_Connection* connection, const std::string& why) {

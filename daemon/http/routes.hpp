@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/web_config.hpp"
+#include "exposition/exposition_format.hpp"
 
 struct MHD_Connection;
 
@@ -26,7 +27,9 @@ struct Response {
 // The endpoint's content. The callbacks run on the server's threads, concurrently.
 struct Routes {
     std::string telemetry_path;  // validated by the configuration (validate_telemetry_path)
-    std::function<Response(bool gzip)> scrape;
+    // The telemetry in the format the request's Accept header prefers, gzipped when its
+    // Accept-Encoding allows.
+    std::function<Response(ExpositionFormat format, bool gzip)> scrape;
     std::function<bool()> healthy;
     std::function<bool()> ready;
 };

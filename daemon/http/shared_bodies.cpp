@@ -7,12 +7,13 @@ namespace tcpstatesd {
 
 SharedBodies::SharedBodies(Render render) : render_(std::move(render)) {}
 
-size_t SharedBodies::alive(Encoding encoding) const {
-    return alive_[static_cast<size_t>(encoding)].load();
+size_t SharedBodies::alive(ExpositionFormat format, Encoding encoding) const {
+    return alive_[kind(format, encoding)].load();
 }
 
-SharedBodies::Body SharedBodies::get(Encoding encoding, Clock::duration deadline) {
-    const auto index = static_cast<size_t>(encoding);
+SharedBodies::Body SharedBodies::get(ExpositionFormat format, Encoding encoding,
+                                     Clock::duration deadline) {
+    const size_t index = kind(format, encoding);
     Slot& slot = slots_[index];
     std::unique_lock lock(mutex_);
     if (slot.rendering) {
@@ -28,14 +29,15 @@ SharedBodies::Body SharedBodies::get(Encoding encoding, Clock::duration deadline
         if (shareable && alive_[index].load() >= kFreshBodies) return newest;
         if (!any_rendering_) {
             newest.reset();  // not kept alive by this scrape (its deleter takes no lock)
-            return render_new(lock, encoding);
+            return render_new(lock, format, encoding);
         }
         rendered_.wait(lock, [&] { return !any_rendering_; });
     }
 }
 
-SharedBodies::Body SharedBodies::render_new(std::unique_lock<std::mutex>& lock, Encoding encoding) {
-    const auto index = static_cast<size_t>(encoding);
+SharedBodies::Body SharedBodies::render_new(std::unique_lock<std::mutex>& lock,
+                                            ExpositionFormat format, Encoding encoding) {
+    const size_t index = kind(format, encoding);
     Slot& slot = slots_[index];
     any_rendering_ = true;
     slot.rendering = true;
@@ -43,7 +45,7 @@ SharedBodies::Body SharedBodies::render_new(std::unique_lock<std::mutex>& lock, 
     std::exception_ptr failure;
     std::string text;
     try {
-        text = render_(encoding);
+        text = render_(format, encoding);
     } catch (...) {
         failure = std::current_exception();
     }

@@ -255,17 +255,21 @@ def parse_samples(text):
     return values
 
 
-def scrape_text(target, path="/metrics", gzip_ok=False, connection=None):
+def scrape_bytes(target, path="/metrics", gzip_ok=False, connection=None, accept=None):
     """GET http://target/path (target "host:port") over `connection` (an
     http.client.HTTPConnection the caller keeps alive), else over a connection of its own:
-    (decoded body, bytes on the wire). `gzip_ok` asks for a gzip body. Any status but 200
-    raises OSError, as a refused connection does. bench/run.py times it over a kept-alive
-    connection: what it does is part of the benchmark's scrape latency."""
+    (body, gunzipped, bytes on the wire). `gzip_ok` asks for a gzip body, `accept` is the
+    Accept header (none by default: the text format). Any status but 200 raises OSError, as a
+    refused connection does. bench/run.py times it over a kept-alive connection: what it does
+    is part of the benchmark's scrape latency."""
     own = connection is None
     if own:
         connection = http.client.HTTPConnection(target, timeout=10)
     try:
-        connection.request("GET", path, headers={"Accept-Encoding": "gzip"} if gzip_ok else {})
+        headers = {"Accept-Encoding": "gzip"} if gzip_ok else {}
+        if accept:
+            headers["Accept"] = accept
+        connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         body = response.read()
         if response.status != 200:
@@ -273,10 +277,16 @@ def scrape_text(target, path="/metrics", gzip_ok=False, connection=None):
         wire = len(body)
         if response.getheader("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
-        return body.decode(), wire
+        return body, wire
     finally:
         if own:
             connection.close()
+
+
+def scrape_text(target, path="/metrics", gzip_ok=False, connection=None):
+    """scrape_bytes() of the text format, decoded: (text, bytes on the wire)."""
+    body, wire = scrape_bytes(target, path, gzip_ok, connection)
+    return body.decode(), wire
 
 
 def scrape(target, path="/metrics", connection=None):
@@ -610,11 +620,11 @@ class Background:
 
 
 class Prometheus:
-    """A real Prometheus server on a free loopback port, configured with `config_yaml`,
-    keeping its configuration, data and log in `workdir`. stop(), or the end of a with block,
-    ends it."""
+    """A real Prometheus server on a free loopback port, configured with `config_yaml` and
+    started with the command-line `flags` too (e.g. --enable-feature=...), keeping its
+    configuration, data and log in `workdir`. stop(), or the end of a with block, ends it."""
 
-    def __init__(self, workdir, config_yaml):
+    def __init__(self, workdir, config_yaml, flags=()):
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = os.path.join(workdir, "prometheus.log")
@@ -625,7 +635,7 @@ class Prometheus:
             self.process = subprocess.Popen(
                 ["prometheus", f"--config.file={config_path}",
                  f"--storage.tsdb.path={os.path.join(workdir, 'prometheus-data')}",
-                 f"--web.listen-address=127.0.0.1:{port}"],
+                 f"--web.listen-address=127.0.0.1:{port}", *flags],
                 stdout=subprocess.DEVNULL, stderr=log)
 
     def check_running(self):

@@ -1,6 +1,7 @@
 # The HTTP request-path fuzz target (option TCPSTATESD_FUZZ, preset `fuzz`; needs clang).
 # Included from tests/fuzz/CMakeLists.txt. The server and the config code it uses are compiled into the
-# target with the fuzzer's instrumentation and sanitizers; libmicrohttpd itself is Debian's.
+# target with the fuzzer's instrumentation and sanitizers (the Accept header's negotiation and
+# the exposition formats' writers included); libmicrohttpd itself is Debian's.
 set(HTTP_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
                     -fno-omit-frame-pointer)
 add_executable(http_fuzz
@@ -12,6 +13,9 @@ add_executable(http_fuzz
   ${CMAKE_SOURCE_DIR}/daemon/http/listening_socket.cpp
   ${CMAKE_SOURCE_DIR}/daemon/http/routes.cpp
   ${CMAKE_SOURCE_DIR}/daemon/http/shared_bodies.cpp
+  ${CMAKE_SOURCE_DIR}/daemon/exposition/exposition_format.cpp
+  ${CMAKE_SOURCE_DIR}/daemon/exposition/openmetrics_text.cpp
+  ${CMAKE_SOURCE_DIR}/daemon/exposition/protobuf_delimited.cpp
   ${CMAKE_SOURCE_DIR}/daemon/config/listen_address.cpp
   ${CMAKE_SOURCE_DIR}/daemon/config/web_config.cpp
   ${CMAKE_SOURCE_DIR}/daemon/config/yaml_document.cpp
@@ -21,7 +25,7 @@ target_include_directories(http_fuzz PRIVATE ${CMAKE_SOURCE_DIR}/daemon
                                              ${CMAKE_SOURCE_DIR}/bpf ${CMAKE_BINARY_DIR}/generated)
 target_compile_options(http_fuzz PRIVATE ${TCPSTATESD_WARNINGS} ${HTTP_FUZZ_FLAGS})
 target_link_options(http_fuzz PRIVATE ${HTTP_FUZZ_FLAGS})
-target_link_libraries(http_fuzz PRIVATE prometheus-cpp::core PkgConfig::LIBMICROHTTPD
+target_link_libraries(http_fuzz PRIVATE prometheus-cpp::core protozero PkgConfig::LIBMICROHTTPD
                       PkgConfig::GNUTLS PkgConfig::LIBCRYPT ZLIB::ZLIB spdlog::spdlog yaml-cpp
                       PkgConfig::LIBBPF PkgConfig::LIBSYSTEMD Threads::Threads)
 

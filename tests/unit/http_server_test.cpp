@@ -24,6 +24,7 @@
 #include "http/content_encoding.hpp"
 #include "http/http_server.hpp"
 #include "http_client.hpp"
+#include "protobuf_reader.hpp"
 #include "temp_dir.hpp"
 #include "version.hpp"
 
@@ -219,7 +220,7 @@ TEST_CASE("http: gzip when the client accepts it, identity otherwise") {
     const auto compressed = served.get("/metrics", "Accept-Encoding: deflate, gzip\r\n");
     REQUIRE(compressed.status == 200);
     CHECK(compressed.header("content-encoding") == "gzip");
-    CHECK(compressed.header("vary") == "Accept-Encoding");
+    CHECK(compressed.header("vary") == "Accept, Accept-Encoding");
     CHECK(compressed.header("content-type") == kExposition);
     CHECK(compressed.header("content-length") == std::to_string(compressed.body.size()));
     const std::string inflated = tcpstatesd::test::gunzip(compressed.body);
@@ -229,6 +230,58 @@ TEST_CASE("http: gzip when the client accepts it, identity otherwise") {
     const auto refused = served.get("/metrics", "Accept-Encoding: gzip;q=0, identity\r\n");
     CHECK(refused.header("content-encoding").empty());
     CHECK_THAT(refused.body, Catch::Contains("test_sockets 7\n"));
+}
+
+TEST_CASE("http: OpenMetrics and protobuf when the Accept header asks, gzipped or not") {
+    Served served;
+    const std::string openmetrics = "Accept: application/openmetrics-text; version=1.0.0\r\n";
+    const std::string protobuf =
+        "Accept: application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
+        "encoding=delimited\r\n";
+    const std::string gzip = "Accept-Encoding: gzip\r\n";
+
+    const auto om = served.get("/metrics", openmetrics);
+    REQUIRE(om.status == 200);
+    CHECK(om.header("content-type") ==
+          "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    CHECK(om.header("vary") == "Accept, Accept-Encoding");
+    CHECK_THAT(om.body, Catch::Contains("# TYPE test_events counter\n"));
+    CHECK_THAT(om.body, Catch::Contains("test_events_total{kind=\"a\"} 3\n"));
+    CHECK_THAT(om.body, Catch::EndsWith("# EOF\n"));
+    const auto om_gzip = served.get("/metrics", openmetrics + gzip);
+    CHECK(om_gzip.header("content-encoding") == "gzip");
+    CHECK(om_gzip.header("content-type") == om.header("content-type"));
+    CHECK(without_scrape_metrics(tcpstatesd::test::gunzip(om_gzip.body)) ==
+          without_scrape_metrics(om.body));
+
+    const auto pb = served.get("/metrics", protobuf);
+    REQUIRE(pb.status == 200);
+    CHECK(pb.header("content-type") ==
+          "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
+          "encoding=delimited");
+    const auto pb_gzip = served.get("/metrics", protobuf + gzip);
+    CHECK(pb_gzip.header("content-encoding") == "gzip");
+    // The same families in both, the server's own scrape metrics aside.
+    auto names = [](const std::string& body) {
+        std::set<std::string> found;
+        for (const auto& family : tcpstatesd::test::decode_delimited(body)) {
+            if (family.name().find("tcpstatesd_scrape") != std::string::npos) continue;
+            found.insert(family.DebugString());
+        }
+        return found;
+    };
+    const auto plain = names(pb.body);
+    CHECK(plain.size() == 3);  // test_events_total, test_sockets, test_duration_seconds
+    CHECK(names(tcpstatesd::test::gunzip(pb_gzip.body)) == plain);
+
+    // HEAD: the headers of the format asked for, no body.
+    const auto head = request("127.0.0.1", served.port, "HEAD", "/metrics", protobuf);
+    CHECK(head.status == 200);
+    CHECK(head.header("content-type") == pb.header("content-type"));
+    CHECK(head.body.empty());
+    // Without a served format: the text format.
+    CHECK(served.get("/metrics", "Accept: application/json\r\n").header("content-type") ==
+          kExposition);
 }
 
 TEST_CASE("http: Accept-Encoding parsing") {
@@ -628,6 +681,16 @@ TEST_CASE("http: basic auth on every path, users swapped live by set_security") 
         CHECK(served.get(path, other).status == 401);
     }
     CHECK(served.get("/metrics", right).status == 200);
+    // Every format behind the same check.
+    for (const char* accept : {"application/openmetrics-text",
+                               "application/vnd.google.protobuf;"
+                               "proto=io.prometheus.client.MetricFamily;encoding=delimited"}) {
+        INFO(accept);
+        const std::string header = "Accept: "s + accept + "\r\n";
+        CHECK(served.get("/metrics", header).status == 401);
+        CHECK(served.get("/metrics", header + wrong).status == 401);
+        CHECK(served.get("/metrics", header + right).status == 200);
+    }
     CHECK(served.get("/nope", right).status == 404);
 
     tcpstatesd::WebSecurity changed;
@@ -662,6 +725,15 @@ TEST_CASE("http: set_security turns TLS on and off on the same port") {
     REQUIRE(std::system(curl.c_str()) == 0);
     std::ifstream code(dir.path() + "/code");
     CHECK(std::string(std::istreambuf_iterator<char>(code), {}) == "200");
+    // The protobuf format over TLS: a body libprotobuf reads.
+    const std::string curl_protobuf =
+        "curl -sk -H 'Accept: application/vnd.google.protobuf;"
+        "proto=io.prometheus.client.MetricFamily;encoding=delimited' -o " +
+        dir.path() + "/body https://127.0.0.1:" + std::to_string(served.port) + "/metrics";
+    REQUIRE(std::system(curl_protobuf.c_str()) == 0);
+    std::ifstream body(dir.path() + "/body");
+    CHECK(tcpstatesd::test::decode_delimited(std::string(std::istreambuf_iterator<char>(body), {}))
+              .size() >= 3);
     served.server.set_security(tcpstatesd::WebSecurity{});
     CHECK(served.get("/metrics").status == 200);
 }

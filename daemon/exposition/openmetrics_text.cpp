@@ -1,0 +1,190 @@
+#include "exposition/openmetrics_text.hpp"
+
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/metric_type.h>
+
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <stdexcept>
+#include <string_view>
+
+namespace tcpstatesd {
+
+namespace {
+
+constexpr std::string_view kTotal = "_total";
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+    return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+// The base units of Prometheus' naming conventions: a family named "..._<unit>" has that unit.
+std::string_view unit_of(std::string_view family) {
+    static constexpr std::array<std::string_view, 9> kBaseUnits = {
+        "seconds", "bytes", "ratio", "meters", "grams", "joules", "volts", "amperes", "celsius"};
+    const auto underscore = family.rfind('_');
+    if (underscore == std::string_view::npos) return {};
+    const std::string_view last = family.substr(underscore + 1);
+    for (const std::string_view unit : kBaseUnits) {
+        if (last == unit) return unit;
+    }
+    return {};
+}
+
+// Backslash, double quote and newline escaped: OpenMetrics' escaped-string, for label values
+// and HELP alike.
+void append_escaped(std::string& out, const std::string& text) {
+    for (const char c : text) {
+        switch (c) {
+            case '\\':
+                out += "\\\\";
+                break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            default:
+                out += c;
+        }
+    }
+}
+
+const char* type_name(prometheus::MetricType type) {
+    switch (type) {
+        case prometheus::MetricType::Counter:
+            return "counter";
+        case prometheus::MetricType::Gauge:
+            return "gauge";
+        case prometheus::MetricType::Summary:
+            return "summary";
+        case prometheus::MetricType::Histogram:
+            return "histogram";
+        case prometheus::MetricType::Untyped:
+            break;
+    }
+    return "unknown";
+}
+
+// One sample line: name, the metric's labels and an optional extra one (le, quantile), value
+// and the metric's timestamp (OpenMetrics counts seconds, prometheus-cpp milliseconds).
+class SampleWriter {
+public:
+    SampleWriter(std::string& out, const prometheus::ClientMetric& metric)
+        : out_(out), metric_(metric) {}
+
+    void write(std::string_view name, std::string_view suffix, double value,
+               const char* extra_label = nullptr, double extra_value = 0) {
+        out_.append(name).append(suffix);
+        if (!metric_.label.empty() || extra_label != nullptr) {
+            out_ += '{';
+            const char* separator = "";
+            for (const auto& label : metric_.label) {
+                out_.append(separator).append(label.name).append("=\"");
+                append_escaped(out_, label.value);
+                out_ += '"';
+                separator = ",";
+            }
+            if (extra_label != nullptr) {
+                out_.append(separator).append(extra_label).append("=\"");
+                out_.append(openmetrics_number(extra_value)).append("\"");
+            }
+            out_ += '}';
+        }
+        out_ += ' ';
+        out_.append(openmetrics_number(value));
+        if (metric_.timestamp_ms != 0) {
+            // Milliseconds since the epoch take 13 digits as seconds: exact in 16.
+            out_.append(" ").append(openmetrics_number(metric_.timestamp_ms / 1000.0));
+        }
+        out_ += '\n';
+    }
+
+private:
+    std::string& out_;
+    const prometheus::ClientMetric& metric_;
+};
+
+void write_histogram(SampleWriter& samples, std::string_view name,
+                     const prometheus::ClientMetric::Histogram& histogram) {
+    bool infinite_bucket = false;
+    for (const auto& bucket : histogram.bucket) {
+        samples.write(name, "_bucket", static_cast<double>(bucket.cumulative_count), "le",
+                      bucket.upper_bound);
+        infinite_bucket = std::isinf(bucket.upper_bound) && bucket.upper_bound > 0;
+    }
+    // OpenMetrics requires the +Inf bucket; the text format does not.
+    const auto count = static_cast<double>(histogram.sample_count);
+    if (!infinite_bucket) samples.write(name, "_bucket", count, "le", INFINITY);
+    samples.write(name, "_count", count);
+    samples.write(name, "_sum", histogram.sample_sum);
+}
+
+}  // namespace
+
+std::string openmetrics_number(double value) {
+    if (std::isnan(value)) return "NaN";
+    if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+    std::array<char, 32> digits{};
+    const auto result = std::to_chars(digits.data(), digits.data() + digits.size(), value,
+                                      std::chars_format::general, 16);
+    return std::string(digits.data(), result.ptr);
+}
+
+std::string openmetrics_text(const std::vector<prometheus::MetricFamily>& families) {
+    std::string out;
+    for (const auto& family : families) {
+        std::string_view name = family.name;
+        auto type = family.type;
+        if (type == prometheus::MetricType::Counter) {
+            // The sample keeps the text format's name: the counter's family drops "_total".
+            // A counter named without it could only keep its series as "unknown".
+            if (ends_with(name, kTotal) && name.size() > kTotal.size())
+                name.remove_suffix(kTotal.size());
+            else
+                type = prometheus::MetricType::Untyped;
+        }
+        if (!family.help.empty()) {
+            out.append("# HELP ").append(name).append(" ");
+            append_escaped(out, family.help);
+            out += '\n';
+        }
+        out.append("# TYPE ").append(name).append(" ").append(type_name(type)).append("\n");
+        if (const auto unit = unit_of(name); !unit.empty())
+            out.append("# UNIT ").append(name).append(" ").append(unit).append("\n");
+        for (const auto& metric : family.metric) {
+            SampleWriter samples(out, metric);
+            switch (type) {
+                case prometheus::MetricType::Counter:
+                    samples.write(name, kTotal, metric.counter.value);
+                    break;
+                case prometheus::MetricType::Gauge:
+                    samples.write(name, "", metric.gauge.value);
+                    break;
+                case prometheus::MetricType::Untyped:
+                    // A counter without "_total" keeps its value under its own name.
+                    samples.write(name, "",
+                                  family.type == prometheus::MetricType::Counter
+                                      ? metric.counter.value
+                                      : metric.untyped.value);
+                    break;
+                case prometheus::MetricType::Histogram:
+                    write_histogram(samples, name, metric.histogram);
+                    break;
+                case prometheus::MetricType::Summary:
+                    for (const auto& quantile : metric.summary.quantile)
+                        samples.write(name, "", quantile.value, "quantile", quantile.quantile);
+                    samples.write(name, "_count", static_cast<double>(metric.summary.sample_count));
+                    samples.write(name, "_sum", metric.summary.sample_sum);
+                    break;
+            }
+        }
+    }
+    out += "# EOF\n";
+    return out;
+}
+
+}  // namespace tcpstatesd

@@ -1,0 +1,124 @@
+#include "exposition/protobuf_delimited.hpp"
+
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/metric_type.h>
+#include <protozero/pbf_writer.hpp>
+#include <protozero/varint.hpp>
+
+#include <cmath>
+
+namespace tcpstatesd {
+
+namespace {
+
+// Field numbers and enum values of metrics.proto (package io.prometheus.client).
+namespace family_field {
+constexpr protozero::pbf_tag_type kName = 1, kHelp = 2, kType = 3, kMetric = 4;
+}
+namespace metric_field {
+constexpr protozero::pbf_tag_type kLabel = 1, kGauge = 2, kCounter = 3, kSummary = 4, kUntyped = 5,
+                                  kTimestampMs = 6, kHistogram = 7;
+}
+namespace label_field {
+constexpr protozero::pbf_tag_type kName = 1, kValue = 2;
+}
+constexpr protozero::pbf_tag_type kValueField = 1;  // of Gauge, Counter and Untyped
+namespace summary_field {
+constexpr protozero::pbf_tag_type kSampleCount = 1, kSampleSum = 2, kQuantile = 3;
+constexpr protozero::pbf_tag_type kQuantileQuantile = 1, kQuantileValue = 2;
+}  // namespace summary_field
+namespace histogram_field {
+constexpr protozero::pbf_tag_type kSampleCount = 1, kSampleSum = 2, kBucket = 3;
+constexpr protozero::pbf_tag_type kBucketCumulativeCount = 1, kBucketUpperBound = 2;
+}  // namespace histogram_field
+
+int32_t metric_type(prometheus::MetricType type) {
+    switch (type) {
+        case prometheus::MetricType::Counter:
+            return 0;
+        case prometheus::MetricType::Gauge:
+            return 1;
+        case prometheus::MetricType::Summary:
+            return 2;
+        case prometheus::MetricType::Untyped:
+            return 3;
+        case prometheus::MetricType::Histogram:
+            return 4;
+    }
+    return 3;
+}
+
+void write_value(protozero::pbf_writer& metric, protozero::pbf_tag_type field, double value) {
+    protozero::pbf_writer holder(metric, field);
+    holder.add_double(kValueField, value);
+}
+
+void write_metric(protozero::pbf_writer& family, prometheus::MetricType type,
+                  const prometheus::ClientMetric& metric) {
+    protozero::pbf_writer out(family, family_field::kMetric);
+    for (const auto& label : metric.label) {
+        protozero::pbf_writer pair(out, metric_field::kLabel);
+        pair.add_string(label_field::kName, label.name);
+        pair.add_string(label_field::kValue, label.value);
+    }
+    switch (type) {
+        case prometheus::MetricType::Counter:
+            write_value(out, metric_field::kCounter, metric.counter.value);
+            break;
+        case prometheus::MetricType::Gauge:
+            write_value(out, metric_field::kGauge, metric.gauge.value);
+            break;
+        case prometheus::MetricType::Untyped:
+            write_value(out, metric_field::kUntyped, metric.untyped.value);
+            break;
+        case prometheus::MetricType::Summary: {
+            protozero::pbf_writer summary(out, metric_field::kSummary);
+            summary.add_uint64(summary_field::kSampleCount, metric.summary.sample_count);
+            summary.add_double(summary_field::kSampleSum, metric.summary.sample_sum);
+            for (const auto& quantile : metric.summary.quantile) {
+                protozero::pbf_writer q(summary, summary_field::kQuantile);
+                q.add_double(summary_field::kQuantileQuantile, quantile.quantile);
+                q.add_double(summary_field::kQuantileValue, quantile.value);
+            }
+            break;
+        }
+        case prometheus::MetricType::Histogram: {
+            protozero::pbf_writer histogram(out, metric_field::kHistogram);
+            histogram.add_uint64(histogram_field::kSampleCount, metric.histogram.sample_count);
+            histogram.add_double(histogram_field::kSampleSum, metric.histogram.sample_sum);
+            for (const auto& bucket : metric.histogram.bucket) {
+                if (bucket.upper_bound == INFINITY) continue;  // implied by sample_count
+                protozero::pbf_writer b(histogram, histogram_field::kBucket);
+                b.add_uint64(histogram_field::kBucketCumulativeCount, bucket.cumulative_count);
+                b.add_double(histogram_field::kBucketUpperBound, bucket.upper_bound);
+            }
+            break;
+        }
+    }
+    if (metric.timestamp_ms != 0) out.add_int64(metric_field::kTimestampMs, metric.timestamp_ms);
+}
+
+}  // namespace
+
+std::string protobuf_delimited(const std::vector<prometheus::MetricFamily>& families) {
+    std::string out;
+    std::string message;  // one family's, reused: its length must precede it
+    for (const auto& family : families) {
+        // A family without samples carries only metadata; client libraries send none.
+        if (family.metric.empty()) continue;
+        message.clear();
+        {
+            protozero::pbf_writer writer(message);
+            writer.add_string(family_field::kName, family.name);
+            if (!family.help.empty()) writer.add_string(family_field::kHelp, family.help);
+            writer.add_enum(family_field::kType, metric_type(family.type));
+            for (const auto& metric : family.metric) write_metric(writer, family.type, metric);
+        }
+        protozero::add_varint_to_buffer(&out, message.size());
+        out += message;
+    }
+    return out;
+}
+
+}  // namespace tcpstatesd
