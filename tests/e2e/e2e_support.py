@@ -4,6 +4,7 @@ import fcntl
 import gzip
 import http.client
 import itertools
+import json
 import os
 import random
 import re
@@ -17,6 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -340,15 +342,15 @@ def write_config(path, target, body):
 
 
 class Daemon:
-    """The daemon started on a config body (YAML, web section added) in a scratch dir, with
-    extra command-line `args`, under a `wrapper` command that execs it (as failed_start). It
-    is up once `ready(daemon)` is true (default: /-/ready answers 200 over plain HTTP) and
-    must then hold BPF programs. On failure the caller prints `log()` (a with block does it,
+    """The daemon started on a config body (YAML, web section added: listening on `target`,
+    by default a free loopback port) in a scratch dir, with extra command-line `args`, under
+    a `wrapper` command that execs it (as failed_start). It is up once `ready(daemon)` is true
+    (default: /-/ready answers 200 over plain HTTP) and must then hold BPF programs. On failure the caller prints `log()` (a with block does it,
     and kills the daemon); `stop()` checks a clean SIGTERM exit."""
 
-    def __init__(self, binary, body, workdir, args=(), ready=None, wrapper=()):
-        self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
+    def __init__(self, binary, body, workdir, args=(), ready=None, wrapper=(), target=None):
+        self.target = target or f"127.0.0.1:{free_port()}"
+        self.port = int(self.target.rsplit(":", 1)[1])
         self.config = os.path.join(workdir, "tcpstatesd.yaml")
         self.log_path = os.path.join(workdir, "daemon.log")
         self.write_config(body)
@@ -637,6 +639,21 @@ class Prometheus:
                  f"--storage.tsdb.path={os.path.join(workdir, 'prometheus-data')}",
                  f"--web.listen-address=127.0.0.1:{port}", *flags],
                 stdout=subprocess.DEVNULL, stderr=log)
+
+    def query(self, expression, at=None):
+        """An instant query's vector, at `at` (Unix seconds) or now: {labels: value}, labels
+        as a sorted tuple of (name, value) pairs. Fails on a query error; an OSError while
+        Prometheus starts (for wait_for to retry)."""
+        params = {"query": expression}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            result = json.loads(response.read())
+        if result["status"] != "success":
+            fail(f"query {expression!r} failed: {result}")
+        return {tuple(sorted(s["metric"].items())): float(s["value"][1])
+                for s in result["data"]["result"]}
 
     def check_running(self):
         if self.process.poll() is not None:
