@@ -6,8 +6,8 @@ Usage: dashboard_test.py TCPSTATESD_BINARY DASHBOARD_JSON RULES_YML
 Extracts every PromQL expression of the dashboard (all panel targets, and the template
 variable queries: label_values(EXPR, LABEL) runs EXPR and needs LABEL in its result),
 substitutes the Grafana variables with real values and short windows, starts the daemon (its
-default configuration: port and cgroup labels on the transitions, port on the socket gauge)
-and a Prometheus that loads the recording rules and scrapes it every second, makes real
+default configuration, but for labels.max_series: port and cgroup labels on the transitions,
+port on the gauges and the queues) and a Prometheus that loads the recording rules and scrapes it every second, makes real
 loopback traffic over IPv4 and IPv6 (connections that succeed, connects that are refused,
 connections aborted with a reset, sockets held in CLOSE_WAIT for a while and some for the
 whole test, and, in a network namespace of the test's own where a firewall rule drops their
@@ -320,7 +320,12 @@ def main():
             fail(f"{tool} is not installed (.ci/install-deps installs it)")
 
     workdir = tempfile.mkdtemp(prefix="tcpstatesd-dashboard-")
-    with Daemon(daemon_binary, "", workdir) as daemon:
+    # The traffic opens new listeners every round, hundreds of port values (past
+    # labels.port.max_values they fold into "other"), whose counters' series fill the default
+    # labels.max_series within seconds; the gauges take what the counters leave at each
+    # scrape, so with the default the selected ports' oldest-socket series would come and go
+    # with the round. At its maximum every series has room.
+    with Daemon(daemon_binary, "labels:\n  max_series: 100000\n", workdir) as daemon:
         target = daemon.target
         with Prometheus(
             workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
