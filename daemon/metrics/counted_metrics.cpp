@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -57,34 +58,22 @@ constexpr const char* kSocketsHelp =
     "namespace (TIME_WAIT and request sockets as of the last walk of the sockets), and those of "
     "other namespaces seen changing state since the start. Not limited by the filters.";
 
+// The configuration's flag of each labelled metric, in LabelledMetric's order (the three
+// queue families share listen_queues).
+constexpr bool LabelledFamilies::*kFamilyOfMetric[] = {
+    &LabelledFamilies::transitions,     &LabelledFamilies::state_durations,
+    &LabelledFamilies::sockets,         &LabelledFamilies::closes,
+    &LabelledFamilies::resets,          &LabelledFamilies::retransmits,
+    &LabelledFamilies::state_oldest,    &LabelledFamilies::listen_queues,
+    &LabelledFamilies::listen_queues,   &LabelledFamilies::listen_queues,
+    &LabelledFamilies::ephemeral_ports, &LabelledFamilies::handshake_rtt,
+};
+static_assert(std::size(kFamilyOfMetric) == std::size(kLabelledMetrics));
+
 bool carried(const LabelsConfig& config, Label label, LabelledMetric metric) {
     const LabelledFamilies& families =
         label == Label::Port ? config.port.families : config.cgroup.families;
-    switch (metric) {
-        case LabelledMetric::Transitions:
-            return families.transitions;
-        case LabelledMetric::StateDurations:
-            return families.state_durations;
-        case LabelledMetric::Sockets:
-            return families.sockets;
-        case LabelledMetric::Closes:
-            return families.closes;
-        case LabelledMetric::Resets:
-            return families.resets;
-        case LabelledMetric::Retransmits:
-            return families.retransmits;
-        case LabelledMetric::StateOldest:
-            return families.state_oldest;
-        case LabelledMetric::ListenQueueLength:
-        case LabelledMetric::ListenQueueLimit:
-        case LabelledMetric::ListenDrops:
-            return families.listen_queues;
-        case LabelledMetric::EphemeralPorts:
-            return families.ephemeral_ports;
-        case LabelledMetric::HandshakeRtt:
-            return families.handshake_rtt;
-    }
-    return false;
+    return families.*kFamilyOfMetric[static_cast<size_t>(metric)];
 }
 
 }  // namespace
@@ -352,6 +341,12 @@ prometheus::ClientMetric::Label CountedMetrics::label_of(Label label, uint32_t i
     return {std::string(label_name(label)), std::string(labeler_.name(label, index))};
 }
 
+void CountedMetrics::add_series_labels(std::vector<prometheus::ClientMetric::Label>& labels,
+                                       const SeriesKey& key) const {
+    if (carries(Label::Port, key.metric)) labels.push_back(label_of(Label::Port, key.port));
+    if (carries(Label::Cgroup, key.metric)) labels.push_back(label_of(Label::Cgroup, key.cgroup));
+}
+
 void CountedMetrics::render_counters(const std::map<SeriesKey, uint64_t>& totals,
                                      std::vector<prometheus::MetricFamily>& out) const {
     struct Family {
@@ -413,9 +408,7 @@ void CountedMetrics::render_counters(const std::map<SeriesKey, uint64_t>& totals
                     labels.push_back({"state", state_label(key.b)});
                     break;
             }
-            if (carries(Label::Port, f.metric)) labels.push_back(label_of(Label::Port, key.port));
-            if (carries(Label::Cgroup, f.metric))
-                labels.push_back(label_of(Label::Cgroup, key.cgroup));
+            add_series_labels(labels, key);
             add_sample(family, std::move(labels), static_cast<double>(value));
         }
         out.push_back(std::move(family));
@@ -461,10 +454,7 @@ prometheus::MetricFamily CountedMetrics::durations_family(
         sample.label = {{"family", family_label(key.ipv6)},
                         {"state", state_label(key.a)},
                         {"next_state", state_label(key.b)}};
-        if (carries(Label::Port, key.metric))
-            sample.label.push_back(label_of(Label::Port, key.port));
-        if (carries(Label::Cgroup, key.metric))
-            sample.label.push_back(label_of(Label::Cgroup, key.cgroup));
+        add_series_labels(sample.label, key);
         sort_labels(sample.label);
         family.metric.push_back(std::move(sample));
     }
@@ -493,10 +483,7 @@ prometheus::MetricFamily CountedMetrics::handshake_rtt_family(
     for (const auto& [key, histogram] : samples) {
         prometheus::ClientMetric sample = histogram_sample(histogram, buckets_.handshake_rtts);
         sample.label = {{"family", family_label(key.ipv6)}};
-        if (carries(Label::Port, key.metric))
-            sample.label.push_back(label_of(Label::Port, key.port));
-        if (carries(Label::Cgroup, key.metric))
-            sample.label.push_back(label_of(Label::Cgroup, key.cgroup));
+        add_series_labels(sample.label, key);
         sort_labels(sample.label);
         family.metric.push_back(std::move(sample));
     }

@@ -175,6 +175,9 @@ private:
     // Whether a destination's port is in the port label's set (listed or listened on now).
     bool in_port_label_set(uint16_t port) const;
     prometheus::ClientMetric::Label label_of(Label label, uint32_t index) const;
+    // The series' port and cgroup labels, where its family carries them.
+    void add_series_labels(std::vector<prometheus::ClientMetric::Label>& labels,
+                           const SeriesKey& key) const;
 
     BpfProgram& program_;
     CountTables& tables_;

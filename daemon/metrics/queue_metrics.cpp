@@ -62,7 +62,7 @@ void CountedMetrics::queue_families(std::vector<prometheus::MetricFamily>& out) 
     using prometheus::MetricType;
     const auto labels_of = [&](const SeriesKey& key) {
         std::vector<prometheus::ClientMetric::Label> labels{{"family", family_of(key.ipv6)}};
-        if (carries(Label::Port, key.metric)) labels.push_back(label_of(Label::Port, key.port));
+        add_series_labels(labels, key);
         return labels;
     };
     const auto port_series = [&](LabelledMetric metric, uint8_t ipv6, uint16_t port) {
