@@ -413,31 +413,37 @@ def scenario_unreachable(daemon, ports):
          retransmits_on(ports.values()), kernel["sent"])])
 
 
-def scenario_reset(daemon, ports):
+def clients_abort(daemon, name, ports, prepare, how, reason, counter):
+    """N established connections per family whose clients close after `prepare(conns)` (which
+    returns what it saw, for the message) makes the close an abort: each server end reads
+    ECONNRESET, the counts are aborted_established()'s with the reset's `reason`, and the
+    resets sent equal the namespace's `counter` and OutRsts increases."""
     before, kernel = daemon.metrics(), kernel_counters()
     for family, port in ports.items():
         conns = Connections(N, family, port)
-        for client in conns.ends["client"]:
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        seen = prepare(conns)
         conns.close_side("client")
-        outcomes = []
-        for server in conns.ends["server"]:
-            try:
-                outcomes.append(f"read {server.recv(1)!r}")
-            except OSError as error:
-                outcomes.append(errno.errorcode.get(error.errno, str(error)))
-            server.close()
-        conns.ends["server"] = []
-        conns.listener.close()
+        outcomes = read_resets(conns)
         expect(outcomes == ["ECONNRESET"] * N,
-               f"{family}: {N} clients aborted (SO_LINGER 0), each server end read "
-               f"ECONNRESET (got {outcomes})")
+               f"{family}: {N} clients {how}{seen}, each server end read ECONNRESET (got "
+               f"{outcomes})")
     kernel = counters_delta(kernel)
-    settle_and_check(daemon, "reset", before, aborted_established(ports, "tcp_state"), [
-        ("resets sent on its ports = the namespace's TCPAbortOnData (SO_LINGER 0's count)",
-         sent_resets_on(ports.values()), kernel["TCPAbortOnData"]),
+    settle_and_check(daemon, name, before, aborted_established(ports, reason), [
+        (f"resets sent on its ports = the namespace's {counter}", sent_resets_on(ports.values()),
+         kernel[counter]),
         ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
          kernel["OutRsts"])])
+
+
+def scenario_reset(daemon, ports):
+    def linger_zero(conns):
+        for client in conns.ends["client"]:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return ""
+    # SO_LINGER 0 aborts through tcp_disconnect(): its reset's reason is tcp_state, and the
+    # kernel counts it in TCPAbortOnData.
+    clients_abort(daemon, "reset", ports, linger_zero, "aborted (SO_LINGER 0)", "tcp_state",
+                  "TCPAbortOnData")
 
 
 def aborted_established(ports, reason):
@@ -472,24 +478,15 @@ def read_resets(conns):
 
 
 def scenario_unread(daemon, ports):
-    before, kernel = daemon.metrics(), kernel_counters()
-    for family, port in ports.items():
-        conns = Connections(N, family, port)
+    def unread_byte(conns):
         for server in conns.ends["server"]:
             server.sendall(b"u")
         # Peeked, the byte is there and still unread.
         peeked = [client.recv(1, socket.MSG_PEEK) for client in conns.ends["client"]]
-        conns.close_side("client")
-        outcomes = read_resets(conns)
-        expect(peeked == [b"u"] * N and outcomes == ["ECONNRESET"] * N,
-               f"{family}: {N} clients closed with a byte unread (peeked {peeked}), each server "
-               f"end read ECONNRESET (got {outcomes})")
-    kernel = counters_delta(kernel)
-    settle_and_check(daemon, "unread", before, aborted_established(ports, "tcp_abort_on_close"), [
-        ("resets sent on its ports = the namespace's TCPAbortOnClose",
-         sent_resets_on(ports.values()), kernel["TCPAbortOnClose"]),
-        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
-         kernel["OutRsts"])])
+        expect(peeked == [b"u"] * N, f"each client has the byte to leave unread (peeked {peeked})")
+        return f" (peeked {peeked})"
+    clients_abort(daemon, "unread", ports, unread_byte, "closed with a byte unread",
+                  "tcp_abort_on_close", "TCPAbortOnClose")
 
 
 def scenario_killed(daemon, ports):

@@ -108,6 +108,14 @@ class Scrapes:
                  f"after {wall}" if last else "no scrape")
         return last["values"], last["start"], last["end"]
 
+def oldest_there(values, family, port, missing):
+    """oldest() of a series that must be there: else fails with `missing`."""
+    found = oldest(values, family, port)
+    if found is None:
+        fail(missing)
+    return found
+
+
 
 def expect_between(what, age, low, high):
     if not low <= age <= high:
@@ -136,10 +144,8 @@ def main():
         scrapes = Scrapes(daemon)
 
         values, start, end = scrapes.after_walk_since(ready, "the daemon was ready")
-        found = oldest(values, "ipv6", old_port)
-        if found is None:
-            fail(f"no CLOSE_WAIT series for the socket older than the daemon (port {old_port})")
-        age, known = found
+        age, known = oldest_there(values, "ipv6", old_port, "no CLOSE_WAIT series for the "
+                                  f"socket older than the daemon (port {old_port})")
         if known != 0:
             fail(f"the socket older than the daemon is marked start known ({known})")
         # Its real age is at least end - old.seen > end - launched + HELD_BEFORE_S.
@@ -151,10 +157,8 @@ def main():
         second = CloseWait(listener, "ipv4")
         time.sleep(max(0.0, first.seen + HOLD_S - time.monotonic()))  # FIRST held HOLD_S
         values, start, end = scrapes.after_walk_since(second.seen, "SECOND entered CLOSE_WAIT")
-        found = oldest(values, "ipv4", port)
-        if found is None:
-            fail(f"no CLOSE_WAIT series for port {port} after {HOLD_S} s")
-        age, known = found
+        age, known = oldest_there(values, "ipv4", port,
+                                  f"no CLOSE_WAIT series for port {port} after {HOLD_S} s")
         if known != 1:
             fail(f"FIRST's entry was seen, but the start is marked unknown ({known})")
         if age < 5.0:
@@ -164,11 +168,9 @@ def main():
         first.close()
         closed = time.monotonic()
         values, start, end = scrapes.after_walk_since(closed, "FIRST was closed")
-        found = oldest(values, "ipv4", port)
-        if found is None:
-            fail("the series disappeared with SECOND still in CLOSE_WAIT")
-        expect_between("FIRST closed: SECOND", found[0], start - second.seen,
-                       end - second.closing)
+        age, _ = oldest_there(values, "ipv4", port,
+                              "the series disappeared with SECOND still in CLOSE_WAIT")
+        expect_between("FIRST closed: SECOND", age, start - second.seen, end - second.closing)
 
         second.close()
         closed = time.monotonic()

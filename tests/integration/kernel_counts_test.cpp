@@ -62,6 +62,16 @@ struct CountingOnPort {
     tcpstatesd::CountTables tables{program, 1024, 256};
 };
 
+// CountingOnPort with the metrics made from its tables, as the daemon makes them.
+struct MetricsOnPort : CountingOnPort {
+    prometheus::Registry registry;
+    tcpstatesd::CgroupNames cgroups;
+    tcpstatesd::TupleLabeler labeler{labels, cgroups};
+    tcpstatesd::SeriesBudget budget{registry, labels.max_series};
+    tcpstatesd::CountedMetrics metrics{program, tables, labeler,
+                                       budget,  labels, {{0.001, 1, 60}, {0.001, 1}}};
+};
+
 // The counts of the tuples of `port` (any owner, either family) summed, from the tables.
 struct PortCounts {
     std::map<std::pair<int, int>, uint64_t> transitions;          // (from, to)
@@ -198,13 +208,8 @@ TEST_CASE("swapping the count tables while connections churn loses no count, and
     REQUIRE_BPF();
     constexpr uint64_t kConnections = 400;
     constexpr int kSwaps = 20;
-    CountingOnPort on_port;
-    prometheus::Registry registry;
-    tcpstatesd::CgroupNames cgroups;
-    tcpstatesd::TupleLabeler labeler(on_port.labels, cgroups);
-    tcpstatesd::SeriesBudget budget(registry, on_port.labels.max_series);
-    tcpstatesd::CountedMetrics metrics(on_port.program, on_port.tables, labeler, budget,
-                                       on_port.labels, {{0.001, 1, 60}, {0.001, 1}});
+    MetricsOnPort on_port;
+    tcpstatesd::CountedMetrics& metrics = on_port.metrics;
     start_listening(on_port.listener);
 
     std::atomic<bool> done{false};
@@ -283,13 +288,8 @@ TEST_CASE(
     "reason other, received ones without a reason",
     "[counts]") {
     REQUIRE_BPF();
-    CountingOnPort on_port;
-    prometheus::Registry registry;
-    tcpstatesd::CgroupNames cgroups;
-    tcpstatesd::TupleLabeler labeler(on_port.labels, cgroups);
-    tcpstatesd::SeriesBudget budget(registry, on_port.labels.max_series);
-    tcpstatesd::CountedMetrics metrics(on_port.program, on_port.tables, labeler, budget,
-                                       on_port.labels, {{0.001, 1, 60}, {0.001}});
+    MetricsOnPort on_port;
+    tcpstatesd::CountedMetrics& metrics = on_port.metrics;
     // The port's tuple as the programs would have counted it: a reason every kernel names (0),
     // one only kernels with reasons name (1, no_socket), one none names, and sent resets whose
     // (state, reason) found no slot.
