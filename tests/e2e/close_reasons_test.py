@@ -463,14 +463,19 @@ def aborted_established(ports, reason):
     return checks
 
 
+def read_outcome(end):
+    """What one recv(1) on `end` gives: "read b'...'", or the error's errno name."""
+    try:
+        return f"read {end.recv(1)!r}"
+    except OSError as error:
+        return errno.errorcode.get(error.errno, str(error))
+
+
 def read_resets(conns):
     """Each server end's read once its client aborted: ECONNRESET expected."""
     outcomes = []
     for server in conns.ends["server"]:
-        try:
-            outcomes.append(f"read {server.recv(1)!r}")
-        except OSError as error:
-            outcomes.append(errno.errorcode.get(error.errno, str(error)))
+        outcomes.append(read_outcome(server))
         server.close()
     conns.ends["server"] = []
     conns.listener.close()
@@ -496,13 +501,7 @@ def scenario_killed(daemon, ports):
         # The clients' ends only: their remote port is the listener's.
         result = subprocess.run(["ss", "-K", "-t", "dport", "=", f":{port}"],
                                 capture_output=True, text=True, timeout=30)
-        errors = []
-        for client in conns.ends["client"]:
-            try:
-                client.recv(1)
-                errors.append("no error")
-            except OSError as error:
-                errors.append(errno.errorcode.get(error.errno, str(error)))
+        errors = [read_outcome(client) for client in conns.ends["client"]]
         conns.close_side("client")
         outcomes = read_resets(conns)
         expect(result.returncode == 0 and errors == ["ECONNABORTED"] * N and
@@ -528,12 +527,8 @@ def scenario_unaccepted(daemon, ports):
         wait_for(f"{N} connections in the accept queue", lambda: listen_queue(family, port) == N,
                  timeout=5, interval=0.02, seen=lambda: f"{listen_queue(family, port)} queued")
         listener.close()
-        outcomes = []
+        outcomes = [read_outcome(client) for client in clients]
         for client in clients:
-            try:
-                outcomes.append(f"read {client.recv(1)!r}")
-            except OSError as error:
-                outcomes.append(errno.errorcode.get(error.errno, str(error)))
             client.close()
         expect(outcomes == ["ECONNRESET"] * N,
                f"{family}: a listener closed with {N} connections not accepted, each client read "
