@@ -132,17 +132,16 @@ const char* content_type(ExpositionFormat format) {
     return "text/plain; version=0.0.4; charset=utf-8";
 }
 
-std::string serialize(ExpositionFormat format,
-                      const std::vector<prometheus::MetricFamily>& families) {
+std::string serialize(ExpositionFormat format, const Collection& collection) {
     switch (format) {
         case ExpositionFormat::OpenMetrics:
-            return openmetrics_text(families);
+            return openmetrics_text(collection);
         case ExpositionFormat::Protobuf:
-            return protobuf_delimited(families);
+            return protobuf_delimited(collection);
         case ExpositionFormat::Text:
             break;
     }
-    return prometheus::TextSerializer().Serialize(families);
+    return prometheus::TextSerializer().Serialize(collection.families);
 }
 
 }  // namespace tcpstatesd

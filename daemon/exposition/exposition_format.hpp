@@ -7,11 +7,8 @@
 
 #include <cstddef>
 #include <string>
-#include <vector>
 
-namespace prometheus {
-struct MetricFamily;
-}
+#include "exposition/collection.hpp"
 
 namespace tcpstatesd {
 
@@ -27,8 +24,7 @@ ExpositionFormat negotiate_format(const char* accept);
 // The Content-Type of a body in `format`.
 const char* content_type(ExpositionFormat format);
 
-// `families` in `format`.
-std::string serialize(ExpositionFormat format,
-                      const std::vector<prometheus::MetricFamily>& families);
+// `collection` in `format`.
+std::string serialize(ExpositionFormat format, const Collection& collection);
 
 }  // namespace tcpstatesd

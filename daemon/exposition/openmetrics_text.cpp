@@ -134,9 +134,9 @@ std::string openmetrics_number(double value) {
     return std::string(digits.data(), result.ptr);
 }
 
-std::string openmetrics_text(const std::vector<prometheus::MetricFamily>& families) {
+std::string openmetrics_text(const Collection& collection) {
     std::string out;
-    for (const auto& family : families) {
+    for (const auto& family : collection.families) {
         std::string_view name = family.name;
         auto type = family.type;
         if (type == prometheus::MetricType::Counter) {

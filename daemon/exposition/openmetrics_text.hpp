@@ -6,15 +6,12 @@
 #pragma once
 
 #include <string>
-#include <vector>
 
-namespace prometheus {
-struct MetricFamily;
-}
+#include "exposition/collection.hpp"
 
 namespace tcpstatesd {
 
-std::string openmetrics_text(const std::vector<prometheus::MetricFamily>& families);
+std::string openmetrics_text(const Collection& collection);
 
 // A number as prometheus-cpp's text format writes it (16 significant digits, so "0.3" for
 // 0.1 + 0.2 and "1" for 1.0), "NaN", "+Inf" or "-Inf": the le label of a bucket is the same

@@ -101,10 +101,10 @@ void write_metric(protozero::pbf_writer& family, prometheus::MetricType type,
 
 }  // namespace
 
-std::string protobuf_delimited(const std::vector<prometheus::MetricFamily>& families) {
+std::string protobuf_delimited(const Collection& collection) {
     std::string out;
     std::string message;  // one family's, reused: its length must precede it
-    for (const auto& family : families) {
+    for (const auto& family : collection.families) {
         // A family without samples carries only metadata; client libraries send none.
         if (family.metric.empty()) continue;
         message.clear();

@@ -6,14 +6,11 @@
 #pragma once
 
 #include <string>
-#include <vector>
 
-namespace prometheus {
-struct MetricFamily;
-}
+#include "exposition/collection.hpp"
 
 namespace tcpstatesd {
 
-std::string protobuf_delimited(const std::vector<prometheus::MetricFamily>& families);
+std::string protobuf_delimited(const Collection& collection);
 
 }  // namespace tcpstatesd

@@ -103,14 +103,14 @@ std::chrono::seconds seconds(unsigned count) {
 HttpServer::HttpServer(const HttpServerOptions& options,
                        std::shared_ptr<prometheus::Registry> registry,
                        std::function<bool()> healthy, std::function<bool()> ready,
-                       std::vector<std::shared_ptr<const prometheus::Collectable>> collectables)
+                       std::vector<std::shared_ptr<const Collector>> collectables)
     : HttpServer(options, listen_on_each(options.listen_addresses), std::move(registry),
                  std::move(healthy), std::move(ready), std::move(collectables)) {}
 
 HttpServer::HttpServer(const HttpServerOptions& options, std::vector<Listener> listeners,
                        std::shared_ptr<prometheus::Registry> registry,
                        std::function<bool()> healthy, std::function<bool()> ready,
-                       std::vector<std::shared_ptr<const prometheus::Collectable>> collectables)
+                       std::vector<std::shared_ptr<const Collector>> collectables)
     : registry_(std::move(registry)),
       collectables_(std::move(collectables)),
       routes_{options.telemetry_path,
@@ -379,13 +379,9 @@ std::string HttpServer::render(ExpositionFormat format, Encoding encoding) {
     {
         // Each Collect() copies the values out under prometheus-cpp's own short locks; the
         // serialization works on that copy, holding nothing, and frees it before compressing.
-        std::vector<prometheus::MetricFamily> families = registry_->Collect();
-        for (const auto& collectable : collectables_) {
-            auto more = collectable->Collect();
-            families.insert(families.end(), std::make_move_iterator(more.begin()),
-                            std::make_move_iterator(more.end()));
-        }
-        text = serialize(format, families);
+        Collection collection{registry_->Collect(), {}};
+        for (const auto& collector : collectables_) collection.append(collector->collect());
+        text = serialize(format, collection);
     }
     if (encoding == Encoding::Gzip) text = gzip(text);
     scrape_duration_->Observe(

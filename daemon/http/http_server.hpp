@@ -20,6 +20,7 @@
 
 #include "config/listen_address.hpp"
 #include "config/web_config.hpp"
+#include "exposition/collection.hpp"
 #include "http/connection_deadlines.hpp"
 #include "http/http_error.hpp"
 #include "http/listening_socket.hpp"
@@ -29,7 +30,6 @@
 struct MHD_Daemon;
 
 namespace prometheus {
-class Collectable;
 class Counter;
 template <typename T>
 class Family;
@@ -58,18 +58,18 @@ public:
     // listen. Registers tcpstatesd_scrapes_total and tcpstatesd_scrape_duration_seconds in
     // `registry` (merged with existing families of the same name, so a server can be
     // re-created on the same registry). A scrape returns registry->Collect() followed by each
-    // of `collectables`' Collect(). `healthy`, `ready` and the collectables are called from
+    // of `collectables`' collect(). `healthy`, `ready` and the collectables are called from
     // the server's threads, concurrently: they must be thread-safe. The server's threads run
     // with every signal blocked, whatever the caller's signal mask.
     HttpServer(const HttpServerOptions& options, std::shared_ptr<prometheus::Registry> registry,
                std::function<bool()> healthy, std::function<bool()> ready,
-               std::vector<std::shared_ptr<const prometheus::Collectable>> collectables = {});
+               std::vector<std::shared_ptr<const Collector>> collectables = {});
     // The same on sockets already listening (socket activation; or bound before the daemon
     // dropped its capabilities), instead of options.listen_addresses.
     HttpServer(const HttpServerOptions& options, std::vector<Listener> listeners,
                std::shared_ptr<prometheus::Registry> registry, std::function<bool()> healthy,
                std::function<bool()> ready,
-               std::vector<std::shared_ptr<const prometheus::Collectable>> collectables = {});
+               std::vector<std::shared_ptr<const Collector>> collectables = {});
     // Stops accepting, closes every connection (a response being computed is finished
     // first, not sent) and joins the threads.
     ~HttpServer();
@@ -106,7 +106,7 @@ private:
     void log(const char* message);
 
     std::shared_ptr<prometheus::Registry> registry_;
-    std::vector<std::shared_ptr<const prometheus::Collectable>> collectables_;
+    std::vector<std::shared_ptr<const Collector>> collectables_;
     prometheus::Counter* scrapes_ = nullptr;
     prometheus::Histogram* scrape_duration_ = nullptr;
     Routes routes_;

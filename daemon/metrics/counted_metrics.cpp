@@ -286,7 +286,7 @@ void CountedMetrics::remove_series(Select remove) const {
     });
 }
 
-std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
+Collection CountedMetrics::collect() const {
     std::lock_guard lock(mutex_);
     std::vector<TupleCounts> live = tables_.tuples();
     tuples_at_least_ = live.size();
@@ -334,7 +334,7 @@ std::vector<prometheus::MetricFamily> CountedMetrics::Collect() const {
     for (auto& family : oldest_families(available)) out.push_back(std::move(family));
     queue_families(out);
     for (auto& family : self_metrics(live)) out.push_back(std::move(family));
-    return out;
+    return {std::move(out), {}};
 }
 
 prometheus::ClientMetric::Label CountedMetrics::label_of(Label label, uint32_t index) const {

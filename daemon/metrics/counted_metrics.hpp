@@ -17,7 +17,6 @@
 // reloads) take one lock.
 #pragma once
 
-#include <prometheus/collectable.h>
 #include <prometheus/registry.h>
 
 #include <array>
@@ -29,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "exposition/collection.hpp"
 #include "kernel/count_tables.hpp"
 #include "kernel/event_source.hpp"
 #include "kernel/socket_walk.hpp"
@@ -54,13 +54,13 @@ struct HistogramBuckets {
     bool operator==(const HistogramBuckets&) const = default;
 };
 
-class CountedMetrics : public prometheus::Collectable, public TupleSink {
+class CountedMetrics : public Collector, public TupleSink {
 public:
     // Everything given must outlive the metrics; `budget`'s self metrics live in the registry.
     CountedMetrics(BpfProgram& program, CountTables& tables, TupleLabeler& labeler,
                    SeriesBudget& budget, const LabelsConfig& labels, HistogramBuckets buckets);
 
-    std::vector<prometheus::MetricFamily> Collect() const override;
+    Collection collect() const override;
 
     // A tuple the programs counted under for the first time: its cgroup is named now.
     void on_new_tuple(const tcpstates_tuple_key& key) override;
@@ -189,7 +189,7 @@ private:
     std::optional<HistogramBuckets> prepared_buckets_;  // by prepare_buckets(), for configure()
     uint32_t generation_ = 0;                           // the bucket generation in use
 
-    // Collect() is const (prometheus::Collectable) and may admit values, fold series and drop
+    // collect() is const (Collector) and may admit values, fold series and drop
     // a gone value's series: what it changes is mutable, under mutex_.
     // This epoch's decisions (cleared at each swap): a tuple's values.
     mutable std::unordered_map<TupleId, TupleLabeler::Values, TupleIdHash> assigned_;

@@ -2,20 +2,20 @@
 // transitions the nested program saved from the recursion guard, read at scrape time.
 #pragma once
 
-#include <prometheus/collectable.h>
+#include "exposition/collection.hpp"
 
 #include "kernel/bpf_program.hpp"
 #include "kernel/event_source.hpp"
 
 namespace tcpstatesd {
 
-class EventLossCollector : public prometheus::Collectable {
+class EventLossCollector : public Collector {
 public:
     // Both must outlive the collector (and every scrape that uses it).
     EventLossCollector(const EventSource& source, const BpfProgram& program)
         : source_(source), program_(program) {}
 
-    std::vector<prometheus::MetricFamily> Collect() const override;
+    Collection collect() const override;
 
 private:
     const EventSource& source_;

@@ -140,7 +140,7 @@ std::optional<double> open_files(const std::string& proc) {
 
 ProcessCollector::ProcessCollector(std::string proc) : proc_(std::move(proc)) {}
 
-std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
+Collection ProcessCollector::collect() const {
     using prometheus::MetricType;
     std::vector<prometheus::MetricFamily> out;
     try {
@@ -180,7 +180,7 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
         // Only allocation can fail here; a scrape without process metrics beats a failed one.
         spdlog::debug("process metrics: {}", e.what());
     }
-    return out;
+    return {std::move(out), {}};
 }
 
 }  // namespace tcpstatesd

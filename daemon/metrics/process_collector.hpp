@@ -2,20 +2,20 @@
 // at collect time; prometheus-cpp has no such collector.
 #pragma once
 
-#include <prometheus/collectable.h>
+#include "exposition/collection.hpp"
 
 #include <string>
 
 namespace tcpstatesd {
 
-class ProcessCollector : public prometheus::Collectable {
+class ProcessCollector : public Collector {
 public:
     // `proc` is the procfs mount; tests pass a directory holding fake self/stat and stat files.
     explicit ProcessCollector(std::string proc = "/proc");
 
     // Never throws: a file that cannot be read or parsed drops the metrics that depend on it
     // (logged at debug level).
-    std::vector<prometheus::MetricFamily> Collect() const override;
+    Collection collect() const override;
 
 private:
     std::string proc_;

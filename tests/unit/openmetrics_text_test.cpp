@@ -34,7 +34,7 @@ std::set<std::string> sample_lines(const std::string& exposition) {
 }  // namespace
 
 TEST_CASE("OpenMetrics: families, units, escapes, the counter's _total and # EOF") {
-    CHECK(openmetrics_text(sample_families()) ==
+    CHECK(openmetrics_text({sample_families(), {}}) ==
           "# HELP test_events Events, \\\"quoted\\\" \\\\ and\\nnewline.\n"
           "# TYPE test_events counter\n"
           "test_events_total{path=\"a\\\"b\\\\c\\nd\",kind=\"x\"} 3\n"
@@ -66,7 +66,7 @@ TEST_CASE(
     const prometheus::MetricFamily histogram{"h", "", prometheus::MetricType::Histogram, {partial}};
     const prometheus::MetricFamily counter{
         "requests", "", prometheus::MetricType::Counter, {counter_metric({}, 7)}};
-    CHECK(openmetrics_text({histogram, counter}) ==
+    CHECK(openmetrics_text({{histogram, counter}, {}}) ==
           "# TYPE h histogram\n"
           "h_bucket{le=\"0.5\"} 3\n"
           "h_bucket{le=\"+Inf\"} 5\n"
@@ -93,7 +93,7 @@ TEST_CASE("OpenMetrics: the same sample lines as prometheus-cpp's text format") 
     const auto families = registry.Collect();
 
     const auto text = sample_lines(prometheus::TextSerializer().Serialize(families));
-    const auto openmetrics = sample_lines(openmetrics_text(families));
+    const auto openmetrics = sample_lines(openmetrics_text({families, {}}));
     CHECK(text.size() == 2 + 1 + 8 + 2);  // counters, gauge, 8 buckets with +Inf, count, sum
     CHECK(openmetrics == text);
 }

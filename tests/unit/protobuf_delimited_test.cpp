@@ -11,7 +11,7 @@ using tcpstatesd::test::sample_families;
 namespace dto = io::prometheus::client;
 
 TEST_CASE("protobuf: MetricFamily messages as the schema reads them") {
-    const auto families = decode_delimited(protobuf_delimited(sample_families()));
+    const auto families = decode_delimited(protobuf_delimited({sample_families(), {}}));
     // The family without series carries no sample: client libraries send none such.
     REQUIRE(families.size() == 3);
 
@@ -57,5 +57,5 @@ TEST_CASE("protobuf: MetricFamily messages as the schema reads them") {
 }
 
 TEST_CASE("protobuf: no families, no bytes") {
-    CHECK(protobuf_delimited({}).empty());
+    CHECK(protobuf_delimited(tcpstatesd::Collection{}).empty());
 }
