@@ -418,6 +418,9 @@ int BpfProgram::listen_drops_fd() const {
 int BpfProgram::listener_drops_fd() const {
     return bpf_map__fd(skel_->maps.listener_drops);
 }
+int BpfProgram::listeners_fd() const {
+    return bpf_map__fd(skel_->maps.listeners);
+}
 int BpfProgram::destinations_fd() const {
     return bpf_map__fd(skel_->maps.destinations);
 }

@@ -183,6 +183,7 @@ public:
     int listen_queues_fd() const;
     int listen_drops_fd() const;
     int listener_drops_fd() const;
+    int listeners_fd() const;
     int destinations_fd() const;
     tcpstates_queue_walk_totals& queue_walk_totals() const;
     void set_ephemeral_range(uint16_t low, uint16_t high);

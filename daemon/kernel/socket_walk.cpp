@@ -123,6 +123,16 @@ void read_queues(const BpfProgram& program, uint8_t generation, SocketWalk& walk
     for (uint64_t id : gone) bpf_map_delete_elem(program.listener_drops_fd(), &id);
 }
 
+// The ports of the listeners the programs follow, in every network namespace.
+void add_followed_listeners(const BpfProgram& program, __u64 (&listening_ports)[65536 / 64]) {
+    for_each_entry(program.listeners_fd(), "listeners", sizeof(tcpstates_listener_key),
+                   sizeof(tcpstates_listener), [&](const void* key, const void*) {
+                       tcpstates_listener_key k;
+                       std::memcpy(&k, key, sizeof k);
+                       listening_ports[k.port / 64] |= __u64{1} << (k.port % 64);
+                   });
+}
+
 // The iterator runs in this thread's read() calls: its time is this thread's.
 double thread_cpu_seconds() {
     timespec now{};
@@ -157,6 +167,7 @@ SocketWalk walk_sockets(BpfProgram& program) {
     run_iterator(program.walk_link());
 
     std::memcpy(&walk.totals, &totals, sizeof totals);
+    add_followed_listeners(program, walk.totals.listening_ports);
     std::memcpy(&walk.queue_totals, &queue_totals, sizeof queue_totals);
     read_queues(program, generation, walk);
     for_each_entry(walked_fd, "walked", sizeof(tcpstates_walk_key), sizeof(uint64_t),

@@ -30,6 +30,9 @@ struct SocketWalk {
         uint32_t start_unknown;  // sockets of the key whose entry time is a lower bound
     };
     std::vector<Oldest> oldest;
+    // totals.listening_ports: the ports listened on in the walked namespace, and those the
+    // programs saw listen() on in any other (containers) and not closed since: a port in use
+    // there is not gone (labels/tuple_labels.hpp), though the walk cannot see it.
     tcpstates_walk_totals totals;
 
     // By family and service port (0: none).

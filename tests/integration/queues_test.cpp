@@ -291,3 +291,28 @@ TEST_CASE(
     const tcpstatesd::SocketWalk used_up = tcpstatesd::walk_sockets(program);
     CHECK(used_up.busiest_destinations.at({0, kPort}) == 1000);
 }
+
+TEST_CASE(
+    "a port listened on only in another network namespace is a listened port for the walk, "
+    "until its listener closes",
+    "[queues]") {
+    REQUIRE_BPF();
+    tcpstatesd::BpfProgram program(counting());
+    REQUIRE(program.can_walk_sockets());
+    // Bound here without listening: no listener of this namespace can have the port meanwhile.
+    const Fd reserved = bind_loopback(AF_INET);
+    const uint16_t port = local_port(reserved);
+    const auto listened = [&] {
+        const tcpstatesd::SocketWalk walk = tcpstatesd::walk_sockets(program);
+        return ((walk.totals.listening_ports[port / 64] >> (port % 64)) & 1) != 0;
+    };
+    REQUIRE_FALSE(listened());
+    Fd listener;
+    {
+        const OwnNetworkNamespace netns;
+        listener = listen_on(AF_INET, port, 8);
+    }
+    CHECK(listened());
+    listener = Fd();
+    CHECK_FALSE(listened());
+}
