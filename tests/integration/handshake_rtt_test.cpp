@@ -4,20 +4,14 @@
 // neither end sends data), in the bucket that RTT belongs to; a handshake the kernel took no
 // sample of is counted, not observed. The tests' sockets are told apart from the host's other
 // traffic by their service port, or by a network namespace of their own.
-#include <arpa/inet.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <prometheus/registry.h>
-#include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
-#include <fstream>
 #include <functional>
 #include <optional>
 #include <system_error>
@@ -31,6 +25,7 @@
 #include "labels/tuple_labels.hpp"
 #include "loopback.hpp"
 #include "metrics/counted_metrics.hpp"
+#include "own_network_namespace.hpp"
 #include "require_bpf.hpp"
 
 using namespace tcpstatesd::test;
@@ -152,22 +147,13 @@ void check_exported(const prometheus::ClientMetric& sample, const std::vector<do
     CHECK(sample.histogram.sample_sum == static_cast<double>(sum_ns) * 1e-9);
 }
 
-// Runs `body` on a thread of its own in a new network namespace whose loopback is up, and
-// rethrows what it threw. Only the thread moves: the rest of the test process stays put.
+// Runs `body` on a thread of its own in a network namespace of its own, and rethrows what it
+// threw. Only the thread moves: the rest of the test process stays put.
 void in_new_network_namespace(const std::function<void()>& body) {
     std::exception_ptr failure;
     std::thread thread([&] {
         try {
-            if (unshare(CLONE_NEWNET) != 0)
-                throw std::system_error(errno, std::generic_category(), "unshare(CLONE_NEWNET)");
-            Fd control(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-            ifreq request{};
-            std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
-            if (ioctl(control.get(), SIOCGIFFLAGS, &request) != 0)
-                throw std::system_error(errno, std::generic_category(), "SIOCGIFFLAGS lo");
-            request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
-            if (ioctl(control.get(), SIOCSIFFLAGS, &request) != 0)
-                throw std::system_error(errno, std::generic_category(), "SIOCSIFFLAGS lo up");
+            const OwnNetworkNamespace netns;
             body();
         } catch (...) {
             failure = std::current_exception();
@@ -177,32 +163,10 @@ void in_new_network_namespace(const std::function<void()>& body) {
     if (failure) std::rethrow_exception(failure);
 }
 
-// Sets a sysctl of the calling thread's network namespace (/proc/sys/net is per namespace).
-void set_sysctl(const char* path, const char* value) {
-    std::ofstream out(path);
-    out << value;
-    out.close();
-    if (!out) throw std::runtime_error(std::string("writing ") + value + " to " + path);
-}
-
 // Runs a shell command (in the calling thread's network namespace: a child process inherits
 // it); throws if it fails.
 void run_command(const std::string& command) {
     if (std::system(command.c_str()) != 0) throw std::runtime_error("failed: " + command);
-}
-
-// A listener on 127.0.0.1:`port` of the calling thread's network namespace.
-Fd listen_on_port(uint16_t port) {
-    Fd s = tcp_socket(AF_INET);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(s.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
-        throw std::system_error(errno, std::generic_category(),
-                                "bind 127.0.0.1:" + std::to_string(port));
-    start_listening(s);
-    return s;
 }
 
 }  // namespace
@@ -253,8 +217,8 @@ TEST_CASE(
     in_new_network_namespace([&] {
         // Every SYN answered with a cookie, and no timestamps: the kernel has no SYN-ACK send
         // time (a cookie keeps no request) and no echoed timestamp to measure from.
-        set_sysctl("/proc/sys/net/ipv4/tcp_syncookies", "2");
-        set_sysctl("/proc/sys/net/ipv4/tcp_timestamps", "0");
+        write_sysctl("/proc/sys/net/ipv4/tcp_syncookies", "2");
+        write_sysctl("/proc/sys/net/ipv4/tcp_timestamps", "0");
         Fd listener = listen_on_loopback(AF_INET);
         for (size_t i = 0; i < kConnections; ++i) {
             Fd client = connect_loopback(AF_INET, local_port(listener));
@@ -320,8 +284,8 @@ TEST_CASE(
     const auto handshakes = [&](const char* timestamps) {
         std::vector<uint32_t> rtts;
         in_new_network_namespace([&] {
-            set_sysctl("/proc/sys/net/ipv4/tcp_timestamps", timestamps);
-            Fd listener = listen_on_port(port);
+            write_sysctl("/proc/sys/net/ipv4/tcp_timestamps", timestamps);
+            Fd listener = listen_on_port(AF_INET, port);
             run_command(drop_first_ack);
             std::vector<Fd> open;
             for (size_t i = 0; i < kConnections; ++i) {
