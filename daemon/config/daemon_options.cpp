@@ -9,67 +9,23 @@
 
 namespace tcpstatesd {
 
-namespace {
-
-enum Option : int {
-    kConfig = 256,
-    kCheckConfig,
-    kListenAddress,
-    kTelemetryPath,
-    kLogLevel,
-    kWebConfigFile,
-    kBtfPath,
-    kSystemdSocket,
-};
-
-const option kLongOptions[] = {
-    {"config", required_argument, nullptr, kConfig},
-    {"check-config", no_argument, nullptr, kCheckConfig},
-    {"web.listen-address", required_argument, nullptr, kListenAddress},
-    {"web.telemetry-path", required_argument, nullptr, kTelemetryPath},
-    {"log.level", required_argument, nullptr, kLogLevel},
-    {"web.config.file", required_argument, nullptr, kWebConfigFile},
-    {"btf.path", required_argument, nullptr, kBtfPath},
-    {"web.systemd-socket", no_argument, nullptr, kSystemdSocket},
-    {nullptr, 0, nullptr, 0},
-};
-
-}  // namespace
-
 DaemonOptions parse_daemon_options(int argc, char** argv) {
-    DaemonOptions options;
-    const auto handle = [&](int c) {
-        switch (c) {
-            case kConfig:
-                options.config_path = optarg;
-                break;
-            case kCheckConfig:
-                options.check_config = true;
-                break;
-            case kListenAddress:
-                options.listen_addresses.emplace_back(optarg);
-                break;
-            case kTelemetryPath:
-                options.telemetry_path = optarg;
-                break;
-            case kLogLevel:
-                options.log_level = optarg;
-                break;
-            case kWebConfigFile:
-                options.web_config_path = optarg;
-                break;
-            case kBtfPath:
-                options.btf_path = optarg;
-                break;
-            case kSystemdSocket:
-                options.systemd_socket = true;
-                break;
-            default:
-                break;  // every option of kLongOptions is handled above
-        }
-    };
-    for_each_option(argc, argv, "+:", kLongOptions, handle, "tcpstatesd --help");
-    return options;
+    DaemonOptions o;
+    parse_command_line(
+        argc, argv,
+        {
+            {"config", kLongOnly, [&](const char* path) { o.config_path = path; }},
+            {"check-config", kLongOnly, [&] { o.check_config = true; }},
+            {"web.listen-address", kLongOnly,
+             [&](const char* address) { o.listen_addresses.emplace_back(address); }},
+            {"web.telemetry-path", kLongOnly, [&](const char* path) { o.telemetry_path = path; }},
+            {"log.level", kLongOnly, [&](const char* level) { o.log_level = level; }},
+            {"web.config.file", kLongOnly, [&](const char* path) { o.web_config_path = path; }},
+            {"btf.path", kLongOnly, [&](const char* path) { o.btf_path = path; }},
+            {"web.systemd-socket", kLongOnly, [&] { o.systemd_socket = true; }},
+        },
+        "tcpstatesd --help");
+    return o;
 }
 
 void apply_overrides(Config& config, const DaemonOptions& options) {

@@ -13,34 +13,6 @@ namespace tcpstatesd {
 
 namespace {
 
-enum Option : int {
-    kJson = 256,
-    kCgroup,
-    kReason,
-    kResets,
-    kRetransmits,
-    kTransport,
-    kBtfPath,
-};
-
-const option kLongOptions[] = {
-    {"ipv4", no_argument, nullptr, '4'},
-    {"ipv6", no_argument, nullptr, '6'},
-    {"localport", required_argument, nullptr, 'L'},
-    {"remoteport", required_argument, nullptr, 'D'},
-    {"timestamp", no_argument, nullptr, 'T'},
-    {"wide", no_argument, nullptr, 'w'},
-    {"json", no_argument, nullptr, kJson},
-    {"cgroup", no_argument, nullptr, kCgroup},
-    {"reason", no_argument, nullptr, kReason},
-    {"resets", no_argument, nullptr, kResets},
-    {"retransmits", no_argument, nullptr, kRetransmits},
-    {"transport", required_argument, nullptr, kTransport},
-    {"btf.path", required_argument, nullptr, kBtfPath},
-    {"help", no_argument, nullptr, 'h'},
-    {nullptr, 0, nullptr, 0},
-};
-
 // A value's rule, with the option named in its error.
 template <typename Rule>
 auto checked(const char* flag, Rule rule) {
@@ -62,58 +34,41 @@ TraceOptions parse_trace_options(int argc, char** argv) {
     TraceOptions options;
     TraceFormat& format = options.format;
     BpfOptions& bpf = options.bpf;
-    const auto handle = [&](int c) {
-        switch (c) {
-            case '4':
-                bpf.filters.family = AF_INET;
-                break;
-            case '6':
-                bpf.filters.family = AF_INET6;
-                break;
-            case 'L':
-                bpf.filters.local_ports =
-                    checked("--localport", [] { return parse_port_list(optarg); });
-                break;
-            case 'D':
-                bpf.filters.remote_ports =
-                    checked("--remoteport", [] { return parse_port_list(optarg); });
-                break;
-            case 'T':
-                format.timestamp = true;
-                break;
-            case 'w':
-                format.wide = true;
-                break;
-            case kJson:
-                format.json = true;
-                break;
-            case kCgroup:
-                format.cgroup = true;
-                break;
-            case kReason:
-                format.reason = true;
-                break;
-            case kResets:
-                format.resets = true;
-                break;
-            case kRetransmits:
-                format.retransmits = true;
-                break;
-            case kTransport:
-                bpf.transport = checked("--transport", [] { return transport_option(optarg); });
-                break;
-            case kBtfPath:
-                if (!*optarg) throw std::invalid_argument("--btf.path: needs a file path");
-                bpf.btf_path = optarg;
-                break;
-            case 'h':
-                options.help = true;
-                break;
-            default:
-                break;  // every option of kLongOptions and the letters is handled above
-        }
-    };
-    for_each_option(argc, argv, "+:46L:D:Twh", kLongOptions, handle, "tcpstatesd trace --help");
+    parse_command_line(argc, argv,
+                       {
+                           {"ipv4", '4', [&] { bpf.filters.family = AF_INET; }},
+                           {"ipv6", '6', [&] { bpf.filters.family = AF_INET6; }},
+                           {"localport", 'L',
+                            [&](const char* ports) {
+                                bpf.filters.local_ports =
+                                    checked("--localport", [&] { return parse_port_list(ports); });
+                            }},
+                           {"remoteport", 'D',
+                            [&](const char* ports) {
+                                bpf.filters.remote_ports =
+                                    checked("--remoteport", [&] { return parse_port_list(ports); });
+                            }},
+                           {"timestamp", 'T', [&] { format.timestamp = true; }},
+                           {"wide", 'w', [&] { format.wide = true; }},
+                           {"json", kLongOnly, [&] { format.json = true; }},
+                           {"cgroup", kLongOnly, [&] { format.cgroup = true; }},
+                           {"reason", kLongOnly, [&] { format.reason = true; }},
+                           {"resets", kLongOnly, [&] { format.resets = true; }},
+                           {"retransmits", kLongOnly, [&] { format.retransmits = true; }},
+                           {"transport", kLongOnly,
+                            [&](const char* name) {
+                                bpf.transport =
+                                    checked("--transport", [&] { return transport_option(name); });
+                            }},
+                           {"btf.path", kLongOnly,
+                            [&](const char* path) {
+                                if (!*path)
+                                    throw std::invalid_argument("--btf.path: needs a file path");
+                                bpf.btf_path = path;
+                            }},
+                           {"help", 'h', [&] { options.help = true; }},
+                       },
+                       "tcpstatesd trace --help");
     // Attach the reset and retransmission programs only when their lines are asked for: plain
     // `trace` costs the traced host no more than the state changes. --reason needs the resets'
     // too where they can run: an abort's RST sent before the move to CLOSE makes its reason

@@ -281,6 +281,13 @@ def sent_resets_on(ports):
     return [(RESETS, dict(port=port, direction="sent")) for port in ports]
 
 
+def resets_equal(ports, kernel, counter):
+    """settle_and_check's sum: the resets sent on the scenario's `ports` equal the increase of
+    the namespace's `counter` (kernel: a counters_delta)."""
+    return (f"resets sent on its ports = the namespace's {counter}",
+            sent_resets_on(ports.values()), kernel[counter])
+
+
 def describe(metric, labels):
     inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
     return f"{metric}{{{inner}}}"
@@ -359,6 +366,14 @@ def retransmits_on(ports, state=None):
     return [(RETRANSMITS, dict(port=port, **extra)) for port in ports]
 
 
+def retransmits_equal(ports, kernel, counter="sent"):
+    """settle_and_check's sum: the retransmissions on the scenario's `ports` equal the
+    increase of the namespace's `counter`, by default RetransSegs - TCPRetransFail."""
+    what = "RetransSegs - TCPRetransFail" if counter == "sent" else f"{counter} delta"
+    return (f"retransmits on its ports = the namespace's {what}",
+            retransmits_on(ports.values()), kernel[counter])
+
+
 def scenario_refused(daemon, ports):
     before, kernel = daemon.metrics(), kernel_counters()
     attempts(ports, "ECONNREFUSED")
@@ -369,8 +384,7 @@ def scenario_refused(daemon, ports):
                                   {("sent", "CLOSE", reset_reason("no_socket")): N,
                                    ("received", "SYN_SENT"): N}, {})
     settle_and_check(daemon, "refused", before, checks, [
-        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
-         kernel["OutRsts"])])
+        resets_equal(ports, kernel, "OutRsts")])
 
 
 def scenario_timeout(daemon, ports):
@@ -387,8 +401,7 @@ def scenario_timeout(daemon, ports):
         checks += expected_counts(family, port, FAILED_CONNECT, {("SYN_SENT", "timeout"): N},
                                   {}, {"SYN_SENT": N})
     settle_and_check(daemon, "timeout", before, checks, [
-        ("retransmits on its ports = the namespace's RetransSegs - TCPRetransFail",
-         retransmits_on(ports.values()), kernel["sent"])])
+        retransmits_equal(ports, kernel)])
 
 
 def scenario_unreachable(daemon, ports):
@@ -409,30 +422,32 @@ def scenario_unreachable(daemon, ports):
     # the ICMP error for that one closes the socket. None is sent.
     print(f"unreachable: kernel: {describe_kernel(kernel)}")
     settle_and_check(daemon, "unreachable", before, checks, [
-        ("retransmits on its ports = the namespace's RetransSegs - TCPRetransFail",
-         retransmits_on(ports.values()), kernel["sent"])])
+        retransmits_equal(ports, kernel)])
 
 
-def clients_abort(daemon, name, ports, prepare, how, reason, counter):
+def close_clients(ports, prepare, how, server_reads="ECONNRESET"):
     """N established connections per family whose clients close after `prepare(conns)` (which
-    returns what it saw, for the message) makes the close an abort: each server end reads
-    ECONNRESET, the counts are aborted_established()'s with the reset's `reason`, and the
-    resets sent equal the namespace's `counter` and OutRsts increases."""
-    before, kernel = daemon.metrics(), kernel_counters()
+    returns what it saw, for the message); each server end's one read must give
+    `server_reads` (read_outcome)."""
     for family, port in ports.items():
         conns = Connections(N, family, port)
         seen = prepare(conns)
         conns.close_side("client")
         outcomes = read_resets(conns)
-        expect(outcomes == ["ECONNRESET"] * N,
-               f"{family}: {N} clients {how}{seen}, each server end read ECONNRESET (got "
+        expect(outcomes == [server_reads] * N,
+               f"{family}: {N} clients {how}{seen}, each server end read {server_reads} (got "
                f"{outcomes})")
+
+
+def clients_abort(daemon, name, ports, prepare, how, reason, counter=None):
+    """close_clients() where `prepare` makes the close an abort: each server end reads
+    ECONNRESET, the counts are aborted_established()'s with the reset's `reason`, and the
+    resets sent equal the OutRsts increase and the namespace's `counter`'s, when given."""
+    before, kernel = daemon.metrics(), kernel_counters()
+    close_clients(ports, prepare, how)
     kernel = counters_delta(kernel)
     settle_and_check(daemon, name, before, aborted_established(ports, reason), [
-        (f"resets sent on its ports = the namespace's {counter}", sent_resets_on(ports.values()),
-         kernel[counter]),
-        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
-         kernel["OutRsts"])])
+        resets_equal(ports, kernel, c) for c in ([counter] if counter else []) + ["OutRsts"]])
 
 
 def scenario_reset(daemon, ports):
@@ -495,24 +510,16 @@ def scenario_unread(daemon, ports):
 
 
 def scenario_killed(daemon, ports):
-    before, kernel = daemon.metrics(), kernel_counters()
-    for family, port in ports.items():
-        conns = Connections(N, family, port)
+    def destroy_clients(conns):
         # The clients' ends only: their remote port is the listener's.
-        result = subprocess.run(["ss", "-K", "-t", "dport", "=", f":{port}"],
+        result = subprocess.run(["ss", "-K", "-t", "dport", "=", f":{conns.port}"],
                                 capture_output=True, text=True, timeout=30)
         errors = [read_outcome(client) for client in conns.ends["client"]]
-        conns.close_side("client")
-        outcomes = read_resets(conns)
-        expect(result.returncode == 0 and errors == ["ECONNABORTED"] * N and
-               outcomes == ["ECONNRESET"] * N,
-               f"{family}: ss -K destroyed {N} clients (exit {result.returncode} "
-               f"{result.stderr.strip()}; they read {errors}), each server end read ECONNRESET "
-               f"(got {outcomes})")
-    kernel = counters_delta(kernel)
-    settle_and_check(daemon, "killed", before, aborted_established(ports, "tcp_state"), [
-        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
-         kernel["OutRsts"])])
+        expect(result.returncode == 0 and errors == ["ECONNABORTED"] * N,
+               f"ss -K destroyed {N} clients (exit {result.returncode} "
+               f"{result.stderr.strip()}; they read {errors})")
+        return f" (they read {errors})"
+    clients_abort(daemon, "killed", ports, destroy_clients, "destroyed by ss -K", "tcp_state")
 
 
 def scenario_unaccepted(daemon, ports):
@@ -536,8 +543,7 @@ def scenario_unaccepted(daemon, ports):
     kernel = counters_delta(kernel)
     # The server's ends abort here, the clients are reset: the same counts as a client's abort.
     settle_and_check(daemon, "unaccepted", before, aborted_established(ports, "tcp_state"), [
-        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
-         kernel["OutRsts"])])
+        resets_equal(ports, kernel, "OutRsts")])
 
 
 def listen_queue(family, port):
@@ -549,20 +555,17 @@ def listen_queue(family, port):
 
 
 def scenario_linger2(daemon, ports):
-    before, kernel = daemon.metrics(), kernel_counters()
-    for family, port in ports.items():
-        conns = Connections(N, family, port)
+    def in_fin_wait2(conns):
         for client in conns.ends["client"]:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_LINGER2, -1)
             client.shutdown(socket.SHUT_WR)
         wait_for_sockets("every client in FIN_WAIT2", conns.ends["client"],
                          lambda state, *_: state == FIN_WAIT2, timeout=5, info=tcp_state)
-        conns.close_side("client")
-        outcomes = read_resets(conns)
-        # The server read the client's FIN first, then the RST.
-        expect(outcomes == ["read b''"] * N,
-               f"{family}: {N} clients closed in FIN_WAIT2 with TCP_LINGER2 -1, each server "
-               f"end read EOF (got {outcomes})")
+        return ""
+    before, kernel = daemon.metrics(), kernel_counters()
+    # The server reads the client's FIN first (EOF), then the RST.
+    close_clients(ports, in_fin_wait2, "closed in FIN_WAIT2 with TCP_LINGER2 -1",
+                  server_reads="read b''")
     kernel = counters_delta(kernel)
     checks = []
     for family, port in ports.items():
@@ -580,10 +583,8 @@ def scenario_linger2(daemon, ports):
                                   {("sent", "FIN_WAIT2", reset_reason("tcp_abort_on_linger")): N,
                                    ("received", "CLOSE_WAIT"): N}, {})
     settle_and_check(daemon, "linger2", before, checks, [
-        ("resets sent on its ports = the namespace's TCPAbortOnLinger",
-         sent_resets_on(ports.values()), kernel["TCPAbortOnLinger"]),
-        ("resets sent on its ports = the namespace's OutRsts", sent_resets_on(ports.values()),
-         kernel["OutRsts"])])
+        resets_equal(ports, kernel, "TCPAbortOnLinger"),
+        resets_equal(ports, kernel, "OutRsts")])
 
 
 def scenario_canceled(daemon, ports):
@@ -660,8 +661,7 @@ def scenario_data(daemon, ports):
     for family, port in ports.items():
         checks += orderly_life(family, port, {"ESTABLISHED": retransmitted[family]})
     settle_and_check(daemon, "data", before, checks, [
-        ("retransmits on its ports = the namespace's RetransSegs - TCPRetransFail",
-         retransmits_on(ports.values()), kernel["sent"])])
+        retransmits_equal(ports, kernel)])
 
 
 def scenario_synack(daemon, ports):
@@ -699,8 +699,7 @@ def scenario_synack(daemon, ports):
     for family, port in ports.items():
         checks += orderly_life(family, port, {"SYN_RECV": N})
     settle_and_check(daemon, "synack", before, checks, [
-        ("retransmits on its ports = the namespace's TCPSynRetrans delta",
-         retransmits_on(ports.values()), kernel["TCPSynRetrans"])])
+        retransmits_equal(ports, kernel, "TCPSynRetrans")])
 
 
 # A scenario whose counts only fell short runs once more on ports of its own: the build

@@ -32,6 +32,13 @@ def fail(message):
 SKIPPED = 77
 
 
+def require_tools(*tools):
+    """Fails naming the first of `tools` that is not installed."""
+    for tool in tools:
+        if not shutil.which(tool):
+            fail(f"{tool} is not installed (.ci/install-deps installs it)")
+
+
 def require_root():
     """Returns True as root. Otherwise the test is skipped (exit 77), or fails in CI (CI=true),
     so that CI never passes by skipping."""
@@ -621,22 +628,34 @@ class Background:
         self.thread.join()
 
 
+def scrape_every_second(target, rule_files=()):
+    """A Prometheus configuration that scrapes the daemon at `target` every second (job
+    tcpstatesd) and evaluates `rule_files` every second."""
+    rules = f"  evaluation_interval: 1s\nrule_files: {list(rule_files)}\n" if rule_files else ""
+    return ("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n" + rules +
+            "scrape_configs:\n  - job_name: tcpstatesd\n"
+            f"    static_configs:\n      - targets: ['{target}']\n")
+
+
 class Prometheus:
-    """A real Prometheus server on a free loopback port, configured with `config_yaml` and
-    started with the command-line `flags` too (e.g. --enable-feature=...), keeping its
-    configuration, data and log in `workdir`. stop(), or the end of a with block, ends it."""
+    """A real Prometheus server on a free loopback port, configured with `config_yaml` (e.g.
+    scrape_every_second()) and started with the command-line `flags` too (e.g.
+    --enable-feature=...), keeping its configuration, data and log in `workdir`. stop(), or
+    the end of a with block, ends it and removes its data, of no use afterwards; its
+    configuration and log stay for a failure's post-mortem."""
 
     def __init__(self, workdir, config_yaml, flags=()):
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = os.path.join(workdir, "prometheus.log")
+        self.data_path = os.path.join(workdir, "prometheus-data")
         config_path = os.path.join(workdir, "prometheus.yml")
         with open(config_path, "w") as f:
             f.write(config_yaml)
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
                 ["prometheus", f"--config.file={config_path}",
-                 f"--storage.tsdb.path={os.path.join(workdir, 'prometheus-data')}",
+                 f"--storage.tsdb.path={self.data_path}",
                  f"--web.listen-address=127.0.0.1:{port}", *flags],
                 stdout=subprocess.DEVNULL, stderr=log)
 
@@ -668,6 +687,7 @@ class Prometheus:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
+        shutil.rmtree(self.data_path, ignore_errors=True)
 
 
 class HitsInInitContext:

@@ -21,14 +21,13 @@ Accept header prefers the protobuf format. Checks:
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import urllib.parse
 import urllib.request
 
-from e2e_support import (Connections, Daemon, Prometheus, fail, free_port, scratch_dir,
-                         test_arguments, wait_for)
+from e2e_support import (Connections, Daemon, Prometheus, fail, free_port, require_tools,
+                         scrape_every_second, scratch_dir, test_arguments, wait_for)
 
 CONNECTIONS = 30
 CLIENT_MODEL = "/usr/share/gocode/src/github.com/prometheus/client_model"
@@ -185,9 +184,7 @@ def check_daemon_answers(target, workdir):
 
 def main():
     daemon_binary, = test_arguments(__doc__, 1)
-    for tool in ("prometheus", "protoc", "bpftool"):
-        if not shutil.which(tool):
-            fail(f"{tool} is not installed (.ci/install-deps installs it)")
+    require_tools("prometheus", "protoc", "bpftool")
     if subprocess.run([DEBIAN_PYTHON, "-c", "import prometheus_client"]).returncode != 0:
         fail("python3-prometheus-client is not installed (.ci/install-deps installs it)")
     if not os.path.exists(os.path.join(CLIENT_MODEL, "io/prometheus/client/metrics.proto")):
@@ -199,9 +196,7 @@ def main():
               f"    ports: [{port}]\n")
     with Daemon(daemon_binary, config, workdir) as daemon:
         families = check_daemon_answers(daemon.target, workdir)
-        scrape = ("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                  "scrape_configs:\n  - job_name: tcpstatesd\n"
-                  f"    static_configs:\n      - targets: ['{daemon.target}']\n")
+        scrape = scrape_every_second(daemon.target)
         servers = {}
         for name, flags in (("openmetrics", ()),
                             ("protobuf", ("--enable-feature=native-histograms",))):
@@ -264,7 +259,6 @@ def main():
             for server in servers.values():
                 server.stop()
         daemon.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
     print("PASS")
 
 

@@ -13,14 +13,14 @@ output with `promtool check metrics`, that every exported metric is documented, 
 SIGTERM stops the daemon with exit 0 and leaves no BPF program of ours behind.
 """
 import json
-import shutil
 import subprocess
 import threading
 import urllib.parse
 import urllib.request
 
 from e2e_support import (Connections, Daemon, Prometheus, connections, fail, free_port,
-                         scratch_dir, test_arguments, wait_for)
+                         require_tools, scrape_every_second, scratch_dir, test_arguments,
+                         wait_for)
 
 CONNECTIONS = 60
 HELD_OPEN = 20
@@ -93,9 +93,7 @@ class ConcurrentScrapes:
 
 def main():
     daemon_binary, docs_path = test_arguments(__doc__, 2)
-    for tool in ("prometheus", "promtool", "bpftool"):
-        if not shutil.which(tool):
-            fail(f"{tool} is not installed (.ci/install-deps installs it)")
+    require_tools("prometheus", "promtool", "bpftool")
 
     workdir = scratch_dir("e2e")
     # The held connections' server port, reserved against the other tests: the only value of
@@ -119,10 +117,7 @@ def main():
         if missing:
             fail(f"exported but not documented in {docs_path}: {missing}")
 
-        with Prometheus(
-            workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                     "scrape_configs:\n  - job_name: tcpstatesd\n"
-                     f"    static_configs:\n      - targets: ['{target}']\n") as prometheus:
+        with Prometheus(workdir, scrape_every_second(target)) as prometheus:
             prometheus_url = prometheus.url
             wait_for("Prometheus to scrape the daemon",
                      lambda: query(prometheus_url, 'up{job="tcpstatesd"}') == 1, timeout=60)
@@ -169,7 +164,6 @@ def main():
                   f"{query(prometheus_url, observed) - base_observed:.0f}; ipv6 ESTABLISHED gauge "
                   f"of port {held_port}: {2 * HELD_OPEN} while held, 0 after")
         daemon.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
     print("PASS")
 
 

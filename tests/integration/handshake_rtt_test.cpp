@@ -4,32 +4,28 @@
 // neither end sends data), in the bucket that RTT belongs to; a handshake the kernel took no
 // sample of is counted, not observed. The tests' sockets are told apart from the host's other
 // traffic by their service port, or by a network namespace of their own.
-#include <arpa/inet.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <prometheus/registry.h>
-#include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
-#include <fstream>
 #include <functional>
 #include <optional>
 #include <system_error>
 #include <thread>
 #include <vector>
 
+#include "counting.hpp"
 #include "event_collector.hpp"
 #include "kernel/count_tables.hpp"
 #include "labels/cgroup_names.hpp"
 #include "labels/tuple_labels.hpp"
 #include "loopback.hpp"
 #include "metrics/counted_metrics.hpp"
+#include "own_network_namespace.hpp"
 #include "require_bpf.hpp"
 
 using namespace tcpstatesd::test;
@@ -40,20 +36,15 @@ namespace {
 // connections spread over several buckets; +Inf takes a handshake slower than 1 ms.
 const std::vector<double> kBuckets{4e-6, 6e-6, 8e-6, 1e-5, 1.5e-5, 3e-5, 1e-3};
 
-// The programs counting, handshake RTTs labelled by `port` when it is given, else unlabelled.
-tcpstatesd::BpfOptions counting(uint16_t port) {
+// Handshake RTTs labelled by `port` when it is given, else unlabelled.
+tcpstatesd::LabelsConfig rtt_labels(uint16_t port) {
     tcpstatesd::LabelsConfig labels;
     labels.port.families = {.handshake_rtt = port != 0};
     if (port) labels.port.ports = {port};
-    tcpstatesd::BpfOptions options;
-    options.event_details = false;
-    options.labels = tcpstatesd::tuple_label_settings(labels);
-    options.duration_bounds_ns = tcpstatesd::bounds_ns({0.001, 1});
-    options.handshake_rtt_bounds_ns = tcpstatesd::bounds_ns(kBuckets);
-    options.tuple_table_size = 1024;
-    options.duration_table_size = 256;
-    return options;
+    return labels;
 }
+
+const tcpstatesd::HistogramBuckets kHistograms{{0.001, 1}, kBuckets};
 
 // The socket's own smoothed RTT in microseconds (tcpi_rtt).
 uint32_t tcpi_rtt(const Fd& socket) {
@@ -156,22 +147,13 @@ void check_exported(const prometheus::ClientMetric& sample, const std::vector<do
     CHECK(sample.histogram.sample_sum == static_cast<double>(sum_ns) * 1e-9);
 }
 
-// Runs `body` on a thread of its own in a new network namespace whose loopback is up, and
-// rethrows what it threw. Only the thread moves: the rest of the test process stays put.
+// Runs `body` on a thread of its own in a network namespace of its own, and rethrows what it
+// threw. Only the thread moves: the rest of the test process stays put.
 void in_new_network_namespace(const std::function<void()>& body) {
     std::exception_ptr failure;
     std::thread thread([&] {
         try {
-            if (unshare(CLONE_NEWNET) != 0)
-                throw std::system_error(errno, std::generic_category(), "unshare(CLONE_NEWNET)");
-            Fd control(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-            ifreq request{};
-            std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
-            if (ioctl(control.get(), SIOCGIFFLAGS, &request) != 0)
-                throw std::system_error(errno, std::generic_category(), "SIOCGIFFLAGS lo");
-            request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
-            if (ioctl(control.get(), SIOCSIFFLAGS, &request) != 0)
-                throw std::system_error(errno, std::generic_category(), "SIOCSIFFLAGS lo up");
+            const OwnNetworkNamespace netns;
             body();
         } catch (...) {
             failure = std::current_exception();
@@ -181,32 +163,10 @@ void in_new_network_namespace(const std::function<void()>& body) {
     if (failure) std::rethrow_exception(failure);
 }
 
-// Sets a sysctl of the calling thread's network namespace (/proc/sys/net is per namespace).
-void set_sysctl(const char* path, const char* value) {
-    std::ofstream out(path);
-    out << value;
-    out.close();
-    if (!out) throw std::runtime_error(std::string("writing ") + value + " to " + path);
-}
-
 // Runs a shell command (in the calling thread's network namespace: a child process inherits
 // it); throws if it fails.
 void run_command(const std::string& command) {
     if (std::system(command.c_str()) != 0) throw std::runtime_error("failed: " + command);
-}
-
-// A listener on 127.0.0.1:`port` of the calling thread's network namespace.
-Fd listen_on_port(uint16_t port) {
-    Fd s = tcp_socket(AF_INET);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(s.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
-        throw std::system_error(errno, std::generic_category(),
-                                "bind 127.0.0.1:" + std::to_string(port));
-    start_listening(s);
-    return s;
 }
 
 }  // namespace
@@ -219,8 +179,7 @@ TEST_CASE("each accepted connection's handshake RTT is observed as the tcpi_rtt 
         INFO(family_label(family));
         Fd listener = bind_loopback(family);
         const uint16_t port = local_port(listener);
-        tcpstatesd::BpfProgram program(counting(port));
-        tcpstatesd::CountTables tables(program, 1024, 256);
+        Counting counting(rtt_labels(port), kHistograms);
         start_listening(listener);
 
         std::vector<uint32_t> rtts;
@@ -233,10 +192,10 @@ TEST_CASE("each accepted connection's handshake RTT is observed as the tcpi_rtt 
         // The observation is made at SYN_RECV -> ESTABLISHED, which TCP_INFO waited for (it
         // takes the socket's lock, held by the handshake's last step): bounded for safety.
         const auto deadline = std::chrono::steady_clock::now() + kEventTimeout;
-        while (count_of(observed(tables, port, family)) < kConnections &&
+        while (count_of(observed(counting.tables, port, family)) < kConnections &&
                std::chrono::steady_clock::now() < deadline)
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        const tcpstates_histogram got = observed(tables, port, family);
+        const tcpstates_histogram got = observed(counting.tables, port, family);
         CHECK(count_of(got) == kConnections);
         CHECK(got.sum_ns == expected.sum_ns);
         for (size_t i = 0; i <= kBuckets.size(); ++i) {
@@ -252,15 +211,14 @@ TEST_CASE(
     "[handshake_rtt]") {
     REQUIRE_BPF();
     constexpr size_t kConnections = 10;
-    tcpstatesd::BpfProgram program(counting(0));
-    tcpstatesd::CountTables tables(program, 1024, 256);
-    const tcpstatesd::PerFamily before = tables.handshake_rtt_unmeasured();
+    Counting counting(rtt_labels(0), kHistograms);
+    const tcpstatesd::PerFamily before = counting.tables.handshake_rtt_unmeasured();
     std::vector<uint32_t> rtts;
     in_new_network_namespace([&] {
         // Every SYN answered with a cookie, and no timestamps: the kernel has no SYN-ACK send
         // time (a cookie keeps no request) and no echoed timestamp to measure from.
-        set_sysctl("/proc/sys/net/ipv4/tcp_syncookies", "2");
-        set_sysctl("/proc/sys/net/ipv4/tcp_timestamps", "0");
+        write_sysctl("/proc/sys/net/ipv4/tcp_syncookies", "2");
+        write_sysctl("/proc/sys/net/ipv4/tcp_timestamps", "0");
         Fd listener = listen_on_loopback(AF_INET);
         for (size_t i = 0; i < kConnections; ++i) {
             Fd client = connect_loopback(AF_INET, local_port(listener));
@@ -272,7 +230,7 @@ TEST_CASE(
     CHECK(rtts == std::vector<uint32_t>(kConnections, 0));
     // Nothing else on these machines turns TCP timestamps off, which an unmeasured handshake
     // needs: the increase is this namespace's connections.
-    const tcpstatesd::PerFamily after = tables.handshake_rtt_unmeasured();
+    const tcpstatesd::PerFamily after = counting.tables.handshake_rtt_unmeasured();
     CHECK(after[0] - before[0] == kConnections);
 }
 
@@ -284,17 +242,8 @@ TEST_CASE(
     constexpr size_t kConnections = 10;
     Fd listener = bind_loopback(AF_INET);
     const uint16_t port = local_port(listener);
-    tcpstatesd::LabelsConfig labels;
-    labels.port.families = {.handshake_rtt = true};
-    labels.port.ports = {port};
-    tcpstatesd::BpfProgram program(counting(port));
-    tcpstatesd::CountTables tables(program, 1024, 256);
-    prometheus::Registry registry;
-    tcpstatesd::CgroupNames cgroups;
-    tcpstatesd::TupleLabeler labeler(labels, cgroups);
-    tcpstatesd::SeriesBudget budget(registry, labels.max_series);
-    const tcpstatesd::HistogramBuckets before{{0.001, 1}, kBuckets};
-    tcpstatesd::CountedMetrics metrics(program, tables, labeler, budget, labels, before);
+    CountingMetrics counting(rtt_labels(port), kHistograms);
+    tcpstatesd::CountedMetrics& metrics = counting.metrics;
     start_listening(listener);
 
     const std::vector<uint32_t> first = accept_connections(listener, kConnections);
@@ -305,7 +254,7 @@ TEST_CASE(
     // A reload with other handshake RTT buckets: a swap, then the new generation.
     const tcpstatesd::HistogramBuckets after{{0.001, 1}, {1e-5, 1e-3}};
     metrics.prepare_buckets(after);
-    metrics.configure(labels, after);
+    metrics.configure(counting.labels, after);
     CHECK_FALSE(exported(metrics, port));  // started over: no observation yet
     const std::vector<uint32_t> second = accept_connections(listener, kConnections);
     sample = wait_for_count(metrics, port, kConnections);
@@ -325,8 +274,7 @@ TEST_CASE(
     // Our port in the main namespace (reserved), the same number in the test's namespaces.
     const Fd reserved = bind_loopback(AF_INET);
     const uint16_t port = local_port(reserved);
-    tcpstatesd::BpfProgram program(counting(port));
-    tcpstatesd::CountTables tables(program, 1024, 256);
+    Counting counting(rtt_labels(port), kHistograms);
     // Drops the client's first pure ACK of each handshake (every other pure ACK to the port:
     // the connections stay open, so the only pure ACKs are the handshakes' and, after the
     // SYN-ACK sent again 1 s later, the answer to it, which passes).
@@ -336,8 +284,8 @@ TEST_CASE(
     const auto handshakes = [&](const char* timestamps) {
         std::vector<uint32_t> rtts;
         in_new_network_namespace([&] {
-            set_sysctl("/proc/sys/net/ipv4/tcp_timestamps", timestamps);
-            Fd listener = listen_on_port(port);
+            write_sysctl("/proc/sys/net/ipv4/tcp_timestamps", timestamps);
+            Fd listener = listen_on_port(AF_INET, port);
             run_command(drop_first_ack);
             std::vector<Fd> open;
             for (size_t i = 0; i < kConnections; ++i) {
@@ -356,17 +304,17 @@ TEST_CASE(
     const std::vector<uint32_t> timed = handshakes("1");
     for (uint32_t rtt : timed) CHECK(rtt >= 1000000);
     const tcpstates_histogram expected = expected_histogram(timed);
-    tcpstates_histogram got = observed(tables, port, AF_INET);
+    tcpstates_histogram got = observed(counting.tables, port, AF_INET);
     CHECK(count_of(got) == kConnections);
     CHECK(got.sum_ns == expected.sum_ns);
     for (size_t i = 0; i <= kBuckets.size(); ++i) CHECK(got.buckets[i] == expected.buckets[i]);
 
     // Without timestamps no RTT (Karn's rule): counted, not observed.
-    const tcpstatesd::PerFamily before = tables.handshake_rtt_unmeasured();
+    const tcpstatesd::PerFamily before = counting.tables.handshake_rtt_unmeasured();
     const std::vector<uint32_t> untimed = handshakes("0");
     CHECK(untimed == std::vector<uint32_t>(kConnections, 0));
-    got = observed(tables, port, AF_INET);
+    got = observed(counting.tables, port, AF_INET);
     CHECK(count_of(got) == kConnections);  // no more than the timed ones
     // Nothing else on these machines turns TCP timestamps off: the increase is ours.
-    CHECK(tables.handshake_rtt_unmeasured()[0] - before[0] == kConnections);
+    CHECK(counting.tables.handshake_rtt_unmeasured()[0] - before[0] == kConnections);
 }

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "counting.hpp"
 #include "event_collector.hpp"
 #include "kernel/count_tables.hpp"
 #include "kernel_facts.hpp"
@@ -42,34 +43,22 @@ tcpstatesd::LabelsConfig labels_on(uint16_t port) {
     return labels;
 }
 
-tcpstatesd::BpfOptions counting(const tcpstatesd::LabelsConfig& labels) {
-    tcpstatesd::BpfOptions options;
-    options.event_details = false;
-    options.labels = tcpstatesd::tuple_label_settings(labels);
-    options.duration_bounds_ns = tcpstatesd::bounds_ns({0.001, 1, 60});
-    options.tuple_table_size = 1024;
-    options.duration_table_size = 256;
-    return options;
-}
+const tcpstatesd::HistogramBuckets kBuckets{{0.001, 1, 60}, {0.001, 1}};
 
-// A listener bound (not yet listening) on a loopback port, and the programs loaded counting
-// under that port (labels_on), with count tables of their size.
-struct CountingOnPort {
+// A listener bound (not yet listening) on a loopback port.
+struct PortListener {
     Fd listener = bind_loopback(AF_INET);
     uint16_t port = local_port(listener);
-    tcpstatesd::LabelsConfig labels = labels_on(port);
-    tcpstatesd::BpfProgram program{counting(labels)};
-    tcpstatesd::CountTables tables{program, 1024, 256};
 };
 
-// CountingOnPort with the metrics made from its tables, as the daemon makes them.
-struct MetricsOnPort : CountingOnPort {
-    prometheus::Registry registry;
-    tcpstatesd::CgroupNames cgroups;
-    tcpstatesd::TupleLabeler labeler{labels, cgroups};
-    tcpstatesd::SeriesBudget budget{registry, labels.max_series};
-    tcpstatesd::CountedMetrics metrics{program, tables, labeler,
-                                       budget,  labels, {{0.001, 1, 60}, {0.001, 1}}};
+// A PortListener, and the programs counting under its port (labels_on).
+struct CountingOnPort : PortListener, Counting {
+    CountingOnPort() : Counting(labels_on(port), kBuckets) {}
+};
+
+// A PortListener, the programs counting under its port and the metrics made from their tables.
+struct MetricsOnPort : PortListener, CountingMetrics {
+    MetricsOnPort() : CountingMetrics(labels_on(port), kBuckets) {}
 };
 
 // The counts of the tuples of `port` (any owner, either family) summed, from the tables.

@@ -136,6 +136,16 @@ Fd listen_on_loopback(int family) {
     return s;
 }
 
+Fd listen_on_port(int family, uint16_t port, int backlog) {
+    Fd s = tcp_socket(family);
+    const Address a(family, port);
+    if (bind(s.get(), a.get(), a.length) != 0)
+        fail(std::string("binding to ") + family_label(family) + " loopback port " +
+             std::to_string(port));
+    if (listen(s.get(), backlog) != 0) fail("listen");
+    return s;
+}
+
 uint16_t local_port(const Fd& socket) {
     Address a(AF_INET, 0);
     a.length = sizeof a.storage;

@@ -3,6 +3,8 @@
 // instead of hanging. Failures throw std::system_error naming the call.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <array>
 #include <cstdint>
 #include <string>
@@ -33,6 +35,9 @@ Fd bind_loopback(int family);
 void start_listening(const Fd& socket);
 // bind_loopback + start_listening.
 Fd listen_on_loopback(int family);
+// A listener on the loopback address's `port`, unreserved: for a port of a network namespace
+// of the test's own (own_network_namespace.hpp), or one bind_loopback() reserved elsewhere.
+Fd listen_on_port(int family, uint16_t port, int backlog = SOMAXCONN);
 
 uint16_t local_port(const Fd& socket);
 

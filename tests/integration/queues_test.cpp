@@ -3,13 +3,8 @@
 // ephemeral ports in use towards one destination compared with net.ipv4.ip_local_port_range.
 // Each test runs in a network namespace of its own (the walk covers the caller's), so the
 // kernel's counters there are the test's alone.
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,7 +12,6 @@
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -30,7 +24,9 @@
 #include "kernel/socket_walk.hpp"
 #include "labels/labels_config.hpp"
 #include "loopback.hpp"
+#include "loopback_address.hpp"
 #include "metrics/counted_metrics.hpp"
+#include "own_network_namespace.hpp"
 #include "require_bpf.hpp"
 
 using namespace tcpstatesd::test;
@@ -40,28 +36,6 @@ namespace {
 [[noreturn]] void fail(const std::string& what) {
     throw std::system_error(errno, std::generic_category(), what);
 }
-
-// This thread in a new network namespace with its loopback up, until destroyed: then back in
-// the one it was in. Sockets made meanwhile stay in the new one (which lives as long as they).
-class OwnNetworkNamespace {
-public:
-    OwnNetworkNamespace() : previous_(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
-        if (!previous_) fail("opening this thread's network namespace");
-        if (unshare(CLONE_NEWNET) != 0) fail("unshare(CLONE_NEWNET)");
-        const Fd control(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-        ifreq lo{};
-        std::strncpy(lo.ifr_name, "lo", IFNAMSIZ - 1);
-        if (ioctl(control.get(), SIOCGIFFLAGS, &lo) != 0) fail("reading lo's flags");
-        lo.ifr_flags = static_cast<short>(lo.ifr_flags | IFF_UP);
-        if (ioctl(control.get(), SIOCSIFFLAGS, &lo) != 0) fail("bringing lo up");
-    }
-    OwnNetworkNamespace(const OwnNetworkNamespace&) = delete;
-    OwnNetworkNamespace& operator=(const OwnNetworkNamespace&) = delete;
-    ~OwnNetworkNamespace() { setns(previous_.get(), CLONE_NEWNET); }
-
-private:
-    Fd previous_;
-};
 
 // The open-file limit raised to its hard limit until destroyed (the kernel's default soft limit,
 // 1024 in the kernel matrix's guests, is too few for a thousand connections).
@@ -96,13 +70,6 @@ uint64_t tcp_ext(const std::string& name) {
     throw std::runtime_error("no TcpExt " + name + " in /proc/thread-self/net/netstat");
 }
 
-void write_sysctl(const std::string& path, const std::string& value) {
-    std::ofstream file(path);
-    file << value;
-    file.flush();
-    if (!file) throw std::runtime_error("cannot write " + value + " to " + path);
-}
-
 // Polls `done` until it holds or 10 s pass (a condition on loopback sockets that takes longer
 // is broken, not slow); returns whether it held.
 bool wait_until(const std::function<bool()>& done) {
@@ -124,47 +91,14 @@ uint32_t accept_queue(const Fd& listener) {
     return info.tcpi_unacked;
 }
 
-sockaddr_storage address_of(int family, uint16_t port) {
-    sockaddr_storage address{};
-    if (family == AF_INET) {
-        auto* in = reinterpret_cast<sockaddr_in*>(&address);
-        in->sin_family = AF_INET;
-        in->sin_port = htons(port);
-        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    } else {
-        auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-        in6->sin6_addr = in6addr_loopback;
-    }
-    return address;
-}
-
-socklen_t address_size(int family) {
-    return family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-}
-
 // A connect() started (its SYN sent), not waited for.
 Fd start_connect(int family, uint16_t port) {
     Fd client(socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!client) fail("socket()");
-    const sockaddr_storage address = address_of(family, port);
-    if (connect(client.get(), reinterpret_cast<const sockaddr*>(&address), address_size(family)) ==
-            0 ||
-        errno != EINPROGRESS)
+    const LoopbackAddress address(family, port);
+    if (connect(client.get(), address.get(), address.length) == 0 || errno != EINPROGRESS)
         fail("a non-blocking connect()");
     return client;
-}
-
-Fd listen_on(int family, uint16_t port, int backlog) {
-    Fd listener(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!listener) fail("socket()");
-    const sockaddr_storage address = address_of(family, port);
-    if (bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), address_size(family)) !=
-        0)
-        fail("bind()");
-    if (listen(listener.get(), backlog) != 0) fail("listen()");
-    return listener;
 }
 
 // Walks when the reference no longer moves: TcpExtListenDrops read equal before and after the
@@ -222,7 +156,7 @@ TEST_CASE(
         // from then on is followed from its listen(), not from the next walk. No walk runs
         // again until the drops are made.
         const uint64_t counted_at_start = drops_of(tcpstatesd::walk_sockets(program), ipv6, kPort);
-        Fd listener = listen_on(family, kPort, 1);
+        Fd listener = listen_on_port(family, kPort, 1);
 
         // The kernel's queue is full when it holds more than the backlog (sk_acceptq_is_full:
         // sk_ack_backlog > sk_max_ack_backlog): two handshakes complete, one after the other so
@@ -276,7 +210,7 @@ TEST_CASE(
     REQUIRE(program.can_walk_sockets());
     constexpr uint16_t kPort = 5000;  // outside the range: the server's ends are not counted
     // Room for every connection in the accept queue: none is accepted, so none can move.
-    const Fd listener = listen_on(AF_INET, kPort, 1100);
+    const Fd listener = listen_on_port(AF_INET, kPort, 1100);
 
     std::vector<Fd> clients;
     for (int i = 0; i < 900; ++i) clients.push_back(connect_loopback(AF_INET, kPort));
@@ -310,7 +244,7 @@ TEST_CASE(
     Fd listener;
     {
         const OwnNetworkNamespace netns;
-        listener = listen_on(AF_INET, port, 8);
+        listener = listen_on_port(AF_INET, port, 8);
     }
     CHECK(listened());
     listener = Fd();

@@ -30,13 +30,11 @@ import errno
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -44,7 +42,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from e2e_support import (FAMILIES, Background, Connections, Daemon, Prometheus,  # noqa: E402
-                         connections, fail, refused_connect, require_root, wait_for)
+                         connections, fail, refused_connect, require_root, require_tools,
+                         scrape_every_second, scratch_dir, wait_for)
 
 # Grafana's $__rate_interval is at least four scrape intervals; 10 s of 1 s scrapes keeps
 # the test short and still gives rate() several samples.
@@ -315,11 +314,9 @@ def main():
     check_structure(dashboard)
     queries = expressions(dashboard)
     require_root()
-    for tool in ("prometheus", "bpftool", "unshare", "iptables", "ip6tables"):
-        if not shutil.which(tool):
-            fail(f"{tool} is not installed (.ci/install-deps installs it)")
+    require_tools("prometheus", "bpftool", "unshare", "iptables", "ip6tables")
 
-    workdir = tempfile.mkdtemp(prefix="tcpstatesd-dashboard-")
+    workdir = scratch_dir("dashboard")
     # The traffic opens new listeners every round, hundreds of port values (past
     # labels.port.max_values they fold into "other"), whose counters' series fill the default
     # labels.max_series within seconds; the gauges take what the counters leave at each
@@ -327,12 +324,8 @@ def main():
     # with the round. At its maximum every series has room.
     with Daemon(daemon_binary, "labels:\n  max_series: 100000\n", workdir) as daemon:
         target = daemon.target
-        with Prometheus(
-            workdir, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                     "  evaluation_interval: 1s\n"
-                     f"rule_files: ['{os.path.abspath(rules_path)}']\n"
-                     "scrape_configs:\n  - job_name: tcpstatesd\n"
-                     f"    static_configs:\n      - targets: ['{target}']\n") as prometheus:
+        with Prometheus(workdir, scrape_every_second(
+                target, rule_files=[os.path.abspath(rules_path)])) as prometheus:
             url = prometheus.url
 
             def by_series(expression):
@@ -443,7 +436,6 @@ def main():
                   f"connects timed out in the namespace {traffic.timeouts}; "
                   f"{time.monotonic() - started:.0f} s of traffic")
         daemon.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
     print("PASS")
 
 
