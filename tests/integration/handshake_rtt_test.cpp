@@ -293,7 +293,7 @@ TEST_CASE(
     tcpstatesd::CgroupNames cgroups;
     tcpstatesd::TupleLabeler labeler(labels, cgroups);
     tcpstatesd::SeriesBudget budget(registry, labels.max_series);
-    const tcpstatesd::HistogramBuckets before{{0.001, 1}, kBuckets};
+    const tcpstatesd::HistogramBuckets before{{0.001, 1}, kBuckets, {}};
     tcpstatesd::CountedMetrics metrics(program, tables, labeler, budget, labels, before);
     start_listening(listener);
 
@@ -303,7 +303,7 @@ TEST_CASE(
     check_exported(*sample, kBuckets, first);
 
     // A reload with other handshake RTT buckets: a swap, then the new generation.
-    const tcpstatesd::HistogramBuckets after{{0.001, 1}, {1e-5, 1e-3}};
+    const tcpstatesd::HistogramBuckets after{{0.001, 1}, {1e-5, 1e-3}, {}};
     metrics.prepare_buckets(after);
     metrics.configure(labels, after);
     CHECK_FALSE(exported(metrics, port));  // started over: no observation yet

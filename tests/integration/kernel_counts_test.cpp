@@ -69,7 +69,7 @@ struct MetricsOnPort : CountingOnPort {
     tcpstatesd::TupleLabeler labeler{labels, cgroups};
     tcpstatesd::SeriesBudget budget{registry, labels.max_series};
     tcpstatesd::CountedMetrics metrics{program, tables, labeler,
-                                       budget,  labels, {{0.001, 1, 60}, {0.001, 1}}};
+                                       budget,  labels, {{0.001, 1, 60}, {0.001, 1}, {}}};
 };
 
 // The counts of the tuples of `port` (any owner, either family) summed, from the tables.
