@@ -64,9 +64,9 @@ void write_native(protozero::pbf_writer& histogram, const NativeBuckets& native)
         size_t end = start + 1;
         while (end < buckets.size() && buckets[end].first == buckets[end - 1].first + 1) ++end;
         protozero::pbf_writer span(histogram, histogram_field::kPositiveSpan);
-        span.add_sint32(histogram_field::kSpanOffset,
-                        start == 0 ? buckets[0].first
-                                   : buckets[start].first - buckets[start - 1].first - 1);
+        span.add_sint32(
+            histogram_field::kSpanOffset,
+            start == 0 ? buckets[0].first : buckets[start].first - buckets[start - 1].first - 1);
         span.add_uint32(histogram_field::kSpanLength, static_cast<uint32_t>(end - start));
         start = end;
     }

@@ -1,6 +1,7 @@
 // The counts the programs keep, read from user space: the label tuples' counts, the labelled
-// histograms and the native buckets, each in one of two tables of which the programs write one (bpf/maps.bpf.h); the
-// unlabelled histograms; the transitions with an unknown start; the handshakes without an RTT.
+// histograms and the native buckets, each in one of two tables of which the programs write one
+// (bpf/maps.bpf.h); the unlabelled histograms; the transitions with an unknown start; the
+// handshakes without an RTT.
 //
 // Swapping the tables is how user space takes counts out of the kernel without losing one: the
 // spare table is installed, which returns once no program uses the old one any more (a

@@ -12,7 +12,10 @@ namespace tcpstatesd {
 
 // metrics.native_histograms (docs/configuration.md).
 struct NativeHistogramSettings {
-    bool enabled = true;
+    // Off by default: measured, the transition program took 290 ns a run without and 444 to
+    // 585 ns with (3000 loopback connections, bpf_stats), for a Prometheus feature still behind
+    // a flag.
+    bool enabled = false;
     // Prometheus' valid schemas are -4 .. 8: 2^(2^-schema) is each bucket's growth factor. At 3
     // (9% per bucket), as client libraries default to.
     int32_t schema = 3;

@@ -280,8 +280,8 @@ std::optional<CountedMetrics::SeriesKey> CountedMetrics::labelled_series(
         return place(series(LabelledMetric::HandshakeRtt, key.ipv6, 0, 0, values_of(tuple)));
     if (key.kind == TCPSTATES_HISTOGRAM_DURATION && key.from < TCPSTATES_STATE_SLOTS &&
         key.to < TCPSTATES_STATE_SLOTS)
-        return place(series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to,
-                            values_of(tuple)));
+        return place(
+            series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to, values_of(tuple)));
     return std::nullopt;
 }
 
@@ -1018,9 +1018,9 @@ void CountedMetrics::configure(const LabelsConfig& labels, HistogramBuckets buck
         });
         buckets_ = std::move(buckets);
         prepared_buckets_.reset();
-        generation_ = program_.switch_bucket_bounds(
-            bounds_ns(buckets_.durations), bounds_ns(buckets_.handshake_rtts),
-            native_schema(buckets_.native));
+        generation_ = program_.switch_bucket_bounds(bounds_ns(buckets_.durations),
+                                                    bounds_ns(buckets_.handshake_rtts),
+                                                    native_schema(buckets_.native));
         assigned_.clear();
     }
 }

@@ -39,7 +39,7 @@ struct NativeOnPort {
         config.port.ports = {port};
         return config;
     }();
-    tcpstatesd::NativeHistogramSettings native;  // the defaults: schema 3, 160 buckets
+    tcpstatesd::NativeHistogramSettings native{.enabled = true};  // schema 3, 160 buckets
     tcpstatesd::BpfProgram program{[this] {
         tcpstatesd::BpfOptions options;
         options.event_details = false;
@@ -56,7 +56,7 @@ struct NativeOnPort {
     tcpstatesd::CgroupNames cgroups;
     tcpstatesd::TupleLabeler labeler{labels, cgroups};
     tcpstatesd::SeriesBudget budget{registry, labels.max_series};
-    tcpstatesd::CountedMetrics metrics{program, tables,  labeler,
+    tcpstatesd::CountedMetrics metrics{program, tables, labeler,
                                        budget,  labels, {kPowersOfTwo, {0.001}, native}};
 };
 
@@ -105,7 +105,8 @@ void check_agreement(const std::vector<PortSample>& samples) {
         from_native[0] += s.native.zero_count;
         uint64_t native_total = s.native.zero_count;
         for (const auto& [index, n] : s.native.positive) {
-            const double upper = std::exp2(std::ldexp(static_cast<double>(index), -s.native.schema));
+            const double upper =
+                std::exp2(std::ldexp(static_cast<double>(index), -s.native.schema));
             size_t bucket = 0;
             while (bucket + 1 < classic.size() && classic[bucket].upper_bound < upper) ++bucket;
             from_native[bucket] += n;

@@ -14,9 +14,9 @@
 #include "metrics/native_histogram.hpp"
 #include "protobuf_reader.hpp"
 
-using tcpstatesd::NativeBuckets;
 using tcpstatesd::native_bounds;
 using tcpstatesd::native_buckets;
+using tcpstatesd::NativeBuckets;
 namespace dto = io::prometheus::client;
 
 namespace {
@@ -52,8 +52,7 @@ TEST_CASE("native bounds: every bound is floor(1e9 * 2^(i/2^schema)) exactly, 1 
         REQUIRE(bounds.bound_ns.size() <= TCPSTATES_NATIVE_MAX_BOUNDS);
         size_t wrong = 0;
         for (size_t k = 0; k < bounds.bound_ns.size(); ++k)
-            if (!is_floor(bounds.bound_ns[k], bounds.first_index + static_cast<int32_t>(k),
-                          schema))
+            if (!is_floor(bounds.bound_ns[k], bounds.first_index + static_cast<int32_t>(k), schema))
                 ++wrong;
         CHECK(wrong == 0);
         // The first bucket holds 1 ns: the bucket before it ends below 1 ns.
@@ -113,7 +112,8 @@ TEST_CASE("protobuf: native buckets beside the classic ones, as spans and deltas
     native.zero_count = 2;
     native.positive = {{-5, 1}, {-4, 3}, {0, 2}, {7, 5}};
     collection.extras[{2, 0}].native = native;
-    const auto decoded = tcpstatesd::test::decode_delimited(tcpstatesd::protobuf_delimited(collection));
+    const auto decoded =
+        tcpstatesd::test::decode_delimited(tcpstatesd::protobuf_delimited(collection));
     REQUIRE(decoded.size() == 3);
     const dto::Histogram& h = decoded[2].metric(0).histogram();
     CHECK(h.schema() == 3);
@@ -144,14 +144,16 @@ TEST_CASE("protobuf: native buckets beside the classic ones, as spans and deltas
     native.zero_count = 0;
     native.positive = {{0, 1}};
     collection.extras[{2, 0}].native = native;
-    const auto capped = tcpstatesd::test::decode_delimited(tcpstatesd::protobuf_delimited(collection));
+    const auto capped =
+        tcpstatesd::test::decode_delimited(tcpstatesd::protobuf_delimited(collection));
     CHECK(capped[2].metric(0).histogram().sample_count() == 1);
     CHECK(capped[2].metric(0).histogram().bucket(1).cumulative_count() == 1);
 
     // No observation yet: one empty span, so that any Prometheus takes it for native.
     native.positive.clear();
     collection.extras[{2, 0}].native = native;
-    const auto empty = tcpstatesd::test::decode_delimited(tcpstatesd::protobuf_delimited(collection));
+    const auto empty =
+        tcpstatesd::test::decode_delimited(tcpstatesd::protobuf_delimited(collection));
     const dto::Histogram& e = empty[2].metric(0).histogram();
     REQUIRE(e.positive_span_size() == 1);
     CHECK(e.positive_span(0).offset() == 0);
