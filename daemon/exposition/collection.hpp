@@ -47,6 +47,7 @@ struct HistogramExtras {
 struct SampleIndex {
     size_t family = 0;
     size_t metric = 0;
+    // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 on a defaulted <=>
     auto operator<=>(const SampleIndex&) const = default;
 };
 
