@@ -8,6 +8,7 @@
 #define TCPSTATESD_BPF_COUNTS_BPF_H
 
 #include "maps.bpf.h"
+#include "native.bpf.h"
 
 /* What a new tuple's counts start from (too large for the stack). */
 static const struct tcpstates_tuple_counts zero_counts;
@@ -135,6 +136,18 @@ static __always_inline void observe(struct tcpstates_histogram *histogram, __u32
 	__sync_fetch_and_add(&histogram->sum_ns, duration_ns);
 }
 
+/* Counts an observation in its native bucket first, then its classic one: a scrape reads the
+ * classic buckets first, so the native buckets it reads after hold every observation the
+ * classic ones do (docs/architecture.md, "Native histograms"). */
+static __always_inline void observe_both(struct tcpstates_histogram *histogram, __u32 bucket,
+					 __u64 duration_ns, const struct tcpstates_duration_key *series,
+					 int unlabelled)
+{
+	if (observe_native(series, unlabelled, duration_ns))
+		__sync_fetch_and_add(&histogram->native_lost, 1);
+	observe(histogram, bucket, duration_ns);
+}
+
 /* The labelled histogram of `key` in the table in use, added if new; NULL (counted) when the
  * table has no room: the caller observes in its unlabelled array instead. */
 static __always_inline struct tcpstates_histogram *
@@ -181,14 +194,23 @@ static __always_inline void observe_duration(int ipv6, __u16 port, __u64 cgroup_
 
 		histogram = labelled_histogram(&key);
 		if (histogram) {
-			observe(histogram, bucket, duration_ns);
+			observe_both(histogram, bucket, duration_ns, &key, 0);
 			return;
 		}
 	}
 	slot = tcpstates_duration_slot(generation, ipv6, from, to);
 	histogram = bpf_map_lookup_elem(&durations, &slot);
-	if (histogram)
-		observe(histogram, bucket, duration_ns);
+	if (histogram) {
+		struct tcpstates_duration_key series = {
+			.ipv6 = ipv6,
+			.from = from,
+			.to = to,
+			.generation = generation,
+			.kind = TCPSTATES_HISTOGRAM_DURATION,
+		};
+
+		observe_both(histogram, bucket, duration_ns, &series, 1);
+	}
 }
 
 /* Observes the handshake RTT of a passively opened socket of this tuple, from its smoothed RTT
@@ -224,14 +246,21 @@ __noinline int observe_handshake_rtt(int ipv6, __u16 port, __u64 cgroup_id, __u3
 
 		histogram = labelled_histogram(&key);
 		if (histogram) {
-			observe(histogram, bucket, rtt_ns);
+			observe_both(histogram, bucket, rtt_ns, &key, 0);
 			return 0;
 		}
 	}
 	slot = tcpstates_handshake_rtt_slot(generation, ipv6 ? 1 : 0);
 	histogram = bpf_map_lookup_elem(&handshake_rtts, &slot);
-	if (histogram)
-		observe(histogram, bucket, rtt_ns);
+	if (histogram) {
+		struct tcpstates_duration_key series = {
+			.ipv6 = ipv6 ? 1 : 0,
+			.generation = generation,
+			.kind = TCPSTATES_HISTOGRAM_HANDSHAKE_RTT,
+		};
+
+		observe_both(histogram, bucket, rtt_ns, &series, 1);
+	}
 	return 0;
 }
 

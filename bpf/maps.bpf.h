@@ -78,6 +78,8 @@ volatile __u32 bucket_generation = 0;
 struct tcpstates_bucket_bounds bucket_bounds[2] = {};
 /* The handshake RTT buckets, in the same generations. */
 struct tcpstates_bucket_bounds handshake_rtt_bounds[2] = {};
+/* The native buckets' bounds (durations and handshake RTTs), in the same generations. */
+struct tcpstates_native_bounds native_bounds[2] = {};
 
 /* --- Per-socket state --- */
 
@@ -151,6 +153,20 @@ struct {
 	__type(key, __u32);
 	__array(values, struct duration_table);
 } duration_tables SEC(".maps");
+
+/* Native buckets (struct tcpstates_native_key): a table swapped with the duration table. */
+struct native_table {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct tcpstates_native_key));
+	__uint(value_size, sizeof(__u64));
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct native_table);
+} native_tables SEC(".maps");
 
 /* Handshake RTTs without labels (see tcpstates_handshake_rtt_slot()). */
 struct {

@@ -247,6 +247,9 @@ struct tcpstates_tuple_counts {
 struct tcpstates_histogram {
 	__u64 sum_ns;
 	__u64 buckets[TCPSTATES_MAX_BUCKETS + 1];
+	/* Observations whose native bucket could not be stored (struct tcpstates_native_key): the
+	 * series' native buckets are incomplete, and it is served with classic buckets only. */
+	__u64 native_lost;
 };
 
 /* The bucket bounds in force, in nanoseconds: `count` finite bounds, strictly increasing. Two
@@ -296,6 +299,38 @@ static inline __u32 tcpstates_handshake_rtt_slot(__u32 generation, __u32 ipv6)
 	return generation * 2 + ipv6;
 }
 #define TCPSTATES_HANDSHAKE_RTT_SLOTS 4
+
+/*
+ * Native histograms (Prometheus' exponential buckets): bucket i of schema s holds the durations
+ * in (2^((i-1)/2^s), 2^(i/2^s)] seconds. In integer nanoseconds that is exactly
+ * floor(1e9 * 2^((i-1)/2^s)) < d <= floor(1e9 * 2^(i/2^s)): user space computes these floors
+ * (daemon/kernel/native_bounds.cpp) for the indexes from the bucket of 1 ns to the bucket that
+ * ends at 2^TCPSTATES_NATIVE_TOP_LOG2 s (a boundary at every schema), and the programs search
+ * them. A duration of 0 goes to the zero bucket; a longer one than the top bound is not placed
+ * (the series' native_lost). Two generations, switched with the classic bounds'.
+ */
+#define TCPSTATES_NATIVE_MIN_SCHEMA (-4)
+#define TCPSTATES_NATIVE_MAX_SCHEMA 8
+#define TCPSTATES_NATIVE_TOP_LOG2 25 /* 2^25 s: 388 days */
+/* At schema 8: from the bucket of 1 ns (index -7653) to 25 * 256, 14054 bounds. */
+#define TCPSTATES_NATIVE_MAX_BOUNDS 14080
+struct tcpstates_native_bounds {
+	__u64 bound_ns[TCPSTATES_NATIVE_MAX_BOUNDS];
+	__s32 first_index; /* the index of bound_ns[0]'s bucket */
+	__u32 count;       /* 0: native histograms off */
+};
+/* The zero bucket's index in a native key. */
+#define TCPSTATES_NATIVE_ZERO_INDEX (-2147483647 - 1)
+
+/* One native bucket of a histogram (a hash table swapped with the labelled histograms'):
+ * `series` as the histogram's labelled key (cgroup_id and port 0 when `unlabelled`: the
+ * unlabelled array's histogram of the same family, states or kind). */
+struct tcpstates_native_key {
+	struct tcpstates_duration_key series;
+	__s32 index; /* the bucket's, or TCPSTATES_NATIVE_ZERO_INDEX */
+	__u8 unlabelled;
+	__u8 pad[3];
+};
 
 /* Transitions whose start was not seen, per family, from and to (never a duration). */
 static inline __u32 tcpstates_unknown_start_slot(__u32 ipv6, __u32 from, __u32 to)
@@ -468,6 +503,7 @@ enum tcpstates_counter {
 	TCPSTATES_COUNTER_NESTED_DESTROYED, /* records the first destroy program missed, the nested
 					     * one removed */
 	TCPSTATES_COUNTER_TUPLE_TABLE_FULL, /* new tuples the table had no room for */
+	TCPSTATES_COUNTER_NATIVE_LOST,      /* observations without their native bucket */
 	TCPSTATES_COUNTER_MAX,
 };
 
@@ -483,8 +519,9 @@ enum tcpstates_counter {
 TCPSTATES_ASSERT_SIZE(struct tcpstates_socket, 32);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_key, 16);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_counts, 2432);
-TCPSTATES_ASSERT_SIZE(struct tcpstates_histogram, 528);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_histogram, 536);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_duration_key, 16);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_native_key, 24);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_transition, 32);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_event, 112);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_listener_key, 16);

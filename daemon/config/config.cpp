@@ -233,6 +233,24 @@ Keys metrics_keys(const Reader& r, MetricsConfig& metrics) {
              metrics.socket_walk_cpu_percent =
                  static_cast<uint32_t>(r.whole(f, 1, kMaxSocketWalkCpuPercent));
          }},
+        {"native_histograms",
+         [&](const Field& f) {
+             NativeHistogramSettings& native = metrics.native_histograms;
+             r.mapping(f,
+                       {
+                           {"enabled", [&](const Field& g) { native.enabled = r.boolean(g); }},
+                           {"schema",
+                            [&](const Field& g) {
+                                native.schema = static_cast<int32_t>(r.integer(
+                                    g, TCPSTATES_NATIVE_MIN_SCHEMA, TCPSTATES_NATIVE_MAX_SCHEMA));
+                            }},
+                           {"max_buckets",
+                            [&](const Field& g) {
+                                native.max_buckets = static_cast<uint32_t>(
+                                    r.whole(g, kMinNativeMaxBuckets, kMaxNativeMaxBuckets));
+                            }},
+                       });
+         }},
     };
 }
 

@@ -14,6 +14,7 @@
 
 #include "config/listen_address.hpp"
 #include "kernel/bpf_program.hpp"
+#include "kernel/native_bounds.hpp"
 #include "kernel/transport.hpp"
 #include "labels/labels_config.hpp"
 #include "process/logging.hpp"
@@ -57,6 +58,7 @@ struct MetricsConfig {
     std::vector<double> handshake_rtt_buckets = default_handshake_rtt_buckets();
     // The share of one CPU the background walk of the sockets may take (docs/configuration.md).
     uint32_t socket_walk_cpu_percent = 1;  // 1..kMaxSocketWalkCpuPercent
+    NativeHistogramSettings native_histograms;
 
     bool operator==(const MetricsConfig&) const = default;
 };

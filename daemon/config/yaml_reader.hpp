@@ -62,6 +62,13 @@ inline std::optional<uint64_t> parse_whole(std::string_view text) {
     return value;
 }
 
+inline std::optional<int64_t> parse_integer(std::string_view text) {
+    int64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
 inline std::optional<double> parse_real(std::string_view text) {
     if (!text.empty() && text.front() == '+') text.remove_prefix(1);
     double value = 0;
@@ -177,6 +184,15 @@ public:
         const std::string what =
             "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
         auto value = parse_whole(number_text(field, what));
+        if (!value || *value < min || *value > max) expected(field, what);
+        return *value;
+    }
+
+    // A whole number that may be negative.
+    int64_t integer(const Field& field, int64_t min, int64_t max) const {
+        const std::string what =
+            "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+        auto value = parse_integer(number_text(field, what));
         if (!value || *value < min || *value > max) expected(field, what);
         return *value;
     }

@@ -27,8 +27,10 @@ struct Exemplar {
 };
 
 // A native histogram's buckets: Prometheus' exponential buckets of `schema` (bucket i holds
-// (2^((i-1)/2^schema), 2^(i/2^schema)]), sparse. The sample's count and sum are the classic
-// histogram's, so these buckets and zero_count add up to its count.
+// (2^((i-1)/2^schema), 2^(i/2^schema)]), sparse. The sample's sum is the classic histogram's;
+// its count, in the protobuf format, is zero_count plus these buckets' (which may exceed the
+// classic count by observations made while the scrape read: the native buckets are read after
+// the classic ones, bpf/counts.bpf.h).
 struct NativeBuckets {
     int32_t schema = 0;
     double zero_threshold = 0;

@@ -6,7 +6,9 @@
 #include <protozero/pbf_writer.hpp>
 #include <protozero/varint.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace tcpstatesd {
 
@@ -31,7 +33,52 @@ constexpr protozero::pbf_tag_type kQuantileQuantile = 1, kQuantileValue = 2;
 namespace histogram_field {
 constexpr protozero::pbf_tag_type kSampleCount = 1, kSampleSum = 2, kBucket = 3;
 constexpr protozero::pbf_tag_type kBucketCumulativeCount = 1, kBucketUpperBound = 2;
+constexpr protozero::pbf_tag_type kSchema = 5, kZeroThreshold = 6, kZeroCount = 7,
+                                  kPositiveSpan = 12, kPositiveDelta = 13;
+constexpr protozero::pbf_tag_type kSpanOffset = 1, kSpanLength = 2;
 }  // namespace histogram_field
+
+// A native histogram's observations: its zero bucket's and its buckets'.
+uint64_t observations(const NativeBuckets& native) {
+    uint64_t total = native.zero_count;
+    for (const auto& [index, n] : native.positive) total += n;
+    return total;
+}
+
+// The native fields of a Histogram message: runs of consecutive buckets (spans: the first's
+// offset is its first index, the others' the gap after the previous run) and each bucket's
+// count as the difference from the bucket before. A histogram without buckets gets one empty
+// span, what Prometheus takes for native whatever its version (older ones also take a zero
+// threshold > 0, which these have).
+void write_native(protozero::pbf_writer& histogram, const NativeBuckets& native) {
+    histogram.add_sint32(histogram_field::kSchema, native.schema);
+    histogram.add_double(histogram_field::kZeroThreshold, native.zero_threshold);
+    histogram.add_uint64(histogram_field::kZeroCount, native.zero_count);
+    const auto& buckets = native.positive;
+    if (buckets.empty()) {
+        protozero::pbf_writer span(histogram, histogram_field::kPositiveSpan);
+        span.add_sint32(histogram_field::kSpanOffset, 0);
+        span.add_uint32(histogram_field::kSpanLength, 0);
+    }
+    for (size_t start = 0; start < buckets.size();) {
+        size_t end = start + 1;
+        while (end < buckets.size() && buckets[end].first == buckets[end - 1].first + 1) ++end;
+        protozero::pbf_writer span(histogram, histogram_field::kPositiveSpan);
+        span.add_sint32(
+            histogram_field::kSpanOffset,
+            start == 0 ? buckets[0].first : buckets[start].first - buckets[start - 1].first - 1);
+        span.add_uint32(histogram_field::kSpanLength, static_cast<uint32_t>(end - start));
+        start = end;
+    }
+    std::vector<int64_t> deltas;
+    deltas.reserve(buckets.size());
+    int64_t previous = 0;
+    for (const auto& [index, n] : buckets) {
+        deltas.push_back(static_cast<int64_t>(n) - previous);
+        previous = static_cast<int64_t>(n);
+    }
+    histogram.add_packed_sint64(histogram_field::kPositiveDelta, deltas.begin(), deltas.end());
+}
 
 int32_t metric_type(prometheus::MetricType type) {
     switch (type) {
@@ -55,7 +102,7 @@ void write_value(protozero::pbf_writer& metric, protozero::pbf_tag_type field, d
 }
 
 void write_metric(protozero::pbf_writer& family, prometheus::MetricType type,
-                  const prometheus::ClientMetric& metric) {
+                  const prometheus::ClientMetric& metric, const HistogramExtras* extras) {
     protozero::pbf_writer out(family, family_field::kMetric);
     for (const auto& label : metric.label) {
         protozero::pbf_writer pair(out, metric_field::kLabel);
@@ -85,14 +132,21 @@ void write_metric(protozero::pbf_writer& family, prometheus::MetricType type,
         }
         case prometheus::MetricType::Histogram: {
             protozero::pbf_writer histogram(out, metric_field::kHistogram);
-            histogram.add_uint64(histogram_field::kSampleCount, metric.histogram.sample_count);
+            const NativeBuckets* native = extras && extras->native ? &*extras->native : nullptr;
+            // With native buckets, the count is theirs (read last, they may hold observations
+            // the classic buckets, read first, do not yet: NativeBuckets), and the classic
+            // buckets are capped at it, so that neither contradicts the count.
+            const uint64_t count = native ? observations(*native) : metric.histogram.sample_count;
+            histogram.add_uint64(histogram_field::kSampleCount, count);
             histogram.add_double(histogram_field::kSampleSum, metric.histogram.sample_sum);
             for (const auto& bucket : metric.histogram.bucket) {
                 if (bucket.upper_bound == INFINITY) continue;  // implied by sample_count
                 protozero::pbf_writer b(histogram, histogram_field::kBucket);
-                b.add_uint64(histogram_field::kBucketCumulativeCount, bucket.cumulative_count);
+                b.add_uint64(histogram_field::kBucketCumulativeCount,
+                             std::min(bucket.cumulative_count, count));
                 b.add_double(histogram_field::kBucketUpperBound, bucket.upper_bound);
             }
+            if (native) write_native(histogram, *native);
             break;
         }
     }
@@ -104,7 +158,8 @@ void write_metric(protozero::pbf_writer& family, prometheus::MetricType type,
 std::string protobuf_delimited(const Collection& collection) {
     std::string out;
     std::string message;  // one family's, reused: its length must precede it
-    for (const auto& family : collection.families) {
+    for (size_t family_index = 0; family_index < collection.families.size(); ++family_index) {
+        const prometheus::MetricFamily& family = collection.families[family_index];
         // A family without samples carries only metadata; client libraries send none.
         if (family.metric.empty()) continue;
         message.clear();
@@ -113,7 +168,11 @@ std::string protobuf_delimited(const Collection& collection) {
             writer.add_string(family_field::kName, family.name);
             if (!family.help.empty()) writer.add_string(family_field::kHelp, family.help);
             writer.add_enum(family_field::kType, metric_type(family.type));
-            for (const auto& metric : family.metric) write_metric(writer, family.type, metric);
+            for (size_t i = 0; i < family.metric.size(); ++i) {
+                const auto extras = collection.extras.find({family_index, i});
+                write_metric(writer, family.type, family.metric[i],
+                             extras == collection.extras.end() ? nullptr : &extras->second);
+            }
         }
         protozero::add_varint_to_buffer(&out, message.size());
         out += message;

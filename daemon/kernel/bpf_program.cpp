@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernel/bpf_maps.hpp"
+#include "kernel/native_bounds.hpp"
 #include "process/capabilities.hpp"
 #include "tcpstates.skel.h"
 
@@ -332,6 +333,11 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     first_duration_table_ =
         create_hash_map("durations", sizeof(tcpstates_duration_key), sizeof(tcpstates_histogram),
                         std::max<uint32_t>(options.duration_table_size, 1), preallocated_, loading);
+    native_table_capacity_ = std::max<uint32_t>(options.native_table_size, 1);
+    first_native_table_ = create_hash_map("native", sizeof(tcpstates_native_key), sizeof(uint64_t),
+                                          native_table_capacity_, preallocated_, loading);
+    set_or_fail(bpf_map__set_inner_map_fd(skel_->maps.native_tables, first_native_table_.get()),
+                "setting the native tables' template");
     set_or_fail(bpf_map__set_inner_map_fd(skel_->maps.tuple_tables, first_tuple_table_.get()),
                 "setting the tuple tables' template");
     set_or_fail(bpf_map__set_inner_map_fd(skel_->maps.duration_tables, first_duration_table_.get()),
@@ -342,9 +348,12 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     install_table(bpf_map__fd(skel_->maps.tuple_tables), first_tuple_table_.get(), "tuple table");
     install_table(bpf_map__fd(skel_->maps.duration_tables), first_duration_table_.get(),
                   "duration table");
+    install_table(bpf_map__fd(skel_->maps.native_tables), first_native_table_.get(),
+                  "native table");
     apply_filters(options.filters);
     apply_labels(options.labels);
-    switch_bucket_bounds(options.duration_bounds_ns, options.handshake_rtt_bounds_ns);
+    switch_bucket_bounds(options.duration_bounds_ns, options.handshake_rtt_bounds_ns,
+                         options.native_schema);
     if (int err = tcpstates_bpf__attach(skel_.get()))
         throw_bpf_error(
             packet_programs_.empty()
@@ -387,6 +396,9 @@ int BpfProgram::tuple_tables_fd() const {
 }
 int BpfProgram::duration_tables_fd() const {
     return bpf_map__fd(skel_->maps.duration_tables);
+}
+int BpfProgram::native_tables_fd() const {
+    return bpf_map__fd(skel_->maps.native_tables);
 }
 int BpfProgram::durations_fd() const {
     return bpf_map__fd(skel_->maps.durations);
@@ -546,7 +558,8 @@ void BpfProgram::add_listening_ports(const uint64_t (&words)[65536 / 64]) {
 }
 
 uint32_t BpfProgram::switch_bucket_bounds(const std::vector<uint64_t>& duration_bounds_ns,
-                                          const std::vector<uint64_t>& handshake_rtt_bounds_ns) {
+                                          const std::vector<uint64_t>& handshake_rtt_bounds_ns,
+                                          std::optional<int32_t> native_schema) {
     auto* bss = skel_->bss;
     const uint32_t next = (bss->bucket_generation + 1) & 1;
     const auto write = [](tcpstates_bucket_bounds& bounds, const std::vector<uint64_t>& ns) {
@@ -556,6 +569,14 @@ uint32_t BpfProgram::switch_bucket_bounds(const std::vector<uint64_t>& duration_
     };
     write(bss->bucket_bounds[next], duration_bounds_ns);
     write(bss->handshake_rtt_bounds[next], handshake_rtt_bounds_ns);
+    tcpstates_native_bounds& native = bss->native_bounds[next];
+    native.count = 0;
+    if (native_schema) {
+        const NativeBounds bounds = native_bounds(*native_schema);
+        std::copy(bounds.bound_ns.begin(), bounds.bound_ns.end(), native.bound_ns);
+        native.first_index = bounds.first_index;
+        native.count = static_cast<uint32_t>(bounds.bound_ns.size());
+    }
     __atomic_store_n(&bss->bucket_generation, next, __ATOMIC_RELEASE);
     return next;
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -82,6 +83,9 @@ struct BpfOptions {
     // of the two tables CountTables alternates between).
     uint32_t tuple_table_size = 1;
     uint32_t duration_table_size = 1;
+    // The native histograms' schema (none: off) and the native buckets each native table holds.
+    std::optional<int32_t> native_schema;
+    uint32_t native_table_size = 1;
     // Also attach the programs on the reset tracepoints (tcp:tcp_send_reset,
     // tcp:tcp_receive_reset) and the retransmission ones (tcp:tcp_retransmit_skb,
     // tcp:tcp_retransmit_synack). They need the kernel's own BTF: ignored with btf_path.
@@ -158,6 +162,7 @@ public:
     // kernel/socket_walk.hpp).
     int tuple_tables_fd() const;
     int duration_tables_fd() const;
+    int native_tables_fd() const;
     int durations_fd() const;
     int handshake_rtts_fd() const;
     int handshake_rtt_unmeasured_fd() const;
@@ -167,6 +172,8 @@ public:
     // The count tables installed at load.
     int first_tuple_table_fd() const { return first_tuple_table_.get(); }
     int first_duration_table_fd() const { return first_duration_table_.get(); }
+    int first_native_table_fd() const { return first_native_table_.get(); }
+    uint32_t native_table_capacity() const { return native_table_capacity_; }
     // The walk's totals (mmapped .bss), written by the walk program.
     tcpstates_walk_totals& walk_totals() const;
     // Whether the existing sockets can be walked: not with a BTF file (iter/tcp needs the
@@ -187,11 +194,13 @@ public:
     int destinations_fd() const;
     tcpstates_queue_walk_totals& queue_walk_totals() const;
     void set_ephemeral_range(uint16_t low, uint16_t high);
-    // Writes the duration and handshake RTT buckets' bounds (nanoseconds) into the generation
-    // not in use and switches to it; returns the new generation. The caller must make sure no
-    // program still uses the old one before it writes again (CountTables::swap() waits for them).
+    // Writes the duration and handshake RTT buckets' bounds (nanoseconds) and the native
+    // buckets' of `native_schema` (none: off) into the generation not in use and switches to it;
+    // returns the new generation. The caller must make sure no program still uses the old one
+    // before it writes again (CountTables::swap() waits for them).
     uint32_t switch_bucket_bounds(const std::vector<uint64_t>& duration_bounds_ns,
-                                  const std::vector<uint64_t>& handshake_rtt_bounds_ns);
+                                  const std::vector<uint64_t>& handshake_rtt_bounds_ns,
+                                  std::optional<int32_t> native_schema);
     uint32_t bucket_generation() const;
 
 private:
@@ -213,6 +222,8 @@ private:
 
     Fd first_tuple_table_;
     Fd first_duration_table_;
+    Fd first_native_table_;
+    uint32_t native_table_capacity_ = 1;
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
     bpf_program* first_ = nullptr;  // the pair of transition programs loaded and attached
     bpf_program* nested_ = nullptr;

@@ -28,6 +28,7 @@ std::vector<Entry> entries_of(int map_fd, const char* name) {
 
 static_assert(offsetof(TupleCounts, counts) == sizeof(tcpstates_tuple_key));
 static_assert(offsetof(LabelledHistogram, histogram) == sizeof(tcpstates_duration_key));
+static_assert(offsetof(NativeBucket, count) == sizeof(tcpstates_native_key));
 
 void install(int outer_fd, int table_fd, const char* what) {
     const uint32_t slot = 0;
@@ -51,7 +52,8 @@ CountTables::CountTables(const BpfProgram& program, uint32_t tuple_capacity,
     : program_(program), tuple_capacity_(tuple_capacity) {
     tuple_tables_[0] = Fd(dup(program.first_tuple_table_fd()));
     duration_tables_[0] = Fd(dup(program.first_duration_table_fd()));
-    if (!tuple_tables_[0] || !duration_tables_[0])
+    native_tables_[0] = Fd(dup(program.first_native_table_fd()));
+    if (!tuple_tables_[0] || !duration_tables_[0] || !native_tables_[0])
         throw_bpf_error("keeping the count tables' descriptors", errno);
     tuple_tables_[1] =
         create_hash_map("tuples", sizeof(tcpstates_tuple_key), sizeof(tcpstates_tuple_counts),
@@ -59,6 +61,8 @@ CountTables::CountTables(const BpfProgram& program, uint32_t tuple_capacity,
     duration_tables_[1] =
         create_hash_map("durations", sizeof(tcpstates_duration_key), sizeof(tcpstates_histogram),
                         duration_capacity, program.preallocated());
+    native_tables_[1] = create_hash_map("native", sizeof(tcpstates_native_key), sizeof(uint64_t),
+                                        program.native_table_capacity(), program.preallocated());
     add_overflow_tuples(tuple_tables_[1].get());
 }
 
@@ -70,6 +74,11 @@ std::vector<TupleCounts> CountTables::tuples() const {
 std::vector<LabelledHistogram> CountTables::labelled_durations() const {
     return entries_of<LabelledHistogram, tcpstates_duration_key, tcpstates_histogram>(
         duration_tables_[live_].get(), "durations");
+}
+
+std::vector<NativeBucket> CountTables::native_buckets() const {
+    return entries_of<NativeBucket, tcpstates_native_key, uint64_t>(native_tables_[live_].get(),
+                                                                    "native buckets");
 }
 
 std::vector<tcpstates_histogram> CountTables::durations(uint32_t generation) const {
@@ -121,6 +130,7 @@ void CountTables::prepare(const std::vector<tcpstates_tuple_key>& carried) {
     insert_zero_tuples(tuple_tables_[spare].get(), carried);
     install(program_.tuple_tables_fd(), tuple_tables_[spare].get(), "new tuple table");
     install(program_.duration_tables_fd(), duration_tables_[spare].get(), "new duration table");
+    install(program_.native_tables_fd(), native_tables_[spare].get(), "new native table");
 }
 
 CountTables::Retired CountTables::retire() {
@@ -129,7 +139,9 @@ CountTables::Retired CountTables::retire() {
     return {entries_of<TupleCounts, tcpstates_tuple_key, tcpstates_tuple_counts>(
                 tuple_tables_[old].get(), "tuples"),
             entries_of<LabelledHistogram, tcpstates_duration_key, tcpstates_histogram>(
-                duration_tables_[old].get(), "durations")};
+                duration_tables_[old].get(), "durations"),
+            entries_of<NativeBucket, tcpstates_native_key, uint64_t>(native_tables_[old].get(),
+                                                                     "native buckets")};
 }
 
 void CountTables::carry(const std::vector<tcpstates_tuple_key>& carried) {
@@ -140,6 +152,7 @@ void CountTables::clear_retired() {
     const int old = 1 - live_;
     clear_map(tuple_tables_[old].get(), "tuples", sizeof(tcpstates_tuple_key));
     clear_map(duration_tables_[old].get(), "durations", sizeof(tcpstates_duration_key));
+    clear_map(native_tables_[old].get(), "native buckets", sizeof(tcpstates_native_key));
     add_overflow_tuples(tuple_tables_[old].get());
 }
 

@@ -1,6 +1,7 @@
-// The counts the programs keep, read from user space: the label tuples' counts and the labelled
-// histograms, each in one of two tables of which the programs write one (bpf/maps.bpf.h); the
-// unlabelled histograms; the transitions with an unknown start; the handshakes without an RTT.
+// The counts the programs keep, read from user space: the label tuples' counts, the labelled
+// histograms and the native buckets, each in one of two tables of which the programs write one
+// (bpf/maps.bpf.h); the unlabelled histograms; the transitions with an unknown start; the
+// handshakes without an RTT.
 //
 // Swapping the tables is how user space takes counts out of the kernel without losing one: the
 // spare table is installed, which returns once no program uses the old one any more (a
@@ -30,6 +31,11 @@ struct LabelledHistogram {
     tcpstates_histogram histogram;
 };
 
+struct NativeBucket {
+    tcpstates_native_key key;
+    uint64_t count;
+};
+
 using UnknownStarts = std::array<uint64_t, static_cast<size_t>(TCPSTATES_UNKNOWN_START_SLOTS)>;
 using PerFamily = std::array<uint64_t, 2>;  // [0]: IPv4, [1]: IPv6
 
@@ -37,6 +43,7 @@ class CountTables {
 public:
     // Creates the spare tables (as large as the program's): call before the daemon drops its
     // capabilities, which creating a map needs.
+    // The native tables are as large as the program's (BpfProgram::native_table_capacity()).
     CountTables(const BpfProgram& program, uint32_t tuple_capacity, uint32_t duration_capacity);
 
     uint32_t tuple_capacity() const { return tuple_capacity_; }
@@ -44,6 +51,7 @@ public:
     // What the tables in use hold now.
     std::vector<TupleCounts> tuples() const;
     std::vector<LabelledHistogram> labelled_durations() const;
+    std::vector<NativeBucket> native_buckets() const;
     // The unlabelled histograms of a bucket generation, by tcpstates_duration_slot() of
     // generation 0.
     std::vector<tcpstates_histogram> durations(uint32_t generation) const;
@@ -62,6 +70,7 @@ public:
     struct Retired {
         std::vector<TupleCounts> tuples;
         std::vector<LabelledHistogram> durations;
+        std::vector<NativeBucket> native;
     };
     Retired retire();
     // Adds tuples to the table in use (those the prepare() step could not know of yet).
@@ -76,6 +85,7 @@ private:
     uint32_t tuple_capacity_;
     Fd tuple_tables_[2];
     Fd duration_tables_[2];
+    Fd native_tables_[2];
     int live_ = 0;  // which of each pair the programs write
 };
 

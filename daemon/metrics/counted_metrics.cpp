@@ -14,6 +14,7 @@
 #include "kernel/close_reason.hpp"
 #include "kernel/tcp_state.hpp"
 #include "metrics/metric_family.hpp"
+#include "metrics/native_histogram.hpp"
 
 namespace tcpstatesd {
 
@@ -113,11 +114,22 @@ std::string state_label(unsigned state) {
 void CountedMetrics::Histogram::add(const tcpstates_histogram& h) {
     for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += h.buckets[i];
     sum_ns += h.sum_ns;
+    native_lost += h.native_lost;
 }
 
 void CountedMetrics::Histogram::add(const Histogram& h) {
     for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += h.buckets[i];
     sum_ns += h.sum_ns;
+    for (const auto& [index, n] : h.native) native[index] += n;
+    native_zero += h.native_zero;
+    native_lost += h.native_lost;
+}
+
+void CountedMetrics::Histogram::add_native(int32_t index, uint64_t count) {
+    if (index == TCPSTATES_NATIVE_ZERO_INDEX)
+        native_zero += count;
+    else
+        native[index] += count;
 }
 
 CountedMetrics::CountedMetrics(BpfProgram& program, CountTables& tables, TupleLabeler& labeler,
@@ -256,23 +268,48 @@ void CountedMetrics::add_counts(const tcpstates_tuple_key& key,
     }
 }
 
-void CountedMetrics::add_labelled_duration(const tcpstates_duration_key& key,
-                                           const tcpstates_histogram& h,
-                                           std::map<SeriesKey, Histogram>& totals) const {
+std::optional<CountedMetrics::SeriesKey> CountedMetrics::labelled_series(
+    const tcpstates_duration_key& key) const {
     // Histograms of another bucket generation started over with the new buckets.
-    if (key.generation != generation_) return;
+    if (key.generation != generation_) return std::nullopt;
     tcpstates_tuple_key tuple{};
     tuple.cgroup_id = key.cgroup_id;
     tuple.port = key.port;
     tuple.ipv6 = key.ipv6;
     if (key.kind == TCPSTATES_HISTOGRAM_HANDSHAKE_RTT)
-        totals[place(series(LabelledMetric::HandshakeRtt, key.ipv6, 0, 0, values_of(tuple)))].add(
-            h);
-    else if (key.kind == TCPSTATES_HISTOGRAM_DURATION && key.from < TCPSTATES_STATE_SLOTS &&
-             key.to < TCPSTATES_STATE_SLOTS)
-        totals[place(series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to,
-                            values_of(tuple)))]
-            .add(h);
+        return place(series(LabelledMetric::HandshakeRtt, key.ipv6, 0, 0, values_of(tuple)));
+    if (key.kind == TCPSTATES_HISTOGRAM_DURATION && key.from < TCPSTATES_STATE_SLOTS &&
+        key.to < TCPSTATES_STATE_SLOTS)
+        return place(
+            series(LabelledMetric::StateDurations, key.ipv6, key.from, key.to, values_of(tuple)));
+    return std::nullopt;
+}
+
+void CountedMetrics::add_labelled_duration(const tcpstates_duration_key& key,
+                                           const tcpstates_histogram& h,
+                                           std::map<SeriesKey, Histogram>& totals) const {
+    if (const std::optional<SeriesKey> series_key = labelled_series(key))
+        totals[*series_key].add(h);
+}
+
+void CountedMetrics::add_native_bucket(const tcpstates_native_key& key, uint64_t count,
+                                       std::map<SeriesKey, Histogram>& totals) const {
+    const tcpstates_duration_key& series_key = key.series;
+    if (!key.unlabelled) {
+        if (const std::optional<SeriesKey> labelled = labelled_series(series_key))
+            totals[*labelled].add_native(key.index, count);
+        return;
+    }
+    if (series_key.generation != generation_ || series_key.ipv6 > 1) return;
+    if (series_key.kind == TCPSTATES_HISTOGRAM_HANDSHAKE_RTT)
+        totals[{LabelledMetric::HandshakeRtt, series_key.ipv6, 0, 0, LabelValues::kOther,
+                LabelValues::kOther}]
+            .add_native(key.index, count);
+    else if (series_key.kind == TCPSTATES_HISTOGRAM_DURATION &&
+             series_key.from < TCPSTATES_STATE_SLOTS && series_key.to < TCPSTATES_STATE_SLOTS)
+        totals[{LabelledMetric::StateDurations, series_key.ipv6, series_key.from, series_key.to,
+                LabelValues::kOther, LabelValues::kOther}]
+            .add_native(key.index, count);
 }
 
 template <typename Select>
@@ -324,17 +361,22 @@ Collection CountedMetrics::collect() const {
                 .add(rtts[ipv6]);
     for (const LabelledHistogram& h : tables_.labelled_durations())
         add_labelled_duration(h.key, h.histogram, durations);
+    // Read after the classic buckets, so that they hold every observation those hold (the
+    // programs count an observation's native bucket first): bpf/counts.bpf.h, observe_both().
+    for (const NativeBucket& bucket : tables_.native_buckets())
+        add_native_bucket(bucket.key, bucket.count, durations);
 
-    std::vector<prometheus::MetricFamily> out;
+    Collection collection;
+    std::vector<prometheus::MetricFamily>& out = collection.families;
     render_counters(counters, out);
-    out.push_back(durations_family(durations));
-    out.push_back(handshake_rtt_family(durations));
+    collection.append(durations_family(durations));
+    collection.append(handshake_rtt_family(durations));
     uint64_t available = budget_.available();  // for the gauges' labelled samples
     out.push_back(sockets_family(live, available));
     for (auto& family : oldest_families(available)) out.push_back(std::move(family));
     queue_families(out);
     for (auto& family : self_metrics(live)) out.push_back(std::move(family));
-    return {std::move(out), {}};
+    return collection;
 }
 
 prometheus::ClientMetric::Label CountedMetrics::label_of(Label label, uint32_t index) const {
@@ -431,8 +473,13 @@ prometheus::ClientMetric CountedMetrics::histogram_sample(const Histogram& histo
     return sample;
 }
 
-prometheus::MetricFamily CountedMetrics::durations_family(
-    const std::map<SeriesKey, Histogram>& totals) const {
+std::optional<NativeBuckets> CountedMetrics::native_of(const Histogram& histogram) const {
+    if (!buckets_.native.enabled || histogram.native_lost) return std::nullopt;
+    return native_buckets(buckets_.native.schema, histogram.native_zero, histogram.native,
+                          buckets_.native.max_buckets);
+}
+
+Collection CountedMetrics::durations_family(const std::map<SeriesKey, Histogram>& totals) const {
     prometheus::MetricFamily family =
         metric_family(metric_name(LabelledMetric::StateDurations).data(),
                       "Time a TCP socket spent in `state` before it moved to `next_state`.",
@@ -449,6 +496,7 @@ prometheus::MetricFamily CountedMetrics::durations_family(
                 if (can_have_duration(from, to))
                     samples[{LabelledMetric::StateDurations, ipv6, uint8_t(from), uint8_t(to),
                              LabelValues::kOther, LabelValues::kOther}];
+    Collection out;
     for (const auto& [key, histogram] : samples) {
         prometheus::ClientMetric sample = histogram_sample(histogram, buckets_.durations);
         sample.label = {{"family", family_label(key.ipv6)},
@@ -456,12 +504,15 @@ prometheus::MetricFamily CountedMetrics::durations_family(
                         {"next_state", state_label(key.b)}};
         add_series_labels(sample.label, key);
         sort_labels(sample.label);
+        if (std::optional<NativeBuckets> native = native_of(histogram))
+            out.extras[{0, family.metric.size()}].native = std::move(native);
         family.metric.push_back(std::move(sample));
     }
-    return family;
+    out.families.push_back(std::move(family));
+    return out;
 }
 
-prometheus::MetricFamily CountedMetrics::handshake_rtt_family(
+Collection CountedMetrics::handshake_rtt_family(
     const std::map<SeriesKey, Histogram>& totals) const {
     prometheus::MetricFamily family = metric_family(
         metric_name(LabelledMetric::HandshakeRtt).data(),
@@ -480,14 +531,18 @@ prometheus::MetricFamily CountedMetrics::handshake_rtt_family(
         for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
             samples[{LabelledMetric::HandshakeRtt, ipv6, 0, 0, LabelValues::kOther,
                      LabelValues::kOther}];
+    Collection out;
     for (const auto& [key, histogram] : samples) {
         prometheus::ClientMetric sample = histogram_sample(histogram, buckets_.handshake_rtts);
         sample.label = {{"family", family_label(key.ipv6)}};
         add_series_labels(sample.label, key);
         sort_labels(sample.label);
+        if (std::optional<NativeBuckets> native = native_of(histogram))
+            out.extras[{0, family.metric.size()}].native = std::move(native);
         family.metric.push_back(std::move(sample));
     }
-    return family;
+    out.families.push_back(std::move(family));
+    return out;
 }
 
 const TupleLabeler::Values& CountedMetrics::walked_values(uint16_t port) const {
@@ -706,6 +761,12 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
                static_cast<double>(kernel[TCPSTATES_COUNTER_DURATION_OVERFLOW]));
     out.push_back(std::move(overflows));
     out.push_back(single_sample(
+        "tcpstatesd_native_histogram_incomplete_total",
+        "Observations the programs could not put in a native bucket (the native bucket table "
+        "full, or a duration past 2^25 s): their series is served with classic buckets only "
+        "until it starts over.",
+        MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_NATIVE_LOST])));
+    out.push_back(single_sample(
         "tcpstatesd_socket_count_moves_lost_total",
         "Changes of state a socket's tuple had no room for in a full tuple table: "
         "tcpstates_sockets is off by one per change from then on.",
@@ -900,6 +961,9 @@ void CountedMetrics::fold_retired() const {
         values_of(tuple_of(h->key), true);
         add_labelled_duration(h->key, h->histogram, duration_totals_);
     }
+    // After the classic histograms, whose tuples took their values first.
+    for (const NativeBucket& bucket : retired.native)
+        add_native_bucket(bucket.key, bucket.count, duration_totals_);
     std::erase_if(gauge_totals_, [](const auto& entry) {
         return std::all_of(entry.second.begin(), entry.second.end(),
                            [](int64_t n) { return n == 0; });
@@ -955,7 +1019,8 @@ void CountedMetrics::configure(const LabelsConfig& labels, HistogramBuckets buck
         buckets_ = std::move(buckets);
         prepared_buckets_.reset();
         generation_ = program_.switch_bucket_bounds(bounds_ns(buckets_.durations),
-                                                    bounds_ns(buckets_.handshake_rtts));
+                                                    bounds_ns(buckets_.handshake_rtts),
+                                                    native_schema(buckets_.native));
         assigned_.clear();
     }
 }

@@ -31,6 +31,7 @@
 #include "exposition/collection.hpp"
 #include "kernel/count_tables.hpp"
 #include "kernel/event_source.hpp"
+#include "kernel/native_bounds.hpp"
 #include "kernel/socket_walk.hpp"
 #include "labels/labels_config.hpp"
 #include "labels/tuple_labels.hpp"
@@ -50,6 +51,7 @@ std::vector<uint64_t> bounds_ns(const std::vector<double>& buckets_seconds);
 struct HistogramBuckets {
     std::vector<double> durations;       // tcpstates_state_duration_seconds
     std::vector<double> handshake_rtts;  // tcpstates_handshake_rtt_seconds
+    NativeHistogramSettings native;      // both histograms' native buckets
 
     bool operator==(const HistogramBuckets&) const = default;
 };
@@ -117,8 +119,14 @@ private:
     struct Histogram {
         std::array<uint64_t, TCPSTATES_MAX_BUCKETS + 1> buckets{};
         uint64_t sum_ns = 0;
+        // Its native buckets at the configured schema (index -> observations) and zero bucket;
+        // served only while native_lost is 0 (bpf/tcpstates.h, struct tcpstates_histogram).
+        std::map<int32_t, uint64_t> native;
+        uint64_t native_zero = 0;
+        uint64_t native_lost = 0;
         void add(const tcpstates_histogram& h);
         void add(const Histogram& h);
+        void add_native(int32_t index, uint64_t count);
     };
     using Gauge = std::array<int64_t, TCPSTATES_STATE_SLOTS>;
 
@@ -142,6 +150,11 @@ private:
                     std::map<SeriesKey, uint64_t>& totals) const;
     void add_labelled_duration(const tcpstates_duration_key& key, const tcpstates_histogram& h,
                                std::map<SeriesKey, Histogram>& totals) const;
+    // The series of a labelled histogram's key (of the bucket generation in use, else none).
+    std::optional<SeriesKey> labelled_series(const tcpstates_duration_key& key) const;
+    // A native bucket, in the series its classic histogram is in (`unlabelled`: the array's).
+    void add_native_bucket(const tcpstates_native_key& key, uint64_t count,
+                           std::map<SeriesKey, Histogram>& totals) const;
     // Removes series (and gives their cost back) whose key `remove` selects.
     template <typename Select>
     void remove_series(Select remove) const;
@@ -161,9 +174,10 @@ private:
     // A histogram sample with these buckets' bounds (seconds; observations in nanoseconds).
     static prometheus::ClientMetric histogram_sample(const Histogram& histogram,
                                                      const std::vector<double>& bounds);
-    prometheus::MetricFamily durations_family(const std::map<SeriesKey, Histogram>& totals) const;
-    prometheus::MetricFamily handshake_rtt_family(
-        const std::map<SeriesKey, Histogram>& totals) const;
+    // A histogram's native buckets, as served: none when off or incomplete.
+    std::optional<NativeBuckets> native_of(const Histogram& histogram) const;
+    Collection durations_family(const std::map<SeriesKey, Histogram>& totals) const;
+    Collection handshake_rtt_family(const std::map<SeriesKey, Histogram>& totals) const;
     std::vector<prometheus::MetricFamily> self_metrics(const std::vector<TupleCounts>& live) const;
     // The accept queues and ephemeral ports (metrics/queue_metrics.cpp), from the last walk:
     // taken in by walked(), under the lock; rendered at each scrape.

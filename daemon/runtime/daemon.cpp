@@ -50,6 +50,14 @@ uint32_t duration_table_size(const Config& config) {
     return std::clamp<uint32_t>(4 * config.labels.max_series / cost, 64, 65536);
 }
 
+// Native buckets: a series spanning 1 us .. 1 h (31 octaves) has up to 250 at schema 3, about
+// 8 per sample its classic buckets cost of labels.max_series; the floor holds the unlabelled
+// histograms' (2 families, about 30 transitions each, and the handshake RTTs). A full table
+// costs the series it refuses their native buckets (counted), never their classic ones.
+uint32_t native_table_size(const LabelsConfig& labels) {
+    return std::clamp<uint32_t>(8 * labels.max_series, 16384, 1u << 20);
+}
+
 BpfOptions bpf_options(const Config& config) {
     BpfOptions options;
     options.transport = config.events.transport;
@@ -65,6 +73,8 @@ BpfOptions bpf_options(const Config& config) {
     options.handshake_rtt_bounds_ns = bounds_ns(config.metrics.handshake_rtt_buckets);
     options.tuple_table_size = tuple_table_size(config.labels);
     options.duration_table_size = duration_table_size(config);
+    options.native_schema = native_schema(config.metrics.native_histograms);
+    options.native_table_size = native_table_size(config.labels);
     options.btf_path = config.events.btf_path;
     options.resets = config.events.resets;
     options.retransmits = config.events.retransmits;

@@ -7,7 +7,8 @@
 namespace tcpstatesd {
 
 HistogramBuckets histogram_buckets(const Config& config) {
-    return {config.metrics.duration_buckets, config.metrics.handshake_rtt_buckets};
+    return {config.metrics.duration_buckets, config.metrics.handshake_rtt_buckets,
+            config.metrics.native_histograms};
 }
 
 Reloader::Reloader(const DaemonOptions& options, Settings running, ReloadTargets targets)

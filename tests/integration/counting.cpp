@@ -2,12 +2,15 @@
 
 #include <utility>
 
+#include "kernel/native_bounds.hpp"
+
 namespace tcpstatesd::test {
 
 namespace {
 
 constexpr uint32_t kTupleTableSize = 1024;
 constexpr uint32_t kDurationTableSize = 256;
+constexpr uint32_t kNativeTableSize = 16384;  // the daemon's least
 
 tcpstatesd::BpfOptions counting_options(const tcpstatesd::LabelsConfig& labels,
                                         const tcpstatesd::HistogramBuckets& buckets) {
@@ -18,6 +21,8 @@ tcpstatesd::BpfOptions counting_options(const tcpstatesd::LabelsConfig& labels,
     options.handshake_rtt_bounds_ns = tcpstatesd::bounds_ns(buckets.handshake_rtts);
     options.tuple_table_size = kTupleTableSize;
     options.duration_table_size = kDurationTableSize;
+    options.native_schema = tcpstatesd::native_schema(buckets.native);
+    options.native_table_size = kNativeTableSize;
     return options;
 }
 

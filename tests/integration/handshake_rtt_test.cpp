@@ -44,7 +44,7 @@ tcpstatesd::LabelsConfig rtt_labels(uint16_t port) {
     return labels;
 }
 
-const tcpstatesd::HistogramBuckets kHistograms{{0.001, 1}, kBuckets};
+const tcpstatesd::HistogramBuckets kHistograms{{0.001, 1}, kBuckets, {}};
 
 // The socket's own smoothed RTT in microseconds (tcpi_rtt).
 uint32_t tcpi_rtt(const Fd& socket) {
@@ -252,7 +252,7 @@ TEST_CASE(
     check_exported(*sample, kBuckets, first);
 
     // A reload with other handshake RTT buckets: a swap, then the new generation.
-    const tcpstatesd::HistogramBuckets after{{0.001, 1}, {1e-5, 1e-3}};
+    const tcpstatesd::HistogramBuckets after{{0.001, 1}, {1e-5, 1e-3}, {}};
     metrics.prepare_buckets(after);
     metrics.configure(counting.labels, after);
     CHECK_FALSE(exported(metrics, port));  // started over: no observation yet

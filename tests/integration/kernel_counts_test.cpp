@@ -43,7 +43,7 @@ tcpstatesd::LabelsConfig labels_on(uint16_t port) {
     return labels;
 }
 
-const tcpstatesd::HistogramBuckets kBuckets{{0.001, 1, 60}, {0.001, 1}};
+const tcpstatesd::HistogramBuckets kBuckets{{0.001, 1, 60}, {0.001, 1}, {}};
 
 // A listener bound (not yet listening) on a loopback port.
 struct PortListener {
