@@ -4,6 +4,7 @@
  *   maps.bpf.h         the maps, the settings user space writes, the programs' own counters
  *   records.bpf.h      a socket's record, ports, service port and owner
  *   counts.bpf.h       counting under label tuples, the gauge, the duration histograms
+ *   exemplars.bpf.h    the slowest observation of each duration series, with its connection
  *   transitions.bpf.h  sock:inet_sock_set_state (the first and the nested program)
  *   packets.bpf.h      resets, retransmissions, and the socket's end (tcp:*)
  *   trace_events.bpf.h the events `trace` prints

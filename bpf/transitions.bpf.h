@@ -20,6 +20,7 @@
 #define TCPSTATESD_BPF_TRANSITIONS_BPF_H
 
 #include "counts.bpf.h"
+#include "exemplars.bpf.h"
 #include "queues.bpf.h"
 #include "records.bpf.h"
 #include "trace_events.bpf.h"
@@ -256,7 +257,16 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		__u64 cgroup_id = record ? record->cgroup_id : 0;
 		__u16 port = record ? record->port : 0;
 
-		observe_duration(ipv6, port, cgroup_id, old_state, new_state, duration_ns);
+		int labelled =
+			observe_duration(ipv6, port, cgroup_id, old_state, new_state, duration_ns);
+
+		/* Not the nested program: bpf/exemplars.bpf.h says why. The socket as a number
+		 * (the tracepoint's first argument, read): a global function takes no pointer to
+		 * it. */
+		if (exemplars && !nested)
+			offer_exemplar(nullable_arg(ctx, 0),
+				       exemplar_series(port, ipv6, old_state, new_state, labelled),
+				       cgroup_id, duration_ns, now);
 	} else {
 		count_unknown_start(ipv6, old_state, new_state);
 	}

@@ -233,6 +233,7 @@ Keys metrics_keys(const Reader& r, MetricsConfig& metrics) {
              metrics.socket_walk_cpu_percent =
                  static_cast<uint32_t>(r.whole(f, 1, kMaxSocketWalkCpuPercent));
          }},
+        {"exemplars", [&](const Field& f) { metrics.exemplars = r.boolean(f); }},
     };
 }
 

@@ -57,6 +57,8 @@ struct MetricsConfig {
     std::vector<double> handshake_rtt_buckets = default_handshake_rtt_buckets();
     // The share of one CPU the background walk of the sockets may take (docs/configuration.md).
     uint32_t socket_walk_cpu_percent = 1;  // 1..kMaxSocketWalkCpuPercent
+    // Exemplars on the duration histograms (docs/metrics.md, "Exemplars").
+    bool exemplars = true;
 
     bool operator==(const MetricsConfig&) const = default;
 };

@@ -45,6 +45,7 @@ struct HistogramExtras {
 struct SampleIndex {
     size_t family = 0;
     size_t metric = 0;
+    // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 on a defaulted <=>
     auto operator<=>(const SampleIndex&) const = default;
 };
 
@@ -54,6 +55,8 @@ struct Collection {
 
     // Appends `more` after these families (its samples' indexes move with it).
     void append(Collection more);
+    // The exemplar of a sample, if it has one.
+    const Exemplar* exemplar(SampleIndex sample) const;
 };
 
 // A source of a scrape's families. Collect(), prometheus-cpp's interface, gives the families

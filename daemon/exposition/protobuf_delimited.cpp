@@ -7,6 +7,7 @@
 #include <protozero/varint.hpp>
 
 #include <cmath>
+#include <utility>
 
 namespace tcpstatesd {
 
@@ -30,8 +31,13 @@ constexpr protozero::pbf_tag_type kQuantileQuantile = 1, kQuantileValue = 2;
 }  // namespace summary_field
 namespace histogram_field {
 constexpr protozero::pbf_tag_type kSampleCount = 1, kSampleSum = 2, kBucket = 3;
-constexpr protozero::pbf_tag_type kBucketCumulativeCount = 1, kBucketUpperBound = 2;
+constexpr protozero::pbf_tag_type kBucketCumulativeCount = 1, kBucketUpperBound = 2,
+                                  kBucketExemplar = 3;
 }  // namespace histogram_field
+namespace exemplar_field {
+constexpr protozero::pbf_tag_type kLabel = 1, kValue = 2, kTimestamp = 3;
+constexpr protozero::pbf_tag_type kSeconds = 1, kNanos = 2;  // google.protobuf.Timestamp
+}  // namespace exemplar_field
 
 int32_t metric_type(prometheus::MetricType type) {
     switch (type) {
@@ -54,8 +60,23 @@ void write_value(protozero::pbf_writer& metric, protozero::pbf_tag_type field, d
     holder.add_double(kValueField, value);
 }
 
+void write_exemplar(protozero::pbf_writer& bucket, const Exemplar& exemplar) {
+    protozero::pbf_writer out(bucket, histogram_field::kBucketExemplar);
+    for (const auto& label : exemplar.labels) {
+        protozero::pbf_writer pair(out, exemplar_field::kLabel);
+        pair.add_string(label_field::kName, label.name);
+        pair.add_string(label_field::kValue, label.value);
+    }
+    out.add_double(exemplar_field::kValue, exemplar.value);
+    protozero::pbf_writer timestamp(out, exemplar_field::kTimestamp);
+    const int64_t seconds = exemplar.timestamp_ms / 1000;  // not before 1970
+    timestamp.add_int64(exemplar_field::kSeconds, seconds);
+    timestamp.add_int32(exemplar_field::kNanos,
+                        static_cast<int32_t>(exemplar.timestamp_ms - seconds * 1000) * 1000000);
+}
+
 void write_metric(protozero::pbf_writer& family, prometheus::MetricType type,
-                  const prometheus::ClientMetric& metric) {
+                  const prometheus::ClientMetric& metric, const Exemplar* exemplar) {
     protozero::pbf_writer out(family, family_field::kMetric);
     for (const auto& label : metric.label) {
         protozero::pbf_writer pair(out, metric_field::kLabel);
@@ -87,11 +108,15 @@ void write_metric(protozero::pbf_writer& family, prometheus::MetricType type,
             protozero::pbf_writer histogram(out, metric_field::kHistogram);
             histogram.add_uint64(histogram_field::kSampleCount, metric.histogram.sample_count);
             histogram.add_double(histogram_field::kSampleSum, metric.histogram.sample_sum);
+            // The exemplar in the bucket its value falls in. The +Inf bucket is implied by
+            // sample_count, written only to carry an exemplar (as client_golang does).
             for (const auto& bucket : metric.histogram.bucket) {
-                if (bucket.upper_bound == INFINITY) continue;  // implied by sample_count
+                const bool holds = exemplar != nullptr && exemplar->value <= bucket.upper_bound;
+                if (bucket.upper_bound == INFINITY && !holds) continue;
                 protozero::pbf_writer b(histogram, histogram_field::kBucket);
                 b.add_uint64(histogram_field::kBucketCumulativeCount, bucket.cumulative_count);
                 b.add_double(histogram_field::kBucketUpperBound, bucket.upper_bound);
+                if (holds) write_exemplar(b, *std::exchange(exemplar, nullptr));
             }
             break;
         }
@@ -104,7 +129,8 @@ void write_metric(protozero::pbf_writer& family, prometheus::MetricType type,
 std::string protobuf_delimited(const Collection& collection) {
     std::string out;
     std::string message;  // one family's, reused: its length must precede it
-    for (const auto& family : collection.families) {
+    for (size_t family_index = 0; family_index < collection.families.size(); ++family_index) {
+        const auto& family = collection.families[family_index];
         // A family without samples carries only metadata; client libraries send none.
         if (family.metric.empty()) continue;
         message.clear();
@@ -113,7 +139,9 @@ std::string protobuf_delimited(const Collection& collection) {
             writer.add_string(family_field::kName, family.name);
             if (!family.help.empty()) writer.add_string(family_field::kHelp, family.help);
             writer.add_enum(family_field::kType, metric_type(family.type));
-            for (const auto& metric : family.metric) write_metric(writer, family.type, metric);
+            for (size_t metric = 0; metric < family.metric.size(); ++metric)
+                write_metric(writer, family.type, family.metric[metric],
+                             collection.exemplar({family_index, metric}));
         }
         protozero::add_varint_to_buffer(&out, message.size());
         out += message;

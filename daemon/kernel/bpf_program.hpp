@@ -82,6 +82,9 @@ struct BpfOptions {
     // of the two tables CountTables alternates between).
     uint32_t tuple_table_size = 1;
     uint32_t duration_table_size = 1;
+    // Exemplar candidates (series and CPU) each of the two exemplar tables holds
+    // (kernel/exemplar_tables.hpp).
+    uint32_t exemplar_table_size = 1;
     // Also attach the programs on the reset tracepoints (tcp:tcp_send_reset,
     // tcp:tcp_receive_reset) and the retransmission ones (tcp:tcp_retransmit_skb,
     // tcp:tcp_retransmit_synack). They need the kernel's own BTF: ignored with btf_path.
@@ -140,6 +143,9 @@ public:
     void apply_filters(const EventFilters& requested);
     // Changes the labels new tuples carry and the service ports. Never throws.
     void apply_labels(const TupleLabelSettings& labels);
+    // Turns the programs' exemplar candidates on or off (metrics.exemplars; off at load).
+    // Never throws.
+    void set_exemplars(bool on);
     // The ports found listened on since the last call (the programs note them at listen()):
     // OR-ed into `words`, one bit per port.
     void add_listening_ports(const uint64_t (&words)[65536 / 64]);
@@ -158,6 +164,7 @@ public:
     // kernel/socket_walk.hpp).
     int tuple_tables_fd() const;
     int duration_tables_fd() const;
+    int exemplar_tables_fd() const;
     int durations_fd() const;
     int handshake_rtts_fd() const;
     int handshake_rtt_unmeasured_fd() const;
@@ -167,6 +174,7 @@ public:
     // The count tables installed at load.
     int first_tuple_table_fd() const { return first_tuple_table_.get(); }
     int first_duration_table_fd() const { return first_duration_table_.get(); }
+    int first_exemplar_table_fd() const { return first_exemplar_table_.get(); }
     // The walk's totals (mmapped .bss), written by the walk program.
     tcpstates_walk_totals& walk_totals() const;
     // Whether the existing sockets can be walked: not with a BTF file (iter/tcp needs the
@@ -212,6 +220,7 @@ private:
 
     Fd first_tuple_table_;
     Fd first_duration_table_;
+    Fd first_exemplar_table_;
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
     bpf_program* first_ = nullptr;  // the pair of transition programs loaded and attached
     bpf_program* nested_ = nullptr;

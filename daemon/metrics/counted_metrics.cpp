@@ -327,14 +327,18 @@ Collection CountedMetrics::collect() const {
 
     std::vector<prometheus::MetricFamily> out;
     render_counters(counters, out);
-    out.push_back(durations_family(durations));
+    std::vector<SeriesKey> duration_keys;
+    const size_t durations_at = out.size();
+    out.push_back(durations_family(durations, duration_keys));
     out.push_back(handshake_rtt_family(durations));
     uint64_t available = budget_.available();  // for the gauges' labelled samples
     out.push_back(sockets_family(live, available));
     for (auto& family : oldest_families(available)) out.push_back(std::move(family));
     queue_families(out);
     for (auto& family : self_metrics(live)) out.push_back(std::move(family));
-    return {std::move(out), {}};
+    Collection collection{std::move(out), {}};
+    attach_exemplars(collection, durations_at, duration_keys);
+    return collection;
 }
 
 prometheus::ClientMetric::Label CountedMetrics::label_of(Label label, uint32_t index) const {
@@ -432,7 +436,7 @@ prometheus::ClientMetric CountedMetrics::histogram_sample(const Histogram& histo
 }
 
 prometheus::MetricFamily CountedMetrics::durations_family(
-    const std::map<SeriesKey, Histogram>& totals) const {
+    const std::map<SeriesKey, Histogram>& totals, std::vector<SeriesKey>& keys) const {
     prometheus::MetricFamily family =
         metric_family(metric_name(LabelledMetric::StateDurations).data(),
                       "Time a TCP socket spent in `state` before it moved to `next_state`.",
@@ -457,6 +461,7 @@ prometheus::MetricFamily CountedMetrics::durations_family(
         add_series_labels(sample.label, key);
         sort_labels(sample.label);
         family.metric.push_back(std::move(sample));
+        keys.push_back(key);
     }
     return family;
 }
@@ -705,6 +710,11 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
     add_sample(overflows, {{"table", "durations"}},
                static_cast<double>(kernel[TCPSTATES_COUNTER_DURATION_OVERFLOW]));
     out.push_back(std::move(overflows));
+    out.push_back(single_sample(
+        "tcpstatesd_exemplar_candidates_lost_total",
+        "Observations that would have been their series' exemplar on their CPU but found the "
+        "programs' exemplar table full (docs/metrics.md, \"Exemplars\").",
+        MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL])));
     out.push_back(single_sample(
         "tcpstatesd_socket_count_moves_lost_total",
         "Changes of state a socket's tuple had no room for in a full tuple table: "
