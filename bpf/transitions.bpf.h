@@ -20,7 +20,6 @@
 #define TCPSTATESD_BPF_TRANSITIONS_BPF_H
 
 #include "counts.bpf.h"
-#include "exemplars.bpf.h"
 #include "queues.bpf.h"
 #include "records.bpf.h"
 #include "trace_events.bpf.h"
@@ -38,6 +37,9 @@ struct {
 	__type(key, __u32);
 	__type(value, struct transition_mark);
 } first_marks SEC(".maps");
+
+/* Exemplar candidates read the socket's address from the first program's mark. */
+#include "exemplars.bpf.h"
 
 /* The first program: marks the transition as its own; the nested one: whether the first did. */
 static __always_inline int mark_or_check(const struct sock *sk, int old_state, int new_state,
@@ -260,12 +262,9 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		int labelled =
 			observe_duration(ipv6, port, cgroup_id, old_state, new_state, duration_ns);
 
-		/* Not the nested program: bpf/exemplars.bpf.h says why. The socket as a number
-		 * (the tracepoint's first argument, read): a global function takes no pointer to
-		 * it. */
+		/* Not the nested program: bpf/exemplars.bpf.h says why. */
 		if (exemplars && !nested)
-			offer_exemplar(nullable_arg(ctx, 0),
-				       exemplar_series(port, ipv6, old_state, new_state, labelled),
+			offer_exemplar(exemplar_series(port, ipv6, old_state, new_state, labelled),
 				       cgroup_id, duration_ns, now);
 	} else {
 		count_unknown_start(ipv6, old_state, new_state);
