@@ -9,6 +9,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string_view>
+#include <vector>
 
 namespace tcpstatesd {
 
@@ -69,6 +70,17 @@ const char* type_name(prometheus::MetricType type) {
     return "unknown";
 }
 
+// name="value" pairs, comma-separated, without the braces.
+void append_labels(std::string& out, const std::vector<prometheus::ClientMetric::Label>& labels) {
+    const char* separator = "";
+    for (const auto& label : labels) {
+        out.append(separator).append(label.name).append("=\"");
+        append_escaped(out, label.value);
+        out += '"';
+        separator = ",";
+    }
+}
+
 // One sample line: name, the metric's labels and an optional extra one (le, quantile), value
 // and the metric's timestamp (OpenMetrics counts seconds, prometheus-cpp milliseconds).
 class SampleWriter {
@@ -82,15 +94,9 @@ public:
         out_.append(name).append(suffix);
         if (!metric_.label.empty() || extra_label != nullptr) {
             out_ += '{';
-            const char* separator = "";
-            for (const auto& label : metric_.label) {
-                out_.append(separator).append(label.name).append("=\"");
-                append_escaped(out_, label.value);
-                out_ += '"';
-                separator = ",";
-            }
+            append_labels(out_, metric_.label);
             if (extra_label != nullptr) {
-                out_.append(separator).append(extra_label).append("=\"");
+                out_.append(metric_.label.empty() ? "" : ",").append(extra_label).append("=\"");
                 out_.append(openmetrics_number(extra_value)).append("\"");
             }
             out_ += '}';
@@ -109,13 +115,7 @@ private:
     // " # {local=\"...\"} 0.25 1733472000.123": labels, value, timestamp in seconds.
     void write_exemplar(const Exemplar& exemplar) {
         out_ += " # {";
-        const char* separator = "";
-        for (const auto& label : exemplar.labels) {
-            out_.append(separator).append(label.name).append("=\"");
-            append_escaped(out_, label.value);
-            out_ += '"';
-            separator = ",";
-        }
+        append_labels(out_, exemplar.labels);
         out_.append("} ").append(openmetrics_number(exemplar.value));
         out_.append(" ").append(openmetrics_number(exemplar.timestamp_ms / 1000.0));
     }
