@@ -171,8 +171,8 @@ labelled_histogram(const struct tcpstates_duration_key *key)
 
 /* Observes a duration of a socket of this tuple in the histogram of (from, to): the labelled
  * table's when durations carry a label (the unlabelled array's if it has no room), else the
- * array's. */
-static __always_inline void observe_duration(int ipv6, __u16 port, __u64 cgroup_id, __u8 from,
+ * array's. Returns 1 when it was the labelled table's. */
+static __always_inline int observe_duration(int ipv6, __u16 port, __u64 cgroup_id, __u8 from,
 					     __u8 to, __u64 duration_ns)
 {
 	__u32 generation = bucket_generation & 1;
@@ -195,7 +195,7 @@ static __always_inline void observe_duration(int ipv6, __u16 port, __u64 cgroup_
 		histogram = labelled_histogram(&key);
 		if (histogram) {
 			observe_both(histogram, bucket, duration_ns, &key, 0);
-			return;
+			return 1;
 		}
 	}
 	slot = tcpstates_duration_slot(generation, ipv6, from, to);
@@ -211,6 +211,7 @@ static __always_inline void observe_duration(int ipv6, __u16 port, __u64 cgroup_
 
 		observe_both(histogram, bucket, duration_ns, &series, 1);
 	}
+	return 0;
 }
 
 /* Observes the handshake RTT of a passively opened socket of this tuple, from its smoothed RTT

@@ -73,6 +73,9 @@ volatile __u8 walk_generation = 0;
  * walk. */
 __u64 walked_net = 0;
 
+/* Whether the duration observations offer exemplars (metrics.exemplars). */
+volatile __u8 exemplars = 0;
+
 /* The duration buckets, two generations (struct tcpstates_bucket_bounds). */
 volatile __u32 bucket_generation = 0;
 struct tcpstates_bucket_bounds bucket_bounds[2] = {};
@@ -167,6 +170,20 @@ struct {
 	__type(key, __u32);
 	__array(values, struct native_table);
 } native_tables SEC(".maps");
+
+/* Exemplar candidates (bpf/exemplars.bpf.h): a table swapped like the tuple table. */
+struct exemplar_table {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct tcpstates_exemplar_key));
+	__uint(value_size, sizeof(struct tcpstates_exemplar));
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct exemplar_table);
+} exemplar_tables SEC(".maps");
 
 /* Handshake RTTs without labels (see tcpstates_handshake_rtt_slot()). */
 struct {

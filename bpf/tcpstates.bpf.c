@@ -5,6 +5,7 @@
  *   records.bpf.h      a socket's record, ports, service port and owner
  *   counts.bpf.h       counting under label tuples, the gauge, the duration histograms
  *   native.bpf.h       the native histograms' exponential buckets
+ *   exemplars.bpf.h    the slowest observation of each duration series, with its connection
  *   transitions.bpf.h  sock:inet_sock_set_state (the first and the nested program)
  *   packets.bpf.h      resets, retransmissions, and the socket's end (tcp:*)
  *   trace_events.bpf.h the events `trace` prints

@@ -487,6 +487,34 @@ struct tcpstates_queue_walk_totals {
 /* Records the daemon may list for the next walk's sweep (bpf/walk.bpf.h). */
 #define TCPSTATES_MAX_STALE_RECORDS 4096
 
+/*
+ * Exemplars of tcpstates_state_duration_seconds: the slowest observation of each series, with
+ * the connection that made it. The programs keep one per (series, CPU) in a table that user
+ * space swaps every second (bpf/exemplars.bpf.h says why that is race-free); user space keeps
+ * the slowest over CPUs and seconds until a scrape shows it.
+ */
+struct tcpstates_exemplar_key {
+	__u64 cgroup_id; /* the labelled histogram's key's (0 for the unlabelled slot) */
+	__u16 port;      /* likewise */
+	__u8 ipv6;
+	__u8 from;
+	__u8 to;
+	__u8 labelled; /* 1: observed in the labelled histogram of this key; 0: the unlabelled slot */
+	__u16 cpu;     /* the CPU whose program wrote it: one writer per entry */
+};
+
+struct tcpstates_exemplar {
+	__u64 duration_ns;
+	__u64 at_ns;     /* when (bpf_ktime_get_ns(): CLOCK_MONOTONIC) */
+	__u64 cgroup_id; /* the owner's, when the cgroup label is on; else 0 */
+	__u8 laddr[16];  /* IPv4: first 4 bytes; network byte order */
+	__u8 raddr[16];
+	__u16 lport; /* host byte order */
+	__u16 rport;
+	__u8 ipv6;
+	__u8 pad[3];
+};
+
 /* Indexes into the per-CPU `counters` array map. */
 enum tcpstates_counter {
 	TCPSTATES_COUNTER_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed: a record lost */
@@ -504,6 +532,7 @@ enum tcpstates_counter {
 					     * one removed */
 	TCPSTATES_COUNTER_TUPLE_TABLE_FULL, /* new tuples the table had no room for */
 	TCPSTATES_COUNTER_NATIVE_LOST,      /* observations without their native bucket */
+	TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL, /* exemplar candidates the table had no room for */
 	TCPSTATES_COUNTER_MAX,
 };
 
@@ -530,5 +559,7 @@ TCPSTATES_ASSERT_SIZE(struct tcpstates_walk_oldest, 16);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_listen_queue, 16);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_listener_drops, 8);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_destination_key, 20);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_exemplar_key, 16);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_exemplar, 64);
 
 #endif

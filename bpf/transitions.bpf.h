@@ -38,6 +38,9 @@ struct {
 	__type(value, struct transition_mark);
 } first_marks SEC(".maps");
 
+/* Exemplar candidates read the socket's address from the first program's mark. */
+#include "exemplars.bpf.h"
+
 /* The first program: marks the transition as its own; the nested one: whether the first did. */
 static __always_inline int mark_or_check(const struct sock *sk, int old_state, int new_state,
 					 int nested)
@@ -256,7 +259,13 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		__u64 cgroup_id = record ? record->cgroup_id : 0;
 		__u16 port = record ? record->port : 0;
 
-		observe_duration(ipv6, port, cgroup_id, old_state, new_state, duration_ns);
+		int labelled =
+			observe_duration(ipv6, port, cgroup_id, old_state, new_state, duration_ns);
+
+		/* Not the nested program: bpf/exemplars.bpf.h says why. */
+		if (exemplars && !nested)
+			offer_exemplar(exemplar_series(port, ipv6, old_state, new_state, labelled),
+				       cgroup_id, duration_ns, now);
 	} else {
 		count_unknown_start(ipv6, old_state, new_state);
 	}

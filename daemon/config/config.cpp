@@ -251,6 +251,7 @@ Keys metrics_keys(const Reader& r, MetricsConfig& metrics) {
                             }},
                        });
          }},
+        {"exemplars", [&](const Field& f) { metrics.exemplars = r.boolean(f); }},
     };
 }
 

@@ -59,6 +59,8 @@ struct MetricsConfig {
     // The share of one CPU the background walk of the sockets may take (docs/configuration.md).
     uint32_t socket_walk_cpu_percent = 1;  // 1..kMaxSocketWalkCpuPercent
     NativeHistogramSettings native_histograms;
+    // Exemplars on the duration histograms (docs/metrics.md, "Exemplars").
+    bool exemplars = true;
 
     bool operator==(const MetricsConfig&) const = default;
 };

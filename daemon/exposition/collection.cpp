@@ -12,4 +12,9 @@ void Collection::append(Collection more) {
         extras.emplace(SampleIndex{index.family + offset, index.metric}, std::move(sample_extras));
 }
 
+const Exemplar* Collection::exemplar(SampleIndex sample) const {
+    const auto found = extras.find(sample);
+    return found != extras.end() && found->second.exemplar ? &*found->second.exemplar : nullptr;
+}
+
 }  // namespace tcpstatesd

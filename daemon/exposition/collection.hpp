@@ -57,6 +57,8 @@ struct Collection {
 
     // Appends `more` after these families (its samples' indexes move with it).
     void append(Collection more);
+    // The exemplar of a sample, if it has one.
+    const Exemplar* exemplar(SampleIndex sample) const;
 };
 
 // A source of a scrape's families. Collect(), prometheus-cpp's interface, gives the families

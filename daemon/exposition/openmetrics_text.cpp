@@ -9,6 +9,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string_view>
+#include <vector>
 
 namespace tcpstatesd {
 
@@ -69,6 +70,17 @@ const char* type_name(prometheus::MetricType type) {
     return "unknown";
 }
 
+// name="value" pairs, comma-separated, without the braces.
+void append_labels(std::string& out, const std::vector<prometheus::ClientMetric::Label>& labels) {
+    const char* separator = "";
+    for (const auto& label : labels) {
+        out.append(separator).append(label.name).append("=\"");
+        append_escaped(out, label.value);
+        out += '"';
+        separator = ",";
+    }
+}
+
 // One sample line: name, the metric's labels and an optional extra one (le, quantile), value
 // and the metric's timestamp (OpenMetrics counts seconds, prometheus-cpp milliseconds).
 class SampleWriter {
@@ -77,19 +89,14 @@ public:
         : out_(out), metric_(metric) {}
 
     void write(std::string_view name, std::string_view suffix, double value,
-               const char* extra_label = nullptr, double extra_value = 0) {
+               const char* extra_label = nullptr, double extra_value = 0,
+               const Exemplar* exemplar = nullptr) {
         out_.append(name).append(suffix);
         if (!metric_.label.empty() || extra_label != nullptr) {
             out_ += '{';
-            const char* separator = "";
-            for (const auto& label : metric_.label) {
-                out_.append(separator).append(label.name).append("=\"");
-                append_escaped(out_, label.value);
-                out_ += '"';
-                separator = ",";
-            }
+            append_labels(out_, metric_.label);
             if (extra_label != nullptr) {
-                out_.append(separator).append(extra_label).append("=\"");
+                out_.append(metric_.label.empty() ? "" : ",").append(extra_label).append("=\"");
                 out_.append(openmetrics_number(extra_value)).append("\"");
             }
             out_ += '}';
@@ -100,25 +107,38 @@ public:
             // Milliseconds since the epoch take 13 digits as seconds: exact in 16.
             out_.append(" ").append(openmetrics_number(metric_.timestamp_ms / 1000.0));
         }
+        if (exemplar != nullptr) write_exemplar(*exemplar);
         out_ += '\n';
     }
 
 private:
+    // " # {local=\"...\"} 0.25 1733472000.123": labels, value, timestamp in seconds.
+    void write_exemplar(const Exemplar& exemplar) {
+        out_ += " # {";
+        append_labels(out_, exemplar.labels);
+        out_.append("} ").append(openmetrics_number(exemplar.value));
+        out_.append(" ").append(openmetrics_number(exemplar.timestamp_ms / 1000.0));
+    }
+
     std::string& out_;
     const prometheus::ClientMetric& metric_;
 };
 
+// The exemplar goes on the line of the bucket its value falls in.
 void write_histogram(SampleWriter& samples, std::string_view name,
-                     const prometheus::ClientMetric::Histogram& histogram) {
+                     const prometheus::ClientMetric::Histogram& histogram,
+                     const Exemplar* exemplar) {
     bool infinite_bucket = false;
     for (const auto& bucket : histogram.bucket) {
+        const bool holds = exemplar != nullptr && exemplar->value <= bucket.upper_bound;
         samples.write(name, "_bucket", static_cast<double>(bucket.cumulative_count), "le",
-                      bucket.upper_bound);
+                      bucket.upper_bound, holds ? exemplar : nullptr);
+        if (holds) exemplar = nullptr;
         infinite_bucket = std::isinf(bucket.upper_bound) && bucket.upper_bound > 0;
     }
     // OpenMetrics requires the +Inf bucket; the text format does not.
     const auto count = static_cast<double>(histogram.sample_count);
-    if (!infinite_bucket) samples.write(name, "_bucket", count, "le", INFINITY);
+    if (!infinite_bucket) samples.write(name, "_bucket", count, "le", INFINITY, exemplar);
     samples.write(name, "_count", count);
     samples.write(name, "_sum", histogram.sample_sum);
 }
@@ -136,7 +156,8 @@ std::string openmetrics_number(double value) {
 
 std::string openmetrics_text(const Collection& collection) {
     std::string out;
-    for (const auto& family : collection.families) {
+    for (size_t family_index = 0; family_index < collection.families.size(); ++family_index) {
+        const auto& family = collection.families[family_index];
         std::string_view name = family.name;
         auto type = family.type;
         if (type == prometheus::MetricType::Counter) {
@@ -155,7 +176,8 @@ std::string openmetrics_text(const Collection& collection) {
         out.append("# TYPE ").append(name).append(" ").append(type_name(type)).append("\n");
         if (const auto unit = unit_of(name); !unit.empty())
             out.append("# UNIT ").append(name).append(" ").append(unit).append("\n");
-        for (const auto& metric : family.metric) {
+        for (size_t metric_index = 0; metric_index < family.metric.size(); ++metric_index) {
+            const auto& metric = family.metric[metric_index];
             SampleWriter samples(out, metric);
             switch (type) {
                 case prometheus::MetricType::Counter:
@@ -172,7 +194,8 @@ std::string openmetrics_text(const Collection& collection) {
                                       : metric.untyped.value);
                     break;
                 case prometheus::MetricType::Histogram:
-                    write_histogram(samples, name, metric.histogram);
+                    write_histogram(samples, name, metric.histogram,
+                                    collection.exemplar({family_index, metric_index}));
                     break;
                 case prometheus::MetricType::Summary:
                     for (const auto& quantile : metric.summary.quantile)

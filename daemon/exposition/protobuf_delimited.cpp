@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 namespace tcpstatesd {
@@ -32,11 +33,16 @@ constexpr protozero::pbf_tag_type kQuantileQuantile = 1, kQuantileValue = 2;
 }  // namespace summary_field
 namespace histogram_field {
 constexpr protozero::pbf_tag_type kSampleCount = 1, kSampleSum = 2, kBucket = 3;
-constexpr protozero::pbf_tag_type kBucketCumulativeCount = 1, kBucketUpperBound = 2;
+constexpr protozero::pbf_tag_type kBucketCumulativeCount = 1, kBucketUpperBound = 2,
+                                  kBucketExemplar = 3;
 constexpr protozero::pbf_tag_type kSchema = 5, kZeroThreshold = 6, kZeroCount = 7,
                                   kPositiveSpan = 12, kPositiveDelta = 13;
 constexpr protozero::pbf_tag_type kSpanOffset = 1, kSpanLength = 2;
 }  // namespace histogram_field
+namespace exemplar_field {
+constexpr protozero::pbf_tag_type kLabel = 1, kValue = 2, kTimestamp = 3;
+constexpr protozero::pbf_tag_type kSeconds = 1, kNanos = 2;  // google.protobuf.Timestamp
+}  // namespace exemplar_field
 
 // A native histogram's observations: its zero bucket's and its buckets'.
 uint64_t observations(const NativeBuckets& native) {
@@ -101,6 +107,21 @@ void write_value(protozero::pbf_writer& metric, protozero::pbf_tag_type field, d
     holder.add_double(kValueField, value);
 }
 
+void write_exemplar(protozero::pbf_writer& bucket, const Exemplar& exemplar) {
+    protozero::pbf_writer out(bucket, histogram_field::kBucketExemplar);
+    for (const auto& label : exemplar.labels) {
+        protozero::pbf_writer pair(out, exemplar_field::kLabel);
+        pair.add_string(label_field::kName, label.name);
+        pair.add_string(label_field::kValue, label.value);
+    }
+    out.add_double(exemplar_field::kValue, exemplar.value);
+    protozero::pbf_writer timestamp(out, exemplar_field::kTimestamp);
+    const int64_t seconds = exemplar.timestamp_ms / 1000;  // not before 1970
+    timestamp.add_int64(exemplar_field::kSeconds, seconds);
+    timestamp.add_int32(exemplar_field::kNanos,
+                        static_cast<int32_t>(exemplar.timestamp_ms - seconds * 1000) * 1000000);
+}
+
 void write_metric(protozero::pbf_writer& family, prometheus::MetricType type,
                   const prometheus::ClientMetric& metric, const HistogramExtras* extras) {
     protozero::pbf_writer out(family, family_field::kMetric);
@@ -133,18 +154,23 @@ void write_metric(protozero::pbf_writer& family, prometheus::MetricType type,
         case prometheus::MetricType::Histogram: {
             protozero::pbf_writer histogram(out, metric_field::kHistogram);
             const NativeBuckets* native = extras && extras->native ? &*extras->native : nullptr;
+            const Exemplar* exemplar = extras && extras->exemplar ? &*extras->exemplar : nullptr;
             // With native buckets, the count is theirs (read last, they may hold observations
             // the classic buckets, read first, do not yet: NativeBuckets), and the classic
             // buckets are capped at it, so that neither contradicts the count.
             const uint64_t count = native ? observations(*native) : metric.histogram.sample_count;
             histogram.add_uint64(histogram_field::kSampleCount, count);
             histogram.add_double(histogram_field::kSampleSum, metric.histogram.sample_sum);
+            // The exemplar in the bucket its value falls in. The +Inf bucket is implied by
+            // sample_count, written only to carry an exemplar (as client_golang does).
             for (const auto& bucket : metric.histogram.bucket) {
-                if (bucket.upper_bound == INFINITY) continue;  // implied by sample_count
+                const bool holds = exemplar != nullptr && exemplar->value <= bucket.upper_bound;
+                if (bucket.upper_bound == INFINITY && !holds) continue;
                 protozero::pbf_writer b(histogram, histogram_field::kBucket);
                 b.add_uint64(histogram_field::kBucketCumulativeCount,
                              std::min(bucket.cumulative_count, count));
                 b.add_double(histogram_field::kBucketUpperBound, bucket.upper_bound);
+                if (holds) write_exemplar(b, *std::exchange(exemplar, nullptr));
             }
             if (native) write_native(histogram, *native);
             break;

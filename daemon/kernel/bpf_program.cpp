@@ -340,8 +340,13 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
                 "setting the native tables' template");
     set_or_fail(bpf_map__set_inner_map_fd(skel_->maps.tuple_tables, first_tuple_table_.get()),
                 "setting the tuple tables' template");
+    first_exemplar_table_ =
+        create_hash_map("exemplars", sizeof(tcpstates_exemplar_key), sizeof(tcpstates_exemplar),
+                        std::max<uint32_t>(options.exemplar_table_size, 1), preallocated_, loading);
     set_or_fail(bpf_map__set_inner_map_fd(skel_->maps.duration_tables, first_duration_table_.get()),
                 "setting the duration tables' template");
+    set_or_fail(bpf_map__set_inner_map_fd(skel_->maps.exemplar_tables, first_exemplar_table_.get()),
+                "setting the exemplar tables' template");
 
     if (int err = tcpstates_bpf__load(skel_.get())) throw_bpf_error(loading, err);
     add_overflow_tuples(first_tuple_table_.get());
@@ -350,6 +355,8 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
                   "duration table");
     install_table(bpf_map__fd(skel_->maps.native_tables), first_native_table_.get(),
                   "native table");
+    install_table(bpf_map__fd(skel_->maps.exemplar_tables), first_exemplar_table_.get(),
+                  "exemplar table");
     apply_filters(options.filters);
     apply_labels(options.labels);
     switch_bucket_bounds(options.duration_bounds_ns, options.handshake_rtt_bounds_ns,
@@ -399,6 +406,9 @@ int BpfProgram::duration_tables_fd() const {
 }
 int BpfProgram::native_tables_fd() const {
     return bpf_map__fd(skel_->maps.native_tables);
+}
+int BpfProgram::exemplar_tables_fd() const {
+    return bpf_map__fd(skel_->maps.exemplar_tables);
 }
 int BpfProgram::durations_fd() const {
     return bpf_map__fd(skel_->maps.durations);
@@ -531,6 +541,10 @@ void BpfProgram::apply_filters(const EventFilters& requested) {
     if (!next.remote_ports.empty()) bss->filter_remote_ports = 1;
     bss->filter_family = static_cast<uint16_t>(next.family);
     filters_ = std::move(next);
+}
+
+void BpfProgram::set_exemplars(bool on) {
+    skel_->bss->exemplars = on ? 1 : 0;
 }
 
 void BpfProgram::apply_labels(const TupleLabelSettings& labels) {

@@ -86,6 +86,9 @@ struct BpfOptions {
     // The native histograms' schema (none: off) and the native buckets each native table holds.
     std::optional<int32_t> native_schema;
     uint32_t native_table_size = 1;
+    // Exemplar candidates (series and CPU) each of the two exemplar tables holds
+    // (kernel/exemplar_tables.hpp).
+    uint32_t exemplar_table_size = 1;
     // Also attach the programs on the reset tracepoints (tcp:tcp_send_reset,
     // tcp:tcp_receive_reset) and the retransmission ones (tcp:tcp_retransmit_skb,
     // tcp:tcp_retransmit_synack). They need the kernel's own BTF: ignored with btf_path.
@@ -144,6 +147,9 @@ public:
     void apply_filters(const EventFilters& requested);
     // Changes the labels new tuples carry and the service ports. Never throws.
     void apply_labels(const TupleLabelSettings& labels);
+    // Turns the programs' exemplar candidates on or off (metrics.exemplars; off at load).
+    // Never throws.
+    void set_exemplars(bool on);
     // The ports found listened on since the last call (the programs note them at listen()):
     // OR-ed into `words`, one bit per port.
     void add_listening_ports(const uint64_t (&words)[65536 / 64]);
@@ -163,6 +169,7 @@ public:
     int tuple_tables_fd() const;
     int duration_tables_fd() const;
     int native_tables_fd() const;
+    int exemplar_tables_fd() const;
     int durations_fd() const;
     int handshake_rtts_fd() const;
     int handshake_rtt_unmeasured_fd() const;
@@ -174,6 +181,7 @@ public:
     int first_duration_table_fd() const { return first_duration_table_.get(); }
     int first_native_table_fd() const { return first_native_table_.get(); }
     uint32_t native_table_capacity() const { return native_table_capacity_; }
+    int first_exemplar_table_fd() const { return first_exemplar_table_.get(); }
     // The walk's totals (mmapped .bss), written by the walk program.
     tcpstates_walk_totals& walk_totals() const;
     // Whether the existing sockets can be walked: not with a BTF file (iter/tcp needs the
@@ -224,6 +232,7 @@ private:
     Fd first_duration_table_;
     Fd first_native_table_;
     uint32_t native_table_capacity_ = 1;
+    Fd first_exemplar_table_;
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
     bpf_program* first_ = nullptr;  // the pair of transition programs loaded and attached
     bpf_program* nested_ = nullptr;

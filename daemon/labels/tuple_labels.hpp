@@ -55,6 +55,10 @@ public:
     bool would_replace(uint16_t port, uint64_t cgroup_id);
     // Names the cgroup of a tuple the programs reported new (while the cgroup exists).
     void name_cgroup(uint64_t cgroup_id);
+    // A cgroup id's name, as the cgroup label shows it (its unit or path; "unknown" for 0 or a
+    // cgroup not found). Looking up an id seen for the first time may walk the cgroup file
+    // system (once per id).
+    std::string cgroup_name(uint64_t cgroup_id);
 
     // Marks the ports neither listed nor listened on now (bit p % 64 of [p / 64]) gone, and,
     // when a cgroup value was refused for want of room, the cgroups removed since (walking the
@@ -78,7 +82,6 @@ public:
 
 private:
     uint32_t admit(Label label, const std::string& name, std::vector<Eviction>* evicted);
-    std::string cgroup_name(uint64_t cgroup_id);
     // After a walk of the cgroup file system: the removed cgroups' values are gone.
     void mark_gone_cgroups();
 

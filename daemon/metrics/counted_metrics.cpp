@@ -369,13 +369,16 @@ Collection CountedMetrics::collect() const {
     Collection collection;
     std::vector<prometheus::MetricFamily>& out = collection.families;
     render_counters(counters, out);
-    collection.append(durations_family(durations));
+    std::vector<SeriesKey> duration_keys;
+    const size_t durations_at = out.size();
+    collection.append(durations_family(durations, duration_keys));
     collection.append(handshake_rtt_family(durations));
     uint64_t available = budget_.available();  // for the gauges' labelled samples
     out.push_back(sockets_family(live, available));
     for (auto& family : oldest_families(available)) out.push_back(std::move(family));
     queue_families(out);
     for (auto& family : self_metrics(live)) out.push_back(std::move(family));
+    attach_exemplars(collection, durations_at, duration_keys);
     return collection;
 }
 
@@ -479,7 +482,8 @@ std::optional<NativeBuckets> CountedMetrics::native_of(const Histogram& histogra
                           buckets_.native.max_buckets);
 }
 
-Collection CountedMetrics::durations_family(const std::map<SeriesKey, Histogram>& totals) const {
+Collection CountedMetrics::durations_family(const std::map<SeriesKey, Histogram>& totals,
+                                            std::vector<SeriesKey>& keys) const {
     prometheus::MetricFamily family =
         metric_family(metric_name(LabelledMetric::StateDurations).data(),
                       "Time a TCP socket spent in `state` before it moved to `next_state`.",
@@ -507,6 +511,7 @@ Collection CountedMetrics::durations_family(const std::map<SeriesKey, Histogram>
         if (std::optional<NativeBuckets> native = native_of(histogram))
             out.extras[{0, family.metric.size()}].native = std::move(native);
         family.metric.push_back(std::move(sample));
+        keys.push_back(key);
     }
     out.families.push_back(std::move(family));
     return out;
@@ -766,6 +771,11 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
         "full, or a duration past 2^25 s): their series is served with classic buckets only "
         "until it starts over.",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_NATIVE_LOST])));
+    out.push_back(single_sample(
+        "tcpstatesd_exemplar_candidates_lost_total",
+        "Observations that would have been their series' exemplar on their CPU but found the "
+        "programs' exemplar table full (docs/metrics.md, \"Exemplars\").",
+        MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL])));
     out.push_back(single_sample(
         "tcpstatesd_socket_count_moves_lost_total",
         "Changes of state a socket's tuple had no room for in a full tuple table: "

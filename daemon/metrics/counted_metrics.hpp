@@ -31,6 +31,7 @@
 #include "exposition/collection.hpp"
 #include "kernel/count_tables.hpp"
 #include "kernel/event_source.hpp"
+#include "kernel/exemplar_tables.hpp"
 #include "kernel/native_bounds.hpp"
 #include "kernel/socket_walk.hpp"
 #include "labels/labels_config.hpp"
@@ -86,6 +87,13 @@ public:
     // Then, never throwing once the buckets are prepared: a family whose labels change starts
     // its series over; a histogram's new buckets start its series over.
     void configure(const LabelsConfig& labels, HistogramBuckets buckets);
+
+    // Exemplars (metrics.exemplars): on, the programs offer candidates; off, none is shown.
+    // Never throws.
+    void set_exemplars(bool on);
+    // The candidates the programs kept since the last call (ExemplarTables::take()): the
+    // slowest of each series waits for the next scrape (docs/metrics.md, "Exemplars").
+    void add_exemplars(const std::vector<ExemplarCandidate>& candidates);
 
     // Transitions counted so far (for the status line).
     uint64_t transitions_total() const;
@@ -176,7 +184,13 @@ private:
                                                      const std::vector<double>& bounds);
     // A histogram's native buckets, as served: none when off or incomplete.
     std::optional<NativeBuckets> native_of(const Histogram& histogram) const;
-    Collection durations_family(const std::map<SeriesKey, Histogram>& totals) const;
+    // `keys`: each sample's series, in the family's order.
+    Collection durations_family(const std::map<SeriesKey, Histogram>& totals,
+                                std::vector<SeriesKey>& keys) const;
+    // A scrape's exemplars: the pending candidates replace the exemplars of their series, which
+    // are attached to the samples of `family` (the durations, whose series are `keys`).
+    void attach_exemplars(Collection& collection, size_t family,
+                          const std::vector<SeriesKey>& keys) const;
     Collection handshake_rtt_family(const std::map<SeriesKey, Histogram>& totals) const;
     std::vector<prometheus::MetricFamily> self_metrics(const std::vector<TupleCounts>& live) const;
     // The accept queues and ephemeral ports (metrics/queue_metrics.cpp), from the last walk:
@@ -245,6 +259,16 @@ private:
     uint32_t ephemeral_ports_ = 0;
     tcpstates_queue_walk_totals queue_walk_totals_{};
     mutable std::map<uint16_t, uint32_t> queue_port_values_;  // this epoch's
+    // Exemplars: the slowest candidate of each of the programs' series (its key without the
+    // CPU) since the last scrape, and what each duration series shows until a scrape brings a
+    // new one. Bounded by the programs' series and the series exported.
+    struct TimedExemplar {
+        tcpstates_exemplar exemplar;
+        int64_t timestamp_ms;  // Unix milliseconds
+    };
+    bool exemplars_ = false;
+    mutable std::map<std::array<uint64_t, 2>, TimedExemplar> pending_exemplars_;
+    mutable std::map<SeriesKey, TimedExemplar> shown_exemplars_;
 };
 
 }  // namespace tcpstatesd

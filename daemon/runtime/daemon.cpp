@@ -5,14 +5,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <functional>
 #include <memory>
+#include <utility>
 
 #include "http/http_server.hpp"
 #include "kernel/bpf_program.hpp"
 #include "kernel/count_tables.hpp"
 #include "kernel/event_source.hpp"
+#include "kernel/exemplar_tables.hpp"
 #include "labels/cgroup_names.hpp"
 #include "labels/tuple_labels.hpp"
 #include "metrics/counted_metrics.hpp"
@@ -57,6 +60,15 @@ uint32_t duration_table_size(const Config& config) {
 uint32_t native_table_size(const LabelsConfig& labels) {
     return std::clamp<uint32_t>(8 * labels.max_series, 16384, 1u << 20);
 }
+// Exemplar candidates: one per duration series and CPU observed in a second (the table is
+// taken every kExemplarInterval), a series being a labelled histogram or an unlabelled one.
+// Allocated as used: the bound matters only to a host with many CPUs and series.
+uint32_t exemplar_table_size(uint32_t duration_table_size) {
+    return std::min<uint32_t>(2 * duration_table_size + TCPSTATES_DURATION_SLOTS / 2, 65536);
+}
+// How often the exemplar candidates are taken from the programs: each time waits for them
+// (milliseconds, on the reactor thread, no CPU), and a candidate shows at the scrape after.
+constexpr std::chrono::seconds kExemplarInterval{1};
 
 BpfOptions bpf_options(const Config& config) {
     BpfOptions options;
@@ -75,6 +87,7 @@ BpfOptions bpf_options(const Config& config) {
     options.duration_table_size = duration_table_size(config);
     options.native_schema = native_schema(config.metrics.native_histograms);
     options.native_table_size = native_table_size(config.labels);
+    options.exemplar_table_size = exemplar_table_size(options.duration_table_size);
     options.btf_path = config.events.btf_path;
     options.resets = config.events.resets;
     options.retransmits = config.events.retransmits;
@@ -139,12 +152,23 @@ int run_daemon(const DaemonOptions& options) {
         auto metrics = std::make_shared<CountedMetrics>(program, tables, labeler, series_budget,
                                                         settings.config.labels,
                                                         histogram_buckets(settings.config));
+        ExemplarTables exemplar_tables(program, kernel_options.exemplar_table_size);
+        metrics->set_exemplars(settings.config.metrics.exemplars);
         CountUpkeep upkeep(program, *metrics, settings.config.metrics.socket_walk_cpu_percent);
         if (program.can_walk_sockets())
             spdlog::info("found {} TCP socket{} in this network namespace in {:.3f} s",
                          upkeep.startup_sockets(), upkeep.startup_sockets() == 1 ? "" : "s",
                          upkeep.startup_seconds());
         reactor.every(CountUpkeep::kTickInterval, "walking the sockets", [&] { upkeep.tick(); });
+        bool exemplar_failed = false;
+        reactor.every(kExemplarInterval, "taking the exemplar candidates", [&] {
+            try {
+                metrics->add_exemplars(exemplar_tables.take());
+            } catch (const BpfError& e) {
+                // The programs keep their candidates meanwhile; only the exemplars wait.
+                if (!std::exchange(exemplar_failed, true)) spdlog::warn("{}", e.what());
+            }
+        });
         EventSource source(program, *metrics);
         reactor.on_readable(source.fd(), "reading new tuples", [&] { source.consume(); });
 

@@ -53,6 +53,7 @@ void Reloader::apply(Settings next) {
     // Nothing below can fail.
     targets_.metrics.configure(next.config.labels, histogram_buckets(next.config));
     targets_.upkeep.set_walk_cpu_percent(next.config.metrics.socket_walk_cpu_percent);
+    targets_.metrics.set_exemplars(next.config.metrics.exemplars);
     setup_logging(next.config.logging.level, next.config.logging.format);
     running_ = std::move(next);
 }

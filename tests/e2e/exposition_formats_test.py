@@ -9,7 +9,9 @@ Accept header prefers the protobuf format. Checks:
 
 - the daemon's answers: the content type asked for; the OpenMetrics body passes the
   OpenMetrics parser of Debian's python3-prometheus-client, stricter than Prometheus' (it
-  checks # EOF, counters' _total, units as suffixes, +Inf buckets); the protobuf body decodes
+  checks # EOF, counters' _total, units as suffixes, +Inf buckets, exemplars, which the body
+  has once the test's connections were observed; promtool 2.42's check metrics reads only
+  the text format 0.0.4); the protobuf body decodes
   with protoc against Debian's metrics.proto, and has the families of the text format;
 - which format each server parsed, from what it stored: Prometheus 2.42 writes a protobuf
   bucket's bound as a float (le="1.0"), where it keeps a text format's string (le="1"); and
@@ -38,7 +40,8 @@ OPENMETRICS_CHECK = """
 import sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 families = list(text_string_to_metric_families(sys.stdin.read()))
-print(len(families), sum(len(f.samples) for f in families))
+samples = [s for f in families for s in f.samples]
+print(len(families), len(samples), sum(1 for s in samples if s.exemplar))
 """
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 PROTOBUF = ("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
@@ -160,7 +163,8 @@ def text_family_names(target):
     return names
 
 
-def check_daemon_answers(target, workdir):
+def check_openmetrics(target):
+    """The daemon's OpenMetrics body through the parser; the exemplars it holds."""
     content_type, body = get(f"http://{target}/metrics",
                              "application/openmetrics-text;version=1.0.0")
     if content_type != OPENMETRICS:
@@ -169,6 +173,11 @@ def check_daemon_answers(target, workdir):
                            capture_output=True)
     if check.returncode != 0:
         fail(f"the OpenMetrics body does not parse: {check.stderr.decode()[-2000:]}")
+    return int(check.stdout.split()[2])
+
+
+def check_daemon_answers(target, workdir):
+    check_openmetrics(target)
     before = text_family_names(target)
     content_type, body = get(f"http://{target}/metrics", PROTOBUF_ACCEPT)
     if content_type != PROTOBUF:
@@ -229,6 +238,10 @@ def main():
 
             wait_for(f"the series of port {port} to stop moving", settled, timeout=40)
             text = compared["text"]
+            # The test's connections were observed: their series carry exemplars, which the
+            # parser checks too (syntax, the 128-character limit on their labels).
+            if check_openmetrics(daemon.target) == 0:
+                fail("no exemplar in the OpenMetrics body after the test's connections")
             if not any(key[0] == "tcpstates_state_duration_seconds_bucket"
                        for key in text[False]):
                 fail(f"no duration histogram of port {port} in the text format: {text[False]}")

@@ -23,6 +23,7 @@ tcpstatesd::BpfOptions counting_options(const tcpstatesd::LabelsConfig& labels,
     options.duration_table_size = kDurationTableSize;
     options.native_schema = tcpstatesd::native_schema(buckets.native);
     options.native_table_size = kNativeTableSize;
+    options.exemplar_table_size = Counting::kExemplarTableSize;
     return options;
 }
 

@@ -20,6 +20,9 @@ namespace tcpstatesd::test {
 struct Counting {
     Counting(tcpstatesd::LabelsConfig labels_config, tcpstatesd::HistogramBuckets histograms);
 
+    // Exemplar candidates each exemplar table holds: the test's series on a few CPUs.
+    static constexpr uint32_t kExemplarTableSize = 1024;
+
     tcpstatesd::LabelsConfig labels;
     tcpstatesd::HistogramBuckets buckets;
     tcpstatesd::BpfProgram program;

@@ -85,6 +85,7 @@ TEST_CASE("config: built-in defaults") {
     CHECK(c.source == "built-in defaults");
     CHECK(c.events.resets);
     CHECK(c.events.retransmits);
+    CHECK(c.metrics.exemplars);
     // `port` on the counters and the gauges, for the host's listening ports; `cgroup` on the
     // counters; both bounded.
     CHECK(names_of(c.labels.port.families) ==
@@ -121,9 +122,11 @@ TEST_CASE("config: labels, each on the families listed, with their values and bo
     CHECK(parse_config("labels: {port: {ports: [80, listening]}}", "x").labels.port.listening);
 }
 
-TEST_CASE("config errors: events.resets and retransmits are true or false") {
+TEST_CASE("config errors: events.resets and retransmits, metrics.exemplars are true or false") {
     CHECK(error_of("events:\n  resets: yes\n") ==
           "x.yaml:2:11: events.resets: expected one of false, true, got \"yes\"");
+    CHECK(error_of("metrics:\n  exemplars: 1\n") ==
+          "x.yaml:2:14: metrics.exemplars: expected one of false, true, got \"1\"");
 }
 
 TEST_CASE("config errors: labels") {
@@ -222,6 +225,7 @@ filters:
 metrics:
   duration_buckets_seconds: [0.001, 1e-2, .5, +2, 60]
   socket_walk_cpu_percent: 50
+  exemplars: false
 logging:
   level: "off"
   format: json
@@ -244,6 +248,7 @@ logging:
     CHECK(c.filters.remote_ports == std::vector<uint16_t>{5432});
     CHECK(c.metrics.duration_buckets == std::vector<double>{0.001, 0.01, 0.5, 2, 60});
     CHECK(c.metrics.socket_walk_cpu_percent == 50);
+    CHECK_FALSE(c.metrics.exemplars);
     CHECK(c.logging.level == spdlog::level::off);
     CHECK(c.logging.format == LogFormat::Json);
 }

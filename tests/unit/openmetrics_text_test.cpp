@@ -107,3 +107,22 @@ TEST_CASE("OpenMetrics: numbers") {
     CHECK(openmetrics_number(INFINITY) == "+Inf");
     CHECK(openmetrics_number(-INFINITY) == "-Inf");
 }
+
+TEST_CASE("OpenMetrics: an exemplar on the line of the bucket its value falls in") {
+    // sample_families()' histogram: buckets 1e-05, 1, +Inf (the third family).
+    tcpstatesd::Collection collection{sample_families(), {}};
+    collection.extras[{2, 0}].exemplar = tcpstatesd::Exemplar{
+        {{"local", "127.0.0.1:443"}, {"remote", "10.0.0.2:51234"}}, 0.25, 1733472000123};
+    const std::string text = openmetrics_text(collection);
+    CHECK(text.find("test_duration_seconds_bucket{state=\"ESTABLISHED\",le=\"1e-05\"} 1\n") !=
+          std::string::npos);
+    CHECK(text.find("test_duration_seconds_bucket{state=\"ESTABLISHED\",le=\"1\"} 2 # "
+                    "{local=\"127.0.0.1:443\",remote=\"10.0.0.2:51234\"} 0.25 "
+                    "1733472000.123\n") != std::string::npos);
+    CHECK(text.find("le=\"+Inf\"} 4\n") != std::string::npos);
+
+    collection.extras[{2, 0}].exemplar->value = 3600;  // beyond the last bound
+    CHECK(openmetrics_text(collection)
+              .find("le=\"+Inf\"} 4 # {local=\"127.0.0.1:443\","
+                    "remote=\"10.0.0.2:51234\"} 3600 1733472000.123\n") != std::string::npos);
+}

@@ -1,6 +1,7 @@
 #include "exposition/protobuf_delimited.hpp"
 
 #include <catch2/catch.hpp>
+#include <cmath>
 
 #include "metric_families.hpp"
 #include "protobuf_reader.hpp"
@@ -58,4 +59,36 @@ TEST_CASE("protobuf: MetricFamily messages as the schema reads them") {
 
 TEST_CASE("protobuf: no families, no bytes") {
     CHECK(protobuf_delimited(tcpstatesd::Collection{}).empty());
+}
+
+TEST_CASE("protobuf: an exemplar in the bucket its value falls in, +Inf written to carry one") {
+    // sample_families()' histogram: buckets 1e-05, 1, +Inf (the third family).
+    tcpstatesd::Collection collection{sample_families(), {}};
+    collection.extras[{2, 0}].exemplar = tcpstatesd::Exemplar{
+        {{"local", "[::1]:443"}, {"remote", "[::1]:51234"}}, 0.25, 1733472000123};
+    auto families = decode_delimited(protobuf_delimited(collection));
+    REQUIRE(families.size() == 3);
+    const dto::Histogram& h = families[2].metric(0).histogram();
+    REQUIRE(h.bucket_size() == 2);
+    CHECK_FALSE(h.bucket(0).has_exemplar());
+    REQUIRE(h.bucket(1).has_exemplar());
+    const dto::Exemplar& e = h.bucket(1).exemplar();
+    REQUIRE(e.label_size() == 2);
+    CHECK(e.label(0).name() == "local");
+    CHECK(e.label(0).value() == "[::1]:443");
+    CHECK(e.label(1).name() == "remote");
+    CHECK(e.label(1).value() == "[::1]:51234");
+    CHECK(e.value() == 0.25);
+    CHECK(e.timestamp().seconds() == 1733472000);
+    CHECK(e.timestamp().nanos() == 123000000);
+
+    // Slower than the last bound: the +Inf bucket, otherwise implied, carries it.
+    collection.extras[{2, 0}].exemplar->value = 5;
+    families = decode_delimited(protobuf_delimited(collection));
+    const dto::Histogram& inf = families[2].metric(0).histogram();
+    REQUIRE(inf.bucket_size() == 3);
+    CHECK(std::isinf(inf.bucket(2).upper_bound()));
+    CHECK(inf.bucket(2).cumulative_count() == 4);
+    CHECK(inf.bucket(2).exemplar().value() == 5);
+    CHECK_FALSE(inf.bucket(1).has_exemplar());
 }

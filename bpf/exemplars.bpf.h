@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Exemplar candidates: per duration series, the slowest observation of the current second and the
+ * connection that made it (docs/metrics.md, "Exemplars").
+ *
+ * Race-free without a lock (tracing programs cannot take bpf_spin_lock):
+ * - One writer per entry. The key holds the CPU, so no other CPU writes it, and only the first
+ *   transition program offers candidates: it does not run twice at once on a CPU (the kernel
+ *   skips a program already running there: an interrupt's or a preempting task's transition
+ *   goes to the nested program). The nested program, which may run in the middle of the first
+ *   one's write to the same entry, offers nothing: its observations (rare, counted as
+ *   tcpstatesd's nested_handled) are never exemplars. Before Linux 6.1 the first program could
+ *   re-enter itself from softirq: an interrupted write could then mix two observations of one
+ *   series in one entry.
+ * - User space reads a table only once swapped out: the swap returns when no program uses it
+ *   any more (map-in-map updates wait for running programs), so its entries are final.
+ * A full table drops the candidate, counted (TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL).
+ */
+#ifndef TCPSTATESD_BPF_EXEMPLARS_BPF_H
+#define TCPSTATESD_BPF_EXEMPLARS_BPF_H
+
+#include "maps.bpf.h"
+
+/* What offer_exemplar() needs of the series, in one argument (a global function takes five). */
+static __always_inline __u64 exemplar_series(__u16 port, int ipv6, __u8 from, __u8 to,
+					     int labelled)
+{
+	return (__u64)port | (__u64)(ipv6 ? 1 : 0) << 16 | (__u64)from << 24 | (__u64)to << 32 |
+	       (__u64)(labelled ? 1 : 0) << 40;
+}
+
+/* Keeps the observation (duration_ns, ended at now_ns) of the socket the first program handles
+ * (its mark, bpf/transitions.bpf.h) as its series' candidate on this CPU if it is the slowest of
+ * the current table. The socket's addresses are read only then. A global function, checked once
+ * by the verifier; it takes no pointer to the socket, so it probe-reads the address the mark
+ * holds. Include after first_marks. */
+__noinline int offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns, __u64 now_ns)
+{
+	const struct sock *socket;
+	struct transition_mark *mark;
+	int labelled = (series >> 40) & 1, ipv6 = (series >> 16) & 1;
+	struct tcpstates_exemplar_key key = {
+		.cgroup_id = labelled && duration_label_cgroup ? cgroup_id : 0,
+		.port = labelled && duration_label_port ? (__u16)series : 0,
+		.ipv6 = ipv6,
+		.from = (__u8)(series >> 24),
+		.to = (__u8)(series >> 32),
+		.labelled = labelled,
+		.cpu = (__u16)bpf_get_smp_processor_id(),
+	};
+	struct tcpstates_exemplar candidate = {
+		.duration_ns = duration_ns,
+		.at_ns = now_ns,
+		.cgroup_id = cgroup_id,
+		.ipv6 = ipv6,
+	};
+	struct tcpstates_exemplar *kept;
+	__u32 zero = 0;
+	void *table = bpf_map_lookup_elem(&exemplar_tables, &zero);
+
+	if (!table)
+		return 0;
+	kept = bpf_map_lookup_elem(table, &key);
+	if (kept && kept->duration_ns >= duration_ns)
+		return 0;
+	mark = bpf_map_lookup_elem(&first_marks, &zero);
+	if (!mark)
+		return 0;
+	socket = (const struct sock *)mark->sk;
+	if (ipv6) {
+		bpf_core_read(candidate.laddr, 16, &socket->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(candidate.raddr, 16, &socket->__sk_common.skc_v6_daddr);
+	} else {
+		bpf_core_read(candidate.laddr, 4, &socket->__sk_common.skc_rcv_saddr);
+		bpf_core_read(candidate.raddr, 4, &socket->__sk_common.skc_daddr);
+	}
+	/* At CLOSE the local port may be unhashed already: the bound one (local_port()). */
+	if (key.to == TCPSTATES_CLOSE)
+		candidate.lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)socket, inet_sport));
+	else
+		candidate.lport = BPF_CORE_READ(socket, __sk_common.skc_num);
+	candidate.rport = bpf_ntohs(BPF_CORE_READ(socket, __sk_common.skc_dport));
+	if (kept)
+		__builtin_memcpy(kept, &candidate, sizeof(candidate));
+	else if (bpf_map_update_elem(table, &key, &candidate, BPF_NOEXIST) != 0)
+		count(TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL);
+	return 0;
+}
+
+#endif
