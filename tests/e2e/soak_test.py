@@ -24,8 +24,8 @@ Expected:
   an arena per thread 1.5 to 3.5 MiB, in steps as late as 36 s of a 61 s run; with the one
   arena the daemon now has (daemon/main.cpp) 84 to 224 KiB over the whole run (3 runs). So
   the warm-up's end is read from the curve, not assumed: the steady state is the longest tail
-  of the samples taken while the churn runs none of which exceeds the largest RSS before the tail by more than
-  RSS_GROWTH_KIB, and it must hold at least the last third of the connections. A leak of one
+  of the samples taken while the churn runs none of which exceeds the largest RSS before the
+  tail by more than RSS_GROWTH_KIB, and it must hold at least the last third of the connections. A leak of one
   byte per connection adds 326 KiB over 333,333 connections: above the bound wherever the tail
   starts, so a leak leaves no tail long enough and fails. (A real leak is at least a 32-byte
   malloc chunk: one connection in ten leaking fails as well.)
