@@ -15,6 +15,10 @@ RSS before the readers, where K is the bound docs/operations.md ("Securing the e
 derives: at most 4 uncompressed bodies and 4 gzipped ones (each about 1/16 of a body) held
 for readers, plus one render in progress (about 2.5 bodies: the collected families and the
 text being built). Before bodies were shared, each reader held its own copy: 20 x BODY.
+The bound holds for RSS because the daemon has one malloc arena (daemon/main.cpp): with one
+per thread, each HTTP thread that had rendered kept its render's memory resident, and REST and
+the peak varied with which threads had rendered (rest + 1.05 to 8.38 bodies, REST 126 to
+200 MiB; with one arena rest + 3.51 bodies in three runs out of three, REST 38.5 MiB).
 """
 import os
 import socket
