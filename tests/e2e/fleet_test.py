@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """A fleet on one machine (docs/operations.md, "Running a fleet"): two daemons in two network
 namespaces stand for two hosts, each serving /metrics on its own address; one Prometheus
-scrapes both and remote-writes everything to a second one, the central store, started with
---web.enable-remote-write-receiver, which evaluates the shipped rules file.
+scrapes both and remote-writes everything, native histograms included, to a second one, the
+central store, started with --web.enable-remote-write-receiver, which evaluates the shipped
+rules file. Both run with --enable-feature=native-histograms.
 
 Usage: fleet_test.py TCPSTATESD_BINARY RULES_YML
 
 In each host a server on the same service port accepts connections from a client of that
 host, held ESTABLISHED until the checks are done, so that no count can move meanwhile. Then:
 - the central store has every host's series under its own `instance`, with the values each
-  daemon serves itself (its own /metrics, read once the counts stopped moving);
+  daemon serves itself (its own /metrics, read once the counts stopped moving), and the
+  connects' durations as native histograms that count every connect;
 - the shipped per-host recording rules evaluate there for each host, and the fleet rules
   (job_family_port:*) are the sums of the per-host ones at the same evaluation.
 
@@ -31,6 +33,16 @@ ROUNDS = (3, 4)
 DAEMON_PORT = 9977
 PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tcp_peer.py")
 CONNECTED = 'tcpstates_transitions_total{{port="{port}",from_state="SYN_SENT",to_state="ESTABLISHED"}}'
+CONNECT_DURATIONS = ('tcpstates_state_duration_seconds{{port="{port}",state="SYN_SENT",'
+                     'next_state="ESTABLISHED"}}')
+# The durations per service port too, so that the test's connects have series of their own,
+# and as native histograms. Each daemon counts every namespace's traffic, and a duration series
+# costs 30 samples of labels.max_series: at its default (1000), the host's other ports can
+# take the room of the test's own (folded into "other"). At its maximum every series has room.
+DAEMON_CONFIG = ("labels:\n  max_series: 100000\n"
+                 "  port:\n    families: [transitions, state_durations]\n"
+                 "metrics:\n  native_histograms:\n    enabled: true\n")
+NATIVE = "--enable-feature=native-histograms"
 
 
 class Host:
@@ -98,7 +110,7 @@ def main():
             hosts.append(host)
             daemon_dir = os.path.join(workdir, host.name)
             os.makedirs(daemon_dir)
-            daemons.append(Daemon(binary, "", daemon_dir, wrapper=host.exec([]),
+            daemons.append(Daemon(binary, DAEMON_CONFIG, daemon_dir, wrapper=host.exec([]),
                                   target=f"{host.address}:{DAEMON_PORT}"))
         targets = ", ".join(f'"{d.target}"' for d in daemons)
         central_dir = os.path.join(workdir, "central")
@@ -107,7 +119,7 @@ def main():
         os.makedirs(edge_dir)
         with Prometheus(central_dir, f"global:\n  evaluation_interval: 1s\n"
                                      f"rule_files: [{rules}]\n",
-                        flags=["--web.enable-remote-write-receiver"]) as central, \
+                        flags=["--web.enable-remote-write-receiver", NATIVE]) as central, \
                 Prometheus(edge_dir, f"""global:
   scrape_interval: 1s
 scrape_configs:
@@ -116,10 +128,11 @@ scrape_configs:
       - targets: [{targets}]
 remote_write:
   - url: {central.url}/api/v1/write
+    send_native_histograms: true
     queue_config:
       batch_send_deadline: 1s
       min_backoff: 100ms
-""") as edge:
+""", flags=[NATIVE]) as edge:
             connected = CONNECTED.format(port=service_port)
             servers = []
             for host in hosts:
@@ -146,12 +159,27 @@ remote_write:
                      == expected,
                      timeout=60, seen=lambda: by_instance(
                          central.query(f"sum by (instance) ({connected})")))
+            # The edge scraped the native histograms (the protobuf format) and sent them on.
+            native_counts = (f"histogram_count(sum by (instance) "
+                             f"({CONNECT_DURATIONS.format(port=service_port)}))")
+            wait_for("the central store to have each host's connect durations as native "
+                     "histograms, every connect in them",
+                     lambda: by_instance(central.query(native_counts))
+                     == {target: made for target in expected},
+                     timeout=60, seen=lambda: (central.query(native_counts), {
+                         d.target: d.metrics().get("tcpstatesd_native_histogram_incomplete_total")
+                         for d in daemons}))
             edge.check_running()
 
             per_host = f'instance_family_port:tcpstates_connect_attempts:rate5m{{port="{service_port}"}}'
             fleet = f'job_family_port:tcpstates_connect_attempts:rate5m{{port="{service_port}"}}'
-            wait_for("the central store to evaluate the per-host rule for every host",
-                     lambda: set(by_instance(central.query(per_host))) == set(expected),
+            # Above 0 once an evaluation saw both rounds' samples: the remote write delivers
+            # them a batch (up to a second) after the edge scraped them.
+            wait_for("the central store to evaluate the per-host rule for every host, after "
+                     "both rounds",
+                     lambda: (lambda rates: set(rates) == set(expected)
+                              and all(rate > 0 for rate in rates.values()))(
+                         by_instance(central.query(per_host))),
                      timeout=60, seen=lambda: central.query(per_host))
             # The fleet series' latest evaluation: the per-host ones were recorded in the same.
             at = max(central.query(f"timestamp({fleet})").values())

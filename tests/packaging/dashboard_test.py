@@ -7,7 +7,9 @@ Extracts every PromQL expression of the dashboard (all panel targets, and the te
 variable queries: label_values(EXPR, LABEL) runs EXPR and needs LABEL in its result),
 substitutes the Grafana variables with real values and short windows, starts the daemon (its
 default configuration, but for labels.max_series: port and cgroup labels on the transitions,
-port on the gauges and the queues) and a Prometheus that loads the recording rules and scrapes it every second, makes real
+port on the gauges and the queues; native histograms on) and two Prometheus servers that load
+the recording rules and scrape it every second, one as most run it and one with native
+histograms and exemplar storage (so the duration panels draw from native histograms), makes real
 loopback traffic over IPv4 and IPv6 (connections that succeed, connects that are refused,
 connections aborted with a reset, sockets held in CLOSE_WAIT for a while and some for the
 whole test, and, in a network namespace of the test's own where a firewall rule drops their
@@ -306,6 +308,84 @@ class Traffic(Background):
             connection.close()
 
 
+def check_queries(prometheus, queries, target, traffic):
+    """Runs every query against `prometheus` (its name, url): each must return a number, first
+    with Port and Cgroup as All, then with the traffic's services selected, and every rule must
+    evaluate cleanly. Prints what each returned."""
+    name, url = prometheus
+    deadline = time.monotonic() + 30
+
+    def run(where, expression, label):
+        """The series of `expression`, waiting up to the deadline for some."""
+        while True:
+            answer = api(url, "/api/v1/query", {"query": expression})
+            if answer.get("status") != "success":
+                fail(f"{name}: {where}: {expression!r} does not run: {answer.get('error')}")
+            series = answer["data"]["result"]
+            if series or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)  # a recorded series may need one more evaluation
+        if label and series and not all(label in s["metric"] for s in series):
+            fail(f"{name}: {where}: label {label!r} missing in {series}")
+        return series
+
+    def with_number(series):
+        # A native histogram (the heatmap's query in a Prometheus that keeps them) is data too.
+        return sum(1 for s in series
+                   if "histogram" in s or s["value"][1] not in ("NaN", "+Inf", "-Inf"))
+
+    results = []
+    offered = {}  # variable name -> the values its query offers
+    for where, raw, label in queries:
+        expression = substitute(raw, target)
+        series = run(where, expression, label)
+        if label:
+            offered[where.split()[-1]] = {s["metric"].get(label) for s in series}
+        results.append((where, expression, len(series), with_number(series)))
+
+    # The test's own services selected: its two service ports and their cgroups.
+    ports = sorted(str(port) for port in traffic.service_ports.values())
+    cgroups = sorted({s["metric"].get("cgroup", "") for s in run(
+        "the traffic's cgroups", "group by (cgroup) (tcpstates_transitions_total"
+        f'{{instance="{target}",port=~"{"|".join(ports)}"}})', "cgroup")})
+    for variable, wanted in (("port", ports), ("cgroup", cgroups)):
+        if not wanted or not set(wanted) <= offered.get(variable, set()):
+            fail(f"{name}: the {variable} variable offers "
+                 f"{sorted(offered.get(variable, []))}, not the traffic's {wanted}")
+    selection = {"port": grafana_regex(ports), "cgroup": grafana_regex(cgroups)}
+    for where, raw, label in queries:
+        if not uses_services(raw):
+            continue
+        expression = substitute(raw, target, selection)
+        series = run(where, expression, label)
+        for variable, wanted in (("port", ports), ("cgroup", cgroups)):
+            other = [s["metric"] for s in series
+                     if variable in s["metric"] and s["metric"][variable] not in wanted]
+            if other:
+                fail(f"{name}: {where}: {expression!r} with {variable} {wanted} selected "
+                     f"returns {other}")
+        results.append((where, expression, len(series), with_number(series)))
+
+    width = max(len(e) for _, e, _, _ in results)
+    print(f"{name}:\n{'expression':<{width}}  series  with a number")
+    for where, expression, count, numbers in results:
+        print(f"{expression:<{width}}  {count:6}  {numbers:6}")
+    # Under this traffic every panel must draw something: a query whose series are all NaN (a
+    # quantile or ratio of nothing) would be an empty panel too.
+    empty = [f"{where}: {expression}" for where, expression, _, numbers in results
+             if numbers == 0]
+    if empty:
+        fail(f"{name}: expressions returning no data:\n  " + "\n  ".join(empty))
+
+    groups = api(url, "/api/v1/rules")["data"]["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    broken = [f"{r['name']}: {r.get('lastError')}" for r in rules if r["health"] != "ok"]
+    if not rules or broken:
+        fail(f"{name}: rules not evaluating cleanly ({len(rules)} loaded): {broken}")
+    print(f"{name}: {len(results)} expressions, all returning data; {len(rules)} rules "
+          f"healthy; services {ports}, cgroup {cgroups}")
+
+
 def main():
     if len(sys.argv) != 4:
         fail(__doc__)
@@ -317,41 +397,50 @@ def main():
     require_tools("prometheus", "bpftool", "unshare", "iptables", "ip6tables")
 
     workdir = scratch_dir("dashboard")
+    config = scrape_every_second
     # The traffic opens new listeners every round, hundreds of port values (past
     # labels.port.max_values they fold into "other"), whose counters' series fill the default
     # labels.max_series within seconds; the gauges take what the counters leave at each
     # scrape, so with the default the selected ports' oldest-socket series would come and go
-    # with the round. At its maximum every series has room.
-    with Daemon(daemon_binary, "labels:\n  max_series: 100000\n", workdir) as daemon:
+    # with the round. At its maximum every series has room. Native histograms on, for the
+    # Prometheus that asks for them.
+    with Daemon(daemon_binary, "labels:\n  max_series: 100000\n"
+                "metrics:\n  native_histograms:\n    enabled: true\n", workdir) as daemon:
         target = daemon.target
-        with Prometheus(workdir, scrape_every_second(
-                target, rule_files=[os.path.abspath(rules_path)])) as prometheus:
-            url = prometheus.url
+        rules = [os.path.abspath(rules_path)]
+        os.makedirs(os.path.join(workdir, "native"))
+        # Two Prometheus servers: one as most run it, the other keeping native histograms
+        # (and no _bucket series of them) and exemplars: the panels must draw in both.
+        with Prometheus(workdir, config(target, rule_files=rules)) as classic, \
+                Prometheus(os.path.join(workdir, "native"), config(target, rule_files=rules),
+                           flags=["--enable-feature=native-histograms,exemplar-storage"]
+                           ) as native:
 
-            def by_series(expression):
+            def by_series(prometheus, expression):
                 """{labels without __name__, as a sorted tuple: value} of a query."""
                 prometheus.check_running()
-                result = api(url, "/api/v1/query", {"query": expression})
+                result = api(prometheus.url, "/api/v1/query", {"query": expression})
                 return {tuple(sorted((k, v) for k, v in s["metric"].items() if k != "__name__")):
                         float(s["value"][1]) for s in result.get("data", {}).get("result", [])}
 
             refused = 'tcpstates_transitions_total{from_state="SYN_SENT",to_state="CLOSE"}'
             # Traffic only once Prometheus listens: its connections take ephemeral ports, one
             # of which could be the port picked for Prometheus before it binds it.
-            wait_for("Prometheus to scrape the daemon",
-                     lambda: list(by_series('up{job="tcpstatesd"}').values()) == [1.0],
-                     timeout=60)
-            before = by_series(refused)
+            for prometheus in (classic, native):
+                wait_for("Prometheus to scrape the daemon",
+                         lambda: list(by_series(prometheus, 'up{job="tcpstatesd"}').values())
+                         == [1.0], timeout=60)
+            before = by_series(classic, refused)
 
-            def window_filled_with_traffic():
+            def window_filled_with_traffic(prometheus):
                 """In each family, a refused-connect counter series (they have port and cgroup
                 labels: other processes on the host may have theirs) whose every sample in the
                 rate window was taken after the traffic began, at least 7 of them (a loaded
                 box may skip a scrape or two; rate() needs two)."""
                 if traffic.error:  # no use waiting for traffic that stopped
                     fail(f"traffic generator: {traffic.error}")
-                oldest = by_series(f"min_over_time({refused}[{RATE_WINDOW}])")
-                count = by_series(f"count_over_time({refused}[{RATE_WINDOW}])")
+                oldest = by_series(prometheus, f"min_over_time({refused}[{RATE_WINDOW}])")
+                count = by_series(prometheus, f"count_over_time({refused}[{RATE_WINDOW}])")
                 return all(any(dict(labels).get("family") == family and
                                value > before.get(labels, -1) and count.get(labels, 0) >= 7
                                for labels, value in oldest.items())
@@ -359,85 +448,30 @@ def main():
 
             started = time.monotonic()
             with Traffic() as traffic:
-                wait_for(f"a {RATE_WINDOW} rate window filled with traffic",
-                         window_filled_with_traffic, timeout=60)
-                deadline = time.monotonic() + 30
-
-                def run(where, expression, label):
-                    """The series of `expression`, waiting up to the deadline for some."""
-                    while True:
-                        answer = api(url, "/api/v1/query", {"query": expression})
-                        if answer.get("status") != "success":
-                            fail(f"{where}: {expression!r} does not run: {answer.get('error')}")
-                        series = answer["data"]["result"]
-                        if series or time.monotonic() > deadline:
-                            break
-                        time.sleep(0.5)  # a recorded series may need one more evaluation
-                    if label and series and not all(label in s["metric"] for s in series):
-                        fail(f"{where}: label {label!r} missing in {series}")
-                    return series
-
-                def with_number(series):
-                    return sum(1 for s in series if s["value"][1] not in ("NaN", "+Inf", "-Inf"))
-
-                results = []
-                offered = {}  # variable name -> the values its query offers
-                for where, raw, label in queries:
-                    expression = substitute(raw, target)
-                    series = run(where, expression, label)
-                    if label:
-                        offered[where.split()[-1]] = {s["metric"].get(label) for s in series}
-                    results.append((where, expression, len(series), with_number(series)))
-
-                # The test's own services selected: its two service ports and their cgroups.
-                ports = sorted(str(port) for port in traffic.service_ports.values())
-                cgroups = sorted({s["metric"].get("cgroup", "") for s in run(
-                    "the traffic's cgroups", "group by (cgroup) (tcpstates_transitions_total"
-                    f'{{instance="{target}",port=~"{"|".join(ports)}"}})', "cgroup")})
-                for name, wanted in (("port", ports), ("cgroup", cgroups)):
-                    if not wanted or not set(wanted) <= offered.get(name, set()):
-                        fail(f"the {name} variable offers {sorted(offered.get(name, []))}, "
-                             f"not the traffic's {wanted}")
-                selection = {"port": grafana_regex(ports), "cgroup": grafana_regex(cgroups)}
-                for where, raw, label in queries:
-                    if not uses_services(raw):
-                        continue
-                    expression = substitute(raw, target, selection)
-                    series = run(where, expression, label)
-                    for name, wanted in (("port", ports), ("cgroup", cgroups)):
-                        other = [s["metric"] for s in series
-                                 if name in s["metric"] and s["metric"][name] not in wanted]
-                        if other:
-                            fail(f"{where}: {expression!r} with {name} {wanted} selected "
-                                 f"returns {other}")
-                    results.append((where, expression, len(series), with_number(series)))
+                for prometheus in (classic, native):
+                    wait_for(f"a {RATE_WINDOW} rate window filled with traffic",
+                             lambda: window_filled_with_traffic(prometheus), timeout=60)
+                check_queries(("classic", classic.url), queries, target, traffic)
+                # The native server's panels drew from native histograms: it has no
+                # _bucket series of the durations, and the native ones.
+                durations = f'tcpstates_state_duration_seconds{{instance="{target}"}}'
+                native_series = api(native.url, "/api/v1/query", {"query": durations})
+                classic_buckets = by_series(native, durations.replace("seconds{",
+                                                                      "seconds_bucket{"))
+                if classic_buckets or not all(
+                        "histogram" in s for s in native_series["data"]["result"] or [{}]):
+                    fail(f"the native Prometheus should keep the durations as native "
+                         f"histograms only: {len(classic_buckets)} _bucket series, "
+                         f"{native_series['data']['result'][:1]}")
+                check_queries(("native", native.url), queries, target, traffic)
             if traffic.error:
                 fail(f"traffic generator: {traffic.error}")
-
-            width = max(len(e) for _, e, _, _ in results)
-            print(f"{'expression':<{width}}  series  with a number")
-            for where, expression, count, numbers in results:
-                print(f"{expression:<{width}}  {count:6}  {numbers:6}")
-            # Under this traffic every panel must draw something: a query whose series are all
-            # NaN (a quantile or ratio of nothing) would be an empty panel too.
-            empty = [f"{where}: {expression}" for where, expression, _, numbers in results
-                     if numbers == 0]
-            if empty:
-                fail("expressions returning no data:\n  " + "\n  ".join(empty))
-
-            groups = api(url, "/api/v1/rules")["data"]["groups"]
-            rules = [r for g in groups for r in g["rules"]]
-            broken = [f"{r['name']}: {r.get('lastError')}" for r in rules if r["health"] != "ok"]
-            if not rules or broken:
-                fail(f"rules not evaluating cleanly ({len(rules)} loaded): {broken}")
-            print(f"{len(results)} expressions, all returning data; {len(rules)} rules healthy; "
-                  f"{traffic.rounds} traffic rounds, {traffic.refused} refused connects "
-                  f"({traffic.service_refused} to the service ports {ports}, cgroup {cgroups}), "
-                  f"connects timed out in the namespace {traffic.timeouts}; "
-                  f"{time.monotonic() - started:.0f} s of traffic")
+            print(f"{traffic.rounds} traffic rounds, {traffic.refused} refused connects "
+                  f"({traffic.service_refused} to the service ports), connects timed out in "
+                  f"the namespace {traffic.timeouts}; {time.monotonic() - started:.0f} s of "
+                  f"traffic")
         daemon.stop()
     print("PASS")
-
 
 if __name__ == "__main__":
     main()
