@@ -82,6 +82,8 @@ def slow_handshakes(listener, count):
             fail("a connect to the full accept queue did not wait for a SYN-ACK")
         clients[client] = started
         selector.register(client, selectors.EVENT_WRITE)
+    # Within 0.8 s: the room must be made before the retransmissions, 1 s after the SYNs (a
+    # retransmission dropped too would be answered 2 s later still).
     wait_for(f"the kernel to drop {count} SYNs on the full accept queue",
              lambda: listen_overflows() - overflows >= count, timeout=0.8, interval=0.01,
              seen=lambda: f"{listen_overflows() - overflows} ListenOverflows")
