@@ -364,18 +364,29 @@ AT_CAP_CONFIG = """labels:
 """
 
 
+# The same with native histograms: the protobuf body then carries them beside the classic
+# buckets; the text formats stay as they were.
+AT_CAP_NATIVE_CONFIG = AT_CAP_CONFIG + "metrics:\n  native_histograms:\n    enabled: true\n"
+
+
 def scrape_benchmarks(args, tracer, workdir, churn):
     """The scrape benchmark of the default configuration and at the labelled-series cap,
-    quiet or under churn."""
+    quiet or under churn; quiet, at the cap with native histograms too."""
     when = "churn" if churn else "quiet"
-    config = os.path.join(workdir, "at-cap.yaml")
-    with open(config, "w") as f:
-        f.write(AT_CAP_CONFIG)
-    at_cap = daemon_tracer("at-cap", args.tcpstatesd, ["--config", config])
-    return {f"default, {when}": scrape_benchmark(args, tracer, workdir, churn=churn),
-            f"at the series cap, {when}": scrape_benchmark(
-                args, at_cap, workdir, before=fill_series_cap(args.cap_fill_ports),
-                churn=churn, formats=not churn)}
+
+    def at_cap(name, body):
+        config = os.path.join(workdir, f"{name}.yaml")
+        with open(config, "w") as f:
+            f.write(body)
+        return scrape_benchmark(args, daemon_tracer(name, args.tcpstatesd, ["--config", config]),
+                                workdir, before=fill_series_cap(args.cap_fill_ports),
+                                churn=churn, formats=not churn)
+    results = {f"default, {when}": scrape_benchmark(args, tracer, workdir, churn=churn),
+               f"at the series cap, {when}": at_cap("at-cap", AT_CAP_CONFIG)}
+    if not churn:
+        results["at the series cap, native histograms, quiet"] = at_cap("at-cap-native",
+                                                                         AT_CAP_NATIVE_CONFIG)
+    return results
 
 
 def fill_series_cap(ports):

@@ -18,11 +18,15 @@ Accept header prefers the protobuf format. Checks:
   only OpenMetrics carries a unit to its metadata API;
 - both servers hold exactly the series and values of the daemon's text format for the test's
   own port (nothing but the test's connections moves them), compared once they have stopped
-  moving: transitions, closes, the duration histograms' buckets, sums and counts, the gauge.
+  moving: transitions, closes, the duration histograms' buckets, sums and counts, the gauge;
+- native histograms turned on by a reload: the text format unchanged, the protobuf body's
+  duration histograms with schema 3 spans holding every observation beside the classic
+  buckets.
 """
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -116,9 +120,9 @@ def last_scrape(prometheus):
     return float(result[0]["value"][1]) if result else 0.0
 
 
-def protobuf_family_names(body, workdir):
-    """The names of the MetricFamily messages of a delimited body, decoded by protoc: the
-    stream becomes a message of repeated MetricFamily (field 1) by a tag before each length."""
+def protobuf_decoded(body, workdir):
+    """A delimited body decoded by protoc, as text: the stream becomes a message of repeated
+    MetricFamily (field 1) by a tag before each length."""
     wrapper = os.path.join(workdir, "body.proto")
     with open(wrapper, "w") as f:
         f.write('syntax = "proto2";\nimport "io/prometheus/client/metrics.proto";\n'
@@ -142,7 +146,40 @@ def protobuf_family_names(body, workdir):
                              input=bytes(wrapped), capture_output=True)
     if decoded.returncode != 0:
         fail(f"protoc --decode: {decoded.stderr.decode()}")
-    return set(re.findall(r'^  name: "([^"]*)"$', decoded.stdout.decode(), re.MULTILINE))
+    return decoded.stdout.decode()
+
+
+def protobuf_family_names(body, workdir):
+    """The names of the MetricFamily messages of a delimited body."""
+    return set(re.findall(r'^  name: "([^"]*)"$', protobuf_decoded(body, workdir),
+                          re.MULTILINE))
+
+
+def protobuf_histograms(body, workdir, family):
+    """The metrics of histogram `family` in a protobuf body: [(labels, histogram)], the
+    histogram as {field: [values]} of its numbers, those of sub-messages by their path (e.g.
+    "bucket.cumulative_count", "positive_span.length"), exemplars left out."""
+    metrics, path, name = [], [], None
+    for raw in protobuf_decoded(body, workdir).splitlines():
+        depth, line = (len(raw) - len(raw.lstrip())) // 2, raw.strip()
+        del path[depth:]
+        if line.endswith(" {"):
+            path.append(line[:-2])
+            if path == ["family", "metric"] and name == family:
+                metrics.append(({}, {}))
+        elif line != "}" and path == ["family"]:
+            if line.startswith("name: "):
+                name = json.loads(line[len("name: "):])
+        elif line != "}" and name == family and path[:2] == ["family", "metric"]:
+            field, value = line.split(": ", 1)
+            labels, histogram = metrics[-1]
+            if path[2:] == ["label"] and field == "name":
+                label = json.loads(value)
+            elif path[2:] == ["label"]:
+                labels[label] = json.loads(value)
+            elif path[2:3] == ["histogram"] and "exemplar" not in path:
+                histogram.setdefault(".".join(path[3:] + [field]), []).append(float(value))
+    return metrics
 
 
 def text_family_names(target):
@@ -189,6 +226,65 @@ def check_daemon_answers(target, workdir):
         fail(f"protobuf families differ from the text format's: missing "
              f"{sorted(before - decoded)}, unknown {sorted(decoded - after)}")
     return len(decoded)
+
+
+DURATIONS = "tcpstates_state_duration_seconds"
+NATIVE_ON = "metrics:\n  native_histograms:\n    enabled: true\n"
+
+
+def reload_timestamp(target):
+    _, body = get(f"http://{target}/metrics")
+    return float(re.search(r"^tcpstatesd_config_last_reload_success_timestamp_seconds (\S+)$",
+                           body.decode(), re.MULTILINE).group(1))
+
+
+def check_native_histograms(daemon, config, port, first_round, workdir):
+    """Native histograms turned on by a reload, the same connections again: the text format's
+    duration series are those of the first round, with the same counts (the histograms start
+    over at the reload); the protobuf body's carry schema 3 native buckets holding every
+    observation, and the classic buckets of the text format."""
+    reloaded = reload_timestamp(daemon.target)
+    daemon.write_config(config + NATIVE_ON)
+    daemon.send_signal(signal.SIGHUP)
+    wait_for("the reload that turns native histograms on",
+             lambda: reload_timestamp(daemon.target) > reloaded, timeout=10)
+    Connections(CONNECTIONS, "ipv4", port=port).close("client")
+
+    def durations(series):
+        return {k: v for k, v in series.items() if k[0].startswith(DURATIONS)}
+
+    def counts(series):
+        return {k: v for k, v in series.items() if k[0] == DURATIONS + "_count"}
+    wait_for("the duration counts of the port to reach the first round's",
+             lambda: counts(text_series(daemon.target, port, True)) == counts(first_round),
+             timeout=10, seen=lambda: counts(text_series(daemon.target, port, True)))
+    text = text_series(daemon.target, port, True)
+    if durations(text).keys() != durations(first_round).keys():
+        fail(f"native histograms changed the text format's duration series: "
+             f"{sorted(durations(text).keys() ^ durations(first_round).keys())[:5]}")
+    _, body = get(f"http://{daemon.target}/metrics", PROTOBUF_ACCEPT)
+    histograms = [(labels, h) for labels, h in protobuf_histograms(body, workdir, DURATIONS)
+                  if labels.get("port") == str(port)]
+    if len(histograms) != len(counts(text)):
+        fail(f"{len(histograms)} protobuf duration histograms of port {port}, "
+             f"{len(counts(text))} in the text format")
+    for labels, h in histograms:
+        native, running = h.get("zero_count", [0])[0], 0
+        for delta in h.get("positive_delta", []):
+            running += delta
+            native += running
+        classic = {series_key(DURATIONS + "_bucket", {**labels, "le": str(bound)}, True): count
+                   for bound, count in zip(h["bucket.upper_bound"], h["bucket.cumulative_count"])}
+        expected = {k: v for k, v in text.items() if k[0] == DURATIONS + "_bucket" and
+                    dict(k[1])["le"] != float("inf") and
+                    {n: v for n, v in k[1] if n != "le"} == labels}
+        if h.get("schema") != [3] or "positive_span.length" not in h or \
+                native != h["sample_count"][0] or classic != expected:
+            fail(f"protobuf histogram {labels}: schema {h.get('schema')}, spans "
+                 f"{h.get('positive_span.offset')}/{h.get('positive_span.length')}, native "
+                 f"buckets hold {native} of {h['sample_count'][0]} observations; classic "
+                 f"buckets equal the text format's: {classic == expected}")
+    return len(histograms)
 
 
 def main():
@@ -268,6 +364,9 @@ def main():
                 fail(f"no unit from OpenMetrics: {units['openmetrics']}")
             print(f"protobuf families: {families}; series of port {port} identical in the text "
                   f"format and in both servers: {len(text[False])}")
+            native = check_native_histograms(daemon, config, port, text[True], workdir)
+            print(f"native histograms on: {native} protobuf duration histograms of port "
+                  f"{port} with native and classic buckets, the text format unchanged")
         finally:
             for server in servers.values():
                 server.stop()

@@ -129,6 +129,53 @@ TEST_CASE("config errors: events.resets and retransmits, metrics.exemplars are t
           "x.yaml:2:14: metrics.exemplars: expected one of false, true, got \"1\"");
 }
 
+TEST_CASE("config: metrics.native_histograms, off by default, each key read") {
+    const NativeHistogramSettings defaults = Config{}.metrics.native_histograms;
+    CHECK_FALSE(defaults.enabled);
+    CHECK(defaults.schema == 3);
+    CHECK(defaults.max_buckets == 160);
+    const auto native = [](const std::string& yaml) {
+        return parse_config("metrics:\n  native_histograms:\n" + yaml, "x")
+            .metrics.native_histograms;
+    };
+    CHECK(native("    enabled: true\n") ==
+          NativeHistogramSettings{.enabled = true, .schema = 3, .max_buckets = 160});
+    CHECK(native("    schema: -4\n") ==
+          NativeHistogramSettings{.enabled = false, .schema = -4, .max_buckets = 160});
+    CHECK(native("    schema: 8\n    max_buckets: 4\n") ==
+          NativeHistogramSettings{.enabled = false, .schema = 8, .max_buckets = 4});
+    CHECK(native("    max_buckets: 10000\n    enabled: false\n") ==
+          NativeHistogramSettings{.enabled = false, .schema = 3, .max_buckets = 10000});
+    CHECK(parse_config("metrics: {native_histograms: {}}", "x").metrics.native_histograms ==
+          defaults);
+}
+
+TEST_CASE("config errors: metrics.native_histograms, each key's bounds at its line and column") {
+    const std::string at = "metrics:\n  native_histograms:\n";
+    const std::string schema =
+        "x.yaml:3:13: metrics.native_histograms.schema: expected a whole number from -4 to 8, got ";
+    CHECK(error_of(at + "    schema: 9\n") == schema + "\"9\"");
+    CHECK(error_of(at + "    schema: -5\n") == schema + "\"-5\"");
+    CHECK(error_of(at + "    schema: 2.5\n") == schema + "\"2.5\"");
+    const std::string buckets =
+        "x.yaml:3:18: metrics.native_histograms.max_buckets: expected a whole number from 4 to "
+        "10000, got ";
+    CHECK(error_of(at + "    max_buckets: 3\n") == buckets + "\"3\"");
+    CHECK(error_of(at + "    max_buckets: 10001\n") == buckets + "\"10001\"");
+    CHECK(error_of(at + "    enabled: yes\n") ==
+          "x.yaml:3:14: metrics.native_histograms.enabled: expected one of false, true, got "
+          "\"yes\"");
+    CHECK(error_of(at + "    enabled: \"true\"\n") ==
+          "x.yaml:3:14: metrics.native_histograms.enabled: expected one of false, true, got the "
+          "quoted string \"true\" (write true and false without quotes)");
+    CHECK(error_of(at + "    buckets: 10\n") ==
+          "x.yaml:3:5: metrics.native_histograms: unknown key \"buckets\", expected one of "
+          "enabled, schema, max_buckets");
+    CHECK(error_of("metrics:\n  native_histograms: true\n") ==
+          "x.yaml:2:22: metrics.native_histograms: expected a mapping with the keys enabled, "
+          "schema, max_buckets, got \"true\"");
+}
+
 TEST_CASE("config errors: labels") {
     CHECK(error_of("labels:\n  port:\n    families: [transitions, histograms]\n") ==
           "x.yaml:3:29: labels.port.families: expected one of transitions, state_durations, "
@@ -636,6 +683,7 @@ TEST_CASE("config: keys needing a restart") {
     live.filters.local_ports = {80};
     live.filters.remote_ports = {443};
     live.metrics.duration_buckets = {1, 2};
+    live.metrics.native_histograms = {.enabled = true, .schema = 0, .max_buckets = 4};
     live.logging.level = spdlog::level::debug;
     live.logging.format = LogFormat::Json;
     live.source = "/elsewhere.yaml";
