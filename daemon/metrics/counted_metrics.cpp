@@ -482,38 +482,53 @@ std::optional<NativeBuckets> CountedMetrics::native_of(const Histogram& histogra
                           buckets_.native.max_buckets);
 }
 
+std::map<CountedMetrics::SeriesKey, CountedMetrics::Histogram> CountedMetrics::histograms_of(
+    const std::map<SeriesKey, Histogram>& totals, LabelledMetric metric) {
+    std::map<SeriesKey, Histogram> out;
+    for (auto it = totals.lower_bound({metric, 0, 0, 0, 0, 0});
+         it != totals.end() && it->first.metric == metric; ++it)
+        out.insert(*it);
+    return out;
+}
+
+bool CountedMetrics::labelled(LabelledMetric metric) const {
+    return carries(Label::Port, metric) || carries(Label::Cgroup, metric);
+}
+
+void CountedMetrics::add_histogram_sample(
+    Collection& out, const SeriesKey& key, const Histogram& histogram,
+    const std::vector<double>& bounds, std::vector<prometheus::ClientMetric::Label> labels) const {
+    prometheus::MetricFamily& family = out.families.front();
+    prometheus::ClientMetric sample = histogram_sample(histogram, bounds);
+    sample.label = std::move(labels);
+    add_series_labels(sample.label, key);
+    sort_labels(sample.label);
+    if (std::optional<NativeBuckets> native = native_of(histogram))
+        out.extras[{0, family.metric.size()}].native = std::move(native);
+    family.metric.push_back(std::move(sample));
+}
+
 Collection CountedMetrics::durations_family(const std::map<SeriesKey, Histogram>& totals,
                                             std::vector<SeriesKey>& keys) const {
     prometheus::MetricFamily family =
         metric_family(metric_name(LabelledMetric::StateDurations).data(),
                       "Time a TCP socket spent in `state` before it moved to `next_state`.",
                       prometheus::MetricType::Histogram);
-    std::map<SeriesKey, Histogram> samples;
-    for (auto it = totals.lower_bound({LabelledMetric::StateDurations, 0, 0, 0, 0, 0});
-         it != totals.end() && it->first.metric == LabelledMetric::StateDurations; ++it)
-        samples.insert(*it);
-    const bool labelled = carries(Label::Port, LabelledMetric::StateDurations) ||
-                          carries(Label::Cgroup, LabelledMetric::StateDurations);
-    if (!labelled)
+    std::map<SeriesKey, Histogram> samples = histograms_of(totals, LabelledMetric::StateDurations);
+    if (!labelled(LabelledMetric::StateDurations))
         for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
             for (auto [from, to] : kCommonTransitions)
                 if (can_have_duration(from, to))
                     samples[{LabelledMetric::StateDurations, ipv6, uint8_t(from), uint8_t(to),
                              LabelValues::kOther, LabelValues::kOther}];
-    Collection out;
+    Collection out{{std::move(family)}, {}};
     for (const auto& [key, histogram] : samples) {
-        prometheus::ClientMetric sample = histogram_sample(histogram, buckets_.durations);
-        sample.label = {{"family", family_label(key.ipv6)},
-                        {"state", state_label(key.a)},
-                        {"next_state", state_label(key.b)}};
-        add_series_labels(sample.label, key);
-        sort_labels(sample.label);
-        if (std::optional<NativeBuckets> native = native_of(histogram))
-            out.extras[{0, family.metric.size()}].native = std::move(native);
-        family.metric.push_back(std::move(sample));
+        add_histogram_sample(out, key, histogram, buckets_.durations,
+                             {{"family", family_label(key.ipv6)},
+                              {"state", state_label(key.a)},
+                              {"next_state", state_label(key.b)}});
         keys.push_back(key);
     }
-    out.families.push_back(std::move(family));
     return out;
 }
 
@@ -526,27 +541,16 @@ Collection CountedMetrics::handshake_rtt_family(
         "that moment). Handshakes without a measurement: tcpstatesd_handshake_rtt_unmeasured_"
         "total.",
         prometheus::MetricType::Histogram);
-    std::map<SeriesKey, Histogram> samples;
-    for (auto it = totals.lower_bound({LabelledMetric::HandshakeRtt, 0, 0, 0, 0, 0});
-         it != totals.end() && it->first.metric == LabelledMetric::HandshakeRtt; ++it)
-        samples.insert(*it);
+    std::map<SeriesKey, Histogram> samples = histograms_of(totals, LabelledMetric::HandshakeRtt);
     // Unlabelled, both families from the start, so that rate() sees the first observation.
-    if (!carries(Label::Port, LabelledMetric::HandshakeRtt) &&
-        !carries(Label::Cgroup, LabelledMetric::HandshakeRtt))
+    if (!labelled(LabelledMetric::HandshakeRtt))
         for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
             samples[{LabelledMetric::HandshakeRtt, ipv6, 0, 0, LabelValues::kOther,
                      LabelValues::kOther}];
-    Collection out;
-    for (const auto& [key, histogram] : samples) {
-        prometheus::ClientMetric sample = histogram_sample(histogram, buckets_.handshake_rtts);
-        sample.label = {{"family", family_label(key.ipv6)}};
-        add_series_labels(sample.label, key);
-        sort_labels(sample.label);
-        if (std::optional<NativeBuckets> native = native_of(histogram))
-            out.extras[{0, family.metric.size()}].native = std::move(native);
-        family.metric.push_back(std::move(sample));
-    }
-    out.families.push_back(std::move(family));
+    Collection out{{std::move(family)}, {}};
+    for (const auto& [key, histogram] : samples)
+        add_histogram_sample(out, key, histogram, buckets_.handshake_rtts,
+                             {{"family", family_label(key.ipv6)}});
     return out;
 }
 
@@ -766,7 +770,7 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
                static_cast<double>(kernel[TCPSTATES_COUNTER_DURATION_OVERFLOW]));
     out.push_back(std::move(overflows));
     out.push_back(single_sample(
-        "tcpstatesd_native_histogram_incomplete_total",
+        "tcpstatesd_native_buckets_lost_total",
         "Observations the programs could not put in a native bucket (the native bucket table "
         "full, or a duration past 2^25 s): their series is served with classic buckets only "
         "until it starts over.",

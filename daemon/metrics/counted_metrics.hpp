@@ -184,6 +184,16 @@ private:
                                                      const std::vector<double>& bounds);
     // A histogram's native buckets, as served: none when off or incomplete.
     std::optional<NativeBuckets> native_of(const Histogram& histogram) const;
+    // The histograms of `metric` among `totals`.
+    static std::map<SeriesKey, Histogram> histograms_of(
+        const std::map<SeriesKey, Histogram>& totals, LabelledMetric metric);
+    // Whether `metric` carries the port or the cgroup label.
+    bool labelled(LabelledMetric metric) const;
+    // Adds the sample of `histogram` (series `key`, labels besides the series') to the one
+    // family of `out`, with its native buckets if served.
+    void add_histogram_sample(Collection& out, const SeriesKey& key, const Histogram& histogram,
+                              const std::vector<double>& bounds,
+                              std::vector<prometheus::ClientMetric::Label> labels) const;
     // `keys`: each sample's series, in the family's order.
     Collection durations_family(const std::map<SeriesKey, Histogram>& totals,
                                 std::vector<SeriesKey>& keys) const;

@@ -167,7 +167,7 @@ remote_write:
                      lambda: by_instance(central.query(native_counts))
                      == {target: made for target in expected},
                      timeout=60, seen=lambda: (central.query(native_counts), {
-                         d.target: d.metrics().get("tcpstatesd_native_histogram_incomplete_total")
+                         d.target: d.metrics().get("tcpstatesd_native_buckets_lost_total")
                          for d in daemons}))
             edge.check_running()
 
