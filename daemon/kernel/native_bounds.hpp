@@ -41,9 +41,13 @@ constexpr double kNativeZeroThreshold = 0x1p-128;
 // Bucket `first_index + k` of `schema` ends at bound_ns[k] = floor(1e9 * 2^(index / 2^schema))
 // nanoseconds: from the bucket holding 1 ns to the one ending at 2^TCPSTATES_NATIVE_TOP_LOG2 s
 // (at schemas < 0: holding it).
+// The programs find a duration's position in bound_ns from its cell (tcpstates_native_cell):
+// cell_position[cell], or the next position when the duration exceeds that bound.
 struct NativeBounds {
     int32_t first_index = 0;
     std::vector<uint64_t> bound_ns;
+    uint32_t cell_bits = 0;
+    std::vector<uint16_t> cell_position;  // TCPSTATES_NATIVE_CELLS entries
 };
 NativeBounds native_bounds(int32_t schema);
 
