@@ -9,33 +9,6 @@
 
 #include "maps.bpf.h"
 
-/* A binary search over the native bounds (the first bound a duration does not exceed), one
- * step per bpf_loop() call: the verifier checks the step once, where an unrolled search of 15
- * steps made it follow 2^15 paths (past its million instructions). */
-struct native_search {
-	__u64 duration_ns;
-	__u32 generation;
-	__u32 low;  /* bound[i] < duration for i < low */
-	__u32 high; /* bound[i] >= duration for i >= high */
-	__u32 pad;
-};
-
-static long native_search_step(__u32 step __attribute__((unused)), void *context)
-{
-	struct native_search *search = context;
-	struct tcpstates_native_bounds *bounds = &native_bounds[search->generation & 1];
-	__u32 middle;
-
-	if (search->low >= search->high)
-		return 1;
-	middle = (search->low + search->high) / 2;
-	if (bounds->bound_ns[bounded(middle, TCPSTATES_NATIVE_MAX_BOUNDS)] < search->duration_ns)
-		search->low = middle + 1;
-	else
-		search->high = middle;
-	return 0;
-}
-
 /* Counts an observation in its native bucket of `series` (a histogram's key; its generation
  * names the bounds). Returns 1 when the bucket could not be counted (the table full, the
  * duration past the top bound): the caller records it in the classic histogram's native_lost,
@@ -63,17 +36,16 @@ __noinline int observe_native(const struct tcpstates_duration_key *series, int u
 	if (duration_ns == 0) {
 		key.index = TCPSTATES_NATIVE_ZERO_INDEX;
 	} else {
-		struct native_search search = {
-			.duration_ns = duration_ns,
-			.generation = series->generation & 1,
-			.high = bound_count,
-		};
+		__u32 cell, position;
 
-		/* 15 steps cover TCPSTATES_NATIVE_MAX_BOUNDS < 2^15. */
-		bpf_loop(15, native_search_step, &search, 0);
-		if (search.low >= bound_count)
+		/* Past the top bound (also: below 2^63, as tcpstates_native_cell needs). */
+		if (duration_ns > bounds->bound_ns[bounded(bound_count - 1, TCPSTATES_NATIVE_MAX_BOUNDS)])
 			goto lost;
-		key.index = bounds->first_index + (__s32)search.low;
+		cell = tcpstates_native_cell(duration_ns, bounds->cell_bits);
+		position = bounds->cell_position[bounded(cell, TCPSTATES_NATIVE_CELLS)];
+		if (bounds->bound_ns[bounded(position, TCPSTATES_NATIVE_MAX_BOUNDS)] < duration_ns)
+			++position;
+		key.index = bounds->first_index + (__s32)position;
 	}
 	table = bpf_map_lookup_elem(&native_tables, &zero);
 	if (!table)

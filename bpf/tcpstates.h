@@ -305,20 +305,69 @@ static inline __u32 tcpstates_handshake_rtt_slot(__u32 generation, __u32 ipv6)
  * in (2^((i-1)/2^s), 2^(i/2^s)] seconds. In integer nanoseconds that is exactly
  * floor(1e9 * 2^((i-1)/2^s)) < d <= floor(1e9 * 2^(i/2^s)): user space computes these floors
  * (daemon/kernel/native_bounds.cpp) for the indexes from the bucket of 1 ns to the bucket that
- * ends at 2^TCPSTATES_NATIVE_TOP_LOG2 s (a boundary at every schema), and the programs search
- * them. A duration of 0 goes to the zero bucket; a longer one than the top bound is not placed
- * (the series' native_lost). Two generations, switched with the classic bounds'.
+ * ends at 2^TCPSTATES_NATIVE_TOP_LOG2 s (a boundary at every schema), and the programs look
+ * durations up in them by their top bits (tcpstates_native_cell). A duration of 0 goes to the
+ * zero bucket; a longer one than the top bound is not placed (the series' native_lost). Two
+ * generations, switched with the classic bounds'.
  */
 #define TCPSTATES_NATIVE_MIN_SCHEMA (-4)
 #define TCPSTATES_NATIVE_MAX_SCHEMA 8
 #define TCPSTATES_NATIVE_TOP_LOG2 25 /* 2^25 s: 388 days */
 /* At schema 8: from the bucket of 1 ns (index -7653) to 25 * 256, 14054 bounds. */
 #define TCPSTATES_NATIVE_MAX_BOUNDS 14080
+/* Cells of durations by their top bits: floor(log2 d) (0 .. 63) and the `cell_bits` bits below
+ * the top one, max(schema + 1, 0) <= TCPSTATES_NATIVE_MAX_SCHEMA + 1 (tcpstates_native_cell). */
+#define TCPSTATES_NATIVE_CELLS (64 << (TCPSTATES_NATIVE_MAX_SCHEMA + 1))
 struct tcpstates_native_bounds {
 	__u64 bound_ns[TCPSTATES_NATIVE_MAX_BOUNDS];
+	/* Per cell, the position in bound_ns of the bucket of its smallest duration: a duration d of
+	 * the cell is at that position p, or at p + 1 when bound_ns[p] < d. */
+	__u16 cell_position[TCPSTATES_NATIVE_CELLS];
 	__s32 first_index; /* the index of bound_ns[0]'s bucket */
 	__u32 count;       /* 0: native histograms off */
+	__u32 cell_bits;
+	__u32 pad;
 };
+
+/*
+ * The cell of a duration 1 <= d < 2^63: (floor(log2 d) << bits) | the `bits` bits below d's
+ * top bit (below 2^bits, d's bits shifted up: one duration per used cell). The same code in
+ * the programs and in user space's tests. No branch: the verifier follows one path, and the
+ * logarithm costs 6 shifts where BPF has no instruction that counts leading zeros.
+ *
+ * Why one comparison finishes the lookup: a cell of floor(log2 d) = L >= bits spans
+ * w = 2^(L - bits) durations [c, c + w). Two bounds b < b' inside [c, c + w - 1) would be at
+ * most w - 2 apart. But b' - b > x' - x - 1 for b = floor(x), b' = floor(x'), x' = x * r with
+ * r = 2^(2^-schema) the bucket's growth, and x >= b >= c >= 2^L, so
+ * b' - b > 2^L (r - 1) - 1 >= 2^L ln 2 / 2^schema - 1 (as 2^t - 1 >= t ln 2 for t >= 0)
+ * = w 2^(bits - schema) ln 2 - 1 >= 1.38 w - 1 with bits >= schema + 1: so b' - b >= w (whole
+ * numbers), a contradiction. At most one bound lies in [c, c + w - 1), and a duration of the cell is in the
+ * bucket of c or the next one. Below 2^bits a cell holds one duration: its bucket is c's.
+ */
+static inline __u32 tcpstates_native_cell(__u64 d, __u32 bits)
+{
+	__u64 x = d, shift;
+	__u32 log2 = 0;
+
+	/* (2^k - 1 - x) >> 63 is x >= 2^k, for x < 2^63. */
+	shift = ((0xffffffffULL - x) >> 63) << 5;
+	x >>= shift;
+	log2 += shift;
+	shift = ((0xffffULL - x) >> 63) << 4;
+	x >>= shift;
+	log2 += shift;
+	shift = ((0xffULL - x) >> 63) << 3;
+	x >>= shift;
+	log2 += shift;
+	shift = ((0xfULL - x) >> 63) << 2;
+	x >>= shift;
+	log2 += shift;
+	shift = ((0x3ULL - x) >> 63) << 1;
+	x >>= shift;
+	log2 += shift;
+	log2 += (0x1ULL - x) >> 63;
+	return (log2 << bits) | (__u32)(((d << bits) >> log2) & ((1ULL << bits) - 1));
+}
 /* The zero bucket's index in a native key. */
 #define TCPSTATES_NATIVE_ZERO_INDEX (-2147483647 - 1)
 

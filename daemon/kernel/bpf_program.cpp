@@ -588,6 +588,8 @@ uint32_t BpfProgram::switch_bucket_bounds(const std::vector<uint64_t>& duration_
     if (native_schema) {
         const NativeBounds bounds = native_bounds(*native_schema);
         std::copy(bounds.bound_ns.begin(), bounds.bound_ns.end(), native.bound_ns);
+        std::copy(bounds.cell_position.begin(), bounds.cell_position.end(), native.cell_position);
+        native.cell_bits = bounds.cell_bits;
         native.first_index = bounds.first_index;
         native.count = static_cast<uint32_t>(bounds.bound_ns.size());
     }

@@ -8,6 +8,8 @@
 
 namespace tcpstatesd {
 
+static_assert(TCPSTATES_NATIVE_MAX_BOUNDS <= UINT16_MAX, "cell positions are 16 bits");
+
 namespace {
 
 // floor(1e9 * 2^(index / n)), n = 2^schema (at schemas <= 0, n = 1 and the exponent is
@@ -53,6 +55,21 @@ NativeBounds native_bounds(int32_t schema) {
     if (bounds.bound_ns.size() > TCPSTATES_NATIVE_MAX_BOUNDS)
         throw std::logic_error("native bounds: " + std::to_string(bounds.bound_ns.size()) +
                                " bounds exceed TCPSTATES_NATIVE_MAX_BOUNDS");
+    // Each cell's smallest duration c: the bucket of every duration of the cell is c's or the
+    // next (the proof at tcpstates_native_cell). Cells past the top bound get the count: the
+    // programs leave those durations out before.
+    const uint32_t bits = static_cast<uint32_t>(std::max(schema + 1, 0));
+    bounds.cell_bits = bits;
+    bounds.cell_position.assign(TCPSTATES_NATIVE_CELLS, 0);
+    for (uint32_t log2 = 0; log2 < 64; ++log2)
+        for (uint64_t top_bits = 0; top_bits < (uint64_t{1} << bits); ++top_bits) {
+            const uint64_t smallest = log2 >= bits
+                                          ? (uint64_t{1} << log2) | (top_bits << (log2 - bits))
+                                          : (uint64_t{1} << log2) | (top_bits >> (bits - log2));
+            bounds.cell_position[(log2 << bits) | top_bits] = static_cast<uint16_t>(
+                std::lower_bound(bounds.bound_ns.begin(), bounds.bound_ns.end(), smallest) -
+                bounds.bound_ns.begin());
+        }
     return bounds;
 }
 

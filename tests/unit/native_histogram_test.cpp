@@ -3,6 +3,7 @@
 // back with libprotobuf as Prometheus reads them.
 #include <gmpxx.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <map>
@@ -66,6 +67,50 @@ TEST_CASE("native bounds: every bound is floor(1e9 * 2^(i/2^schema)) exactly, 1 
     CHECK(native_bounds(8).bound_ns.size() == 14054);  // the header's count at the finest schema
     CHECK_THROWS(native_bounds(9));
     CHECK_THROWS(native_bounds(-5));
+}
+
+TEST_CASE("native bounds: the programs' lookup by cell finds the binary search's bucket") {
+    std::mt19937_64 random(20);
+    for (int32_t schema = TCPSTATES_NATIVE_MIN_SCHEMA; schema <= TCPSTATES_NATIVE_MAX_SCHEMA;
+         ++schema) {
+        INFO("schema " << schema);
+        const tcpstatesd::NativeBounds bounds = native_bounds(schema);
+        const std::vector<uint64_t>& bound_ns = bounds.bound_ns;
+        // bpf/native.bpf.h's arithmetic, for durations up to the top bound.
+        const auto cell_lookup = [&](uint64_t d) {
+            size_t position = bounds.cell_position[tcpstates_native_cell(d, bounds.cell_bits)];
+            if (bound_ns[position] < d) ++position;
+            return position;
+        };
+        const auto search = [&](uint64_t d) {
+            return static_cast<size_t>(std::lower_bound(bound_ns.begin(), bound_ns.end(), d) -
+                                       bound_ns.begin());
+        };
+        // Where the buckets change (each bound, one less, one more), every duration below
+        // 4096 ns (where cells hold one duration), the cells' edges (powers of two and the
+        // top bits' steps fall on 2^k +- 1) and random durations of every magnitude.
+        std::vector<uint64_t> durations;
+        for (const uint64_t b : bound_ns)
+            for (const uint64_t d : {b - 1, b, b + 1}) durations.push_back(d);
+        for (uint64_t d = 1; d < 4096; ++d) durations.push_back(d);
+        for (uint32_t k = 0; k < 63; ++k)
+            for (const uint64_t d :
+                 {(uint64_t{1} << k) - 1, uint64_t{1} << k, (uint64_t{1} << k) + 1})
+                durations.push_back(d);
+        for (int i = 0; i < 200000; ++i) durations.push_back(random() >> (random() % 64));
+        size_t checked = 0, wrong = 0;
+        for (const uint64_t d : durations) {
+            if (d == 0 || d > bound_ns.back()) continue;  // the zero bucket; not placed
+            ++checked;
+            if (cell_lookup(d) != search(d)) {
+                if (wrong == 0) UNSCOPED_INFO("first wrong duration " << d << " ns");
+                ++wrong;
+            }
+        }
+        CHECK(wrong == 0);
+        // Most durations are in range: the comparison above is not vacuous.
+        CHECK(checked > durations.size() / 2);
+    }
 }
 
 TEST_CASE("native buckets: downscaling merges buckets exactly and keeps the count") {
