@@ -108,11 +108,17 @@ static __always_inline void gauge_add(struct tcpstates_tuple_counts *counts, __u
 	__sync_fetch_and_add(&counts->sockets[state_slot(state)], delta);
 }
 
-/* The bucket of a duration: the first bound it does not exceed (binary search over at most 64
- * bounds), or the +Inf bucket after the last. */
-static __always_inline __u32 bucket_of(const struct tcpstates_bucket_bounds *bounds,
-				       __u64 duration_ns)
+/* The bucket of a duration among the classic bounds in force (`generation`) of the duration
+ * histograms, or of the handshake RTT's with `handshake_rtt`: the first bound it does not exceed
+ * (binary search over at most 64 bounds), or the +Inf bucket after the last. A global function,
+ * which the verifier checks once: inlined, its search was checked along every path of the
+ * transition programs, and Linux 6.1's verifier gave up on the nested one (a million
+ * instructions). */
+__noinline __u32 bucket_of(__u32 generation, int handshake_rtt, __u64 duration_ns)
 {
+	const struct tcpstates_bucket_bounds *bounds = handshake_rtt
+							       ? &handshake_rtt_bounds[generation & 1]
+							       : &bucket_bounds[generation & 1];
 	__u32 low = 0, high = bounds->count;
 
 	if (high > TCPSTATES_MAX_BUCKETS)
@@ -176,8 +182,7 @@ static __always_inline int observe_duration(int ipv6, __u16 port, __u64 cgroup_i
 					     __u8 to, __u64 duration_ns)
 {
 	__u32 generation = bucket_generation & 1;
-	struct tcpstates_bucket_bounds *bounds = &bucket_bounds[generation];
-	__u32 bucket = bucket_of(bounds, duration_ns);
+	__u32 bucket = bucket_of(generation, 0, duration_ns);
 	struct tcpstates_histogram *histogram;
 	__u32 slot;
 
@@ -235,7 +240,7 @@ __noinline int observe_handshake_rtt(int ipv6, __u16 port, __u64 cgroup_id, __u3
 			__sync_fetch_and_add(unmeasured, 1);
 		return 0;
 	}
-	bucket = bucket_of(&handshake_rtt_bounds[generation], rtt_ns);
+	bucket = bucket_of(generation, 1, rtt_ns);
 	if (handshake_rtt_label_port || handshake_rtt_label_cgroup) {
 		struct tcpstates_duration_key key = {
 			.cgroup_id = handshake_rtt_label_cgroup ? cgroup_id : 0,
