@@ -13,6 +13,7 @@ add_executable(http_fuzz
   ${CMAKE_SOURCE_DIR}/daemon/http/listening_socket.cpp
   ${CMAKE_SOURCE_DIR}/daemon/http/routes.cpp
   ${CMAKE_SOURCE_DIR}/daemon/http/shared_bodies.cpp
+  ${CMAKE_SOURCE_DIR}/daemon/exposition/collection.cpp
   ${CMAKE_SOURCE_DIR}/daemon/exposition/exposition_format.cpp
   ${CMAKE_SOURCE_DIR}/daemon/exposition/openmetrics_text.cpp
   ${CMAKE_SOURCE_DIR}/daemon/exposition/protobuf_delimited.cpp
