@@ -33,7 +33,7 @@ target_link_libraries(http_fuzz PRIVATE prometheus-cpp::core protozero PkgConfig
 # A bounded run on top of the corpus in the repository; new inputs go to a scratch directory
 # in the build tree, a crash leaves crash-* there (to be added to corpus/http/ as a
 # regression input).
-set(HTTP_FUZZ_SECONDS 60 CACHE STRING "Seconds the bounded HTTP fuzz run in CTest lasts")
+set(HTTP_FUZZ_SECONDS 90 CACHE STRING "Seconds the bounded HTTP fuzz run in CTest lasts")
 add_test(NAME "fuzz: HTTP request path (bounded run)"
          COMMAND ${CMAKE_COMMAND} -E env
                  sh -c "mkdir -p '${CMAKE_BINARY_DIR}/http_corpus' && exec \"$0\" \"$@\""
