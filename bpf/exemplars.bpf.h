@@ -66,7 +66,7 @@ __noinline int offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns, 
 	mark = bpf_map_lookup_elem(&first_marks, &zero);
 	if (!mark)
 		return 0;
-	socket = (const struct sock *)mark->sk;
+	socket = (const struct sock *)mark->handled.sk;
 	if (ipv6) {
 		bpf_core_read(candidate.laddr, 16, &socket->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(candidate.raddr, 16, &socket->__sk_common.skc_v6_daddr);

@@ -8,11 +8,14 @@
  * not run a program that is already running on the CPU (an interrupt's transition arriving
  * during a run): it skips it and counts a recursion miss. The nested program runs after the
  * first for every transition; it handles one when the first did not, which it tells from a mark
- * per CPU: the first program's first act is to write the transition it handles there. When the
- * first is skipped, the mark is that of the transition it is running for, interrupted, which
- * is another one. The one gap: an interrupt after the kernel marked the first program running
- * and before it wrote its mark finds the previous mark, and is taken for handled if it is the
- * very same transition of the same socket address as that; it is then lost, and counted: the
+ * per CPU: the first program's first act is to write there the transition it handles, keeping
+ * the mark it found; the nested program, finding its own transition, puts the kept mark back
+ * (and takes the kept mark being its own for handled as well). An interrupt's transition may run
+ * both programs between the first and the nested run of the one it interrupts: it leaves the
+ * mark as it found it. It may run the first only, as the kernel starts the nested program (the
+ * kernel skips the nested one for it): the interrupted transition is then the kept mark. A
+ * transition whose first program was skipped finds the mark of the one interrupted, or an empty
+ * one, not its own. Lost are only transitions both programs were skipped for, counted: the
  * first program's recursion misses exceed the nested program's runs
  * (tcpstatesd_events_lost_total{reason="recursion"}).
  */
@@ -24,11 +27,17 @@
 #include "records.bpf.h"
 #include "trace_events.bpf.h"
 
-/* The transition the first program handles, or handled last, on this CPU. */
-struct transition_mark {
+/* A transition: the socket's address and the two states (all zero: none). */
+struct transition {
 	__u64 sk;
 	__s32 old_state;
 	__s32 new_state;
+};
+
+/* The transition the first program handles on this CPU, and the mark it found there. */
+struct transition_mark {
+	struct transition handled;
+	struct transition kept;
 };
 
 struct {
@@ -41,7 +50,15 @@ struct {
 /* Exemplar candidates read the socket's address from the first program's mark. */
 #include "exemplars.bpf.h"
 
-/* The first program: marks the transition as its own; the nested one: whether the first did. */
+static __always_inline int is_transition(const struct transition *t, const struct sock *sk,
+					 int old_state, int new_state)
+{
+	return t->sk == (__u64)sk && t->old_state == old_state && t->new_state == new_state;
+}
+
+/* The first program: marks the transition as its own, keeping the mark it found; the nested
+ * one: whether the first did (the mark it finds is its own, and goes back to the kept one, or
+ * the kept one is: an interrupt's first program kept it, whose nested run the kernel skipped). */
 static __always_inline int mark_or_check(const struct sock *sk, int old_state, int new_state,
 					 int nested)
 {
@@ -50,12 +67,21 @@ static __always_inline int mark_or_check(const struct sock *sk, int old_state, i
 
 	if (!mark)
 		return 0;
-	if (nested)
-		return mark->sk == (__u64)sk && mark->old_state == old_state &&
-		       mark->new_state == new_state;
-	mark->sk = (__u64)sk;
-	mark->old_state = old_state;
-	mark->new_state = new_state;
+	if (nested) {
+		if (is_transition(&mark->handled, sk, old_state, new_state)) {
+			mark->handled = mark->kept;
+			__builtin_memset(&mark->kept, 0, sizeof(mark->kept));
+			return 1;
+		}
+		return is_transition(&mark->kept, sk, old_state, new_state);
+	}
+	mark->kept = mark->handled;
+	/* The kept mark is written before the new one: an interrupt between the two stores runs
+	 * the nested program only (the first is running), for another transition than either. */
+	asm volatile("" ::: "memory");
+	mark->handled.sk = (__u64)sk;
+	mark->handled.old_state = old_state;
+	mark->handled.new_state = new_state;
 	return 0;
 }
 

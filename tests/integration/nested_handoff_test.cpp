@@ -1,0 +1,112 @@
+// The hand-off between the first and the nested transition program (bpf/transitions.bpf.h): the
+// real programs, run by the kernel on one CPU (BPF_PROG_TEST_RUN) in the orders an interrupt's
+// transition makes, count each transition once. The raw tracepoint pair is loaded and not
+// attached, so no transition of the machine runs them between the test's runs. Each run is
+// given a socket address no socket has: the programs stop after the hand-off (the address is
+// not a TCP socket's), and the nested program's count of the transitions it took over says who
+// handled what.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "require_bpf.hpp"
+#include "tcpstates.h"
+#include "tcpstates.skel.h"
+
+namespace {
+
+constexpr int kCpu = 0;
+
+struct Transition {
+    uint64_t sk;
+    uint64_t old_state;
+    uint64_t new_state;
+};
+
+class HandOff {
+public:
+    HandOff() : skeleton_(tcpstates_bpf__open(), tcpstates_bpf__destroy) {
+        REQUIRE(skeleton_);
+        const bpf_program* first_program = skeleton_->progs.tcpstates_ringbuf_raw;
+        const bpf_program* nested_program = skeleton_->progs.tcpstates_ringbuf_raw_nested;
+        bpf_program* program = nullptr;
+        bpf_object__for_each_program(program, skeleton_->obj) {
+            bpf_program__set_autoload(program,
+                                      program == first_program || program == nested_program);
+        }
+        REQUIRE(tcpstates_bpf__load(skeleton_.get()) == 0);
+    }
+
+    void first(const Transition& t) { run(skeleton_->progs.tcpstates_ringbuf_raw, t); }
+    void nested(const Transition& t) { run(skeleton_->progs.tcpstates_ringbuf_raw_nested, t); }
+
+    // The nested program's count of the transitions it handled, on the test's CPU.
+    uint64_t nested_handled() const {
+        std::vector<uint64_t> per_cpu(libbpf_num_possible_cpus());
+        const uint32_t key = TCPSTATES_COUNTER_NESTED_HANDLED;
+        const int counters = bpf_map__fd(skeleton_->maps.counters);
+        REQUIRE(bpf_map_lookup_elem(counters, &key, per_cpu.data()) == 0);
+        return per_cpu.at(kCpu);
+    }
+
+private:
+    static void run(bpf_program* program, const Transition& t) {
+        uint64_t args[3] = {t.sk, t.old_state, t.new_state};
+        LIBBPF_OPTS(bpf_test_run_opts, options, .ctx_in = args, .ctx_size_in = sizeof(args),
+                    .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = kCpu);
+        REQUIRE(bpf_prog_test_run_opts(bpf_program__fd(program), &options) == 0);
+    }
+
+    std::unique_ptr<tcpstates_bpf, void (*)(tcpstates_bpf*)> skeleton_;
+};
+
+// Addresses in the kernel's half that no socket has (a probe read of them fails).
+constexpr Transition kH{0xffff'ffff'ffff'f000, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1};
+constexpr Transition kI{0xffff'ffff'ffff'f100, TCPSTATES_FIN_WAIT1, TCPSTATES_FIN_WAIT2};
+
+}  // namespace
+
+TEST_CASE(
+    "the nested transition program takes over exactly the transitions the first did not run for",
+    "[nested]") {
+    REQUIRE_BPF();
+    HandOff programs;
+
+    SECTION("a transition both programs run for is the first's") {
+        programs.first(kH);
+        programs.nested(kH);
+        CHECK(programs.nested_handled() == 0);
+    }
+    SECTION("an interrupt's transition the first was skipped for is the nested one's") {
+        programs.first(kH);   // running, interrupted: the kernel skips the first for I
+        programs.nested(kI);  // handled by the nested program
+        programs.nested(kH);  // the first's own
+        CHECK(programs.nested_handled() == 1);
+    }
+    SECTION("an interrupt's pair of runs between the first and the nested run leaves the mark") {
+        programs.first(kH);
+        programs.first(kI);
+        programs.nested(kI);
+        programs.nested(kH);
+        CHECK(programs.nested_handled() == 0);
+    }
+    SECTION("an interrupt as the nested run starts, whose nested run the kernel skips") {
+        programs.first(kH);
+        programs.first(kI);  // the kernel then skips the nested program for I: it is running
+        programs.nested(kH);
+        CHECK(programs.nested_handled() == 0);
+    }
+    SECTION("after each of these the next transition starts from an empty mark") {
+        programs.first(kH);
+        programs.first(kI);
+        programs.nested(kI);
+        programs.nested(kH);
+        programs.nested(kH);  // a transition of H's again, the first skipped for it
+        CHECK(programs.nested_handled() == 1);
+    }
+}
