@@ -543,17 +543,25 @@ def refused_connect(family="ipv4"):
     fail("a connect to a port without listener succeeded")
 
 
-def new_listeners(count):
+def new_listeners(count, avoid=()):
     """`count` listeners on 127.0.0.1 (ports from bind(0)), each a new value for the daemon's
-    port label; the soft open-file limit is raised as far as they need."""
+    port label: none on a port in `avoid` (bind(0) may hand out again a port closed a moment
+    ago, whose value the daemon still has). The soft open-file limit is raised as far as they
+    need."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count + 1024)), hard))
-    listeners = []
-    for _ in range(count):
+    listeners, refused = [], []
+    while len(listeners) < count:
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
+        # An avoided port stays bound until the end, so that bind(0) does not return it again.
+        if listener.getsockname()[1] in avoid:
+            refused.append(listener)
+            continue
         listener.listen(4)
         listeners.append(listener)
+    for listener in refused:
+        listener.close()
     return listeners
 
 
