@@ -32,12 +32,12 @@ target_link_libraries(http_fuzz PRIVATE prometheus-cpp::core protozero PkgConfig
 
 # A bounded run on top of the corpus in the repository; new inputs go to a scratch directory
 # in the build tree, a crash leaves crash-* there (to be added to corpus/http/ as a
-# regression input).
-set(HTTP_FUZZ_SECONDS 90 CACHE STRING "Seconds the bounded HTTP fuzz run in CTest lasts")
+# regression input). It lasts as long as the YAML targets' runs (FUZZ_SECONDS,
+# tests/fuzz/CMakeLists.txt).
 add_test(NAME "fuzz: HTTP request path (bounded run)"
          COMMAND ${CMAKE_COMMAND} -E env
                  sh -c "mkdir -p '${CMAKE_BINARY_DIR}/http_corpus' && exec \"$0\" \"$@\""
-                 $<TARGET_FILE:http_fuzz> -max_total_time=${HTTP_FUZZ_SECONDS} -timeout=20
+                 $<TARGET_FILE:http_fuzz> -max_total_time=${FUZZ_SECONDS} -timeout=20
                  -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1
                  -artifact_prefix=${CMAKE_BINARY_DIR}/
                  ${CMAKE_BINARY_DIR}/http_corpus ${CMAKE_CURRENT_LIST_DIR}/corpus/http)
