@@ -30,14 +30,15 @@ static __always_inline __u64 exemplar_series(__u16 port, int ipv6, __u8 from, __
 }
 
 /* Keeps the observation (duration_ns, ended at now_ns) of the socket the first program handles
- * (its mark, bpf/transitions.bpf.h) as its series' candidate on this CPU if it is the slowest of
- * the current table. The socket's addresses are read only then. A global function, checked once
- * by the verifier; it takes no pointer to the socket, so it probe-reads the address the mark
- * holds. Include after first_marks. */
-__noinline int offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns, __u64 now_ns)
+ * (held in `slot` of the CPU's hand-off, bpf/transitions.bpf.h) as its series' candidate on this
+ * CPU if it is the slowest of the current table. The socket's addresses are read only then. A
+ * global function, checked once by the verifier; it takes no pointer to the socket, so it
+ * probe-reads the address the slot holds. Include after the hand-off. */
+__noinline int offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns, __u64 now_ns,
+			      int slot)
 {
 	const struct sock *socket;
-	struct transition_mark *mark;
+	struct handoff *handoff;
 	int labelled = (series >> 40) & 1, ipv6 = (series >> 16) & 1;
 	struct tcpstates_exemplar_key key = {
 		.cgroup_id = labelled && duration_label_cgroup ? cgroup_id : 0,
@@ -63,10 +64,10 @@ __noinline int offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns, 
 	kept = bpf_map_lookup_elem(table, &key);
 	if (kept && kept->duration_ns >= duration_ns)
 		return 0;
-	mark = bpf_map_lookup_elem(&first_marks, &zero);
-	if (!mark)
+	handoff = bpf_map_lookup_elem(&handoffs, &zero);
+	if (!handoff)
 		return 0;
-	socket = (const struct sock *)mark->handled.sk;
+	socket = (const struct sock *)handoff->held[bounded(slot, HANDOFF_SLOTS)].sk;
 	if (ipv6) {
 		bpf_core_read(candidate.laddr, 16, &socket->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(candidate.raddr, 16, &socket->__sk_common.skc_v6_daddr);

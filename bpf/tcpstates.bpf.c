@@ -6,7 +6,7 @@
  *   counts.bpf.h       counting under label tuples, the gauge, the duration histograms
  *   native.bpf.h       the native histograms' exponential buckets
  *   exemplars.bpf.h    the slowest observation of each duration series, with its connection
- *   transitions.bpf.h  sock:inet_sock_set_state (the first and the nested program)
+ *   transitions.bpf.h  sock:inet_sock_set_state (the first, nested and release programs)
  *   packets.bpf.h      resets, retransmissions, and the socket's end (tcp:*)
  *   trace_events.bpf.h the events `trace` prints
  *   walk.bpf.h         the walk of the existing sockets (iter/tcp)
@@ -25,8 +25,8 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* A first and a nested program for each transport and attach type (transitions.bpf.h says why
- * two); user space loads one pair. */
+/* A first, a nested and a release program for each transport and attach type
+ * (transitions.bpf.h says why three, in this order); user space loads one set. */
 #define TRANSITION_PROGRAMS(name, section, transport, access)                                  \
 	SEC(section)                                                                            \
 	int BPF_PROG(name, const struct sock *sk, int old_state, int new_state)                  \
@@ -39,6 +39,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 	{                                                                                       \
 		handle_transition(ctx, sk, old_state, new_state, 1, transport, access);         \
 		return 0;                                                                       \
+	}                                                                                       \
+	SEC(section)                                                                            \
+	int BPF_PROG(name##_release, const struct sock *sk, int old_state, int new_state)        \
+	{                                                                                       \
+		(void)ctx;                                                                      \
+		release_transition(sk, old_state, new_state);                                   \
+		return 0;                                                                       \
 	}
 
 TRANSITION_PROGRAMS(tcpstates_ringbuf, "tp_btf/inet_sock_set_state", RING_BUFFER, DIRECT)
@@ -46,8 +53,8 @@ TRANSITION_PROGRAMS(tcpstates_perfbuf, "tp_btf/inet_sock_set_state", PERF_BUFFER
 TRANSITION_PROGRAMS(tcpstates_ringbuf_raw, "raw_tp/inet_sock_set_state", RING_BUFFER, PROBED)
 TRANSITION_PROGRAMS(tcpstates_perfbuf_raw, "raw_tp/inet_sock_set_state", PERF_BUFFER, PROBED)
 
-/* The end of a socket's record: loaded with every pair above, a first and a nested program as
- * for the transitions (the nested one finds a record only where the first was skipped). */
+/* The end of a socket's record: loaded with every set above, a first and a nested program (the
+ * nested one finds a record only where the first was skipped: removing it twice is harmless). */
 #define DESTROY_PROGRAMS(name, section)                                                        \
 	SEC(section)                                                                            \
 	int BPF_PROG(name, const struct sock *sk)                                               \

@@ -4,19 +4,23 @@
  * state, its count in the gauge with it; the transition, its close reason and the time spent in
  * the old state are counted under the socket's tuple (or, for `trace`, sent as an event).
  *
- * Two programs are attached to the tracepoint, a first and a nested one, because the kernel does
- * not run a program that is already running on the CPU (an interrupt's transition arriving
- * during a run): it skips it and counts a recursion miss. The nested program runs after the
- * first for every transition; it handles one when the first did not, which it tells from a mark
- * per CPU: the first program's first act is to write there the transition it handles, keeping
- * the mark it found; the nested program, finding its own transition, puts the kept mark back
- * (and takes the kept mark being its own for handled as well). An interrupt's transition may run
- * both programs between the first and the nested run of the one it interrupts: it leaves the
- * mark as it found it. It may run the first only, as the kernel starts the nested program (the
- * kernel skips the nested one for it): the interrupted transition is then the kept mark. A
- * transition whose first program was skipped finds the mark of the one interrupted, or an empty
- * one, not its own. Lost are only transitions both programs were skipped for, counted: the
- * first program's recursion misses exceed the nested program's runs
+ * Three programs are attached to the tracepoint, in this order, because the kernel does not run
+ * a program that is already running on the CPU (an interrupt's transition arriving during a
+ * run): it skips it and counts a recursion miss.
+ *   - The first program handles the transition and, as its first act, holds it in a free slot
+ *     of the CPU's hand-off.
+ *   - The nested program handles it if the hand-off does not hold it (the kernel skipped the
+ *     first for it), and releases it if it does.
+ *   - The release program releases it if the nested program did not (the kernel skipped the
+ *     nested one for it: an interrupt while the nested program ran for another transition).
+ * So the hand-off holds a transition from its first run to its nested or release run, and holds
+ * nothing else: of the transitions arriving on a CPU, at most two are between those runs at
+ * once (a process context's and, on top of it, an interrupt's; an interrupt's transitions run to
+ * the end before the one they interrupted goes on). A transition is released by the run that
+ * looks for it and by no other, whatever order interrupts make, so the nested program never
+ * takes a transition the first handled for one the first was skipped for. Lost are only the
+ * transitions both the first and the nested program were skipped for, counted: the first
+ * program's recursion misses exceed the nested program's runs
  * (tcpstatesd_events_lost_total{reason="recursion"}).
  */
 #ifndef TCPSTATESD_BPF_TRANSITIONS_BPF_H
@@ -27,62 +31,82 @@
 #include "records.bpf.h"
 #include "trace_events.bpf.h"
 
-/* A transition: the socket's address and the two states (all zero: none). */
+/* A transition: the socket's address and the two states (a zero address: a free slot). */
 struct transition {
 	__u64 sk;
 	__s32 old_state;
 	__s32 new_state;
 };
 
-/* The transition the first program handles on this CPU, and the mark it found there. */
-struct transition_mark {
-	struct transition handled;
-	struct transition kept;
+/* At most two transitions are held at once (above). Should a kernel ever nest deeper, the first
+ * program finds no free slot and leaves the transition to the nested one. */
+#define HANDOFF_SLOTS 2
+
+struct handoff {
+	struct transition held[HANDOFF_SLOTS];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct transition_mark);
-} first_marks SEC(".maps");
+	__type(value, struct handoff);
+} handoffs SEC(".maps");
 
-/* Exemplar candidates read the socket's address from the first program's mark. */
+/* The first program's slot: what the exemplars read the socket's address from. */
 #include "exemplars.bpf.h"
 
-static __always_inline int is_transition(const struct transition *t, const struct sock *sk,
-					 int old_state, int new_state)
-{
-	return t->sk == (__u64)sk && t->old_state == old_state && t->new_state == new_state;
-}
-
-/* The first program: marks the transition as its own, keeping the mark it found; the nested
- * one: whether the first did (the mark it finds is its own, and goes back to the kept one, or
- * the kept one is: an interrupt's first program kept it, whose nested run the kernel skipped). */
-static __always_inline int mark_or_check(const struct sock *sk, int old_state, int new_state,
-					 int nested)
+static __always_inline struct handoff *cpu_handoff(void)
 {
 	__u32 zero = 0;
-	struct transition_mark *mark = bpf_map_lookup_elem(&first_marks, &zero);
 
-	if (!mark)
-		return 0;
-	if (nested) {
-		if (is_transition(&mark->handled, sk, old_state, new_state)) {
-			mark->handled = mark->kept;
-			__builtin_memset(&mark->kept, 0, sizeof(mark->kept));
+	return bpf_map_lookup_elem(&handoffs, &zero);
+}
+
+/* The first program: holds the transition in a free slot. Returns the slot, or -1 with none
+ * (the nested program then handles it). The address goes last: an interrupt's nested or release
+ * run sees the slot free until it holds the whole transition. */
+static __always_inline int hold(struct handoff *handoff, const struct sock *sk, int old_state,
+				int new_state)
+{
+	for (int slot = 0; slot < HANDOFF_SLOTS; ++slot) {
+		struct transition *t = &handoff->held[slot];
+
+		if (t->sk)
+			continue;
+		t->old_state = old_state;
+		t->new_state = new_state;
+		asm volatile("" ::: "memory");
+		t->sk = (__u64)sk;
+		return slot;
+	}
+	return -1;
+}
+
+/* The nested and the release program: frees the transition's slot. Whether it held it. */
+static __always_inline int release(struct handoff *handoff, const struct sock *sk,
+				   int old_state, int new_state)
+{
+	for (int slot = 0; slot < HANDOFF_SLOTS; ++slot) {
+		struct transition *t = &handoff->held[slot];
+
+		if (t->sk == (__u64)sk && t->old_state == old_state &&
+		    t->new_state == new_state) {
+			t->sk = 0;
 			return 1;
 		}
-		return is_transition(&mark->kept, sk, old_state, new_state);
 	}
-	mark->kept = mark->handled;
-	/* The kept mark is written before the new one: an interrupt between the two stores runs
-	 * the nested program only (the first is running), for another transition than either. */
-	asm volatile("" ::: "memory");
-	mark->handled.sk = (__u64)sk;
-	mark->handled.old_state = old_state;
-	mark->handled.new_state = new_state;
 	return 0;
+}
+
+/* The release program. */
+static __always_inline void release_transition(const struct sock *sk, int old_state,
+					       int new_state)
+{
+	struct handoff *handoff = cpu_handoff();
+
+	if (handoff)
+		release(handoff, sk, old_state, new_state);
 }
 
 /* -1 when user space's filters leave this out of the counts, else 0. */
@@ -158,15 +182,24 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 	struct tcpstates_socket *record;
 	struct tcpstates_owner owner = {};
 	__u64 now, duration_ns = 0;
-	int known_start = 0, overflow = 0, ports_read = 0, aborted = 0;
+	int known_start = 0, overflow = 0, ports_read = 0, aborted = 0, slot = 0;
+	struct handoff *handoff;
 	__u16 family, lport = 0, rport = 0;
 	__u8 origin;
 	int ipv6;
 
-	if (mark_or_check(sk, old_state, new_state, nested))
+	handoff = cpu_handoff();
+	if (!handoff)
 		return;
-	if (nested)
+	if (nested) {
+		if (release(handoff, sk, old_state, new_state))
+			return;
 		count(TCPSTATES_COUNTER_NESTED_HANDLED);
+	} else {
+		slot = hold(handoff, sk, old_state, new_state);
+		if (slot < 0)
+			return;
+	}
 	if (!is_tcp(sk, access))
 		return;
 	record = find_record(sk);
@@ -291,7 +324,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		/* Not the nested program: bpf/exemplars.bpf.h says why. */
 		if (exemplars && !nested)
 			offer_exemplar(exemplar_series(port, ipv6, old_state, new_state, labelled),
-				       cgroup_id, duration_ns, now);
+				       cgroup_id, duration_ns, now, slot);
 	} else {
 		count_unknown_start(ipv6, old_state, new_state);
 	}

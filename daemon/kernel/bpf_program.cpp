@@ -111,16 +111,21 @@ void check_btf(const std::string& custom_path, const std::string& opened) {
     }
 }
 
-// The pair of transition programs to load (bpf/transitions.bpf.h says why two): by transport,
-// and by whether the kernel's own BTF is used.
-std::pair<bpf_program*, bpf_program*> transition_programs(tcpstates_bpf& skel, bool ring,
-                                                          bool custom_btf) {
+// The transition programs to load (bpf/transitions.bpf.h says why three): by transport, and by
+// whether the kernel's own BTF is used.
+std::tuple<bpf_program*, bpf_program*, bpf_program*> transition_programs(tcpstates_bpf& skel,
+                                                                         bool ring,
+                                                                         bool custom_btf) {
     auto& p = skel.progs;
     if (custom_btf)
-        return ring ? std::pair{p.tcpstates_ringbuf_raw, p.tcpstates_ringbuf_raw_nested}
-                    : std::pair{p.tcpstates_perfbuf_raw, p.tcpstates_perfbuf_raw_nested};
-    return ring ? std::pair{p.tcpstates_ringbuf, p.tcpstates_ringbuf_nested}
-                : std::pair{p.tcpstates_perfbuf, p.tcpstates_perfbuf_nested};
+        return ring ? std::tuple{p.tcpstates_ringbuf_raw, p.tcpstates_ringbuf_raw_nested,
+                                 p.tcpstates_ringbuf_raw_release}
+                    : std::tuple{p.tcpstates_perfbuf_raw, p.tcpstates_perfbuf_raw_nested,
+                                 p.tcpstates_perfbuf_raw_release};
+    return ring ? std::tuple{p.tcpstates_ringbuf, p.tcpstates_ringbuf_nested,
+                             p.tcpstates_ringbuf_release}
+                : std::tuple{p.tcpstates_perfbuf, p.tcpstates_perfbuf_nested,
+                             p.tcpstates_perfbuf_release};
 }
 
 // The programs on the reset and retransmission tracepoints of one transport (bpf/packets.bpf.h),
@@ -247,7 +252,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     const bool kernel_btf = options.btf_path.empty();
     // The raw tracepoint serves older kernels, whose verifier wants its hash maps preallocated.
     preallocated_ = !kernel_btf;
-    std::tie(first_, nested_) = transition_programs(*skel_, ring, !kernel_btf);
+    std::tie(first_, nested_, release_) = transition_programs(*skel_, ring, !kernel_btf);
     destroy_ = kernel_btf ? skel_->progs.tcpstates_destroy : skel_->progs.tcpstates_destroy_raw;
     destroy_nested_ = kernel_btf ? skel_->progs.tcpstates_destroy_nested
                                  : skel_->progs.tcpstates_destroy_raw_nested;
@@ -262,8 +267,8 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     for (bpf_program* candidate = bpf_object__next_program(skel_->obj, nullptr); candidate;
          candidate = bpf_object__next_program(skel_->obj, candidate))
         bpf_program__set_autoload(
-            candidate, candidate == first_ || candidate == nested_ || candidate == destroy_ ||
-                           candidate == destroy_nested_ ||
+            candidate, candidate == first_ || candidate == nested_ || candidate == release_ ||
+                           candidate == destroy_ || candidate == destroy_nested_ ||
                            std::find(packet_programs_.begin(), packet_programs_.end(), candidate) !=
                                packet_programs_.end());
     if (kernel_btf && (options.retransmits || options.resets)) {

@@ -234,8 +234,9 @@ private:
     uint32_t native_table_capacity_ = 1;
     Fd first_exemplar_table_;
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
-    bpf_program* first_ = nullptr;  // the pair of transition programs loaded and attached
+    bpf_program* first_ = nullptr;  // the transition programs loaded and attached
     bpf_program* nested_ = nullptr;
+    bpf_program* release_ = nullptr;
     bpf_program* destroy_ = nullptr;
     bpf_program* destroy_nested_ = nullptr;
     std::vector<bpf_program*> packet_programs_;  // those loaded (BpfOptions::resets...)

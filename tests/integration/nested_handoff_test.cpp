@@ -1,10 +1,10 @@
-// The hand-off between the first and the nested transition program (bpf/transitions.bpf.h): the
-// real programs, run by the kernel on one CPU (BPF_PROG_TEST_RUN) in the orders an interrupt's
-// transition makes, count each transition once. The raw tracepoint pair is loaded and not
-// attached, so no transition of the machine runs them between the test's runs. Each run is
-// given a socket address no socket has: the programs stop after the hand-off (the address is
-// not a TCP socket's), and the nested program's count of the transitions it took over says who
-// handled what.
+// The hand-off between the first, the nested and the release transition program
+// (bpf/transitions.bpf.h): the real programs, run by the kernel on one CPU (BPF_PROG_TEST_RUN) in
+// the orders interrupts' transitions make, count each transition once. The raw tracepoint set is
+// loaded and not attached, so no transition of the machine runs them between the test's runs.
+// Each run is given a socket address no socket has: the programs stop after the hand-off (the
+// address is not a TCP socket's), and the nested program's count of the transitions it took over
+// says who handled what.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <unistd.h>
@@ -32,18 +32,25 @@ class HandOff {
 public:
     HandOff() : skeleton_(tcpstates_bpf__open(), tcpstates_bpf__destroy) {
         REQUIRE(skeleton_);
-        const bpf_program* first_program = skeleton_->progs.tcpstates_ringbuf_raw;
-        const bpf_program* nested_program = skeleton_->progs.tcpstates_ringbuf_raw_nested;
+        const auto& p = skeleton_->progs;
         bpf_program* program = nullptr;
         bpf_object__for_each_program(program, skeleton_->obj) {
-            bpf_program__set_autoload(program,
-                                      program == first_program || program == nested_program);
+            bpf_program__set_autoload(program, program == p.tcpstates_ringbuf_raw ||
+                                                   program == p.tcpstates_ringbuf_raw_nested ||
+                                                   program == p.tcpstates_ringbuf_raw_release);
         }
         REQUIRE(tcpstates_bpf__load(skeleton_.get()) == 0);
     }
 
     void first(const Transition& t) { run(skeleton_->progs.tcpstates_ringbuf_raw, t); }
     void nested(const Transition& t) { run(skeleton_->progs.tcpstates_ringbuf_raw_nested, t); }
+    void release(const Transition& t) { run(skeleton_->progs.tcpstates_ringbuf_raw_release, t); }
+    // The three runs of a transition no other one interrupts.
+    void uninterrupted(const Transition& t) {
+        first(t);
+        nested(t);
+        release(t);
+    }
 
     // The nested program's count of the transitions it handled, on the test's CPU.
     uint64_t nested_handled() const {
@@ -68,45 +75,72 @@ private:
 // Addresses in the kernel's half that no socket has (a probe read of them fails).
 constexpr Transition kH{0xffff'ffff'ffff'f000, TCPSTATES_ESTABLISHED, TCPSTATES_FIN_WAIT1};
 constexpr Transition kI{0xffff'ffff'ffff'f100, TCPSTATES_FIN_WAIT1, TCPSTATES_FIN_WAIT2};
+constexpr Transition kJ{0xffff'ffff'ffff'f200, TCPSTATES_ESTABLISHED, TCPSTATES_CLOSE_WAIT};
 
 }  // namespace
 
+// H is a process context's transition; I and J an interrupt's, each run to its end before H
+// goes on. The kernel skips a program for I and J while it runs for H.
 TEST_CASE(
     "the nested transition program takes over exactly the transitions the first did not run for",
     "[nested]") {
     REQUIRE_BPF();
     HandOff programs;
 
-    SECTION("a transition both programs run for is the first's") {
-        programs.first(kH);
-        programs.nested(kH);
+    SECTION("a transition all three programs run for is the first's") {
+        programs.uninterrupted(kH);
         CHECK(programs.nested_handled() == 0);
     }
-    SECTION("an interrupt's transition the first was skipped for is the nested one's") {
-        programs.first(kH);   // running, interrupted: the kernel skips the first for I
-        programs.nested(kI);  // handled by the nested program
-        programs.nested(kH);  // the first's own
-        CHECK(programs.nested_handled() == 1);
+    SECTION("interrupt transitions the first was skipped for are the nested one's") {
+        programs.first(kH);  // running, interrupted: the kernel skips the first for I and J
+        programs.nested(kI);
+        programs.release(kI);
+        programs.nested(kJ);
+        programs.release(kJ);
+        programs.nested(kH);
+        programs.release(kH);
+        CHECK(programs.nested_handled() == 2);
     }
-    SECTION("an interrupt's pair of runs between the first and the nested run leaves the mark") {
+    SECTION("interrupt transitions between the first and the nested run are their own first's") {
         programs.first(kH);
+        programs.uninterrupted(kI);
+        programs.uninterrupted(kJ);
+        programs.nested(kH);
+        programs.release(kH);
+        CHECK(programs.nested_handled() == 0);
+    }
+    SECTION("interrupt transitions as the nested run starts, whose nested runs the kernel skips") {
+        programs.first(kH);
+        programs.first(kI);  // the kernel skips the nested program for I and J: it is running
+        programs.release(kI);
+        programs.first(kJ);
+        programs.release(kJ);
+        programs.nested(kH);
+        programs.release(kH);
+        CHECK(programs.nested_handled() == 0);
+    }
+    SECTION("interrupt transitions as the release run starts, whose releases the kernel skips") {
+        programs.first(kH);
+        programs.nested(kH);
         programs.first(kI);
         programs.nested(kI);
-        programs.nested(kH);
+        programs.first(kJ);
+        programs.nested(kJ);
+        programs.release(kH);
         CHECK(programs.nested_handled() == 0);
     }
-    SECTION("an interrupt as the nested run starts, whose nested run the kernel skips") {
-        programs.first(kH);
-        programs.first(kI);  // the kernel then skips the nested program for I: it is running
-        programs.nested(kH);
-        CHECK(programs.nested_handled() == 0);
-    }
-    SECTION("after each of these the next transition starts from an empty mark") {
+    SECTION("each of these leaves no transition held: the next ones the first skips are taken") {
         programs.first(kH);
         programs.first(kI);
-        programs.nested(kI);
+        programs.release(kI);
         programs.nested(kH);
-        programs.nested(kH);  // a transition of H's again, the first skipped for it
-        CHECK(programs.nested_handled() == 1);
+        programs.first(kJ);  // as the nested run for H ends
+        programs.release(kJ);
+        programs.release(kH);
+        for (const Transition& t : {kH, kI, kJ}) {  // the same transitions again, first skipped
+            programs.nested(t);
+            programs.release(t);
+        }
+        CHECK(programs.nested_handled() == 3);
     }
 }
