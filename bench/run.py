@@ -496,8 +496,9 @@ def memory_benchmark(args, tracer, workdir):
 
 def bpf_ns_per_transition(record):
     """In-kernel time of all the tracer's tracepoint programs per transition: each transition
-    runs every program once (tcpstatesd's first, nested and release ones), so the most-run program's
-    count is the transitions'. The daemon's walk (an iterator, run at scrapes) is left out."""
+    runs every program once (tcpstatesd's first, nested and release ones), so the most-run
+    program's count is the transitions'. The daemon's walk (an iterator, run at scrapes) is left
+    out."""
     progs = [p for name, p in record["bpf_progs"].items() if "walk" not in name]
     runs = max((p["run_cnt"] for p in progs), default=0)
     return sum(p["run_time_ns"] for p in progs) / runs if runs else None
