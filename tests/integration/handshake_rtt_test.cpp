@@ -208,7 +208,7 @@ TEST_CASE("each accepted connection's handshake RTT is observed as the tcpi_rtt 
 TEST_CASE(
     "a handshake the kernel took no RTT sample of (a SYN cookie without timestamps) is "
     "counted, not observed",
-    "[handshake_rtt]") {
+    "[handshake_rtt][timestamps_off]") {
     REQUIRE_BPF();
     constexpr size_t kConnections = 10;
     Counting counting(rtt_labels(0), kHistograms);
@@ -228,8 +228,9 @@ TEST_CASE(
     });
     // The cause: the accepted sockets have no RTT either.
     CHECK(rtts == std::vector<uint32_t>(kConnections, 0));
-    // Nothing else on these machines turns TCP timestamps off, which an unmeasured handshake
-    // needs: the increase is this namespace's connections.
+    // Only the [timestamps_off] tests turn TCP timestamps off, which an unmeasured handshake
+    // needs, and they take turns (tests/CMakeLists.txt): the increase is this namespace's
+    // connections.
     const tcpstatesd::PerFamily after = counting.tables.handshake_rtt_unmeasured();
     CHECK(after[0] - before[0] == kConnections);
 }
@@ -268,7 +269,7 @@ TEST_CASE(
 TEST_CASE(
     "a SYN-ACK sent again is timed by the echoed timestamp, or counted unmeasured without "
     "timestamps",
-    "[handshake_rtt][netfilter]") {
+    "[handshake_rtt][netfilter][timestamps_off]") {
     REQUIRE_BPF();
     constexpr size_t kConnections = 3;
     // Our port in the main namespace (reserved), the same number in the test's namespaces.
@@ -315,6 +316,7 @@ TEST_CASE(
     CHECK(untimed == std::vector<uint32_t>(kConnections, 0));
     got = observed(counting.tables, port, AF_INET);
     CHECK(count_of(got) == kConnections);  // no more than the timed ones
-    // Nothing else on these machines turns TCP timestamps off: the increase is ours.
+    // Only the [timestamps_off] tests turn TCP timestamps off, one at a time: the increase is
+    // ours.
     CHECK(counting.tables.handshake_rtt_unmeasured()[0] - before[0] == kConnections);
 }
