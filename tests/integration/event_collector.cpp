@@ -105,6 +105,10 @@ std::vector<tcpstates_event> life_of(const std::vector<tcpstates_event>& receive
         if (is_close(*it)) break;
         begin = it;
     }
+    // A life begins with a transition. A reset before it ended the previous socket at this
+    // address: an abort sends its RST after its CLOSE (tcp_disconnect()).
+    while (begin != named && (!same(*begin) || begin->transition.kind != TCPSTATES_KIND_TRANSITION))
+        ++begin;
     std::vector<tcpstates_event> life;
     for (auto it = begin; it != events.end(); ++it) {
         if (!same(*it)) continue;

@@ -62,8 +62,8 @@ using EventMatch = std::function<bool(const tcpstates_event&)>;
 // different CPUs, they are received out of order.
 std::vector<tcpstates_event> chronological(std::vector<tcpstates_event> events);
 
-// One socket's life: its events, in the order they happened, from the first one after the
-// previous CLOSE of the same skaddr (the kernel reuses addresses quickly) through its own
+// One socket's life: its events, in the order they happened, from the first transition after
+// the previous CLOSE of the same skaddr (the kernel reuses addresses quickly) through its own
 // CLOSE, or to the last one received. The socket is named by any one of its events that
 // `identifies` matches (the earliest such event). Empty when nothing matches.
 std::vector<tcpstates_event> life_of(const std::vector<tcpstates_event>& events,
