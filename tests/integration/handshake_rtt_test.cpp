@@ -20,6 +20,7 @@
 
 #include "counting.hpp"
 #include "event_collector.hpp"
+#include "init_context_hits.hpp"
 #include "kernel/count_tables.hpp"
 #include "labels/cgroup_names.hpp"
 #include "labels/tuple_labels.hpp"
@@ -282,8 +283,10 @@ TEST_CASE(
     const std::string drop_first_ack = "iptables -A INPUT -p tcp --dport " + std::to_string(port) +
                                        " --tcp-flags ALL ACK -m statistic --mode nth --every 2 "
                                        "--packet 0 -j DROP";
+    // The handshakes' RTTs, and the hits no program could count among their transitions.
     const auto handshakes = [&](const char* timestamps) {
         std::vector<uint32_t> rtts;
+        InitContextHits uncountable(port);
         in_new_network_namespace([&] {
             write_sysctl("/proc/sys/net/ipv4/tcp_timestamps", timestamps);
             Fd listener = listen_on_port(AF_INET, port);
@@ -296,27 +299,36 @@ TEST_CASE(
                 open.push_back(std::move(server));
             }
         });
-        return rtts;
+        return std::pair{rtts, uncountable.stop()};
     };
 
     // With timestamps the kernel times the SYN-ACK the ACK echoes: the client echoes the first
     // one it received, so the time includes the server's 1 s wait before sending it again
     // (TCP_TIMEOUT_INIT). Observed as the accepted sockets report it.
-    const std::vector<uint32_t> timed = handshakes("1");
+    // A hit no program ran for (InitContextHits) may be a handshake's: each allows one fewer.
+    const auto [timed, timed_uncountable] = handshakes("1");
+    INFO("hits no program could count: " << timed_uncountable << " with timestamps");
     for (uint32_t rtt : timed) CHECK(rtt >= 1000000);
-    const tcpstates_histogram expected = expected_histogram(timed);
     tcpstates_histogram got = observed(counting.tables, port, AF_INET);
-    CHECK(count_of(got) == kConnections);
-    CHECK(got.sum_ns == expected.sum_ns);
-    for (size_t i = 0; i <= kBuckets.size(); ++i) CHECK(got.buckets[i] == expected.buckets[i]);
+    const uint64_t observed_timed = count_of(got);
+    CHECK(observed_timed <= kConnections);
+    CHECK(observed_timed + timed_uncountable >= kConnections);
+    if (timed_uncountable == 0) {
+        const tcpstates_histogram expected = expected_histogram(timed);
+        CHECK(got.sum_ns == expected.sum_ns);
+        for (size_t i = 0; i <= kBuckets.size(); ++i) CHECK(got.buckets[i] == expected.buckets[i]);
+    }
 
     // Without timestamps no RTT (Karn's rule): counted, not observed.
     const tcpstatesd::PerFamily before = counting.tables.handshake_rtt_unmeasured();
-    const std::vector<uint32_t> untimed = handshakes("0");
+    const auto [untimed, untimed_uncountable] = handshakes("0");
+    INFO("and " << untimed_uncountable << " without");
     CHECK(untimed == std::vector<uint32_t>(kConnections, 0));
     got = observed(counting.tables, port, AF_INET);
-    CHECK(count_of(got) == kConnections);  // no more than the timed ones
+    CHECK(count_of(got) == observed_timed);  // no more than the timed ones
     // Only the [timestamps_off] tests turn TCP timestamps off, one at a time: the increase is
     // ours.
-    CHECK(counting.tables.handshake_rtt_unmeasured()[0] - before[0] == kConnections);
+    const uint64_t unmeasured = counting.tables.handshake_rtt_unmeasured()[0] - before[0];
+    CHECK(unmeasured <= kConnections);
+    CHECK(unmeasured + untimed_uncountable >= kConnections);
 }
