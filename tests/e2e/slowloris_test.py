@@ -30,6 +30,11 @@ SECONDS = 35
 ATTACKERS = 4
 PER_ATTACKER = 16
 TRICKLE = 7.5
+# The attackers' addresses as /proc/net/tcp writes them: the four bytes as one number in host
+# order, in hex.
+ATTACKER_ADDRESSES = {
+    f"{int.from_bytes(socket.inet_aton(f'127.0.0.{2 + a}'), sys.byteorder):08X}"
+    for a in range(ATTACKERS)}
 SCRAPE_LIMIT = 5.0
 CONNECTION_LIMIT = 64
 
@@ -95,13 +100,10 @@ def attackers_held(pid):
             continue
         if link.startswith("socket:["):
             inodes.add(link[len("socket:["):-1])
-    # /proc/net/tcp writes an IPv4 address's four bytes as one number in host order, in hex.
-    attackers = {f"{int.from_bytes(socket.inet_aton(f'127.0.0.{2 + a}'), sys.byteorder):08X}"
-                 for a in range(ATTACKERS)}
     with open("/proc/net/tcp") as table:
         next(table)
         return sum(1 for line in table
-                   if (fields := line.split())[2].split(":")[0] in attackers
+                   if (fields := line.split())[2].split(":")[0] in ATTACKER_ADDRESSES
                    and fields[9] in inodes)
 
 

@@ -44,8 +44,8 @@ InitContextHits::InitContextHits(uint16_t port)
     const std::string filter =
         "sport == " + std::to_string(port) + " || dport == " + std::to_string(port);
     const std::string script =
-        "mount --make-rprivate / && { mountpoint -q /sys/kernel/tracing || "
-        "mount -t tracefs nodev /sys/kernel/tracing; } && exec perf stat -x, -o " +
+        "{ mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; } "
+        "&& exec perf stat -x, -o " +
         report_path_ + " -e sock:inet_sock_set_state --filter '" + filter + "' -p 1";
     perf_ = fork();
     if (perf_ < 0) throw std::runtime_error("fork for perf stat failed");
@@ -65,7 +65,10 @@ InitContextHits::InitContextHits(uint16_t port)
                 "Debian: linux-perf)");
         }
         if (std::chrono::steady_clock::now() > deadline) {
-            stop();
+            // The destructor does not run for a constructor that throws.
+            kill(perf_, SIGKILL);
+            waitpid(perf_, nullptr, 0);
+            unlink(report_path_.c_str());
             throw std::runtime_error("perf stat did not attach to PID 1 within 10 s");
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));

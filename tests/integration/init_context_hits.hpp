@@ -14,7 +14,8 @@ namespace tcpstatesd::test {
 
 // Counts, from construction to stop(), the hits on sockets with `port` at either end made
 // while a thread of PID 1 was current: `perf stat -p 1` with a tracepoint filter, in a mount
-// namespace of its own with tracefs mounted there (perf looks the tracepoint up in tracefs).
+// namespace of its own (unshare's mounts are private) with tracefs mounted there (perf looks the
+// tracepoint up in tracefs).
 class InitContextHits {
 public:
     explicit InitContextHits(uint16_t port);
