@@ -22,6 +22,15 @@
  * transitions both the first and the nested program were skipped for, counted: the first
  * program's recursion misses exceed the nested program's runs
  * (tcpstatesd_events_lost_total{reason="recursion"}).
+ *
+ * User space attaches the three one after the other. A transition the first program held
+ * before the other two were attached would stay held: a later one of a socket at the same
+ * address with the same states would be taken for it and lost, and two such left a CPU's first
+ * program no slot. So the first and the nested program do nothing until user space arms them
+ * (transitions_armed), once all three are attached. A transition both saw unarmed is one made
+ * before the programs; one whose first run saw them unarmed and nested run armed is the nested
+ * program's, as if the kernel had skipped the first: it can offset one recursion miss in the
+ * loss count, at most two per CPU (a process's and an interrupt's), at start.
  */
 #ifndef TCPSTATESD_BPF_TRANSITIONS_BPF_H
 #define TCPSTATESD_BPF_TRANSITIONS_BPF_H
@@ -188,6 +197,8 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 	__u8 origin;
 	int ipv6;
 
+	if (!transitions_armed)
+		return;
 	handoff = cpu_handoff();
 	if (!handoff)
 		return;

@@ -373,6 +373,9 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
                 : "attaching to the tracepoints sock:inet_sock_set_state and tcp:tcp_destroy_sock, "
                   "tcp_send_reset, tcp_receive_reset, tcp_retransmit_skb, tcp_retransmit_synack",
             err);
+    // Only now that the nested and release programs run after the first one may it hold a
+    // transition for them (bpf/transitions.bpf.h).
+    __atomic_store_n(&skel_->bss->transitions_armed, 1, __ATOMIC_RELEASE);
 }
 
 BpfProgram::~BpfProgram() = default;

@@ -40,7 +40,11 @@ public:
                                                    program == p.tcpstates_ringbuf_raw_release);
         }
         REQUIRE(tcpstates_bpf__load(skeleton_.get()) == 0);
+        arm(true);
     }
+
+    // As user space does once all three are attached (false: before, as they are attached).
+    void arm(bool armed) { skeleton_->bss->transitions_armed = armed ? 1 : 0; }
 
     void first(const Transition& t) { run(skeleton_->progs.tcpstates_ringbuf_raw, t); }
     void nested(const Transition& t) { run(skeleton_->progs.tcpstates_ringbuf_raw_nested, t); }
@@ -141,6 +145,20 @@ TEST_CASE(
             programs.nested(t);
             programs.release(t);
         }
+        CHECK(programs.nested_handled() == 3);
+    }
+    SECTION("transitions the first ran for before the others were attached are not held") {
+        programs.arm(false);
+        for (const Transition& t : {kH, kI, kJ}) programs.first(t);
+        programs.arm(true);
+        // Held, the first two would still be, so that the same transitions later, whose first
+        // runs the kernel skips, would be taken for them; and no slot would be left for J.
+        for (const Transition& t : {kH, kI, kJ}) {
+            programs.nested(t);
+            programs.release(t);
+        }
+        CHECK(programs.nested_handled() == 3);
+        programs.uninterrupted(kJ);
         CHECK(programs.nested_handled() == 3);
     }
 }
