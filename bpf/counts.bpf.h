@@ -177,9 +177,11 @@ labelled_histogram(const struct tcpstates_duration_key *key)
 
 /* Observes a duration of a socket of this tuple in the histogram of (from, to): the labelled
  * table's when durations carry a label (the unlabelled array's if it has no room), else the
- * array's. Returns 1 when it was the labelled table's. */
+ * array's. Returns 1 when it was the labelled table's; *observed is the histogram (NULL if
+ * none could be found). */
 static __always_inline int observe_duration(int ipv6, __u16 port, __u64 cgroup_id, __u8 from,
-					     __u8 to, __u64 duration_ns)
+					     __u8 to, __u64 duration_ns,
+					     struct tcpstates_histogram **observed)
 {
 	__u32 generation = bucket_generation & 1;
 	__u32 bucket = bucket_of(generation, 0, duration_ns);
@@ -198,6 +200,7 @@ static __always_inline int observe_duration(int ipv6, __u16 port, __u64 cgroup_i
 		};
 
 		histogram = labelled_histogram(&key);
+		*observed = histogram;
 		if (histogram) {
 			observe_both(histogram, bucket, duration_ns, &key, 0);
 			return 1;
@@ -205,6 +208,7 @@ static __always_inline int observe_duration(int ipv6, __u16 port, __u64 cgroup_i
 	}
 	slot = tcpstates_duration_slot(generation, ipv6, from, to);
 	histogram = bpf_map_lookup_elem(&durations, &slot);
+	*observed = histogram;
 	if (histogram) {
 		struct tcpstates_duration_key series = {
 			.ipv6 = ipv6,

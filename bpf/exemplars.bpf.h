@@ -15,6 +15,15 @@
  * - User space reads a table only once swapped out: the swap returns when no program uses it
  *   any more (map-in-map updates wait for running programs), so its entries are final.
  * A full table drops the candidate, counted (TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL).
+ *
+ * Most observations are not the slowest, and looking one up in the table cost about 40 ns a
+ * transition. User space shows the slowest over CPUs, so the series' histogram keeps a hint: the
+ * slowest candidate any CPU kept in the tables' current generation (user space counts it up
+ * after each swap). An observation no slower than the hint of the generation cannot be shown and
+ * is not offered. Two CPUs raising the hint at once can leave the lower value: the hint is then
+ * low, which costs lookups, never a candidate. A hint is written only after its candidate is in
+ * a table; read with the generation before the table, it is at worst a generation behind the
+ * table its program writes (the swap in between), and stops counting at the next swap.
  */
 #ifndef TCPSTATESD_BPF_EXEMPLARS_BPF_H
 #define TCPSTATESD_BPF_EXEMPLARS_BPF_H
@@ -31,11 +40,12 @@ static __always_inline __u64 exemplar_series(__u16 port, int ipv6, __u8 from, __
 
 /* Keeps the observation (duration_ns, ended at now_ns) of the socket the first program handles
  * (held in `slot` of the CPU's hand-off, bpf/transitions.bpf.h) as its series' candidate on this
- * CPU if it is the slowest of the current table. The socket's addresses are read only then. A
- * global function, checked once by the verifier; it takes no pointer to the socket, so it
- * probe-reads the address the slot holds. Include after the hand-off. */
-__noinline int offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns, __u64 now_ns,
-			      int slot)
+ * CPU if it is the slowest of the current table. The socket's addresses are read only then.
+ * Returns the duration of the candidate this CPU's entry holds, 0 when it holds none. A global
+ * function, checked once by the verifier; it takes no pointer to the socket, so it probe-reads
+ * the address the slot holds. Include after the hand-off. */
+__noinline __u64 offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns, __u64 now_ns,
+				int slot)
 {
 	const struct sock *socket;
 	struct handoff *handoff;
@@ -63,7 +73,7 @@ __noinline int offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns, 
 		return 0;
 	kept = bpf_map_lookup_elem(table, &key);
 	if (kept && kept->duration_ns >= duration_ns)
-		return 0;
+		return kept->duration_ns;
 	handoff = bpf_map_lookup_elem(&handoffs, &zero);
 	if (!handoff)
 		return 0;
@@ -83,9 +93,42 @@ __noinline int offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns, 
 	candidate.rport = bpf_ntohs(BPF_CORE_READ(socket, __sk_common.skc_dport));
 	if (kept)
 		__builtin_memcpy(kept, &candidate, sizeof(candidate));
-	else if (bpf_map_update_elem(table, &key, &candidate, BPF_NOEXIST) != 0)
+	else if (bpf_map_update_elem(table, &key, &candidate, BPF_NOEXIST) != 0) {
 		count(TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL);
-	return 0;
+		return 0;
+	}
+	return duration_ns;
+}
+
+/* The hint: the generation's low 16 bits above the duration's 48 (78 hours; a longer one is
+ * saturated, and a saturated hint lets every observation through). */
+#define EXEMPLAR_HINT_DURATION ((1ULL << 48) - 1)
+
+static __always_inline __u64 exemplar_hint(__u32 generation, __u64 duration_ns)
+{
+	if (duration_ns > EXEMPLAR_HINT_DURATION)
+		duration_ns = EXEMPLAR_HINT_DURATION;
+	return (__u64)(generation & 0xffff) << 48 | duration_ns;
+}
+
+/* Offers an observation of the series `histogram` counts it in, if it may be the slowest shown
+ * (above); offer_exemplar()'s arguments. */
+static __always_inline void offer_if_slowest(struct tcpstates_histogram *histogram, __u64 series,
+					     __u64 cgroup_id, __u64 duration_ns, __u64 now_ns,
+					     int slot)
+{
+	/* Read before offer_exemplar() reads the table. */
+	__u32 generation = exemplar_generation;
+	__u64 hint = *(volatile __u64 *)&histogram->exemplar_hint;
+	__u64 hinted = hint & EXEMPLAR_HINT_DURATION;
+	__u64 held;
+
+	if (hint >> 48 == (generation & 0xffff) && hinted != EXEMPLAR_HINT_DURATION &&
+	    duration_ns <= hinted)
+		return;
+	held = offer_exemplar(series, cgroup_id, duration_ns, now_ns, slot);
+	if (held)
+		*(volatile __u64 *)&histogram->exemplar_hint = exemplar_hint(generation, held);
 }
 
 #endif

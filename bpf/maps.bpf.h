@@ -79,6 +79,8 @@ __u64 walked_net = 0;
 
 /* Whether the duration observations offer exemplars (metrics.exemplars). */
 volatile __u8 exemplars = 0;
+/* The exemplar tables' generation, counted up by user space after each swap of them. */
+volatile __u32 exemplar_generation = 0;
 
 /* The duration buckets, two generations (struct tcpstates_bucket_bounds). */
 volatile __u32 bucket_generation = 0;

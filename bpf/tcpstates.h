@@ -246,6 +246,9 @@ struct tcpstates_tuple_counts {
 #define TCPSTATES_MAX_BUCKETS 64
 struct tcpstates_histogram {
 	__u64 sum_ns;
+	/* The programs' own: the slowest exemplar candidate of the series offered in the exemplar
+	 * tables' current generation (bpf/exemplars.bpf.h). Not a count: user space ignores it. */
+	__u64 exemplar_hint;
 	__u64 buckets[TCPSTATES_MAX_BUCKETS + 1];
 	/* Observations whose native bucket could not be stored (struct tcpstates_native_key): the
 	 * series' native buckets are incomplete, and it is served with classic buckets only. */
@@ -597,7 +600,7 @@ enum tcpstates_counter {
 TCPSTATES_ASSERT_SIZE(struct tcpstates_socket, 32);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_key, 16);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_tuple_counts, 2432);
-TCPSTATES_ASSERT_SIZE(struct tcpstates_histogram, 536);
+TCPSTATES_ASSERT_SIZE(struct tcpstates_histogram, 544);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_duration_key, 16);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_native_key, 24);
 TCPSTATES_ASSERT_SIZE(struct tcpstates_transition, 32);

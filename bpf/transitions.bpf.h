@@ -329,13 +329,15 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		__u64 cgroup_id = record ? record->cgroup_id : 0;
 		__u16 port = record ? record->port : 0;
 
-		int labelled =
-			observe_duration(ipv6, port, cgroup_id, old_state, new_state, duration_ns);
+		struct tcpstates_histogram *histogram;
+		int labelled = observe_duration(ipv6, port, cgroup_id, old_state, new_state,
+						duration_ns, &histogram);
 
 		/* Not the nested program: bpf/exemplars.bpf.h says why. */
-		if (exemplars && !nested)
-			offer_exemplar(exemplar_series(port, ipv6, old_state, new_state, labelled),
-				       cgroup_id, duration_ns, now, slot);
+		if (exemplars && !nested && histogram)
+			offer_if_slowest(histogram,
+					 exemplar_series(port, ipv6, old_state, new_state, labelled),
+					 cgroup_id, duration_ns, now, slot);
 	} else {
 		count_unknown_start(ipv6, old_state, new_state);
 	}

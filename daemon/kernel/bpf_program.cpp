@@ -555,6 +555,10 @@ void BpfProgram::set_exemplars(bool on) {
     skel_->bss->exemplars = on ? 1 : 0;
 }
 
+void BpfProgram::exemplar_tables_swapped() {
+    __atomic_fetch_add(&skel_->bss->exemplar_generation, 1, __ATOMIC_RELEASE);
+}
+
 void BpfProgram::apply_labels(const TupleLabelSettings& labels) {
     auto* bss = skel_->bss;
     // `trace` shows the owner's cgroup: its records keep it whatever the labels.

@@ -150,6 +150,9 @@ public:
     // Turns the programs' exemplar candidates on or off (metrics.exemplars; off at load).
     // Never throws.
     void set_exemplars(bool on);
+    // Tells the programs the exemplar tables were swapped: their hints of the slowest
+    // candidate start over (bpf/exemplars.bpf.h). Call once the swap returned.
+    void exemplar_tables_swapped();
     // The ports found listened on since the last call (the programs note them at listen()):
     // OR-ed into `words`, one bit per port.
     void add_listening_ports(const uint64_t (&words)[65536 / 64]);

@@ -11,7 +11,7 @@
 
 namespace tcpstatesd {
 
-ExemplarTables::ExemplarTables(const BpfProgram& program, uint32_t capacity) : program_(program) {
+ExemplarTables::ExemplarTables(BpfProgram& program, uint32_t capacity) : program_(program) {
     tables_[0] = Fd(dup(program.first_exemplar_table_fd()));
     if (!tables_[0]) throw_bpf_error("keeping the exemplar table's descriptor", errno);
     tables_[1] = create_hash_map("exemplars", sizeof(tcpstates_exemplar_key),
@@ -30,6 +30,7 @@ std::vector<ExemplarCandidate> ExemplarTables::take() {
     // Returns once no running program uses the table it replaces.
     if (bpf_map_update_elem(program_.exemplar_tables_fd(), &slot, &spare, BPF_ANY) != 0)
         throw_bpf_error("installing the new exemplar table", errno);
+    program_.exemplar_tables_swapped();
     live_ = 1 - old;
     std::vector<ExemplarCandidate> out;
     for_each_entry(tables_[old].get(), "exemplars", sizeof(tcpstates_exemplar_key),

@@ -23,14 +23,14 @@ class ExemplarTables {
 public:
     // Creates the spare table (as large as the program's): call before the daemon drops its
     // capabilities, which creating a map needs.
-    ExemplarTables(const BpfProgram& program, uint32_t capacity);
+    ExemplarTables(BpfProgram& program, uint32_t capacity);
 
     // The candidates kept since the last call, one per series and CPU. Without a swap (no wait
     // for the programs) when the table in use is empty.
     std::vector<ExemplarCandidate> take();
 
 private:
-    const BpfProgram& program_;
+    BpfProgram& program_;
     Fd tables_[2];
     int live_ = 0;  // which of the pair the programs write
 };
