@@ -35,6 +35,11 @@ const volatile __u8 event_details = 1;
  * space drains on a timer as well. */
 const volatile __u64 ringbuf_wakeup_bytes = 0;
 
+/* Whether a destroyed socket's record stays until a new socket at its address takes it over or
+ * the walk's sweep deletes it (bpf/records.bpf.h, forget_socket()): the daemon's, when it walks
+ * the sockets. */
+const volatile __u8 keep_destroyed_records = 0;
+
 /* Whether tcp:tcp_retransmit_skb passes the transmission's result (Linux >= 6.15 also fires it
  * for failed attempts, which retransmitted nothing). */
 const volatile __u8 retransmit_reports_errors = 0;

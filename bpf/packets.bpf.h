@@ -215,7 +215,7 @@ static __always_inline void destroyed(const struct sock *sk, int nested)
 		record_counts(record, &gauge, 0);
 		gauge_add(gauge, record->state, -1);
 	}
-	forget_socket(sk);
+	forget_socket(sk, record);
 }
 
 #endif

@@ -9,28 +9,66 @@
 
 #include "maps.bpf.h"
 
-static __always_inline struct tcpstates_socket *find_record(const void *sk)
+/* The table's entry at a socket's address: the socket's record, a destroyed socket's
+ * (record_destroyed()), or NULL. */
+static __always_inline struct tcpstates_socket *record_entry(const void *sk)
 {
 	__u64 key = (__u64)sk;
 
 	return bpf_map_lookup_elem(&socket_records, &key);
 }
 
-/* Stores a new record; NULL when the table is full (counted) or the socket has one already. */
+static __always_inline int record_destroyed(const struct tcpstates_socket *entry)
+{
+	return entry->net == TCPSTATES_NET_DESTROYED || entry->net == TCPSTATES_NET_DELETING;
+}
+
+/* The socket's record, NULL if it has none. */
+static __always_inline struct tcpstates_socket *live_record(struct tcpstates_socket *entry)
+{
+	return entry && !record_destroyed(entry) ? entry : 0;
+}
+
+static __always_inline struct tcpstates_socket *find_record(const void *sk)
+{
+	return live_record(record_entry(sk));
+}
+
+/* Stores a socket's first record; `entry` is the table's entry at its address (record_entry()),
+ * a destroyed socket's or NULL. A destroyed socket's entry is taken over: no allocation. NULL
+ * when the table is full (the caller counts it), the socket has a record already, or the walk's
+ * sweep is deleting the entry (the socket's next transition tries again). */
 static __always_inline struct tcpstates_socket *add_record(const void *sk,
+							   struct tcpstates_socket *entry,
 							   const struct tcpstates_socket *fresh)
 {
 	__u64 key = (__u64)sk;
 
+	if (entry) {
+		/* Against the sweep, which swaps in TCPSTATES_NET_DELETING before it deletes. */
+		if (__sync_val_compare_and_swap(&entry->net, TCPSTATES_NET_DESTROYED, fresh->net) !=
+		    TCPSTATES_NET_DESTROYED)
+			return 0;
+		*entry = *fresh;
+		return entry;
+	}
 	if (bpf_map_update_elem(&socket_records, &key, fresh, BPF_NOEXIST) != 0)
 		return 0;
 	return bpf_map_lookup_elem(&socket_records, &key);
 }
 
-static __always_inline void forget_socket(const void *sk)
+/* The kernel destroys the socket. With a walk to sweep them, its record stays, marked, for the
+ * next socket the kernel makes at this address: deleting an entry and adding one cost the
+ * programs over 200 ns a transition here (docs/performance.md, "What was tried"). Without
+ * (`trace`, events.btf_path), it goes. */
+static __always_inline void forget_socket(const void *sk, struct tcpstates_socket *record)
 {
 	__u64 key = (__u64)sk;
 
+	if (keep_destroyed_records) {
+		record->net = TCPSTATES_NET_DESTROYED;
+		return;
+	}
 	bpf_map_delete_elem(&socket_records, &key);
 	if (event_details)
 		bpf_map_delete_elem(&socket_tasks, &key);

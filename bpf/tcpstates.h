@@ -171,7 +171,9 @@ struct tcpstates_socket {
 	__u64 since_ns;  /* when the socket entered `state` (bpf_ktime_get_ns); with
 			  * TCPSTATES_SOCKET_START_UNKNOWN, when a walk first saw it there */
 	__u64 cgroup_id; /* the owner's cgroup id (its tuple's); 0: unknown */
-	__u64 net;       /* its network namespace (the struct net's address): an identity */
+	__u64 net;       /* its network namespace (the struct net's address): an identity; or,
+			  * its socket destroyed, TCPSTATES_NET_DESTROYED (the record awaits the next
+			  * socket at its address or the sweep) or TCPSTATES_NET_DELETING (the sweep's) */
 	__u16 port;      /* its service port (its tuple's); 0: none */
 	__u8 state;      /* enum tcpstates_tcp_state */
 	__u8 left_state; /* in CLOSE: the state it left (what an abort's RST was sent in) */
@@ -180,6 +182,9 @@ struct tcpstates_socket {
 	__u8 walked;     /* the generation of the last walk that saw it (or of its making) */
 	__u8 reset_state; /* the state it sent an abort's RST in, since its last transition; 0: none */
 };
+/* No namespace has these addresses. */
+#define TCPSTATES_NET_DESTROYED 0
+#define TCPSTATES_NET_DELETING 1
 #define TCPSTATES_SOCKET_IPV6 0x1
 /* Its tuple is the overflow tuple: the tuple table was full when its tuple was first needed. */
 #define TCPSTATES_SOCKET_OVERFLOW 0x2
@@ -491,6 +496,7 @@ struct tcpstates_walk_totals {
 	__u64 unrecorded;   /* full sockets without a record (the table full) */
 	__u64 corrected;    /* records whose state the walk corrected */
 	__u64 swept;        /* records of sockets gone unseen, uncounted by the sweep */
+	__u64 deleted;      /* entries of destroyed sockets the sweep deleted */
 	__u64 listening_ports[65536 / 64]; /* bit p % 64 of [p / 64]: a listener on port p */
 };
 
@@ -536,8 +542,10 @@ struct tcpstates_queue_walk_totals {
 	__u64 uncounted_sockets;   /* sockets whose destination the table had no room for */
 };
 
-/* Records the daemon may list for the next walk's sweep (bpf/walk.bpf.h). */
+/* Records the daemon may list for the next walk's sweep (bpf/walk.bpf.h): of sockets gone
+ * unseen, and of destroyed sockets to delete. */
 #define TCPSTATES_MAX_STALE_RECORDS 4096
+#define TCPSTATES_MAX_DESTROYED_RECORDS 8192
 
 /*
  * Exemplars of tcpstates_state_duration_seconds: the slowest observation of each series, with

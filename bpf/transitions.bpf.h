@@ -188,7 +188,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 					      enum access access)
 {
 	struct tcpstates_tuple_counts *counts = 0, *gauge = 0;
-	struct tcpstates_socket *record;
+	struct tcpstates_socket *entry, *record;
 	struct tcpstates_owner owner = {};
 	__u64 now, duration_ns = 0;
 	int known_start = 0, overflow = 0, ports_read = 0, aborted = 0, slot = 0;
@@ -213,7 +213,8 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 	}
 	if (!is_tcp(sk, access))
 		return;
-	record = find_record(sk);
+	entry = record_entry(sk);
+	record = live_record(entry);
 	if (!tcpstates_state_has_slot(old_state) || !tcpstates_state_has_slot(new_state)) {
 		count(TCPSTATES_COUNTER_STRANGE_STATE);
 		return;
@@ -266,7 +267,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		if (record)
 			*record = fresh;
 		else
-			record = add_record(sk, &fresh);
+			record = add_record(sk, entry, &fresh);
 		if (record) {
 			gauge_add(counts, new_state, 1);
 			if (origin != TCPSTATES_ORIGIN_UNKNOWN)

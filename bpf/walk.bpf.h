@@ -57,6 +57,16 @@ struct {
 	__type(value, __u8);
 } stale_records SEC(".maps");
 
+/* The entries of destroyed sockets (bpf/records.bpf.h, forget_socket()) that the daemon found
+ * in the record table after a walk, deleted at the end of the next: those a new socket took
+ * over meanwhile stay. A bounded number a walk (the deletes run in one go). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TCPSTATES_MAX_DESTROYED_RECORDS);
+	__type(key, __u64);
+	__type(value, __u8);
+} destroyed_records SEC(".maps");
+
 /* Counts a socket the gauge takes from the walk. A key the map has no room for goes to port 0,
  * whose keys user space adds before the walk. */
 static __always_inline void count_walked(int ipv6, __u8 state, __u16 port)
@@ -125,7 +135,7 @@ static __always_inline void note_listener(const struct sock *sk, int ipv6, __u16
 static __always_inline void walk_full_socket(const struct sock *sk, int ipv6, __u8 state,
 					     __u16 lport, __u16 rport)
 {
-	struct tcpstates_socket *record = find_record(sk);
+	struct tcpstates_socket *entry = record_entry(sk), *record = live_record(entry);
 	struct tcpstates_tuple_counts *gauge;
 	__u64 net = (__u64)sk->__sk_common.skc_net.net;
 
@@ -167,7 +177,7 @@ static __always_inline void walk_full_socket(const struct sock *sk, int ipv6, __
 
 		if (overflow)
 			fresh.flags |= TCPSTATES_SOCKET_OVERFLOW;
-		if (!add_record(sk, &fresh)) {
+		if (!add_record(sk, entry, &fresh)) {
 			/* The table is full (or a transition recorded it meanwhile: not under
 			 * the socket's lock, so the table is full). */
 			count(TCPSTATES_COUNTER_WALK_RECORD_FAILED);
@@ -206,6 +216,23 @@ static long sweep_record(void *map, const __u64 *key, void *value, void *context
 	return 0;
 }
 
+/* A new socket's first transition may take the entry over at the same time (add_record()):
+ * whichever swaps its `net` first has it. */
+static long delete_destroyed(void *map, const __u64 *key, void *value, void *context)
+{
+	struct tcpstates_socket *entry = bpf_map_lookup_elem(&socket_records, key);
+
+	(void)map;
+	(void)value;
+	(void)context;
+	if (entry && __sync_val_compare_and_swap(&entry->net, TCPSTATES_NET_DESTROYED,
+						 TCPSTATES_NET_DELETING) == TCPSTATES_NET_DESTROYED) {
+		bpf_map_delete_elem(&socket_records, key);
+		walk_totals.deleted += 1;
+	}
+	return 0;
+}
+
 SEC("iter/tcp")
 int tcpstates_walk(struct bpf_iter__tcp *ctx)
 {
@@ -217,6 +244,7 @@ int tcpstates_walk(struct bpf_iter__tcp *ctx)
 	if (!common) {
 		/* the end of the walk */
 		bpf_for_each_map_elem(&stale_records, sweep_record, 0, 0);
+		bpf_for_each_map_elem(&destroyed_records, delete_destroyed, 0, 0);
 		/* Known from here on even if no socket was visited (a namespace of no socket yet):
 		 * the listeners opened from now on are followed from their first drop. */
 		{

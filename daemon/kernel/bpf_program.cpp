@@ -252,6 +252,9 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     const bool kernel_btf = options.btf_path.empty();
     // The raw tracepoint serves older kernels, whose verifier wants its hash maps preallocated.
     preallocated_ = !kernel_btf;
+    // Destroyed sockets' records stay for the next socket at their address where a walk sweeps
+    // the rest: the daemon's, which walks with the kernel's BTF (`trace` does not walk).
+    skel_->rodata->keep_destroyed_records = !options.event_details && kernel_btf ? 1 : 0;
     std::tie(first_, nested_, release_) = transition_programs(*skel_, ring, !kernel_btf);
     destroy_ = kernel_btf ? skel_->progs.tcpstates_destroy : skel_->progs.tcpstates_destroy_raw;
     destroy_nested_ = kernel_btf ? skel_->progs.tcpstates_destroy_nested
@@ -320,10 +323,11 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     for (bpf_map* map : {skel_->maps.socket_records, skel_->maps.socket_tasks,
                          skel_->maps.listeners, skel_->maps.walked, skel_->maps.oldest})
         set_or_fail(bpf_map__set_map_flags(map, no_prealloc), "choosing a table's allocation");
-    // The queues' tables serve only the walk, which needs the kernel's BTF: without it (the
-    // preallocated tables) they would only take memory.
-    for (bpf_map* map : {skel_->maps.listen_queues, skel_->maps.listen_drops,
-                         skel_->maps.listener_drops, skel_->maps.destinations}) {
+    // The queues' tables and the list of destroyed sockets' entries serve only the walk, which
+    // needs the kernel's BTF: without it (the preallocated tables) they would only take memory.
+    for (bpf_map* map :
+         {skel_->maps.listen_queues, skel_->maps.listen_drops, skel_->maps.listener_drops,
+          skel_->maps.destinations, skel_->maps.destroyed_records}) {
         set_or_fail(bpf_map__set_map_flags(map, no_prealloc), "choosing a table's allocation");
         if (preallocated_) set_or_fail(bpf_map__set_max_entries(map, 1), "sizing a walk table");
     }
@@ -399,6 +403,10 @@ int BpfProgram::socket_records_fd() const {
 
 int BpfProgram::stale_records_fd() const {
     return bpf_map__fd(skel_->maps.stale_records);
+}
+
+int BpfProgram::destroyed_records_fd() const {
+    return bpf_map__fd(skel_->maps.destroyed_records);
 }
 
 int BpfProgram::events_map_fd() const {

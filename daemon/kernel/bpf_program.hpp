@@ -196,6 +196,7 @@ public:
     uint64_t walked_net() const;
     int socket_records_fd() const;
     int stale_records_fd() const;
+    int destroyed_records_fd() const;
     // The queues' walk (bpf/queues.bpf.h): its tables, what did not fit, and the ephemeral
     // port range it counts in (set before each walk).
     int listen_queues_fd() const;

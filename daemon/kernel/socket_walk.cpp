@@ -48,26 +48,37 @@ void add_port_zero_keys(int map_fd, const void* value) {
 
 constexpr uint64_t kNoSocket = UINT64_MAX;  // tcpstates_walk_oldest.since_ns of an empty key
 
-// The records the next walk sweeps (bpf/walk.bpf.h, the sweep): of the walked namespace, not in
-// CLOSE, seen by neither this walk nor the one before. Read in batches: no lock held in the
-// kernel meanwhile, whatever the table's size.
-void list_stale_records(const BpfProgram& program, uint8_t generation) {
+// The entries the next walk sweeps (bpf/walk.bpf.h): records of the walked namespace, not in
+// CLOSE, seen by neither this walk nor the one before; and destroyed sockets' entries, of any
+// namespace. Read in batches: no lock held in the kernel meanwhile, whatever the table's size.
+// Returns how many destroyed sockets' entries the table holds.
+uint64_t list_records_to_sweep(const BpfProgram& program, uint8_t generation) {
     const int stale_fd = program.stale_records_fd();
+    const int destroyed_fd = program.destroyed_records_fd();
     clear_map(stale_fd, "stale_records", sizeof(uint64_t));
+    clear_map(destroyed_fd, "destroyed_records", sizeof(uint64_t));
     const uint64_t net = program.walked_net();
-    if (net == 0) return;
     const uint8_t listed = 1;
-    uint32_t count = 0;
-    for_each_entry(program.socket_records_fd(), "socket_records", sizeof(uint64_t),
-                   sizeof(tcpstates_socket), [&](const void* key, const void* value) {
-                       tcpstates_socket record;
-                       std::memcpy(&record, value, sizeof record);
-                       const bool stale = record.net == net && record.state != TCPSTATES_CLOSE &&
-                                          static_cast<uint8_t>(generation - record.walked) >= 2;
-                       // The rest waits for the next walk's list.
-                       if (!stale || count >= TCPSTATES_MAX_STALE_RECORDS) return;
-                       if (bpf_map_update_elem(stale_fd, key, &listed, BPF_ANY) == 0) ++count;
-                   });
+    uint32_t stale_listed = 0, destroyed_listed = 0;
+    uint64_t destroyed = 0;
+    // Past a list's bound, the rest waits for the next walk's list.
+    const auto list = [&](int fd, const void* key, uint32_t& count, uint32_t bound) {
+        if (count < bound && bpf_map_update_elem(fd, key, &listed, BPF_ANY) == 0) ++count;
+    };
+    for_each_entry(
+        program.socket_records_fd(), "socket_records", sizeof(uint64_t), sizeof(tcpstates_socket),
+        [&](const void* key, const void* value) {
+            tcpstates_socket record;
+            std::memcpy(&record, value, sizeof record);
+            if (record.net == TCPSTATES_NET_DESTROYED) {
+                ++destroyed;
+                list(destroyed_fd, key, destroyed_listed, TCPSTATES_MAX_DESTROYED_RECORDS);
+            } else if (net != 0 && record.net == net && record.state != TCPSTATES_CLOSE &&
+                       static_cast<uint8_t>(generation - record.walked) >= 2) {
+                list(stale_fd, key, stale_listed, TCPSTATES_MAX_STALE_RECORDS);
+            }
+        });
+    return destroyed;
 }
 
 // net.ipv4.ip_local_port_range of this thread's network namespace (the walked one), into the
@@ -188,7 +199,7 @@ SocketWalk walk_sockets(BpfProgram& program) {
                        oldest.start_unknown = found.start_unknown;
                        walk.oldest.push_back(oldest);
                    });
-    list_stale_records(program, generation);
+    walk.destroyed_records = list_records_to_sweep(program, generation);
     walk.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     walk.cpu_seconds = thread_cpu_seconds() - cpu_start;
     return walk;

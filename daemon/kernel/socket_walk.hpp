@@ -52,6 +52,9 @@ struct SocketWalk {
     // (then nothing is in busiest_destinations).
     uint32_t ephemeral_ports = 0;
     tcpstates_queue_walk_totals queue_totals{};
+    // Destroyed sockets' entries in the record table after the walk, which the next deletes
+    // (at most TCPSTATES_MAX_DESTROYED_RECORDS) unless new sockets take them over first.
+    uint64_t destroyed_records = 0;
     double seconds = 0;      // how long it took
     double cpu_seconds = 0;  // the CPU time it took this thread (kernel and user space)
 };
