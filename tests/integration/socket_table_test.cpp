@@ -38,6 +38,9 @@ tcpstatesd::BpfOptions watching(std::vector<uint16_t> tcpstatesd::EventFilters::
     if (socket_table_size != 0) options.socket_table_size = socket_table_size;
     if (attach == Attach::Raw) options.btf_path = "/sys/kernel/btf/vmlinux";
     options.filters.*ports = {port};
+    // A retransmission answers an ACK later than the timeout (a starved machine: a kernel
+    // matrix guest beside the parallel suite); it is no transition, so not traced here.
+    options.retransmits = false;
     return options;
 }
 
