@@ -14,7 +14,8 @@ meanwhile (tcpstates_transitions_total, the host's other traffic included).
 
 Without the BPF run-time statistics (their clock reads are not paid here), but a CPU-clock
 sample cannot land while interrupts are off: time with interrupts off shows at the instruction
-that turns them on again (e.g. a spin unlock). Needs root, perf, bpftool, ip, the built tree.
+that turns them on again (e.g. a spin unlock). Needs root, perf, bpftool, unshare, ip and the
+built tree.
 """
 import argparse
 import bisect
@@ -22,47 +23,32 @@ import collections
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build", "default")
-ADDRESS = "127.0.0.1:19987"
-NAMESPACE = "tcpstatesd-profile"
+# The end-to-end tests' helpers: the daemon on a free port, scrapes, network namespaces.
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from e2e_support import Daemon, in_new_network_namespace, sample, scratch_dir  # noqa: E402
+
 FREQUENCY = 4999
 FIRST = "tcpstates_ringbuf"  # the first transition program (ring buffer, tp_btf)
 
 
-def transitions_total():
-    with urllib.request.urlopen(f"http://{ADDRESS}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("tcpstates_transitions_total{"))
+def transitions_total(daemon):
+    return sample(daemon.metrics(), "tcpstates_transitions_total")
 
 
-def wait_ready(daemon):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            sys.exit(f"the daemon exited ({daemon.returncode})")
-        try:
-            with urllib.request.urlopen(f"http://{ADDRESS}/-/ready", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit("the daemon did not become ready within 30 s")
-
-
-def first_program_lines(line_info):
-    """The first transition program's id and its JIT line info: sorted offsets, their lines."""
+def first_program_lines(daemon, line_info):
+    """The daemon's first transition program's JIT line info: sorted offsets, their lines."""
     programs = json.loads(subprocess.run(["bpftool", "-j", "prog", "show"], check=True,
                                          capture_output=True, text=True).stdout)
-    ids = [p["id"] for p in programs if p.get("name") == FIRST]
+    ids = [p["id"] for p in programs if p["id"] in daemon.program_ids and p.get("name") == FIRST]
     if len(ids) != 1:
-        sys.exit(f"expected one program named {FIRST}, found {len(ids)}: another tcpstatesd runs?")
+        sys.exit(f"expected one program named {FIRST} in the daemon, found {len(ids)}")
     out = subprocess.run([line_info, str(ids[0])], check=True, capture_output=True, text=True)
     lines = []
     for row in out.stdout.splitlines():
@@ -132,31 +118,26 @@ def main():
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
 
-    workdir = tempfile.mkdtemp(prefix="tcpstatesd-profile-")
+    workdir = scratch_dir("profile")
     data = os.path.join(workdir, "perf.data")
-    daemon = subprocess.Popen([args.tcpstatesd, "--web.listen-address", ADDRESS,
-                               "--log.level", "warn"])
-    subprocess.run(["ip", "netns", "add", NAMESPACE], check=True)
+    daemon = Daemon(args.tcpstatesd, "", workdir, args=["--log.level", "warn"])
     try:
-        subprocess.run(["ip", "-n", NAMESPACE, "link", "set", "lo", "up"], check=True)
-        wait_ready(daemon)
-        offsets, where = first_program_lines(args.line_info)
-        churn = subprocess.Popen(["ip", "netns", "exec", NAMESPACE, args.churn, "--duration",
-                                  str(args.seconds + 3)], stdout=subprocess.DEVNULL)
+        offsets, where = first_program_lines(daemon, args.line_info)
+        churn = subprocess.Popen(in_new_network_namespace(
+            [args.churn, "--duration", str(args.seconds + 3)]), stdout=subprocess.DEVNULL)
         time.sleep(1.5)  # past the churn's start
-        before = transitions_total()
+        before = transitions_total(daemon)
         subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", str(FREQUENCY), "-a",
                         "-g", "-o", data, "--", "sleep", str(args.seconds)], check=True,
                        stderr=subprocess.DEVNULL)
-        counted = transitions_total() - before
+        counted = transitions_total(daemon) - before
         if churn.wait() != 0:
             sys.exit("the churn failed")
         script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,ip,sym,symoff,dso"],
                                 check=True, capture_output=True, text=True).stdout
+        daemon.stop()
     finally:
-        daemon.terminate()
-        daemon.wait()
-        subprocess.run(["ip", "netns", "del", NAMESPACE])
+        daemon.kill()
 
     # Counted over slightly more than the recording (a scrape each side): a lower bound per
     # transition, by well under 1 % at the churn's rate.
@@ -167,8 +148,7 @@ def main():
           f"dispatch: {total * ns_per_sample / counted:.0f} ns per transition")
     for place, samples in places.most_common(args.top):
         print(f"{samples * ns_per_sample / counted:7.1f} ns  {place}")
-    os.remove(data)
-    os.rmdir(workdir)
+    shutil.rmtree(workdir)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
 #include "maps.bpf.h"
 
 /* The table's entry at a socket's address: the socket's record, a destroyed socket's
- * (record_destroyed()), or NULL. */
+ * (tcpstates_record_destroyed()), or NULL. */
 static __always_inline struct tcpstates_socket *record_entry(const void *sk)
 {
 	__u64 key = (__u64)sk;
@@ -18,15 +18,10 @@ static __always_inline struct tcpstates_socket *record_entry(const void *sk)
 	return bpf_map_lookup_elem(&socket_records, &key);
 }
 
-static __always_inline int record_destroyed(const struct tcpstates_socket *entry)
-{
-	return entry->net == TCPSTATES_NET_DESTROYED || entry->net == TCPSTATES_NET_DELETING;
-}
-
 /* The socket's record, NULL if it has none. */
 static __always_inline struct tcpstates_socket *live_record(struct tcpstates_socket *entry)
 {
-	return entry && !record_destroyed(entry) ? entry : 0;
+	return entry && !tcpstates_record_destroyed(entry) ? entry : 0;
 }
 
 static __always_inline struct tcpstates_socket *find_record(const void *sk)

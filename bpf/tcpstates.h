@@ -185,6 +185,13 @@ struct tcpstates_socket {
 /* No namespace has these addresses. */
 #define TCPSTATES_NET_DESTROYED 0
 #define TCPSTATES_NET_DELETING 1
+
+/* Whether an entry of the record table is a destroyed socket's, not a socket's record. */
+static inline int tcpstates_record_destroyed(const struct tcpstates_socket *entry)
+{
+	return entry->net == TCPSTATES_NET_DESTROYED || entry->net == TCPSTATES_NET_DELETING;
+}
+
 #define TCPSTATES_SOCKET_IPV6 0x1
 /* Its tuple is the overflow tuple: the tuple table was full when its tuple was first needed. */
 #define TCPSTATES_SOCKET_OVERFLOW 0x2

@@ -324,8 +324,7 @@ TEST_CASE(
     for (const auto& [address, before] : listed) {
         tcpstates_socket now{};
         if (bpf_map_lookup_elem(program.socket_records_fd(), &address, &now) == 0 &&
-            (now.net == TCPSTATES_NET_DESTROYED || now.net == TCPSTATES_NET_DELETING) &&
-            now.since_ns == before.since_ns)
+            tcpstates_record_destroyed(&now) && now.since_ns == before.since_ns)
             ++left;
     }
     CHECK(left == 0);
