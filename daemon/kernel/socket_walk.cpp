@@ -51,19 +51,19 @@ constexpr uint64_t kNoSocket = UINT64_MAX;  // tcpstates_walk_oldest.since_ns of
 // The entries the next walk sweeps (bpf/walk.bpf.h): records of the walked namespace, not in
 // CLOSE, seen by neither this walk nor the one before; and destroyed sockets' entries, of any
 // namespace. Read in batches: no lock held in the kernel meanwhile, whatever the table's size.
-// Returns how many destroyed sockets' entries the table holds.
-uint64_t list_records_to_sweep(const BpfProgram& program, uint8_t generation) {
+SocketWalk::RecordListing list_records_to_sweep(const BpfProgram& program, uint8_t generation) {
     const int stale_fd = program.stale_records_fd();
     const int destroyed_fd = program.destroyed_records_fd();
-    clear_map(stale_fd, "stale_records", sizeof(uint64_t));
-    clear_map(destroyed_fd, "destroyed_records", sizeof(uint64_t));
     const uint64_t net = program.walked_net();
     const uint8_t listed = 1;
     uint32_t stale_listed = 0, destroyed_listed = 0;
-    uint64_t destroyed = 0;
-    // Past a list's bound, the rest waits for the next walk's list.
+    SocketWalk::RecordListing listing;
+    // Past a list's bound, the rest waits for the next listing.
     const auto list = [&](int fd, const void* key, uint32_t& count, uint32_t bound) {
-        if (count < bound && bpf_map_update_elem(fd, key, &listed, BPF_ANY) == 0) ++count;
+        if (count < bound && bpf_map_update_elem(fd, key, &listed, BPF_ANY) == 0)
+            ++count;
+        else
+            listing.complete = false;
     };
     for_each_entry(
         program.socket_records_fd(), "socket_records", sizeof(uint64_t), sizeof(tcpstates_socket),
@@ -71,14 +71,14 @@ uint64_t list_records_to_sweep(const BpfProgram& program, uint8_t generation) {
             tcpstates_socket record;
             std::memcpy(&record, value, sizeof record);
             if (record.net == TCPSTATES_NET_DESTROYED) {
-                ++destroyed;
+                ++listing.destroyed_records;
                 list(destroyed_fd, key, destroyed_listed, TCPSTATES_MAX_DESTROYED_RECORDS);
             } else if (net != 0 && record.net == net && record.state != TCPSTATES_CLOSE &&
                        static_cast<uint8_t>(generation - record.walked) >= 2) {
                 list(stale_fd, key, stale_listed, TCPSTATES_MAX_STALE_RECORDS);
             }
         });
-    return destroyed;
+    return listing;
 }
 
 // net.ipv4.ip_local_port_range of this thread's network namespace (the walked one), into the
@@ -153,7 +153,7 @@ double thread_cpu_seconds() {
 
 }  // namespace
 
-SocketWalk walk_sockets(BpfProgram& program) {
+SocketWalk walk_sockets(BpfProgram& program, SweepListing listing) {
     if (!program.can_walk_sockets())
         throw BpfError("walking the TCP sockets needs the kernel's BTF");
     const auto start = std::chrono::steady_clock::now();
@@ -199,7 +199,11 @@ SocketWalk walk_sockets(BpfProgram& program) {
                        oldest.start_unknown = found.start_unknown;
                        walk.oldest.push_back(oldest);
                    });
-    walk.destroyed_records = list_records_to_sweep(program, generation);
+    // This walk swept what the last listing listed: no walk sweeps a list twice.
+    clear_map(program.stale_records_fd(), "stale_records", sizeof(uint64_t));
+    clear_map(program.destroyed_records_fd(), "destroyed_records", sizeof(uint64_t));
+    if (listing == SweepListing::read_record_table)
+        walk.listing = list_records_to_sweep(program, generation);
     walk.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     walk.cpu_seconds = thread_cpu_seconds() - cpu_start;
     return walk;

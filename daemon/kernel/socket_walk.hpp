@@ -8,6 +8,7 @@
 #include <compare>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "tcpstates.h"
@@ -52,15 +53,25 @@ struct SocketWalk {
     // (then nothing is in busiest_destinations).
     uint32_t ephemeral_ports = 0;
     tcpstates_queue_walk_totals queue_totals{};
-    // Destroyed sockets' entries in the record table after the walk, which the next deletes
-    // (at most TCPSTATES_MAX_DESTROYED_RECORDS) unless new sockets take them over first.
-    uint64_t destroyed_records = 0;
+    // What the walk listed for the next one to sweep, if it read the record table.
+    struct RecordListing {
+        // Destroyed sockets' entries in the table, which the next walk deletes (at most
+        // TCPSTATES_MAX_DESTROYED_RECORDS) unless new sockets take them over first.
+        uint64_t destroyed_records = 0;
+        // Whether every entry to sweep found room in the lists (else the rest waits).
+        bool complete = true;
+    };
+    std::optional<RecordListing> listing;
     double seconds = 0;      // how long it took
     double cpu_seconds = 0;  // the CPU time it took this thread (kernel and user space)
 };
 
-// Walks now, then sweeps the records of sockets no longer there. Throws BpfError. Needs
+// Whether a walk reads the whole record table afterwards, to list what the next walk sweeps: a
+// read of every bucket (socket_table_size of them), the larger part of a walk of few sockets.
+enum class SweepListing { read_record_table, skip };
+
+// Walks now, sweeps what the last listing listed, then lists if asked. Throws BpfError. Needs
 // program.can_walk_sockets().
-SocketWalk walk_sockets(BpfProgram& program);
+SocketWalk walk_sockets(BpfProgram& program, SweepListing listing);
 
 }  // namespace tcpstatesd

@@ -808,8 +808,8 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
                       MetricType::Gauge, program_.socket_table_capacity()));
     out.push_back(single_sample(
         "tcpstatesd_socket_table_destroyed_records",
-        "Records of destroyed sockets in the record table after the last walk: kept for the "
-        "next socket at their address, deleted by the next walks.",
+        "Records of destroyed sockets in the record table at its last read (at most every "
+        "30 s): kept for the next socket at their address, deleted by the next walks.",
         MetricType::Gauge, static_cast<double>(destroyed_records_)));
     out.push_back(single_sample("tcpstatesd_strange_transitions_total",
                                 "Transitions from or to a state a full socket does not take "
@@ -862,7 +862,7 @@ void CountedMetrics::walked(const SocketWalk& walk) {
     oldest_ = walk.oldest;
     walk_totals_ = walk.totals;
     walk_seconds_ = walk.seconds;
-    destroyed_records_ = walk.destroyed_records;
+    if (walk.listing) destroyed_records_ = walk.listing->destroyed_records;
     walk_corrections_ += walk.totals.corrected + walk.totals.swept;
     if (walks_++ == 0) {
         startup_sockets_ = walk.totals.sockets;

@@ -254,7 +254,7 @@ private:
     std::vector<SocketWalk::Oldest> oldest_;
     tcpstates_walk_totals walk_totals_{};
     double walk_seconds_ = 0;
-    uint64_t destroyed_records_ = 0;  // the last walk's SocketWalk::destroyed_records
+    uint64_t destroyed_records_ = 0;  // as the last walk that listed found them
     uint64_t walks_ = 0;
     uint64_t walk_corrections_ = 0;
     uint64_t walk_failures_ = 0;

@@ -11,9 +11,10 @@ namespace tcpstatesd {
 CountUpkeep::CountUpkeep(BpfProgram& program, CountedMetrics& metrics, uint32_t walk_cpu_percent)
     : program_(program), metrics_(metrics), walk_cpu_percent_(walk_cpu_percent) {
     next_swap_check_ = Clock::now() + kMinSwapInterval;
+    // Nothing is stale or destroyed yet: the start-up walk recorded the table's sockets.
+    next_listing_ = Clock::now() + kRecordListingInterval;
     if (!program_.can_walk_sockets()) return;
-    const SocketWalk first = walk_sockets(program_);
-    metrics_.walked(first);
+    const SocketWalk first = walk();
     startup_sockets_ = first.totals.sockets;
     startup_seconds_ = first.seconds;
     next_walk_ = next_walk_after(first.cpu_seconds);
@@ -25,14 +26,24 @@ CountUpkeep::Clock::time_point CountUpkeep::next_walk_after(double walk_cpu_seco
                               kMinWalkInterval, std::chrono::duration_cast<Clock::duration>(pause));
 }
 
+SocketWalk CountUpkeep::walk() {
+    const bool listing_due = Clock::now() >= next_listing_;
+    SocketWalk walk =
+        walk_sockets(program_, listing_due ? SweepListing::read_record_table : SweepListing::skip);
+    metrics_.walked(walk);
+    if (walk.listing)
+        next_listing_ =
+            walk.listing->complete ? Clock::now() + kRecordListingInterval : Clock::now();
+    if (walk.totals.corrected != 0) next_listing_ = Clock::now();
+    return walk;
+}
+
 void CountUpkeep::tick() {
     const auto now = Clock::now();
     if (program_.can_walk_sockets() && now >= next_walk_) {
         double seconds = 0;  // CPU time: on a loaded host the wall time is longer
         try {
-            const SocketWalk walk = walk_sockets(program_);
-            metrics_.walked(walk);
-            seconds = walk.cpu_seconds;
+            seconds = walk().cpu_seconds;
         } catch (const std::exception& e) {
             // The gauge keeps the last walk's timewait and request sockets meanwhile.
             metrics_.walk_failed();

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdint>
 
+#include "kernel/socket_walk.hpp"
+
 namespace tcpstatesd {
 
 class BpfProgram;
@@ -19,7 +21,11 @@ public:
     // A walk runs at most this often, and takes no more than the configured share of one CPU
     // (metrics.socket_walk_cpu_percent): at 1%, the next waits a hundred times the CPU time the
     // last took.
-    static constexpr std::chrono::seconds kMinWalkInterval{2};
+    static constexpr std::chrono::seconds kMinWalkInterval{5};
+    // How often a walk reads the record table to list what the next sweeps (socket_walk.hpp):
+    // sooner, at the next walk, after a listing that could not list everything or a walk that
+    // corrected records (the programs missed transitions, so they may have missed ends).
+    static constexpr std::chrono::seconds kRecordListingInterval{30};
     // How often a swap may happen (each waits for the programs, milliseconds): as often as
     // the walks, which find the label values that are gone.
     static constexpr std::chrono::seconds kMinSwapInterval{2};
@@ -41,12 +47,15 @@ private:
     using Clock = std::chrono::steady_clock;
     // When the walk after one that took this much CPU time may start.
     Clock::time_point next_walk_after(double walk_cpu_seconds) const;
+    // Walks now, listing if due; takes the walk into the metrics. Throws what the walk throws.
+    SocketWalk walk();
 
     BpfProgram& program_;
     CountedMetrics& metrics_;
     uint32_t walk_cpu_percent_;
     Clock::time_point next_walk_{};
     Clock::time_point next_swap_check_{};
+    Clock::time_point next_listing_{};
     uint64_t startup_sockets_ = 0;
     double startup_seconds_ = 0;
     uint64_t failed_walks_ = 0;

@@ -22,7 +22,7 @@ the two agree (the scrape's own connection aside) and the daemon's last walk of 
 then no socket changed state while the daemon counted. Sockets still on their way (a FIN
 whose delayed ACK is due, a last ACK in flight) make the readings differ, and the comparison
 is taken again, for up to SETTLE_TIMEOUT_S plus WALK_TIMEOUT_S. The daemon walks with half a
-CPU (WALK_CPU_PERCENT): a walk of these few sockets every 2 s.
+CPU (WALK_CPU_PERCENT): a walk of these few sockets every 5 s.
 4. Sockets of another network namespace (a child of the test's) are counted once they change
    state: FOREIGN connections opened there add 2 x FOREIGN ESTABLISHED and their listener to
    what ss shows in the test's namespace; once closed, their TIME_WAIT is not counted (only the daemon's own
@@ -54,9 +54,9 @@ FOREIGN = 8
 # retransmission timeout (at least 200 ms, TCP_RTO_MIN) of the test's last action; 10 s is
 # 50 of them, for a loaded machine.
 SETTLE_TIMEOUT_S = 10.0
-# Walks every 2 s (the daemon's shortest period, at this share of a CPU): 10 of them.
+# Walks every 5 s (the daemon's shortest period, at this share of a CPU): 10 of them.
 WALK_CPU_PERCENT = 50
-WALK_TIMEOUT_S = 20.0
+WALK_TIMEOUT_S = 50.0
 # tcpi_state of struct tcp_info (its first byte): the kernel's TCP_FIN_WAIT2.
 TCP_FIN_WAIT2 = 5
 # bench's holder of loopback connections: N held, "ready", closed in order at end of stdin.

@@ -111,7 +111,8 @@ SteadyWalk steady_walk(tcpstatesd::BpfProgram& program) {
     SteadyWalk steady;
     bool steady_seen = wait_until([&] {
         const uint64_t before = tcp_ext("ListenDrops");
-        steady.walk = tcpstatesd::walk_sockets(program);
+        steady.walk =
+            tcpstatesd::walk_sockets(program, tcpstatesd::SweepListing::read_record_table);
         steady.listen_drops = tcp_ext("ListenDrops");
         return before == steady.listen_drops;
     });
@@ -155,7 +156,9 @@ TEST_CASE(
         // A walk makes the namespace known (also when it has no socket yet): a listener opened
         // from then on is followed from its listen(), not from the next walk. No walk runs
         // again until the drops are made.
-        const uint64_t counted_at_start = drops_of(tcpstatesd::walk_sockets(program), ipv6, kPort);
+        const uint64_t counted_at_start =
+            drops_of(tcpstatesd::walk_sockets(program, tcpstatesd::SweepListing::read_record_table),
+                     ipv6, kPort);
         Fd listener = listen_on_port(family, kPort, 1);
 
         // The kernel's queue is full when it holds more than the backlog (sk_acceptq_is_full:
@@ -214,7 +217,8 @@ TEST_CASE(
 
     std::vector<Fd> clients;
     for (int i = 0; i < 900; ++i) clients.push_back(connect_loopback(AF_INET, kPort));
-    const tcpstatesd::SocketWalk held = tcpstatesd::walk_sockets(program);
+    const tcpstatesd::SocketWalk held =
+        tcpstatesd::walk_sockets(program, tcpstatesd::SweepListing::read_record_table);
     CHECK(held.ephemeral_ports == 1000);
     CHECK(held.busiest_destinations.at({0, kPort}) == 900);
     CHECK(held.queue_totals.uncounted_sockets == 0);
@@ -222,7 +226,8 @@ TEST_CASE(
     for (int i = 900; i < 1000; ++i) clients.push_back(connect_loopback(AF_INET, kPort));
     Fd one_more = tcp_socket(AF_INET);
     CHECK(try_connect(one_more, AF_INET, kPort) == EADDRNOTAVAIL);
-    const tcpstatesd::SocketWalk used_up = tcpstatesd::walk_sockets(program);
+    const tcpstatesd::SocketWalk used_up =
+        tcpstatesd::walk_sockets(program, tcpstatesd::SweepListing::read_record_table);
     CHECK(used_up.busiest_destinations.at({0, kPort}) == 1000);
 }
 
@@ -237,7 +242,8 @@ TEST_CASE(
     const Fd reserved = bind_loopback(AF_INET);
     const uint16_t port = local_port(reserved);
     const auto listened = [&] {
-        const tcpstatesd::SocketWalk walk = tcpstatesd::walk_sockets(program);
+        const tcpstatesd::SocketWalk walk =
+            tcpstatesd::walk_sockets(program, tcpstatesd::SweepListing::read_record_table);
         return ((walk.totals.listening_ports[port / 64] >> (port % 64)) & 1) != 0;
     };
     REQUIRE_FALSE(listened());

@@ -274,7 +274,7 @@ std::map<uint64_t, tcpstates_socket> listed_destroyed(const tcpstatesd::BpfProgr
 
 TEST_CASE(
     "where a walk sweeps, a destroyed socket's record waits for the next socket at its address, "
-    "and the walk after the one that lists it deletes it",
+    "and the walk after the one that lists it deletes it, listing or not",
     "[socket-table][walk]") {
     REQUIRE_BPF();
     tcpstatesd::BpfOptions options;
@@ -308,16 +308,20 @@ TEST_CASE(
     CHECK(refused == 0);
     CHECK(program.read_counters()[TCPSTATES_COUNTER_STATE_MISMATCH] == 0);
 
-    const tcpstatesd::SocketWalk listing = tcpstatesd::walk_sockets(program);
+    const tcpstatesd::SocketWalk listing =
+        tcpstatesd::walk_sockets(program, tcpstatesd::SweepListing::read_record_table);
     const std::map<uint64_t, tcpstates_socket> listed = listed_destroyed(program);
     INFO("destroyed sockets' entries after the first walk: "
-         << listing.destroyed_records << ", listed and not taken over: " << listed.size());
+         << listing.listing->destroyed_records << ", listed and not taken over: " << listed.size());
     // Of the 2 x kAtOnce sockets closed above, at least half still wait (above): enough that a
     // sweep that deletes nothing is seen.
-    REQUIRE(listing.destroyed_records >= listed.size());
+    REQUIRE(listing.listing->destroyed_records >= listed.size());
     REQUIRE(listed.size() >= kAtOnce);
 
-    const tcpstatesd::SocketWalk sweeping = tcpstatesd::walk_sockets(program);
+    // A walk that does not read the table itself (most of the daemon's) still sweeps.
+    const tcpstatesd::SocketWalk sweeping =
+        tcpstatesd::walk_sockets(program, tcpstatesd::SweepListing::skip);
+    CHECK_FALSE(sweeping.listing);
     // Each listed entry is gone, or a new socket took it over (and may have been destroyed
     // again since: its since_ns is then the new life's).
     size_t left = 0;
@@ -330,5 +334,8 @@ TEST_CASE(
     CHECK(left == 0);
     // It deletes what was listed, nothing else.
     CHECK(sweeping.totals.deleted > 0);
-    CHECK(sweeping.totals.deleted <= listing.destroyed_records);
+    CHECK(sweeping.totals.deleted <= listing.listing->destroyed_records);
+    // And leaves no list behind for the next walk to sweep again.
+    uint64_t still_listed = 0;
+    CHECK(bpf_map_get_next_key(program.destroyed_records_fd(), nullptr, &still_listed) != 0);
 }

@@ -77,7 +77,8 @@ TEST_CASE(
     CloseWait first(listener);
     CloseWait second(listener);
     const uint64_t walking = monotonic_ns();
-    tcpstatesd::SocketWalk walk = tcpstatesd::walk_sockets(program);
+    tcpstatesd::SocketWalk walk =
+        tcpstatesd::walk_sockets(program, tcpstatesd::SweepListing::read_record_table);
     const uint64_t walked = monotonic_ns();
 
     // Older than the programs: the first walk's time (after the load), never an earlier one.
@@ -96,7 +97,7 @@ TEST_CASE(
 
     // A later walk keeps the old socket's first sighting; with the older one gone, the next.
     first.server = Fd();
-    walk = tcpstatesd::walk_sockets(program);
+    walk = tcpstatesd::walk_sockets(program, tcpstatesd::SweepListing::read_record_table);
     found = close_wait_on(walk, old_port);
     REQUIRE(found);
     CHECK(found->start_unknown == 1);
@@ -109,5 +110,6 @@ TEST_CASE(
 
     // None left: no entry.
     second.server = Fd();
-    CHECK_FALSE(close_wait_on(tcpstatesd::walk_sockets(program), port));
+    CHECK_FALSE(close_wait_on(
+        tcpstatesd::walk_sockets(program, tcpstatesd::SweepListing::read_record_table), port));
 }
