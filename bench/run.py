@@ -24,6 +24,7 @@ has none mounted), and the churn runs in a network namespace of its own.
 """
 import argparse
 import collections
+import contextlib
 import ctypes
 import http.client
 import json
@@ -163,10 +164,30 @@ class Tracer:
 
 
 def proc_cpu_seconds(pid):
-    """utime + stime of the whole process (all threads), in seconds."""
+    """utime + stime of the whole process (all threads, those ended included), in seconds: in
+    clock ticks (10 ms), as much as a whole run of the daemon takes."""
     stat = read_text(f"/proc/{pid}/stat")
     fields = stat[stat.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
+
+
+def threads_cpu_ns(pid):
+    """{thread id: CPU time in ns} of the process's threads (schedstat's run time: exact)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):
+            out[tid] = int(read_text(f"/proc/{pid}/task/{tid}/schedstat").split()[0])
+    return out
+
+
+def cpu_seconds_between(before, after):
+    """The process's CPU time between two readings ((threads_cpu_ns, proc_cpu_seconds)): exact
+    when the same threads ran throughout, else in clock ticks (an ended thread's time is only
+    in those)."""
+    (threads0, ticks0), (threads1, ticks1) = before, after
+    if threads0.keys() == threads1.keys():
+        return sum(threads1[t] - threads0[t] for t in threads1) / 1e9
+    return ticks1 - ticks0
 
 
 def bpf_prog_stats(ids):
@@ -232,7 +253,7 @@ def run_one(args, tracer, workdir):
         prog_ids = tracer.prog_ids()
         stats_before = bpf_prog_stats(prog_ids)
         metrics_before = tracer.metrics() if tracer.kind == "metrics" else None
-        cpu_before = proc_cpu_seconds(pid)
+        cpu_before = (threads_cpu_ns(pid), proc_cpu_seconds(pid))
 
         churn = run_churn(args, args.duration)
         expected = churn["transitions_expected"]
@@ -242,7 +263,7 @@ def run_one(args, tracer, workdir):
         if tracer.kind == "lines":
             time.sleep(0.3)  # the reader drains what the kernel already wrote
 
-        cpu_after = proc_cpu_seconds(pid)
+        cpu_after = (threads_cpu_ns(pid), proc_cpu_seconds(pid))
         stats_after = bpf_prog_stats(prog_ids)
         record["peak_rss_kib"] = status_kib(pid, "VmHWM")
         if tracer.kind == "metrics":
@@ -272,7 +293,7 @@ def run_one(args, tracer, workdir):
     # could mask a deficit, so for it `missing` is a lower bound and `lost` is the figure.
     record["missing"] = max(0, expected - record["seen"])
     record["seen_beyond_expected"] = max(0, record["seen"] - expected)
-    record["cpu_seconds"] = cpu_after - cpu_before
+    record["cpu_seconds"] = cpu_seconds_between(cpu_before, cpu_after)
     record["bpf_progs"] = {}
     for prog_id, (name, ns, cnt) in stats_after.items():
         _, ns0, cnt0 = stats_before.get(prog_id, (name, 0, 0))
@@ -593,7 +614,7 @@ def print_table(summary, scrape_result, memory_result):
         ("missing", 8, "d", "missing"),
         ("lost", 8, "d", "lost"),
         ("nested", 6, "d", "nested"),
-        ("cpu s/M", 8, ".2f", "cpu_s_per_million_median"),
+        ("cpu s/M", 8, ".3f", "cpu_s_per_million_median"),
         ("rss MiB", 8, ".1f", "peak_rss_mib_max"),
         ("bpf ns", 7, ".0f", "bpf_ns_per_transition_median"),
         ("+ns/tr", 7, ".0f", "traffic_extra_ns_per_transition_median"),
