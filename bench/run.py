@@ -537,11 +537,27 @@ def others_fraction(r):
     return max(0.0, other) / (c["seconds"] * (os.cpu_count() or 1))
 
 
+def steal_fraction(r):
+    """Share of the machine's CPU time the hypervisor gave other guests during a run."""
+    c = r["churn"]
+    return c["host_steal_seconds"] / (c["seconds"] * (os.cpu_count() or 1))
+
+
+# A round is steal-free when no run of it lost more than this share of the CPUs to other guests:
+# the differences between configurations the ratio is read for are a few percent, and stolen
+# time slows whichever run it falls in (up to 86% of a run here). Counted, so that a table
+# made mostly of rounds with steal is known for what it is.
+STEAL_FREE_FRACTION = 0.05
+
+
 def summarize(records, names):
     by_round = collections.defaultdict(dict)
     for r in records:
         r["others_cpu_fraction"] = others_fraction(r)
+        r["steal_fraction"] = steal_fraction(r)
         by_round[r["round"]][r["config"]] = r
+    steal_free = {k for k, rnd in by_round.items()
+                  if all(r["steal_fraction"] <= STEAL_FREE_FRACTION for r in rnd.values())}
     summary = {}
     for name in names:
         runs = [r for r in records if r["config"] == name]
@@ -559,6 +575,9 @@ def summarize(records, names):
                  [r["churn"]["connections_per_second"] for r in runs]),
              "ratio_to_none_median": median(ratios),
              "ratios": ratios,
+             "steal_free_rounds": len(steal_free),
+             "rounds": len(by_round),
+             "steal_fraction_median": median([r["steal_fraction"] for r in runs]),
              "others_cpu_fraction_median": median([r["others_cpu_fraction"] for r in runs]),
              "churn_cpu_us_per_connection_median": median(
                  [r["churn"]["cpu_us_per_connection"] for r in runs]),
@@ -619,6 +638,7 @@ def print_table(summary, scrape_result, memory_result):
         ("bpf ns", 7, ".0f", "bpf_ns_per_transition_median"),
         ("+ns/tr", 7, ".0f", "traffic_extra_ns_per_transition_median"),
         ("others", 6, ".0%", "others_cpu_fraction_median"),
+        ("steal", 6, ".0%", "steal_fraction_median"),
     ]
     head = f"{'config':<16}" + "".join(f" {h:>{w}}" for h, w, _, _ in columns)
     print(head)
@@ -627,6 +647,10 @@ def print_table(summary, scrape_result, memory_result):
         if s.get("peak_rss_kib_max"):
             s["peak_rss_mib_max"] = s["peak_rss_kib_max"] / 1024
         print(f"{name:<16}" + "".join(f" {fmt(s.get(k), f'{w}{f}')}" for _, w, f, k in columns))
+    any_summary = next(iter(summary.values()), None)
+    if any_summary:
+        print(f"steal-free rounds (no run lost over {STEAL_FREE_FRACTION:.0%} of the CPUs to "
+              f"other guests): {any_summary['steal_free_rounds']} of {any_summary['rounds']}")
     for name, m in (memory_result or {}).items():
         print(f"kernel memory {name}: maps {m['map_bytes_per_tracked_socket']:.0f} B per tracked "
               f"socket, unreclaimable slab {m['bytes_per_tracked_socket']:.0f} B per socket held "
