@@ -26,8 +26,8 @@ public:
     // sooner, at the next walk, after a listing that could not list everything or a walk that
     // corrected records (the programs missed transitions, so they may have missed ends).
     static constexpr std::chrono::seconds kRecordListingInterval{30};
-    // How often a swap may happen (each waits for the programs, milliseconds): as often as
-    // the walks, which find the label values that are gone.
+    // How often a swap may happen (each waits for the programs, milliseconds): a table filling
+    // with new tuples is swapped within this, without waiting for a walk.
     static constexpr std::chrono::seconds kMinSwapInterval{2};
 
     // Both must outlive the upkeep. Runs the first walk (the start-up one) now when the program
