@@ -31,6 +31,10 @@ MAX_PORTS = 50
 MAX_CGROUPS = 20
 MAX_SERIES = 600
 NEW = 5
+# Two walks come within 10 s (at most 5 s apart: the daemon's shortest period, which a walk of a
+# test host's few sockets at the default share of a CPU gets); 50 s is five times that, for a
+# loaded machine.
+TWO_WALKS_TIMEOUT_S = 50.0
 CONFIG = f"""labels:
   max_series: {MAX_SERIES}
   port:
@@ -113,7 +117,8 @@ def main():
         # sockets: one that started after the close.
         walks = daemon.metrics()["tcpstatesd_socket_walks_total"]
         wait_for("a walk of the sockets after the listeners closed",
-                 lambda: daemon.metrics()["tcpstatesd_socket_walks_total"] >= walks + 2)
+                 lambda: daemon.metrics()["tcpstatesd_socket_walks_total"] >= walks + 2,
+                 timeout=TWO_WALKS_TIMEOUT_S)
         # A full cgroup label looks for removed cgroups at most once a second, when a new cgroup
         # comes: a rate limit of the daemon's, with nothing to wait for but its period (and
         # 0.1 s for the timer's slack), or the new cgroups would find no room yet.

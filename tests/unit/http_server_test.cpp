@@ -742,8 +742,10 @@ TEST_CASE("http: a request head not complete within read_header_timeout is cut o
     auto options = loopback();
     options.security.http_server.read_header_timeout_seconds = 1;
     Served served(options);
-    const Client client(served.port);
+    // Before the connect: the server's deadline runs from its accept, which may come before
+    // connect() returns here.
     const auto start = std::chrono::steady_clock::now();
+    const Client client(served.port);
     client.send_text("GET /metrics HTTP/1.1\r\n");
     // A header byte every 200 ms: each one would restart an idle timeout.
     bool closed = false;
