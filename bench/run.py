@@ -530,17 +530,21 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def cpu_share(r, seconds):
+    """`seconds` of CPU time during a run, as a share of all the machine's CPUs over it."""
+    return seconds / (r["churn"]["seconds"] * (os.cpu_count() or 1))
+
+
 def others_fraction(r):
     """Share of the machine's CPU used by neither the churn nor the tracer during a run."""
     c = r["churn"]
-    other = c["host_busy_seconds"] - c["cpu_seconds"] - r.get("cpu_seconds", 0)
-    return max(0.0, other) / (c["seconds"] * (os.cpu_count() or 1))
+    return cpu_share(r, max(0.0, c["host_busy_seconds"] - c["cpu_seconds"]
+                            - r.get("cpu_seconds", 0)))
 
 
 def steal_fraction(r):
     """Share of the machine's CPU time the hypervisor gave other guests during a run."""
-    c = r["churn"]
-    return c["host_steal_seconds"] / (c["seconds"] * (os.cpu_count() or 1))
+    return cpu_share(r, r["churn"]["host_steal_seconds"])
 
 
 # A round is steal-free when no run of it lost more than this share of the CPUs to other guests:
@@ -550,20 +554,29 @@ def steal_fraction(r):
 STEAL_FREE_FRACTION = 0.05
 
 
+def round_ratio(rnd, name):
+    """A configuration's conn/s in a round over the no-tracer run's of the same round."""
+    return (rnd[name]["churn"]["connections_per_second"]
+            / rnd["none"]["churn"]["connections_per_second"])
+
+
 def summarize(records, names):
+    """The summary of each configuration, and the run's rounds: how many, and which were
+    steal-free."""
     by_round = collections.defaultdict(dict)
     for r in records:
         r["others_cpu_fraction"] = others_fraction(r)
         r["steal_fraction"] = steal_fraction(r)
         by_round[r["round"]][r["config"]] = r
-    steal_free = {k for k, rnd in by_round.items()
-                  if all(r["steal_fraction"] <= STEAL_FREE_FRACTION for r in rnd.values())}
+    steal_free = sorted(k for k, rnd in by_round.items()
+                        if all(r["steal_fraction"] <= STEAL_FREE_FRACTION for r in rnd.values()))
     summary = {}
     for name in names:
         runs = [r for r in records if r["config"] == name]
-        ratios = [rnd[name]["churn"]["connections_per_second"]
-                  / rnd["none"]["churn"]["connections_per_second"]
-                  for rnd in by_round.values() if name in rnd and "none" in rnd]
+        ratios = [round_ratio(rnd, name) for rnd in by_round.values()
+                  if name in rnd and "none" in rnd]
+        steal_free_ratios = [round_ratio(by_round[k], name) for k in steal_free
+                             if name in by_round[k] and "none" in by_round[k]]
         # What the traffic itself paid per transition beyond the no-tracer run of its round:
         # tracepoint dispatch, BPF program, buffer wakeups (see churn.cpp: cpu_seconds).
         extra = [(rnd[name]["churn"]["cpu_us_per_connection"]
@@ -575,8 +588,7 @@ def summarize(records, names):
                  [r["churn"]["connections_per_second"] for r in runs]),
              "ratio_to_none_median": median(ratios),
              "ratios": ratios,
-             "steal_free_rounds": len(steal_free),
-             "rounds": len(by_round),
+             "ratio_to_none_steal_free_median": median(steal_free_ratios),
              "steal_fraction_median": median([r["steal_fraction"] for r in runs]),
              "others_cpu_fraction_median": median([r["others_cpu_fraction"] for r in runs]),
              "churn_cpu_us_per_connection_median": median(
@@ -615,7 +627,7 @@ def summarize(records, names):
             cpu_theirs = summary[base].get("cpu_s_per_million_median")
             if cpu_theirs and s["cpu_s_per_million_median"] is not None:
                 s["cpu_vs_tcpstates"] = s["cpu_s_per_million_median"] / cpu_theirs
-    return summary
+    return summary, {"rounds": len(by_round), "steal_free": steal_free}
 
 
 def fmt(value, spec):
@@ -623,10 +635,11 @@ def fmt(value, spec):
     return "-".rjust(width) if value is None else format(value, spec)
 
 
-def print_table(summary, scrape_result, memory_result):
+def print_table(summary, rounds, scrape_result, memory_result):
     columns = [  # header, width, format, summary key
         ("conn/s", 8, ".0f", "connections_per_second_median"),
         ("ratio", 6, ".3f", "ratio_to_none_median"),
+        ("r s-f", 6, ".3f", "ratio_to_none_steal_free_median"),
         ("cost/ts", 7, ".2f", "cost_vs_tcpstates"),
         ("expected", 10, "d", "transitions_expected"),
         ("seen", 10, "d", "transitions_seen"),
@@ -647,10 +660,8 @@ def print_table(summary, scrape_result, memory_result):
         if s.get("peak_rss_kib_max"):
             s["peak_rss_mib_max"] = s["peak_rss_kib_max"] / 1024
         print(f"{name:<16}" + "".join(f" {fmt(s.get(k), f'{w}{f}')}" for _, w, f, k in columns))
-    any_summary = next(iter(summary.values()), None)
-    if any_summary:
-        print(f"steal-free rounds (no run lost over {STEAL_FREE_FRACTION:.0%} of the CPUs to "
-              f"other guests): {any_summary['steal_free_rounds']} of {any_summary['rounds']}")
+    print(f"steal-free rounds (no run lost over {STEAL_FREE_FRACTION:.0%} of the CPUs to "
+          f"other guests): {len(rounds['steal_free'])} of {rounds['rounds']}")
     for name, m in (memory_result or {}).items():
         print(f"kernel memory {name}: maps {m['map_bytes_per_tracked_socket']:.0f} B per tracked "
               f"socket, unreclaimable slab {m['bytes_per_tracked_socket']:.0f} B per socket held "
@@ -810,20 +821,21 @@ def main():
                 memory_result[name] = memory_benchmark(args, tracers[name], workdir)
     os.close(stats_fd)
 
-    summary = summarize(records, names)
+    summary, rounds = summarize(records, names)
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "commit": git_revision(), "kernel": os.uname().release,
               "cpus": os.cpu_count(), "wall_seconds": round(time.time() - started, 1),
               "args": {k: v for k, v in vars(args).items()},
               "commands": {n: (t.argv if t else None) for n, t in tracers.items()},
-              "summary": summary, "scrape": scrape_result, "memory": memory_result,
+              "summary": summary, "rounds": rounds,
+              "scrape": scrape_result, "memory": memory_result,
               "runs": records}
     with open(args.output, "w") as f:
         json.dump(result, f, indent=1)
     print(f"{result['date']} commit {result['commit']} kernel {result['kernel']}, "
           f"{args.rounds} rounds x {len(names)} configs x {args.duration:g} s churn "
           f"({args.family}, {args.threads} client threads), {result['wall_seconds']} s")
-    print_table(summary, scrape_result, memory_result)
+    print_table(summary, rounds, scrape_result, memory_result)
     print(f"raw figures: {args.output}")
 
 
