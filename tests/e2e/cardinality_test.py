@@ -22,8 +22,9 @@ import os
 import re
 import time
 
-from e2e_support import (Cgroups, Daemon, connect_once, fail, in_own_network_namespace,
-                         new_listeners, sample, scratch_dir, test_arguments, wait_for)
+from e2e_support import (WALK_PERIOD_S, Cgroups, Daemon, connect_once, fail,
+                         in_own_network_namespace, new_listeners, sample, scratch_dir,
+                         test_arguments, wait_for)
 
 PORTS = 2000
 CGROUPS = 200
@@ -31,10 +32,8 @@ MAX_PORTS = 50
 MAX_CGROUPS = 20
 MAX_SERIES = 600
 NEW = 5
-# Two walks come within 10 s (at most 5 s apart: the daemon's shortest period, which a walk of a
-# test host's few sockets at the default share of a CPU gets); 50 s is five times that, for a
-# loaded machine.
-TWO_WALKS_TIMEOUT_S = 50.0
+# Two walks come within two walk periods; for a loaded machine, five times that.
+TWO_WALKS_TIMEOUT_S = 5 * 2 * WALK_PERIOD_S
 CONFIG = f"""labels:
   max_series: {MAX_SERIES}
   port:

@@ -325,6 +325,15 @@ class KeptAlive:
         self.close()
 
 
+# The walk tests give the daemon's walks this share of a CPU: a walk of a test host's few sockets
+# then waits the daemon's shortest pause between walks (CountUpkeep::kMinWalkInterval), as it
+# does at the default share.
+WALK_CPU_PERCENT = 50
+WALK_PERIOD_S = 5.0
+# A walk that starts after an event comes within one period; ten leave room for a loaded machine.
+WALK_TIMEOUT_S = 10 * WALK_PERIOD_S
+
+
 def walk_started_after(values, when):
     """Whether the daemon's last walk of the sockets (which gives the gauge its TIME_WAIT and
     request sockets) started after `when` (time.time())."""

@@ -24,13 +24,9 @@ import socket
 import sys
 import time
 
-from e2e_support import (Daemon, fail, in_own_network_namespace, sample, scratch_dir,
-                         test_arguments, wait_for, walk_started_after)
+from e2e_support import (WALK_CPU_PERCENT, WALK_TIMEOUT_S, Daemon, fail, in_own_network_namespace,
+                         sample, scratch_dir, test_arguments, wait_for, walk_started_after)
 
-# Walks every 5 s (the daemon's shortest period, at this share of a CPU).
-WALK_CPU_PERCENT = 50
-# 10 walk periods, for a loaded machine.
-WALK_TIMEOUT_S = 50.0
 # Any ports: the namespace is the test's own.
 QUEUE_PORT = 7000
 DESTINATION_PORT = 7001

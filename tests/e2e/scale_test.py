@@ -76,8 +76,9 @@ import sys
 import time
 import urllib.request
 
-from e2e_support import (Daemon, HitsInInitContext, KeptAlive, fail, sample_name_and_labels,
-                         scratch_dir, series, test_arguments, wait_for, walk_started_after)
+from e2e_support import (WALK_CPU_PERCENT, WALK_PERIOD_S, Daemon, HitsInInitContext, KeptAlive,
+                         fail, sample_name_and_labels, scratch_dir, series, test_arguments,
+                         wait_for, walk_started_after)
 
 HOLDERS = 25
 IPV6_HOLDERS = 3
@@ -100,10 +101,9 @@ SCRAPES = 10
 OPEN_TIMEOUT_S = 120
 CHURN_TIMEOUT_S = 120
 COUNTED_TIMEOUT_S = 30
-# The daemon may walk with half a CPU (WALK_CPU_PERCENT): a walk of up to 0.5 s here, then a
-# pause of at least 5 s (the shortest); the timeout leaves room for a loaded host.
-WALK_CPU_PERCENT = 50
-WALK_TIMEOUT_S = 60
+# With WALK_CPU_PERCENT, a walk of up to 0.5 s here, then a pause of at least WALK_PERIOD_S;
+# the timeout leaves room for a loaded host.
+WALK_TIMEOUT_S = 12 * WALK_PERIOD_S
 # The longest between two listings of the record table (runtime/count_upkeep.hpp).
 RECORD_LISTING_INTERVAL_S = 30
 SS_TIMEOUT_S = 60

@@ -34,9 +34,9 @@ import subprocess
 import sys
 import time
 
-from e2e_support import (FAMILIES, Connections, Daemon, fail, in_new_network_namespace,
-                         in_own_network_namespace, KeptAlive, sample, scratch_dir, series,
-                         test_arguments, wait_for, walk_started_after)
+from e2e_support import (FAMILIES, WALK_CPU_PERCENT, WALK_TIMEOUT_S, Connections, Daemon, fail,
+                         in_new_network_namespace, in_own_network_namespace, KeptAlive, sample,
+                         scratch_dir, series, test_arguments, wait_for, walk_started_after)
 
 # ss's names of the states, as the gauge names them.
 SS_STATES = {"ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV",
@@ -54,9 +54,6 @@ FOREIGN = 8
 # retransmission timeout (at least 200 ms, TCP_RTO_MIN) of the test's last action; 10 s is
 # 50 of them, for a loaded machine.
 SETTLE_TIMEOUT_S = 10.0
-# Walks every 5 s (the daemon's shortest period, at this share of a CPU): 10 of them.
-WALK_CPU_PERCENT = 50
-WALK_TIMEOUT_S = 50.0
 # tcpi_state of struct tcp_info (its first byte): the kernel's TCP_FIN_WAIT2.
 TCP_FIN_WAIT2 = 5
 # bench's holder of loopback connections: N held, "ready", closed in order at end of stdin.

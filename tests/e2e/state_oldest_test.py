@@ -29,18 +29,14 @@ the server reads the EOF and keeps its socket open.
 import socket
 import time
 
-from e2e_support import (FAMILIES, Daemon, fail, free_port, in_own_network_namespace, KeptAlive,
-                         sample, sample_name_and_labels, scratch_dir, test_arguments, wait_for,
-                         walk_started_after)
+from e2e_support import (FAMILIES, WALK_CPU_PERCENT, WALK_TIMEOUT_S, Daemon, fail, free_port,
+                         in_own_network_namespace, KeptAlive, sample, sample_name_and_labels,
+                         scratch_dir, test_arguments, wait_for, walk_started_after)
 
 HELD_BEFORE_S = 3.0
 HOLD_S = 6.0
 # Apart by more than a scrape takes, so that FIRST's and SECOND's bounds do not overlap.
 GAP_S = 2.0
-# Walks every 5 s with this share of a CPU (socket_gauge_test.py's): a walk after an event
-# comes within 5 s; 50 s is 10 walk periods, for a loaded machine.
-WALK_CPU_PERCENT = 50
-WALK_TIMEOUT_S = 50.0
 
 
 class CloseWait:
