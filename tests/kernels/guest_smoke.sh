@@ -40,7 +40,8 @@ while [ "$i" -lt "$connections" ]; do
     wget -q -O /dev/null "http://$address/-/healthy" || fail "connection $i to /-/healthy failed"
     i=$((i + 1))
 done
-# The daemon consumes events asynchronously: wait (bounded) until the counter shows them.
+# The programs count; a scrape reads the counts. A label value new to the daemon can wait for
+# the next swap of the count tables (docs/architecture.md, TupleLabeler): wait (bounded).
 tries=0
 while :; do
     after=$(established)
