@@ -36,10 +36,10 @@ namespace {
 // For what a started trace shows or does: a line for a transition the test made, an exit.
 constexpr std::chrono::milliseconds kTimeout{10000};
 // For the start: loading, verifying and attaching the programs took 1.1 to 1.6 s in the rt-amd64
-// guest of the kernel matrix on a quiet host, beside a busy loop in the guest or not; a guest at
-// nice 19 beside the parallel suite once took more than 10 s. 60 s, some 40 times the quiet
-// start and far inside the guest's time limit, only turns a trace that never starts into a
-// failure that says so.
+// guest of the kernel matrix on a quiet host, beside a busy loop in the guest or not; in that
+// guest at nice 19 beside the parallel suite, a trace once printed no line within 10 s of its
+// launch. 60 s, some 40 times the quiet start and far inside the guest's time limit, only
+// turns a trace that never starts into a failure that says so.
 constexpr std::chrono::milliseconds kStartTimeout{60000};
 
 // One run of the binary with stdout and stderr captured. Killed if still running at the end.
