@@ -1,8 +1,5 @@
 #include "config/config.hpp"
 
-#include <prometheus/client_metric.h>
-#include <prometheus/metric_family.h>
-#include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
@@ -16,6 +13,7 @@
 #include "config/web_config.hpp"
 #include "config/yaml_document.hpp"
 #include "config/yaml_reader.hpp"
+#include "exposition/text_syntax.hpp"
 #include "tcpstates.h"
 
 namespace tcpstatesd {
@@ -104,17 +102,6 @@ std::vector<uint16_t> ports(const Reader& r, const Field& field, bool* listening
     return sorted;
 }
 
-// A bucket bound as the text exposition writes it in `le`. Asked of prometheus-cpp's
-// serializer itself (Debian's build writes 16 significant digits), not imitated.
-std::string exposition_text(double bound) {
-    prometheus::ClientMetric metric;
-    metric.histogram.bucket.push_back({0, bound});
-    const prometheus::MetricFamily family{"b", "", prometheus::MetricType::Histogram, {metric}};
-    const std::string text = prometheus::TextSerializer().Serialize({family});
-    const size_t start = text.find("le=\"") + 4;
-    return text.substr(start, text.find('"', start) - start);
-}
-
 std::vector<double> buckets(const Reader& r, const Field& field) {
     const std::string what = "a finite number of seconds greater than 0";
     const auto items =
@@ -125,7 +112,7 @@ std::vector<double> buckets(const Reader& r, const Field& field) {
         if (!value || !std::isfinite(*value) || *value <= 0) r.expected(item, what);
         // A scraper must read back the very bound that is counted against: otherwise two
         // bounds could print as the same `le` and a bucket would not mean what it says.
-        const std::string printed = exposition_text(*value);
+        const std::string printed = exposition_number(*value);
         if (parse_real(printed) != value)
             r.fail(item, "bucket " + item.node.Scalar() +
                              " cannot be written exactly in the text exposition, which writes " +

@@ -1,13 +1,11 @@
 #include "exposition/exposition_format.hpp"
 
-#include <prometheus/metric_family.h>
-#include <prometheus/text_serializer.h>
-
 #include <charconv>
 #include <optional>
 #include <string_view>
 
 #include "exposition/openmetrics_text.hpp"
+#include "exposition/prometheus_text.hpp"
 #include "exposition/protobuf_delimited.hpp"
 
 namespace tcpstatesd {
@@ -141,7 +139,7 @@ std::string serialize(ExpositionFormat format, const Collection& collection) {
         case ExpositionFormat::Text:
             break;
     }
-    return prometheus::TextSerializer().Serialize(collection.families);
+    return prometheus_text(collection.families);
 }
 
 }  // namespace tcpstatesd

@@ -1,6 +1,6 @@
 // The exposition formats of the telemetry path, chosen by the scraper's Accept header: the
-// Prometheus text format 0.0.4 (the default, prometheus-cpp's TextSerializer), OpenMetrics
-// text 1.0.0 (openmetrics_text.hpp) and the Prometheus protobuf format, length-delimited
+// Prometheus text format 0.0.4 (the default, prometheus_text.hpp), OpenMetrics text 1.0.0
+// (openmetrics_text.hpp) and the Prometheus protobuf format, length-delimited
 // MetricFamily messages (protobuf_delimited.hpp). All three serialize the same collected
 // families, so a series has the same name, labels and value in each.
 #pragma once

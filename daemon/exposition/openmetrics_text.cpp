@@ -5,11 +5,11 @@
 #include <prometheus/metric_type.h>
 
 #include <array>
-#include <charconv>
 #include <cmath>
-#include <stdexcept>
 #include <string_view>
 #include <vector>
+
+#include "exposition/text_syntax.hpp"
 
 namespace tcpstatesd {
 
@@ -34,26 +34,6 @@ std::string_view unit_of(std::string_view family) {
     return {};
 }
 
-// Backslash, double quote and newline escaped: OpenMetrics' escaped-string, for label values
-// and HELP alike.
-void append_escaped(std::string& out, const std::string& text) {
-    for (const char c : text) {
-        switch (c) {
-            case '\\':
-                out += "\\\\";
-                break;
-            case '"':
-                out += "\\\"";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            default:
-                out += c;
-        }
-    }
-}
-
 const char* type_name(prometheus::MetricType type) {
     switch (type) {
         case prometheus::MetricType::Counter:
@@ -70,17 +50,6 @@ const char* type_name(prometheus::MetricType type) {
     return "unknown";
 }
 
-// name="value" pairs, comma-separated, without the braces.
-void append_labels(std::string& out, const std::vector<prometheus::ClientMetric::Label>& labels) {
-    const char* separator = "";
-    for (const auto& label : labels) {
-        out.append(separator).append(label.name).append("=\"");
-        append_escaped(out, label.value);
-        out += '"';
-        separator = ",";
-    }
-}
-
 // One sample line: name, the metric's labels and an optional extra one (le, quantile), value
 // and the metric's timestamp (OpenMetrics counts seconds, prometheus-cpp milliseconds).
 class SampleWriter {
@@ -91,21 +60,12 @@ public:
     void write(std::string_view name, std::string_view suffix, double value,
                const char* extra_label = nullptr, double extra_value = 0,
                const Exemplar* exemplar = nullptr) {
-        out_.append(name).append(suffix);
-        if (!metric_.label.empty() || extra_label != nullptr) {
-            out_ += '{';
-            append_labels(out_, metric_.label);
-            if (extra_label != nullptr) {
-                out_.append(metric_.label.empty() ? "" : ",").append(extra_label).append("=\"");
-                out_.append(openmetrics_number(extra_value)).append("\"");
-            }
-            out_ += '}';
-        }
-        out_ += ' ';
-        out_.append(openmetrics_number(value));
+        append_series(out_, name, suffix, metric_.label, extra_label, extra_value);
+        append_number(out_, value);
         if (metric_.timestamp_ms != 0) {
             // Milliseconds since the epoch take 13 digits as seconds: exact in 16.
-            out_.append(" ").append(openmetrics_number(metric_.timestamp_ms / 1000.0));
+            out_ += ' ';
+            append_number(out_, static_cast<double>(metric_.timestamp_ms) / 1000.0);
         }
         if (exemplar != nullptr) write_exemplar(*exemplar);
         out_ += '\n';
@@ -116,8 +76,10 @@ private:
     void write_exemplar(const Exemplar& exemplar) {
         out_ += " # {";
         append_labels(out_, exemplar.labels);
-        out_.append("} ").append(openmetrics_number(exemplar.value));
-        out_.append(" ").append(openmetrics_number(exemplar.timestamp_ms / 1000.0));
+        out_ += "} ";
+        append_number(out_, exemplar.value);
+        out_ += ' ';
+        append_number(out_, static_cast<double>(exemplar.timestamp_ms) / 1000.0);
     }
 
     std::string& out_;
@@ -144,15 +106,6 @@ void write_histogram(SampleWriter& samples, std::string_view name,
 }
 
 }  // namespace
-
-std::string openmetrics_number(double value) {
-    if (std::isnan(value)) return "NaN";
-    if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
-    std::array<char, 32> digits{};
-    const auto result = std::to_chars(digits.data(), digits.data() + digits.size(), value,
-                                      std::chars_format::general, 16);
-    return std::string(digits.data(), result.ptr);
-}
 
 std::string openmetrics_text(const Collection& collection) {
     std::string out;

@@ -16,7 +16,9 @@ add_executable(http_fuzz
   ${CMAKE_SOURCE_DIR}/daemon/exposition/collection.cpp
   ${CMAKE_SOURCE_DIR}/daemon/exposition/exposition_format.cpp
   ${CMAKE_SOURCE_DIR}/daemon/exposition/openmetrics_text.cpp
+  ${CMAKE_SOURCE_DIR}/daemon/exposition/prometheus_text.cpp
   ${CMAKE_SOURCE_DIR}/daemon/exposition/protobuf_delimited.cpp
+  ${CMAKE_SOURCE_DIR}/daemon/exposition/text_syntax.cpp
   ${CMAKE_SOURCE_DIR}/daemon/config/listen_address.cpp
   ${CMAKE_SOURCE_DIR}/daemon/config/web_config.cpp
   ${CMAKE_SOURCE_DIR}/daemon/config/yaml_document.cpp

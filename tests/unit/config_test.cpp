@@ -5,7 +5,6 @@
 
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
-#include <prometheus/text_serializer.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "exposition/prometheus_text.hpp"
 #include "http/http_error.hpp"
 #include "http/listening_socket.hpp"
 #include "temp_dir.hpp"
@@ -919,7 +919,7 @@ TEST_CASE("config: accepted bucket bounds appear in the exposition as distinct, 
             .metrics.duration_buckets;
     prometheus::Registry registry;
     prometheus::BuildHistogram().Name("h").Register(registry).Add({}, bounds);
-    const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
+    const std::string text = prometheus_text(registry.Collect());
     std::vector<double> read_back;
     for (size_t at = text.find("le=\""); at != std::string::npos; at = text.find("le=\"", at)) {
         at += 4;
