@@ -34,22 +34,6 @@ std::string_view unit_of(std::string_view family) {
     return {};
 }
 
-const char* type_name(prometheus::MetricType type) {
-    switch (type) {
-        case prometheus::MetricType::Counter:
-            return "counter";
-        case prometheus::MetricType::Gauge:
-            return "gauge";
-        case prometheus::MetricType::Summary:
-            return "summary";
-        case prometheus::MetricType::Histogram:
-            return "histogram";
-        case prometheus::MetricType::Untyped:
-            break;
-    }
-    return "unknown";
-}
-
 // One sample line: name, the metric's labels and an optional extra one (le, quantile), value
 // and the metric's timestamp (OpenMetrics counts seconds, prometheus-cpp milliseconds).
 class SampleWriter {
@@ -126,7 +110,9 @@ std::string openmetrics_text(const Collection& collection) {
             append_escaped(out, family.help);
             out += '\n';
         }
-        out.append("# TYPE ").append(name).append(" ").append(type_name(type)).append("\n");
+        const char* type_text =
+            type == prometheus::MetricType::Untyped ? "unknown" : type_name(type);
+        out.append("# TYPE ").append(name).append(" ").append(type_text).append("\n");
         if (const auto unit = unit_of(name); !unit.empty())
             out.append("# UNIT ").append(name).append(" ").append(unit).append("\n");
         for (size_t metric_index = 0; metric_index < family.metric.size(); ++metric_index) {

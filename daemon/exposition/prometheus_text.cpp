@@ -34,22 +34,6 @@ void append_integer(std::string& out, Integer value) {
     out.append(digits.data(), result.ptr);
 }
 
-const char* type_name(prometheus::MetricType type) {
-    switch (type) {
-        case prometheus::MetricType::Counter:
-            return "counter";
-        case prometheus::MetricType::Gauge:
-            return "gauge";
-        case prometheus::MetricType::Summary:
-            return "summary";
-        case prometheus::MetricType::Histogram:
-            return "histogram";
-        case prometheus::MetricType::Untyped:
-            break;
-    }
-    return "untyped";
-}
-
 // The sample lines of one series; each ends with the metric's timestamp in milliseconds, if
 // it has one.
 class SampleWriter {

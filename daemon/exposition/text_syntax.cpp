@@ -6,6 +6,22 @@
 
 namespace tcpstatesd {
 
+const char* type_name(prometheus::MetricType type) {
+    switch (type) {
+        case prometheus::MetricType::Counter:
+            return "counter";
+        case prometheus::MetricType::Gauge:
+            return "gauge";
+        case prometheus::MetricType::Summary:
+            return "summary";
+        case prometheus::MetricType::Histogram:
+            return "histogram";
+        case prometheus::MetricType::Untyped:
+            break;
+    }
+    return "untyped";
+}
+
 void append_number(std::string& out, double value) {
     if (std::isnan(value)) {
         out += "NaN";

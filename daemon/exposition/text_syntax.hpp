@@ -4,12 +4,16 @@
 #pragma once
 
 #include <prometheus/client_metric.h>
+#include <prometheus/metric_type.h>
 
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace tcpstatesd {
+
+// A family's type as the text format names it in "# TYPE" (OpenMetrics calls untyped "unknown").
+const char* type_name(prometheus::MetricType type);
 
 // A number as both text formats write it: 16 significant digits (so "0.3" for 0.1 + 0.2 and
 // "1" for 1.0, as prometheus-cpp's own text format writes them), "NaN", "+Inf" or "-Inf".
