@@ -8,8 +8,9 @@ per-round figures and of per-round ratios to the no-tracer run of the same round
 
 Per run of a tracer it records: transitions expected (from the churn's exact count) and seen
 (from the tracer's output or /metrics counters), events lost, the tracer's CPU time
-(utime+stime from /proc/PID/stat), its peak RSS (VmHWM) and the in-kernel cost of its BPF
-programs per transition (run_time_ns / run_cnt with BPF statistics on). Then, if the daemon is
+(utime+stime from /proc/PID/stat) and its peak RSS (VmHWM). Each round then runs each tracer once
+more, with BPF statistics on, for the in-kernel cost of its programs per transition (run_time_ns
+/ run_cnt): the statistics slow the programs, so no other run has them. Then, if the daemon is
 among the configurations, scrape benchmarks: /metrics latency and size over a kept-alive
 connection on a quiet host and while churn runs, with the default configuration and at the
 labelled-series cap (every label on every family, many ports connected to first); and for each
@@ -240,11 +241,13 @@ def run_churn(args, duration):
     return result
 
 
-def run_one(args, tracer, workdir):
-    """One churn run under one configuration: returns its raw figures."""
-    record = {"config": tracer.name if tracer else "none"}
+def run_one(args, tracer, workdir, bpf_time=False):
+    """One churn run under one configuration: returns its raw figures. With `bpf_time`, a run
+    with BPF statistics on, for the programs' run time (see bpf_statistics())."""
+    record = {"config": tracer.name if tracer else "none", "bpf_time": bpf_time}
+    duration = args.bpf_time_duration if bpf_time else args.duration
     if tracer is None:
-        record["churn"] = run_churn(args, args.duration)
+        record["churn"] = run_churn(args, duration)
         return record
 
     tracer.start(workdir)
@@ -255,7 +258,11 @@ def run_one(args, tracer, workdir):
         metrics_before = tracer.metrics() if tracer.kind == "metrics" else None
         cpu_before = (threads_cpu_ns(pid), proc_cpu_seconds(pid))
 
-        churn = run_churn(args, args.duration)
+        if bpf_time:
+            with bpf_statistics():
+                churn = run_churn(args, duration)
+        else:
+            churn = run_churn(args, duration)
         expected = churn["transitions_expected"]
         tracer.settle(
             sample(metrics_before, "tcpstates_transitions_total") + expected
@@ -294,6 +301,8 @@ def run_one(args, tracer, workdir):
     record["missing"] = max(0, expected - record["seen"])
     record["seen_beyond_expected"] = max(0, record["seen"] - expected)
     record["cpu_seconds"] = cpu_seconds_between(cpu_before, cpu_after)
+    if not bpf_time:
+        return record
     record["bpf_progs"] = {}
     for prog_id, (name, ns, cnt) in stats_after.items():
         _, ns0, cnt0 = stats_before.get(prog_id, (name, 0, 0))
@@ -563,16 +572,20 @@ def round_ratio(rnd, name):
 def summarize(records, names):
     """The summary of each configuration, and the run's rounds: how many, and which were
     steal-free."""
-    by_round = collections.defaultdict(dict)
+    by_round = collections.defaultdict(dict)  # the throughput runs
     for r in records:
         r["others_cpu_fraction"] = others_fraction(r)
         r["steal_fraction"] = steal_fraction(r)
-        by_round[r["round"]][r["config"]] = r
+        if not r["bpf_time"]:
+            by_round[r["round"]][r["config"]] = r
     steal_free = sorted(k for k, rnd in by_round.items()
                         if all(r["steal_fraction"] <= STEAL_FREE_FRACTION for r in rnd.values()))
     summary = {}
     for name in names:
-        runs = [r for r in records if r["config"] == name]
+        # The accounting (expected to nested) and the RSS over every run, the BPF time over the
+        # runs with statistics, the rest over the runs without.
+        every_run = [r for r in records if r["config"] == name]
+        runs = [r for r in every_run if not r["bpf_time"]]
         ratios = [round_ratio(rnd, name) for rnd in by_round.values()
                   if name in rnd and "none" in rnd]
         steal_free_ratios = [round_ratio(by_round[k], name) for k in steal_free
@@ -596,26 +609,26 @@ def summarize(records, names):
              "traffic_extra_ns_per_transition_median": median(extra) if name != "none" else None,
              "traffic_extra_ns_per_transition": extra}
         if name != "none":
-            expected = sum(r["expected"] for r in runs)
+            expected = sum(r["expected"] for r in every_run)
             s.update({
                 "transitions_expected": expected,
-                "transitions_seen": sum(r["seen"] for r in runs) if all(
-                    "seen" in r for r in runs) else None,
-                "lost": sum(r["lost"] for r in runs),
-                "missing": sum(r["missing"] for r in runs) if all(
-                    "missing" in r for r in runs) else None,
-                "seen_beyond_expected": sum(r["seen_beyond_expected"] for r in runs),
+                "transitions_seen": sum(r["seen"] for r in every_run) if all(
+                    "seen" in r for r in every_run) else None,
+                "lost": sum(r["lost"] for r in every_run),
+                "missing": sum(r["missing"] for r in every_run) if all(
+                    "missing" in r for r in every_run) else None,
+                "seen_beyond_expected": sum(r["seen_beyond_expected"] for r in every_run),
                 # handled by the nested program: lost to the recursion guard without it
-                "nested": sum(r.get("nested", 0) for r in runs) if all(
-                    "nested" in r for r in runs) else None,
+                "nested": sum(r.get("nested", 0) for r in every_run) if all(
+                    "nested" in r for r in every_run) else None,
                 # per million events the tracer handled: its own traffic and everyone else's
                 "cpu_s_per_million_median": median(
                     [r["cpu_seconds"] / (r["handled"] / 1e6) if r["handled"] else None
                      for r in runs]),
-                "peak_rss_kib_max": max((r["peak_rss_kib"] or 0) for r in runs),
-                "peak_rss_kib_min": min((r["peak_rss_kib"] or 0) for r in runs),
+                "peak_rss_kib_max": max((r["peak_rss_kib"] or 0) for r in every_run),
+                "peak_rss_kib_min": min((r["peak_rss_kib"] or 0) for r in every_run),
                 "bpf_ns_per_transition_median": median(
-                    [bpf_ns_per_transition(r) for r in runs]),
+                    [bpf_ns_per_transition(r) for r in every_run if r["bpf_time"]]),
             })
         summary[name] = s
     base = "tcpstates"
@@ -680,12 +693,17 @@ def print_table(summary, rounds, scrape_result, memory_result):
 
 # --------------------------------------------------------------------------- environment
 
-def enable_bpf_stats():
-    """Turns BPF run-time statistics on while the returned fd is open (bpf BPF_ENABLE_STATS).
+@contextlib.contextmanager
+def bpf_statistics():
+    """BPF run-time statistics on for the block (bpf BPF_ENABLE_STATS, held by an fd).
 
-    Not through kernel.bpf_stats_enabled: another job on the host toggling that sysctl would
-    switch the statistics off in the middle of a run (it happened), and a crash would leave
-    it on. The kernel counts this fd as one more user and drops it when the process ends.
+    Only around the runs that measure the programs' run time: with statistics on, every program
+    run reads the clock twice, which cost the traffic about 235 ns a transition under the daemon's
+    three programs per transition (docs/performance.md, "Running the benchmark"), and a deployed
+    daemon runs without them. Not through kernel.bpf_stats_enabled: another job on the host
+    toggling that sysctl would switch the statistics off in the middle of a run (it happened),
+    and a crash would leave it on. The kernel counts the fd as one more user and drops it when
+    the process ends.
     """
     numbers = {"x86_64": 321, "aarch64": 280}  # __NR_bpf
     machine = os.uname().machine
@@ -697,7 +715,10 @@ def enable_bpf_stats():
     if fd < 0:
         err = ctypes.get_errno()
         sys.exit(f"bpf(BPF_ENABLE_STATS) failed: {os.strerror(err)} (needs Linux >= 5.8, root)")
-    return fd
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def daemon_tracer(name, binary, extra_args):
@@ -718,9 +739,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     build = os.path.join(REPO, "build", "default")
     p.add_argument("--quick", action="store_true",
-                   help="2 rounds of 3 s, fewer scrapes: under a minute")
+                   help="2 rounds of 3 s, fewer scrapes: about a minute")
     p.add_argument("--rounds", type=int, help="rounds (default 5; quick 2)")
     p.add_argument("--duration", type=float, help="seconds of churn per run (default 8; quick 3)")
+    p.add_argument("--bpf-time-duration", type=float,
+                   help="seconds of churn per run with BPF statistics on (default: half of "
+                        "--duration)")
     p.add_argument("--family", choices=["ipv4", "ipv6"], default="ipv4")
     p.add_argument("--threads", type=int, default=2, help="churn client threads")
     p.add_argument("--max-connections", type=int, default=10_000_000,
@@ -756,6 +780,7 @@ def main():
     args = p.parse_args()
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.duration = args.duration or (3 if args.quick else 8)
+    args.bpf_time_duration = args.bpf_time_duration or args.duration / 2
     args.scrapes = args.scrapes or (50 if args.quick else 200)
     args.memory_rounds = args.memory_rounds or (1 if args.quick else 3)
     args.scrape_seconds = 4 if args.quick else 8
@@ -796,7 +821,8 @@ def main():
 
     records, scrape_result, memory_result = [], {}, {}
     started = time.time()
-    stats_fd = enable_bpf_stats()
+    with bpf_statistics():
+        pass  # fail now, not after a round, on a kernel without them
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None,
                                         prefix="tcpstatesd-bench-") as workdir:
         # Quiet scrapes first: a churn leaves its TIME_WAIT sockets in the kernel's global
@@ -805,13 +831,17 @@ def main():
             scrape_result.update(scrape_benchmarks(args, tracers["tcpstatesd"], workdir, False))
         for rnd in range(args.rounds):
             order = names[rnd % len(names):] + names[:rnd % len(names)]
-            for name in order:
-                record = run_one(args, tracers[name], workdir)
+            # The throughput runs, then the tracers' runs for their BPF time.
+            runs = [(name, False) for name in order] + [(name, True) for name in order
+                                                        if tracers[name]]
+            for name, bpf_time in runs:
+                record = run_one(args, tracers[name], workdir, bpf_time)
                 record["round"] = rnd
                 records.append(record)
                 c = record["churn"]
                 log(f"round {rnd + 1}/{args.rounds} {name:<16} "
-                    f"{c['connections_per_second']:8.0f} conn/s"
+                    + (f"BPF time {bpf_ns_per_transition(record) or 0:.0f} ns per transition"
+                       if bpf_time else f"{c['connections_per_second']:8.0f} conn/s")
                     + (f"  seen {record['seen']}/{record['expected']} lost {record['lost']}"
                        if "seen" in record else ""))
         if "tcpstatesd" in names:
@@ -819,7 +849,6 @@ def main():
         for name in names:
             if tracers[name] and tracers[name].kind == "metrics":
                 memory_result[name] = memory_benchmark(args, tracers[name], workdir)
-    os.close(stats_fd)
 
     summary, rounds = summarize(records, names)
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
