@@ -253,15 +253,12 @@ def run_one(args, tracer, workdir, bpf_time=False):
     tracer.start(workdir)
     try:
         pid = tracer.proc.pid
-        prog_ids = tracer.prog_ids()
+        prog_ids = tracer.prog_ids() if bpf_time else []  # only these runs count run time
         stats_before = bpf_prog_stats(prog_ids)
         metrics_before = tracer.metrics() if tracer.kind == "metrics" else None
         cpu_before = (threads_cpu_ns(pid), proc_cpu_seconds(pid))
 
-        if bpf_time:
-            with bpf_statistics():
-                churn = run_churn(args, duration)
-        else:
+        with bpf_statistics() if bpf_time else contextlib.nullcontext():
             churn = run_churn(args, duration)
         expected = churn["transitions_expected"]
         tracer.settle(
@@ -301,15 +298,14 @@ def run_one(args, tracer, workdir, bpf_time=False):
     record["missing"] = max(0, expected - record["seen"])
     record["seen_beyond_expected"] = max(0, record["seen"] - expected)
     record["cpu_seconds"] = cpu_seconds_between(cpu_before, cpu_after)
-    if not bpf_time:
-        return record
-    record["bpf_progs"] = {}
-    for prog_id, (name, ns, cnt) in stats_after.items():
-        _, ns0, cnt0 = stats_before.get(prog_id, (name, 0, 0))
-        # Keyed by id too: the kernel keeps 15 characters of a name, which two programs share
-        # (tcpstates_reset_sent_*, tcpstates_reset_received_*).
-        record["bpf_progs"][f"{name} #{prog_id}"] = {"run_time_ns": ns - ns0,
-                                                    "run_cnt": cnt - cnt0}
+    if bpf_time:
+        record["bpf_progs"] = {}
+        for prog_id, (name, ns, cnt) in stats_after.items():
+            _, ns0, cnt0 = stats_before.get(prog_id, (name, 0, 0))
+            # Keyed by id too: the kernel keeps 15 characters of a name, which two programs
+            # share (tcpstates_reset_sent_*, tcpstates_reset_received_*).
+            record["bpf_progs"][f"{name} #{prog_id}"] = {"run_time_ns": ns - ns0,
+                                                        "run_cnt": cnt - cnt0}
     return record
 
 
