@@ -144,12 +144,14 @@ static __always_inline void observe(struct tcpstates_histogram *histogram, __u32
 
 /* Counts an observation in its native bucket first, then its classic one: a scrape reads the
  * classic buckets first, so the native buckets it reads after hold every observation the
- * classic ones do (docs/architecture.md, "Native histograms"). */
+ * classic ones do (docs/architecture.md, "Native histograms"). With native histograms off (no
+ * bounds) the call is skipped: it cost a few ns a transition (docs/performance.md). */
 static __always_inline void observe_both(struct tcpstates_histogram *histogram, __u32 bucket,
 					 __u64 duration_ns, const struct tcpstates_duration_key *series,
 					 int unlabelled)
 {
-	if (observe_native(series, unlabelled, duration_ns))
+	if (native_bounds[series->generation & 1].count &&
+	    observe_native(series, unlabelled, duration_ns))
 		__sync_fetch_and_add(&histogram->native_lost, 1);
 	observe(histogram, bucket, duration_ns);
 }

@@ -146,9 +146,9 @@ static __always_inline __u8 close_error(const struct sock *sk, int old_state,
 
 /* An orphan in FIN_WAIT2 with TCP_LINGER2 < 0 goes to CLOSE only by __tcp_close()'s abort (it
  * sends the RST after the move): such a socket never waits in FIN_WAIT2 for the peer's FIN. */
-static __always_inline int aborted_by_linger2(const struct sock *sk)
+static __always_inline int aborted_by_linger2(const struct sock *sk, enum access access)
 {
-	return (BPF_CORE_READ(sk, __sk_common.skc_flags) >> SOCK_DEAD & 1) &&
+	return (SK_READ(access, sk, __sk_common.skc_flags) >> SOCK_DEAD & 1) &&
 	       BPF_CORE_READ((const struct tcp_sock *)sk, linger2) < 0;
 }
 
@@ -286,7 +286,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		listener_closed(sk);
 	}
 	if (new_state == TCPSTATES_CLOSE && old_state == TCPSTATES_FIN_WAIT2 && !aborted)
-		aborted = aborted_by_linger2(sk);
+		aborted = aborted_by_linger2(sk, access);
 	family = ipv6 ? AF_INET6 : AF_INET;
 	if (!ports_read && (filter_local_ports || filter_remote_ports || event_details)) {
 		lport = local_port(sk, new_state, access);
