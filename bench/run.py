@@ -558,11 +558,15 @@ def steal_fraction(r):
 # made mostly of rounds with steal is known for what it is.
 STEAL_FREE_FRACTION = 0.05
 
+# The configuration every other tracer is also compared with round by round (the daemon under
+# test, `--tcpstatesd`).
+PAIRED_BASELINE = "tcpstatesd"
 
-def round_ratio(rnd, name):
-    """A configuration's conn/s in a round over the no-tracer run's of the same round."""
+
+def round_ratio(rnd, name, baseline="none"):
+    """A configuration's conn/s in a round over the baseline's run of the same round."""
     return (rnd[name]["churn"]["connections_per_second"]
-            / rnd["none"]["churn"]["connections_per_second"])
+            / rnd[baseline]["churn"]["connections_per_second"])
 
 
 def summarize(records, names):
@@ -604,6 +608,13 @@ def summarize(records, names):
                  [r["churn"]["cpu_us_per_connection"] for r in runs]),
              "traffic_extra_ns_per_transition_median": median(extra) if name != "none" else None,
              "traffic_extra_ns_per_transition": extra}
+        if name not in ("none", PAIRED_BASELINE):
+            # Against the daemon under test in the same round: what a variant (--daemon) changes,
+            # free of the rounds' spread, which a ratio of two medians is not.
+            paired = [round_ratio(rnd, name, PAIRED_BASELINE) for rnd in by_round.values()
+                      if name in rnd and PAIRED_BASELINE in rnd]
+            s.update({"ratio_to_tcpstatesd_median": median(paired),
+                      "ratios_to_tcpstatesd": paired})
         if name != "none":
             expected = sum(r["expected"] for r in every_run)
             s.update({
@@ -671,6 +682,10 @@ def print_table(summary, rounds, scrape_result, memory_result):
         print(f"{name:<16}" + "".join(f" {fmt(s.get(k), f'{w}{f}')}" for _, w, f, k in columns))
     print(f"steal-free rounds (no run lost over {STEAL_FREE_FRACTION:.0%} of the CPUs to "
           f"other guests): {len(rounds['steal_free'])} of {rounds['rounds']}")
+    paired = [f"{name} {s['ratio_to_tcpstatesd_median']:.3f}" for name, s in summary.items()
+              if s.get("ratio_to_tcpstatesd_median") is not None]
+    if paired:
+        print(f"conn/s over {PAIRED_BASELINE}'s in the same round (median): {', '.join(paired)}")
     for name, m in (memory_result or {}).items():
         print(f"kernel memory {name}: maps {m['map_bytes_per_tracked_socket']:.0f} B per tracked "
               f"socket, unreclaimable slab {m['bytes_per_tracked_socket']:.0f} B per socket held "
