@@ -145,7 +145,8 @@ static __always_inline void observe(struct tcpstates_histogram *histogram, __u32
 /* Counts an observation in its native bucket first, then its classic one: a scrape reads the
  * classic buckets first, so the native buckets it reads after hold every observation the
  * classic ones do (docs/architecture.md, "Native histograms"). With native histograms off (no
- * bounds) the call is skipped: it cost a few ns a transition (docs/performance.md). */
+ * bounds) the call is skipped: it cost a few ns a transition (docs/performance.md). The call
+ * tests the bounds again where it reads them: two reloads meanwhile may have rewritten them. */
 static __always_inline void observe_both(struct tcpstates_histogram *histogram, __u32 bucket,
 					 __u64 duration_ns, const struct tcpstates_duration_key *series,
 					 int unlabelled)
