@@ -1,7 +1,9 @@
 #include "kernel/bpf_maps.hpp"
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <linux/bpf.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <string>
@@ -18,6 +20,20 @@ namespace {
 constexpr uint32_t kBatchEntries = 256;
 
 }  // namespace
+
+void run_iterator(bpf_link* link, const std::string& what) {
+    const Fd iteration(bpf_iter_create(bpf_link__fd(link)));
+    if (!iteration) throw_bpf_error("starting: " + what, errno);
+    char buffer[4096];
+    for (;;) {
+        const ssize_t n = read(iteration.get(), buffer, sizeof buffer);
+        if (n == 0) return;
+        // EAGAIN: the kernel pauses a read that visited a million sockets without output;
+        // reading again goes on from there.
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (n < 0) throw_bpf_error(what, errno);
+    }
+}
 
 Fd create_hash_map(const char* name, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
                    bool preallocated, const std::string& failing) {

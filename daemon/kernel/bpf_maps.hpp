@@ -1,5 +1,6 @@
-// Creating and reading plain BPF maps from user space: what the count tables and the walk
-// share. Each throws BpfError naming the map and the cause.
+// Creating and reading plain BPF maps from user space, and running iterators: what the count
+// tables, the walk and the recursion marks share. Each throws BpfError naming the map or the
+// iteration and the cause.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +9,13 @@
 
 #include "common/fd.hpp"
 
+struct bpf_link;
+
 namespace tcpstatesd {
+
+// Runs the iterator attached as `link` to its end (its programs write their results into maps;
+// it prints nothing). `what` names the iteration in an error.
+void run_iterator(bpf_link* link, const std::string& what);
 
 // A BPF_MAP_TYPE_HASH, allocated as used or preallocated. Needs CAP_BPF: create before the
 // daemon drops its capabilities. A failure's error says `failing` if given, else which map.

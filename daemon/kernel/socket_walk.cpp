@@ -21,21 +21,6 @@ namespace tcpstatesd {
 
 namespace {
 
-// Runs an iterator to its end (the programs write nothing: their results are in maps).
-void run_iterator(bpf_link* link) {
-    const Fd walk(bpf_iter_create(bpf_link__fd(link)));
-    if (!walk) throw_bpf_error("starting a walk of the TCP sockets", errno);
-    char buffer[4096];
-    for (;;) {
-        const ssize_t n = read(walk.get(), buffer, sizeof buffer);
-        if (n == 0) return;
-        // EAGAIN: the kernel pauses a read that visited a million sockets without output;
-        // reading again goes on from there.
-        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-        if (n < 0) throw_bpf_error("walking the TCP sockets", errno);
-    }
-}
-
 // The walk counts what found no room under port 0: those keys must exist, with `value`.
 void add_port_zero_keys(int map_fd, const void* value) {
     for (uint8_t ipv6 = 0; ipv6 < 2; ++ipv6)
@@ -175,7 +160,7 @@ SocketWalk walk_sockets(BpfProgram& program, SweepListing listing) {
     SocketWalk walk;
     walk.ephemeral_ports = set_ephemeral_range(program);
     const uint8_t generation = program.next_walk_generation();
-    run_iterator(program.walk_link());
+    run_iterator(program.walk_link(), "walking the TCP sockets");
 
     std::memcpy(&walk.totals, &totals, sizeof totals);
     add_followed_listeners(program, walk.totals.listening_ports);
