@@ -13,6 +13,7 @@
 #include "kernel/event_losses.hpp"
 #include "kernel/event_source.hpp"
 #include "labels/cgroup_names.hpp"
+#include "process/logging.hpp"
 #include "runtime/reactor.hpp"
 #include "trace/trace_format.hpp"
 #include "trace/trace_options.hpp"
@@ -118,6 +119,8 @@ int run_trace_command(int argc, char** argv) {
         std::fputs(kUsage, stdout);
         return 0;
     }
+    // Warnings to stderr, the lines alone to stdout: what reads them parses every line.
+    setup_logging(spdlog::level::warn, LogFormat::Text);
     TraceFormat format = options.format;
     BpfOptions& bpf = options.bpf;
     bpf.ring_buffer_wakeup_bytes = batched_wakeup_bytes(bpf.ring_buffer_bytes);
