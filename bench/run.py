@@ -709,7 +709,7 @@ def bpf_statistics():
     """BPF run-time statistics on for the block (bpf BPF_ENABLE_STATS, held by an fd).
 
     Only around the runs that measure the programs' run time: with statistics on, every program
-    run reads the clock twice, which cost the traffic about 235 ns a transition under the daemon's
+    run reads the clock twice, which cost the traffic about 235 ns a transition when the daemon ran
     three programs per transition (docs/performance.md, "Running the benchmark"), and a deployed
     daemon runs without them. Not through kernel.bpf_stats_enabled: another job on the host
     toggling that sysctl would switch the statistics off in the middle of a run (it happened),

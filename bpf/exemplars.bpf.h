@@ -38,17 +38,16 @@ static __always_inline __u64 exemplar_series(__u16 port, int ipv6, __u8 from, __
 	       (__u64)(labelled ? 1 : 0) << 40;
 }
 
-/* Keeps the observation (duration_ns, ended at now_ns) of the socket the first program handles
- * (held in `slot` of the CPU's hand-off, bpf/transitions.bpf.h) as its series' candidate on this
- * CPU if it is the slowest of the current table. The socket's addresses are read only then.
- * Returns the duration of the candidate this CPU's entry holds, 0 when it holds none. A global
- * function, checked once by the verifier; it takes no pointer to the socket, so it probe-reads
- * the address the slot holds. Include after the hand-off. */
+/* Keeps the observation (duration_ns, ended at now_ns) of the socket at `sk` (its address) that
+ * the first program handles as its series' candidate on this CPU if it is the slowest of the
+ * current table. The socket's addresses are read only then. Returns the duration of the
+ * candidate this CPU's entry holds, 0 when it holds none. A global function, checked once by the
+ * verifier; it takes no pointer to the socket (a global function's arguments are numbers), so it
+ * probe-reads the socket. */
 __noinline __u64 offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns, __u64 now_ns,
-				int slot)
+				__u64 sk)
 {
-	const struct sock *socket;
-	struct handoff *handoff;
+	const struct sock *socket = (const struct sock *)sk;
 	int labelled = (series >> 40) & 1, ipv6 = (series >> 16) & 1;
 	struct tcpstates_exemplar_key key = {
 		.cgroup_id = labelled && duration_label_cgroup ? cgroup_id : 0,
@@ -74,10 +73,6 @@ __noinline __u64 offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns
 	kept = bpf_map_lookup_elem(table, &key);
 	if (kept && kept->duration_ns >= duration_ns)
 		return kept->duration_ns;
-	handoff = bpf_map_lookup_elem(&handoffs, &zero);
-	if (!handoff)
-		return 0;
-	socket = (const struct sock *)handoff->held[bounded(slot, HANDOFF_SLOTS)].sk;
 	if (ipv6) {
 		bpf_core_read(candidate.laddr, 16, &socket->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(candidate.raddr, 16, &socket->__sk_common.skc_v6_daddr);
@@ -112,21 +107,25 @@ static __always_inline __u64 exemplar_hint(__u32 generation, __u64 duration_ns)
 }
 
 /* Offers an observation of the series `histogram` counts it in, if it may be the slowest shown
- * (above); offer_exemplar()'s arguments. */
+ * (above); offer_exemplar()'s arguments, but the socket: the first argument of the tracepoint
+ * whose context is `ctx`. */
 static __always_inline void offer_if_slowest(struct tcpstates_histogram *histogram, __u64 series,
 					     __u64 cgroup_id, __u64 duration_ns, __u64 now_ns,
-					     int slot)
+					     const void *ctx)
 {
 	/* Read before offer_exemplar() reads the table. */
 	__u32 generation = exemplar_generation;
 	__u64 hint = *(volatile __u64 *)&histogram->exemplar_hint;
 	__u64 hinted = hint & EXEMPLAR_HINT_DURATION;
-	__u64 held;
+	__u64 held, sk = 0;
 
 	if (hint >> 48 == (generation & 0xffff) && hinted != EXEMPLAR_HINT_DURATION &&
 	    duration_ns <= hinted)
 		return;
-	held = offer_exemplar(series, cgroup_id, duration_ns, now_ns, slot);
+	/* Read as a number, which is what a global function takes: a tp_btf program holds the
+	 * socket as a pointer. */
+	bpf_probe_read_kernel(&sk, sizeof(sk), ctx);
+	held = offer_exemplar(series, cgroup_id, duration_ns, now_ns, sk);
 	if (held)
 		*(volatile __u64 *)&histogram->exemplar_hint = exemplar_hint(generation, held);
 }

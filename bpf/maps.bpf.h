@@ -71,10 +71,6 @@ volatile __u8 port_listening = 0;
 /* The service ports: bit p % 64 of service_ports[p / 64]. */
 __u64 service_ports[65536 / 64] = {};
 
-/* Set once the first, the nested and the release transition program are all attached, never
- * cleared: until then the first and the nested program return at once (bpf/transitions.bpf.h). */
-volatile __u8 transitions_armed = 0;
-
 /* The walk being run (struct tcpstates_socket's `walked`), counted up by user space. */
 volatile __u8 walk_generation = 0;
 /* The walked network namespace (a visited socket's): the sweep's, and the namespace whose

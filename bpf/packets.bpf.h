@@ -11,6 +11,7 @@
 
 #include "counts.bpf.h"
 #include "records.bpf.h"
+#include "recursion_marks.bpf.h"
 #include "trace_events.bpf.h"
 #include "transitions.bpf.h"
 
@@ -204,9 +205,12 @@ static __always_inline void report_synack(void *ctx, const struct sock *listener
 /* The kernel destroys a socket: its record goes (uncounting it, should it not be in CLOSE). */
 static __always_inline void destroyed(const struct sock *sk, int nested)
 {
-	struct tcpstates_socket *record = find_record(sk);
+	struct tcpstates_socket *record;
 	struct tcpstates_tuple_counts *gauge;
 
+	if (nested && !first_program_skipped(TCPSTATES_FIRST_DESTROY_PROGRAM))
+		return;
+	record = find_record(sk);
 	if (!record)
 		return;
 	if (nested)

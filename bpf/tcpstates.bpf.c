@@ -6,7 +6,8 @@
  *   counts.bpf.h       counting under label tuples, the gauge, the duration histograms
  *   native.bpf.h       the native histograms' exponential buckets
  *   exemplars.bpf.h    the slowest observation of each duration series, with its connection
- *   transitions.bpf.h  sock:inet_sock_set_state (the first, nested and release programs)
+ *   transitions.bpf.h  sock:inet_sock_set_state (the first and the nested program)
+ *   recursion_marks.bpf.h  whether the kernel skipped the first program for a nested one's hit
  *   packets.bpf.h      resets, retransmissions, and the socket's end (tcp:*)
  *   trace_events.bpf.h the events `trace` prints
  *   walk.bpf.h         the walk of the existing sockets (iter/tcp)
@@ -25,15 +26,10 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* A first, a nested and a release program for each transport and attach type
- * (transitions.bpf.h says why three, in this order); user space loads one set. */
+/* A nested and a first program for each transport and attach type (transitions.bpf.h says why
+ * two); user space loads one set. The nested one comes first, so that it is attached before the
+ * first one: the first one never runs without it. */
 #define TRANSITION_PROGRAMS(name, section, transport, access)                                  \
-	SEC(section)                                                                            \
-	int BPF_PROG(name, const struct sock *sk, int old_state, int new_state)                  \
-	{                                                                                       \
-		handle_transition(ctx, sk, old_state, new_state, 0, transport, access);         \
-		return 0;                                                                       \
-	}                                                                                       \
 	SEC(section)                                                                            \
 	int BPF_PROG(name##_nested, const struct sock *sk, int old_state, int new_state)         \
 	{                                                                                       \
@@ -41,10 +37,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 		return 0;                                                                       \
 	}                                                                                       \
 	SEC(section)                                                                            \
-	int BPF_PROG(name##_release, const struct sock *sk, int old_state, int new_state)        \
+	int BPF_PROG(name, const struct sock *sk, int old_state, int new_state)                  \
 	{                                                                                       \
-		(void)ctx;                                                                      \
-		release_transition(sk, old_state, new_state);                                   \
+		handle_transition(ctx, sk, old_state, new_state, 0, transport, access);         \
 		return 0;                                                                       \
 	}
 
@@ -53,21 +48,21 @@ TRANSITION_PROGRAMS(tcpstates_perfbuf, "tp_btf/inet_sock_set_state", PERF_BUFFER
 TRANSITION_PROGRAMS(tcpstates_ringbuf_raw, "raw_tp/inet_sock_set_state", RING_BUFFER, PROBED)
 TRANSITION_PROGRAMS(tcpstates_perfbuf_raw, "raw_tp/inet_sock_set_state", PERF_BUFFER, PROBED)
 
-/* The end of a socket's record: loaded with every set above, a first and a nested program (the
- * nested one finds a record only where the first was skipped: removing it twice is harmless). */
+/* The end of a socket's record: loaded with every set above, a nested and a first program, in
+ * the order and for the reason of the transition programs. */
 #define DESTROY_PROGRAMS(name, section)                                                        \
-	SEC(section)                                                                            \
-	int BPF_PROG(name, const struct sock *sk)                                               \
-	{                                                                                       \
-		(void)ctx;                                                                      \
-		destroyed(sk, 0);                                                               \
-		return 0;                                                                       \
-	}                                                                                       \
 	SEC(section)                                                                            \
 	int BPF_PROG(name##_nested, const struct sock *sk)                                      \
 	{                                                                                       \
 		(void)ctx;                                                                      \
 		destroyed(sk, 1);                                                               \
+		return 0;                                                                       \
+	}                                                                                       \
+	SEC(section)                                                                            \
+	int BPF_PROG(name, const struct sock *sk)                                               \
+	{                                                                                       \
+		(void)ctx;                                                                      \
+		destroyed(sk, 0);                                                               \
 		return 0;                                                                       \
 	}
 

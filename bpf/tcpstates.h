@@ -582,6 +582,13 @@ struct tcpstates_exemplar {
 	__u8 pad[3];
 };
 
+/* The first programs whose recursion marks the nested ones read (bpf/recursion_marks.bpf.h). */
+enum tcpstates_first_program {
+	TCPSTATES_FIRST_TRANSITION_PROGRAM = 0,
+	TCPSTATES_FIRST_DESTROY_PROGRAM,
+	TCPSTATES_FIRST_PROGRAMS,
+};
+
 /* Indexes into the per-CPU `counters` array map. */
 enum tcpstates_counter {
 	TCPSTATES_COUNTER_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed: a record lost */

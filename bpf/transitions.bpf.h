@@ -4,33 +4,14 @@
  * state, its count in the gauge with it; the transition, its close reason and the time spent in
  * the old state are counted under the socket's tuple (or, for `trace`, sent as an event).
  *
- * Three programs are attached to the tracepoint, in this order, because the kernel does not run
- * a program that is already running on the CPU (an interrupt's transition arriving during a
- * run): it skips it and counts a recursion miss.
- *   - The first program handles the transition and, as its first act, holds it in a free slot
- *     of the CPU's hand-off.
- *   - The nested program handles it if the hand-off does not hold it (the kernel skipped the
- *     first for it), and releases it if it does.
- *   - The release program releases it if the nested program did not (the kernel skipped the
- *     nested one for it: an interrupt while the nested program ran for another transition).
- * So the hand-off holds a transition from its first run to its nested or release run, and holds
- * nothing else: of the transitions arriving on a CPU, at most two are between those runs at
- * once (a process context's and, on top of it, an interrupt's; an interrupt's transitions run to
- * the end before the one they interrupted goes on). A transition is released by the run that
- * looks for it and by no other, whatever order interrupts make, so the nested program never
- * takes a transition the first handled for one the first was skipped for. Lost are only the
- * transitions both the first and the nested program were skipped for, counted: the first
- * program's recursion misses exceed the nested program's runs
+ * Two programs are attached to the tracepoint, because the kernel does not run a program that is
+ * already running on the CPU (an interrupt's transition arriving during a run): it skips it and
+ * counts a recursion miss. The first program handles every transition it runs for; the nested
+ * one handles those the kernel skipped the first for, which it reads in the first program's
+ * recursion mark (bpf/recursion_marks.bpf.h). Lost are only transitions the kernel skipped both
+ * for, which two levels of nesting (a task's and an interrupt's) cannot make; they would be
+ * counted: the first program's misses exceed the nested program's runs
  * (tcpstatesd_events_lost_total{reason="recursion"}).
- *
- * User space attaches the three one after the other. A transition the first program held
- * before the other two were attached would stay held: a later one of a socket at the same
- * address with the same states would be taken for it and lost, and two such left a CPU's first
- * program no slot. So the first and the nested program do nothing until user space arms them
- * (transitions_armed), once all three are attached. A transition both saw unarmed is one made
- * before the programs; one whose first run saw them unarmed and nested run armed is the nested
- * program's, as if the kernel had skipped the first: it can offset one recursion miss in the
- * loss count, at most two per CPU (a process's and an interrupt's), at start.
  */
 #ifndef TCPSTATESD_BPF_TRANSITIONS_BPF_H
 #define TCPSTATESD_BPF_TRANSITIONS_BPF_H
@@ -40,83 +21,8 @@
 #include "records.bpf.h"
 #include "trace_events.bpf.h"
 
-/* A transition: the socket's address and the two states (a zero address: a free slot). */
-struct transition {
-	__u64 sk;
-	__s32 old_state;
-	__s32 new_state;
-};
-
-/* At most two transitions are held at once (above). Should a kernel ever nest deeper, the first
- * program finds no free slot and leaves the transition to the nested one. */
-#define HANDOFF_SLOTS 2
-
-struct handoff {
-	struct transition held[HANDOFF_SLOTS];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct handoff);
-} handoffs SEC(".maps");
-
-/* The first program's slot: what the exemplars read the socket's address from. */
 #include "exemplars.bpf.h"
-
-static __always_inline struct handoff *cpu_handoff(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&handoffs, &zero);
-}
-
-/* The first program: holds the transition in a free slot. Returns the slot, or -1 with none
- * (the nested program then handles it). The address goes last: an interrupt's nested or release
- * run sees the slot free until it holds the whole transition. */
-static __always_inline int hold(struct handoff *handoff, const struct sock *sk, int old_state,
-				int new_state)
-{
-	for (int slot = 0; slot < HANDOFF_SLOTS; ++slot) {
-		struct transition *t = &handoff->held[slot];
-
-		if (t->sk)
-			continue;
-		t->old_state = old_state;
-		t->new_state = new_state;
-		asm volatile("" ::: "memory");
-		t->sk = (__u64)sk;
-		return slot;
-	}
-	return -1;
-}
-
-/* The nested and the release program: frees the transition's slot. Whether it held it. */
-static __always_inline int release(struct handoff *handoff, const struct sock *sk,
-				   int old_state, int new_state)
-{
-	for (int slot = 0; slot < HANDOFF_SLOTS; ++slot) {
-		struct transition *t = &handoff->held[slot];
-
-		if (t->sk == (__u64)sk && t->old_state == old_state &&
-		    t->new_state == new_state) {
-			t->sk = 0;
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* The release program. */
-static __always_inline void release_transition(const struct sock *sk, int old_state,
-					       int new_state)
-{
-	struct handoff *handoff = cpu_handoff();
-
-	if (handoff)
-		release(handoff, sk, old_state, new_state);
-}
+#include "recursion_marks.bpf.h"
 
 /* -1 when user space's filters leave this out of the counts, else 0. */
 static __always_inline int filtered_out(__u16 family, __u16 lport, __u16 rport)
@@ -191,25 +97,15 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 	struct tcpstates_socket *entry, *record;
 	struct tcpstates_owner owner = {};
 	__u64 now, duration_ns = 0;
-	int known_start = 0, overflow = 0, ports_read = 0, aborted = 0, slot = 0;
-	struct handoff *handoff;
+	int known_start = 0, overflow = 0, ports_read = 0, aborted = 0;
 	__u16 family, lport = 0, rport = 0;
 	__u8 origin;
 	int ipv6;
 
-	if (!transitions_armed)
-		return;
-	handoff = cpu_handoff();
-	if (!handoff)
-		return;
 	if (nested) {
-		if (release(handoff, sk, old_state, new_state))
+		if (!first_program_skipped(TCPSTATES_FIRST_TRANSITION_PROGRAM))
 			return;
 		count(TCPSTATES_COUNTER_NESTED_HANDLED);
-	} else {
-		slot = hold(handoff, sk, old_state, new_state);
-		if (slot < 0)
-			return;
 	}
 	if (!is_tcp(sk, access))
 		return;
@@ -338,7 +234,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		if (exemplars && !nested && histogram)
 			offer_if_slowest(histogram,
 					 exemplar_series(port, ipv6, old_state, new_state, labelled),
-					 cgroup_id, duration_ns, now, slot);
+					 cgroup_id, duration_ns, now, ctx);
 	} else {
 		count_unknown_start(ipv6, old_state, new_state);
 	}

@@ -21,6 +21,7 @@
 
 #include "kernel/bpf_maps.hpp"
 #include "kernel/native_bounds.hpp"
+#include "kernel/recursion_marks.hpp"
 #include "process/capabilities.hpp"
 #include "tcpstates.skel.h"
 
@@ -111,21 +112,16 @@ void check_btf(const std::string& custom_path, const std::string& opened) {
     }
 }
 
-// The transition programs to load (bpf/transitions.bpf.h says why three): by transport, and by
-// whether the kernel's own BTF is used.
-std::tuple<bpf_program*, bpf_program*, bpf_program*> transition_programs(tcpstates_bpf& skel,
-                                                                         bool ring,
-                                                                         bool custom_btf) {
+// The transition programs to load, the first and the nested one (bpf/transitions.bpf.h says why
+// two): by transport, and by whether the kernel's own BTF is used.
+std::pair<bpf_program*, bpf_program*> transition_programs(tcpstates_bpf& skel, bool ring,
+                                                          bool custom_btf) {
     auto& p = skel.progs;
     if (custom_btf)
-        return ring ? std::tuple{p.tcpstates_ringbuf_raw, p.tcpstates_ringbuf_raw_nested,
-                                 p.tcpstates_ringbuf_raw_release}
-                    : std::tuple{p.tcpstates_perfbuf_raw, p.tcpstates_perfbuf_raw_nested,
-                                 p.tcpstates_perfbuf_raw_release};
-    return ring ? std::tuple{p.tcpstates_ringbuf, p.tcpstates_ringbuf_nested,
-                             p.tcpstates_ringbuf_release}
-                : std::tuple{p.tcpstates_perfbuf, p.tcpstates_perfbuf_nested,
-                             p.tcpstates_perfbuf_release};
+        return ring ? std::pair{p.tcpstates_ringbuf_raw, p.tcpstates_ringbuf_raw_nested}
+                    : std::pair{p.tcpstates_perfbuf_raw, p.tcpstates_perfbuf_raw_nested};
+    return ring ? std::pair{p.tcpstates_ringbuf, p.tcpstates_ringbuf_nested}
+                : std::pair{p.tcpstates_perfbuf, p.tcpstates_perfbuf_nested};
 }
 
 // The programs on the reset and retransmission tracepoints of one transport (bpf/packets.bpf.h),
@@ -255,7 +251,7 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     // Destroyed sockets' records stay for the next socket at their address where a walk sweeps
     // the rest: the daemon's, which walks with the kernel's BTF (`trace` does not walk).
     skel_->rodata->keep_destroyed_records = !options.event_details && kernel_btf ? 1 : 0;
-    std::tie(first_, nested_, release_) = transition_programs(*skel_, ring, !kernel_btf);
+    std::tie(first_, nested_) = transition_programs(*skel_, ring, !kernel_btf);
     destroy_ = kernel_btf ? skel_->progs.tcpstates_destroy : skel_->progs.tcpstates_destroy_raw;
     destroy_nested_ = kernel_btf ? skel_->progs.tcpstates_destroy_nested
                                  : skel_->progs.tcpstates_destroy_raw_nested;
@@ -270,8 +266,8 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     for (bpf_program* candidate = bpf_object__next_program(skel_->obj, nullptr); candidate;
          candidate = bpf_object__next_program(skel_->obj, candidate))
         bpf_program__set_autoload(
-            candidate, candidate == first_ || candidate == nested_ || candidate == release_ ||
-                           candidate == destroy_ || candidate == destroy_nested_ ||
+            candidate, candidate == first_ || candidate == nested_ || candidate == destroy_ ||
+                           candidate == destroy_nested_ ||
                            std::find(packet_programs_.begin(), packet_programs_.end(), candidate) !=
                                packet_programs_.end());
     if (kernel_btf && (options.retransmits || options.resets)) {
@@ -370,6 +366,16 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
     apply_labels(options.labels);
     switch_bucket_bounds(options.duration_bounds_ns, options.handshake_rtt_bounds_ns,
                          options.native_schema);
+    try {
+        install_recursion_marks(bpf_program__fd(first_), bpf_program__fd(destroy_),
+                                bpf_map__fd(skel_->maps.recursion_marks));
+    } catch (const BpfError& e) {
+        spdlog::warn(
+            "the nested programs cannot see when the kernel skips the first ones ({}): on Linux "
+            ">= 6.1 a transition that interrupts the first program on its CPU is lost, counted "
+            "in tcpstatesd_events_lost_total{{reason=\"recursion\"}}",
+            e.what());
+    }
     if (int err = tcpstates_bpf__attach(skel_.get()))
         throw_bpf_error(
             packet_programs_.empty()
@@ -377,9 +383,6 @@ BpfProgram::BpfProgram(const BpfOptions& options) {
                 : "attaching to the tracepoints sock:inet_sock_set_state and tcp:tcp_destroy_sock, "
                   "tcp_send_reset, tcp_receive_reset, tcp_retransmit_skb, tcp_retransmit_synack",
             err);
-    // Only now that the nested and release programs run after the first one may it hold a
-    // transition for them (bpf/transitions.bpf.h).
-    __atomic_store_n(&skel_->bss->transitions_armed, 1, __ATOMIC_RELEASE);
 }
 
 BpfProgram::~BpfProgram() = default;

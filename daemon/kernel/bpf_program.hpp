@@ -240,7 +240,6 @@ private:
     std::unique_ptr<tcpstates_bpf, DestroySkeleton> skel_;
     bpf_program* first_ = nullptr;  // the transition programs loaded and attached
     bpf_program* nested_ = nullptr;
-    bpf_program* release_ = nullptr;
     bpf_program* destroy_ = nullptr;
     bpf_program* destroy_nested_ = nullptr;
     std::vector<bpf_program*> packet_programs_;  // those loaded (BpfOptions::resets...)

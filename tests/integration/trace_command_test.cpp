@@ -312,12 +312,13 @@ TEST_CASE("tcpstatesd trace --json prints one object per transition", "[trace]")
 TEST_CASE("tcpstatesd trace started while connections churn loses none of their transitions",
           "[trace]") {
     REQUIRE_BPF();
-    // The trace attaches its three transition programs one after the other while the churn's
-    // transitions run them (bpf/transitions.bpf.h, on arming them). A transition lost then or
-    // later shows as a socket whose next line does not go on from its last one. Five starts:
-    // before the programs waited to be armed, 5 of 8 starts under three churning processes
-    // showed one. The churn goes on for 200 connections after the first line: 1,000 lines,
-    // which the trace's ring buffer holds even if the trace reads none of them meanwhile.
+    // The trace attaches its two transition programs one after the other while the churn's
+    // transitions run them (the nested one first: bpf/tcpstates.bpf.c). A transition lost then
+    // or later shows as a socket whose next line does not go on from its last one. Five starts:
+    // when the programs still handed transitions over among themselves, and before they waited
+    // for all three to be attached, 5 of 8 starts under three churning processes showed one.
+    // The churn goes on for 200 connections after the first line: 1,000 lines, which the
+    // trace's ring buffer holds even if the trace reads none of them meanwhile.
     constexpr int kAfterFirstLine = 200;
     for (int start = 0; start < 5; ++start) {
         Fd listener = listen_on_loopback(AF_INET);
