@@ -22,7 +22,7 @@ struct bpf_prog_aux {
 } __attribute__((preserve_access_index));
 
 struct bpf_prog {
-	int *active; /* a per-CPU pointer; u8[4] from about Linux 6.19 on arm64 */
+	int *active; /* a per-CPU pointer (bpf/recursion_marks.bpf.h: what it points to) */
 	struct bpf_prog_aux *aux;
 } __attribute__((preserve_access_index));
 

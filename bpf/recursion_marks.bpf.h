@@ -13,8 +13,8 @@
  * exactly when the kernel skipped the first program for this hit (or will: the order the programs
  * run in does not matter). The nested program reads that mark and handles the hit only then:
  * every hit is handled once, by the kernel's own record of what it ran, with no hand-off between
- * the programs. The mark is 4 bytes (an int; from about Linux 6.19 on arm64 one byte per context,
- * any of them set means running).
+ * the programs. The mark is read as 4 bytes: an int, or where a kernel keeps one byte per context
+ * (proposed for arm64), the four together; any byte set means running.
  *
  * User space finds the marks' addresses on each CPU (bpf/recursion_marks.bpf.c) and writes them
  * here before attaching. 0 (not found: no kernel BTF, or a kernel before 5.19): the nested

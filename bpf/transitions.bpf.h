@@ -10,7 +10,7 @@
  * one handles those the kernel skipped the first for, which it reads in the first program's
  * recursion mark (bpf/recursion_marks.bpf.h). Lost are only transitions the kernel skipped both
  * for, which two levels of nesting (a task's and an interrupt's) cannot make; they would be
- * counted: the first program's misses exceed the nested program's runs
+ * counted: the first program's misses exceed the transitions the nested program handled
  * (tcpstatesd_events_lost_total{reason="recursion"}).
  */
 #ifndef TCPSTATESD_BPF_TRANSITIONS_BPF_H
