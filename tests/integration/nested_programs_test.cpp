@@ -105,7 +105,7 @@ TEST_CASE(
     Fd listener = listen_on_loopback(AF_INET);
     Tracer tracer(client_side(local_port(listener)));
 
-    SECTION("the first program's marks: each transition once, by the first program") {
+    SECTION("the first program's marks: each transition once") {
         CHECK(client_transitions(tracer, listener) == kClientLife);
     }
     SECTION("a mark set whenever the nested program reads it: each transition twice") {
