@@ -129,7 +129,7 @@ def one_value(server, expression):
     return values[0] if len(values) == 1 else None
 
 
-def check_native_median(servers, port):
+def check_native_median(daemon, servers, port):
     native, classic = servers["protobuf"], servers["openmetrics"]
     series = f'state="SYN_SENT",next_state="ESTABLISHED",port="{port}"'
     count_of = {native: f"histogram_count(tcpstates_state_duration_seconds{{{series}}})",
@@ -151,10 +151,22 @@ def check_native_median(servers, port):
         listener.close()
     measured = statistics.median(durations)
     print(f"slow connects: {[round(d, 4) for d in durations]} s, median {measured:.4f} s")
+    # On a timeout: whether the daemon missed the observations or a server did.
+    def seen(server):
+        samples = daemon.metrics()
+        own = {name: value for name, value in samples.items()
+               if name.startswith("tcpstates_state_duration_seconds_count")
+               and 'state="SYN_SENT"' in name and f'port="{port}"' in name}
+        losses = {name: value for name, value in samples.items()
+                  if value and ("lost" in name or "unknown_start" in name or "failed" in name)}
+        return (f"{server.query(count_of[server])}; the classic server: "
+                f"{classic.query(count_of[classic])}; up: {server.query('up')}; the daemon's "
+                f"count: {own}; its losses and unknown starts: {losses}")
+
     for name, server in (("native", native), ("classic", classic)):
         wait_for(f"the {name} server to store the {SLOW_SYNS} slow SYN_SENT observations",
                  lambda: one_value(server, count_of[server]) == 2 * SLOW_SYNS, timeout=30,
-                 seen=lambda: server.query(count_of[server]))
+                 seen=lambda: seen(server))
     quantile = one_value(native, "histogram_quantile(0.5, rate(tcpstates_state_duration_"
                                  f"seconds{{{series}}}[1m]))")
     # The kernel's durations (SYN to the SYN-ACK of the retransmission: the initial RTO, 1 s,
@@ -199,7 +211,7 @@ def main():
                 connection(port)
             slow_port = connection(port, HOLD)
             # Accepted by the kernel (backlog): the server side closes when the listener does.
-            check_native_median(servers, syn_port)
+            check_native_median(daemon, servers, syn_port)
             check_exemplars(servers, port, start, slow_port)
         finally:
             for server in servers.values():
