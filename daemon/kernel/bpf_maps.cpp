@@ -77,6 +77,21 @@ void for_each_entry(int map_fd, const char* name, uint32_t key_size, uint32_t va
     }
 }
 
+void read_array(int map_fd, const char* name, uint32_t first, uint32_t count, void* values) {
+    std::vector<uint32_t> keys(count);
+    // An array's batch starts after the key given (none: at 0); ENOENT: it reached the end.
+    uint32_t previous = first - 1, next = 0, read = count;
+    LIBBPF_OPTS(bpf_map_batch_opts, options);
+    if (bpf_map_lookup_batch(map_fd, first == 0 ? nullptr : &previous, &next, keys.data(), values,
+                             &read, &options) != 0 &&
+        errno != ENOENT)
+        throw_bpf_error(std::string("reading the BPF map ") + name, errno);
+    if (read != count || keys.front() != first)
+        throw BpfError(std::string("reading the BPF map ") + name + ": the kernel returned " +
+                       std::to_string(read) + " slots from " + std::to_string(keys.front()) +
+                       ", not " + std::to_string(count) + " from " + std::to_string(first));
+}
+
 void clear_map(int map_fd, const char* name, uint32_t key_size) {
     // The keys first, then the deletions: nothing adds entries meanwhile, and a walk of the
     // keys is linear where restarting it after each deletion would not be.

@@ -27,6 +27,11 @@ Fd create_hash_map(const char* name, uint32_t key_size, uint32_t value_size, uin
 void for_each_entry(int map_fd, const char* name, uint32_t key_size, uint32_t value_size,
                     const std::function<void(const void* key, const void* value)>& each);
 
+// Reads slots first .. first + count - 1 of an array map into `values`, which has room for
+// `count` of its values (for a per-CPU array, a slot's value is each possible CPU's, one after
+// the other, each rounded up to 8 bytes): one system call, not one a slot.
+void read_array(int map_fd, const char* name, uint32_t first, uint32_t count, void* values);
+
 // Removes every entry of a hash map that no program writes (a table swapped out, or the walk's
 // counts between walks).
 void clear_map(int map_fd, const char* name, uint32_t key_size);

@@ -628,13 +628,10 @@ KernelCounters BpfProgram::read_counters() const {
     KernelCounters totals;
     const int cpus = libbpf_num_possible_cpus();
     if (cpus <= 0) throw BpfError("counting the possible CPUs: " + std::string(strerror(-cpus)));
-    std::vector<uint64_t> per_cpu(cpus);
-    const int fd = bpf_map__fd(skel_->maps.counters);
-    for (uint32_t counter = 0; counter < TCPSTATES_COUNTER_MAX; ++counter) {
-        if (bpf_map_lookup_elem(fd, &counter, per_cpu.data()) != 0)
-            throw BpfError("reading the programs' counters: " + std::string(strerror(errno)));
-        for (uint64_t v : per_cpu) totals.values[counter] += v;
-    }
+    std::vector<uint64_t> per_cpu(size_t(TCPSTATES_COUNTER_MAX) * cpus);  // [counter][cpu]
+    read_array(bpf_map__fd(skel_->maps.counters), "counters", 0, TCPSTATES_COUNTER_MAX,
+               per_cpu.data());
+    for (size_t i = 0; i < per_cpu.size(); ++i) totals.values[i / cpus] += per_cpu[i];
     return totals;
 }
 

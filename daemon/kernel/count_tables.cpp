@@ -82,46 +82,30 @@ std::vector<NativeBucket> CountTables::native_buckets() const {
 }
 
 std::vector<tcpstates_histogram> CountTables::durations(uint32_t generation) const {
-    constexpr uint32_t kSlots = TCPSTATES_DURATION_SLOTS / 2;
-    const uint32_t first = tcpstates_duration_slot(generation, 0, 0, 0);
-    std::vector<tcpstates_histogram> out(kSlots);
-    std::vector<uint32_t> keys(kSlots);
-    // An array's batch starts after the key given (none: at 0) and reads `count` slots.
-    uint32_t previous = first - 1, next = 0, count = kSlots;
-    LIBBPF_OPTS(bpf_map_batch_opts, options);
-    if (bpf_map_lookup_batch(program_.durations_fd(), first == 0 ? nullptr : &previous, &next,
-                             keys.data(), out.data(), &count, &options) != 0 &&
-        errno != ENOENT)
-        throw_bpf_error("reading the duration histograms", errno);
-    if (count != kSlots || keys.front() != first)
-        throw BpfError("reading the duration histograms: the kernel returned " +
-                       std::to_string(count) + " slots from " + std::to_string(keys.front()));
+    std::vector<tcpstates_histogram> out(TCPSTATES_DURATION_SLOTS / 2);
+    read_array(program_.durations_fd(), "durations", tcpstates_duration_slot(generation, 0, 0, 0),
+               static_cast<uint32_t>(out.size()), out.data());
     return out;
 }
 
 std::array<tcpstates_histogram, 2> CountTables::handshake_rtts(uint32_t generation) const {
-    std::array<tcpstates_histogram, 2> out{};
-    for (uint32_t ipv6 = 0; ipv6 < 2; ++ipv6) {
-        const uint32_t slot = tcpstates_handshake_rtt_slot(generation, ipv6);
-        if (bpf_map_lookup_elem(program_.handshake_rtts_fd(), &slot, &out[ipv6]) != 0)
-            throw_bpf_error("reading the handshake RTT histograms", errno);
-    }
+    std::array<tcpstates_histogram, 2> out{};  // [ipv6]
+    read_array(program_.handshake_rtts_fd(), "handshake_rtts",
+               tcpstates_handshake_rtt_slot(generation, 0), 2, out.data());
     return out;
 }
 
 PerFamily CountTables::handshake_rtt_unmeasured() const {
     PerFamily out{};
-    for (uint32_t ipv6 = 0; ipv6 < 2; ++ipv6)
-        if (bpf_map_lookup_elem(program_.handshake_rtt_unmeasured_fd(), &ipv6, &out[ipv6]) != 0)
-            throw_bpf_error("reading the handshakes without an RTT", errno);
+    read_array(program_.handshake_rtt_unmeasured_fd(), "handshake_rtt_unmeasured", 0, 2,
+               out.data());
     return out;
 }
 
 UnknownStarts CountTables::unknown_starts() const {
     UnknownStarts out{};
-    for (uint32_t slot = 0; slot < out.size(); ++slot)
-        if (bpf_map_lookup_elem(program_.unknown_starts_fd(), &slot, &out[slot]) != 0)
-            throw_bpf_error("reading the unknown starts", errno);
+    read_array(program_.unknown_starts_fd(), "unknown_starts", 0, static_cast<uint32_t>(out.size()),
+               out.data());
     return out;
 }
 
