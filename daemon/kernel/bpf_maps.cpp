@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,24 @@ void for_each_entry(int map_fd, const char* name, uint32_t key_size, uint32_t va
         first = false;
     }
 }
+
+uint32_t possible_cpus() {
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) throw BpfError("counting the possible CPUs: " + std::string(strerror(-cpus)));
+    return static_cast<uint32_t>(cpus);
+}
+
+template <typename Info>
+Info object_info(int fd, const std::string& what) {
+    Info info{};
+    uint32_t size = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &size) != 0)
+        throw BpfError(what + ": " + strerror(errno));
+    return info;
+}
+
+template bpf_prog_info object_info<bpf_prog_info>(int fd, const std::string& what);
+template bpf_map_info object_info<bpf_map_info>(int fd, const std::string& what);
 
 void read_array(int map_fd, const char* name, uint32_t first, uint32_t count, void* values) {
     std::vector<uint32_t> keys(count);

@@ -1,6 +1,7 @@
-// Creating and reading plain BPF maps from user space, and running iterators: what the count
-// tables, the walk and the recursion marks share. Each throws BpfError naming the map or the
-// iteration and the cause.
+// Creating and reading plain BPF maps from user space, reading what the kernel tells of a BPF
+// object, and running iterators: what the count tables, the walk, the programs' counters and the
+// recursion marks share. Each throws BpfError naming the map, the object or the iteration and
+// the cause.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,14 @@ Fd create_hash_map(const char* name, uint32_t key_size, uint32_t value_size, uin
 // removed meanwhile may or may not be seen.
 void for_each_entry(int map_fd, const char* name, uint32_t key_size, uint32_t value_size,
                     const std::function<void(const void* key, const void* value)>& each);
+
+// The CPUs there may be: how many values a per-CPU map holds in a slot.
+uint32_t possible_cpus();
+
+// What the kernel tells of the program or map behind `fd` (Info: bpf_prog_info or
+// bpf_map_info); `what` names the reading in the error.
+template <typename Info>
+Info object_info(int fd, const std::string& what);
 
 // Reads slots first .. first + count - 1 of an array map into `values`, which has room for
 // `count` of its values (for a per-CPU array, a slot's value is each possible CPU's, one after

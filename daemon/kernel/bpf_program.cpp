@@ -158,12 +158,10 @@ int tracepoint_arguments(const btf* vmlinux, const char* name) {
 }
 
 uint64_t recursion_misses(const bpf_program* program) {
-    bpf_prog_info info{};
-    uint32_t size = sizeof info;
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(program), &info, &size) != 0)
-        throw BpfError(std::string("reading the recursion misses of the program ") +
-                       bpf_program__name(program) + ": " + strerror(errno));
-    return info.recursion_misses;
+    return object_info<bpf_prog_info>(bpf_program__fd(program),
+                                      std::string("reading the recursion misses of the program ") +
+                                          bpf_program__name(program))
+        .recursion_misses;
 }
 
 void set_or_fail(int err, const char* what) {
@@ -626,8 +624,7 @@ uint32_t BpfProgram::bucket_generation() const {
 
 KernelCounters BpfProgram::read_counters() const {
     KernelCounters totals;
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) throw BpfError("counting the possible CPUs: " + std::string(strerror(-cpus)));
+    const uint32_t cpus = possible_cpus();
     std::vector<uint64_t> per_cpu(size_t(TCPSTATES_COUNTER_MAX) * cpus);  // [counter][cpu]
     read_array(bpf_map__fd(skel_->maps.counters), "counters", 0, TCPSTATES_COUNTER_MAX,
                per_cpu.data());

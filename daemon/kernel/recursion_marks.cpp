@@ -26,11 +26,7 @@ namespace {
 // The kernel's id of a program's or a map's fd (Info: bpf_prog_info or bpf_map_info).
 template <typename Info>
 uint32_t id_of(int fd) {
-    Info info{};
-    uint32_t size = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd, &info, &size) != 0)
-        fail("reading the id of the recursion marks' programs and map", -errno);
-    return info.id;
+    return object_info<Info>(fd, "reading the id of the recursion marks' programs and map").id;
 }
 
 // Runs one of the finder's iterators to its end.
@@ -45,8 +41,7 @@ void run(bpf_program* iterator) {
 }  // namespace
 
 void install_recursion_marks(int first_transition_fd, int first_destroy_fd, int marks_fd) {
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) fail("counting the possible CPUs", cpus);
+    const uint32_t cpus = possible_cpus();
     const std::unique_ptr<recursion_marks_bpf, decltype(&recursion_marks_bpf__destroy)> finder(
         recursion_marks_bpf__open(), recursion_marks_bpf__destroy);
     if (!finder) fail("opening the recursion marks' finder", -errno);
@@ -60,7 +55,7 @@ void install_recursion_marks(int first_transition_fd, int first_destroy_fd, int 
     found.first_program_ids[TCPSTATES_FIRST_DESTROY_PROGRAM] =
         id_of<bpf_prog_info>(first_destroy_fd);
     found.marks_map_id = id_of<bpf_map_info>(marks_fd);
-    found.possible_cpus = static_cast<uint32_t>(cpus);
+    found.possible_cpus = cpus;
     run(finder->progs.find_first_programs);
     run(finder->progs.find_cpu_offsets);
     if (!found.first_program_active[TCPSTATES_FIRST_TRANSITION_PROGRAM] ||
@@ -70,11 +65,11 @@ void install_recursion_marks(int first_transition_fd, int first_destroy_fd, int 
     // Each CPU's value of the map holds its own address now: less the map's per-CPU pointer,
     // that CPU's offset, which turns each program's per-CPU pointer into its mark there.
     const uint32_t address_key = 0;
-    std::vector<uint64_t> own_addresses(static_cast<size_t>(cpus));
+    std::vector<uint64_t> own_addresses(cpus);
     if (bpf_map_lookup_elem(marks_fd, &address_key, own_addresses.data()) != 0)
         fail("reading the CPUs' offsets", -errno);
     for (uint32_t first = 0; first < TCPSTATES_FIRST_PROGRAMS; ++first) {
-        std::vector<uint64_t> on_cpu(static_cast<size_t>(cpus));
+        std::vector<uint64_t> on_cpu(cpus);
         for (size_t cpu = 0; cpu < on_cpu.size(); ++cpu)
             on_cpu[cpu] = found.first_program_active[first] +
                           (own_addresses[cpu] - found.marks_percpu_pointer);

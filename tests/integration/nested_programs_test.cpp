@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "event_collector.hpp"
+#include "kernel/bpf_maps.hpp"
 #include "kernel/recursion_marks.hpp"
 #include "loopback.hpp"
 #include "require_bpf.hpp"
@@ -26,10 +27,7 @@ namespace {
 
 template <typename Info>
 Info info_of(int fd) {
-    Info info{};
-    uint32_t size = sizeof(info);
-    REQUIRE(bpf_obj_get_info_by_fd(fd, &info, &size) == 0);
-    return info;
+    return tcpstatesd::object_info<Info>(fd, "reading a loaded program's or map's information");
 }
 
 // The maps a loaded program uses, by id.
