@@ -36,8 +36,8 @@ static __always_inline void notify_new_tuple(const struct tcpstates_tuple_key *k
 }
 
 /* The counts of a tuple in the table in use, added if new (and user space told of it if
- * `notify`). When the table is full: the overflow tuple's, and *overflow is set. NULL only if
- * the tables are missing. */
+ * `notify`). When the table has no room (full, or no memory: update_entry()): the overflow
+ * tuple's, and *overflow is set. NULL only if the tables are missing. */
 static __always_inline struct tcpstates_tuple_counts *
 tuple_counts(int ipv6, __u16 port, __u64 cgroup_id, int *overflow, int notify)
 {
@@ -61,7 +61,7 @@ tuple_counts(int ipv6, __u16 port, __u64 cgroup_id, int *overflow, int notify)
 	if (counts)
 		return counts;
 	/* EEXIST: another CPU added it meanwhile. */
-	if (bpf_map_update_elem(table, &key, &zero_counts, BPF_NOEXIST) == 0 && notify)
+	if (update_entry(table, &key, &zero_counts, BPF_NOEXIST) == 0 && notify)
 		notify_new_tuple(&key);
 	counts = bpf_map_lookup_elem(table, &key);
 	if (counts)
@@ -169,7 +169,7 @@ labelled_histogram(const struct tcpstates_duration_key *key)
 	if (table) {
 		histogram = bpf_map_lookup_elem(table, key);
 		if (!histogram) {
-			bpf_map_update_elem(table, key, &zero_histogram, BPF_NOEXIST);
+			update_entry(table, key, &zero_histogram, BPF_NOEXIST);
 			histogram = bpf_map_lookup_elem(table, key);
 		}
 	}

@@ -14,7 +14,8 @@
  *   series in one entry.
  * - User space reads a table only once swapped out: the swap returns when no program uses it
  *   any more (map-in-map updates wait for running programs), so its entries are final.
- * A full table drops the candidate, counted (TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL).
+ * A table without room (full, or no memory: update_entry()) drops the candidate, counted
+ * (TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL).
  *
  * Most observations are not the slowest, and looking one up in the table cost about 40 ns a
  * transition. User space shows the slowest over CPUs, so the series' histogram keeps a hint: the
@@ -88,7 +89,7 @@ __noinline __u64 offer_exemplar(__u64 series, __u64 cgroup_id, __u64 duration_ns
 	candidate.rport = bpf_ntohs(BPF_CORE_READ(socket, __sk_common.skc_dport));
 	if (kept)
 		__builtin_memcpy(kept, &candidate, sizeof(candidate));
-	else if (bpf_map_update_elem(table, &key, &candidate, BPF_NOEXIST) != 0) {
+	else if (update_entry(table, &key, &candidate, BPF_NOEXIST) != 0) {
 		count(TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL);
 		return 0;
 	}

@@ -20,6 +20,7 @@
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 #define E2BIG 7
+#define ENOMEM 12
 #define EEXIST 17
 #define ENOSPC 28
 
@@ -95,9 +96,10 @@ struct tcpstates_native_bounds native_bounds[2] = {};
 
 /* One record per socket seen, from its first transition until the kernel destroys it. Sized:
  * events.socket_table_size. Allocated as used (BPF_F_NO_PREALLOC) with the kernel's BTF;
- * preallocated for the raw tracepoint, which older kernels require. The memory is the daemon's:
- * nothing is charged to the socket, and a full table costs the daemon its record, never the
- * host its connection. */
+ * preallocated for the raw tracepoint, which older kernels require. The memory is the daemon's
+ * (charged to its memory cgroup): nothing is charged to the socket, and a full table, or a
+ * record the kernel cannot allocate, costs the daemon its record, never the host its
+ * connection. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
@@ -270,6 +272,19 @@ static __always_inline void count(__u32 counter)
 
 	if (value)
 		__sync_fetch_and_add(value, 1);
+}
+
+/* bpf_map_update_elem() for the tables allocated as used: an entry the kernel could not allocate
+ * (the daemon's memory cgroup at its limit, or the host short of memory) is counted here, so that
+ * it is not taken for a full table, whose remedy differs. What was lost, the caller counts. */
+static __always_inline long update_entry(void *map, const void *key, const void *value,
+					 __u64 flags)
+{
+	long error = bpf_map_update_elem(map, key, value, flags);
+
+	if (error == -ENOMEM)
+		count(TCPSTATES_COUNTER_NO_MEMORY);
+	return error;
 }
 
 /* A tracepoint argument that may be NULL, as a plain number: on about Linux 6.6 to 6.12 the

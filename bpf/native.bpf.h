@@ -10,7 +10,7 @@
 #include "maps.bpf.h"
 
 /* Counts an observation in its native bucket of `series` (a histogram's key; its generation
- * names the bounds). Returns 1 when the bucket could not be counted (the table full, the
+ * names the bounds). Returns 1 when the bucket could not be counted (no room in the table, the
  * duration past the top bound): the caller records it in the classic histogram's native_lost,
  * so that user space never serves native buckets that miss an observation. 0 when counted or
  * native histograms are off. A global function, verified once (see observe_handshake_rtt). */
@@ -56,7 +56,7 @@ __noinline int observe_native(const struct tcpstates_duration_key *series, int u
 		return 0;
 	}
 	/* EEXIST: another CPU added it meanwhile. */
-	if (bpf_map_update_elem(table, &key, &one, BPF_NOEXIST) == 0)
+	if (update_entry(table, &key, &one, BPF_NOEXIST) == 0)
 		return 0;
 	value = bpf_map_lookup_elem(table, &key);
 	if (value) {

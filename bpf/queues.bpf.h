@@ -92,7 +92,7 @@ static __always_inline void add_drops(struct tcpstates_listener_drops *seen, __u
 		if (!total) {
 			__u64 zero = 0;
 
-			bpf_map_update_elem(&listen_drops, &key, &zero, BPF_NOEXIST);
+			update_entry(&listen_drops, &key, &zero, BPF_NOEXIST);
 			total = bpf_map_lookup_elem(&listen_drops, &key);
 		}
 		if (total)
@@ -115,7 +115,7 @@ static __always_inline void listener_opened(const struct sock *sk, int ipv6, __u
 	if (!walked_net || (__u64)BPF_CORE_READ(sk, __sk_common.skc_net.net) != walked_net)
 		return;
 	/* No room: the next walk tries again, and counts it if it still finds none. */
-	bpf_map_update_elem(&listener_drops, &id, &fresh, BPF_ANY);
+	update_entry(&listener_drops, &id, &fresh, BPF_ANY);
 }
 
 /* LISTEN -> CLOSE: the drops since the last walk, and the listener forgotten. */
@@ -142,7 +142,7 @@ static __always_inline void walk_listener(const struct sock *sk, int ipv6, __u16
 	if (!queue) {
 		struct tcpstates_listen_queue zero = {};
 
-		bpf_map_update_elem(&listen_queues, &key, &zero, BPF_NOEXIST);
+		update_entry(&listen_queues, &key, &zero, BPF_NOEXIST);
 		queue = bpf_map_lookup_elem(&listen_queues, &key);
 	}
 	if (queue) {
@@ -166,7 +166,7 @@ static __always_inline void walk_listener(const struct sock *sk, int ipv6, __u16
 			.walked = walk_generation,
 		};
 
-		if (bpf_map_update_elem(&listener_drops, &id, &fresh, BPF_NOEXIST) != 0)
+		if (update_entry(&listener_drops, &id, &fresh, BPF_NOEXIST) != 0)
 			queue_walk_totals.untracked_listeners += 1;
 	}
 }
@@ -188,7 +188,7 @@ static __always_inline void walk_destination(const struct sock_common *common, i
 	sockets = bpf_map_lookup_elem(&destinations, &key);
 	if (sockets)
 		*sockets += 1;
-	else if (bpf_map_update_elem(&destinations, &key, &one, BPF_NOEXIST) != 0)
+	else if (update_entry(&destinations, &key, &one, BPF_NOEXIST) != 0)
 		queue_walk_totals.uncounted_sockets += 1;
 }
 

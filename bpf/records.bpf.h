@@ -31,7 +31,7 @@ static __always_inline struct tcpstates_socket *find_record(const void *sk)
 
 /* Stores a socket's first record; `entry` is the table's entry at its address (record_entry()),
  * a destroyed socket's or NULL. A destroyed socket's entry is taken over: no allocation. NULL
- * when the table is full (the caller counts it), the socket has a record already, or the walk's
+ * when the table has no room (full, or no memory: update_entry(); the caller counts it), the socket has a record already, or the walk's
  * sweep is deleting the entry (the socket's next transition tries again). */
 static __always_inline struct tcpstates_socket *add_record(const void *sk,
 							   struct tcpstates_socket *entry,
@@ -47,7 +47,7 @@ static __always_inline struct tcpstates_socket *add_record(const void *sk,
 		*entry = *fresh;
 		return entry;
 	}
-	if (bpf_map_update_elem(&socket_records, &key, fresh, BPF_NOEXIST) != 0)
+	if (update_entry(&socket_records, &key, fresh, BPF_NOEXIST) != 0)
 		return 0;
 	return bpf_map_lookup_elem(&socket_records, &key);
 }
@@ -147,7 +147,7 @@ static __always_inline void remember_listener(const struct sock *sk, int ipv6, _
 		.owner = *owner,
 	};
 
-	bpf_map_update_elem(&listeners, &key, &listener, BPF_ANY);
+	update_entry(&listeners, &key, &listener, BPF_ANY);
 	if (port_listening)
 		add_service_port(port);
 }
@@ -182,7 +182,7 @@ static __always_inline void remember_task(const void *sk, const struct tcpstates
 	if (!event_details)
 		return;
 	__builtin_memcpy(task.comm, owner->comm, sizeof(task.comm));
-	bpf_map_update_elem(&socket_tasks, &key, &task, BPF_ANY);
+	update_entry(&socket_tasks, &key, &task, BPF_ANY);
 }
 
 /* A socket's owner for `trace`: cgroup from its record, pid and comm from its task. */

@@ -593,7 +593,7 @@ enum tcpstates_first_program {
 enum tcpstates_counter {
 	TCPSTATES_COUNTER_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed: a record lost */
 	TCPSTATES_COUNTER_PERFBUF_ERROR,    /* perf output failed for a reason other than full */
-	TCPSTATES_COUNTER_STATE_FAILED,     /* no record could be stored: socket table full */
+	TCPSTATES_COUNTER_STATE_FAILED,     /* no record could be stored: table full, or ENOMEM */
 	TCPSTATES_COUNTER_STATE_MISMATCH,   /* the record's state was not the transition's old one */
 	TCPSTATES_COUNTER_NESTED_HANDLED,   /* transitions the first program missed, the nested one
 					     * handled */
@@ -601,12 +601,13 @@ enum tcpstates_counter {
 	TCPSTATES_COUNTER_DURATION_OVERFLOW, /* observations a labelled histogram had no room for */
 	TCPSTATES_COUNTER_GAUGE_LOST,       /* a socket's state change its tuple had no room for */
 	TCPSTATES_COUNTER_STRANGE_STATE,    /* a transition from or to a state without a slot */
-	TCPSTATES_COUNTER_WALK_RECORD_FAILED, /* the walk found the table full */
+	TCPSTATES_COUNTER_WALK_RECORD_FAILED, /* the walk found no room in the table */
 	TCPSTATES_COUNTER_NESTED_DESTROYED, /* records the first destroy program missed, the nested
 					     * one removed */
 	TCPSTATES_COUNTER_TUPLE_TABLE_FULL, /* new tuples the table had no room for */
 	TCPSTATES_COUNTER_NATIVE_LOST,      /* observations without their native bucket */
 	TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL, /* exemplar candidates the table had no room for */
+	TCPSTATES_COUNTER_NO_MEMORY,        /* entries the kernel could not allocate (ENOMEM) */
 	TCPSTATES_COUNTER_MAX,
 };
 

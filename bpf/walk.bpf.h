@@ -74,7 +74,7 @@ static __always_inline void count_walked(int ipv6, __u8 state, __u16 port)
 	struct tcpstates_walk_key key = {.port = port, .ipv6 = ipv6, .state = state};
 	__u64 one = 1, *value = bpf_map_lookup_elem(&walked, &key);
 
-	if (!value && bpf_map_update_elem(&walked, &key, &one, BPF_NOEXIST) == 0)
+	if (!value && update_entry(&walked, &key, &one, BPF_NOEXIST) == 0)
 		return;
 	if (!value) {
 		key.port = 0;
@@ -103,7 +103,7 @@ static __always_inline void note_oldest(const struct tcpstates_socket *record)
 	if (record->state == TCPSTATES_LISTEN)
 		return;
 	value = bpf_map_lookup_elem(&oldest, &key);
-	if (!value && bpf_map_update_elem(&oldest, &key, &fresh, BPF_NOEXIST) == 0)
+	if (!value && update_entry(&oldest, &key, &fresh, BPF_NOEXIST) == 0)
 		return;
 	if (!value) {
 		key.port = 0;
@@ -129,7 +129,7 @@ static __always_inline void note_listener(const struct sock *sk, int ipv6, __u16
 	 * map lost (another on its port closed) is found again. */
 	if (record && record->cgroup_id)
 		listener.owner.cgroup_id = record->cgroup_id;
-	bpf_map_update_elem(&listeners, &key, &listener, BPF_NOEXIST);
+	update_entry(&listeners, &key, &listener, BPF_NOEXIST);
 }
 
 static __always_inline void walk_full_socket(const struct sock *sk, int ipv6, __u8 state,
@@ -178,8 +178,8 @@ static __always_inline void walk_full_socket(const struct sock *sk, int ipv6, __
 		if (overflow)
 			fresh.flags |= TCPSTATES_SOCKET_OVERFLOW;
 		if (!add_record(sk, entry, &fresh)) {
-			/* The table is full (or a transition recorded it meanwhile: not under
-			 * the socket's lock, so the table is full). */
+			/* No room in the table (or a transition recorded it meanwhile: not
+			 * under the socket's lock, so no room). */
 			count(TCPSTATES_COUNTER_WALK_RECORD_FAILED);
 			walk_totals.unrecorded += 1;
 			count_walked(ipv6, state, fresh.port);

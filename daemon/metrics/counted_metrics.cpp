@@ -760,7 +760,8 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
         MetricType::Gauge, static_cast<double>(tables_.tuple_capacity())));
     prometheus::MetricFamily overflows = metric_family(
         "tcpstatesd_kernel_overflows_total",
-        "Counts the programs put under \"other\" because a table was full: table=\"tuples\" "
+        "Counts the programs put under \"other\" because a table had no room (full, or no "
+        "memory: tcpstatesd_kernel_allocation_failures_total): table=\"tuples\" "
         "(transitions, closes, resets, retransmissions), \"durations\" (labelled histograms' "
         "observations).",
         MetricType::Counter);
@@ -771,18 +772,26 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
     out.push_back(std::move(overflows));
     out.push_back(single_sample(
         "tcpstatesd_native_buckets_lost_total",
-        "Observations the programs could not put in a native bucket (the native bucket table "
-        "full, or a duration past 2^25 s): their series is served with classic buckets only "
-        "until it starts over.",
+        "Observations the programs could not put in a native bucket (no room in the native "
+        "bucket table, or a duration past 2^25 s): their series is served with classic buckets "
+        "only until it starts over.",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_NATIVE_LOST])));
     out.push_back(single_sample(
         "tcpstatesd_exemplar_candidates_lost_total",
-        "Observations that would have been their series' exemplar on their CPU but found the "
-        "programs' exemplar table full (docs/metrics.md, \"Exemplars\").",
+        "Observations that would have been their series' exemplar on their CPU but found no "
+        "room in the programs' exemplar table (docs/metrics.md, \"Exemplars\").",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_EXEMPLAR_TABLE_FULL])));
     out.push_back(single_sample(
+        "tcpstatesd_kernel_allocation_failures_total",
+        "Entries the programs could not add to a table allocated as used because the kernel "
+        "could not allocate them (ENOMEM): the daemon's memory cgroup at its limit, or the host "
+        "short of memory. Each costs what a full table would: a socket state failure, an "
+        "overflow, a native bucket or exemplar candidate lost, a child without its listener's "
+        "owner.",
+        MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_NO_MEMORY])));
+    out.push_back(single_sample(
         "tcpstatesd_socket_count_moves_lost_total",
-        "Changes of state a socket's tuple had no room for in a full tuple table: "
+        "Changes of state a socket's tuple had no room for in the tuple table: "
         "tcpstates_sockets is off by one per change from then on.",
         MetricType::Counter, static_cast<double>(kernel[TCPSTATES_COUNTER_GAUGE_LOST])));
     out.push_back(single_sample("tcpstatesd_count_table_swaps_total",
@@ -791,8 +800,9 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
                                 MetricType::Counter, static_cast<double>(swaps_)));
     out.push_back(single_sample(
         "tcpstatesd_socket_state_failures_total",
-        "Sockets whose record could not be stored (the socket table full, "
-        "events.socket_table_size): their transitions have an unknown start and no owner, and "
+        "Sockets whose record could not be stored (no room in the record table: full, "
+        "events.socket_table_size, or no memory, tcpstatesd_kernel_allocation_failures_total): "
+        "their transitions have an unknown start and no owner, and "
         "tcpstates_sockets counts them from the walks.",
         MetricType::Counter,
         static_cast<double>(kernel[TCPSTATES_COUNTER_STATE_FAILED] +

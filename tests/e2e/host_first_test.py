@@ -1,25 +1,37 @@
 #!/usr/bin/env python3
 """The host first: nothing the daemon attaches may make one of the host's own TCP operations
-fail. A listener opened while the daemon runs, then the per-socket option memory of its network
-namespace (net.core.optmem_max) lowered to 64 bytes, the budget anything charged to a socket
-must fit in: every one of CONNECTIONS connections is accepted, and the daemon still counts each
-of them. (The namespace's TcpExtListenDrops is printed, not checked: with this budget it moves by
-a few without any daemon, for segments that reach the listener after their child closed.)
+fail, and what the daemon itself runs short of it counts by its cause.
 
-(Earlier, per-socket state lived in socket storage copied into each child at its clone
-(BPF_F_CLONE), charged to the child's option memory: with this budget the kernel freed the
-child and dropped the handshake, 0 of 200 accepted.)
+1. Socket option memory: a listener opened while the daemon runs, then the per-socket option
+   memory of its network namespace (net.core.optmem_max) lowered to 64 bytes, the budget
+   anything charged to a socket must fit in: every one of CONNECTIONS connections is accepted,
+   and the daemon still counts each of them. (The namespace's TcpExtListenDrops is printed, not
+   checked: with this budget it moves by a few without any daemon, for segments that reach the
+   listener after their child closed.) Earlier, per-socket state lived in socket storage copied
+   into each child at its clone (BPF_F_CLONE), charged to the child's option memory: with this
+   budget the kernel freed the child and dropped the handshake, 0 of 200 accepted.
+2. The daemon's memory cgroup at its limit (cgroup v1's memory controller): the limit set to
+   what the daemon's cgroup uses once it is ready, then HELD connections made and held. Their
+   sockets' records (2 * HELD, about 150-200 B each with the table's entry header: 1.5 MB or
+   more) need more than the cgroup can still charge without raising its usage (the per-CPU
+   charge stocks, 64 pages, 256 KiB, a CPU), so the kernel cannot allocate some of them. Every
+   connection is accepted; the records the kernel could not allocate are counted as allocation
+   failures and socket state failures; and every child is counted. The cgroup's oom_kill_disable makes a fault of the daemon's own at the limit wait
+   until the test lifts it, instead of killing it.
 
 Usage: host_first_test.py TCPSTATESD_BINARY
 """
+import os
 import socket
 import subprocess
+import sys
 
-from e2e_support import (Daemon, fail, in_own_network_namespace, sample, scratch_dir,
-                         test_arguments, wait_for)
+from e2e_support import (SKIPPED, Daemon, fail, free_port, in_own_network_namespace, sample,
+                         scratch_dir, test_arguments, wait_for)
 
 CONNECTIONS = 200
 OPTMEM_MAX = 64
+HELD = 5000  # 2 file descriptors each, within the 20000 a process may open
 
 
 def listen_drops():
@@ -33,29 +45,38 @@ def listen_drops():
     fail(f"no TcpExtListenDrops in nstat's output:\n{out}")
 
 
-def main():
-    [binary] = test_arguments(__doc__, 1)
-    in_own_network_namespace()
+def accepted_connections(listener, count, held):
+    """`count` connections to `listener`, each accepted within 10 s or given up; appended to
+    `held` as (client, server) when given, else closed at once. Returns how many were
+    accepted."""
+    accepted = 0
+    listener.settimeout(10)
+    for _ in range(count):
+        client = socket.create_connection(listener.getsockname(), timeout=10)
+        try:
+            server, _ = listener.accept()
+        except TimeoutError:
+            client.close()
+            continue
+        accepted += 1
+        if held is None:
+            client.close()
+            server.close()
+        else:
+            held.append((client, server))
+    return accepted
+
+
+def option_memory_part(binary):
     with Daemon(binary, "", scratch_dir("host-first")) as daemon:
-        listener = socket.create_server(("127.0.0.1", 0), backlog=CONNECTIONS)
+        listener = socket.create_server(("127.0.0.1", free_port()), backlog=CONNECTIONS)
         port = listener.getsockname()[1]
         with open("/proc/sys/net/core/optmem_max") as f:
             print(f"net.core.optmem_max {f.read().strip()} -> {OPTMEM_MAX} in the test's namespace")
         with open("/proc/sys/net/core/optmem_max", "w") as f:
             f.write(str(OPTMEM_MAX))
         drops_before = listen_drops()
-        accepted = 0
-        for _ in range(CONNECTIONS):
-            client = socket.create_connection(("127.0.0.1", port), timeout=10)
-            listener.settimeout(10)
-            try:
-                server, _ = listener.accept()
-            except TimeoutError:
-                client.close()
-                continue
-            accepted += 1
-            client.close()
-            server.close()
+        accepted = accepted_connections(listener, CONNECTIONS, None)
         listener.close()
         drops = listen_drops() - drops_before
         print(f"{accepted} of {CONNECTIONS} connections accepted, TcpExtListenDrops +{drops}")
@@ -67,6 +88,117 @@ def main():
             daemon.metrics(), "tcpstates_transitions_total", from_state="LISTEN",
             to_state="SYN_RECV", port=str(port)) == CONNECTIONS)
         daemon.stop()
+
+
+def memory_cgroup_v1_mount():
+    """Where cgroup v1's memory controller is mounted, or None."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields, _, after = line.partition(" - ")
+            fstype, _, options = (after.split() + ["", "", ""])[:3]
+            if fstype == "cgroup" and "memory" in options.split(","):
+                return fields.split()[4]
+    return None
+
+
+class MemoryCgroup:
+    """A v1 memory cgroup of the test's own, removed once its processes have exited."""
+
+    def __init__(self, mount):
+        self.path = f"{mount}/tcpstatesd-host-first-{os.getpid()}"
+        os.mkdir(self.path)
+        self.write("memory.oom_control", 1)  # oom_kill_disable
+
+    def read(self, name):
+        with open(f"{self.path}/{name}") as f:
+            return f.read()
+
+    def write(self, name, value):
+        with open(f"{self.path}/{name}", "w") as f:
+            f.write(str(value))
+
+    def limit_to_usage(self):
+        """The limit set to the usage now; retried while the usage grows between the read and
+        the write (the kernel then refuses a limit below it, EBUSY)."""
+        for _ in range(10):
+            usage = int(self.read("memory.usage_in_bytes"))
+            try:
+                self.write("memory.limit_in_bytes", usage)
+                return usage
+            except OSError:
+                continue
+        fail(f"could not limit {self.path} to its usage")
+
+    def wrap(self, argv):
+        """argv run in the cgroup (its shell moves itself there, then execs argv)."""
+        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.path, *argv]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        def removed():
+            try:
+                os.rmdir(self.path)
+                return True
+            except OSError:
+                return False
+        wait_for(f"memory cgroup {self.path} to be removable", removed, timeout=10,
+                 interval=0.1)
+
+
+def memory_limit_part(binary):
+    mount = memory_cgroup_v1_mount()
+    if mount is None:
+        message = "no cgroup v1 memory controller to limit the daemon's memory in"
+        if os.environ.get("CI") == "true":
+            fail(message)
+        print(f"skipped: {message}")
+        sys.exit(SKIPPED)
+    with MemoryCgroup(mount) as cgroup:
+        with Daemon(binary, "", scratch_dir("host-first"), wrapper=cgroup.wrap([])) as daemon:
+            listener = socket.create_server(("127.0.0.1", free_port()), backlog=HELD)
+            port = listener.getsockname()[1]
+            before = daemon.metrics()
+            held = []
+            try:
+                usage = cgroup.limit_to_usage()
+                accepted = accepted_connections(listener, HELD, held)
+                refused_charges = int(cgroup.read("memory.failcnt"))
+            finally:
+                cgroup.write("memory.limit_in_bytes", -1)
+            print(f"limited to {usage} B: {accepted} of {HELD} connections accepted, "
+                  f"{refused_charges} charges refused")
+            if accepted != HELD:
+                fail(f"the daemon's memory limit made the host drop connections: {accepted} of "
+                     f"{HELD} accepted")
+            # Every child counted, under the listener's tuple, added before the limit.
+            wait_for(f"{HELD} children counted", lambda: sample(
+                daemon.metrics(), "tcpstates_transitions_total", from_state="LISTEN",
+                to_state="SYN_RECV", port=str(port)) == HELD)
+            after = daemon.metrics()
+
+            def grown(name):
+                return after.get(name, 0) - before.get(name, 0)
+            no_memory = grown("tcpstatesd_kernel_allocation_failures_total")
+            unrecorded = grown("tcpstatesd_socket_state_failures_total")
+            print(f"allocation failures +{no_memory}, socket state failures +{unrecorded}")
+            if not (no_memory > 0 and unrecorded > 0):
+                fail(f"+{no_memory} allocation failures and +{unrecorded} socket state failures "
+                     f"with {refused_charges} charges refused: the records the kernel could not "
+                     "allocate must be counted as both")
+            for client, server in held:
+                client.close()
+                server.close()
+            listener.close()
+            daemon.stop()
+
+
+def main():
+    [binary] = test_arguments(__doc__, 1)
+    in_own_network_namespace()
+    option_memory_part(binary)
+    memory_limit_part(binary)
     print("PASS")
 
 
