@@ -158,7 +158,8 @@ def check_native_median(daemon, servers, port):
                if name.startswith("tcpstates_state_duration_seconds_count")
                and 'state="SYN_SENT"' in name and f'port="{port}"' in name}
         losses = {name: value for name, value in samples.items()
-                  if value and ("lost" in name or "unknown_start" in name or "failed" in name)}
+                  if value and any(word in name for word in ("lost", "unknown_start", "fail",
+                                                              "overflow", "mismatch"))}
         return (f"{server.query(count_of[server])}; the classic server: "
                 f"{classic.query(count_of[classic])}; up: {server.query('up')}; the daemon's "
                 f"count: {own}; its losses and unknown starts: {losses}")
