@@ -67,6 +67,16 @@ def accepted_connections(listener, count, held):
     return accepted
 
 
+def expect_accepted_and_counted(daemon, port, accepted, count, cause):
+    """Fails unless all `count` connections to `port` were accepted (else `cause` made the host
+    drop some) and the daemon, which must lose nothing of its own either, counted each child."""
+    if accepted != count:
+        fail(f"{cause} made the host drop connections: {accepted} of {count} accepted")
+    wait_for(f"{count} children counted", lambda: sample(
+        daemon.metrics(), "tcpstates_transitions_total", from_state="LISTEN",
+        to_state="SYN_RECV", port=str(port)) == count)
+
+
 def option_memory_part(binary):
     with Daemon(binary, "", scratch_dir("host-first")) as daemon:
         listener = socket.create_server(("127.0.0.1", free_port()), backlog=CONNECTIONS)
@@ -80,13 +90,8 @@ def option_memory_part(binary):
         listener.close()
         drops = listen_drops() - drops_before
         print(f"{accepted} of {CONNECTIONS} connections accepted, TcpExtListenDrops +{drops}")
-        if accepted != CONNECTIONS:
-            fail(f"the daemon made the host drop connections: {accepted} of {CONNECTIONS} "
-                 f"accepted, TcpExtListenDrops +{drops}")
-        # And the daemon lost nothing of its own: every accepted child counted.
-        wait_for(f"{CONNECTIONS} children counted", lambda: sample(
-            daemon.metrics(), "tcpstates_transitions_total", from_state="LISTEN",
-            to_state="SYN_RECV", port=str(port)) == CONNECTIONS)
+        expect_accepted_and_counted(daemon, port, accepted, CONNECTIONS,
+                                    f"the daemon (TcpExtListenDrops +{drops})")
         daemon.stop()
 
 
@@ -169,13 +174,9 @@ def memory_limit_part(binary):
                 cgroup.write("memory.limit_in_bytes", -1)
             print(f"limited to {usage} B: {accepted} of {HELD} connections accepted, "
                   f"{refused_charges} charges refused")
-            if accepted != HELD:
-                fail(f"the daemon's memory limit made the host drop connections: {accepted} of "
-                     f"{HELD} accepted")
-            # Every child counted, under the listener's tuple, added before the limit.
-            wait_for(f"{HELD} children counted", lambda: sample(
-                daemon.metrics(), "tcpstates_transitions_total", from_state="LISTEN",
-                to_state="SYN_RECV", port=str(port)) == HELD)
+            # Under the listener's port: its tuple was added before the limit.
+            expect_accepted_and_counted(daemon, port, accepted, HELD,
+                                        "the daemon's memory limit")
             after = daemon.metrics()
 
             def grown(name):
