@@ -201,9 +201,13 @@ void add_overflow_tuples(int table_fd) {
             message += " (" + privilege_hint() + ")";
             break;
         case ENOMEM:
+            // Since Linux 5.11 the maps are charged to the memory cgroup, not RLIMIT_MEMLOCK.
             message +=
-                " (locked memory limit too low on kernels < 5.11: set LimitMEMLOCK=infinity or "
-                "`ulimit -l unlimited`; or lower socket_table_size / the buffer sizes)";
+                " (the BPF maps' memory is charged to the daemon's memory cgroup: raise its limit "
+                "(MemoryMax=, a container's memory limit) above what they take, "
+                "docs/configuration.md, \"Kernel memory\"; or lower events.socket_table_size / "
+                "the buffer sizes; before Linux 5.11: LimitMEMLOCK=infinity or `ulimit -l "
+                "unlimited`)";
             break;
         case ENOENT:
         case ESRCH:

@@ -11,14 +11,21 @@ Usage: faults_test.py TCPSTATESD_BINARY
 3. No privileges: as nobody without capabilities (setpriv), exit 1 with one error line that
    names CAP_BPF and CAP_PERFMON.
 4. A bad configuration at start: exit 1, the message names file:line:column.
+5. A memory cgroup limit below what the maps take at start (cgroup v1's memory controller,
+   which the maps are charged to): the largest socket table (16777216 records) under a limit
+   of MEMORY_LIMIT, which its hash slots alone (16 B each, 256 MiB) fill, while the process
+   itself takes far less when it creates them (measured at ready: 2 MiB, 110 MiB under ASan).
+   Exit 1 with one error line that names the memory cgroup, the remedy and the key.
 """
 import os
 import re
 import shlex
 
-from e2e_support import (Daemon, connections, expect_one_error, fail, failed_start, free_port,
-                         in_private_mounts, loaded_program_ids, sample, scratch_dir,
-                         test_arguments, wait_for)
+from e2e_support import (Daemon, MemoryCgroup, connections, expect_one_error, fail,
+                         failed_start, free_port, in_private_mounts, loaded_program_ids, sample,
+                         scratch_dir, test_arguments, wait_for)
+
+MEMORY_LIMIT = 256 << 20
 
 
 def transitions(values):
@@ -80,6 +87,13 @@ def main():
     code, lines = failed_start(binary, "events:\n  socket_table_size: lots\n", workdir)
     expect_one_error("bad config", code, lines, [
         re.escape(os.path.join(workdir, "tcpstatesd.yaml")) + r":4:22: ", r"socket_table_size"])
+
+    with MemoryCgroup("faults") as cgroup:
+        cgroup.write("memory.limit_in_bytes", MEMORY_LIMIT)
+        code, lines = failed_start(binary, "events:\n  socket_table_size: 16777216\n", workdir,
+                                   cgroup.wrap([]))
+    expect_one_error("memory cgroup limit", code, lines, [
+        r"Cannot allocate memory", r"memory cgroup", r"MemoryMax=", r"socket_table_size"])
     print("PASS")
 
 

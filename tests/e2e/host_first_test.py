@@ -16,18 +16,17 @@ fail, and what the daemon itself runs short of it counts by its cause.
    more) need more than the cgroup can still charge without raising its usage (the per-CPU
    charge stocks, 64 pages, 256 KiB, a CPU), so the kernel cannot allocate some of them. Every
    connection is accepted; the records the kernel could not allocate are counted as allocation
-   failures and socket state failures; and every child is counted. The cgroup's oom_kill_disable makes a fault of the daemon's own at the limit wait
-   until the test lifts it, instead of killing it.
+   failures and socket state failures; and every child is counted. The cgroup's
+   oom_kill_disable makes a fault of the daemon's own at the limit wait until the test lifts
+   it, instead of killing it.
 
 Usage: host_first_test.py TCPSTATESD_BINARY
 """
-import os
 import socket
 import subprocess
-import sys
 
-from e2e_support import (SKIPPED, Daemon, fail, free_port, in_own_network_namespace, sample,
-                         scratch_dir, test_arguments, wait_for)
+from e2e_support import (Daemon, MemoryCgroup, fail, free_port, in_own_network_namespace,
+                         sample, scratch_dir, test_arguments, wait_for)
 
 CONNECTIONS = 200
 OPTMEM_MAX = 64
@@ -95,72 +94,8 @@ def option_memory_part(binary):
         daemon.stop()
 
 
-def memory_cgroup_v1_mount():
-    """Where cgroup v1's memory controller is mounted, or None."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields, _, after = line.partition(" - ")
-            fstype, _, options = (after.split() + ["", "", ""])[:3]
-            if fstype == "cgroup" and "memory" in options.split(","):
-                return fields.split()[4]
-    return None
-
-
-class MemoryCgroup:
-    """A v1 memory cgroup of the test's own, removed once its processes have exited."""
-
-    def __init__(self, mount):
-        self.path = f"{mount}/tcpstatesd-host-first-{os.getpid()}"
-        os.mkdir(self.path)
-        self.write("memory.oom_control", 1)  # oom_kill_disable
-
-    def read(self, name):
-        with open(f"{self.path}/{name}") as f:
-            return f.read()
-
-    def write(self, name, value):
-        with open(f"{self.path}/{name}", "w") as f:
-            f.write(str(value))
-
-    def limit_to_usage(self):
-        """The limit set to the usage now; retried while the usage grows between the read and
-        the write (the kernel then refuses a limit below it, EBUSY)."""
-        for _ in range(10):
-            usage = int(self.read("memory.usage_in_bytes"))
-            try:
-                self.write("memory.limit_in_bytes", usage)
-                return usage
-            except OSError:
-                continue
-        fail(f"could not limit {self.path} to its usage")
-
-    def wrap(self, argv):
-        """argv run in the cgroup (its shell moves itself there, then execs argv)."""
-        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.path, *argv]
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *error):
-        def removed():
-            try:
-                os.rmdir(self.path)
-                return True
-            except OSError:
-                return False
-        wait_for(f"memory cgroup {self.path} to be removable", removed, timeout=10,
-                 interval=0.1)
-
-
 def memory_limit_part(binary):
-    mount = memory_cgroup_v1_mount()
-    if mount is None:
-        message = "no cgroup v1 memory controller to limit the daemon's memory in"
-        if os.environ.get("CI") == "true":
-            fail(message)
-        print(f"skipped: {message}")
-        sys.exit(SKIPPED)
-    with MemoryCgroup(mount) as cgroup:
+    with MemoryCgroup("host-first", oom_kill_disable=True) as cgroup:
         with Daemon(binary, "", scratch_dir("host-first"), wrapper=cgroup.wrap([])) as daemon:
             listener = socket.create_server(("127.0.0.1", free_port()), backlog=HELD)
             port = listener.getsockname()[1]
