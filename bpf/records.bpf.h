@@ -31,8 +31,9 @@ static __always_inline struct tcpstates_socket *find_record(const void *sk)
 
 /* Stores a socket's first record; `entry` is the table's entry at its address (record_entry()),
  * a destroyed socket's or NULL. A destroyed socket's entry is taken over: no allocation. NULL
- * when the table has no room (full, or no memory: update_entry(); the caller counts it), the socket has a record already, or the walk's
- * sweep is deleting the entry (the socket's next transition tries again). */
+ * when the table has no room (full, or no memory: update_entry(); the caller counts it), the
+ * socket has a record already, or the walk's sweep is deleting the entry (the socket's next
+ * transition tries again). */
 static __always_inline struct tcpstates_socket *add_record(const void *sk,
 							   struct tcpstates_socket *entry,
 							   const struct tcpstates_socket *fresh)
