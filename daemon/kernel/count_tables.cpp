@@ -63,7 +63,6 @@ CountTables::CountTables(const BpfProgram& program, uint32_t tuple_capacity,
                         duration_capacity, program.preallocated());
     native_tables_[1] = create_hash_map("native", sizeof(tcpstates_native_key), sizeof(uint64_t),
                                         program.native_table_capacity(), program.preallocated());
-    add_overflow_tuples(tuple_tables_[1].get());
 }
 
 std::vector<TupleCounts> CountTables::tuples() const {
@@ -111,6 +110,10 @@ UnknownStarts CountTables::unknown_starts() const {
 
 void CountTables::prepare(const std::vector<tcpstates_tuple_key>& carried) {
     const int spare = 1 - live_;
+    // Here, not when the table was cleared: the programs find them in every table they use
+    // (bpf/counts.bpf.h), so a failed insert must stop the swap, and the carried tuples must
+    // not take their room.
+    add_overflow_tuples(tuple_tables_[spare].get());
     insert_zero_tuples(tuple_tables_[spare].get(), carried);
     install(program_.tuple_tables_fd(), tuple_tables_[spare].get(), "new tuple table");
     install(program_.duration_tables_fd(), duration_tables_[spare].get(), "new duration table");
@@ -137,7 +140,6 @@ void CountTables::clear_retired() {
     clear_map(tuple_tables_[old].get(), "tuples", sizeof(tcpstates_tuple_key));
     clear_map(duration_tables_[old].get(), "durations", sizeof(tcpstates_duration_key));
     clear_map(native_tables_[old].get(), "native buckets", sizeof(tcpstates_native_key));
-    add_overflow_tuples(tuple_tables_[old].get());
 }
 
 void CountTables::clear_durations(uint32_t generation) {

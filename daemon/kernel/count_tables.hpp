@@ -61,11 +61,11 @@ public:
     UnknownStarts unknown_starts() const;
 
     // The swap, in three steps so that the caller can hold its own lock only where it must:
-    // prepare() fills the spare tuple table with the tuples given (those whose sockets are still
-    // counted: their counts must move in the new table) and installs both spares, waiting for
-    // the programs to leave the old tables; then, under the caller's lock, retire() makes the
-    // spares the tables in use and returns the old ones' final contents; then clear_retired()
-    // empties the old tables, which become the spares.
+    // prepare() puts the overflow tuples in the spare tuple table, then the tuples given (those
+    // whose sockets are still counted: their counts must move in the new table), and installs
+    // both spares, waiting for the programs to leave the old tables; then, under the caller's
+    // lock, retire() makes the spares the tables in use and returns the old ones' final
+    // contents; then clear_retired() empties the old tables, which become the spares.
     void prepare(const std::vector<tcpstates_tuple_key>& carried);
     struct Retired {
         std::vector<TupleCounts> tuples;
