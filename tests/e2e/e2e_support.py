@@ -39,15 +39,20 @@ def require_tools(*tools):
             fail(f"{tool} is not installed (.ci/install-deps installs it)")
 
 
+def cannot_run_here(reason):
+    """Skips the test (exit 77), or fails it in CI (CI=true), so that CI never passes by
+    skipping."""
+    if os.environ.get("CI") == "true":
+        fail(reason)
+    print(f"skipped: {reason}")
+    sys.exit(SKIPPED)
+
+
 def require_root():
-    """Returns True as root. Otherwise the test is skipped (exit 77), or fails in CI (CI=true),
-    so that CI never passes by skipping."""
+    """Returns True as root. Otherwise the test cannot run here (cannot_run_here())."""
     if os.geteuid() == 0:
         return True
-    if os.environ.get("CI") == "true":
-        fail("needs root to load the BPF program")
-    print("skipped: needs root to load the BPF program")
-    sys.exit(SKIPPED)
+    cannot_run_here("needs root to load the BPF program")
 
 
 def test_arguments(usage, count):
@@ -105,8 +110,8 @@ class Cgroups:
         return f"{self.parent}/{name}"
 
     def wrap(self, name, argv):
-        """argv run in cgroup `name` (its shell moves itself there, then execs argv)."""
-        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.path(name), *argv]
+        """argv run in cgroup `name`."""
+        return in_cgroup(self.path(name), argv)
 
     def enter(self, name):
         """Moves this process into cgroup `name` ("" : back to the mount's root)."""
@@ -123,20 +128,22 @@ class Cgroups:
                      lambda: _try_rmdir(path), timeout=10, interval=0.1)
 
 
+def in_cgroup(path, argv):
+    """argv run in the cgroup whose directory is `path` (its shell moves itself there, then
+    execs argv)."""
+    return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', path, *argv]
+
+
 def memory_cgroup_v1_mount():
-    """Where cgroup v1's memory controller is mounted. Without one the test is skipped (exit
-    77), or fails in CI, so that CI never passes by skipping."""
+    """Where cgroup v1's memory controller is mounted. Without one the test cannot run here
+    (cannot_run_here())."""
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields, _, after = line.partition(" - ")
             fstype, _, options = (after.split() + ["", "", ""])[:3]
             if fstype == "cgroup" and "memory" in options.split(","):
                 return fields.split()[4]
-    message = "no cgroup v1 memory controller is mounted"
-    if os.environ.get("CI") == "true":
-        fail(message)
-    print(f"skipped: {message}")
-    sys.exit(SKIPPED)
+    cannot_run_here("no cgroup v1 memory controller is mounted")
 
 
 class MemoryCgroup:
@@ -172,8 +179,8 @@ class MemoryCgroup:
         fail(f"could not limit {self.path} to its usage")
 
     def wrap(self, argv):
-        """argv run in the cgroup (its shell moves itself there, then execs argv)."""
-        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.path, *argv]
+        """argv run in the cgroup."""
+        return in_cgroup(self.path, argv)
 
     def __enter__(self):
         return self
