@@ -39,9 +39,11 @@ void install(int outer_fd, int table_fd, const char* what) {
 
 void insert_zero_tuples(int table_fd, const std::vector<tcpstates_tuple_key>& keys) {
     const tcpstates_tuple_counts zero{};
+    // A tuple without room (the table full, or the kernel short of memory) is left out: the
+    // programs add it at its sockets' next move, or count the move as lost (gauge_lost).
     for (const tcpstates_tuple_key& key : keys)
         if (bpf_map_update_elem(table_fd, &key, &zero, BPF_NOEXIST) != 0 && errno != EEXIST &&
-            errno != E2BIG)  // full: the programs count those sockets' moves as gauge_lost
+            errno != E2BIG && errno != ENOMEM)
             throw_bpf_error("carrying a tuple into the new tuple table", errno);
 }
 
@@ -110,6 +112,8 @@ UnknownStarts CountTables::unknown_starts() const {
 
 void CountTables::prepare(const std::vector<tcpstates_tuple_key>& carried) {
     const int spare = 1 - live_;
+    // The counts left in by a failed clear_retired() were folded: they must not be again.
+    if (retired_uncleared_) clear_retired();
     // Here, not when the table was cleared: the programs find them in every table they use
     // (bpf/counts.bpf.h), so a failed insert must stop the swap, and the carried tuples must
     // not take their room.
@@ -121,14 +125,17 @@ void CountTables::prepare(const std::vector<tcpstates_tuple_key>& carried) {
 }
 
 CountTables::Retired CountTables::retire() {
-    const int old = live_;
+    // Read before the switch: if a read fails, the old tables stay the ones scrapes read, so
+    // that no count goes down, and the next swap retires them.
+    Retired retired{entries_of<TupleCounts, tcpstates_tuple_key, tcpstates_tuple_counts>(
+                        tuple_tables_[live_].get(), "tuples"),
+                    entries_of<LabelledHistogram, tcpstates_duration_key, tcpstates_histogram>(
+                        duration_tables_[live_].get(), "durations"),
+                    entries_of<NativeBucket, tcpstates_native_key, uint64_t>(
+                        native_tables_[live_].get(), "native buckets")};
     live_ = 1 - live_;
-    return {entries_of<TupleCounts, tcpstates_tuple_key, tcpstates_tuple_counts>(
-                tuple_tables_[old].get(), "tuples"),
-            entries_of<LabelledHistogram, tcpstates_duration_key, tcpstates_histogram>(
-                duration_tables_[old].get(), "durations"),
-            entries_of<NativeBucket, tcpstates_native_key, uint64_t>(native_tables_[old].get(),
-                                                                     "native buckets")};
+    retired_uncleared_ = true;
+    return retired;
 }
 
 void CountTables::carry(const std::vector<tcpstates_tuple_key>& carried) {
@@ -140,6 +147,7 @@ void CountTables::clear_retired() {
     clear_map(tuple_tables_[old].get(), "tuples", sizeof(tcpstates_tuple_key));
     clear_map(duration_tables_[old].get(), "durations", sizeof(tcpstates_duration_key));
     clear_map(native_tables_[old].get(), "native buckets", sizeof(tcpstates_native_key));
+    retired_uncleared_ = false;
 }
 
 void CountTables::clear_durations(uint32_t generation) {

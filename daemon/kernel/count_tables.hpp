@@ -63,9 +63,12 @@ public:
     // The swap, in three steps so that the caller can hold its own lock only where it must:
     // prepare() puts the overflow tuples in the spare tuple table, then the tuples given (those
     // whose sockets are still counted: their counts must move in the new table), and installs
-    // both spares, waiting for the programs to leave the old tables; then, under the caller's
-    // lock, retire() makes the spares the tables in use and returns the old ones' final
-    // contents; then clear_retired() empties the old tables, which become the spares.
+    // the spares, waiting for the programs to leave the old tables; then, under the caller's
+    // lock, retire() returns the old ones' final contents and makes the spares the tables in
+    // use; then clear_retired() empties the old tables, which become the spares. Each throws
+    // BpfError: a failed prepare() or retire() leaves the tables the caller reads as they were
+    // (the next swap starts over), and the next prepare() completes a failed clear_retired().
+    // A tuple without room (full, or no memory) is left out: the programs add it themselves.
     void prepare(const std::vector<tcpstates_tuple_key>& carried);
     struct Retired {
         std::vector<TupleCounts> tuples;
@@ -87,6 +90,8 @@ private:
     Fd duration_tables_[2];
     Fd native_tables_[2];
     int live_ = 0;  // which of each pair the programs write
+    // The spares hold the counts retire() returned last: clear_retired() has yet to succeed.
+    bool retired_uncleared_ = false;
 };
 
 }  // namespace tcpstatesd
