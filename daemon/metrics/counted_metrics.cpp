@@ -799,6 +799,11 @@ std::vector<prometheus::MetricFamily> CountedMetrics::self_metrics(
                                 "the daemon's totals).",
                                 MetricType::Counter, static_cast<double>(swaps_)));
     out.push_back(single_sample(
+        "tcpstatesd_count_table_swap_failures_total",
+        "Swaps of the programs' count tables that failed (logged), mostly for want of kernel "
+        "memory: the tables in use keep counting, and fill, until a swap works again.",
+        MetricType::Counter, static_cast<double>(swap_failures_)));
+    out.push_back(single_sample(
         "tcpstatesd_socket_state_failures_total",
         "Sockets whose record could not be stored (no room in the record table: full, "
         "events.socket_table_size, or no memory, tcpstatesd_kernel_allocation_failures_total): "
@@ -889,6 +894,11 @@ void CountedMetrics::walked(const SocketWalk& walk) {
 void CountedMetrics::walk_failed() {
     std::lock_guard lock(mutex_);
     ++walk_failures_;
+}
+
+void CountedMetrics::swap_failed() {
+    std::lock_guard lock(mutex_);
+    ++swap_failures_;
 }
 
 bool CountedMetrics::swap_wanted() const {
@@ -1006,11 +1016,11 @@ void CountedMetrics::fold_retired() const {
         std::memcpy(&key, id.data(), sizeof key);
         counted.push_back(key);
     }
-    tables_.carry(counted);
     tuples_at_least_ = tuples_carried_ = counted.size();
     table_full_at_swap_ = program_.read_counters()[TCPSTATES_COUNTER_TUPLE_TABLE_FULL];
     replacement_pending_ = false;
     ++swaps_;
+    tables_.carry(counted);
 }
 
 void CountedMetrics::prepare_buckets(const HistogramBuckets& buckets) {

@@ -80,6 +80,8 @@ public:
     // Swaps the tables and folds the old one's counts in. Throws BpfError (then the old tables
     // stay in use and nothing is lost).
     void swap();
+    // A swap failed (logged by the caller): counted.
+    void swap_failed();
     // Reload, in two steps so that it is all or nothing (runtime/reload.hpp). First, before
     // anything changes: new buckets need a swap and the unused bucket generation cleared,
     // which may throw BpfError and change nothing the metrics show.
@@ -258,6 +260,7 @@ private:
     uint64_t walks_ = 0;
     uint64_t walk_corrections_ = 0;
     uint64_t walk_failures_ = 0;
+    uint64_t swap_failures_ = 0;
     uint64_t startup_sockets_ = 0;  // the first walk's
     double startup_seconds_ = 0;
     std::chrono::system_clock::time_point last_walk_{};

@@ -38,26 +38,38 @@ SocketWalk CountUpkeep::walk() {
     return walk;
 }
 
+void CountUpkeep::FailureRun::failed(const std::exception& e) {
+    if (failures_++ == 0) spdlog::warn("{}: {}; {}", doing_, e.what(), meanwhile_);
+}
+
+void CountUpkeep::FailureRun::succeeded() {
+    if (failures_ != 0) spdlog::info("{}: works again, after {} failed tries", doing_, failures_);
+    failures_ = 0;
+}
+
 void CountUpkeep::tick() {
     const auto now = Clock::now();
     if (program_.can_walk_sockets() && now >= next_walk_) {
         double seconds = 0;  // CPU time: on a loaded host the wall time is longer
         try {
             seconds = walk().cpu_seconds;
+            walk_failures_.succeeded();
         } catch (const std::exception& e) {
-            // The gauge keeps the last walk's timewait and request sockets meanwhile.
             metrics_.walk_failed();
-            if (failed_walks_++ == 0) spdlog::warn("{}; the next walk will try again", e.what());
+            walk_failures_.failed(e);
         }
         next_walk_ = next_walk_after(seconds);
     }
     if (now >= next_swap_check_) {
         next_swap_check_ = now + kMinSwapInterval;
         try {
-            if (metrics_.swap_wanted()) metrics_.swap();
+            if (metrics_.swap_wanted()) {
+                metrics_.swap();
+                swap_failures_.succeeded();
+            }
         } catch (const std::exception& e) {
-            spdlog::warn("swapping the count tables: {}; the tables in use keep counting",
-                         e.what());
+            metrics_.swap_failed();
+            swap_failures_.failed(e);
         }
     }
 }

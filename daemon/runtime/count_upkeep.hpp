@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 
 #include "kernel/socket_walk.hpp"
 
@@ -58,7 +59,26 @@ private:
     Clock::time_point next_listing_{};
     uint64_t startup_sockets_ = 0;
     double startup_seconds_ = 0;
-    uint64_t failed_walks_ = 0;
+
+    // Logs the first of a run of failures and the success that ends it, not each try: a lasting
+    // cause (a memory shortage) would log every few seconds. The metrics count each failure.
+    class FailureRun {
+    public:
+        FailureRun(const char* doing, const char* meanwhile)
+            : doing_(doing), meanwhile_(meanwhile) {}
+        void failed(const std::exception& e);
+        void succeeded();
+
+    private:
+        const char* doing_;
+        const char* meanwhile_;
+        uint64_t failures_ = 0;
+    };
+    FailureRun walk_failures_{"the background walk of the sockets",
+                              "the gauge keeps the last walk's TIME_WAIT and request sockets, and "
+                              "the next walk will try again"};
+    FailureRun swap_failures_{"swapping the count tables",
+                              "the tables in use keep counting, and the next check will try again"};
 };
 
 }  // namespace tcpstatesd
