@@ -11,12 +11,11 @@ Every port the test uses is in `filters.local_ports`, so that only its own liste
 connections are counted, and in `labels.port.ports` with `max_values: 1`: the first, HOLDER,
 takes the only value, each other's tuple is one of its own in the kernel's table and goes under
 `other` in the metrics, within `labels.max_series` of 256, where the tuple tables hold 1024 and
-a swap is wanted once 128 new tuples are added (an eighth). NEW_PORTS new ports are more than
-that, then, whatever the swaps before carried.
+a swap is wanted once 128 new tuples are added (an eighth) to those the last swap carried (the
+holder's): NEW_PORTS new ports are more.
 
-1. Every insert refused: the swaps fail, each is counted (tcpstatesd_count_table_swap_failures_
-   total) and only the first is logged; with inserts allowed again, a swap succeeds and its
-   success after the failures is logged once.
+1. Every insert refused: the swaps fail, each is counted and only the first is logged; with
+   inserts allowed again, a swap succeeds and its success after the failures is logged once.
 2. Only the carried tuples refused (those of sockets still counted, which a swap puts in the new
    table): the swap succeeds without them, and the gauge stays exact, HELD connections to HOLDER
    counted ESTABLISHED before they are aborted and none after, with no move of the gauge lost:
