@@ -63,10 +63,9 @@ void CountUpkeep::tick() {
     if (now >= next_swap_check_) {
         next_swap_check_ = now + kMinSwapInterval;
         try {
-            if (metrics_.swap_wanted()) {
-                metrics_.swap();
-                swap_failures_.succeeded();
-            }
+            if (metrics_.swap_wanted()) metrics_.swap();
+            // Also when a reload's swap made this one unnecessary: a later failure is logged.
+            swap_failures_.succeeded();
         } catch (const std::exception& e) {
             metrics_.swap_failed();
             swap_failures_.failed(e);
