@@ -28,23 +28,13 @@ import os
 import socket
 import struct
 
-from e2e_support import (Daemon, fail, free_port, in_own_network_namespace, sample, scratch_dir,
-                         test_arguments, wait_for)
+from e2e_support import (Daemon, connections, fail, free_port, in_own_network_namespace, sample,
+                         scratch_dir, test_arguments, wait_for)
 
 NEW_PORTS = 200
 HELD = 20
 SWAP_WARNING = "swapping the count tables: adding the overflow tuples"
 SWAPS_AGAIN = "swapping the count tables: works again, after"
-
-
-def listened_once(ports):
-    """A listener on each of `ports` with one connection, then all closed, listeners last."""
-    for port in ports:
-        with socket.create_server(("127.0.0.1", port)) as listener:
-            client = socket.create_connection(("127.0.0.1", port), timeout=10)
-            server, _ = listener.accept()
-            client.close()
-            server.close()
 
 
 def aborted(sock):
@@ -73,14 +63,15 @@ def every_insert_refused(daemon, now, flag, ports):
     """Part 1; `now()` gives counters() of the daemon."""
     before = now()
     refuse(flag, "all")
-    listened_once(ports)
+    for port in ports:
+        connections(1, port=port)
     wait_for("two failed swaps", lambda: now()["failures"] >= before["failures"] + 2,
-             seen=lambda: now())
+             seen=now)
     if now()["swaps"] != before["swaps"]:
         fail(f"a swap succeeded while every insert was refused: {now()}")
     os.remove(flag)
     wait_for("a swap once inserts are allowed",
-             lambda: now()["swaps"] > before["swaps"], seen=lambda: now())
+             lambda: now()["swaps"] > before["swaps"], seen=now)
     log = daemon.log()
     warnings, recoveries = log.count(SWAP_WARNING), log.count(SWAPS_AGAIN)
     print(f"every insert refused: {now()}; {warnings} warning, {recoveries} recovery")
@@ -99,18 +90,19 @@ def carried_tuples_refused(now, flag, holder, ports):
     # Both ends: the client's service port is HOLDER too.
     wait_for(f"{2 * HELD} ESTABLISHED sockets under the holder's port",
              lambda: now()["holder established"] == 2 * HELD,
-             seen=lambda: now())
+             seen=now)
     refuse(flag, "carried")
-    listened_once(ports)
+    for port in ports:
+        connections(1, port=port)
     wait_for("a swap with the carried tuples refused",
-             lambda: now()["swaps"] > before["swaps"], seen=lambda: now())
+             lambda: now()["swaps"] > before["swaps"], seen=now)
     os.remove(flag)
     swapped = now()
     for client, server in held:
         aborted(client)
         aborted(server)
     wait_for("no ESTABLISHED socket under the holder's port",
-             lambda: now()["holder established"] == 0, seen=lambda: now())
+             lambda: now()["holder established"] == 0, seen=now)
     after = now()
     print(f"carried tuples refused: {swapped} after the swap, {after} after the aborts")
     if swapped["holder established"] != 2 * HELD or swapped["failures"] != before["failures"]:
